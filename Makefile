@@ -1,0 +1,39 @@
+# `make run` and `make test` each do all of their own set-up on a fresh Debian
+# machine with Python 3.11+: a virtual environment in .venv, the dependencies,
+# the compiled signal core, and (for tests) a mosquitto binary.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SOURCES := setup.py pyproject.toml $(wildcard ext/*.pyx ext/*.pxd)
+
+.PHONY: run test test-compiled test-python bench clean
+
+$(STAMP): $(SOURCES)
+	PYTHON=$(PYTHON) sh scripts/host-deps.sh build
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -q Cython
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test]'
+	$(BIN)/python -c 'import edge_agent.dsp as d; print("edge-agent: signal core =", d.IMPLEMENTATION)'
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/edge-agent run --simulate
+
+test: $(STAMP)
+	sh scripts/host-deps.sh broker
+	$(MAKE) test-compiled test-python
+
+test-compiled: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-python: $(STAMP)
+	EDGE_AGENT_PUREPYTHON=1 $(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_chain.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info ext/*.c edge_agent/*.so

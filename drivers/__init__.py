@@ -1,0 +1,1 @@
+"""Hardware drivers and simulated hardware. Imports nothing from edge_agent."""

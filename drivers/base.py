@@ -1,0 +1,60 @@
+"""What every sensor driver shares: channel descriptions, readings, the base class."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DriverError(Exception):
+    """Base of the errors drivers raise on purpose."""
+
+
+class ChipNotFound(DriverError, OSError):
+    """Nothing answered at the address, or the chip ID register holds another chip's ID."""
+
+
+@dataclass(frozen=True)
+class ChannelSpec:
+    """One measured quantity of a sensor: its name, unit, default resolution and physical range."""
+
+    name: str
+    unit: str
+    resolution: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One reading of a sensor: Unix time (s), monotonic time (s), and values by channel name."""
+
+    t: float
+    mono: float
+    values: dict[str, float]
+
+
+class Sensor:
+    """Base class of sensor drivers.
+
+    A subclass must set ``TYPE`` (the config ``type``), ``CHANNELS`` (a tuple of
+    ChannelSpec) and ``DEFAULT_ADDRESS``, and override ``read()``. It may override
+    ``close()`` when it holds a resource. Its constructor takes the bus as a
+    keyword-only argument (``bus=``), never a global.
+    """
+
+    TYPE: str = ""
+    CHANNELS: tuple[ChannelSpec, ...] = ()
+    DEFAULT_ADDRESS: int = 0
+
+    def read(self) -> Reading:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the driver holds (the shared bus stays open for others)."""
+
+    @classmethod
+    def channel(cls, name: str) -> ChannelSpec:
+        for spec in cls.CHANNELS:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)

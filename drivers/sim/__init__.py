@@ -1,0 +1,1 @@
+"""Register-level simulators of the supported chips, usable by the agent and tests."""

@@ -1,0 +1,441 @@
+"""Configuration: YAML validated on load into frozen, typed objects.
+
+Every error names the file, the key path (``sensors[0].filters[1].window``) and
+what was expected. Unknown keys are errors. Durations and sizes are written as
+people write them (``10s``, ``512MiB``). See docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import socket
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from drivers.registry import SENSOR_TYPES
+from drivers.sim.profiles import Wave
+from edge_agent.dsp import MAX_MEDIAN_WINDOW, STAGE_KINDS
+from edge_agent.errors import ConfigError
+from edge_agent.units import parse_duration, parse_size
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of a channel's chain: ``kind`` and its parameter (window, alpha or width)."""
+
+    kind: str
+    param: float
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    name: str
+    unit: str
+    resolution: float
+    filters: tuple[StageConfig, ...]
+
+    def chain_spec(self) -> list[tuple[str, float]]:
+        return [(s.kind, s.param) for s in self.filters]
+
+    @property
+    def error_bound(self) -> float:
+        """Largest difference between a filtered value and its decoded reconstruction."""
+        return sum(s.param for s in self.filters if s.kind == "deadband") + self.resolution / 2
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    name: str
+    type: str
+    bus: int
+    address: int
+    interval: float
+    channels: tuple[ChannelConfig, ...]
+    heater_temp: int = 320
+    heater_ms: int = 150
+    sim: dict[str, Wave] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    url: str
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "mqtts"
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    broker: BrokerConfig
+    topic_prefix: str = "edge"
+    client_id: str = ""
+    keepalive: float = 30.0
+    protocol: str = "5"
+    inflight: int = 20
+    allow_insecure: bool = False
+    ca_file: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str
+    max_size: int
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node_id: str
+    flush_interval: float
+    state_dir: str
+    mqtt: MqttConfig
+    store: StoreConfig
+    sensors: tuple[SensorConfig, ...]
+    source: str = "<built-in default>"
+
+    def sensor(self, name: str) -> SensorConfig:
+        for s in self.sensors:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+def _default_state_dir() -> str:
+    # systemd's StateDirectory= sets STATE_DIRECTORY; elsewhere the FHS place.
+    return os.environ.get("STATE_DIRECTORY", "/var/lib/edge-agent").split(":")[0]
+
+
+DEFAULT_NODE_YAML = """\
+# The built-in default node: one simulated BME680, used by `edge-agent run --simulate`
+# when no configuration file is given.
+node:
+  id: sim-{host}
+flush_interval: 10s
+mqtt:
+  broker: mqtt://127.0.0.1:1883
+  topic_prefix: edge
+sensors:
+  - name: bme680
+    type: bme680
+    bus: 1
+    address: 0x77
+    interval: 1s
+    filters:
+      - {{type: median, window: 5}}
+      - {{type: ema, alpha: 0.5}}
+    channels:
+      temperature: {{resolution: 0.01, deadband: 0.02}}
+      humidity:    {{resolution: 0.01, deadband: 0.05}}
+      pressure:    {{resolution: 0.01, deadband: 0.02}}
+      gas:         {{resolution: 1, deadband: 200}}
+    sim:
+      temperature: {{mean: 21.0, amplitude: 2.0, period: 10min}}
+      humidity:    {{mean: 45.0, amplitude: 5.0, period: 15min}}
+      pressure:    {{mean: 1013.25, amplitude: 0.5, period: 30min}}
+      gas:         {{mean: 50000, amplitude: 5000, period: 20min}}
+"""
+
+
+def default_node_yaml() -> str:
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:40] or "node"
+    return DEFAULT_NODE_YAML.format(host=host)
+
+
+class _Ctx:
+    """Where we are in the document, for error messages."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, expected: str, got: Any = None, *, show_got: bool = True) -> ConfigError:
+        where = f"{self.source}: {path}" if path else self.source
+        msg = f"{where}: expected {expected}"
+        if show_got:
+            msg += f", got {got!r}"
+        return ConfigError(msg)
+
+    def mapping(self, value: Any, path: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(path, "a mapping", value)
+        for key in value:
+            if key not in allowed:
+                sub = f"{path}.{key}" if path else str(key)
+                raise self.fail(sub, "no such key (allowed: " + ", ".join(sorted(allowed)) + ")",
+                                show_got=False)
+        for key in required:
+            if key not in value:
+                sub = f"{path}.{key}" if path else key
+                raise self.fail(sub, "this key to be present", show_got=False)
+        return value
+
+    def number(self, value: Any, path: str, *, low: float | None = None, high: float | None = None,
+               integer: bool = False, low_open: bool = False) -> float:
+        kind = "an integer" if integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+            raise self.fail(path, kind, value)
+        if value != value or (low is not None and (value < low or (low_open and value == low))) \
+                or (high is not None and value > high):
+            rng = f"{'(' if low_open else '['}{low if low is not None else '-inf'}, " \
+                  f"{high if high is not None else 'inf'}]"
+            raise self.fail(path, f"{kind} in {rng}", value)
+        return value
+
+    def duration(self, value: Any, path: str, *, positive: bool = True) -> float:
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"{self.source}: {path}: {exc}") from None
+        if positive and seconds <= 0:
+            raise self.fail(path, "a duration greater than zero", value)
+        return seconds
+
+    def size(self, value: Any, path: str) -> int:
+        try:
+            return parse_size(value)
+        except ValueError as exc:
+            raise ConfigError(f"{self.source}: {path}: {exc}") from None
+
+    def string(self, value: Any, path: str, *, pattern: re.Pattern | None = None, what: str = "a string") -> str:
+        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+            raise self.fail(path, what, value)
+        return value
+
+    def boolean(self, value: Any, path: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(path, "true or false", value)
+        return value
+
+
+def parse_broker_url(url: str) -> BrokerConfig:
+    """``mqtt://host[:port]`` (default 1883) or ``mqtts://host[:port]`` (default 8883)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"expected a broker URL such as mqtt://127.0.0.1:1883 or mqtts://host:8883, got {url!r}")
+    if parts.path not in ("", "/") or parts.query or parts.username or parts.password:
+        raise ValueError(f"a broker URL carries only scheme, host and port (credentials go in "
+                         f"mqtt.username / mqtt.password_file), got {url!r}")
+    try:
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    except ValueError:
+        raise ValueError(f"bad port in broker URL {url!r}") from None
+    return BrokerConfig(url=url, scheme=parts.scheme, host=parts.hostname, port=port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_filters(ctx: _Ctx, raw: Any, path: str) -> list[StageConfig]:
+    if not isinstance(raw, list):
+        raise ctx.fail(path, "a list of filters", raw)
+    out = []
+    for i, item in enumerate(raw):
+        p = f"{path}[{i}]"
+        if not isinstance(item, dict) or "type" not in item:
+            raise ctx.fail(p, "a mapping with a 'type' (one of " + ", ".join(STAGE_KINDS) + ")", item)
+        kind = item["type"]
+        if kind == "median":
+            ctx.mapping(item, p, {"type", "window"}, {"window"})
+            w = ctx.number(item["window"], f"{p}.window", low=1, high=MAX_MEDIAN_WINDOW, integer=True)
+            out.append(StageConfig("median", w))
+        elif kind == "ema":
+            ctx.mapping(item, p, {"type", "alpha"}, {"alpha"})
+            a = ctx.number(item["alpha"], f"{p}.alpha", low=0.0, high=1.0, low_open=True)
+            out.append(StageConfig("ema", float(a)))
+        elif kind == "deadband":
+            ctx.mapping(item, p, {"type", "width"}, {"width"})
+            out.append(StageConfig("deadband", float(ctx.number(item["width"], f"{p}.width", low=0.0))))
+        else:
+            raise ctx.fail(f"{p}.type", "one of " + ", ".join(STAGE_KINDS), kind)
+    return out
+
+
+def _parse_wave(ctx: _Ctx, raw: Any, path: str) -> Wave:
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return Wave(float(raw))
+    m = ctx.mapping(raw, path, {"mean", "amplitude", "period"}, {"mean"})
+    return Wave(float(ctx.number(m["mean"], f"{path}.mean")),
+                float(ctx.number(m.get("amplitude", 0.0), f"{path}.amplitude", low=0.0)),
+                ctx.duration(m.get("period", "1h"), f"{path}.period"))
+
+
+def _parse_sensor(ctx: _Ctx, raw: Any, path: str) -> SensorConfig:
+    m = ctx.mapping(raw, path, {"name", "type", "bus", "address", "interval", "filters", "channels",
+                                "heater", "sim"}, {"type"})
+    stype = m["type"]
+    if stype not in SENSOR_TYPES:
+        raise ctx.fail(f"{path}.type", "one of " + ", ".join(sorted(SENSOR_TYPES)), stype)
+    driver = SENSOR_TYPES[stype]
+    name = ctx.string(m.get("name", stype), f"{path}.name", pattern=_NAME,
+                      what="a name of letters, digits, '.', '_' or '-' (at most 64)")
+    bus = int(ctx.number(m.get("bus", 1), f"{path}.bus", low=0, high=255, integer=True))
+    address = int(ctx.number(m.get("address", driver.DEFAULT_ADDRESS), f"{path}.address",
+                             low=0x08, high=0x77, integer=True))
+    interval = ctx.duration(m.get("interval", "1s"), f"{path}.interval")
+    default_filters = _parse_filters(ctx, m.get("filters", []), f"{path}.filters")
+
+    raw_channels = m.get("channels", {})
+    if not isinstance(raw_channels, dict):
+        raise ctx.fail(f"{path}.channels", "a mapping of channel name to settings", raw_channels)
+    known = {c.name for c in driver.CHANNELS}
+    for cname in raw_channels:
+        if cname not in known:
+            raise ctx.fail(f"{path}.channels.{cname}", f"a channel of {stype} ({', '.join(sorted(known))})",
+                           show_got=False)
+    channels = []
+    for spec in driver.CHANNELS:
+        cpath = f"{path}.channels.{spec.name}"
+        craw = raw_channels.get(spec.name) or {}
+        cm = ctx.mapping(craw, cpath, {"resolution", "filters", "deadband", "enabled"})
+        if not ctx.boolean(cm.get("enabled", True), f"{cpath}.enabled"):
+            continue
+        resolution = float(ctx.number(cm.get("resolution", spec.resolution), f"{cpath}.resolution",
+                                      low=0.0, low_open=True))
+        filters = (_parse_filters(ctx, cm["filters"], f"{cpath}.filters") if "filters" in cm
+                   else list(default_filters))
+        if "deadband" in cm:
+            width = float(ctx.number(cm["deadband"], f"{cpath}.deadband", low=0.0))
+            filters = [f for f in filters if f.kind != "deadband"] + [StageConfig("deadband", width)]
+        channels.append(ChannelConfig(spec.name, spec.unit, resolution, tuple(filters)))
+    if not channels:
+        raise ctx.fail(f"{path}.channels", "at least one enabled channel", show_got=False)
+
+    heater = ctx.mapping(m.get("heater", {}), f"{path}.heater", {"temperature", "duration"})
+    heater_temp = int(ctx.number(heater.get("temperature", 320), f"{path}.heater.temperature",
+                                 low=200, high=400, integer=True))
+    heater_ms = round(ctx.duration(heater.get("duration", "150ms"), f"{path}.heater.duration") * 1000)
+    if heater_ms > 4032:
+        raise ctx.fail(f"{path}.heater.duration", "at most 4032ms (the chip's longest gas wait)",
+                       heater.get("duration"))
+
+    sim_raw = ctx.mapping(m.get("sim", {}), f"{path}.sim", known)
+    sim = {k: _parse_wave(ctx, v, f"{path}.sim.{k}") for k, v in sim_raw.items()}
+    return SensorConfig(name=name, type=stype, bus=bus, address=address, interval=interval,
+                        channels=tuple(channels), heater_temp=heater_temp, heater_ms=heater_ms, sim=sim)
+
+
+def _parse_mqtt(ctx: _Ctx, raw: Any, node_id: str) -> MqttConfig:
+    m = ctx.mapping(raw, "mqtt", {"broker", "topic_prefix", "client_id", "keepalive", "protocol",
+                                  "inflight", "allow_insecure", "ca_file", "username", "password_file"},
+                    {"broker"})
+    try:
+        broker = parse_broker_url(ctx.string(m["broker"], "mqtt.broker"))
+    except ValueError as exc:
+        raise ConfigError(f"{ctx.source}: mqtt.broker: {exc}") from None
+    prefix = ctx.string(m.get("topic_prefix", "edge"), "mqtt.topic_prefix",
+                        pattern=re.compile(r"^[^#+\s/][^#+\s]*[^#+\s/]$|^[^#+\s/]$"),
+                        what="a topic prefix without '#', '+', spaces, or a leading/trailing '/'")
+    protocol = str(m.get("protocol", "5"))
+    if protocol not in ("5", "3.1.1"):
+        raise ctx.fail("mqtt.protocol", "5 or 3.1.1", m.get("protocol"))
+    allow_insecure = ctx.boolean(m.get("allow_insecure", False), "mqtt.allow_insecure")
+    if not broker.tls and not is_loopback(broker.host) and not allow_insecure:
+        raise ConfigError(f"{ctx.source}: mqtt.broker: plaintext mqtt:// to {broker.host} would send data "
+                          f"and credentials unencrypted; use mqtts:// or set mqtt.allow_insecure: true")
+    return MqttConfig(
+        broker=broker, topic_prefix=prefix,
+        client_id=ctx.string(m.get("client_id", f"edge-agent-{node_id}"), "mqtt.client_id"),
+        keepalive=ctx.duration(m.get("keepalive", "30s"), "mqtt.keepalive"),
+        protocol=protocol,
+        inflight=int(ctx.number(m.get("inflight", 20), "mqtt.inflight", low=1, high=1000, integer=True)),
+        allow_insecure=allow_insecure,
+        ca_file=ctx.string(m["ca_file"], "mqtt.ca_file") if "ca_file" in m else None,
+        username=ctx.string(m["username"], "mqtt.username") if "username" in m else None,
+        password_file=ctx.string(m["password_file"], "mqtt.password_file") if "password_file" in m else None,
+    )
+
+
+def parse_config(doc: Any, source: str) -> AgentConfig:
+    """Validate a parsed YAML document into an AgentConfig (raises ConfigError)."""
+    ctx = _Ctx(source)
+    m = ctx.mapping(doc, "", {"node", "flush_interval", "state_dir", "mqtt", "store", "sensors"},
+                    {"node", "mqtt", "sensors"})
+    node = ctx.mapping(m["node"], "node", {"id"}, {"id"})
+    node_id = ctx.string(node["id"], "node.id", pattern=_NAME,
+                         what="a node id of letters, digits, '.', '_' or '-' (at most 64)")
+    state_dir = ctx.string(m.get("state_dir", _default_state_dir()), "state_dir")
+    store = ctx.mapping(m.get("store", {}), "store", {"path", "max_size"})
+    store_cfg = StoreConfig(
+        path=ctx.string(store.get("path", ""), "store.path"),
+        max_size=ctx.size(store.get("max_size", "256MiB"), "store.max_size"),
+    )
+    sensors_raw = m["sensors"]
+    if not isinstance(sensors_raw, list) or not sensors_raw:
+        raise ctx.fail("sensors", "a non-empty list of sensors", sensors_raw)
+    sensors = tuple(_parse_sensor(ctx, s, f"sensors[{i}]") for i, s in enumerate(sensors_raw))
+    names = [s.name for s in sensors]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            raise ctx.fail(f"sensors[{i}].name", "a name not used by another sensor", n)
+    return AgentConfig(
+        node_id=node_id,
+        flush_interval=ctx.duration(m.get("flush_interval", "10s"), "flush_interval"),
+        state_dir=state_dir,
+        mqtt=_parse_mqtt(ctx, m["mqtt"], node_id),
+        store=store_cfg,
+        sensors=sensors,
+        source=source,
+    )
+
+
+def load_config(path: str | os.PathLike | None = None) -> AgentConfig:
+    """Load and validate a YAML file; without a path, the built-in default node."""
+    if path is None:
+        return parse_config(yaml.safe_load(default_node_yaml()), "<built-in default>")
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
+    return parse_config(doc, source)
+
+
+def with_overrides(cfg: AgentConfig, *, broker: str | None = None, state_dir: str | None = None,
+                   flush_interval: str | None = None) -> AgentConfig:
+    """Apply command-line flags on top of a loaded configuration, validated the same way."""
+    ctx = _Ctx("command line")
+    if broker is not None:
+        try:
+            b = parse_broker_url(broker)
+        except ValueError as exc:
+            raise ConfigError(f"command line: --broker: {exc}") from None
+        if not b.tls and not is_loopback(b.host) and not cfg.mqtt.allow_insecure:
+            raise ConfigError(f"command line: --broker: plaintext mqtt:// to {b.host} is refused "
+                              f"unless the config sets mqtt.allow_insecure: true")
+        cfg = replace(cfg, mqtt=replace(cfg.mqtt, broker=b))
+    if state_dir is not None:
+        cfg = replace(cfg, state_dir=state_dir)
+    if flush_interval is not None:
+        cfg = replace(cfg, flush_interval=ctx.duration(flush_interval, "--flush-interval"))
+    return cfg
+
+
+def store_path(cfg: AgentConfig) -> str:
+    return cfg.store.path or os.path.join(cfg.state_dir, "queue.sqlite3")

@@ -1,0 +1,50 @@
+#!/bin/sh
+# Make sure the host has what `make run` / `make test` need, installing Debian
+# packages with apt-get where they are missing and we are root.
+#   host-deps.sh build   -> python3 venv support, a C compiler, Python headers
+#   host-deps.sh broker  -> a mosquitto binary (for the integration tests)
+# Without root, a missing piece is reported and the caller decides what to do.
+set -eu
+
+PY=${PYTHON:-python3}
+missing=""
+
+need_pkg() { missing="$missing $1"; }
+
+case "${1:-build}" in
+build)
+    if ! $PY -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        echo "host-deps: $PY is missing or older than 3.11" >&2
+        exit 1
+    fi
+    $PY -c 'import venv, ensurepip' 2>/dev/null || need_pkg python3-venv
+    command -v cc >/dev/null 2>&1 || need_pkg gcc
+    inc=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+    [ -f "$inc/Python.h" ] || need_pkg python3-dev
+    ;;
+broker)
+    command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkg mosquitto
+    ;;
+*)
+    echo "usage: $0 build|broker" >&2
+    exit 64
+    ;;
+esac
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "host-deps: installing$missing with apt-get" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >&2
+    if [ "$1" = broker ]; then
+        # Debian starts the packaged broker on 1883; the tests start their own.
+        systemctl disable --now mosquitto >/dev/null 2>&1 || true
+    fi
+    exit 0
+fi
+echo "host-deps: missing$missing (not root, or no apt-get): install them to go further" >&2
+[ "$1" = broker ] && exit 0   # broker tests then skip loudly, or fail under EDGE_AGENT_REQUIRE_BROKER=1
+exit 1
