@@ -93,7 +93,6 @@ class MqttConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: str
-    max_size: int
 
 
 @dataclass(frozen=True)
@@ -372,11 +371,8 @@ def parse_config(doc: Any, source: str) -> AgentConfig:
     node_id = ctx.string(node["id"], "node.id", pattern=_NAME,
                          what="a node id of letters, digits, '.', '_' or '-' (at most 64)")
     state_dir = ctx.string(m.get("state_dir", _default_state_dir()), "state_dir")
-    store = ctx.mapping(m.get("store", {}), "store", {"path", "max_size"})
-    store_cfg = StoreConfig(
-        path=ctx.string(store.get("path", ""), "store.path"),
-        max_size=ctx.size(store.get("max_size", "256MiB"), "store.max_size"),
-    )
+    store = ctx.mapping(m.get("store", {}), "store", {"path"})
+    store_cfg = StoreConfig(path=ctx.string(store.get("path", ""), "store.path"))
     sensors_raw = m["sensors"]
     if not isinstance(sensors_raw, list) or not sensors_raw:
         raise ctx.fail("sensors", "a non-empty list of sensors", sensors_raw)

@@ -1,0 +1,225 @@
+"""The ``edge-agent`` command line.
+
+Exit codes: 0 success; 1 a runtime failure (broker unreachable for tail, bad
+payload for decode); 2 bad usage or an invalid configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+import uuid
+
+from edge_agent import __version__
+from edge_agent.errors import ConfigError, EdgeAgentError, WireFormatError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class KeyValueFormatter(logging.Formatter):
+    """One line per event: time, level, logger, then the message's key=value fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} level={record.levelname.lower()} " \
+               f"logger={record.name} {record.getMessage()}"
+        if record.exc_info:
+            base += " exc=" + repr(self.formatException(record.exc_info))
+        return base
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def _sample_line(row: dict) -> str:
+    t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(row["t"])) + f".{int(row['t'] * 1000) % 1000:03d}Z"
+    return f"{row['node']} {row['stream']} seq={row['seq']} {t} {row['channel']}={row['value']} {row['unit']}"
+
+
+def _print_batch(batch, as_json: bool) -> None:
+    for row in batch.rows():
+        print(json.dumps(row, ensure_ascii=False) if as_json else _sample_line(row), flush=True)
+
+
+def cmd_run(args) -> int:
+    from edge_agent.config import load_config, with_overrides
+    from edge_agent.service import run_agent
+
+    cfg = with_overrides(load_config(args.config), broker=args.broker, state_dir=args.state_dir,
+                         flush_interval=args.flush_interval)
+    if args.config is None and not args.simulate:
+        raise ConfigError("no --config given: the built-in default node has only simulated "
+                          "sensors, so it needs --simulate")
+    return run_agent(cfg, simulate=args.simulate)
+
+
+def cmd_check_config(args) -> int:
+    from edge_agent.config import load_config
+
+    cfg = load_config(args.file)
+    if args.json:
+        print(json.dumps({"file": args.file, "valid": True, "node": cfg.node_id,
+                          "sensors": [s.name for s in cfg.sensors]}))
+    else:
+        print(f"{args.file}: valid (node {cfg.node_id}, {len(cfg.sensors)} sensor(s): "
+              f"{', '.join(s.name for s in cfg.sensors)})")
+    return EXIT_OK
+
+
+def cmd_decode(args) -> int:
+    from edge_agent import wire
+
+    try:
+        with open(args.file, "rb") as f:
+            payload = f.read()
+    except OSError as exc:
+        print(f"edge-agent decode: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAIL
+    try:
+        batch = wire.decode(payload)
+    except WireFormatError as exc:
+        print(f"edge-agent decode: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    if args.topic:
+        where = wire.parse_data_topic(args.topic)
+        if where is None or where != (batch.node, batch.stream):
+            print(f"edge-agent decode: topic {args.topic!r} does not match the payload's node "
+                  f"{batch.node!r} and stream {batch.stream!r}", file=sys.stderr)
+            return EXIT_FAIL
+    _print_batch(batch, args.json)
+    return EXIT_OK
+
+
+def cmd_tail(args) -> int:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from edge_agent import wire
+    from edge_agent.config import parse_broker_url
+
+    try:
+        broker = parse_broker_url(args.broker)
+    except ValueError as exc:
+        raise ConfigError(f"command line: --broker: {exc}") from None
+    persistent = args.client_id is not None
+    client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                         client_id=args.client_id or f"edge-agent-tail-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+    if broker.tls:
+        import ssl
+        client.tls_set_context(ssl.create_default_context(cafile=args.ca_file))
+    done = threading.Event()
+    state = {"messages": 0, "error": None}
+    topic = args.topic or f"{args.prefix}/+/data/+"
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            state["error"] = f"broker refused the connection: {reason_code}"
+            done.set()
+            return
+        c.subscribe(topic, qos=1)
+
+    def on_message(c, userdata, msg):
+        try:
+            batch = wire.decode(msg.payload)
+        except WireFormatError as exc:
+            print(f"edge-agent tail: {msg.topic}: {exc}", file=sys.stderr, flush=True)
+            return
+        _print_batch(batch, args.json)
+        state["messages"] += 1
+        if args.count and state["messages"] >= args.count:
+            done.set()
+
+    client.on_connect = on_connect
+    client.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)
+    # A persistent session keeps our subscription and queued messages while we are away.
+    props.SessionExpiryInterval = 7 * 86400 if persistent else 0
+    try:
+        client.connect(broker.host, broker.port, keepalive=30, clean_start=not persistent, properties=props)
+    except OSError as exc:
+        print(f"edge-agent tail: cannot connect to {broker.url}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAIL
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda *_: done.set())
+    client.loop_start()
+    done.wait(args.timeout)
+    client.disconnect()
+    client.loop_stop()
+    if state["error"]:
+        print(f"edge-agent tail: {state['error']}", file=sys.stderr)
+        return EXIT_FAIL
+    if args.count and state["messages"] < args.count:
+        print(f"edge-agent tail: {state['messages']} of {args.count} messages before the timeout",
+              file=sys.stderr)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-agent", description="Sensor node agent: sample, "
+                                "smooth, compress, store and forward over MQTT.")
+    p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run the agent until SIGTERM/SIGINT")
+    r.add_argument("--config", metavar="FILE", help="node configuration (default: the built-in "
+                   "simulated node, with --simulate)")
+    r.add_argument("--simulate", action="store_true", help="use simulated buses and chips")
+    r.add_argument("--broker", metavar="URL", help="override mqtt.broker (mqtt://host:port, mqtts://...)")
+    r.add_argument("--state-dir", metavar="DIR", help="override state_dir (where the queue lives)")
+    r.add_argument("--flush-interval", metavar="DURATION", help="override flush_interval (e.g. 10s)")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check-config", help="validate a configuration file (exit 0 valid, 2 invalid)")
+    c.add_argument("file", metavar="FILE")
+    c.add_argument("--json", action="store_true", help="machine-readable result")
+    c.set_defaults(func=cmd_check_config)
+
+    t = sub.add_parser("tail", help="subscribe to data topics, decode and print samples")
+    t.add_argument("--broker", required=True, metavar="URL")
+    t.add_argument("--json", action="store_true", help="one JSON object per sample")
+    t.add_argument("--count", type=int, default=0, metavar="N", help="stop after N data messages")
+    t.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds")
+    t.add_argument("--client-id", metavar="ID", help="use a persistent session under this client id, "
+                   "so nothing is missed across restarts of tail")
+    t.add_argument("--prefix", default="edge", help="topic prefix (default: edge)")
+    t.add_argument("--topic", metavar="FILTER", help="subscription filter (default: PREFIX/+/data/+)")
+    t.add_argument("--ca-file", metavar="FILE", help="CA bundle for mqtts:// brokers")
+    t.set_defaults(func=cmd_tail)
+
+    d = sub.add_parser("decode", help="decode one saved payload and print its samples")
+    d.add_argument("file", metavar="FILE")
+    d.add_argument("--json", action="store_true", help="one JSON object per sample")
+    d.add_argument("--topic", help="the topic it was received on, checked against the payload")
+    d.set_defaults(func=cmd_decode)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EdgeAgentError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
