@@ -141,8 +141,18 @@ def cmd_tail(args) -> int:
         if args.count and state["messages"] >= args.count:
             done.set()
 
+    def on_subscribe(c, userdata, mid, reason_codes, properties):
+        if any(rc.is_failure for rc in reason_codes):
+            state["error"] = f"subscription to {topic!r} refused: {reason_codes[0]}"
+            done.set()
+        else:
+            logging.getLogger("edge_agent.tail").info("event=subscribed broker=%s topic=%s session=%s",
+                                                      broker.url, topic,
+                                                      "persistent" if persistent else "clean")
+
     client.on_connect = on_connect
     client.on_message = on_message
+    client.on_subscribe = on_subscribe
     props = Properties(PacketTypes.CONNECT)
     # A persistent session keeps our subscription and queued messages while we are away.
     props.SessionExpiryInterval = 7 * 86400 if persistent else 0

@@ -44,10 +44,3 @@ def parse_size(value: str | int) -> int:
         raise ValueError(f"expected a non-negative size, got {value!r}")
     return size
 
-
-def format_duration(seconds: float) -> str:
-    """The shortest exact human form of a duration in seconds."""
-    for unit, factor in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
-        if seconds >= factor and float(seconds / factor).is_integer():
-            return f"{int(seconds // factor)}{unit}"
-    return f"{round(seconds * 1000)}ms"

@@ -1,0 +1,156 @@
+"""Configuration: valid files load into frozen objects; every error names file, key path and expectation."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from edge_agent.config import default_node_yaml, load_config, with_overrides
+from edge_agent.errors import ConfigError
+from edge_agent.units import parse_duration, parse_size
+
+GOOD = """\
+node: {id: lamp-0042}
+flush_interval: 30s
+state_dir: /tmp/x
+mqtt:
+  broker: mqtts://backbone.example.net
+  topic_prefix: city/north
+sensors:
+  - name: air
+    type: bme680
+    address: 0x76
+    interval: 2s
+    filters:
+      - {type: median, window: 5}
+      - {type: ema, alpha: 0.3}
+    channels:
+      temperature: {resolution: 0.1, deadband: 0.1}
+      gas: {enabled: false}
+"""
+
+
+def write(tmp_path, text, name="node.yaml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+def test_good_file_loads_into_frozen_typed_objects(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    assert cfg.node_id == "lamp-0042"
+    assert cfg.flush_interval == 30.0
+    assert cfg.mqtt.broker.tls and cfg.mqtt.broker.port == 8883 and cfg.mqtt.topic_prefix == "city/north"
+    (air,) = cfg.sensors
+    assert (air.name, air.address, air.interval) == ("air", 0x76, 2.0)
+    names = [c.name for c in air.channels]
+    assert names == ["temperature", "humidity", "pressure"]  # gas disabled
+    temp = air.channels[0]
+    assert temp.resolution == 0.1
+    assert temp.chain_spec() == [("median", 5), ("ema", 0.3), ("deadband", 0.1)]
+    assert temp.error_bound == pytest.approx(0.1 + 0.05)
+    assert air.channels[1].chain_spec() == [("median", 5), ("ema", 0.3)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.node_id = "other"
+
+
+def test_builtin_default_node_has_one_simulated_bme680():
+    cfg = load_config(None)
+    assert [(s.type, s.name) for s in cfg.sensors] == [("bme680", "bme680")]
+    assert cfg.flush_interval == 10.0
+    assert cfg.mqtt.broker.url == "mqtt://127.0.0.1:1883"
+    assert set(cfg.sensors[0].sim) == {"temperature", "humidity", "pressure", "gas"}
+    assert yaml.safe_load(default_node_yaml())["node"]["id"].startswith("sim-")
+
+
+@pytest.mark.parametrize("mutate, path, expected", [
+    (lambda d: d["sensors"][0]["filters"][0].update(window=0), "sensors[0].filters[0].window",
+     "an integer in [1, 255]"),
+    (lambda d: d["sensors"][0]["filters"][1].update(alpha="fast"), "sensors[0].filters[1].alpha", "a number"),
+    (lambda d: d["sensors"][0]["filters"].append({"type": "kalman"}), "sensors[0].filters[2].type",
+     "one of median, ema, deadband"),
+    (lambda d: d.update(flush_interval="10 parsecs"), "flush_interval", "expected a duration"),
+    (lambda d: d.update(colour="blue"), "colour", "no such key"),
+    (lambda d: d["sensors"][0].update(adress=0x76), "sensors[0].adress", "no such key"),
+    (lambda d: d["sensors"][0]["channels"].update(co2={}), "sensors[0].channels.co2", "a channel of bme680"),
+    (lambda d: d["sensors"][0].update(type="bme999"), "sensors[0].type", "one of bme680"),
+    (lambda d: d["node"].update(id="lamp/42"), "node.id", "a node id"),
+    (lambda d: d["mqtt"].update(broker="http://x"), "mqtt.broker", "a broker URL"),
+    (lambda d: d["mqtt"].update(broker="mqtt://10.0.0.5"), "mqtt.broker", "allow_insecure"),
+    (lambda d: d["mqtt"].update(protocol=4), "mqtt.protocol", "5 or 3.1.1"),
+    (lambda d: d["sensors"].append(dict(d["sensors"][0])), "sensors[1].name", "not used by another"),
+    (lambda d: d.update(sensors=[]), "sensors", "a non-empty list"),
+    (lambda d: d["sensors"][0].update(address=0x99), "sensors[0].address", "[8, 119]"),
+])
+def test_errors_name_file_key_path_and_expectation(tmp_path, mutate, path, expected):
+    doc = yaml.safe_load(GOOD)
+    mutate(doc)
+    p = write(tmp_path, yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    msg = str(err.value)
+    assert msg.startswith(f"{p}: {path}:"), msg
+    assert expected in msg
+
+
+def test_plaintext_remote_broker_allowed_only_when_asked(tmp_path):
+    doc = yaml.safe_load(GOOD)
+    doc["mqtt"].update(broker="mqtt://10.0.0.5", allow_insecure=True)
+    assert load_config(write(tmp_path, yaml.safe_dump(doc))).mqtt.broker.host == "10.0.0.5"
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    p = write(tmp_path, "node: {id: x\nmqtt: [\n")
+    with pytest.raises(ConfigError, match=rf"^{p}: not valid YAML at line \d+, column \d+"):
+        load_config(p)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_overrides_are_validated(tmp_path):
+    cfg = load_config(write(tmp_path, GOOD))
+    cfg2 = with_overrides(cfg, broker="mqtt://127.0.0.1:1999", flush_interval="2s", state_dir="/tmp/s")
+    assert (cfg2.mqtt.broker.port, cfg2.flush_interval, cfg2.state_dir) == (1999, 2.0, "/tmp/s")
+    with pytest.raises(ConfigError, match="--flush-interval"):
+        with_overrides(cfg, flush_interval="soon")
+    with pytest.raises(ConfigError, match="allow_insecure"):
+        with_overrides(cfg, broker="mqtt://192.0.2.1")
+
+
+def test_check_config_exit_codes(tmp_path):
+    good = write(tmp_path, GOOD)
+    bad = write(tmp_path, GOOD.replace("window: 5", "window: -5"), "bad.yaml")
+    ok = subprocess.run([sys.executable, "-m", "edge_agent.cli", "check-config", str(good)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "valid" in ok.stdout
+    ko = subprocess.run([sys.executable, "-m", "edge_agent.cli", "check-config", str(bad)],
+                        capture_output=True, text=True)
+    assert ko.returncode == 2
+    assert "sensors[0].filters[0].window" in ko.stderr
+
+
+@pytest.mark.parametrize("text, seconds", [("10s", 10), ("250ms", 0.25), ("5min", 300), ("2h", 7200),
+                                           ("1d", 86400), (3, 3), ("1.5s", 1.5)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "s", "10 parsecs", "-1s", True, "1e3s"])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text, size", [("512MiB", 512 * 2**20), ("10 MB", 10**7), ("4096", 4096),
+                                        (100, 100), ("1GiB", 2**30), ("1.5KiB", 1536)])
+def test_sizes(text, size):
+    assert parse_size(text) == size
+

@@ -1,0 +1,159 @@
+"""End to end against a real Mosquitto: `edge-agent run --simulate` -> broker -> `edge-agent tail`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import agent_cmd
+from drivers.sim.profiles import Wave
+from edge_agent.store import BatchStore
+
+INTERVAL = 0.2
+MEDIAN = 3
+LATENCY = 0.1  # s from the reading's timestamp to the chip's conversion start (30 ms heater)
+
+CHANNELS = {
+    # name: (resolution, deadband, simulated wave, compensation rounding of the chip)
+    "temperature": (0.01, 0.02, Wave(20.0, 1.0, 60.0), 0.001),
+    "humidity": (0.01, 0.1, Wave(55.0), 0.01),
+    "pressure": (0.01, 0.02, Wave(1000.0, 0.5, 45.0), 0.01),
+    "gas": (1.0, 100.0, Wave(80000.0), 800.0),
+}
+
+
+def write_config(path: Path, broker_url: str) -> Path:
+    chans = "\n".join(f"      {n}: {{resolution: {r}, deadband: {d}}}" for n, (r, d, _, _) in CHANNELS.items())
+    sims = "\n".join(f"      {n}: {{mean: {w.mean}, amplitude: {w.amplitude}, period: {w.period}s}}"
+                     for n, (_, _, w, _) in CHANNELS.items())
+    path.write_text(f"""\
+node: {{id: e2e-node}}
+flush_interval: 1s
+mqtt: {{broker: "{broker_url}", topic_prefix: e2e}}
+sensors:
+  - name: air
+    type: bme680
+    interval: {int(INTERVAL * 1000)}ms
+    heater: {{temperature: 320, duration: 30ms}}
+    filters: [{{type: median, window: {MEDIAN}}}]
+    channels:
+{chans}
+    sim:
+{sims}
+""")
+    return path
+
+
+def start_tail(broker, out: Path, err: Path, client_id: str) -> subprocess.Popen:
+    proc = subprocess.Popen(agent_cmd("tail", "--broker", broker.url, "--json", "--prefix", "e2e",
+                                      "--client-id", client_id),
+                            stdout=open(out, "wb"), stderr=open(err, "wb"))
+    deadline = time.monotonic() + 15
+    while "event=subscribed" not in err.read_text():
+        assert proc.poll() is None, err.read_text()
+        assert time.monotonic() < deadline, "tail did not subscribe"
+        time.sleep(0.05)
+    return proc
+
+
+def stop(proc: subprocess.Popen, timeout: float = 20) -> int:
+    os.kill(proc.pid, signal.SIGTERM)
+    return proc.wait(timeout=timeout)
+
+
+def sealed_seqs(log: str) -> list[int]:
+    return [int(m) for m in re.findall(r"event=batch_sealed stream=air seq=(\d+)", log)]
+
+
+def wait_for_rows(out: Path, last_seq: int, timeout: float = 30) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+        if {r["seq"] for r in rows} >= set(range(last_seq + 1)) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.1)
+
+
+def check_values(rows: list[dict]) -> None:
+    """Every kept point matches the simulator, and holding it covers the wave until the next one."""
+    by_channel: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        by_channel.setdefault(r["channel"], []).append((r["t"], r["value"]))
+    assert set(by_channel) == set(CHANNELS)
+    for name, points in by_channel.items():
+        res, width, wave, rounding = CHANNELS[name]
+        points.sort()
+        lag = wave.max_slope() * ((MEDIAN - 1) * INTERVAL + INTERVAL + LATENCY)
+        for t, v in points:
+            assert abs(v - wave.at(t)) <= res / 2 + rounding + lag, (name, t, v, wave.at(t))
+        bound = width + res / 2 + rounding + lag  # the chain's stated bound plus sampling lag
+        for (t0, v0), (t1, _) in zip(points, points[1:] + [(points[-1][0], None)]):
+            t = t0
+            while t < t1:
+                assert abs(wave.at(t) - v0) <= bound, (name, t, v0, wave.at(t), bound)
+                t += 0.05
+    # the waves moved through the deadband more than once
+    assert len(by_channel["temperature"]) + len(by_channel["pressure"]) >= 6
+
+
+@pytest.mark.broker
+def test_simulated_node_to_broker_to_tail(broker, tmp_path):
+    cfg = write_config(tmp_path / "node.yaml", broker.url)
+    tail = start_tail(broker, tmp_path / "tail.out", tmp_path / "tail.err", "e2e-tail")
+    agent_err = tmp_path / "agent.err"
+    agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
+                                       str(tmp_path / "state")), stderr=open(agent_err, "wb"))
+    try:
+        time.sleep(6)
+    finally:
+        assert stop(agent) == 0, agent_err.read_text()
+    log = agent_err.read_text()
+    seqs = sealed_seqs(log)
+    assert seqs == list(range(len(seqs))) and len(seqs) >= 3, log
+    assert "event=uplink_connected" in log and "core=" in log
+    rows = wait_for_rows(tmp_path / "tail.out", seqs[-1])
+    assert stop(tail) == 0
+    got = {r["seq"] for r in rows}
+    assert got == set(range(seqs[-1] + 1)), f"missing {set(range(seqs[-1] + 1)) - got}"
+    assert {(r["node"], r["stream"]) for r in rows} == {("e2e-node", "air")}
+    check_values(rows)
+    with BatchStore(str(tmp_path / "state" / "queue.sqlite3")) as store:
+        assert store.depth() == (0, 0)  # everything acknowledged left the store
+
+
+@pytest.mark.broker
+def test_broker_outage_keeps_data_until_it_returns(broker, tmp_path):
+    cfg = write_config(tmp_path / "node.yaml", broker.url)
+    tail = start_tail(broker, tmp_path / "tail.out", tmp_path / "tail.err", "outage-tail")
+    broker.stop()
+    agent_err = tmp_path / "agent.err"
+    agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
+                                       str(tmp_path / "state")), stderr=open(agent_err, "wb"))
+    try:
+        time.sleep(4)
+        log = agent_err.read_text()
+        assert "event=uplink_offline" in log, log
+        assert len(sealed_seqs(log)) >= 2  # sampling and storing went on without the broker
+        with BatchStore(str(tmp_path / "state" / "queue.sqlite3")) as store:
+            assert store.depth()[0] >= 2
+        broker.start()  # tail's persistent session survived in the broker's persistence file
+        deadline = time.monotonic() + 30
+        while "event=uplink_connected" not in agent_err.read_text():
+            assert time.monotonic() < deadline, "agent did not reconnect"
+            time.sleep(0.2)
+        time.sleep(2)
+    finally:
+        assert stop(agent) == 0, agent_err.read_text()
+    seqs = sealed_seqs(agent_err.read_text())
+    rows = wait_for_rows(tmp_path / "tail.out", seqs[-1])
+    stop(tail)
+    assert {r["seq"] for r in rows} == set(range(seqs[-1] + 1))
+    check_values(rows)

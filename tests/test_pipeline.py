@@ -1,0 +1,102 @@
+"""The sampler: readings through chains into sealed, decodable batches in the store."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+
+from drivers.base import Reading
+from drivers.sim.profiles import Wave
+from edge_agent import wire
+from edge_agent.config import load_config
+from edge_agent.pipeline import Sampler
+from edge_agent.service import simulated_factory
+from edge_agent.store import BatchStore
+
+
+class ScriptedSensor:
+    """Returns the given temperatures one by one; None in the script raises OSError."""
+
+    def __init__(self, values):
+        self.values = list(values)
+        self.t = 1_700_000_000.0
+
+    def read(self):
+        v = self.values.pop(0)
+        self.t += 1.0
+        if v is None:
+            raise OSError(5, "Input/output error")
+        return Reading(t=self.t, mono=self.t, values={"temperature": v, "humidity": 50.0})
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    base = load_config(None)
+    return dataclasses.replace(base, node_id="test-node", state_dir=str(tmp_path))
+
+
+def test_samples_go_through_chain_and_seal_once_per_stream(cfg, tmp_path):
+    store = BatchStore(str(tmp_path / "q.sqlite3"))
+    sensor = ScriptedSensor([20.0, 20.0, 20.01, 25.0, None, 25.0, 25.0])
+    sealed = []
+    s = Sampler(cfg, store, lambda c: sensor, on_sealed=lambda: sealed.append(1))
+    slot = s.slots[0]
+    slot.driver = sensor
+    for _ in range(7):
+        s.sample(slot)
+    assert slot.read_errors == 1 and slot.samples == 6
+    assert s.seal() == 1 and sealed == [1]
+    assert s.seal() == 0  # nothing new: no empty batch
+    (row,) = store.oldest(5)
+    batch = wire.decode(row.payload)
+    assert (batch.node, batch.stream, batch.seq) == ("test-node", "bme680", 0)
+    temp = next(c for c in batch.channels if c.name == "temperature")
+    # median 5 -> ema 0.5 -> deadband 0.02, then quantised to 0.01
+    assert temp.values()[0] == 20.0
+    assert temp.times_ms[0] == 1_700_000_001_000
+    hum = next(c for c in batch.channels if c.name == "humidity")
+    assert hum.values() == [50.0]  # constant: only the first point is kept
+
+
+def test_run_seals_on_schedule_and_on_stop(tmp_path):
+    cfg = dataclasses.replace(load_config(None), state_dir=str(tmp_path), flush_interval=0.3)
+    sensor_cfg = dataclasses.replace(cfg.sensors[0], interval=0.05, heater_ms=20,
+                                     sim={"temperature": Wave(20.0, 5.0, 2.0)})
+    cfg = dataclasses.replace(cfg, sensors=(sensor_cfg,))
+    store = BatchStore(str(tmp_path / "q.sqlite3"))
+    stop = threading.Event()
+    s = Sampler(cfg, store, simulated_factory(cfg))
+    timer = threading.Timer(1.0, stop.set)
+    timer.start()
+    s.run(stop)
+    seqs = [r.seq for r in store.oldest(100)]
+    assert seqs == list(range(len(seqs))) and len(seqs) >= 3
+    assert s.slots[0].samples >= 10
+    for r in store.oldest(100):
+        wire.decode(r.payload)
+
+
+def test_a_sensor_that_fails_to_start_does_not_stop_the_others(tmp_path):
+    cfg = dataclasses.replace(load_config(None), state_dir=str(tmp_path), flush_interval=0.2)
+    ok = dataclasses.replace(cfg.sensors[0], interval=0.05, heater_ms=20)
+    broken = dataclasses.replace(ok, name="broken", address=0x76)
+    cfg = dataclasses.replace(cfg, sensors=(ok, broken))
+    factory = simulated_factory(cfg)
+
+    def make(sc):
+        if sc.name == "broken":
+            raise OSError(121, "Remote I/O error")
+        return factory(sc)
+
+    store = BatchStore(str(tmp_path / "q.sqlite3"))
+    stop = threading.Event()
+    threading.Timer(0.7, stop.set).start()
+    s = Sampler(cfg, store, make)
+    s.run(stop)
+    assert s.slots[1].driver is None and s.slots[1].errors_by_kind == {"init": 1}
+    assert {r.stream for r in store.oldest(100)} == {"bme680"}
