@@ -20,7 +20,7 @@ $(STAMP): $(SOURCES)
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/edge-agent run --simulate
+	$(BIN)/edge-agent run --simulate --state-dir state
 
 test: $(STAMP)
 	sh scripts/host-deps.sh broker
