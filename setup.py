@@ -30,9 +30,16 @@ def _extensions():
         ["ext/_dsp.pyx"],
         extra_compile_args=["-O2"],
     )
-    return cythonize([ext], language_level=3, compiler_directives={
-        "boundscheck": False, "wraparound": False, "cdivision": True,
-    })
+    try:
+        return cythonize([ext], language_level=3, compiler_directives={
+            "boundscheck": False, "wraparound": False, "cdivision": True,
+        })
+    except Exception as exc:  # noqa: BLE001 - Cython raises CompileError and others
+        if REQUIRE_EXT:
+            raise
+        print(f"edge-agent: Cython could not translate ext/_dsp.pyx ({exc}); "
+              "building without the compiled core", file=sys.stderr)
+        return []
 
 
 class OptionalBuildExt(build_ext):
