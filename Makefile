@@ -23,7 +23,7 @@ run: $(STAMP)
 	$(BIN)/edge-agent run --simulate --state-dir state
 
 test: $(STAMP)
-	sh scripts/host-deps.sh broker
+	sh scripts/host-deps.sh test
 	$(MAKE) test-compiled test-python
 
 test-compiled: $(STAMP)

@@ -81,6 +81,7 @@ class Sampler:
                       for s in cfg.sensors]
         self.sealed_batches = 0
         self.sealed_bytes = 0
+        self.last_seal_cycle = clock()  # monotonic time the flush schedule last ran
 
     def _bring_up(self, slot: SensorSlot, now: float) -> None:
         try:
@@ -133,13 +134,24 @@ class Sampler:
             self.on_sealed()
         return sealed
 
-    def run(self, stop: threading.Event) -> None:
-        """Sample on schedule until ``stop`` is set, then seal what is open."""
+    def sensors_up(self) -> int:
+        return sum(1 for s in self.slots if s.driver is not None)
+
+    def run(self, stop: threading.Event, *, on_ready: Callable[[], None] = lambda: None,
+            tick: Callable[[float], float] = lambda now: float("inf")) -> None:
+        """Sample on schedule until ``stop`` is set, then seal what is open.
+
+        ``on_ready`` is called once every sensor had its first bring-up attempt;
+        ``tick(now)`` on every turn of the loop (the watchdog), returning when it
+        wants to be called next.
+        """
         start = self.clock()
         next_flush = start + self.cfg.flush_interval
+        self.last_seal_cycle = start
         for slot in self.slots:
             slot.next_due = start
             self._bring_up(slot, start)
+        on_ready()
         try:
             while not stop.is_set():
                 now = self.clock()
@@ -154,8 +166,10 @@ class Sampler:
                         slot.next_due += slot.cfg.interval * max(1, int((now - slot.next_due) // slot.cfg.interval) + 1)
                 if now >= next_flush:
                     self.seal()
+                    self.last_seal_cycle = now
                     next_flush += self.cfg.flush_interval * max(1, int((now - next_flush) // self.cfg.flush_interval) + 1)
-                wake = min([next_flush] + [s.next_due if s.driver else s.next_init for s in self.slots])
+                next_tick = tick(self.clock())
+                wake = min([next_flush, next_tick] + [s.next_due if s.driver else s.next_init for s in self.slots])
                 stop.wait(max(0.0, wake - self.clock()))
         finally:
             self.seal()

@@ -15,10 +15,29 @@ from drivers.sim.bus import SimulatedSMBus
 from edge_agent import __version__, dsp
 from edge_agent.config import AgentConfig, SensorConfig, store_path
 from edge_agent.pipeline import Sampler
+from edge_agent.sdnotify import Notifier, Watchdog, watchdog_interval
 from edge_agent.store import BatchStore, ensure_private_dir
 from edge_agent.uplink import Uplink
 
 log = logging.getLogger("edge_agent.service")
+
+UPLINK_STALL = 15.0  # s without a turn of the uplink loop before the watchdog is withheld
+
+
+def progress_checks(sampler: Sampler, uplink: Uplink, flush_interval: float):
+    """The watchdog's conditions: sealing on schedule, and an uplink loop that turns."""
+
+    def sealing(now: float) -> str | None:
+        late = now - sampler.last_seal_cycle - flush_interval
+        return f"sealing {late:.0f}s behind schedule" if late > flush_interval + 5.0 else None
+
+    def uplink_alive(now: float) -> str | None:
+        if not uplink.is_alive():
+            return "uplink thread is not running"
+        stalled = now - uplink.last_tick
+        return f"uplink loop stalled for {stalled:.0f}s" if stalled > UPLINK_STALL else None
+
+    return [sealing, uplink_alive]
 
 
 def simulated_factory(cfg: AgentConfig) -> Callable[[SensorConfig], Sensor]:
@@ -59,16 +78,32 @@ def run_agent(cfg: AgentConfig, *, simulate: bool, stop: threading.Event | None 
         log.info("event=signal signal=%s", signal.Signals(signum).name)
         stop.set()
 
+    def status() -> str:
+        n, size = store.depth()
+        return (f"queue={n} batches ({size} B), link={'up' if uplink.connected else 'down'}, "
+                f"sensors={sampler.sensors_up()}/{len(sampler.slots)} up")
+
+    notifier = Notifier.from_env()
+    watchdog = Watchdog(notifier, watchdog_interval(), progress_checks(sampler, uplink, cfg.flush_interval),
+                        status=status)
+
+    def on_ready() -> None:
+        notifier.ready(status())
+        log.info("event=ready sensors_up=%d sensors=%d watchdog=%s", sampler.sensors_up(),
+                 len(sampler.slots), f"{watchdog.interval:g}s" if watchdog.interval else "off")
+
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     uplink.start()
     try:
-        sampler.run(stop)
+        sampler.run(stop, on_ready=on_ready, tick=watchdog.tick)
     finally:
+        notifier.stopping()
         store.close()
         uplink.stop()
         uplink.join()
         for s, handler in previous.items():
             signal.signal(s, handler)
+    notifier.close()
     log.info("event=stop sealed_batches=%d sealed_bytes=%d delivered=%d", sampler.sealed_batches,
              sampler.sealed_bytes, uplink.delivered)
     return 0

@@ -72,6 +72,7 @@ class Uplink(threading.Thread):
         self.failed_acks = 0
         self.reconnects = 0
         self._drain_deadline: float | None = None
+        self.last_tick = time.monotonic()  # the loop's last turn, for the watchdog
         self.status_topic = wire.status_topic(cfg.mqtt.topic_prefix, cfg.node_id)
 
     # --- paho's thread: hand over and return --------------------------------------------
@@ -126,6 +127,7 @@ class Uplink(threading.Thread):
         last_offline_log = time.monotonic() - OFFLINE_LOG_INTERVAL + 2.0
         try:
             while True:
+                self.last_tick = time.monotonic()
                 try:
                     kind, arg = self.events.get(timeout=0.5)
                     self._handle(client, store, kind, arg)

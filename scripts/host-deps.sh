@@ -2,7 +2,7 @@
 # Make sure the host has what `make run` / `make test` need, installing Debian
 # packages with apt-get where they are missing and we are root.
 #   host-deps.sh build   -> python3 venv support, a C compiler, Python headers
-#   host-deps.sh broker  -> a mosquitto binary (for the integration tests)
+#   host-deps.sh test    -> mosquitto (integration tests) and systemd-analyze (unit checks)
 # Without root, a missing piece is reported and the caller decides what to do.
 set -eu
 
@@ -22,11 +22,12 @@ build)
     inc=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
     [ -f "$inc/Python.h" ] || need_pkg python3-dev
     ;;
-broker)
+test)
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkg mosquitto
+    command -v systemd-analyze >/dev/null 2>&1 || need_pkg systemd
     ;;
 *)
-    echo "usage: $0 build|broker" >&2
+    echo "usage: $0 build|test" >&2
     exit 64
     ;;
 esac
@@ -39,12 +40,12 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq >&2
     # shellcheck disable=SC2086
     apt-get install -y -qq --no-install-recommends $missing >&2
-    if [ "$1" = broker ]; then
+    if [ "$1" = test ]; then
         # Debian starts the packaged broker on 1883; the tests start their own.
         systemctl disable --now mosquitto >/dev/null 2>&1 || true
     fi
     exit 0
 fi
 echo "host-deps: missing$missing (not root, or no apt-get): install them to go further" >&2
-[ "$1" = broker ] && exit 0   # broker tests then skip loudly, or fail under EDGE_AGENT_REQUIRE_BROKER=1
+[ "$1" = test ] && exit 0   # those tests then skip loudly, or fail under EDGE_AGENT_REQUIRE_BROKER=1
 exit 1

@@ -70,16 +70,29 @@ class Broker:
         self.proc = None
 
 
+def _missing(reason: str) -> None:
+    """A missing tool: a loud skip, or a failure where CI requires the tools."""
+    if os.environ.get("EDGE_AGENT_REQUIRE_BROKER") == "1":
+        pytest.fail(reason + "; EDGE_AGENT_REQUIRE_BROKER=1 makes this a failure")
+    print(f"\n*** SKIPPING: {reason} ***", file=sys.stderr)
+    pytest.skip(reason)
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of a host tool the test needs (`make test` installs its Debian package)."""
+    path = shutil.which(name) or next((p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}")
+                                       if os.access(p, os.X_OK)), None)
+    if path is None:
+        _missing(f"{name} is not installed ({package}; `make test` installs it with apt-get as root)")
+    return path
+
+
 @pytest.fixture
 def broker(tmp_path):
     binary = find_mosquitto()
     if binary is None:
-        reason = ("mosquitto is not installed: broker integration tests cannot run "
-                  "(`make test` installs it with apt-get when run as root)")
-        if os.environ.get("EDGE_AGENT_REQUIRE_BROKER") == "1":
-            pytest.fail(reason + "; EDGE_AGENT_REQUIRE_BROKER=1 makes this a failure")
-        print(f"\n*** SKIPPING BROKER TEST: {reason} ***", file=sys.stderr)
-        pytest.skip(reason)
+        _missing("mosquitto is not installed: broker integration tests cannot run "
+                 "(`make test` installs it with apt-get when run as root)")
     b = Broker(binary, tmp_path)
     b.start()
     try:

@@ -1,0 +1,219 @@
+"""systemd integration: sd_notify over a socket the test creates, the watchdog, and the unit file."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, agent_cmd, require_tool
+from drivers.base import Reading
+from edge_agent.config import load_config
+from edge_agent.pipeline import Sampler
+from edge_agent.sdnotify import Notifier, Watchdog, watchdog_interval
+from edge_agent.service import progress_checks
+from edge_agent.store import BatchStore
+
+UNIT = REPO / "systemd" / "edge-agent.service"
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    yield path, sock
+    sock.close()
+
+
+def receive(sock, seconds: float) -> list[str]:
+    """Every datagram that arrives within ``seconds``."""
+    out, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            out.append(sock.recv(4096).decode())
+        except socket.timeout:
+            pass
+    return out
+
+
+def test_notifier_speaks_the_protocol(notify_socket):
+    path, sock = notify_socket
+    n = Notifier(path)
+    assert n.ready("queue=0")
+    assert sock.recv(4096).decode() == f"READY=1\nSTATUS=queue=0\nMAINPID={os.getpid()}"
+    assert n.watchdog() and sock.recv(4096) == b"WATCHDOG=1"
+    assert n.stopping() and sock.recv(4096) == b"STOPPING=1"
+    n.close()
+
+
+def test_notifier_abstract_namespace_and_absent_socket():
+    name = f"edge-agent-test-{os.getpid()}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name)
+    try:
+        assert Notifier("@" + name).status("hello")
+        assert sock.recv(100) == b"STATUS=hello"
+    finally:
+        sock.close()
+    assert not Notifier(None).ready("x")  # outside systemd: a no-op
+    gone = Notifier("/nonexistent/notify.sock")
+    assert not gone.watchdog() and gone.failures == 1
+
+
+def test_watchdog_interval_from_environment():
+    assert watchdog_interval({"WATCHDOG_USEC": "60000000"}) == 30.0
+    assert watchdog_interval({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": str(os.getpid())}) == 2.0
+    assert watchdog_interval({"WATCHDOG_USEC": "4000000", "WATCHDOG_PID": "1"}) is None
+    assert watchdog_interval({}) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "soon"}) is None
+
+
+def test_watchdog_pings_only_while_checks_pass(notify_socket):
+    path, sock = notify_socket
+    healthy = {"ok": True}
+    wd = Watchdog(Notifier(path), 1.0, [lambda now: None if healthy["ok"] else "stuck"],
+                  status=lambda: "queue=3")
+    assert wd.tick(100.0) == 101.0
+    assert sock.recv(100) == b"WATCHDOG=1\nSTATUS=queue=3"
+    assert wd.tick(100.5) == 101.0  # not due yet: nothing sent
+    healthy["ok"] = False
+    wd.tick(101.0)
+    wd.tick(102.0)
+    assert wd.pings == 1 and wd.withheld == 2
+    healthy["ok"] = True
+    wd.tick(103.0)
+    assert wd.pings == 2
+    assert receive(sock, 0.3) == ["WATCHDOG=1\nSTATUS=queue=3"]
+
+
+class HangingSensor:
+    """Reads normally until ``hang`` is set, then blocks like a wedged bus."""
+
+    def __init__(self):
+        self.hang = threading.Event()
+        self.release = threading.Event()
+
+    def read(self):
+        if self.hang.is_set():
+            self.release.wait()
+        t = time.time()
+        return Reading(t=t, mono=time.monotonic(), values={"temperature": 20.0})
+
+    def close(self):
+        pass
+
+
+def test_a_stuck_sampler_stops_the_pings(notify_socket, tmp_path):
+    path, sock = notify_socket
+    base = load_config(None)
+    cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.2,
+                              sensors=(dataclasses.replace(base.sensors[0], interval=0.05),))
+    sensor = HangingSensor()
+    wd = Watchdog(Notifier(path), 0.1, [lambda now: None])
+    stop = threading.Event()
+
+    def sampler_thread():  # the store belongs to the thread that uses it
+        with BatchStore(str(tmp_path / "q.sqlite3")) as store:
+            Sampler(cfg, store, lambda c: sensor).run(stop, tick=wd.tick)
+
+    t = threading.Thread(target=sampler_thread)
+    t.start()
+    try:
+        before = receive(sock, 0.6)
+        assert before.count("WATCHDOG=1") >= 3
+        sensor.hang.set()
+        time.sleep(0.2)  # let an in-flight read finish and the next one wedge
+        receive(sock, 0.0)
+        after = receive(sock, 0.8)
+        assert "WATCHDOG=1" not in after
+    finally:
+        stop.set()
+        sensor.release.set()
+        t.join(timeout=5)
+
+
+def test_progress_checks_name_what_is_stuck():
+    class FakeSampler:
+        last_seal_cycle = 100.0
+
+    class FakeUplink:
+        alive = True
+        last_tick = 100.0
+
+        def is_alive(self):
+            return self.alive
+
+    s, u = FakeSampler(), FakeUplink()
+    sealing, uplink = progress_checks(s, u, flush_interval=10.0)
+    assert sealing(110.0) is None and uplink(110.0) is None
+    assert "behind schedule" in sealing(126.0)
+    assert "stalled" in uplink(116.0)
+    u.alive = False
+    assert "not running" in uplink(100.0)
+
+
+def test_agent_notifies_ready_status_watchdog_and_stopping(notify_socket, tmp_path):
+    path, sock = notify_socket
+    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
+    proc = subprocess.Popen(agent_cmd("run", "--simulate", "--state-dir", str(tmp_path / "s"),
+                                      "--flush-interval", "1s", "--broker", "mqtt://127.0.0.1:9"),
+                            env=env, stderr=subprocess.PIPE)
+    try:
+        messages = receive(sock, 4.0)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    messages += receive(sock, 0.5)
+    ready = [m for m in messages if m.startswith("READY=1")]
+    assert len(ready) == 1, messages
+    assert re.search(r"STATUS=queue=\d+ batches \(\d+ B\), link=down, sensors=1/1 up", ready[0])
+    pings = [m for m in messages if m.startswith("WATCHDOG=1")]
+    assert len(pings) >= 4, messages  # every 0.5 s while the pipeline moves
+    assert messages[-1] == "STOPPING=1"
+    assert proc.returncode == 0, err.decode()
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess:
+    binary = require_tool("systemd-analyze", "the systemd package")
+    return subprocess.run([binary, *args], capture_output=True, text=True)
+
+
+def test_unit_exposure_score_is_at_most_1_5():
+    out = analyze("security", "--offline=true", str(UNIT))
+    m = re.search(r"Overall exposure level for edge-agent\.service: ([0-9.]+)", out.stdout)
+    assert m, out.stdout + out.stderr
+    assert float(m.group(1)) <= 1.5
+
+
+def test_unit_verifies_without_warnings(tmp_path):
+    # verify checks ExecStart= exists: point it at this checkout's console script.
+    exe = Path(sys.executable).with_name("edge-agent")
+    unit = tmp_path / "edge-agent.service"
+    unit.write_text(UNIT.read_text().replace("/opt/edge-agent/bin/edge-agent", str(exe)))
+    out = analyze("verify", str(unit))
+    assert out.returncode == 0
+    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
+    assert lines == [], lines
+
+
+def test_unit_hardening_essentials():
+    text = UNIT.read_text()
+    for line in ("Type=notify", "WatchdogSec=", "Restart=always", "StartLimitIntervalSec=0",
+                 "DeviceAllow=char-i2c rw", "DeviceAllow=char-gpiochip rw", "StateDirectory=edge-agent",
+                 "ConfigurationDirectory=edge-agent", "User=edge-agent", "NoNewPrivileges=yes"):
+        assert line in text, line
+    sysusers = (REPO / "systemd" / "edge-agent.sysusers.conf").read_text()
+    assert re.search(r"^u edge-agent ", sysusers, re.M)
+    assert re.search(r"^m edge-agent i2c$", sysusers, re.M) and re.search(r"^m edge-agent gpio$", sysusers, re.M)
