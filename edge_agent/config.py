@@ -7,6 +7,7 @@ people write them (``10s``, ``512MiB``). See docs/configuration.md.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -103,7 +104,9 @@ class AgentConfig:
     mqtt: MqttConfig
     store: StoreConfig
     sensors: tuple[SensorConfig, ...]
+    health_interval: float = 60.0
     source: str = "<built-in default>"
+    config_hash: str = ""  # first 16 hex digits of the SHA-256 of the file's bytes
 
     def sensor(self, name: str) -> SensorConfig:
         for s in self.sensors:
@@ -365,7 +368,8 @@ def _parse_mqtt(ctx: _Ctx, raw: Any, node_id: str) -> MqttConfig:
 def parse_config(doc: Any, source: str) -> AgentConfig:
     """Validate a parsed YAML document into an AgentConfig (raises ConfigError)."""
     ctx = _Ctx(source)
-    m = ctx.mapping(doc, "", {"node", "flush_interval", "state_dir", "mqtt", "store", "sensors"},
+    m = ctx.mapping(doc, "", {"node", "flush_interval", "state_dir", "mqtt", "store", "sensors",
+                              "health_interval"},
                     {"node", "mqtt", "sensors"})
     node = ctx.mapping(m["node"], "node", {"id"}, {"id"})
     node_id = ctx.string(node["id"], "node.id", pattern=_NAME,
@@ -384,6 +388,7 @@ def parse_config(doc: Any, source: str) -> AgentConfig:
     return AgentConfig(
         node_id=node_id,
         flush_interval=ctx.duration(m.get("flush_interval", "10s"), "flush_interval"),
+        health_interval=ctx.duration(m.get("health_interval", "60s"), "health_interval"),
         state_dir=state_dir,
         mqtt=_parse_mqtt(ctx, m["mqtt"], node_id),
         store=store_cfg,
@@ -395,10 +400,13 @@ def parse_config(doc: Any, source: str) -> AgentConfig:
 def load_config(path: str | os.PathLike | None = None) -> AgentConfig:
     """Load and validate a YAML file; without a path, the built-in default node."""
     if path is None:
-        return parse_config(yaml.safe_load(default_node_yaml()), "<built-in default>")
+        text = default_node_yaml()
+        cfg = parse_config(yaml.safe_load(text), "<built-in default>")
+        return replace(cfg, config_hash=hashlib.sha256(text.encode()).hexdigest()[:16])
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
@@ -410,7 +418,7 @@ def load_config(path: str | os.PathLike | None = None) -> AgentConfig:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
-    return parse_config(doc, source)
+    return replace(parse_config(doc, source), config_hash=hashlib.sha256(raw).hexdigest()[:16])
 
 
 def with_overrides(cfg: AgentConfig, *, broker: str | None = None, state_dir: str | None = None,

@@ -134,6 +134,12 @@ class Sampler:
             self.on_sealed()
         return sealed
 
+    def sensor_health(self) -> dict:
+        """Per sensor: state, samples read and error counts by kind (for the health message)."""
+        return {s.cfg.name: {"type": s.cfg.type, "state": "up" if s.driver is not None else "down",
+                             "samples": s.samples, "errors": dict(s.errors_by_kind)}
+                for s in self.slots}
+
     def sensors_up(self) -> int:
         return sum(1 for s in self.slots if s.driver is not None)
 

@@ -92,10 +92,18 @@ def run_agent(cfg: AgentConfig, *, simulate: bool, stop: threading.Event | None 
         log.info("event=ready sensors_up=%d sensors=%d watchdog=%s", sampler.sensors_up(),
                  len(sampler.slots), f"{watchdog.interval:g}s" if watchdog.interval else "off")
 
+    next_health = [0.0]  # right after start, then every health_interval
+
+    def tick(now: float) -> float:
+        if now >= next_health[0]:
+            uplink.post_health(sampler.sensor_health())
+            next_health[0] = now + cfg.health_interval
+        return min(watchdog.tick(now), next_health[0])
+
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     uplink.start()
     try:
-        sampler.run(stop, on_ready=on_ready, tick=watchdog.tick)
+        sampler.run(stop, on_ready=on_ready, tick=tick)
     finally:
         notifier.stopping()
         store.close()

@@ -108,6 +108,11 @@ class BatchStore:
         n, size = self._db.execute("SELECT count(*), coalesce(sum(length(payload)), 0) FROM batches").fetchone()
         return n, size
 
+    def oldest_sealed(self) -> float | None:
+        """Unix time the oldest waiting batch was sealed, or None when the queue is empty."""
+        row = self._db.execute("SELECT sealed FROM batches ORDER BY id LIMIT 1").fetchone()
+        return row[0] if row else None
+
     def next_seq(self, stream: str) -> int:
         row = self._db.execute("SELECT next_seq FROM stream_seq WHERE stream = ?", (stream,)).fetchone()
         return row[0] if row else 0

@@ -25,6 +25,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 from edge_agent import __version__, dsp, wire
 from edge_agent.config import AgentConfig
+from edge_agent.health import HealthReport
 from edge_agent.store import BatchStore
 
 log = logging.getLogger("edge_agent.uplink")
@@ -74,6 +75,9 @@ class Uplink(threading.Thread):
         self._drain_deadline: float | None = None
         self.last_tick = time.monotonic()  # the loop's last turn, for the watchdog
         self.status_topic = wire.status_topic(cfg.mqtt.topic_prefix, cfg.node_id)
+        self.health_topic = wire.health_topic(cfg.mqtt.topic_prefix, cfg.node_id)
+        self.health = HealthReport(cfg)
+        self._pending_health: dict | None = None  # sensor part of a report not yet published
 
     # --- paho's thread: hand over and return --------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -92,6 +96,10 @@ class Uplink(threading.Thread):
     def notify(self) -> None:
         """Something new was sealed into the store."""
         self.events.put(("sealed", None))
+
+    def post_health(self, sensors: dict) -> None:
+        """Time for a health message; ``sensors`` is the sampler's part of it."""
+        self.events.put(("health", sensors))
 
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Finish: wait up to drain_timeout for in-flight and queued batches, then disconnect."""
@@ -168,6 +176,13 @@ class Uplink(threading.Thread):
             self.connected = True
             log.info("event=uplink_connected broker=%s", self.cfg.mqtt.broker.url)
             client.publish(self.status_topic, self._status_payload("online"), qos=1, retain=True)
+            if self._pending_health is not None:
+                self._publish_health(client, store, self._pending_health)
+        elif kind == "health":
+            if self.connected:
+                self._publish_health(client, store, arg)
+            else:
+                self._pending_health = arg  # the newest waits for the link; older ones are stale
         elif kind == "disconnect":
             if self.connected:
                 self.reconnects += 1
@@ -189,6 +204,15 @@ class Uplink(threading.Thread):
             else:
                 store.delete(row_id)
                 self.delivered += 1
+
+    def _publish_health(self, client: mqtt.Client, store: BatchStore, sensors: dict) -> None:
+        uplink = {"state": "connected" if self.connected else "disconnected",
+                  "broker": self.cfg.mqtt.broker.url, "reconnects": self.reconnects,
+                  "delivered": self.delivered, "failed_acks": self.failed_acks,
+                  "inflight": len(self.inflight)}
+        report = self.health.build(sensors=sensors, uplink=uplink, store=store)
+        client.publish(self.health_topic, json.dumps(report, separators=(",", ":")).encode(), qos=1)
+        self._pending_health = None
 
     def _fill_window(self, client: mqtt.Client, store: BatchStore) -> None:
         room = self.cfg.mqtt.inflight - len(self.inflight)

@@ -273,6 +273,10 @@ def status_topic(prefix: str, node: str) -> str:
     return f"{prefix}/{node}/status"
 
 
+def health_topic(prefix: str, node: str) -> str:
+    return f"{prefix}/{node}/health"
+
+
 def parse_data_topic(topic: str) -> tuple[str, str] | None:
     """(node, stream) from ``{prefix}/{node}/data/{stream}``, or None if it is not a data topic."""
     parts = topic.split("/")

@@ -1,0 +1,65 @@
+"""The health message: published on ``{prefix}/{node_id}/health`` right after start and then
+every ``health_interval``. Its fields are specified in docs/wire-format.md.
+
+The sampler contributes what it owns (sensor states and error counts); the
+uplink thread adds its own state, the store's depth, and the system's facts,
+and publishes. Neither reads the other's state.
+"""
+
+from __future__ import annotations
+
+import time
+
+from edge_agent import __version__, dsp
+from edge_agent.config import AgentConfig
+from edge_agent.store import BatchStore
+from edge_agent.sysinfo import SystemProbe, disk_space
+
+
+class HealthReport:
+    """Builds health messages; keeps the baseline for per-hour disk-write rates."""
+
+    def __init__(self, cfg: AgentConfig, probe: SystemProbe | None = None) -> None:
+        self.cfg = cfg
+        self.probe = probe or SystemProbe()
+        self.started_mono = time.monotonic()
+        io = self.probe.process_io() or {}
+        self._io_base = (self.started_mono, io.get("write_bytes"), io.get("syscw"))
+
+    def _disk_writes(self, now: float) -> dict | None:
+        io = self.probe.process_io()
+        t0, wb0, sc0 = self._io_base
+        if io is None or wb0 is None:
+            return None
+        hours = max(now - t0, 1.0) / 3600.0
+        return {"write_bytes": io.get("write_bytes", 0) - wb0,
+                "write_bytes_per_hour": round((io.get("write_bytes", 0) - wb0) / hours),
+                "write_syscalls_per_hour": round((io.get("syscw", 0) - (sc0 or 0)) / hours)}
+
+    def build(self, *, sensors: dict, uplink: dict, store: BatchStore) -> dict:
+        now = time.monotonic()
+        p = self.probe
+        batches, size = store.depth()
+        oldest = store.oldest_sealed()
+        clock = p.clock()
+        return {
+            "node": self.cfg.node_id,
+            "time": round(time.time(), 3),
+            "version": __version__,
+            "core": dsp.IMPLEMENTATION,
+            "config_hash": self.cfg.config_hash,
+            "uptime_s": round(now - self.started_mono, 1),
+            "boot_id": p.boot_id(),
+            "system_uptime_s": p.uptime(),
+            "cpu_temp_c": p.cpu_temperature(),
+            "throttled": p.throttled(),
+            "load": p.load(),
+            "memory": p.memory(),
+            "disk": disk_space(self.cfg.state_dir),
+            "disk_writes": self._disk_writes(now),
+            "store": {"batches": batches, "bytes": size,
+                      "oldest_age_s": round(time.time() - oldest, 1) if oldest is not None else None},
+            "uplink": uplink,
+            "sensors": sensors,
+            "clock": {"synchronized": clock.synchronized, "source": clock.source},
+        }

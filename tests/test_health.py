@@ -1,0 +1,117 @@
+"""Health telemetry against a fake /sys, /proc and /run tree."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import signal
+import subprocess
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from conftest import agent_cmd
+from edge_agent.sysinfo import SystemProbe
+
+FILES = {
+    "sys/class/thermal/thermal_zone0/temp": "48312\n",
+    "sys/devices/platform/soc/soc:firmware/get_throttled": "50005\n",
+    "proc/loadavg": "0.42 0.30 0.12 1/123 4567\n",
+    "proc/meminfo": "MemTotal:         439592 kB\nMemFree:          100000 kB\nMemAvailable:     251200 kB\n",
+    "proc/sys/kernel/random/boot_id": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\n",
+    "proc/uptime": "12345.67 20000.00\n",
+    "proc/self/io": "rchar: 1\nwchar: 2\nsyscr: 3\nsyscw: 4\nread_bytes: 0\nwrite_bytes: 8192\n",
+    "run/systemd/timesync/synchronized": "",
+}
+
+
+def fake_root(tmp_path: Path, files=FILES) -> Path:
+    root = tmp_path / "root"
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return root
+
+
+def test_probe_reads_the_fake_tree(tmp_path):
+    p = SystemProbe(str(fake_root(tmp_path)))
+    assert p.cpu_temperature() == 48.312
+    t = p.throttled()
+    assert t["raw"] == "0x50005"
+    assert t["under_voltage"] and t["throttled"] and not t["freq_capped"]
+    assert t["under_voltage_since_boot"] and t["throttled_since_boot"] and not t["soft_temp_limit_since_boot"]
+    assert p.load() == [0.42, 0.30, 0.12]
+    assert p.memory() == {"total_bytes": 439592 * 1024, "available_bytes": 251200 * 1024}
+    assert p.boot_id() == "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    assert p.uptime() == 12345.67
+    assert p.process_io()["write_bytes"] == 8192
+    assert p.clock().synchronized and p.clock().source == "timesyncd"
+
+
+def test_probe_reports_missing_facts_as_none(tmp_path):
+    p = SystemProbe(str(fake_root(tmp_path, {"proc/loadavg": "garbage\n"})))
+    assert p.cpu_temperature() is None and p.throttled() is None and p.memory() is None
+    assert p.load() is None and p.boot_id() is None
+    assert not p.clock().synchronized
+
+
+def collect(broker, topic: str, count: int, timeout: float) -> list[tuple[str, bytes]]:
+    got: queue.Queue = queue.Queue()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topic, qos=1)
+    c.on_message = lambda cl, u, m: got.put((m.topic, m.payload))
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    out = []
+    try:
+        while len(out) < count:
+            out.append(got.get(timeout=timeout))
+    except queue.Empty:
+        pass
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    return out
+
+
+@pytest.mark.broker
+def test_agent_publishes_health_with_system_facts(broker, tmp_path):
+    root = fake_root(tmp_path)
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(f"""\
+node: {{id: health-node}}
+flush_interval: 1s
+health_interval: 1s
+mqtt: {{broker: "{broker.url}", topic_prefix: hx}}
+sensors:
+  - {{name: air, type: bme680, interval: 200ms, heater: {{duration: 30ms}}}}
+""")
+    env = dict(os.environ, EDGE_AGENT_SYSROOT=str(root))
+    agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
+                                       str(tmp_path / "state")), env=env, stderr=subprocess.PIPE)
+    try:
+        messages = collect(broker, "hx/health-node/health", 2, timeout=15)
+    finally:
+        os.kill(agent.pid, signal.SIGTERM)
+        _, err = agent.communicate(timeout=20)
+    assert agent.returncode == 0, err.decode()
+    assert len(messages) == 2, err.decode()
+    h = json.loads(messages[-1][1])
+    assert h["node"] == "health-node" and h["core"] in ("cython", "python")
+    assert h["config_hash"] == hashlib.sha256(cfg.read_bytes()).hexdigest()[:16]
+    assert h["cpu_temp_c"] == 48.312
+    assert h["throttled"]["under_voltage"] and h["throttled"]["under_voltage_since_boot"]
+    assert h["boot_id"] == "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    assert h["load"] == [0.42, 0.3, 0.12]
+    assert h["memory"]["available_bytes"] == 251200 * 1024
+    assert h["clock"] == {"synchronized": True, "source": "timesyncd"}
+    assert h["uplink"]["state"] == "connected"
+    assert h["sensors"]["air"]["state"] == "up" and h["sensors"]["air"]["samples"] > 0
+    assert h["disk"]["free_bytes"] > 0
+    assert set(h["store"]) == {"batches", "bytes", "oldest_age_s"}
+    assert h["uptime_s"] >= 0 and h["disk_writes"]["write_bytes"] == 0
