@@ -105,6 +105,7 @@ class AgentConfig:
     store: StoreConfig
     sensors: tuple[SensorConfig, ...]
     health_interval: float = 60.0
+    clock_hold: float = 120.0  # s after start that batches stamped on an unsynced clock wait for sync
     source: str = "<built-in default>"
     config_hash: str = ""  # first 16 hex digits of the SHA-256 of the file's bytes
 
@@ -126,6 +127,8 @@ DEFAULT_NODE_YAML = """\
 node:
   id: sim-{host}
 flush_interval: 10s
+clock:
+  hold_unsynced: 0s   # a simulated node sends at once; its batches say if the clock was unsynced
 mqtt:
   broker: mqtt://127.0.0.1:1883
   topic_prefix: edge
@@ -369,7 +372,7 @@ def parse_config(doc: Any, source: str) -> AgentConfig:
     """Validate a parsed YAML document into an AgentConfig (raises ConfigError)."""
     ctx = _Ctx(source)
     m = ctx.mapping(doc, "", {"node", "flush_interval", "state_dir", "mqtt", "store", "sensors",
-                              "health_interval"},
+                              "health_interval", "clock"},
                     {"node", "mqtt", "sensors"})
     node = ctx.mapping(m["node"], "node", {"id"}, {"id"})
     node_id = ctx.string(node["id"], "node.id", pattern=_NAME,
@@ -377,6 +380,8 @@ def parse_config(doc: Any, source: str) -> AgentConfig:
     state_dir = ctx.string(m.get("state_dir", _default_state_dir()), "state_dir")
     store = ctx.mapping(m.get("store", {}), "store", {"path"})
     store_cfg = StoreConfig(path=ctx.string(store.get("path", ""), "store.path"))
+    clock = ctx.mapping(m.get("clock", {}), "clock", {"hold_unsynced"})
+    clock_hold = ctx.duration(clock.get("hold_unsynced", "2min"), "clock.hold_unsynced", positive=False)
     sensors_raw = m["sensors"]
     if not isinstance(sensors_raw, list) or not sensors_raw:
         raise ctx.fail("sensors", "a non-empty list of sensors", sensors_raw)
@@ -389,6 +394,7 @@ def parse_config(doc: Any, source: str) -> AgentConfig:
         node_id=node_id,
         flush_interval=ctx.duration(m.get("flush_interval", "10s"), "flush_interval"),
         health_interval=ctx.duration(m.get("health_interval", "60s"), "health_interval"),
+        clock_hold=clock_hold,
         state_dir=state_dir,
         mqtt=_parse_mqtt(ctx, m["mqtt"], node_id),
         store=store_cfg,

@@ -24,27 +24,32 @@ REINIT_INTERVAL = 30.0  # seconds between attempts to bring up a sensor that fai
 
 
 class ChannelPipeline:
-    """One channel: its configured chain and the points it kept since the last seal."""
+    """One channel: its configured chain and the points it kept since the last seal.
+
+    Points are kept on the monotonic clock (ms); they get wall-clock times only
+    when sealed, so a wall-clock step between sampling and sealing (NTP's first
+    sync, a manual set) never reaches the data.
+    """
 
     def __init__(self, cfg: ChannelConfig) -> None:
         self.cfg = cfg
         self.chain = dsp.Chain(cfg.chain_spec())
-        self.times_ms: list[int] = []
+        self.mono_ms: list[int] = []
         self.values_q: list[int] = []
 
-    def push(self, t_ms: int, value: float) -> None:
+    def push(self, mono_ms: int, value: float) -> None:
         y = self.chain.push(value)
         if y is not None:
-            self.times_ms.append(t_ms)
+            self.mono_ms.append(mono_ms)
             self.values_q.append(wire.quantise(y, self.cfg.resolution))
 
-    def take(self) -> wire.ChannelData | None:
-        """The kept points as a batch channel, leaving the open batch empty."""
-        if not self.times_ms:
+    def take(self, wall_offset_ms: int) -> wire.ChannelData | None:
+        """The kept points as a batch channel stamped ``mono + wall_offset``; empties the open batch."""
+        if not self.mono_ms:
             return None
         data = wire.ChannelData(self.cfg.name, self.cfg.unit, self.cfg.resolution,
-                                tuple(self.times_ms), tuple(self.values_q))
-        self.times_ms, self.values_q = [], []
+                                tuple(t + wall_offset_ms for t in self.mono_ms), tuple(self.values_q))
+        self.mono_ms, self.values_q = [], []
         return data
 
 
@@ -72,11 +77,19 @@ class Sampler:
     def __init__(self, cfg: AgentConfig, store: BatchStore,
                  factory: Callable[[SensorConfig], Sensor],
                  on_sealed: Callable[[], None] = lambda: None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time,
+                 clock_synchronized: Callable[[], bool] = lambda: True,
+                 boot_id: str | None = None) -> None:
         self.cfg = cfg
         self.store = store
         self.on_sealed = on_sealed
         self.clock = clock
+        self.wall = wall
+        self.clock_synchronized = clock_synchronized
+        self.boot_id = boot_id
+        self.clock_synced: bool | None = None  # as last seen at a seal
+        self.restamped = 0
         self.slots = [SensorSlot(s, factory, {c.name: ChannelPipeline(c) for c in s.channels})
                       for s in cfg.sensors]
         self.sealed_batches = 0
@@ -105,26 +118,44 @@ class Sampler:
                         str(exc), slot.read_errors)
             return
         slot.samples += 1
-        t_ms = round(reading.t * 1000)
+        mono_ms = round(reading.mono * 1000)
         for name, pipe in slot.channels.items():
             value = reading.values.get(name)
             if value is not None:
-                pipe.push(t_ms, value)
+                pipe.push(mono_ms, value)
+
+    def _check_clock(self, wall_offset_ms: int) -> bool:
+        """Note a change of sync state; on sync, restamp this boot's unsynced batches."""
+        synced = self.clock_synchronized()
+        if synced != self.clock_synced:
+            log.info("event=clock state=%s", "synchronized" if synced else "unsynchronized")
+            self.clock_synced = synced
+        if synced and self.boot_id is not None:
+            n = self.store.restamp_unsynced(self.boot_id, wall_offset_ms)
+            if n:
+                self.restamped += n
+                log.info("event=batches_restamped count=%d boot_id=%s", n, self.boot_id)
+        return synced
 
     def seal(self) -> int:
         """Seal every stream's open batch into the store; returns how many were sealed."""
+        wall_offset_ms = round((self.wall() - self.clock()) * 1000)
+        synced = self._check_clock(wall_offset_ms)
+        flags = 0 if synced else wire.FLAG_CLOCK_UNSYNCED
         sealed = 0
         for slot in self.slots:
-            channels = tuple(c for c in (p.take() for p in slot.channels.values()) if c is not None)
+            channels = tuple(c for c in (p.take(wall_offset_ms) for p in slot.channels.values())
+                             if c is not None)
             if not channels:
                 continue
             t0 = min(c.times_ms[0] for c in channels)
             stream = slot.cfg.name
 
             def encode(seq: int, channels=channels, t0=t0, stream=stream) -> bytes:
-                return wire.encode(wire.Batch(self.cfg.node_id, stream, seq, t0, channels))
+                return wire.encode(wire.Batch(self.cfg.node_id, stream, seq, t0, channels, flags=flags))
 
-            seq, size = self.store.seal(stream, encode, time.time())
+            seq, size = self.store.seal(stream, encode, self.wall(), clock_unsynced=not synced,
+                                        boot_id=self.boot_id, wall_offset_ms=wall_offset_ms)
             n = sum(len(c.times_ms) for c in channels)
             self.sealed_batches += 1
             self.sealed_bytes += size

@@ -17,6 +17,7 @@ from edge_agent.config import AgentConfig, SensorConfig, store_path
 from edge_agent.pipeline import Sampler
 from edge_agent.sdnotify import Notifier, Watchdog, watchdog_interval
 from edge_agent.store import BatchStore, ensure_private_dir
+from edge_agent.sysinfo import SystemProbe
 from edge_agent.uplink import Uplink
 
 log = logging.getLogger("edge_agent.service")
@@ -72,7 +73,9 @@ def run_agent(cfg: AgentConfig, *, simulate: bool, stop: threading.Event | None 
     store = BatchStore(path)
     uplink = Uplink(cfg, path)
     factory = simulated_factory(cfg) if simulate else hardware_factory
-    sampler = Sampler(cfg, store, factory, on_sealed=uplink.notify)
+    probe = SystemProbe()
+    sampler = Sampler(cfg, store, factory, on_sealed=uplink.notify,
+                      clock_synchronized=lambda: probe.clock().synchronized, boot_id=probe.boot_id())
 
     def on_signal(signum, frame) -> None:
         log.info("event=signal signal=%s", signal.Signals(signum).name)

@@ -25,6 +25,9 @@ CREATE TABLE IF NOT EXISTS batches (
     seq      INTEGER NOT NULL,
     sealed   REAL    NOT NULL,          -- Unix time of sealing (s)
     payload  BLOB    NOT NULL,
+    clock_unsynced INTEGER NOT NULL DEFAULT 0,  -- stamped while the wall clock was not synchronised
+    boot_id  TEXT,                      -- the boot whose monotonic clock the samples were taken on
+    wall_offset_ms INTEGER,             -- wall - monotonic (ms) used to stamp them
     UNIQUE (stream, seq)
 );
 CREATE TABLE IF NOT EXISTS stream_seq (
@@ -69,7 +72,9 @@ class BatchStore:
         except OSError as exc:
             raise StoreError(f"{path}: cannot open the queue: {exc.strerror or exc}") from exc
 
-    def seal(self, stream: str, encode: Callable[[int], bytes], sealed_at: float) -> tuple[int, int]:
+    def seal(self, stream: str, encode: Callable[[int], bytes], sealed_at: float, *,
+             clock_unsynced: bool = False, boot_id: str | None = None,
+             wall_offset_ms: int | None = None) -> tuple[int, int]:
         """Commit one batch in one transaction; ``encode(seq)`` gives its payload.
 
         Returns (sequence number, payload size). Nothing is stored if encode raises.
@@ -80,8 +85,9 @@ class BatchStore:
             row = db.execute("SELECT next_seq FROM stream_seq WHERE stream = ?", (stream,)).fetchone()
             seq = row[0] if row else 0
             payload = encode(seq)
-            db.execute("INSERT INTO batches (stream, seq, sealed, payload) VALUES (?, ?, ?, ?)",
-                       (stream, seq, sealed_at, payload))
+            db.execute("INSERT INTO batches (stream, seq, sealed, payload, clock_unsynced, boot_id, "
+                       "wall_offset_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (stream, seq, sealed_at, payload, int(clock_unsynced), boot_id, wall_offset_ms))
             db.execute("INSERT INTO stream_seq (stream, next_seq) VALUES (?, ?) "
                        "ON CONFLICT (stream) DO UPDATE SET next_seq = excluded.next_seq",
                        (stream, seq + 1))
@@ -91,12 +97,41 @@ class BatchStore:
             raise
         return seq, len(payload)
 
-    def oldest(self, limit: int, skip: Collection[int] = ()) -> list[StoredBatch]:
-        """Up to ``limit`` batches, oldest first, leaving out the row ids in ``skip``."""
+    def oldest(self, limit: int, skip: Collection[int] = (), *, hold_unsynced: bool = False) -> list[StoredBatch]:
+        """Up to ``limit`` batches, oldest first, leaving out the row ids in ``skip``
+        and, with ``hold_unsynced``, batches stamped before the clock was synchronised."""
+        where = "WHERE clock_unsynced = 0 " if hold_unsynced else ""
         rows = self._db.execute(
-            "SELECT id, stream, seq, payload FROM batches ORDER BY id LIMIT ?",
+            f"SELECT id, stream, seq, payload FROM batches {where}ORDER BY id LIMIT ?",
             (limit + len(skip),)).fetchall()
         return [StoredBatch(*r) for r in rows if r[0] not in skip][:limit]
+
+    def restamp_unsynced(self, boot_id: str, wall_offset_ms: int) -> int:
+        """Re-time this boot's batches stamped before the clock was synchronised.
+
+        Their samples were taken on this boot's monotonic clock, so shifting them
+        by the change of (wall - monotonic) gives their true times. Batches of an
+        earlier boot cannot be re-timed and keep their clock_unsynced flag.
+        Returns how many batches were restamped (in one transaction).
+        """
+        from edge_agent import wire  # the store otherwise treats payloads as opaque bytes
+
+        db = self._db
+        rows = db.execute("SELECT id, payload, wall_offset_ms FROM batches "
+                          "WHERE clock_unsynced = 1 AND boot_id = ?", (boot_id,)).fetchall()
+        if not rows:
+            return 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for row_id, payload, old_offset in rows:
+                batch = wire.restamp(wire.decode(payload), wall_offset_ms - (old_offset or 0))
+                db.execute("UPDATE batches SET payload = ?, clock_unsynced = 0, wall_offset_ms = ? "
+                           "WHERE id = ?", (wire.encode(batch), wall_offset_ms, row_id))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return len(rows)
 
     def delete(self, row_id: int) -> bool:
         """Remove an acknowledged batch; False if it was already gone."""

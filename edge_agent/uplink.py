@@ -74,6 +74,7 @@ class Uplink(threading.Thread):
         self.reconnects = 0
         self._drain_deadline: float | None = None
         self.last_tick = time.monotonic()  # the loop's last turn, for the watchdog
+        self.started = time.monotonic()
         self.status_topic = wire.status_topic(cfg.mqtt.topic_prefix, cfg.node_id)
         self.health_topic = wire.health_topic(cfg.mqtt.topic_prefix, cfg.node_id)
         self.health = HealthReport(cfg)
@@ -152,7 +153,9 @@ class Uplink(threading.Thread):
                     log.warning("event=uplink_offline broker=%s backlog_batches=%d backlog_bytes=%d",
                                 m.broker.url, n, size)
                 if self._stop_requested.is_set():
-                    drained = not self.inflight and (not self.connected or not store.oldest(1, self.hold))
+                    held = time.monotonic() - self.started < self.cfg.clock_hold
+                    drained = not self.inflight and (
+                        not self.connected or not store.oldest(1, self.hold, hold_unsynced=held))
                     if drained or time.monotonic() >= (self._drain_deadline or 0):
                         break
         finally:
@@ -223,7 +226,9 @@ class Uplink(threading.Thread):
             if until <= now:
                 del self.hold[row_id]
         busy = set(self.inflight.values()) | set(self.hold)
-        for batch in store.oldest(room, busy):
+        # Batches stamped on an unsynchronised clock wait a while for the sync that restamps them.
+        hold_unsynced = now - self.started < self.cfg.clock_hold
+        for batch in store.oldest(room, busy, hold_unsynced=hold_unsynced):
             topic = wire.data_topic(self.cfg.mqtt.topic_prefix, self.cfg.node_id, batch.stream)
             info = client.publish(topic, batch.payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:

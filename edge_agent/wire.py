@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edge_agent.crc32c import crc32c
 from edge_agent.errors import WireFormatError
@@ -152,6 +152,13 @@ class Batch:
                 if self.flags & FLAG_HISTORICAL:
                     row["historical"] = True
                 yield row
+
+
+def restamp(batch: Batch, shift_ms: int) -> Batch:
+    """The batch with every time moved by ``shift_ms`` and its clock_unsynced flag cleared."""
+    channels = tuple(replace(c, times_ms=tuple(t + shift_ms for t in c.times_ms)) for c in batch.channels)
+    return replace(batch, t0_ms=batch.t0_ms + shift_ms, channels=channels,
+                   flags=batch.flags & ~FLAG_CLOCK_UNSYNCED)
 
 
 def encode(batch: Batch) -> bytes:

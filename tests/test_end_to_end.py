@@ -37,6 +37,7 @@ def write_config(path: Path, broker_url: str) -> Path:
     path.write_text(f"""\
 node: {{id: e2e-node}}
 flush_interval: 1s
+clock: {{hold_unsynced: 0s}}  # this machine's clock may report unsynchronised
 mqtt: {{broker: "{broker_url}", topic_prefix: e2e}}
 sensors:
   - name: air

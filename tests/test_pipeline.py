@@ -16,8 +16,11 @@ from edge_agent.service import simulated_factory
 from edge_agent.store import BatchStore
 
 
+BOOT = 1_699_990_000.0  # wall time at "boot": monotonic = wall - BOOT
+
+
 class ScriptedSensor:
-    """Returns the given temperatures one by one; None in the script raises OSError."""
+    """Returns the given temperatures one by one, a second apart; None raises OSError."""
 
     def __init__(self, values):
         self.values = list(values)
@@ -28,7 +31,7 @@ class ScriptedSensor:
         self.t += 1.0
         if v is None:
             raise OSError(5, "Input/output error")
-        return Reading(t=self.t, mono=self.t, values={"temperature": v, "humidity": 50.0})
+        return Reading(t=self.t, mono=self.t - BOOT, values={"temperature": v, "humidity": 50.0})
 
     def close(self):
         pass
@@ -44,7 +47,8 @@ def test_samples_go_through_chain_and_seal_once_per_stream(cfg, tmp_path):
     store = BatchStore(str(tmp_path / "q.sqlite3"))
     sensor = ScriptedSensor([20.0, 20.0, 20.01, 25.0, None, 25.0, 25.0])
     sealed = []
-    s = Sampler(cfg, store, lambda c: sensor, on_sealed=lambda: sealed.append(1))
+    s = Sampler(cfg, store, lambda c: sensor, on_sealed=lambda: sealed.append(1),
+                clock=lambda: sensor.t - BOOT, wall=lambda: sensor.t)
     slot = s.slots[0]
     slot.driver = sensor
     for _ in range(7):
