@@ -17,27 +17,9 @@ import uuid
 
 from edge_agent import __version__
 from edge_agent.errors import ConfigError, EdgeAgentError, WireFormatError
+from edge_agent.logfmt import setup_logging
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-
-class KeyValueFormatter(logging.Formatter):
-    """One line per event: time, level, logger, then the message's key=value fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        base = f"{self.formatTime(record, '%Y-%m-%dT%H:%M:%S')} level={record.levelname.lower()} " \
-               f"logger={record.name} {record.getMessage()}"
-        if record.exc_info:
-            base += " exc=" + repr(self.formatException(record.exc_info))
-        return base
-
-
-def _setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(KeyValueFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
 
 
 def _sample_line(row: dict) -> str:
@@ -52,14 +34,14 @@ def _print_batch(batch, as_json: bool) -> None:
 
 def cmd_run(args) -> int:
     from edge_agent.config import load_config, with_overrides
-    from edge_agent.service import run_agent
+    from edge_agent.service import Agent
 
-    cfg = with_overrides(load_config(args.config), broker=args.broker, state_dir=args.state_dir,
-                         flush_interval=args.flush_interval)
+    overrides = {"broker": args.broker, "state_dir": args.state_dir, "flush_interval": args.flush_interval}
+    cfg = with_overrides(load_config(args.config), **overrides)
     if args.config is None and not args.simulate:
         raise ConfigError("no --config given: the built-in default node has only simulated "
                           "sensors, so it needs --simulate")
-    return run_agent(cfg, simulate=args.simulate)
+    return Agent(cfg, simulate=args.simulate, config_path=args.config, overrides=overrides).run()
 
 
 def cmd_check_config(args) -> int:
@@ -220,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level)
+    setup_logging(args.log_level)
     try:
         return args.func(args)
     except ConfigError as exc:

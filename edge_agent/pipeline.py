@@ -165,6 +165,21 @@ class Sampler:
             self.on_sealed()
         return sealed
 
+    def reconfigure(self, cfg: AgentConfig, factory: Callable[[SensorConfig], Sensor]) -> None:
+        """Seal what is open under the old configuration, then sample under the new one.
+
+        Drivers are closed and brought up again by the run loop; the store and its
+        sequence numbers carry on, so nothing sampled is lost and no number repeats.
+        """
+        self.seal()
+        for slot in self.slots:
+            if slot.driver is not None:
+                slot.driver.close()
+        self.cfg = cfg
+        now = self.clock()
+        self.slots = [SensorSlot(s, factory, {c.name: ChannelPipeline(c) for c in s.channels},
+                                 next_due=now) for s in cfg.sensors]
+
     def sensor_health(self) -> dict:
         """Per sensor: state, samples read and error counts by kind (for the health message)."""
         return {s.cfg.name: {"type": s.cfg.type, "state": "up" if s.driver is not None else "down",
@@ -192,7 +207,7 @@ class Sampler:
         try:
             while not stop.is_set():
                 now = self.clock()
-                for slot in self.slots:
+                for slot in list(self.slots):
                     if slot.driver is None:
                         if now >= slot.next_init:
                             self._bring_up(slot, now)

@@ -62,59 +62,126 @@ def hardware_factory(s: SensorConfig) -> Sensor:
                                 heater_temp=s.heater_temp, heater_ms=s.heater_ms)
 
 
-def run_agent(cfg: AgentConfig, *, simulate: bool, stop: threading.Event | None = None) -> int:
-    """Run until SIGTERM/SIGINT (or ``stop``); seal and commit open batches before returning."""
-    stop = stop or threading.Event()
-    os.umask(0o077)  # the queue, its WAL and everything else we write: owner only
-    ensure_private_dir(cfg.state_dir)
-    path = store_path(cfg)
-    log.info("event=start version=%s core=%s node=%s config=%s simulate=%s store=%s flush_interval=%gs",
-             __version__, dsp.IMPLEMENTATION, cfg.node_id, cfg.source, simulate, path, cfg.flush_interval)
-    store = BatchStore(path)
-    uplink = Uplink(cfg, path)
-    factory = simulated_factory(cfg) if simulate else hardware_factory
-    probe = SystemProbe()
-    sampler = Sampler(cfg, store, factory, on_sealed=uplink.notify,
-                      clock_synchronized=lambda: probe.clock().synchronized, boot_id=probe.boot_id())
+class Agent:
+    """The running agent: sampler on the calling thread, uplink on its own, systemd in the loop.
 
-    def on_signal(signum, frame) -> None:
-        log.info("event=signal signal=%s", signal.Signals(signum).name)
-        stop.set()
+    SIGTERM/SIGINT stop it after sealing what is open. SIGHUP reloads the
+    configuration file: the open batches are sealed under the old configuration,
+    then the new one runs (a new uplink when the MQTT settings or the node id
+    changed); an invalid file is rejected with its error logged, and the old
+    configuration keeps running.
+    """
 
-    def status() -> str:
-        n, size = store.depth()
-        return (f"queue={n} batches ({size} B), link={'up' if uplink.connected else 'down'}, "
-                f"sensors={sampler.sensors_up()}/{len(sampler.slots)} up")
+    def __init__(self, cfg: AgentConfig, *, simulate: bool, config_path: str | None = None,
+                 overrides: dict | None = None) -> None:
+        self.cfg = cfg
+        self.simulate = simulate
+        self.config_path = config_path
+        self.overrides = overrides or {}
+        self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
+        self.reloads = 0
+        self.rejected_reloads = 0
 
-    notifier = Notifier.from_env()
-    watchdog = Watchdog(notifier, watchdog_interval(), progress_checks(sampler, uplink, cfg.flush_interval),
-                        status=status)
+    def _factory(self, cfg: AgentConfig):
+        return simulated_factory(cfg) if self.simulate else hardware_factory
 
-    def on_ready() -> None:
-        notifier.ready(status())
-        log.info("event=ready sensors_up=%d sensors=%d watchdog=%s", sampler.sensors_up(),
-                 len(sampler.slots), f"{watchdog.interval:g}s" if watchdog.interval else "off")
+    def status(self) -> str:
+        n, size = self.store.depth()
+        return (f"queue={n} batches ({size} B), link={'up' if self.uplink.connected else 'down'}, "
+                f"sensors={self.sampler.sensors_up()}/{len(self.sampler.slots)} up")
 
-    next_health = [0.0]  # right after start, then every health_interval
+    def _on_signal(self, signum, frame) -> None:
+        if signum == signal.SIGHUP:
+            self.reload_event.set()
+        else:
+            self.stop_event.set()
 
-    def tick(now: float) -> float:
-        if now >= next_health[0]:
-            uplink.post_health(sampler.sensor_health())
-            next_health[0] = now + cfg.health_interval
-        return min(watchdog.tick(now), next_health[0])
+    def _reload(self) -> None:
+        from edge_agent.config import load_config, with_overrides
+        from edge_agent.errors import ConfigError
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    uplink.start()
-    try:
-        sampler.run(stop, on_ready=on_ready, tick=tick)
-    finally:
-        notifier.stopping()
-        store.close()
-        uplink.stop()
-        uplink.join()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    notifier.close()
-    log.info("event=stop sealed_batches=%d sealed_bytes=%d delivered=%d", sampler.sealed_batches,
-             sampler.sealed_bytes, uplink.delivered)
-    return 0
+        self.reload_event.clear()
+        if self.config_path is None:
+            log.warning("event=reload_ignored reason=%r", "running the built-in default node, no file to re-read")
+            return
+        try:
+            new = with_overrides(load_config(self.config_path), **self.overrides)
+            if store_path(new) != store_path(self.cfg):
+                raise ConfigError(f"{self.config_path}: state_dir/store.path: the queue cannot move "
+                                  f"while running (restart the service to move it)")
+        except ConfigError as exc:
+            self.rejected_reloads += 1
+            log.error("event=reload_rejected error=%r keeping=%s", str(exc), self.cfg.config_hash)
+            return
+        self.notifier.reloading()
+        old = self.cfg
+        self.sampler.reconfigure(new, self._factory(new))
+        if (new.mqtt, new.node_id, new.clock_hold) != (old.mqtt, old.node_id, old.clock_hold):
+            self.uplink.stop(drain_timeout=1.0)  # what stays unacknowledged, the new one sends
+            self.uplink.join()
+            self.uplink = Uplink(new, store_path(new))
+            self.sampler.on_sealed = self.uplink.notify
+            self.uplink.start()
+        self.cfg = new
+        self.watchdog.checks = progress_checks(self.sampler, self.uplink, new.flush_interval)
+        self.reloads += 1
+        self.notifier.ready(self.status())
+        log.info("event=reloaded config=%s hash=%s previous=%s sensors=%d", new.source, new.config_hash,
+                 old.config_hash, len(new.sensors))
+
+    def _tick(self, now: float) -> float:
+        if self.reload_event.is_set():
+            self._reload()
+        if now >= self.next_health:
+            self.uplink.post_health(self.sampler.sensor_health())
+            self.next_health = now + self.cfg.health_interval
+        # Wake at least every second so a SIGHUP is acted on promptly.
+        return min(self.watchdog.tick(now), self.next_health, now + 1.0)
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT; seal and commit open batches before returning."""
+        cfg = self.cfg
+        os.umask(0o077)  # the queue, its WAL and everything else we write: owner only
+        ensure_private_dir(cfg.state_dir)
+        path = store_path(cfg)
+        log.info("event=start version=%s core=%s node=%s config=%s hash=%s simulate=%s store=%s "
+                 "flush_interval=%gs", __version__, dsp.IMPLEMENTATION, cfg.node_id, cfg.source,
+                 cfg.config_hash, self.simulate, path, cfg.flush_interval)
+        if cfg.mqtt.allow_insecure and not cfg.mqtt.broker.tls:
+            log.warning("event=insecure_broker broker=%s reason=%r", cfg.mqtt.broker.url,
+                        "mqtt.allow_insecure is set: data and credentials travel unencrypted")
+        self.store = BatchStore(path)
+        self.uplink = Uplink(cfg, path)
+        probe = SystemProbe()
+        self.sampler = Sampler(cfg, self.store, self._factory(cfg), on_sealed=self.uplink.notify,
+                               clock_synchronized=lambda: probe.clock().synchronized,
+                               boot_id=probe.boot_id())
+        self.notifier = Notifier.from_env()
+        self.watchdog = Watchdog(self.notifier, watchdog_interval(),
+                                 progress_checks(self.sampler, self.uplink, cfg.flush_interval),
+                                 status=self.status)
+        self.next_health = 0.0  # right after start, then every health_interval
+
+        def on_ready() -> None:
+            self.notifier.ready(self.status())
+            log.info("event=ready sensors_up=%d sensors=%d watchdog=%s", self.sampler.sensors_up(),
+                     len(self.sampler.slots),
+                     f"{self.watchdog.interval:g}s" if self.watchdog.interval else "off")
+
+        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        previous = {s: signal.signal(s, self._on_signal) for s in signals}
+        self.uplink.start()
+        try:
+            self.sampler.run(self.stop_event, on_ready=on_ready, tick=self._tick)
+        finally:
+            self.notifier.stopping()
+            self.store.close()
+            self.uplink.stop()
+            self.uplink.join()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self.notifier.close()
+        log.info("event=stop sealed_batches=%d sealed_bytes=%d delivered=%d reloads=%d",
+                 self.sampler.sealed_batches, self.sampler.sealed_bytes, self.uplink.delivered, self.reloads)
+        return 0
