@@ -94,6 +94,9 @@ class MqttConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: str
+    max_size: int = 256 * 1024**2   # bytes of payload waiting
+    policy: str = "drop_oldest"     # or "refuse_newest", when max_size is reached
+    ttl: float = 30 * 86400.0       # s a batch may wait before it expires
 
 
 @dataclass(frozen=True)
@@ -378,8 +381,15 @@ def parse_config(doc: Any, source: str) -> AgentConfig:
     node_id = ctx.string(node["id"], "node.id", pattern=_NAME,
                          what="a node id of letters, digits, '.', '_' or '-' (at most 64)")
     state_dir = ctx.string(m.get("state_dir", _default_state_dir()), "state_dir")
-    store = ctx.mapping(m.get("store", {}), "store", {"path"})
-    store_cfg = StoreConfig(path=ctx.string(store.get("path", ""), "store.path"))
+    store = ctx.mapping(m.get("store", {}), "store", {"path", "max_size", "policy", "ttl"})
+    policy = store.get("policy", "drop_oldest")
+    if policy not in ("drop_oldest", "refuse_newest"):
+        raise ctx.fail("store.policy", "drop_oldest or refuse_newest", policy)
+    max_size = ctx.size(store.get("max_size", "256MiB"), "store.max_size")
+    if max_size < 64 * 1024:
+        raise ctx.fail("store.max_size", "at least 64KiB", store.get("max_size"))
+    store_cfg = StoreConfig(path=ctx.string(store.get("path", ""), "store.path"), max_size=max_size,
+                            policy=policy, ttl=ctx.duration(store.get("ttl", "30d"), "store.ttl"))
     clock = ctx.mapping(m.get("clock", {}), "clock", {"hold_unsynced"})
     clock_hold = ctx.duration(clock.get("hold_unsynced", "2min"), "clock.hold_unsynced", positive=False)
     sensors_raw = m["sensors"]

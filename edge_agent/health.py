@@ -36,7 +36,7 @@ class HealthReport:
                 "write_bytes_per_hour": round((io.get("write_bytes", 0) - wb0) / hours),
                 "write_syscalls_per_hour": round((io.get("syscw", 0) - (sc0 or 0)) / hours)}
 
-    def build(self, *, sensors: dict, uplink: dict, store: BatchStore) -> dict:
+    def build(self, *, sampler: dict, uplink: dict, store: BatchStore) -> dict:
         now = time.monotonic()
         p = self.probe
         batches, size = store.depth()
@@ -57,9 +57,11 @@ class HealthReport:
             "memory": p.memory(),
             "disk": disk_space(self.cfg.state_dir),
             "disk_writes": self._disk_writes(now),
-            "store": {"batches": batches, "bytes": size,
-                      "oldest_age_s": round(time.time() - oldest, 1) if oldest is not None else None},
+            "store": {"batches": batches, "bytes": size, "max_bytes": self.cfg.store.max_size,
+                      "oldest_age_s": round(time.time() - oldest, 1) if oldest is not None else None,
+                      "losses": store.losses(), "unstored_since_start": sampler["unstored"],
+                      "recovery": sampler["store_recovery"]},
             "uplink": uplink,
-            "sensors": sensors,
+            "sensors": sampler["sensors"],
             "clock": {"synchronized": clock.synchronized, "source": clock.source},
         }

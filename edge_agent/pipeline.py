@@ -8,6 +8,7 @@ and committed once. Nothing here waits on the network.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -16,11 +17,12 @@ from dataclasses import dataclass, field
 from drivers.base import Sensor
 from edge_agent import dsp, wire
 from edge_agent.config import AgentConfig, ChannelConfig, SensorConfig
-from edge_agent.store import BatchStore
+from edge_agent.store import BatchStore, is_disk_full
 
 log = logging.getLogger("edge_agent.sampler")
 
 REINIT_INTERVAL = 30.0  # seconds between attempts to bring up a sensor that failed to start
+EXPIRE_INTERVAL = 60.0  # seconds between passes of the store's time to live
 
 
 class ChannelPipeline:
@@ -90,6 +92,8 @@ class Sampler:
         self.boot_id = boot_id
         self.clock_synced: bool | None = None  # as last seen at a seal
         self.restamped = 0
+        self.unstored: dict[str, int] = {}  # batches lost to a full disk, per stream
+        self.next_expire = 0.0
         self.slots = [SensorSlot(s, factory, {c.name: ChannelPipeline(c) for c in s.channels})
                       for s in cfg.sensors]
         self.sealed_batches = 0
@@ -124,6 +128,19 @@ class Sampler:
             if value is not None:
                 pipe.push(mono_ms, value)
 
+    def _expire(self, synced: bool) -> None:
+        now = self.clock()
+        if now < self.next_expire:
+            return
+        self.next_expire = now + EXPIRE_INTERVAL
+        try:
+            self.store.expire(self.cfg.store.ttl, now=self.wall(), now_mono=now, boot_id=self.boot_id,
+                              wall_trusted=synced)
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            log.error("event=expire_failed reason=%r", str(exc))
+
     def _check_clock(self, wall_offset_ms: int) -> bool:
         """Note a change of sync state; on sync, restamp this boot's unsynced batches."""
         synced = self.clock_synchronized()
@@ -141,6 +158,7 @@ class Sampler:
         """Seal every stream's open batch into the store; returns how many were sealed."""
         wall_offset_ms = round((self.wall() - self.clock()) * 1000)
         synced = self._check_clock(wall_offset_ms)
+        self._expire(synced)
         flags = 0 if synced else wire.FLAG_CLOCK_UNSYNCED
         sealed = 0
         for slot in self.slots:
@@ -154,8 +172,21 @@ class Sampler:
             def encode(seq: int, channels=channels, t0=t0, stream=stream) -> bytes:
                 return wire.encode(wire.Batch(self.cfg.node_id, stream, seq, t0, channels, flags=flags))
 
-            seq, size = self.store.seal(stream, encode, self.wall(), clock_unsynced=not synced,
-                                        boot_id=self.boot_id, wall_offset_ms=wall_offset_ms)
+            try:
+                seq, size = self.store.seal(stream, encode, self.wall(), clock_unsynced=not synced,
+                                            boot_id=self.boot_id, wall_offset_ms=wall_offset_ms,
+                                            sealed_mono=self.clock())
+            except sqlite3.OperationalError as exc:
+                if not is_disk_full(exc):
+                    raise
+                # Keep sampling: count what could not be stored; storing resumes with space.
+                self.unstored[stream] = self.unstored.get(stream, 0) + 1
+                self.store.count_unstored(stream)
+                log.error("event=batch_unstored stream=%s reason=%r unstored=%d", stream, str(exc),
+                          self.unstored[stream])
+                continue
+            if size == 0:
+                continue  # refused by the cap: counted by the store
             n = sum(len(c.times_ms) for c in channels)
             self.sealed_batches += 1
             self.sealed_bytes += size
@@ -180,11 +211,18 @@ class Sampler:
         self.slots = [SensorSlot(s, factory, {c.name: ChannelPipeline(c) for c in s.channels},
                                  next_due=now) for s in cfg.sensors]
 
-    def sensor_health(self) -> dict:
-        """Per sensor: state, samples read and error counts by kind (for the health message)."""
-        return {s.cfg.name: {"type": s.cfg.type, "state": "up" if s.driver is not None else "down",
-                             "samples": s.samples, "errors": dict(s.errors_by_kind)}
-                for s in self.slots}
+    def health_part(self) -> dict:
+        """What the sampler owns of the health message: sensors, store recovery, disk-full losses."""
+        rec = self.store.recovery
+        return {
+            "sensors": {s.cfg.name: {"type": s.cfg.type, "state": "up" if s.driver is not None else "down",
+                                     "samples": s.samples, "errors": dict(s.errors_by_kind)}
+                        for s in self.slots},
+            "unstored": dict(self.unstored),
+            "store_recovery": None if rec is None else {
+                "moved_to": rec.moved_to, "error": rec.error, "salvaged": rec.salvaged,
+                "unreadable": rec.unreadable, "at": rec.at},
+        }
 
     def sensors_up(self) -> int:
         return sum(1 for s in self.slots if s.driver is not None)

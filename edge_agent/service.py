@@ -134,7 +134,7 @@ class Agent:
         if self.reload_event.is_set():
             self._reload()
         if now >= self.next_health:
-            self.uplink.post_health(self.sampler.sensor_health())
+            self.uplink.post_health(self.sampler.health_part())
             self.next_health = now + self.cfg.health_interval
         # Wake at least every second so a SIGHUP is acted on promptly.
         return min(self.watchdog.tick(now), self.next_health, now + 1.0)
@@ -151,7 +151,7 @@ class Agent:
         if cfg.mqtt.allow_insecure and not cfg.mqtt.broker.tls:
             log.warning("event=insecure_broker broker=%s reason=%r", cfg.mqtt.broker.url,
                         "mqtt.allow_insecure is set: data and credentials travel unencrypted")
-        self.store = BatchStore(path)
+        self.store = BatchStore(path, max_size=cfg.store.max_size, policy=cfg.store.policy, recover=True)
         self.uplink = Uplink(cfg, path)
         probe = SystemProbe()
         self.sampler = Sampler(cfg, self.store, self._factory(cfg), on_sealed=self.uplink.notify,

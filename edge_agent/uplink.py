@@ -98,9 +98,9 @@ class Uplink(threading.Thread):
         """Something new was sealed into the store."""
         self.events.put(("sealed", None))
 
-    def post_health(self, sensors: dict) -> None:
-        """Time for a health message; ``sensors`` is the sampler's part of it."""
-        self.events.put(("health", sensors))
+    def post_health(self, part: dict) -> None:
+        """Time for a health message; ``part`` is the sampler's share of it."""
+        self.events.put(("health", part))
 
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Finish: wait up to drain_timeout for in-flight and queued batches, then disconnect."""
@@ -208,12 +208,12 @@ class Uplink(threading.Thread):
                 store.delete(row_id)
                 self.delivered += 1
 
-    def _publish_health(self, client: mqtt.Client, store: BatchStore, sensors: dict) -> None:
+    def _publish_health(self, client: mqtt.Client, store: BatchStore, part: dict) -> None:
         uplink = {"state": "connected" if self.connected else "disconnected",
                   "broker": self.cfg.mqtt.broker.url, "reconnects": self.reconnects,
                   "delivered": self.delivered, "failed_acks": self.failed_acks,
                   "inflight": len(self.inflight)}
-        report = self.health.build(sensors=sensors, uplink=uplink, store=store)
+        report = self.health.build(sampler=part, uplink=uplink, store=store)
         client.publish(self.health_topic, json.dumps(report, separators=(",", ":")).encode(), qos=1)
         self._pending_health = None
 

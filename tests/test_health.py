@@ -113,5 +113,7 @@ sensors:
     assert h["uplink"]["state"] == "connected"
     assert h["sensors"]["air"]["state"] == "up" and h["sensors"]["air"]["samples"] > 0
     assert h["disk"]["free_bytes"] > 0
-    assert set(h["store"]) == {"batches", "bytes", "oldest_age_s"}
+    assert set(h["store"]) == {"batches", "bytes", "max_bytes", "oldest_age_s", "losses",
+                               "unstored_since_start", "recovery"}
+    assert h["store"]["losses"] == {} and h["store"]["recovery"] is None
     assert h["uptime_s"] >= 0 and h["disk_writes"]["write_bytes"] == 0
