@@ -79,7 +79,7 @@ class BrokerConfig:
 
 @dataclass(frozen=True)
 class MqttConfig:
-    broker: BrokerConfig
+    brokers: tuple[BrokerConfig, ...]  # tried in turn; the first is the preferred one
     topic_prefix: str = "edge"
     client_id: str = ""
     keepalive: float = 30.0
@@ -87,8 +87,18 @@ class MqttConfig:
     inflight: int = 20
     allow_insecure: bool = False
     ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
     username: str | None = None
     password_file: str | None = None
+    session_expiry: float = 3600.0   # s the broker keeps our session after a disconnect (MQTT 5)
+    backlog_rate: float = 50.0       # batches/s at most from the backlog after an outage
+    reconnect_min: float = 1.0       # s, backoff base (full jitter)
+    reconnect_max: float = 120.0     # s, backoff cap
+
+    @property
+    def broker(self) -> BrokerConfig:
+        return self.brokers[0]
 
 
 @dataclass(frozen=True)
@@ -342,32 +352,60 @@ def _parse_sensor(ctx: _Ctx, raw: Any, path: str) -> SensorConfig:
 
 def _parse_mqtt(ctx: _Ctx, raw: Any, node_id: str) -> MqttConfig:
     m = ctx.mapping(raw, "mqtt", {"broker", "topic_prefix", "client_id", "keepalive", "protocol",
-                                  "inflight", "allow_insecure", "ca_file", "username", "password_file"},
+                                  "inflight", "allow_insecure", "ca_file", "cert_file", "key_file",
+                                  "username", "password_file", "session_expiry", "backlog_rate",
+                                  "reconnect"},
                     {"broker"})
-    try:
-        broker = parse_broker_url(ctx.string(m["broker"], "mqtt.broker"))
-    except ValueError as exc:
-        raise ConfigError(f"{ctx.source}: mqtt.broker: {exc}") from None
+    raw_brokers = m["broker"]
+    if isinstance(raw_brokers, str):
+        raw_brokers, paths = [raw_brokers], ["mqtt.broker"]
+    elif isinstance(raw_brokers, list) and raw_brokers:
+        paths = [f"mqtt.broker[{i}]" for i in range(len(raw_brokers))]
+    else:
+        raise ctx.fail("mqtt.broker", "a broker URL or a non-empty list of them", raw_brokers)
+    allow_insecure = ctx.boolean(m.get("allow_insecure", False), "mqtt.allow_insecure")
+    brokers = []
+    for url, path in zip(raw_brokers, paths):
+        try:
+            broker = parse_broker_url(ctx.string(url, path))
+        except ValueError as exc:
+            raise ConfigError(f"{ctx.source}: {path}: {exc}") from None
+        if not broker.tls and not is_loopback(broker.host) and not allow_insecure:
+            raise ConfigError(f"{ctx.source}: {path}: plaintext mqtt:// to {broker.host} would send data "
+                              f"and credentials unencrypted; use mqtts:// or set mqtt.allow_insecure: true")
+        brokers.append(broker)
     prefix = ctx.string(m.get("topic_prefix", "edge"), "mqtt.topic_prefix",
                         pattern=re.compile(r"^[^#+\s/][^#+\s]*[^#+\s/]$|^[^#+\s/]$"),
                         what="a topic prefix without '#', '+', spaces, or a leading/trailing '/'")
     protocol = str(m.get("protocol", "5"))
     if protocol not in ("5", "3.1.1"):
         raise ctx.fail("mqtt.protocol", "5 or 3.1.1", m.get("protocol"))
-    allow_insecure = ctx.boolean(m.get("allow_insecure", False), "mqtt.allow_insecure")
-    if not broker.tls and not is_loopback(broker.host) and not allow_insecure:
-        raise ConfigError(f"{ctx.source}: mqtt.broker: plaintext mqtt:// to {broker.host} would send data "
-                          f"and credentials unencrypted; use mqtts:// or set mqtt.allow_insecure: true")
+    cert_file = ctx.string(m["cert_file"], "mqtt.cert_file") if "cert_file" in m else None
+    key_file = ctx.string(m["key_file"], "mqtt.key_file") if "key_file" in m else None
+    if (cert_file is None) != (key_file is None):
+        raise ctx.fail("mqtt.cert_file" if cert_file is None else "mqtt.key_file",
+                       "both cert_file and key_file for mutual TLS, or neither", show_got=False)
+    if "password_file" in m and "username" not in m:
+        raise ctx.fail("mqtt.username", "a username to go with mqtt.password_file", show_got=False)
+    reconnect = ctx.mapping(m.get("reconnect", {}), "mqtt.reconnect", {"min", "max"})
+    rmin = ctx.duration(reconnect.get("min", "1s"), "mqtt.reconnect.min")
+    rmax = ctx.duration(reconnect.get("max", "2min"), "mqtt.reconnect.max")
+    if rmax < rmin:
+        raise ctx.fail("mqtt.reconnect.max", f"at least mqtt.reconnect.min ({rmin:g}s)", reconnect.get("max"))
     return MqttConfig(
-        broker=broker, topic_prefix=prefix,
+        brokers=tuple(brokers), topic_prefix=prefix,
         client_id=ctx.string(m.get("client_id", f"edge-agent-{node_id}"), "mqtt.client_id"),
         keepalive=ctx.duration(m.get("keepalive", "30s"), "mqtt.keepalive"),
         protocol=protocol,
         inflight=int(ctx.number(m.get("inflight", 20), "mqtt.inflight", low=1, high=1000, integer=True)),
         allow_insecure=allow_insecure,
         ca_file=ctx.string(m["ca_file"], "mqtt.ca_file") if "ca_file" in m else None,
+        cert_file=cert_file, key_file=key_file,
         username=ctx.string(m["username"], "mqtt.username") if "username" in m else None,
         password_file=ctx.string(m["password_file"], "mqtt.password_file") if "password_file" in m else None,
+        session_expiry=ctx.duration(m.get("session_expiry", "1h"), "mqtt.session_expiry", positive=False),
+        backlog_rate=float(ctx.number(m.get("backlog_rate", 50), "mqtt.backlog_rate", low=0.0, low_open=True)),
+        reconnect_min=rmin, reconnect_max=rmax,
     )
 
 
@@ -449,7 +487,7 @@ def with_overrides(cfg: AgentConfig, *, broker: str | None = None, state_dir: st
         if not b.tls and not is_loopback(b.host) and not cfg.mqtt.allow_insecure:
             raise ConfigError(f"command line: --broker: plaintext mqtt:// to {b.host} is refused "
                               f"unless the config sets mqtt.allow_insecure: true")
-        cfg = replace(cfg, mqtt=replace(cfg.mqtt, broker=b))
+        cfg = replace(cfg, mqtt=replace(cfg.mqtt, brokers=(b,)))
     if state_dir is not None:
         cfg = replace(cfg, state_dir=state_dir)
     if flush_interval is not None:

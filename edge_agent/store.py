@@ -349,14 +349,30 @@ class BatchStore:
             return False
 
     # --- reading and deleting --------------------------------------------------------------
-    def oldest(self, limit: int, skip: Collection[int] = (), *, hold_unsynced: bool = False) -> list[StoredBatch]:
-        """Up to ``limit`` batches, oldest first, leaving out the row ids in ``skip``
-        and, with ``hold_unsynced``, batches stamped before the clock was synchronised."""
-        where = "WHERE clock_unsynced = 0 " if hold_unsynced else ""
+    def oldest(self, limit: int, skip: Collection[int] = (), *, hold_unsynced: bool = False,
+               after_id: int | None = None, up_to_id: int | None = None) -> list[StoredBatch]:
+        """Up to ``limit`` batches, oldest first, leaving out the row ids in ``skip``;
+        with ``hold_unsynced``, not those stamped before the clock was synchronised;
+        optionally only row ids in (after_id, up_to_id]."""
+        conds, args = [], []
+        if hold_unsynced:
+            conds.append("clock_unsynced = 0")
+        if after_id is not None:
+            conds.append("id > ?")
+            args.append(after_id)
+        if up_to_id is not None:
+            conds.append("id <= ?")
+            args.append(up_to_id)
+        where = ("WHERE " + " AND ".join(conds) + " ") if conds else ""
         rows = self._db.execute(
             f"SELECT id, stream, seq, payload FROM batches {where}ORDER BY id LIMIT ?",
-            (limit + len(skip),)).fetchall()
+            (*args, limit + len(skip))).fetchall()
         return [StoredBatch(*r) for r in rows if r[0] not in skip][:limit]
+
+    def newest_id(self) -> int:
+        """The largest row id waiting (0 when the queue is empty)."""
+        row = self._db.execute("SELECT max(id) FROM batches").fetchone()
+        return row[0] or 0
 
     def restamp_unsynced(self, boot_id: str, wall_offset_ms: int) -> int:
         """Re-time this boot's batches stamped before the clock was synchronised.

@@ -1,30 +1,39 @@
-"""The uplink: store -> MQTT (paho-mqtt 2.x, QoS 1), oldest first.
+"""The uplink: store -> MQTT (paho-mqtt 2.x, QoS 1).
 
 The uplink thread owns its own store connection and all bookkeeping. paho's
 callbacks run on paho's network thread; they only put small tuples on a queue
 and never block or raise. A batch leaves the store only on a PUBACK whose
 reason code is not a failure. At most ``mqtt.inflight`` batches are in flight,
 so paho's own in-memory queue stays small: the store is the queue.
+
+Connections: brokers are tried in turn with exponential backoff and full jitter
+(a city of nodes must not reconnect in the same second when the backbone comes
+back). Each attempt uses a fresh paho client, so nothing of an old connection
+is re-sent behind our back; what was in flight when a link dropped is sent
+again from the store (the backbone deduplicates by node, stream and sequence).
+
+Live first: batches sealed after the link came up go out as they are sealed;
+the backlog from before drains behind them, oldest first, at most
+``mqtt.backlog_rate`` batches per second, flagged ``historical``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
-import socket
+import random
 import ssl
 import threading
 import time
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge_agent import __version__, dsp, wire
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, BrokerConfig
 from edge_agent.health import HealthReport
 from edge_agent.store import BatchStore
 
@@ -32,6 +41,7 @@ log = logging.getLogger("edge_agent.uplink")
 
 FAILED_RETRY_DELAY = 5.0      # s before a batch whose PUBACK failed is offered again
 OFFLINE_LOG_INTERVAL = 30.0   # s between "still offline" log lines
+CONNECT_TIMEOUT = 10.0        # s for TCP + TLS + CONNACK before an attempt counts as failed
 
 
 def read_secret(path: str) -> str:
@@ -40,16 +50,17 @@ def read_secret(path: str) -> str:
         return f.readline().rstrip("\r\n")
 
 
-def make_client(cfg: AgentConfig, client_id: str, *, clean_start: bool = True) -> mqtt.Client:
+def make_client(cfg: AgentConfig, client_id: str, broker: BrokerConfig, *,
+                persistent: bool = False) -> mqtt.Client:
     """A paho client set up from the config: protocol, TLS, credentials. Not yet connected."""
     m = cfg.mqtt
     protocol = mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311
-    kwargs = {}
-    if protocol == mqtt.MQTTv311:
-        kwargs["clean_session"] = clean_start
+    kwargs = {"clean_session": not persistent} if protocol == mqtt.MQTTv311 else {}
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **kwargs)
-    if m.broker.tls:
-        ctx = ssl.create_default_context(cafile=m.ca_file)  # verifies chain and host name
+    if broker.tls:
+        ctx = ssl.create_default_context(cafile=m.ca_file)  # verifies the chain and the host name
+        if m.cert_file:
+            ctx.load_cert_chain(m.cert_file, m.key_file)
         client.tls_set_context(ctx)
     if m.username is not None:
         password = read_secret(m.password_file) if m.password_file else None
@@ -57,101 +68,191 @@ def make_client(cfg: AgentConfig, client_id: str, *, clean_start: bool = True) -
     return client
 
 
+class Backoff:
+    """Exponential backoff with full jitter: the n-th wait is uniform in [0, min(cap, base * 2^n)]."""
+
+    def __init__(self, base: float, cap: float, rng: random.Random | None = None) -> None:
+        self.base, self.cap = base, cap
+        self.attempt = 0
+        self.rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * (2 ** min(self.attempt, 30)))
+        self.attempt += 1
+        return self.rng.uniform(0.0, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class TokenBucket:
+    """At most ``rate`` per second on average, bursts up to ``burst``, on the monotonic clock."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = burst
+        self.at = time.monotonic()
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
 class Uplink(threading.Thread):
     """Publishes stored batches; deletes each on a successful PUBACK."""
 
-    def __init__(self, cfg: AgentConfig, store_path: str) -> None:
+    def __init__(self, cfg: AgentConfig, store_path: str, *, rng: random.Random | None = None) -> None:
         super().__init__(name="uplink", daemon=True)
         self.cfg = cfg
         self.store_path = store_path
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self._stop_requested = threading.Event()
         self.connected = False
-        self.inflight: dict[int, int] = {}     # mid -> store row id
+        self.inflight: dict[int, int] = {}     # mid -> store row id, for the current connection
         self.hold: dict[int, float] = {}       # row id -> monotonic time it may be retried
         self.delivered = 0
+        self.delivered_historical = 0
         self.failed_acks = 0
         self.reconnects = 0
+        self.connect_failures = 0
         self._drain_deadline: float | None = None
         self.last_tick = time.monotonic()  # the loop's last turn, for the watchdog
         self.started = time.monotonic()
         self.status_topic = wire.status_topic(cfg.mqtt.topic_prefix, cfg.node_id)
         self.health_topic = wire.health_topic(cfg.mqtt.topic_prefix, cfg.node_id)
         self.health = HealthReport(cfg)
-        self._pending_health: dict | None = None  # sensor part of a report not yet published
+        self._pending_health: dict | None = None  # the sampler's part of a report not yet published
+        self.backoff = Backoff(cfg.mqtt.reconnect_min, cfg.mqtt.reconnect_max, rng)
+        self.backlog_bucket = TokenBucket(cfg.mqtt.backlog_rate, max(1.0, cfg.mqtt.backlog_rate))
+        self.broker_index = 0
+        self.client: mqtt.Client | None = None
+        self.generation = 0                # which client the events belong to
+        self.attempt_started: float | None = None
+        self.next_attempt = 0.0
+        self.live_from_id = 0              # rows with a larger id were sealed while connected: live
+        self.historical_ids: set[int] = set()
+
+    @property
+    def broker(self) -> BrokerConfig:
+        return self.cfg.mqtt.brokers[self.broker_index]
 
     # --- paho's thread: hand over and return --------------------------------------------
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        self.events.put(("connect", reason_code))
+    def _on_connect(self, client, gen, flags, reason_code, properties) -> None:
+        self.events.put(("connect", gen, reason_code))
 
-    def _on_connect_fail(self, client, userdata) -> None:
-        self.events.put(("connect_fail", None))
+    def _on_connect_fail(self, client, gen) -> None:
+        self.events.put(("connect_fail", gen, None))
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        self.events.put(("disconnect", reason_code))
+    def _on_disconnect(self, client, gen, flags, reason_code, properties) -> None:
+        self.events.put(("disconnect", gen, reason_code))
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        self.events.put(("puback", (mid, reason_code)))
+    def _on_publish(self, client, gen, mid, reason_code, properties) -> None:
+        self.events.put(("puback", gen, (mid, reason_code)))
 
-    # --- the sampler's thread ---------------------------------------------------------------
+    # --- other threads ---------------------------------------------------------------------
     def notify(self) -> None:
         """Something new was sealed into the store."""
-        self.events.put(("sealed", None))
+        self.events.put(("sealed", None, None))
 
     def post_health(self, part: dict) -> None:
         """Time for a health message; ``part`` is the sampler's share of it."""
-        self.events.put(("health", part))
+        self.events.put(("health", None, part))
 
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Finish: wait up to drain_timeout for in-flight and queued batches, then disconnect."""
         self._drain_deadline = time.monotonic() + drain_timeout
         self._stop_requested.set()
-        self.events.put(("stop", None))
+        self.events.put(("stop", None, None))
 
     # --- the uplink's own thread ---------------------------------------------------------------
     def _status_payload(self, state: str) -> bytes:
         return json.dumps({"node": self.cfg.node_id, "state": state, "version": __version__,
                            "core": dsp.IMPLEMENTATION}, separators=(",", ":")).encode()
 
-    def run(self) -> None:
+    def _start_attempt(self, now: float) -> None:
         m = self.cfg.mqtt
-        client = make_client(self.cfg, m.client_id or f"edge-agent-{self.cfg.node_id}")
+        self.generation += 1
+        broker = self.broker
+        persistent = m.session_expiry > 0
+        try:
+            client = make_client(self.cfg, m.client_id or f"edge-agent-{self.cfg.node_id}", broker,
+                                 persistent=persistent)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            # unreadable CA, client certificate, key or password file: say so, and retry later
+            log.error("event=uplink_setup_failed broker=%s error=%r", broker.url, str(exc))
+            self._schedule_retry(now)
+            return
+        client.user_data_set(self.generation)
         client.max_inflight_messages_set(m.inflight)
         client.will_set(self.status_topic, self._status_payload("offline"), qos=1, retain=True)
-        client.reconnect_delay_set(1, 60)
+        client.reconnect_delay_set(3600, 3600)  # reconnecting is ours to schedule, not paho's
+        client.connect_timeout = CONNECT_TIMEOUT
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
-        store = BatchStore(self.store_path)
         props = None
         if m.protocol == "5":
             props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = 0
-        log.info("event=uplink_start broker=%s protocol=%s inflight=%d", m.broker.url, m.protocol, m.inflight)
-        client.connect_async(m.broker.host, m.broker.port, keepalive=int(m.keepalive),
-                             clean_start=True, properties=props)
+            props.SessionExpiryInterval = int(m.session_expiry)
+        kwargs = {"clean_start": not persistent, "properties": props} if m.protocol == "5" else {}
+        client.connect_async(broker.host, broker.port, keepalive=int(m.keepalive), **kwargs)
         client.loop_start()
-        # First "offline" line 2 s after start if the broker is not there; then every 30 s.
+        self.client = client
+        self.attempt_started = now
+        log.debug("event=uplink_connecting broker=%s attempt=%d", broker.url, self.backoff.attempt)
+
+    def _drop_client(self) -> None:
+        client, self.client = self.client, None
+        self.attempt_started = None
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+
+    def _schedule_retry(self, now: float) -> None:
+        """After a failed attempt or a lost link: the next broker, after a jittered wait."""
+        self._drop_client()
+        self.inflight.clear()  # unacknowledged batches are still in the store: sent again later
+        if len(self.cfg.mqtt.brokers) > 1:
+            self.broker_index = (self.broker_index + 1) % len(self.cfg.mqtt.brokers)
+        delay = self.backoff.next_delay()
+        self.next_attempt = now + delay
+        log.debug("event=uplink_retry broker=%s in=%.1fs", self.broker.url, delay)
+
+    def run(self) -> None:
+        m = self.cfg.mqtt
+        store = BatchStore(self.store_path)
+        log.info("event=uplink_start brokers=%s protocol=%s inflight=%d session_expiry=%gs",
+                 ",".join(b.url for b in m.brokers), m.protocol, m.inflight, m.session_expiry)
+        # First "offline" line 2 s after start if no broker answers; then every 30 s.
         last_offline_log = time.monotonic() - OFFLINE_LOG_INTERVAL + 2.0
         try:
             while True:
-                self.last_tick = time.monotonic()
+                now = self.last_tick = time.monotonic()
+                if self.client is None and not self._stop_requested.is_set() and now >= self.next_attempt:
+                    self._start_attempt(now)
+                elif (not self.connected and self.attempt_started is not None
+                      and now - self.attempt_started > CONNECT_TIMEOUT + 2.0):
+                    self.connect_failures += 1
+                    self._schedule_retry(now)
                 try:
-                    kind, arg = self.events.get(timeout=0.5)
-                    self._handle(client, store, kind, arg)
-                    while True:  # drain everything already queued before publishing more
-                        kind, arg = self.events.get_nowait()
-                        self._handle(client, store, kind, arg)
+                    timeout = 0.5 if self.connected or self.client else max(0.05, min(0.5, self.next_attempt - now))
+                    self._handle(store, *self.events.get(timeout=timeout))
+                    while True:  # everything already queued before publishing more
+                        self._handle(store, *self.events.get_nowait())
                 except queue.Empty:
                     pass
                 if self.connected:
-                    self._fill_window(client, store)
+                    self._fill_window(store)
                 elif time.monotonic() - last_offline_log >= OFFLINE_LOG_INTERVAL:
                     last_offline_log = time.monotonic()
                     n, size = store.depth()
-                    log.warning("event=uplink_offline broker=%s backlog_batches=%d backlog_bytes=%d",
-                                m.broker.url, n, size)
+                    log.warning("event=uplink_offline broker=%s backlog_batches=%d backlog_bytes=%d "
+                                "failed_attempts=%d", self.broker.url, n, size, self.connect_failures)
                 if self._stop_requested.is_set():
                     held = time.monotonic() - self.started < self.cfg.clock_hold
                     drained = not self.inflight and (
@@ -159,65 +260,82 @@ class Uplink(threading.Thread):
                     if drained or time.monotonic() >= (self._drain_deadline or 0):
                         break
         finally:
-            if self.connected:
-                info = client.publish(self.status_topic, self._status_payload("offline"), qos=1, retain=True)
+            if self.connected and self.client is not None:
+                info = self.client.publish(self.status_topic, self._status_payload("offline"), qos=1,
+                                           retain=True)
                 try:
                     info.wait_for_publish(timeout=2.0)
                 except (RuntimeError, ValueError):
                     pass
-            client.disconnect()
-            client.loop_stop()
+            self._drop_client()
             n, _ = store.depth()
             store.close()
-            log.info("event=uplink_stop delivered=%d pending=%d", self.delivered, n)
+            log.info("event=uplink_stop delivered=%d historical=%d pending=%d", self.delivered,
+                     self.delivered_historical, n)
 
-    def _handle(self, client: mqtt.Client, store: BatchStore, kind: str, arg) -> None:
+    def _handle(self, store: BatchStore, kind: str, gen: int | None, arg) -> None:
+        if gen is not None and gen != self.generation:
+            return  # from a client we already dropped
+        now = time.monotonic()
         if kind == "connect":
             if arg.is_failure:
-                log.warning("event=uplink_refused broker=%s reason=%r", self.cfg.mqtt.broker.url, str(arg))
+                self.connect_failures += 1
+                log.warning("event=uplink_refused broker=%s reason=%r", self.broker.url, str(arg))
+                self._schedule_retry(now)
                 return
             self.connected = True
-            log.info("event=uplink_connected broker=%s", self.cfg.mqtt.broker.url)
-            client.publish(self.status_topic, self._status_payload("online"), qos=1, retain=True)
+            self.attempt_started = None
+            self.backoff.reset()
+            self.hold.clear()
+            self.live_from_id = store.newest_id()
+            log.info("event=uplink_connected broker=%s backlog_from_id=%d", self.broker.url, self.live_from_id)
+            self.client.publish(self.status_topic, self._status_payload("online"), qos=1, retain=True)
             if self._pending_health is not None:
-                self._publish_health(client, store, self._pending_health)
+                self._publish_health(store, self._pending_health)
         elif kind == "health":
             if self.connected:
-                self._publish_health(client, store, arg)
+                self._publish_health(store, arg)
             else:
                 self._pending_health = arg  # the newest waits for the link; older ones are stale
-        elif kind == "disconnect":
+        elif kind in ("disconnect", "connect_fail"):
             if self.connected:
                 self.reconnects += 1
                 log.warning("event=uplink_disconnected broker=%s reason=%r inflight=%d",
-                            self.cfg.mqtt.broker.url, str(arg), len(self.inflight))
+                            self.broker.url, str(arg), len(self.inflight))
+                self.backoff.reset()
+            else:
+                self.connect_failures += 1
+                log.debug("event=uplink_connect_failed broker=%s", self.broker.url)
             self.connected = False
-        elif kind == "connect_fail":
-            log.debug("event=uplink_connect_failed broker=%s", self.cfg.mqtt.broker.url)
+            self._schedule_retry(now)
         elif kind == "puback":
             mid, reason = arg
             row_id = self.inflight.pop(mid, None)
             if row_id is None:
-                return  # the birth/offline status message, or an ack we already handled
+                return  # the birth/offline/health message, or an ack we already handled
             if reason.is_failure:
                 self.failed_acks += 1
-                self.hold[row_id] = time.monotonic() + FAILED_RETRY_DELAY
+                self.hold[row_id] = now + FAILED_RETRY_DELAY
                 log.warning("event=puback_failed row=%d reason=%r retry_in=%ds", row_id, str(reason),
                             FAILED_RETRY_DELAY)
             else:
                 store.delete(row_id)
                 self.delivered += 1
+                if row_id in self.historical_ids:
+                    self.historical_ids.discard(row_id)
+                    self.delivered_historical += 1
 
-    def _publish_health(self, client: mqtt.Client, store: BatchStore, part: dict) -> None:
+    def _publish_health(self, store: BatchStore, part: dict) -> None:
         uplink = {"state": "connected" if self.connected else "disconnected",
-                  "broker": self.cfg.mqtt.broker.url, "reconnects": self.reconnects,
-                  "delivered": self.delivered, "failed_acks": self.failed_acks,
+                  "broker": self.broker.url, "reconnects": self.reconnects,
+                  "connect_failures": self.connect_failures, "delivered": self.delivered,
+                  "delivered_historical": self.delivered_historical, "failed_acks": self.failed_acks,
                   "inflight": len(self.inflight)}
         report = self.health.build(sampler=part, uplink=uplink, store=store)
-        client.publish(self.health_topic, json.dumps(report, separators=(",", ":")).encode(), qos=1)
+        self.client.publish(self.health_topic, json.dumps(report, separators=(",", ":")).encode(), qos=1)
         self._pending_health = None
 
-    def _fill_window(self, client: mqtt.Client, store: BatchStore) -> None:
+    def _fill_window(self, store: BatchStore) -> None:
         room = self.cfg.mqtt.inflight - len(self.inflight)
         if room <= 0:
             return
@@ -228,9 +346,24 @@ class Uplink(threading.Thread):
         busy = set(self.inflight.values()) | set(self.hold)
         # Batches stamped on an unsynchronised clock wait a while for the sync that restamps them.
         hold_unsynced = now - self.started < self.cfg.clock_hold
-        for batch in store.oldest(room, busy, hold_unsynced=hold_unsynced):
-            topic = wire.data_topic(self.cfg.mqtt.topic_prefix, self.cfg.node_id, batch.stream)
-            info = client.publish(topic, batch.payload, qos=1)
-            if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                return  # not connected after all: try again on the next event
-            self.inflight[info.mid] = batch.id
+        live = store.oldest(room, busy, hold_unsynced=hold_unsynced, after_id=self.live_from_id)
+        for batch in live:
+            if not self._publish(batch, historical=False):
+                return
+        room -= len(live)
+        if room <= 0:
+            return
+        for batch in store.oldest(room, busy, hold_unsynced=hold_unsynced, up_to_id=self.live_from_id):
+            if not self.backlog_bucket.take(now) or not self._publish(batch, historical=True):
+                return
+
+    def _publish(self, batch, *, historical: bool) -> bool:
+        topic = wire.data_topic(self.cfg.mqtt.topic_prefix, self.cfg.node_id, batch.stream)
+        payload = wire.mark_historical(batch.payload) if historical else batch.payload
+        info = self.client.publish(topic, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False  # the link is going down: the disconnect event follows
+        self.inflight[info.mid] = batch.id
+        if historical:
+            self.historical_ids.add(batch.id)
+        return True

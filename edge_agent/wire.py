@@ -161,6 +161,19 @@ def restamp(batch: Batch, shift_ms: int) -> Batch:
                    flags=batch.flags & ~FLAG_CLOCK_UNSYNCED)
 
 
+def mark_historical(payload: bytes) -> bytes:
+    """The same payload with the ``historical`` flag set (and its checksum redone).
+
+    The payload is not decoded: the flags byte sits at a fixed offset.
+    """
+    if payload[:2] != MAGIC or payload[2] != VERSION:
+        raise WireFormatError("not a version-1 batch")
+    if payload[3] & FLAG_HISTORICAL:
+        return payload
+    body = payload[:3] + bytes([payload[3] | FLAG_HISTORICAL]) + payload[4:-4]
+    return body + struct.pack("<I", crc32c(body))
+
+
 def encode(batch: Batch) -> bytes:
     """The version-1 payload of a batch (see docs/wire-format.md)."""
     out = bytearray(MAGIC)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -35,7 +36,9 @@ class Broker:
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
         # Persistence (saved on SIGTERM) keeps sessions and queued messages across stop/start.
+        # `user`: as root, mosquitto would otherwise drop to its own user and fail to save here.
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                             f"user {getpass.getuser()}\n"
                              f"persistence true\npersistence_location {workdir}/\n"
                              f"max_queued_messages 100000\n")
         self.log = workdir / "mosquitto.log"

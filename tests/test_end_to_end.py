@@ -30,7 +30,7 @@ CHANNELS = {
 }
 
 
-def write_config(path: Path, broker_url: str) -> Path:
+def write_config(path: Path, broker_url: str, backlog_rate: float = 50) -> Path:
     chans = "\n".join(f"      {n}: {{resolution: {r}, deadband: {d}}}" for n, (r, d, _, _) in CHANNELS.items())
     sims = "\n".join(f"      {n}: {{mean: {w.mean}, amplitude: {w.amplitude}, period: {w.period}s}}"
                      for n, (_, _, w, _) in CHANNELS.items())
@@ -38,7 +38,7 @@ def write_config(path: Path, broker_url: str) -> Path:
 node: {{id: e2e-node}}
 flush_interval: 1s
 clock: {{hold_unsynced: 0s}}  # this machine's clock may report unsynchronised
-mqtt: {{broker: "{broker_url}", topic_prefix: e2e}}
+mqtt: {{broker: "{broker_url}", topic_prefix: e2e, backlog_rate: {backlog_rate}}}
 sensors:
   - name: air
     type: bme680
@@ -132,7 +132,7 @@ def test_simulated_node_to_broker_to_tail(broker, tmp_path):
 
 @pytest.mark.broker
 def test_broker_outage_keeps_data_until_it_returns(broker, tmp_path):
-    cfg = write_config(tmp_path / "node.yaml", broker.url)
+    cfg = write_config(tmp_path / "node.yaml", broker.url, backlog_rate=2)
     tail = start_tail(broker, tmp_path / "tail.out", tmp_path / "tail.err", "outage-tail")
     broker.stop()
     agent_err = tmp_path / "agent.err"
@@ -158,3 +158,12 @@ def test_broker_outage_keeps_data_until_it_returns(broker, tmp_path):
     stop(tail)
     assert {r["seq"] for r in rows} == set(range(seqs[-1] + 1))
     check_values(rows)
+    # Live first: the backlog (sealed during the outage) is flagged historical and drains at
+    # 2 batches/s behind batches sealed after the link came back.
+    order = list(dict.fromkeys((r["seq"], bool(r.get("historical"))) for r in rows))
+    historical = sorted(seq for seq, h in order if h)
+    live = [seq for seq, h in order if not h]
+    assert historical == list(range(len(historical))) and len(historical) >= 2
+    assert min(live) == len(historical)
+    arrival = [seq for seq, _ in order]
+    assert arrival.index(min(live)) < arrival.index(historical[-1]), arrival

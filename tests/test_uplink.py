@@ -1,0 +1,113 @@
+"""The uplink's parts: backoff with full jitter, the backlog's rate, the historical flag,
+broker failover, failed PUBACKs, MQTT 3.1.1."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import agent_cmd
+from edge_agent import wire
+from edge_agent.store import BatchStore
+from edge_agent.uplink import Backoff, TokenBucket
+
+
+def test_backoff_is_full_jitter_exponential_and_capped():
+    b = Backoff(1.0, 60.0, random.Random(7))
+    delays = [[b.next_delay() for _ in range(10)] for b in [Backoff(1.0, 60.0, random.Random(s))
+                                                             for s in range(200)]]
+    for n in range(10):
+        column = [d[n] for d in delays]
+        ceiling = min(60.0, 2.0 ** n)
+        assert all(0.0 <= x <= ceiling for x in column)
+        assert max(column) > 0.8 * ceiling      # spread over the whole range...
+        assert min(column) < 0.2 * ceiling      # ...not bunched at the top
+    b.reset()
+    assert b.next_delay() <= 1.0
+
+
+def test_token_bucket_limits_the_rate():
+    bucket = TokenBucket(rate=5.0, burst=5.0)
+    t = bucket.at
+    taken = sum(bucket.take(t + i * 0.01) for i in range(1000))  # 10 s of asking every 10 ms
+    assert 5 + 50 - 1 <= taken <= 5 + 50 + 1
+
+
+def test_mark_historical_sets_the_flag_and_keeps_the_checksum_valid():
+    payload = bytes.fromhex(open(os.path.join(os.path.dirname(__file__), "vectors",
+                                              "v1-two-channels.hex")).read().strip())
+    marked = wire.mark_historical(payload)
+    b = wire.decode(marked)
+    assert b.flags & wire.FLAG_HISTORICAL and b.seq == 7
+    assert wire.mark_historical(marked) == marked
+    assert all(r["historical"] for r in b.rows())
+
+
+CONFIG = """\
+node: {{id: up-node}}
+flush_interval: 300ms
+clock: {{hold_unsynced: 0s}}
+mqtt:
+  broker: {brokers}
+  topic_prefix: up
+  protocol: "{protocol}"
+  reconnect: {{min: 200ms, max: 1s}}
+sensors:
+  - name: air
+    type: bme680
+    interval: 100ms
+    heater: {{duration: 30ms}}
+    channels: {{temperature: {{deadband: 0}}}}
+    sim: {{temperature: {{mean: 20, amplitude: 5, period: 5s}}}}
+"""
+
+
+def run_agent(tmp_path, brokers, seconds, protocol="5"):
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(CONFIG.format(brokers=brokers, protocol=protocol))
+    err = tmp_path / "agent.err"
+    proc = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
+                                      str(tmp_path / "state")), stderr=open(err, "wb"))
+    time.sleep(seconds)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, err.read_text()
+    return err.read_text()
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_failover_to_the_second_broker(broker, tmp_path, protocol):
+    dead = f"mqtt://127.0.0.1:{broker.port + 1 if broker.port < 65535 else 1}"
+    log = run_agent(tmp_path, f'["{dead}", "{broker.url}"]', 4, protocol)
+    assert f"event=uplink_connected broker={broker.url}" in log
+    sealed = len(re.findall(r"event=batch_sealed", log))
+    assert re.search(rf"event=uplink_stop delivered={sealed} ", log), log
+    with BatchStore(str(tmp_path / "state" / "queue.sqlite3")) as s:
+        assert s.depth() == (0, 0)
+
+
+@pytest.mark.broker
+def test_a_failed_puback_keeps_the_batch_without_a_hot_loop(broker, tmp_path):
+    # An ACL that lets the agent publish its status but not its data: MQTT 5 PUBACK 0x87.
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite up/up-node/status\ntopic readwrite up/up-node/health\n")
+    broker.stop()
+    broker.conf.write_text(broker.conf.read_text() + f"acl_file {acl}\n")
+    broker.start()
+    log = run_agent(tmp_path, f'"{broker.url}"', 3)
+    failed = len(re.findall(r"event=puback_failed", log)) + sum(
+        int(n) for n in re.findall(r"event=puback_failed .*suppressed=(\d+)", log))
+    assert "event=uplink_connected" in log
+    assert re.search(r"event=uplink_stop delivered=0 ", log), log
+    with BatchStore(str(tmp_path / "state" / "queue.sqlite3")) as s:
+        n, _ = s.depth()
+    sealed = len(re.findall(r"event=batch_sealed", log))
+    assert n == sealed >= 5  # every refused batch is still in the store
+    # each batch was offered about once in 3 s (retry after 5 s), not in a hot loop
+    assert 1 <= failed <= 2 * sealed, log
