@@ -200,7 +200,16 @@ class Uplink(threading.Thread):
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = int(m.session_expiry)
         kwargs = {"clean_start": not persistent, "properties": props} if m.protocol == "5" else {}
-        client.connect_async(broker.host, broker.port, keepalive=int(m.keepalive), **kwargs)
+        # Connect here rather than in paho's thread: a failure (refused, unreachable, TLS
+        # verification) then comes back as an exception whose message we can log.
+        try:
+            client.connect(broker.host, broker.port, keepalive=int(m.keepalive), **kwargs)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self.connect_failures += 1
+            log.warning("event=uplink_connect_failed broker=%s error=%r", broker.url, str(exc))
+            self.client = client
+            self._schedule_retry(now)
+            return
         client.loop_start()
         self.client = client
         self.attempt_started = now

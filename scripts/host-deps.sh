@@ -2,7 +2,7 @@
 # Make sure the host has what `make run` / `make test` need, installing Debian
 # packages with apt-get where they are missing and we are root.
 #   host-deps.sh build   -> python3 venv support, a C compiler, Python headers
-#   host-deps.sh test    -> mosquitto (integration tests) and systemd-analyze (unit checks)
+#   host-deps.sh test    -> mosquitto (integration tests), systemd-analyze (unit checks), openssl (test PKI)
 # Without root, a missing piece is reported and the caller decides what to do.
 set -eu
 
@@ -25,6 +25,7 @@ build)
 test)
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkg mosquitto
     command -v systemd-analyze >/dev/null 2>&1 || need_pkg systemd
+    command -v openssl >/dev/null 2>&1 || need_pkg openssl
     ;;
 *)
     echo "usage: $0 build|test" >&2

@@ -31,13 +31,14 @@ def free_port() -> int:
 class Broker:
     """One mosquitto process on 127.0.0.1:port; stop() and start() again on the same port."""
 
-    def __init__(self, binary: str, workdir: Path) -> None:
+    def __init__(self, binary: str, workdir: Path, listener_options: str = "") -> None:
         self.binary = binary
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
         # Persistence (saved on SIGTERM) keeps sessions and queued messages across stop/start.
         # `user`: as root, mosquitto would otherwise drop to its own user and fail to save here.
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+        self.conf.write_text(f"per_listener_settings false\nlistener {self.port} 127.0.0.1\n"
+                             f"{listener_options}allow_anonymous true\n"
                              f"user {getpass.getuser()}\n"
                              f"persistence true\npersistence_location {workdir}/\n"
                              f"max_queued_messages 100000\n")
@@ -91,17 +92,34 @@ def require_tool(name: str, package: str) -> str:
 
 
 @pytest.fixture
-def broker(tmp_path):
+def broker_factory(tmp_path):
+    """Start brokers with extra listener options (TLS, ACLs); all are stopped at the end."""
     binary = find_mosquitto()
     if binary is None:
         _missing("mosquitto is not installed: broker integration tests cannot run "
                  "(`make test` installs it with apt-get when run as root)")
-    b = Broker(binary, tmp_path)
-    b.start()
+    started = []
+
+    def start(listener_options: str = "", extra: str = "", name: str = "broker") -> Broker:
+        workdir = tmp_path / name
+        workdir.mkdir(exist_ok=True)
+        b = Broker(binary, workdir, listener_options)
+        if extra:
+            b.conf.write_text(b.conf.read_text() + extra)
+        started.append(b)
+        b.start()
+        return b
+
     try:
-        yield b
+        yield start
     finally:
-        b.stop()
+        for b in started:
+            b.stop()
+
+
+@pytest.fixture
+def broker(broker_factory):
+    return broker_factory()
 
 
 def agent_cmd(*args: str) -> list[str]:

@@ -1,0 +1,136 @@
+"""Security of the link: TLS verified by default, mutual TLS, passwords from files never logged,
+plaintext to a remote broker refused, files written owner-only."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import stat
+import subprocess
+import time
+
+import pytest
+
+from conftest import agent_cmd, require_tool
+from pki import make_pki
+
+CONFIG = """\
+node: {{id: sec-node}}
+flush_interval: 300ms
+clock: {{hold_unsynced: 0s}}
+mqtt:
+  broker: "{broker}"
+  topic_prefix: sec
+  reconnect: {{min: 300ms, max: 1s}}
+{mqtt_extra}
+sensors:
+  - name: air
+    type: bme680
+    interval: 100ms
+    heater: {{duration: 30ms}}
+    channels: {{temperature: {{deadband: 0}}}}
+    sim: {{temperature: {{mean: 20, amplitude: 5, period: 5s}}}}
+"""
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def run_agent(tmp_path, broker_url, mqtt_extra="", seconds=2.5):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(CONFIG.format(broker=broker_url, mqtt_extra=mqtt_extra))
+    err = tmp_path / "agent.err"
+    proc = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
+                                      str(tmp_path / "state")), stderr=open(err, "wb"))
+    time.sleep(seconds)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, err.read_text()
+    return err.read_text()
+
+
+def tls_listener(pki, server="server", require_cert=False):
+    opts = f"cafile {pki}/ca.pem\ncertfile {pki}/{server}.pem\nkeyfile {pki}/{server}.key\n"
+    if require_cert:
+        opts += "require_certificate true\n"
+    return opts
+
+
+def delivered(log):
+    m = re.search(r"event=uplink_stop delivered=(\d+) ", log)
+    return int(m.group(1)) if m else -1
+
+
+@pytest.mark.broker
+def test_tls_verified_connects_and_delivers(broker_factory, pki, tmp_path):
+    b = broker_factory(tls_listener(pki))
+    log = run_agent(tmp_path, f"mqtts://127.0.0.1:{b.port}", f"  ca_file: {pki}/ca.pem")
+    assert "event=uplink_connected" in log and delivered(log) >= 3, log
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("server, ca, message", [
+    ("server", "other-ca", "certificate verify failed"),
+    ("wrong-host", "ca", "mismatch, certificate is not valid for .127.0.0.1."),
+    ("expired", "ca", "certificate has expired"),
+])
+def test_bad_certificates_are_refused_with_a_clear_message(broker_factory, pki, tmp_path, server, ca, message):
+    b = broker_factory(tls_listener(pki, server))
+    log = run_agent(tmp_path, f"mqtts://127.0.0.1:{b.port}", f"  ca_file: {pki}/{ca}.pem")
+    assert "event=uplink_connected" not in log
+    assert re.search(rf"event=uplink_connect_failed broker=mqtts://127\.0\.0\.1:{b.port} error=.*{message}",
+                     log), log
+    assert "event=batch_sealed" in log  # sampling and storing go on meanwhile
+
+
+@pytest.mark.broker
+def test_mutual_tls(broker_factory, pki, tmp_path):
+    b = broker_factory(tls_listener(pki, require_cert=True))
+    url = f"mqtts://127.0.0.1:{b.port}"
+    with_cert = run_agent(tmp_path / "a", url, f"  ca_file: {pki}/ca.pem\n  cert_file: {pki}/client.pem\n"
+                                                f"  key_file: {pki}/client.key")
+    assert "event=uplink_connected" in with_cert and delivered(with_cert) >= 3, with_cert
+    without = run_agent(tmp_path / "b", url, f"  ca_file: {pki}/ca.pem")
+    assert delivered(without) == 0, without
+
+
+@pytest.mark.broker
+def test_password_from_file_works_and_is_never_logged(broker_factory, tmp_path):
+    passwd = tmp_path / "passwd"
+    secret = "s3cr3t-Tr0mb0ne-%d" % os.getpid()
+    subprocess.run([require_tool("mosquitto_passwd", "the mosquitto package"), "-b", "-c", str(passwd),
+                    "sec-node", secret], check=True, capture_output=True)
+    os.chmod(passwd, 0o644)
+    b = broker_factory(extra=f"password_file {passwd}\n")
+    b.stop()
+    b.conf.write_text(b.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    b.start()
+    pw = tmp_path / "mqtt-password"
+    pw.write_text(secret + "\n")
+    good = run_agent(tmp_path / "a", b.url, f"  username: sec-node\n  password_file: {pw}")
+    assert "event=uplink_connected" in good and delivered(good) >= 3, good
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not-" + secret + "\n")
+    bad = run_agent(tmp_path / "b", b.url, f"  username: sec-node\n  password_file: {wrong}",
+                    seconds=2.0)
+    assert "event=uplink_connected" not in bad and "event=uplink_refused" in bad, bad
+    for log in (good, bad):
+        assert secret not in log
+
+
+def test_plaintext_remote_broker_is_refused(tmp_path):
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(CONFIG.format(broker="mqtt://192.0.2.10:1883", mqtt_extra=""))
+    out = subprocess.run(agent_cmd("check-config", str(cfg)), capture_output=True, text=True)
+    assert out.returncode == 2 and "plaintext mqtt:// to 192.0.2.10" in out.stderr
+
+
+def test_files_the_agent_writes_are_owner_only(tmp_path):
+    run_agent(tmp_path, "mqtt://127.0.0.1:9", seconds=1.5)
+    state = tmp_path / "state"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    for p in state.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, p
