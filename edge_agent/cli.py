@@ -16,6 +16,7 @@ import time
 import uuid
 
 from edge_agent import __version__
+from edge_agent.dedupe import SeqTracker
 from edge_agent.errors import ConfigError, EdgeAgentError, WireFormatError
 from edge_agent.logfmt import setup_logging
 
@@ -104,6 +105,7 @@ def cmd_tail(args) -> int:
     done = threading.Event()
     state = {"messages": 0, "error": None}
     topic = args.topic or f"{args.prefix}/+/data/+"
+    tracker = SeqTracker()
 
     def on_connect(c, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
@@ -118,8 +120,12 @@ def cmd_tail(args) -> int:
         except WireFormatError as exc:
             print(f"edge-agent tail: {msg.topic}: {exc}", file=sys.stderr, flush=True)
             return
-        _print_batch(batch, args.json)
         state["messages"] += 1
+        if tracker.add(batch.node, batch.stream, batch.seq) or args.all:
+            _print_batch(batch, args.json)
+        else:
+            print(f"edge-agent tail: duplicate {batch.node}/{batch.stream} seq={batch.seq} (not printed again)",
+                  file=sys.stderr, flush=True)
         if args.count and state["messages"] >= args.count:
             done.set()
 
@@ -149,6 +155,14 @@ def cmd_tail(args) -> int:
     done.wait(args.timeout)
     client.disconnect()
     client.loop_stop()
+    for r in tracker.report():
+        if args.json:
+            print(json.dumps({"summary": r}), file=sys.stderr)
+        else:
+            gaps = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in r["gaps"]) or "none"
+            print(f"edge-agent tail: {r['node']}/{r['stream']}: seq {r['first']}..{r['last']}, "
+                  f"{r['received']} received, {r['duplicates']} duplicates, {r['missing']} missing "
+                  f"(gaps: {gaps})", file=sys.stderr)
     if state["error"]:
         print(f"edge-agent tail: {state['error']}", file=sys.stderr)
         return EXIT_FAIL
@@ -190,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--prefix", default="edge", help="topic prefix (default: edge)")
     t.add_argument("--topic", metavar="FILTER", help="subscription filter (default: PREFIX/+/data/+)")
     t.add_argument("--ca-file", metavar="FILE", help="CA bundle for mqtts:// brokers")
+    t.add_argument("--all", action="store_true", help="print duplicates too (they are always reported)")
     t.set_defaults(func=cmd_tail)
 
     d = sub.add_parser("decode", help="decode one saved payload and print its samples")
