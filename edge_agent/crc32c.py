@@ -20,9 +20,18 @@ def _table() -> tuple[int, ...]:
 _TABLE = _table()
 
 
-def crc32c(data: bytes, crc: int = 0) -> int:
+def crc32c_py(data: bytes, crc: int = 0) -> int:
     crc ^= 0xFFFFFFFF
     table = _TABLE
     for b in data:
         crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
+
+
+# The compiled core's slicing-by-8 version when the core is in use (same selector rule).
+from edge_agent import dsp as _dsp_select  # noqa: E402
+
+if _dsp_select.IMPLEMENTATION == "cython":
+    from edge_agent._dsp import crc32c  # noqa: E402
+else:
+    crc32c = crc32c_py

@@ -40,6 +40,7 @@ from edge_agent.store import BatchStore
 log = logging.getLogger("edge_agent.uplink")
 
 FAILED_RETRY_DELAY = 5.0      # s before a batch whose PUBACK failed is offered again
+RESCAN_INTERVAL = 5.0         # s between reads of the whole queue for rows passed over
 OFFLINE_LOG_INTERVAL = 30.0   # s between "still offline" log lines
 CONNECT_TIMEOUT = 10.0        # s for TCP + TLS + CONNACK before an attempt counts as failed
 
@@ -134,7 +135,14 @@ class Uplink(threading.Thread):
         self.attempt_started: float | None = None
         self.next_attempt = 0.0
         self.live_from_id = 0              # rows with a larger id were sealed while connected: live
+        # Read cursors: the highest row id handed to paho from each part of the queue, so a
+        # turn reads only new rows. A rescan every RESCAN_INTERVAL (and at each connection)
+        # goes back for rows passed over: held after a failed PUBACK, or held for the clock.
+        self.cursor_live = 0
+        self.cursor_backlog = 0
+        self.next_rescan = 0.0
         self.historical_ids: set[int] = set()
+        self._acked: list[int] = []        # row ids acknowledged this turn, deleted together
 
     @property
     def broker(self) -> BrokerConfig:
@@ -235,6 +243,7 @@ class Uplink(threading.Thread):
     def run(self) -> None:
         m = self.cfg.mqtt
         store = BatchStore(self.store_path)
+        store.relax_durability()
         log.info("event=uplink_start brokers=%s protocol=%s inflight=%d session_expiry=%gs",
                  ",".join(b.url for b in m.brokers), m.protocol, m.inflight, m.session_expiry)
         # First "offline" line 2 s after start if no broker answers; then every 30 s.
@@ -255,6 +264,11 @@ class Uplink(threading.Thread):
                         self._handle(store, *self.events.get_nowait())
                 except queue.Empty:
                     pass
+                # One transaction for all the acknowledgements of this turn: a transaction
+                # per PUBACK would cost more than the publish itself.
+                if self._acked:
+                    store.delete_many(self._acked)
+                    self._acked.clear()
                 if self.connected:
                     self._fill_window(store)
                 elif time.monotonic() - last_offline_log >= OFFLINE_LOG_INTERVAL:
@@ -297,6 +311,7 @@ class Uplink(threading.Thread):
             self.backoff.reset()
             self.hold.clear()
             self.live_from_id = store.newest_id()
+            self.next_rescan = 0.0
             log.info("event=uplink_connected broker=%s backlog_from_id=%d", self.broker.url, self.live_from_id)
             self.client.publish(self.status_topic, self._status_payload("online"), qos=1, retain=True)
             if self._pending_health is not None:
@@ -328,7 +343,7 @@ class Uplink(threading.Thread):
                 log.warning("event=puback_failed row=%d reason=%r retry_in=%ds", row_id, str(reason),
                             FAILED_RETRY_DELAY)
             else:
-                store.delete(row_id)
+                self._acked.append(row_id)
                 self.delivered += 1
                 if row_id in self.historical_ids:
                     self.historical_ids.discard(row_id)
@@ -345,26 +360,36 @@ class Uplink(threading.Thread):
         self._pending_health = None
 
     def _fill_window(self, store: BatchStore) -> None:
-        room = self.cfg.mqtt.inflight - len(self.inflight)
+        # paho keeps `inflight` unacknowledged on the wire; we hand it up to as many again
+        # queued behind them, so the link never waits on this thread between acks.
+        room = 5 * self.cfg.mqtt.inflight - len(self.inflight)
         if room <= 0:
             return
         now = time.monotonic()
         for row_id, until in list(self.hold.items()):
             if until <= now:
                 del self.hold[row_id]
-        busy = set(self.inflight.values()) | set(self.hold)
+        if now >= self.next_rescan:
+            self.next_rescan = now + RESCAN_INTERVAL
+            self.cursor_live, self.cursor_backlog = self.live_from_id, 0
+            skip = set(self.inflight.values()) | set(self.hold) | set(self._acked)
+        else:
+            skip = set(self.hold)
         # Batches stamped on an unsynchronised clock wait a while for the sync that restamps them.
         hold_unsynced = now - self.started < self.cfg.clock_hold
-        live = store.oldest(room, busy, hold_unsynced=hold_unsynced, after_id=self.live_from_id)
+        live = store.oldest(room, skip, hold_unsynced=hold_unsynced, after_id=self.cursor_live)
         for batch in live:
             if not self._publish(batch, historical=False):
                 return
+            self.cursor_live = batch.id
         room -= len(live)
         if room <= 0:
             return
-        for batch in store.oldest(room, busy, hold_unsynced=hold_unsynced, up_to_id=self.live_from_id):
+        for batch in store.oldest(room, skip, hold_unsynced=hold_unsynced, after_id=self.cursor_backlog,
+                                  up_to_id=self.live_from_id):
             if not self.backlog_bucket.take(now) or not self._publish(batch, historical=True):
                 return
+            self.cursor_backlog = batch.id
 
     def _publish(self, batch, *, historical: bool) -> bool:
         topic = wire.data_topic(self.cfg.mqtt.topic_prefix, self.cfg.node_id, batch.stream)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,3 +118,16 @@ def test_quantise_and_decimals():
     assert wire.quantise(21.504, 0.01) == 2150
     assert wire.quantise(-0.049, 0.01) == -5
     assert [wire.decimals_of(r) for r in (0.01, 0.25, 1.0, 100.0, 1e-5)] == [2, 2, 0, 0, 5]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=300), start=st.integers(0, 2**32 - 1))
+def test_compiled_crc32c_agrees_with_the_twin(data, start):
+    from edge_agent.crc32c import crc32c_py
+    try:
+        from edge_agent._dsp import crc32c as compiled
+    except ImportError:
+        if os.environ.get("EDGE_AGENT_REQUIRE_EXT") == "1":
+            pytest.fail("the compiled core is not built (EDGE_AGENT_REQUIRE_EXT=1)")
+        pytest.skip("the compiled core edge_agent._dsp is not built")
+    assert compiled(data, start) == crc32c_py(data, start)
