@@ -1,10 +1,18 @@
 """The uplink: store -> MQTT (paho-mqtt 2.x, QoS 1).
 
-The uplink thread owns its own store connection and all bookkeeping. paho's
-callbacks run on paho's network thread; they only put small tuples on a queue
-and never block or raise. A batch leaves the store only on a PUBACK whose
-reason code is not a failure. At most ``mqtt.inflight`` batches are in flight,
-so paho's own in-memory queue stays small: the store is the queue.
+One thread owns the uplink: its own store connection, all bookkeeping, and
+paho's network work, which it drives with ``client.loop()`` rather than a
+separate paho thread. paho's callbacks therefore run on this thread (they
+never block or raise); the sampler reaches it only through a queue of small
+events. One thread instead of two was measured: a paho network thread plus
+ours, handing each PUBACK over a queue, drained a backlog at about 0.6x a bare
+paho publish loop, because the two threads fight over the GIL; one thread
+drains at 0.65-0.83x (bench/bench_drain.py).
+
+A batch leaves the store only on a PUBACK whose reason code is not a failure.
+At most ``mqtt.inflight`` batches are unacknowledged on the wire, and up to
+four times as many more wait in paho's queue behind them, so a PUBACK is
+followed by the next publish at once; the store stays the queue.
 
 Connections: brokers are tried in turn with exponential backoff and full jitter
 (a city of nodes must not reconnect in the same second when the backbone comes
@@ -43,6 +51,7 @@ FAILED_RETRY_DELAY = 5.0      # s before a batch whose PUBACK failed is offered 
 RESCAN_INTERVAL = 5.0         # s between reads of the whole queue for rows passed over
 OFFLINE_LOG_INTERVAL = 30.0   # s between "still offline" log lines
 CONNECT_TIMEOUT = 10.0        # s for TCP + TLS + CONNACK before an attempt counts as failed
+POLL = 0.05                   # s the network wait may last while nothing else happens
 
 
 def read_secret(path: str) -> str:
@@ -143,12 +152,13 @@ class Uplink(threading.Thread):
         self.next_rescan = 0.0
         self.historical_ids: set[int] = set()
         self._acked: list[int] = []        # row ids acknowledged this turn, deleted together
+        self._topics: dict[str, str] = {}  # stream -> data topic
 
     @property
     def broker(self) -> BrokerConfig:
         return self.cfg.mqtt.brokers[self.broker_index]
 
-    # --- paho's thread: hand over and return --------------------------------------------
+    # --- paho's callbacks: they run inside client.loop(), on the uplink's own thread ------------
     def _on_connect(self, client, gen, flags, reason_code, properties) -> None:
         self.events.put(("connect", gen, reason_code))
 
@@ -159,7 +169,24 @@ class Uplink(threading.Thread):
         self.events.put(("disconnect", gen, reason_code))
 
     def _on_publish(self, client, gen, mid, reason_code, properties) -> None:
-        self.events.put(("puback", gen, (mid, reason_code)))
+        # Runs inside client.loop() on the uplink thread: book the ack directly (no queue);
+        # the row is deleted with the others of this turn.
+        if gen != self.generation:
+            return
+        row_id = self.inflight.pop(mid, None)
+        if row_id is None:
+            return  # the birth/offline/health message, or an ack we already handled
+        if reason_code.is_failure:
+            self.failed_acks += 1
+            self.hold[row_id] = time.monotonic() + FAILED_RETRY_DELAY
+            log.warning("event=puback_failed row=%d reason=%r retry_in=%ds", row_id, str(reason_code),
+                        FAILED_RETRY_DELAY)
+            return
+        self._acked.append(row_id)
+        self.delivered += 1
+        if row_id in self.historical_ids:
+            self.historical_ids.discard(row_id)
+            self.delivered_historical += 1
 
     # --- other threads ---------------------------------------------------------------------
     def notify(self) -> None:
@@ -218,7 +245,6 @@ class Uplink(threading.Thread):
             self.client = client
             self._schedule_retry(now)
             return
-        client.loop_start()
         self.client = client
         self.attempt_started = now
         log.debug("event=uplink_connecting broker=%s attempt=%d", broker.url, self.backoff.attempt)
@@ -228,7 +254,7 @@ class Uplink(threading.Thread):
         self.attempt_started = None
         if client is not None:
             client.disconnect()
-            client.loop_stop()
+            client.loop(timeout=0)  # let the DISCONNECT go out
 
     def _schedule_retry(self, now: float) -> None:
         """After a failed attempt or a lost link: the next broker, after a jittered wait."""
@@ -257,9 +283,15 @@ class Uplink(threading.Thread):
                       and now - self.attempt_started > CONNECT_TIMEOUT + 2.0):
                     self.connect_failures += 1
                     self._schedule_retry(now)
+                if self.client is not None:
+                    # paho's network work happens here, on this thread: its callbacks queue
+                    # their events, which are handled right below. The select() inside is
+                    # also this loop's sleep; POLL bounds how late a new batch waits.
+                    self.client.loop(timeout=0.0 if self.events.qsize() else POLL)
                 try:
-                    timeout = 0.5 if self.connected or self.client else max(0.05, min(0.5, self.next_attempt - now))
-                    self._handle(store, *self.events.get(timeout=timeout))
+                    if self.client is None:
+                        self._handle(store, *self.events.get(
+                            timeout=max(0.05, min(0.5, self.next_attempt - now))))
                     while True:  # everything already queued before publishing more
                         self._handle(store, *self.events.get_nowait())
                 except queue.Empty:
@@ -286,10 +318,10 @@ class Uplink(threading.Thread):
             if self.connected and self.client is not None:
                 info = self.client.publish(self.status_topic, self._status_payload("offline"), qos=1,
                                            retain=True)
-                try:
-                    info.wait_for_publish(timeout=2.0)
-                except (RuntimeError, ValueError):
-                    pass
+                deadline = time.monotonic() + 2.0
+                while not info.is_published() and time.monotonic() < deadline:
+                    if self.client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
+                        break
             self._drop_client()
             n, _ = store.depth()
             store.close()
@@ -332,22 +364,6 @@ class Uplink(threading.Thread):
                 log.debug("event=uplink_connect_failed broker=%s", self.broker.url)
             self.connected = False
             self._schedule_retry(now)
-        elif kind == "puback":
-            mid, reason = arg
-            row_id = self.inflight.pop(mid, None)
-            if row_id is None:
-                return  # the birth/offline/health message, or an ack we already handled
-            if reason.is_failure:
-                self.failed_acks += 1
-                self.hold[row_id] = now + FAILED_RETRY_DELAY
-                log.warning("event=puback_failed row=%d reason=%r retry_in=%ds", row_id, str(reason),
-                            FAILED_RETRY_DELAY)
-            else:
-                self._acked.append(row_id)
-                self.delivered += 1
-                if row_id in self.historical_ids:
-                    self.historical_ids.discard(row_id)
-                    self.delivered_historical += 1
 
     def _publish_health(self, store: BatchStore, part: dict) -> None:
         uplink = {"state": "connected" if self.connected else "disconnected",
@@ -392,7 +408,10 @@ class Uplink(threading.Thread):
             self.cursor_backlog = batch.id
 
     def _publish(self, batch, *, historical: bool) -> bool:
-        topic = wire.data_topic(self.cfg.mqtt.topic_prefix, self.cfg.node_id, batch.stream)
+        topic = self._topics.get(batch.stream)
+        if topic is None:
+            topic = self._topics[batch.stream] = wire.data_topic(self.cfg.mqtt.topic_prefix, self.cfg.node_id,
+                                                                 batch.stream)
         payload = wire.mark_historical(batch.payload) if historical else batch.payload
         info = self.client.publish(topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:

@@ -170,8 +170,10 @@ def mark_historical(payload: bytes) -> bytes:
         raise WireFormatError("not a version-1 batch")
     if payload[3] & FLAG_HISTORICAL:
         return payload
-    body = payload[:3] + bytes([payload[3] | FLAG_HISTORICAL]) + payload[4:-4]
-    return body + struct.pack("<I", crc32c(body))
+    out = bytearray(payload)
+    out[3] |= FLAG_HISTORICAL
+    out[-4:] = crc32c(memoryview(out)[:-4]).to_bytes(4, "little")
+    return bytes(out)
 
 
 def encode(batch: Batch) -> bytes:
