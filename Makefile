@@ -33,7 +33,9 @@ test-python: $(STAMP)
 	EDGE_AGENT_PUREPYTHON=1 $(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	sh scripts/host-deps.sh test
 	$(BIN)/python bench/bench_chain.py
+	$(BIN)/python bench/bench_drain.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info ext/*.c edge_agent/*.so

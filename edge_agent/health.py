@@ -26,15 +26,19 @@ class HealthReport:
         io = self.probe.process_io() or {}
         self._io_base = (self.started_mono, io.get("write_bytes"), io.get("syscw"))
 
-    def _disk_writes(self, now: float) -> dict | None:
+    def _disk_writes(self, now: float, durable_commits: int) -> dict:
+        """Our own writes: block-layer bytes and write calls (/proc/self/io), and the
+        fsync'ed commits of the queue (each costs at least one fsync of the WAL)."""
         io = self.probe.process_io()
         t0, wb0, sc0 = self._io_base
-        if io is None or wb0 is None:
-            return None
         hours = max(now - t0, 1.0) / 3600.0
-        return {"write_bytes": io.get("write_bytes", 0) - wb0,
-                "write_bytes_per_hour": round((io.get("write_bytes", 0) - wb0) / hours),
-                "write_syscalls_per_hour": round((io.get("syscw", 0) - (sc0 or 0)) / hours)}
+        out: dict = {"durable_commits": durable_commits,
+                     "durable_commits_per_hour": round(durable_commits / hours)}
+        if io is not None and wb0 is not None:
+            out.update({"write_bytes": io.get("write_bytes", 0) - wb0,
+                        "write_bytes_per_hour": round((io.get("write_bytes", 0) - wb0) / hours),
+                        "write_syscalls_per_hour": round((io.get("syscw", 0) - (sc0 or 0)) / hours)})
+        return out
 
     def build(self, *, sampler: dict, uplink: dict, store: BatchStore) -> dict:
         now = time.monotonic()
@@ -56,7 +60,7 @@ class HealthReport:
             "load": p.load(),
             "memory": p.memory(),
             "disk": disk_space(self.cfg.state_dir),
-            "disk_writes": self._disk_writes(now),
+            "disk_writes": self._disk_writes(now, sampler["durable_commits"]),
             "store": {"batches": batches, "bytes": size, "max_bytes": self.cfg.store.max_size,
                       "oldest_age_s": round(time.time() - oldest, 1) if oldest is not None else None,
                       "losses": store.losses(), "unstored_since_start": sampler["unstored"],

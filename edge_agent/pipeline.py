@@ -219,6 +219,7 @@ class Sampler:
                                      "samples": s.samples, "errors": dict(s.errors_by_kind)}
                         for s in self.slots},
             "unstored": dict(self.unstored),
+            "durable_commits": self.store.commits,
             "store_recovery": None if rec is None else {
                 "moved_to": rec.moved_to, "error": rec.error, "salvaged": rec.salvaged,
                 "unreadable": rec.unreadable, "at": rec.at},

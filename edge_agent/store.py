@@ -137,6 +137,7 @@ class BatchStore:
         self.max_size = max_size
         self.policy = policy
         self.recovery: Recovery | None = None
+        self.commits = 0  # durable (fsync'ed, synchronous=FULL) transactions on this connection
         parent = os.path.dirname(os.path.abspath(path))
         try:
             ensure_private_dir(parent)
@@ -272,6 +273,7 @@ class BatchStore:
                            (stream, seq, sealed_at, payload, int(clock_unsynced), boot_id,
                             wall_offset_ms, sealed_mono))
             db.execute("COMMIT")
+            self.commits += 1
         except BaseException:
             db.execute("ROLLBACK")
             raise

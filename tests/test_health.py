@@ -117,3 +117,4 @@ sensors:
                                "unstored_since_start", "recovery"}
     assert h["store"]["losses"] == {} and h["store"]["recovery"] is None
     assert h["uptime_s"] >= 0 and h["disk_writes"]["write_bytes"] == 0
+    assert h["disk_writes"]["durable_commits"] >= 1  # at least one batch sealed before the 2nd report
