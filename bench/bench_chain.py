@@ -24,7 +24,7 @@ try:
 except ImportError:
     _dsp = None
 
-SPEC = [("median", 5), ("ema", 0.5), ("deadband", 0.02)]
+SPEC = [("hampel", 7, 3.0), ("median", 5), ("ema", 0.5), ("swing", 0.02, 0.0)]
 
 
 def signal(n: int, seed: int = 1) -> array.array:
@@ -43,13 +43,16 @@ def rate(fn, n: int) -> float:
 
 def bench_core(n: int) -> None:
     xs = signal(n)
-    out = array.array("d", bytes(8 * n))
-    idx = array.array("q", bytes(8 * n))
+    ts = array.array("d", (float(i) for i in range(n)))
+    out_t = array.array("d", bytes(8 * n))
+    out_y = array.array("d", bytes(8 * n))
     results = {}
-    results["python twin, per sample"] = rate(lambda: [c.push(x) for c in [_dsp_py.Chain(SPEC)] for x in xs], n)
+    results["python twin, per sample"] = rate(
+        lambda: [c.push(t, x) for c in [_dsp_py.Chain(SPEC)] for t, x in zip(ts, xs)], n)
     if _dsp is not None:
-        results["cython, per sample"] = rate(lambda: [c.push(x) for c in [_dsp.Chain(SPEC)] for x in xs], n)
-        results["cython, batch (nogil)"] = rate(lambda: _dsp.Chain(SPEC).run(xs, out, idx), n)
+        results["cython, per sample"] = rate(
+            lambda: [c.push(t, x) for c in [_dsp.Chain(SPEC)] for t, x in zip(ts, xs)], n)
+        results["cython, batch (nogil)"] = rate(lambda: _dsp.Chain(SPEC).run(ts, xs, out_t, out_y), n)
     base = results["python twin, per sample"]
     print(f"signal core: chain {SPEC}, {n} samples, best of 3")
     for name, r in results.items():
@@ -57,43 +60,47 @@ def bench_core(n: int) -> None:
 
 
 def bench_wire(seconds: int) -> None:
+    """A simulated day of a BME680 at 1 Hz, sealed every 10 s, through deadband and swinging door."""
     rnd = random.Random(2)
     chans = {"temperature": (0.01, 0.02, "°C"), "humidity": (0.01, 0.05, "%"),
              "pressure": (0.01, 0.02, "hPa"), "gas": (1.0, 200.0, "Ω")}
-    chains = {k: _dsp_py.Chain([("median", 5), ("ema", 0.5), ("deadband", d)]) for k, (_, d, _) in chans.items()}
-    t0 = 1_767_225_600_000
-    payload_bytes = json_bytes = kept = 0
-    open_pts = {k: ([], []) for k in chans}
-    seq = 0
+    series = {k: [] for k in chans}
     for s in range(seconds):
-        t = t0 + s * 1000
-        values = {"temperature": 21 + 2 * math.sin(s / 3600) + rnd.gauss(0, 0.01),
-                  "humidity": 45 + 5 * math.sin(s / 5400) + rnd.gauss(0, 0.02),
-                  "pressure": 1013 + 0.5 * math.sin(s / 7200) + rnd.gauss(0, 0.005),
-                  "gas": 50000 + 5000 * math.sin(s / 4000) + rnd.gauss(0, 100)}
-        for k, v in values.items():
-            json_bytes += len(json.dumps({"node": "lamp-0042", "sensor": "bme680", "channel": k,
-                                          "t": t / 1000, "value": round(v, 2)})) + 1
-            y = chains[k].push(v)
-            if y is not None:
-                open_pts[k][0].append(t)
-                open_pts[k][1].append(wire.quantise(y, chans[k][0]))
-        if s % 10 == 9:
-            chs = tuple(wire.ChannelData(k, chans[k][2], chans[k][0], tuple(ts), tuple(qs))
-                        for k, (ts, qs) in open_pts.items() if ts)
-            if chs:
-                payload_bytes += len(wire.encode(wire.Batch("lamp-0042", "bme680", seq,
-                                                            min(c.times_ms[0] for c in chs), chs)))
-                kept += sum(len(c.times_ms) for c in chs)
-                seq += 1
-            open_pts = {k: ([], []) for k in chans}
+        series["temperature"].append(21 + 2 * math.sin(s / 3600) + rnd.gauss(0, 0.01))
+        series["humidity"].append(45 + 5 * math.sin(s / 5400) + rnd.gauss(0, 0.02))
+        series["pressure"].append(1013 + 0.5 * math.sin(s / 7200) + rnd.gauss(0, 0.005))
+        series["gas"].append(50000 + 5000 * math.sin(s / 4000) + rnd.gauss(0, 100))
     samples = seconds * len(chans)
-    print(f"wire: {seconds} s of a BME680 at 1 Hz ({samples} samples), sealed every 10 s, {seq} batches")
-    print(f"  points kept by the chain     {kept} ({kept / samples:.1%} of samples)")
-    print(f"  wire format v1               {payload_bytes} B = {payload_bytes / samples:.3f} B/sample, "
-          f"{payload_bytes / max(kept, 1):.2f} B/kept point")
-    print(f"  JSON lines, every sample     {json_bytes} B = {json_bytes / samples:.1f} B/sample")
-    print(f"  ratio JSON / v1              {json_bytes / payload_bytes:.0f}x")
+    json_bytes = sum(len(json.dumps({"node": "lamp-0042", "sensor": "bme680", "channel": k, "t": 1767225600 + s,
+                                     "value": round(v, 2)})) + 1
+                     for k, vs in series.items() for s, v in enumerate(vs))
+    print(f"wire: {seconds} s of a BME680 at 1 Hz ({samples} samples), median(5) -> EMA(0.5) -> lossy stage")
+    for lossy in ("deadband", "swing"):
+        for flush in (10, 60):
+            chains = {k: _dsp_py.Chain([("median", 5), ("ema", 0.5)]
+                                       + [(lossy, d, 0.0, 0.0) if lossy == "deadband" else (lossy, d, 0.0)])
+                      for k, (_, d, _) in chans.items()}
+            payload_bytes = kept = seq = 0
+            t0 = 1_767_225_600_000
+            for start in range(0, seconds, flush):
+                chs = []
+                for k, (res, _, unit) in chans.items():
+                    pts = [p for p in (chains[k].push(s, series[k][s]) for s in range(start, min(seconds, start + flush)))
+                           if p is not None]
+                    end = chains[k].flush()
+                    if end is not None:
+                        pts.append(end)
+                    if pts:
+                        chs.append(wire.ChannelData(k, unit, res, tuple(t0 + round(t * 1000) for t, _ in pts),
+                                                    tuple(wire.quantise(y, res) for _, y in pts)))
+                if chs:
+                    payload_bytes += len(wire.encode(wire.Batch("lamp-0042", "bme680", seq,
+                                                                min(c.times_ms[0] for c in chs), tuple(chs))))
+                    kept += sum(len(c.times_ms) for c in chs)
+                    seq += 1
+            print(f"  {lossy:<8} flush {flush:>2} s: {seq} batches, {kept} points kept ({kept / samples:5.1%}), "
+                  f"{payload_bytes} B = {payload_bytes / samples:.3f} B/sample, {payload_bytes / kept:.1f} B/point; "
+                  f"JSON lines are {json_bytes / payload_bytes:.0f}x that")
 
 
 def main() -> None:

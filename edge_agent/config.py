@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import os
 import re
 import socket
@@ -21,7 +22,7 @@ import yaml
 
 from drivers.registry import SENSOR_TYPES
 from drivers.sim.profiles import Wave
-from edge_agent.dsp import MAX_MEDIAN_WINDOW, STAGE_KINDS
+from edge_agent.dsp import LOSSY, MAX_POLY, MAX_WINDOW, STAGE_KINDS
 from edge_agent.errors import ConfigError
 from edge_agent.units import parse_duration, parse_size
 
@@ -30,10 +31,10 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 @dataclass(frozen=True)
 class StageConfig:
-    """One stage of a channel's chain: ``kind`` and its parameter (window, alpha or width)."""
+    """One stage of a channel's chain: ``kind`` and its parameters (see edge_agent.dsp)."""
 
     kind: str
-    param: float
+    params: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,20 @@ class ChannelConfig:
     resolution: float
     filters: tuple[StageConfig, ...]
 
-    def chain_spec(self) -> list[tuple[str, float]]:
-        return [(s.kind, s.param) for s in self.filters]
+    def chain_spec(self) -> list[tuple]:
+        return [(s.kind, *s.params) for s in self.filters]
 
     @property
     def error_bound(self) -> float:
-        """Largest difference between a filtered value and its decoded reconstruction."""
-        return sum(s.param for s in self.filters if s.kind == "deadband") + self.resolution / 2
+        """Largest difference between a filtered sample and its decoded reconstruction:
+        the lossy stage's bound plus half the resolution (a relative deadband: +inf)."""
+        lossy = [s for s in self.filters if s.kind in LOSSY]
+        if not lossy:
+            return self.resolution / 2
+        last = lossy[-1]
+        if last.kind == "deadband" and last.params[1]:
+            return math.inf
+        return last.params[0] + self.resolution / 2
 
 
 @dataclass(frozen=True)
@@ -261,6 +269,20 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_FILTER_KEYS = {  # type: (allowed keys, required keys)
+    "calibrate": ({"coefficients", "offset", "scale"}, set()),
+    "range": ({"low", "high", "action"}, {"low", "high"}),
+    "hampel": ({"window", "k"}, set()),
+    "median": ({"window"}, {"window"}),
+    "mean": ({"window"}, {"window"}),
+    "ema": ({"alpha"}, {"alpha"}),
+    "kalman": ({"process_noise", "measurement_noise"}, {"process_noise", "measurement_noise"}),
+    "throttle": ({"interval"}, {"interval"}),
+    "deadband": ({"width", "relative", "max_interval"}, {"width"}),
+    "swing": ({"deviation", "max_interval"}, {"deviation"}),
+}
+
+
 def _parse_filters(ctx: _Ctx, raw: Any, path: str) -> list[StageConfig]:
     if not isinstance(raw, list):
         raise ctx.fail(path, "a list of filters", raw)
@@ -270,19 +292,55 @@ def _parse_filters(ctx: _Ctx, raw: Any, path: str) -> list[StageConfig]:
         if not isinstance(item, dict) or "type" not in item:
             raise ctx.fail(p, "a mapping with a 'type' (one of " + ", ".join(STAGE_KINDS) + ")", item)
         kind = item["type"]
-        if kind == "median":
-            ctx.mapping(item, p, {"type", "window"}, {"window"})
-            w = ctx.number(item["window"], f"{p}.window", low=1, high=MAX_MEDIAN_WINDOW, integer=True)
-            out.append(StageConfig("median", w))
-        elif kind == "ema":
-            ctx.mapping(item, p, {"type", "alpha"}, {"alpha"})
-            a = ctx.number(item["alpha"], f"{p}.alpha", low=0.0, high=1.0, low_open=True)
-            out.append(StageConfig("ema", float(a)))
-        elif kind == "deadband":
-            ctx.mapping(item, p, {"type", "width"}, {"width"})
-            out.append(StageConfig("deadband", float(ctx.number(item["width"], f"{p}.width", low=0.0))))
-        else:
+        if kind not in _FILTER_KEYS:
             raise ctx.fail(f"{p}.type", "one of " + ", ".join(STAGE_KINDS), kind)
+        allowed, required = _FILTER_KEYS[kind]
+        ctx.mapping(item, p, allowed | {"type"}, required)
+
+        def num(key, default=None, **kw):
+            return float(ctx.number(item.get(key, default), f"{p}.{key}", **kw))
+
+        if kind in ("median", "mean"):
+            params = (num("window", low=1, high=MAX_WINDOW, integer=True),)
+        elif kind == "hampel":
+            w = num("window", 7, low=3, high=MAX_WINDOW, integer=True)
+            if int(w) % 2 == 0:
+                raise ctx.fail(f"{p}.window", "an odd window", int(w))
+            params = (w, num("k", 3.0, low=0.0, low_open=True))
+        elif kind == "ema":
+            params = (num("alpha", low=0.0, high=1.0, low_open=True),)
+        elif kind == "kalman":
+            params = (num("process_noise", low=0.0), num("measurement_noise", low=0.0, low_open=True))
+        elif kind == "calibrate":
+            if "coefficients" in item and ("offset" in item or "scale" in item):
+                raise ctx.fail(p, "either coefficients or offset/scale, not both", show_got=False)
+            if "coefficients" in item:
+                coeffs = item["coefficients"]
+                if not isinstance(coeffs, list) or not 1 <= len(coeffs) <= MAX_POLY:
+                    raise ctx.fail(f"{p}.coefficients", f"a list of 1 to {MAX_POLY} numbers (c0 + c1*x + ...)",
+                                   coeffs)
+                params = tuple(float(ctx.number(c, f"{p}.coefficients[{j}]")) for j, c in enumerate(coeffs))
+            else:
+                params = (num("offset", 0.0), num("scale", 1.0))
+        elif kind == "range":
+            low, high = num("low"), num("high")
+            if low > high:
+                raise ctx.fail(f"{p}.high", f"at least low ({low:g})", item["high"])
+            action = item.get("action", "reject")
+            if action not in ("reject", "clamp"):
+                raise ctx.fail(f"{p}.action", "reject or clamp", action)
+            params = (low, high, 1.0 if action == "clamp" else 0.0)
+        elif kind == "throttle":
+            params = (ctx.duration(item["interval"], f"{p}.interval"),)
+        elif kind == "deadband":
+            params = (num("width", low=0.0), 1.0 if ctx.boolean(item.get("relative", False), f"{p}.relative") else 0.0,
+                      ctx.duration(item.get("max_interval", 0), f"{p}.max_interval", positive=False))
+        else:  # swing
+            params = (num("deviation", low=0.0),
+                      ctx.duration(item.get("max_interval", 0), f"{p}.max_interval", positive=False))
+        if kind in LOSSY and i != len(raw) - 1:
+            raise ctx.fail(p, "a lossy stage (deadband, swing) only as the last filter", show_got=False)
+        out.append(StageConfig(kind, params))
     return out
 
 
@@ -322,16 +380,21 @@ def _parse_sensor(ctx: _Ctx, raw: Any, path: str) -> SensorConfig:
     for spec in driver.CHANNELS:
         cpath = f"{path}.channels.{spec.name}"
         craw = raw_channels.get(spec.name) or {}
-        cm = ctx.mapping(craw, cpath, {"resolution", "filters", "deadband", "enabled"})
+        cm = ctx.mapping(craw, cpath, {"resolution", "filters", "deadband", "swing", "enabled"})
         if not ctx.boolean(cm.get("enabled", True), f"{cpath}.enabled"):
             continue
         resolution = float(ctx.number(cm.get("resolution", spec.resolution), f"{cpath}.resolution",
                                       low=0.0, low_open=True))
         filters = (_parse_filters(ctx, cm["filters"], f"{cpath}.filters") if "filters" in cm
                    else list(default_filters))
+        if "deadband" in cm and "swing" in cm:
+            raise ctx.fail(cpath, "deadband or swing, not both", show_got=False)
         if "deadband" in cm:
             width = float(ctx.number(cm["deadband"], f"{cpath}.deadband", low=0.0))
-            filters = [f for f in filters if f.kind != "deadband"] + [StageConfig("deadband", width)]
+            filters = [f for f in filters if f.kind not in LOSSY] + [StageConfig("deadband", (width, 0.0, 0.0))]
+        if "swing" in cm:
+            eps = float(ctx.number(cm["swing"], f"{cpath}.swing", low=0.0))
+            filters = [f for f in filters if f.kind not in LOSSY] + [StageConfig("swing", (eps, 0.0))]
         channels.append(ChannelConfig(spec.name, spec.unit, resolution, tuple(filters)))
     if not channels:
         raise ctx.fail(f"{path}.channels", "at least one enabled channel", show_got=False)

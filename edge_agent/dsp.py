@@ -5,19 +5,55 @@ module ``edge_agent._dsp`` is used, and the twin only when that module is missin
 With ``EDGE_AGENT_REQUIRE_EXT=1`` a missing compiled module is an ImportError
 instead of a silent fallback. ``IMPLEMENTATION`` tells which one runs
 (``"cython"`` or ``"python"``); the agent logs it at start.
+
+A chain takes samples as (time in seconds, value) and gives points (time, value).
+Its stages, in the order a configuration would usually put them:
+
+* ``("calibrate", c0, c1, ...)``: ``y = c0 + c1*x + c2*x^2 + ...`` (up to 8 coefficients).
+* ``("range", low, high, mode)``: outside [low, high] a sample is dropped (mode 0) or
+  clamped to the limit (mode 1): the physical range check.
+* ``("hampel", window, k)``: if the newest sample is more than ``k * 1.4826 * MAD``
+  from the median of the last ``window`` (odd) samples, it is replaced by that median.
+* ``("median", window)``, ``("mean", window)``: moving median / mean over the last
+  ``window`` (1..255) samples; before the window has filled, over what came so far.
+* ``("ema", alpha)``: ``y += alpha * (x - y)``, started at the first sample.
+* ``("kalman", q, r)``: 1-D random-walk Kalman filter, process noise variance q,
+  measurement noise variance r.
+* ``("throttle", interval)``: passes a sample at most every ``interval`` seconds.
+
+Lossy stages (at most one, and last):
+
+* ``("deadband", width, relative, max_interval)``: passes a value only when it differs
+  from the last one passed by more than ``width`` (``width * |last|`` when relative is
+  1), or when ``max_interval`` seconds (heartbeat, 0 = none) have gone by. Bound:
+  holding each kept value until the next kept point reconstructs every sample within
+  ``width``.
+* ``("swing", eps, max_interval)``: swinging door. Bound: linear interpolation between
+  the kept points reconstructs every sample within ``eps``. Kept points lie on the door's
+  feasible line, so they may differ from their sample by up to ``eps``; a segment also
+  closes after ``max_interval`` seconds (0 = none). Samples must come in strictly
+  increasing time.
+
+``flush()`` closes the lossy stage's open segment at a seal (the swinging door gives its
+end point) and makes the next batch start with its own first sample, so every batch
+decodes on its own. A NaN value is dropped at the chain's entry. ``get_state()`` and
+``set_state()`` save and restore the filter state as plain numbers, the same for both
+implementations, so a restart need not reset a long window.
 """
 
 from __future__ import annotations
 
 import os
 
+from edge_agent._dsp_py import ARITY, LOSSY, MAX_POLY, MAX_WINDOW, check_spec
+
 if os.environ.get("EDGE_AGENT_PUREPYTHON") == "1":
-    from edge_agent._dsp_py import MAX_MEDIAN_WINDOW, Chain
+    from edge_agent._dsp_py import Chain
 
     IMPLEMENTATION = "python"
 else:
     try:
-        from edge_agent._dsp import MAX_MEDIAN_WINDOW, Chain  # type: ignore[no-redef]
+        from edge_agent._dsp import Chain  # type: ignore[no-redef]
 
         IMPLEMENTATION = "cython"
     except ImportError as exc:
@@ -25,10 +61,10 @@ else:
             raise ImportError(
                 "EDGE_AGENT_REQUIRE_EXT=1 but the compiled core edge_agent._dsp "
                 f"cannot be imported: {exc}") from exc
-        from edge_agent._dsp_py import MAX_MEDIAN_WINDOW, Chain  # type: ignore[no-redef]
+        from edge_agent._dsp_py import Chain  # type: ignore[no-redef]
 
         IMPLEMENTATION = "python"
 
-STAGE_KINDS = ("median", "ema", "deadband")
+STAGE_KINDS = tuple(ARITY)
 
-__all__ = ["Chain", "IMPLEMENTATION", "MAX_MEDIAN_WINDOW", "STAGE_KINDS"]
+__all__ = ["Chain", "IMPLEMENTATION", "MAX_WINDOW", "MAX_POLY", "STAGE_KINDS", "LOSSY", "check_spec"]

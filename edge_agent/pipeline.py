@@ -7,6 +7,7 @@ and committed once. Nothing here waits on the network.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -23,6 +24,8 @@ log = logging.getLogger("edge_agent.sampler")
 
 REINIT_INTERVAL = 30.0  # seconds between attempts to bring up a sensor that failed to start
 EXPIRE_INTERVAL = 60.0  # seconds between passes of the store's time to live
+STATE_SAVE_INTERVAL = 60.0  # seconds between saves of the filter state (and at a clean stop)
+STATE_MAX_AGE = 600.0   # a saved filter state older than this (or of another boot) is not restored
 
 
 class ChannelPipeline:
@@ -35,18 +38,27 @@ class ChannelPipeline:
 
     def __init__(self, cfg: ChannelConfig) -> None:
         self.cfg = cfg
+        self.spec_json = json.dumps(cfg.chain_spec())
         self.chain = dsp.Chain(cfg.chain_spec())
         self.mono_ms: list[int] = []
         self.values_q: list[int] = []
 
-    def push(self, mono_ms: int, value: float) -> None:
-        y = self.chain.push(value)
-        if y is not None:
-            self.mono_ms.append(mono_ms)
+    def _keep(self, point) -> None:
+        if point is not None:
+            t, y = point
+            self.mono_ms.append(round(t * 1000))
             self.values_q.append(wire.quantise(y, self.cfg.resolution))
 
+    def push(self, mono: float, value: float) -> None:
+        """One sample: monotonic time (s) and value."""
+        self._keep(self.chain.push(mono, value))
+
     def take(self, wall_offset_ms: int) -> wire.ChannelData | None:
-        """The kept points as a batch channel stamped ``mono + wall_offset``; empties the open batch."""
+        """The kept points as a batch channel stamped ``mono + wall_offset``; empties the open batch.
+
+        The chain's open segment is closed first, so the batch decodes on its own.
+        """
+        self._keep(self.chain.flush())
         if not self.mono_ms:
             return None
         data = wire.ChannelData(self.cfg.name, self.cfg.unit, self.cfg.resolution,
@@ -94,8 +106,10 @@ class Sampler:
         self.restamped = 0
         self.unstored: dict[str, int] = {}  # batches lost to a full disk, per stream
         self.next_expire = 0.0
+        self.next_state_save = clock() + STATE_SAVE_INTERVAL
         self.slots = [SensorSlot(s, factory, {c.name: ChannelPipeline(c) for c in s.channels})
                       for s in cfg.sensors]
+        self.restored_states = self._restore_states()
         self.sealed_batches = 0
         self.sealed_bytes = 0
         self.last_seal_cycle = clock()  # monotonic time the flush schedule last ran
@@ -122,11 +136,42 @@ class Sampler:
                         str(exc), slot.read_errors)
             return
         slot.samples += 1
-        mono_ms = round(reading.mono * 1000)
         for name, pipe in slot.channels.items():
             value = reading.values.get(name)
             if value is not None:
-                pipe.push(mono_ms, value)
+                pipe.push(reading.mono, value)
+
+    def _pipes(self):
+        for slot in self.slots:
+            for name, pipe in slot.channels.items():
+                yield slot.cfg.name, name, pipe
+
+    def _restore_states(self) -> int:
+        """Filter state saved by this boot's previous run, for chains configured the same."""
+        saved = self.store.chain_states(self.boot_id, self.clock() - STATE_MAX_AGE)
+        n = 0
+        for stream, channel, pipe in self._pipes():
+            spec_state = saved.get((stream, channel))
+            if spec_state and spec_state[0] == pipe.spec_json:
+                try:
+                    pipe.chain.set_state(json.loads(spec_state[1]))
+                    n += 1
+                except (ValueError, TypeError) as exc:
+                    log.warning("event=state_not_restored stream=%s channel=%s error=%r", stream, channel, str(exc))
+        if n:
+            log.info("event=filter_state_restored channels=%d", n)
+        return n
+
+    def save_states(self) -> None:
+        """Save every chain's state (after a seal, so lossy stages hold nothing)."""
+        rows = [(stream, channel, pipe.spec_json, json.dumps(pipe.chain.get_state()))
+                for stream, channel, pipe in self._pipes()]
+        try:
+            self.store.save_chain_states(rows, self.boot_id, self.clock())
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            log.error("event=state_not_saved reason=%r", str(exc))
 
     def _expire(self, synced: bool) -> None:
         now = self.clock()
@@ -194,6 +239,9 @@ class Sampler:
             log.info("event=batch_sealed stream=%s seq=%d points=%d bytes=%d", stream, seq, n, size)
         if sealed:
             self.on_sealed()
+        if self.clock() >= self.next_state_save:
+            self.next_state_save = self.clock() + STATE_SAVE_INTERVAL
+            self.save_states()
         return sealed
 
     def reconfigure(self, cfg: AgentConfig, factory: Callable[[SensorConfig], Sensor]) -> None:
@@ -203,6 +251,7 @@ class Sampler:
         sequence numbers carry on, so nothing sampled is lost and no number repeats.
         """
         self.seal()
+        old = {(stream, channel): pipe for stream, channel, pipe in self._pipes()}
         for slot in self.slots:
             if slot.driver is not None:
                 slot.driver.close()
@@ -210,6 +259,10 @@ class Sampler:
         now = self.clock()
         self.slots = [SensorSlot(s, factory, {c.name: ChannelPipeline(c) for c in s.channels},
                                  next_due=now) for s in cfg.sensors]
+        for stream, channel, pipe in self._pipes():  # unchanged chains keep their state
+            before = old.get((stream, channel))
+            if before is not None and before.spec_json == pipe.spec_json:
+                pipe.chain.set_state(before.chain.get_state())
 
     def health_part(self) -> dict:
         """What the sampler owns of the health message: sensors, store recovery, disk-full losses."""
@@ -264,6 +317,7 @@ class Sampler:
                 stop.wait(max(0.0, wake - self.clock()))
         finally:
             self.seal()
+            self.save_states()
             for slot in self.slots:
                 if slot.driver is not None:
                     slot.driver.close()

@@ -59,6 +59,15 @@ CREATE TABLE IF NOT EXISTS losses (
     count    INTEGER NOT NULL,
     PRIMARY KEY (stream, reason)
 );
+CREATE TABLE IF NOT EXISTS chain_state (
+    stream   TEXT NOT NULL,
+    channel  TEXT NOT NULL,
+    spec     TEXT NOT NULL,             -- JSON of the chain spec the state belongs to
+    state    TEXT NOT NULL,             -- JSON of Chain.get_state()
+    boot_id  TEXT,
+    mono     REAL NOT NULL,             -- monotonic time saved (s), within boot_id
+    PRIMARY KEY (stream, channel)
+);
 -- Depth kept by triggers, so reading it costs O(1) however long the queue.
 CREATE TABLE IF NOT EXISTS queue_stats (
     id       INTEGER PRIMARY KEY CHECK (id = 0),
@@ -448,6 +457,27 @@ class BatchStore:
         for stream, reason, count in self._db.execute("SELECT stream, reason, count FROM losses"):
             out.setdefault(stream, {})[reason] = count
         return out
+
+    def save_chain_states(self, states: list[tuple[str, str, str, str]], boot_id: str | None,
+                          mono: float) -> None:
+        """Keep (stream, channel, spec JSON, state JSON) rows, replacing older ones, in one transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR REPLACE INTO chain_state VALUES (?, ?, ?, ?, ?, ?)",
+                           [(*row, boot_id, mono) for row in states])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def chain_states(self, boot_id: str | None, newer_than_mono: float) -> dict[tuple[str, str], tuple[str, str]]:
+        """Saved states of this boot younger than the given monotonic time: (stream, channel) -> (spec, state)."""
+        if boot_id is None:
+            return {}
+        rows = self._db.execute("SELECT stream, channel, spec, state FROM chain_state "
+                                "WHERE boot_id = ? AND mono >= ?", (boot_id, newer_than_mono)).fetchall()
+        return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
     def next_seq(self, stream: str) -> int:
         row = self._db.execute("SELECT next_seq FROM stream_seq WHERE stream = ?", (stream,)).fetchone()

@@ -1,215 +1,452 @@
 # cython: language_level=3
-"""Compiled signal core: streaming stages over doubles, chained per channel.
+"""Compiled signal core: streaming stages over (time, value) samples, chained per channel.
 
 The pure-Python twin in ``edge_agent/_dsp_py.py`` has the same API and gives the
 same results bit for bit (same IEEE operations in the same order); it is the
 oracle in the tests. A chain lives in one C array of stage states, so a whole
 chain runs in compiled code with no return to Python between stages, and the
-batch call releases the GIL.
-
-Stages (``kind`` and its parameter):
-
-* ``("median", window)``: moving median over the last ``window`` samples
-  (1..255); before the window has filled, the median of what came so far.
-  For an even count, the mean of the two middle values.
-* ``("ema", alpha)``: exponential moving average ``y += alpha * (x - y)``,
-  0 < alpha <= 1, started at the first sample.
-* ``("deadband", width)``: passes a value on only when it differs from the last
-  value passed on by more than ``width`` (the first value always passes).
-  Error bound: holding each kept value until the next kept one reconstructs
-  every value that reached the stage within ``width``.
-
-A NaN input is dropped at the chain's entry (a failed read never enters filter state).
+batch call releases the GIL. Stages and their bounds: see ``edge_agent/dsp.py``.
 """
 
-from libc.math cimport fabs, isnan
+from libc.math cimport INFINITY, fabs, isnan
 from libc.stdlib cimport calloc, free, malloc
 
-cdef enum:
-    K_MEDIAN = 1
-    K_EMA = 2
-    K_DEADBAND = 3
-MAX_MEDIAN_WINDOW = 255
+from edge_agent._dsp_py import LOSSY, MAD_SCALE, MAX_POLY, MAX_WINDOW, check_spec
 
-cdef struct StageState:
+cdef enum:
+    K_CALIBRATE = 1
+    K_RANGE
+    K_MEDIAN
+    K_HAMPEL
+    K_MEAN
+    K_EMA
+    K_KALMAN
+    K_THROTTLE
+    K_DEADBAND
+    K_SWING
+
+_KINDS = {"calibrate": K_CALIBRATE, "range": K_RANGE, "median": K_MEDIAN, "hampel": K_HAMPEL,
+          "mean": K_MEAN, "ema": K_EMA, "kalman": K_KALMAN, "throttle": K_THROTTLE,
+          "deadband": K_DEADBAND, "swing": K_SWING}
+
+cdef double _MAD_SCALE = MAD_SCALE
+
+
+cdef struct Stage:
     int kind
+    int np                 # parameters given
+    double p[8]            # parameters (coefficients for calibrate)
+    # windows (median, hampel, mean)
     int window
     int count
     int head
     double* ring
-    double* sorted
-    double param
-    double last
-    bint has_last
+    double* srt
+    double* scratch
+    double sum
+    # scalar state
+    bint has            # has a value / an archive point
+    double a_t, a_y     # ema/kalman value (a_y), throttle/deadband time (a_t) and value, swing archive
+    double pk           # kalman variance
+    bint has_p          # swing: a sample since the archive
+    double p_t, p_x
+    double lo, hi
 
 
-cdef inline double median_step(StageState* s, double x) noexcept nogil:
+cdef inline void win_add(Stage* s, double x) noexcept nogil:
     cdef int n = s.count
     cdef int i, lo, hi, mid
     cdef double old
     if n == s.window:
-        # remove the oldest value from the sorted window
         old = s.ring[s.head]
         lo = 0
         hi = n
         while lo < hi:
             mid = (lo + hi) >> 1
-            if s.sorted[mid] < old:
+            if s.srt[mid] < old:
                 lo = mid + 1
             else:
                 hi = mid
         for i in range(lo, n - 1):
-            s.sorted[i] = s.sorted[i + 1]
+            s.srt[i] = s.srt[i + 1]
         n -= 1
-    # insert x after equal values (bisect_right), shifting the tail up
     lo = 0
     hi = n
     while lo < hi:
         mid = (lo + hi) >> 1
-        if x < s.sorted[mid]:
+        if x < s.srt[mid]:
             hi = mid
         else:
             lo = mid + 1
     i = n
     while i > lo:
-        s.sorted[i] = s.sorted[i - 1]
+        s.srt[i] = s.srt[i - 1]
         i -= 1
-    s.sorted[lo] = x
-    n += 1
-    s.count = n
+    s.srt[lo] = x
+    s.count = n + 1
     s.ring[s.head] = x
     s.head = (s.head + 1) % s.window
+
+
+cdef inline double median_of(double* srt, int n) noexcept nogil:
     if n & 1:
-        return s.sorted[n >> 1]
-    return (s.sorted[(n >> 1) - 1] + s.sorted[n >> 1]) / 2.0
+        return srt[n >> 1]
+    return (srt[(n >> 1) - 1] + srt[n >> 1]) / 2.0
 
 
-cdef inline bint stage_step(StageState* s, double x, double* y) noexcept nogil:
-    if s.kind == K_MEDIAN:
-        y[0] = median_step(s, x)
+cdef inline void sort_small(double* a, int n) noexcept nogil:
+    """Insertion sort: windows are small, and it gives the same order as Python's sort."""
+    cdef int i, j
+    cdef double v
+    for i in range(1, n):
+        v = a[i]
+        j = i - 1
+        while j >= 0 and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
+
+
+cdef inline bint swing_close(Stage* s, double* ot, double* oy) noexcept nogil:
+    cdef double sl = (s.lo + s.hi) / 2.0
+    cdef double y
+    if sl > s.hi or sl < s.lo or isnan(sl):
+        ot[0] = s.p_t
+        oy[0] = s.p_x
         return True
-    if s.kind == K_EMA:
-        if s.has_last:
-            s.last = s.last + s.param * (x - s.last)
-        else:
-            s.last = x
-            s.has_last = True
-        y[0] = s.last
+    y = s.a_y + sl * (s.p_t - s.a_t)
+    if fabs(y - s.p_x) > s.p[0]:
+        ot[0] = s.p_t
+        oy[0] = s.p_x
         return True
-    # deadband
-    if s.has_last and fabs(x - s.last) <= s.param:
-        return False
-    s.last = x
-    s.has_last = True
-    y[0] = x
+    ot[0] = s.p_t
+    oy[0] = y
     return True
 
 
-cdef class Chain:
-    """A configured chain of stages, e.g. ``Chain([("median", 5), ("ema", 0.3)])``."""
+cdef inline bint stage_step(Stage* s, double* t, double* x) noexcept nogil:
+    """Run one sample through one stage in place; False when nothing comes out."""
+    cdef int i, n
+    cdef double y, m, mad, limit, dt, up, dn, lo, hi, pp, k, ct, cy
+    cdef bint too_long
+    if s.kind == K_CALIBRATE:
+        y = 0.0
+        i = s.np - 1
+        while i >= 0:
+            y = y * x[0] + s.p[i]
+            i -= 1
+        x[0] = y
+        return True
+    if s.kind == K_RANGE:
+        if x[0] < s.p[0]:
+            if s.p[2] == 0.0:
+                return False
+            x[0] = s.p[0]
+        elif x[0] > s.p[1]:
+            if s.p[2] == 0.0:
+                return False
+            x[0] = s.p[1]
+        return True
+    if s.kind == K_MEDIAN:
+        win_add(s, x[0])
+        x[0] = median_of(s.srt, s.count)
+        return True
+    if s.kind == K_HAMPEL:
+        win_add(s, x[0])
+        n = s.count
+        m = median_of(s.srt, n)
+        for i in range(n):
+            s.scratch[i] = fabs(s.ring[i] - m)
+        sort_small(s.scratch, n)
+        mad = median_of(s.scratch, n)
+        if fabs(x[0] - m) > s.p[1] * _MAD_SCALE * mad:
+            x[0] = m
+        return True
+    if s.kind == K_MEAN:
+        if s.count == s.window:
+            s.sum = s.sum - s.ring[s.head]
+        else:
+            s.count += 1
+        s.ring[s.head] = x[0]
+        s.sum = s.sum + x[0]
+        s.head = (s.head + 1) % s.window
+        x[0] = s.sum / s.count
+        return True
+    if s.kind == K_EMA:
+        if s.has:
+            s.a_y = s.a_y + s.p[0] * (x[0] - s.a_y)
+        else:
+            s.a_y = x[0]
+            s.has = True
+        x[0] = s.a_y
+        return True
+    if s.kind == K_KALMAN:
+        if not s.has:
+            s.a_y = x[0]
+            s.pk = s.p[1]
+            s.has = True
+            return True
+        pp = s.pk + s.p[0]
+        k = pp / (pp + s.p[1])
+        s.a_y = s.a_y + k * (x[0] - s.a_y)
+        s.pk = (1.0 - k) * pp
+        x[0] = s.a_y
+        return True
+    if s.kind == K_THROTTLE:
+        if s.has and t[0] - s.a_t < s.p[0]:
+            return False
+        s.a_t = t[0]
+        s.has = True
+        return True
+    if s.kind == K_DEADBAND:
+        if s.has:
+            limit = s.p[0] * fabs(s.a_y) if s.p[1] != 0.0 else s.p[0]
+            if fabs(x[0] - s.a_y) <= limit and not (s.p[2] > 0 and t[0] - s.a_t >= s.p[2]):
+                return False
+        s.a_t = t[0]
+        s.a_y = x[0]
+        s.has = True
+        return True
+    # K_SWING
+    if not s.has:
+        s.a_t = t[0]
+        s.a_y = x[0]
+        s.has = True
+        s.has_p = False
+        s.lo = -INFINITY
+        s.hi = INFINITY
+        return True
+    dt = t[0] - s.a_t
+    if dt <= 0:
+        return False
+    up = (x[0] + s.p[0] - s.a_y) / dt
+    dn = (x[0] - s.p[0] - s.a_y) / dt
+    hi = s.hi if s.hi < up else up
+    lo = s.lo if s.lo > dn else dn
+    too_long = s.p[1] > 0 and dt > s.p[1]
+    if (lo > hi or too_long) and s.has_p:
+        swing_close(s, &ct, &cy)
+        s.a_t = ct
+        s.a_y = cy
+        dt = t[0] - ct
+        s.hi = (x[0] + s.p[0] - cy) / dt
+        s.lo = (x[0] - s.p[0] - cy) / dt
+        s.has_p = True
+        s.p_t = t[0]
+        s.p_x = x[0]
+        t[0] = ct
+        x[0] = cy
+        return True
+    s.lo = lo
+    s.hi = hi
+    s.has_p = True
+    s.p_t = t[0]
+    s.p_x = x[0]
+    return False
 
-    cdef StageState* stages
+
+cdef class Chain:
+    """A configured chain of stages, e.g. ``Chain([("median", 5), ("swing", 0.05, 60)])``."""
+
+    cdef Stage* stages
     cdef int n
     cdef readonly tuple spec
     cdef readonly double error_bound
+    cdef readonly double relative_bound
 
     def __cinit__(self, spec):
         self.stages = NULL
         self.n = 0
 
     def __init__(self, spec):
-        cdef int i
-        cdef StageState* s
-        spec = tuple(tuple(stage) for stage in spec)
-        for kind, param in spec:
-            _check_stage(kind, param)
-        self.spec = spec
-        self.n = len(spec)
-        self.stages = <StageState*> calloc(max(self.n, 1), sizeof(StageState))
+        cdef int i, j, w
+        cdef Stage* s
+        self.spec = check_spec(spec)
+        self.n = len(self.spec)
+        self.stages = <Stage*> calloc(max(self.n, 1), sizeof(Stage))
         if self.stages == NULL:
             raise MemoryError()
-        bound = 0.0
-        for i, (kind, param) in enumerate(spec):
+        for i, stage in enumerate(self.spec):
+            kind = stage[0]
+            params = stage[1:]
             s = &self.stages[i]
-            s.param = param
-            if kind == "median":
-                s.kind = K_MEDIAN
-                s.window = int(param)
-                s.ring = <double*> malloc(s.window * sizeof(double))
-                s.sorted = <double*> malloc(s.window * sizeof(double))
-                if s.ring == NULL or s.sorted == NULL:
+            s.kind = _KINDS[kind]
+            s.np = len(params)
+            for j, v in enumerate(params):
+                s.p[j] = v
+            if kind in ("median", "hampel", "mean"):
+                w = int(params[0])
+                s.window = w
+                s.ring = <double*> malloc(w * sizeof(double))
+                s.srt = <double*> malloc(w * sizeof(double))
+                s.scratch = <double*> malloc(w * sizeof(double))
+                if s.ring == NULL or s.srt == NULL or s.scratch == NULL:
                     raise MemoryError()
-            elif kind == "ema":
-                s.kind = K_EMA
-            else:
-                s.kind = K_DEADBAND
-                bound += param
-        self.error_bound = bound
+            s.lo = -INFINITY
+            s.hi = INFINITY
+        last = self.spec[len(self.spec) - 1] if self.spec else None  # (wraparound is off)
+        lossy = last is not None and last[0] in LOSSY
+        relative = lossy and last[0] == "deadband" and last[2] == 1.0
+        self.error_bound = float(last[1]) if lossy and not relative else 0.0
+        self.relative_bound = float(last[1]) if relative else 0.0
 
     def __dealloc__(self):
         cdef int i
         if self.stages != NULL:
             for i in range(self.n):
                 free(self.stages[i].ring)
-                free(self.stages[i].sorted)
+                free(self.stages[i].srt)
+                free(self.stages[i].scratch)
             free(self.stages)
 
-    cdef inline bint _push(self, double x, double* y) noexcept nogil:
+    cdef inline bint _from(self, int first, double* t, double* x) noexcept nogil:
         cdef int i
-        if isnan(x):
-            return False
-        y[0] = x
-        for i in range(self.n):
-            if not stage_step(&self.stages[i], y[0], y):
+        for i in range(first, self.n):
+            if not stage_step(&self.stages[i], t, x):
                 return False
         return True
 
-    def push(self, double x):
-        """Run one sample through the chain: the value that comes out, or None."""
-        cdef double y
-        if self._push(x, &y):
-            return y
+    def push(self, double t, double x):
+        """One sample (time in s, value) through the chain: the point that comes out, or None."""
+        if isnan(x):
+            return None
+        if self._from(0, &t, &x):
+            return (t, x)
         return None
 
-    def run(self, const double[::1] xs, double[::1] out_values, long long[::1] out_index):
-        """Run a batch; write kept values and their input indices; return how many.
+    def flush(self):
+        """Close open segments (at a seal): the point that completes this batch, or None."""
+        cdef int i
+        cdef Stage* s
+        cdef double t, y
+        for i in range(self.n):
+            s = &self.stages[i]
+            if s.kind == K_DEADBAND:
+                s.has = False
+            elif s.kind == K_SWING:
+                emit = s.has and s.has_p
+                if emit:
+                    swing_close(s, &t, &y)
+                s.has = False
+                s.has_p = False
+                s.lo = -INFINITY
+                s.hi = INFINITY
+                if emit:
+                    if self._from(i + 1, &t, &y):
+                        return (t, y)
+                    return None
+        return None
 
-        ``out_values`` and ``out_index`` must be at least as long as ``xs``.
-        """
+    def run(self, const double[::1] ts, const double[::1] xs, double[::1] out_t, double[::1] out_y):
+        """Run a batch; write the points that come out; return how many."""
         cdef Py_ssize_t i, k = 0, n = xs.shape[0]
-        cdef double y
-        if out_values.shape[0] < n or out_index.shape[0] < n:
+        cdef double t, x
+        if ts.shape[0] != n:
+            raise ValueError("times and values differ in length")
+        if out_t.shape[0] < n or out_y.shape[0] < n:
             raise ValueError("output buffers are shorter than the input")
         with nogil:
             for i in range(n):
-                if self._push(xs[i], &y):
-                    out_values[k] = y
-                    out_index[k] = i
+                t = ts[i]
+                x = xs[i]
+                if isnan(x):
+                    continue
+                if self._from(0, &t, &x):
+                    out_t[k] = t
+                    out_y[k] = x
                     k += 1
         return k
+
+    def get_state(self):
+        """The filter state, per stage, as plain numbers (the same for both implementations)."""
+        cdef int i, j
+        cdef Stage* s
+        out = []
+        for i in range(self.n):
+            s = &self.stages[i]
+            if s.kind in (K_MEDIAN, K_HAMPEL):
+                out.append([float(s.head)] + [s.ring[j] for j in range(s.count)])
+            elif s.kind == K_MEAN:
+                out.append([float(s.head), s.sum] + [s.ring[j] for j in range(s.count)])
+            elif s.kind == K_EMA:
+                out.append([s.a_y] if s.has else [])
+            elif s.kind == K_KALMAN:
+                out.append([s.a_y, s.pk] if s.has else [])
+            elif s.kind == K_THROTTLE:
+                out.append([s.a_t] if s.has else [])
+            elif s.kind == K_DEADBAND:
+                out.append([s.a_t, s.a_y] if s.has else [])
+            elif s.kind == K_SWING:
+                out.append(([s.a_t, s.a_y, s.lo, s.hi] + ([s.p_t, s.p_x] if s.has_p else [])) if s.has else [])
+            else:
+                out.append([])
+        return out
+
+    def set_state(self, state):
+        cdef int i, j
+        cdef Stage* s
+        if len(state) != self.n:
+            raise ValueError(f"state has {len(state)} stages, the chain {self.n}")
+        for i in range(self.n):
+            s = &self.stages[i]
+            st = [float(v) for v in state[i]]
+            if s.kind in (K_MEDIAN, K_HAMPEL, K_MEAN):
+                base = 2 if s.kind == K_MEAN else 1
+                values = st[base:] if st else []
+                if len(values) > s.window:
+                    raise ValueError(f"stage {i}: {len(values)} values for a window of {s.window}")
+                s.count = 0
+                s.head = 0
+                s.sum = 0.0
+                if s.kind == K_MEAN:
+                    for j, v in enumerate(values):
+                        s.ring[j] = v
+                    s.count = len(values)
+                    s.sum = st[1] if st else 0.0
+                else:
+                    # rebuild ring and sorted order exactly as the twin's load() does
+                    for j, v in enumerate(values):
+                        s.ring[j] = v
+                    s.count = len(values)
+                    srt = sorted(values)
+                    for j, v in enumerate(srt):
+                        s.srt[j] = v
+                s.head = int(st[0]) if st else 0
+            elif s.kind == K_EMA:
+                s.has = bool(st)
+                s.a_y = st[0] if st else 0.0
+            elif s.kind == K_KALMAN:
+                s.has = bool(st)
+                s.a_y, s.pk = (st[0], st[1]) if st else (0.0, 0.0)
+            elif s.kind == K_THROTTLE:
+                s.has = bool(st)
+                s.a_t = st[0] if st else 0.0
+            elif s.kind == K_DEADBAND:
+                s.has = bool(st)
+                s.a_t, s.a_y = (st[0], st[1]) if st else (0.0, 0.0)
+            elif s.kind == K_SWING:
+                s.has = bool(st)
+                s.has_p = len(st) == 6
+                if st:
+                    s.a_t, s.a_y, s.lo, s.hi = st[0], st[1], st[2], st[3]
+                else:
+                    s.lo, s.hi = -INFINITY, INFINITY
+                if s.has_p:
+                    s.p_t, s.p_x = st[4], st[5]
 
     def reset(self):
         """Forget all filter state, as if the chain were new."""
         cdef int i
+        cdef Stage* s
         for i in range(self.n):
-            self.stages[i].count = 0
-            self.stages[i].head = 0
-            self.stages[i].has_last = False
-            self.stages[i].last = 0.0
-
-
-def _check_stage(kind, param):
-    if kind == "median":
-        if int(param) != param or not 1 <= param <= MAX_MEDIAN_WINDOW:
-            raise ValueError(f"median window must be an integer in 1..{MAX_MEDIAN_WINDOW}, got {param!r}")
-    elif kind == "ema":
-        if not 0.0 < param <= 1.0:
-            raise ValueError(f"ema alpha must be in (0, 1], got {param!r}")
-    elif kind == "deadband":
-        if not param >= 0.0:
-            raise ValueError(f"deadband width must be >= 0, got {param!r}")
-    else:
-        raise ValueError(f"unknown stage {kind!r} (expected median, ema or deadband)")
+            s = &self.stages[i]
+            s.count = 0
+            s.head = 0
+            s.sum = 0.0
+            s.has = False
+            s.has_p = False
+            s.lo = -INFINITY
+            s.hi = INFINITY
 
 
 # --- CRC-32C (Castagnoli), slicing-by-8 ------------------------------------------------------

@@ -52,9 +52,9 @@ def test_good_file_loads_into_frozen_typed_objects(tmp_path):
     assert names == ["temperature", "humidity", "pressure"]  # gas disabled
     temp = air.channels[0]
     assert temp.resolution == 0.1
-    assert temp.chain_spec() == [("median", 5), ("ema", 0.3), ("deadband", 0.1)]
+    assert temp.chain_spec() == [("median", 5.0), ("ema", 0.3), ("deadband", 0.1, 0.0, 0.0)]
     assert temp.error_bound == pytest.approx(0.1 + 0.05)
-    assert air.channels[1].chain_spec() == [("median", 5), ("ema", 0.3)]
+    assert air.channels[1].chain_spec() == [("median", 5.0), ("ema", 0.3)]
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.node_id = "other"
 
@@ -72,8 +72,18 @@ def test_builtin_default_node_has_one_simulated_bme680():
     (lambda d: d["sensors"][0]["filters"][0].update(window=0), "sensors[0].filters[0].window",
      "an integer in [1, 255]"),
     (lambda d: d["sensors"][0]["filters"][1].update(alpha="fast"), "sensors[0].filters[1].alpha", "a number"),
-    (lambda d: d["sensors"][0]["filters"].append({"type": "kalman"}), "sensors[0].filters[2].type",
-     "one of median, ema, deadband"),
+    (lambda d: d["sensors"][0]["filters"].append({"type": "wavelet"}), "sensors[0].filters[2].type",
+     "one of calibrate, range, hampel, median, mean, ema, kalman, throttle, deadband, swing"),
+    (lambda d: d["sensors"][0]["filters"].append({"type": "hampel", "window": 6}), "sensors[0].filters[2].window",
+     "an odd window"),
+    (lambda d: d["sensors"][0]["filters"].insert(0, {"type": "swing", "deviation": 0.1}), "sensors[0].filters[0]",
+     "only as the last filter"),
+    (lambda d: d["sensors"][0]["filters"].append({"type": "range", "low": 5, "high": 1}),
+     "sensors[0].filters[2].high", "at least low"),
+    (lambda d: d["sensors"][0]["filters"].append({"type": "kalman", "process_noise": 0.1}),
+     "sensors[0].filters[2].measurement_noise", "this key to be present"),
+    (lambda d: d["sensors"][0]["channels"].update(humidity={"deadband": 1, "swing": 1}),
+     "sensors[0].channels.humidity", "deadband or swing, not both"),
     (lambda d: d.update(flush_interval="10 parsecs"), "flush_interval", "expected a duration"),
     (lambda d: d.update(colour="blue"), "colour", "no such key"),
     (lambda d: d["sensors"][0].update(adress=0x76), "sensors[0].adress", "no such key"),
@@ -96,6 +106,33 @@ def test_errors_name_file_key_path_and_expectation(tmp_path, mutate, path, expec
     msg = str(err.value)
     assert msg.startswith(f"{p}: {path}:"), msg
     assert expected in msg
+
+
+def test_every_filter_type_loads_into_a_chain_spec(tmp_path):
+    doc = yaml.safe_load(GOOD)
+    doc["sensors"][0]["filters"] = [
+        {"type": "calibrate", "offset": -0.5, "scale": 1.01},
+        {"type": "calibrate", "coefficients": [0, 1, 0.001]},
+        {"type": "range", "low": -40, "high": 85, "action": "clamp"},
+        {"type": "hampel", "window": 7, "k": 3},
+        {"type": "median", "window": 5},
+        {"type": "mean", "window": 4},
+        {"type": "ema", "alpha": 0.3},
+        {"type": "kalman", "process_noise": 0.01, "measurement_noise": 0.5},
+        {"type": "throttle", "interval": "2s"},
+        {"type": "swing", "deviation": 0.05, "max_interval": "5min"},
+    ]
+    doc["sensors"][0]["channels"] = {"humidity": {"deadband": 0.2}}
+    cfg = load_config(write(tmp_path, yaml.safe_dump(doc)))
+    temp, hum = cfg.sensors[0].channels[:2]
+    assert temp.chain_spec() == [
+        ("calibrate", -0.5, 1.01), ("calibrate", 0.0, 1.0, 0.001), ("range", -40.0, 85.0, 1.0),
+        ("hampel", 7.0, 3.0), ("median", 5.0), ("mean", 4.0), ("ema", 0.3), ("kalman", 0.01, 0.5),
+        ("throttle", 2.0), ("swing", 0.05, 300.0)]
+    assert temp.error_bound == pytest.approx(0.05 + 0.005)
+    assert hum.chain_spec()[-1] == ("deadband", 0.2, 0.0, 0.0)  # replaces the swing for this channel
+    from edge_agent import dsp
+    dsp.Chain(temp.chain_spec())  # the core takes it
 
 
 def test_plaintext_remote_broker_allowed_only_when_asked(tmp_path):

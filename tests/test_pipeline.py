@@ -10,7 +10,7 @@ import pytest
 from drivers.base import Reading
 from drivers.sim.profiles import Wave
 from edge_agent import wire
-from edge_agent.config import load_config
+from edge_agent.config import StageConfig, load_config
 from edge_agent.pipeline import Sampler
 from edge_agent.service import simulated_factory
 from edge_agent.store import BatchStore
@@ -104,3 +104,34 @@ def test_a_sensor_that_fails_to_start_does_not_stop_the_others(tmp_path):
     s.run(stop)
     assert s.slots[1].driver is None and s.slots[1].errors_by_kind == {"init": 1}
     assert {r.stream for r in store.oldest(100)} == {"bme680"}
+
+
+def test_filter_state_survives_a_restart_in_the_same_boot(tmp_path):
+    base = load_config(None)
+    sc = dataclasses.replace(base.sensors[0], channels=(dataclasses.replace(
+        base.sensors[0].channels[0], filters=(StageConfig("mean", (50.0,)),)),))
+    cfg = dataclasses.replace(base, sensors=(sc,))
+    path = str(tmp_path / "q")
+    sensor = ScriptedSensor([float(v) for v in range(10)] + [100.0] * 5)
+
+    def make(store, boot):
+        s = Sampler(cfg, store, lambda c: sensor, clock=lambda: sensor.t - BOOT, wall=lambda: sensor.t,
+                    boot_id=boot)
+        s.slots[0].driver = sensor
+        return s
+
+    with BatchStore(path) as store:
+        s = make(store, "boot-1")
+        for _ in range(10):
+            s.sample(s.slots[0])
+        s.seal()
+        s.save_states()
+    with BatchStore(path) as store:
+        s = make(store, "boot-1")   # a restart: the mean window of 0..9 is back
+        assert s.restored_states == 1
+        s.sample(s.slots[0])
+        s.seal()
+        last = wire.decode(store.oldest(10)[-1].payload).channels[0].values()[-1]
+        assert last == round(sum(range(10), 100.0) / 11, 2)
+    with BatchStore(path) as store:
+        assert make(store, "boot-2").restored_states == 0  # another boot: start afresh
