@@ -173,6 +173,15 @@ def cmd_tail(args) -> int:
     return EXIT_OK
 
 
+def cmd_compress_report(args) -> int:
+    from edge_agent.report import compress_report, format_report, read_series
+
+    ts, xs = read_series(args.file)
+    r = compress_report(ts, xs, args.resolution, args.deviation)
+    print(json.dumps(r) if args.json else format_report(args.file, r))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-agent", description="Sensor node agent: sample, "
                                 "smooth, compress, store and forward over MQTT.")
@@ -206,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ca-file", metavar="FILE", help="CA bundle for mqtts:// brokers")
     t.add_argument("--all", action="store_true", help="print duplicates too (they are always reported)")
     t.set_defaults(func=cmd_tail)
+
+    cr = sub.add_parser("compress-report", help="what the core would do to a CSV of t,value rows")
+    cr.add_argument("file", metavar="FILE.csv", help="rows of t,value (Unix seconds), a header allowed")
+    cr.add_argument("--resolution", type=float, required=True, metavar="R", help="quantisation step")
+    cr.add_argument("--deviation", type=float, default=None, metavar="E",
+                    help="swinging-door deviation (omit for lossless at the resolution)")
+    cr.add_argument("--json", action="store_true", help="one JSON object")
+    cr.set_defaults(func=cmd_compress_report)
 
     d = sub.add_parser("decode", help="decode one saved payload and print its samples")
     d.add_argument("file", metavar="FILE")
