@@ -42,7 +42,6 @@ cdef struct Stage:
     int head
     double* ring
     double* srt
-    double* scratch
     double sum
     # scalar state
     bint has            # has a value / an archive point
@@ -94,17 +93,31 @@ cdef inline double median_of(double* srt, int n) noexcept nogil:
     return (srt[(n >> 1) - 1] + srt[n >> 1]) / 2.0
 
 
-cdef inline void sort_small(double* a, int n) noexcept nogil:
-    """Insertion sort: windows are small, and it gives the same order as Python's sort."""
-    cdef int i, j
-    cdef double v
-    for i in range(1, n):
-        v = a[i]
-        j = i - 1
-        while j >= 0 and a[j] > v:
-            a[j + 1] = a[j]
-            j -= 1
-        a[j + 1] = v
+cdef inline double mad_of_sorted(double* srt, int n, double m) noexcept nogil:
+    """Median of |srt[i] - m| in O(n): the deviations, in increasing order, come from walking
+    outwards from m through the sorted window; the same order statistics as sorting them."""
+    cdef int lo = 0, hi = n, mid, i, j, k, want = n >> 1
+    cdef double d, prev = 0.0
+    while lo < hi:  # first index with srt[index] >= m
+        mid = (lo + hi) >> 1
+        if srt[mid] < m:
+            lo = mid + 1
+        else:
+            hi = mid
+    i = lo - 1
+    j = lo
+    for k in range(want + 1):
+        if i < 0 or (j < n and fabs(srt[j] - m) <= fabs(srt[i] - m)):
+            d = fabs(srt[j] - m)
+            j += 1
+        else:
+            d = fabs(srt[i] - m)
+            i -= 1
+        if k == want - 1:
+            prev = d
+    if n & 1:
+        return d
+    return (prev + d) / 2.0
 
 
 cdef inline bint swing_close(Stage* s, double* ot, double* oy) noexcept nogil:
@@ -155,10 +168,7 @@ cdef inline bint stage_step(Stage* s, double* t, double* x) noexcept nogil:
         win_add(s, x[0])
         n = s.count
         m = median_of(s.srt, n)
-        for i in range(n):
-            s.scratch[i] = fabs(s.ring[i] - m)
-        sort_small(s.scratch, n)
-        mad = median_of(s.scratch, n)
+        mad = mad_of_sorted(s.srt, n, m)
         if fabs(x[0] - m) > s.p[1] * _MAD_SCALE * mad:
             x[0] = m
         return True
@@ -279,8 +289,7 @@ cdef class Chain:
                 s.window = w
                 s.ring = <double*> malloc(w * sizeof(double))
                 s.srt = <double*> malloc(w * sizeof(double))
-                s.scratch = <double*> malloc(w * sizeof(double))
-                if s.ring == NULL or s.srt == NULL or s.scratch == NULL:
+                if s.ring == NULL or s.srt == NULL:
                     raise MemoryError()
             s.lo = -INFINITY
             s.hi = INFINITY
@@ -296,7 +305,6 @@ cdef class Chain:
             for i in range(self.n):
                 free(self.stages[i].ring)
                 free(self.stages[i].srt)
-                free(self.stages[i].scratch)
             free(self.stages)
 
     cdef inline bint _from(self, int first, double* t, double* x) noexcept nogil:
