@@ -45,6 +45,8 @@ class Sensor:
     TYPE: str = ""
     CHANNELS: tuple[ChannelSpec, ...] = ()
     DEFAULT_ADDRESS: int = 0
+    #: numeric options the configuration may give: name -> (default, lowest, lowest excluded)
+    OPTIONS: dict[str, tuple[float, float, bool]] = {}
 
     def read(self) -> Reading:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -21,6 +21,7 @@ class Bme680(Sensor):
 
     TYPE = "bme680"
     DEFAULT_ADDRESS = 0x77
+    OPTIONS = {"heater_temp": (320.0, 200.0, False), "heater_ms": (150.0, 1.0, False)}
     CHANNELS = (
         ChannelSpec("temperature", "°C", 0.01, -40.0, 85.0),
         ChannelSpec("humidity", "%", 0.01, 0.0, 100.0),

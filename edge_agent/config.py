@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from drivers.base import Sensor
 from drivers.registry import SENSOR_TYPES
 from drivers.sim.profiles import Wave
 from edge_agent.dsp import LOSSY, MAX_POLY, MAX_WINDOW, STAGE_KINDS
@@ -68,9 +69,12 @@ class SensorConfig:
     address: int
     interval: float
     channels: tuple[ChannelConfig, ...]
-    heater_temp: int = 320
-    heater_ms: int = 150
+    options: tuple[tuple[str, float], ...] = ()  # the driver's OPTIONS, as configured
     sim: dict[str, Wave] = field(default_factory=dict)
+
+    def driver_kwargs(self) -> dict:
+        """Keyword arguments for the driver (and its simulator) beyond bus and address."""
+        return {k: (int(v) if k in ("heater_temp", "heater_ms") else v) for k, v in self.options}
 
 
 @dataclass(frozen=True)
@@ -355,7 +359,9 @@ def _parse_wave(ctx: _Ctx, raw: Any, path: str) -> Wave:
 
 def _parse_sensor(ctx: _Ctx, raw: Any, path: str) -> SensorConfig:
     m = ctx.mapping(raw, path, {"name", "type", "bus", "address", "interval", "filters", "channels",
-                                "heater", "sim"}, {"type"})
+                                "heater", "sim"} | set(SENSOR_TYPES.get(raw.get("type") if isinstance(raw, dict)
+                                                                       else None, Sensor).OPTIONS)
+                    - {"heater_temp", "heater_ms"}, {"type"})
     stype = m["type"]
     if stype not in SENSOR_TYPES:
         raise ctx.fail(f"{path}.type", "one of " + ", ".join(sorted(SENSOR_TYPES)), stype)
@@ -399,18 +405,26 @@ def _parse_sensor(ctx: _Ctx, raw: Any, path: str) -> SensorConfig:
     if not channels:
         raise ctx.fail(f"{path}.channels", "at least one enabled channel", show_got=False)
 
-    heater = ctx.mapping(m.get("heater", {}), f"{path}.heater", {"temperature", "duration"})
-    heater_temp = int(ctx.number(heater.get("temperature", 320), f"{path}.heater.temperature",
-                                 low=200, high=400, integer=True))
-    heater_ms = round(ctx.duration(heater.get("duration", "150ms"), f"{path}.heater.duration") * 1000)
-    if heater_ms > 4032:
-        raise ctx.fail(f"{path}.heater.duration", "at most 4032ms (the chip's longest gas wait)",
-                       heater.get("duration"))
-
+    options = []
+    if stype == "bme680":
+        heater = ctx.mapping(m.get("heater", {}), f"{path}.heater", {"temperature", "duration"})
+        heater_temp = int(ctx.number(heater.get("temperature", 320), f"{path}.heater.temperature",
+                                     low=200, high=400, integer=True))
+        heater_ms = round(ctx.duration(heater.get("duration", "150ms"), f"{path}.heater.duration") * 1000)
+        if heater_ms > 4032:
+            raise ctx.fail(f"{path}.heater.duration", "at most 4032ms (the chip's longest gas wait)",
+                           heater.get("duration"))
+        options = [("heater_temp", float(heater_temp)), ("heater_ms", float(heater_ms))]
+    elif "heater" in m:
+        raise ctx.fail(f"{path}.heater", f"no heater on a {stype}", show_got=False)
+    else:
+        for key, (default, low, exclusive) in driver.OPTIONS.items():
+            options.append((key, float(ctx.number(m.get(key, default), f"{path}.{key}", low=low,
+                                                  low_open=exclusive))))
     sim_raw = ctx.mapping(m.get("sim", {}), f"{path}.sim", known)
     sim = {k: _parse_wave(ctx, v, f"{path}.sim.{k}") for k, v in sim_raw.items()}
     return SensorConfig(name=name, type=stype, bus=bus, address=address, interval=interval,
-                        channels=tuple(channels), heater_temp=heater_temp, heater_ms=heater_ms, sim=sim)
+                        channels=tuple(channels), options=tuple(options), sim=sim)
 
 
 def _parse_mqtt(ctx: _Ctx, raw: Any, node_id: str) -> MqttConfig:

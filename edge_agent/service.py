@@ -48,18 +48,16 @@ def simulated_factory(cfg: AgentConfig) -> Callable[[SensorConfig], Sensor]:
     for s in cfg.sensors:
         sm = smbuses.setdefault(s.bus, SimulatedSMBus())
         if s.address not in sm.devices:
-            sm.attach(s.address, SIMULATORS[s.type](s.sim))
+            sm.attach(s.address, SIMULATORS[s.type](s.sim, **s.driver_kwargs()))
         buses.setdefault(s.bus, I2CBus(sm, name=f"sim-i2c-{s.bus}"))
 
     def make(s: SensorConfig) -> Sensor:
-        return SENSOR_TYPES[s.type](bus=buses[s.bus], address=s.address,
-                                    heater_temp=s.heater_temp, heater_ms=s.heater_ms)
+        return SENSOR_TYPES[s.type](bus=buses[s.bus], address=s.address, **s.driver_kwargs())
     return make
 
 
 def hardware_factory(s: SensorConfig) -> Sensor:
-    return SENSOR_TYPES[s.type](bus=I2CBus.open(s.bus), address=s.address,
-                                heater_temp=s.heater_temp, heater_ms=s.heater_ms)
+    return SENSOR_TYPES[s.type](bus=I2CBus.open(s.bus), address=s.address, **s.driver_kwargs())
 
 
 class Agent:

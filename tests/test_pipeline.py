@@ -69,7 +69,7 @@ def test_samples_go_through_chain_and_seal_once_per_stream(cfg, tmp_path):
 
 def test_run_seals_on_schedule_and_on_stop(tmp_path):
     cfg = dataclasses.replace(load_config(None), state_dir=str(tmp_path), flush_interval=0.3)
-    sensor_cfg = dataclasses.replace(cfg.sensors[0], interval=0.05, heater_ms=20,
+    sensor_cfg = dataclasses.replace(cfg.sensors[0], interval=0.05, options=(("heater_temp", 320.0), ("heater_ms", 20.0)),
                                      sim={"temperature": Wave(20.0, 5.0, 2.0)})
     cfg = dataclasses.replace(cfg, sensors=(sensor_cfg,))
     store = BatchStore(str(tmp_path / "q.sqlite3"))
@@ -87,7 +87,7 @@ def test_run_seals_on_schedule_and_on_stop(tmp_path):
 
 def test_a_sensor_that_fails_to_start_does_not_stop_the_others(tmp_path):
     cfg = dataclasses.replace(load_config(None), state_dir=str(tmp_path), flush_interval=0.2)
-    ok = dataclasses.replace(cfg.sensors[0], interval=0.05, heater_ms=20)
+    ok = dataclasses.replace(cfg.sensors[0], interval=0.05, options=(("heater_temp", 320.0), ("heater_ms", 20.0)))
     broken = dataclasses.replace(ok, name="broken", address=0x76)
     cfg = dataclasses.replace(cfg, sensors=(ok, broken))
     factory = simulated_factory(cfg)

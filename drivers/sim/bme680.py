@@ -164,7 +164,7 @@ class Bme680Sim:
     """
 
     def __init__(self, environment: dict[str, Wave] | None = None, *,
-                 calibration: dict | None = None,
+                 calibration: dict | None = None, heater_temp: int | None = None, heater_ms: int | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self.environment = dict(DEFAULT_ENVIRONMENT)

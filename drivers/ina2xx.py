@@ -1,0 +1,144 @@
+"""TI INA219 (datasheet SBOS448) and INA226 (SBOS547) current/power monitors, on smbus2.
+
+No maintained CircuitPython driver fits our shared bus and energy integration, so these
+are written on the bus directly: 16-bit big-endian registers behind a pointer byte.
+The calibration register is computed as the datasheets give it:
+
+* INA219: ``Current_LSB = max_current / 2^15``, ``Cal = trunc(0.04096 / (Current_LSB * R_shunt))``,
+  ``Power_LSB = 20 * Current_LSB``; shunt voltage LSB 10 µV, bus voltage LSB 4 mV (bits 15..3).
+* INA226: ``Cal = trunc(0.00512 / (Current_LSB * R_shunt))``, ``Power_LSB = 25 * Current_LSB``;
+  shunt voltage LSB 2.5 µV, bus voltage LSB 1.25 mV.
+
+Energy (Wh) is integrated on the node across readings (trapezoids of power over the
+monotonic clock), since neither chip accumulates it.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+from drivers.base import ChannelSpec, ChipNotFound, Reading, Sensor
+from drivers.bus import I2CBus
+
+_REG_CONFIG = 0x00
+_REG_SHUNT = 0x01
+_REG_BUS = 0x02
+_REG_POWER = 0x03
+_REG_CURRENT = 0x04
+_REG_CALIBRATION = 0x05
+_REG_MANUFACTURER_ID = 0xFE
+_REG_DIE_ID = 0xFF
+
+INA219_CONFIG_RESET = 0x399F
+INA226_MANUFACTURER_ID = 0x5449  # "TI"
+INA226_DIE_ID = 0x2260
+
+
+def calibration(chip: str, shunt_ohms: float, max_current: float) -> tuple[int, float]:
+    """(calibration register value, current LSB in A) for a shunt and an expected maximum current."""
+    current_lsb = max_current / 32768.0
+    scale = 0.04096 if chip == "ina219" else 0.00512
+    cal = int(scale / (current_lsb * shunt_ohms))
+    if not 1 <= cal <= 0xFFFE:
+        raise ValueError(f"{chip}: calibration {cal} out of range for shunt {shunt_ohms} Ω and "
+                         f"max current {max_current} A")
+    return cal, current_lsb
+
+
+class _Ina2xx(Sensor):
+    """Shared code of the two chips; a subclass sets the chip's constants."""
+
+    DEFAULT_ADDRESS = 0x40
+    CHANNELS = (
+        ChannelSpec("bus_voltage", "V", 0.001, 0.0, 36.0),
+        ChannelSpec("shunt_voltage", "mV", 0.001, -327.68, 327.68),
+        ChannelSpec("current", "A", 0.0001, -100.0, 100.0),
+        ChannelSpec("power", "W", 0.001, 0.0, 3600.0),
+        ChannelSpec("energy", "Wh", 0.001, 0.0, 1e12),
+    )
+    SHUNT_LSB_V = 0.0
+    BUS_LSB_V = 0.0
+    POWER_LSB_FACTOR = 0
+    BUS_SHIFT = 0
+
+    # Options a configuration gives the driver: name -> (default, lowest allowed, exclusive).
+    OPTIONS = {"shunt_ohms": (0.1, 0.0, True), "max_current": (3.2, 0.0, True)}
+
+    def __init__(self, *, bus: I2CBus, address: int = DEFAULT_ADDRESS, shunt_ohms: float = 0.1,
+                 max_current: float = 3.2) -> None:
+        self.bus, self.address = bus, address
+        self.cal, self.current_lsb = calibration(self.TYPE, shunt_ohms, max_current)
+        self.power_lsb = self.POWER_LSB_FACTOR * self.current_lsb
+        if not bus.probe(address):
+            raise ChipNotFound(f"{self.TYPE}: nothing answers at 0x{address:02x} on {bus.name}")
+        self._identify()
+        self._write(_REG_CALIBRATION, self.cal)
+        self.energy_wh = 0.0
+        self._last: tuple[float, float] | None = None  # (monotonic s, power W)
+
+    def _read(self, reg: int) -> int:
+        return struct.unpack(">H", self.bus.write_read(self.address, bytes([reg]), 2))[0]
+
+    def _write(self, reg: int, value: int) -> None:
+        self.bus.write(self.address, bytes([reg]) + struct.pack(">H", value))
+
+    def _identify(self) -> None:  # pragma: no cover - each chip overrides
+        raise NotImplementedError
+
+    def read(self) -> Reading:
+        t, mono = time.time(), time.monotonic()
+        raw_shunt = struct.unpack(">h", struct.pack(">H", self._read(_REG_SHUNT)))[0]
+        raw_bus = self._read(_REG_BUS) >> self.BUS_SHIFT
+        raw_current = struct.unpack(">h", struct.pack(">H", self._read(_REG_CURRENT)))[0]
+        raw_power = self._read(_REG_POWER)
+        power = raw_power * self.power_lsb
+        if self._last is not None:
+            dt = mono - self._last[0]
+            self.energy_wh += (self._last[1] + power) / 2.0 * dt / 3600.0
+        self._last = (mono, power)
+        return Reading(t=t, mono=mono, values={
+            "bus_voltage": raw_bus * self.BUS_LSB_V,
+            "shunt_voltage": raw_shunt * self.SHUNT_LSB_V * 1000.0,
+            "current": raw_current * self.current_lsb,
+            "power": power,
+            "energy": self.energy_wh,
+        })
+
+
+class Ina219(_Ina2xx):
+    """INA219: 12-bit, bus up to 26 V. It has no ID register: it is recognised by the
+    power-on value of its configuration register (0x399F) after a reset (bit 15)."""
+
+    TYPE = "ina219"
+    SHUNT_LSB_V = 10e-6
+    BUS_LSB_V = 4e-3
+    POWER_LSB_FACTOR = 20
+    BUS_SHIFT = 3
+
+    def _identify(self) -> None:
+        self._write(_REG_CONFIG, 0x8000)  # reset: the configuration returns to its power-on value
+        config = self._read(_REG_CONFIG)
+        if config != INA219_CONFIG_RESET:
+            raise ChipNotFound(f"ina219 at 0x{self.address:02x}: configuration after reset is 0x{config:04x}, "
+                               f"not 0x{INA219_CONFIG_RESET:04x}")
+
+
+class Ina226(_Ina2xx):
+    """INA226: 16-bit, bus up to 36 V; manufacturer ID 0x5449 and die ID 0x2260."""
+
+    TYPE = "ina226"
+    SHUNT_LSB_V = 2.5e-6
+    BUS_LSB_V = 1.25e-3
+    POWER_LSB_FACTOR = 25
+    BUS_SHIFT = 0
+
+    def _identify(self) -> None:
+        try:
+            mid, die = self._read(_REG_MANUFACTURER_ID), self._read(_REG_DIE_ID)
+        except OSError as exc:
+            raise ChipNotFound(f"ina226 at 0x{self.address:02x}: ID registers unreadable ({exc}): "
+                               f"IDs 0x5449/0x2260 not found") from exc
+        if (mid, die) != (INA226_MANUFACTURER_ID, INA226_DIE_ID):
+            raise ChipNotFound(f"ina226 at 0x{self.address:02x}: IDs 0x{mid:04x}/0x{die:04x}, "
+                               f"expected 0x{INA226_MANUFACTURER_ID:04x}/0x{INA226_DIE_ID:04x}")
