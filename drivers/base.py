@@ -51,6 +51,12 @@ class Sensor:
     def read(self) -> Reading:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @classmethod
+    def identify(cls, bus, address: int) -> str | None:
+        """What the chip at ``address`` says it is, read from its ID registers without
+        changing its state (e.g. "chip ID 0x61"), or None if it is not this chip."""
+        return None
+
     def close(self) -> None:
         """Release what the driver holds (the shared bus stays open for others)."""
 

@@ -43,6 +43,17 @@ class Bme680(Sensor):
         if not self._dev.set_gas_heater(heater_temp, heater_ms):
             raise OSError(f"BME680 at 0x{address:02x}: could not configure the gas heater")
 
+    @classmethod
+    def identify(cls, bus: I2CBus, address: int) -> str | None:
+        try:
+            chip_id = bus.write_read(address, b"\xd0", 1)[0]
+            variant = bus.write_read(address, b"\xf0", 1)[0]
+        except OSError:
+            return None
+        if chip_id != 0x61:
+            return None
+        return f"chip ID 0x61, variant 0x{variant:02x} ({'BME688' if variant == 0x01 else 'BME680'})"
+
     def read(self) -> Reading:
         t, mono = time.time(), time.monotonic()
         dev = self._dev

@@ -106,6 +106,13 @@ class _Ina2xx(Sensor):
         })
 
 
+def _peek(bus: I2CBus, address: int, reg: int) -> int | None:
+    try:
+        return struct.unpack(">H", bus.write_read(address, bytes([reg]), 2))[0]
+    except OSError:
+        return None
+
+
 class Ina219(_Ina2xx):
     """INA219: 12-bit, bus up to 26 V. It has no ID register: it is recognised by the
     power-on value of its configuration register (0x399F) after a reset (bit 15)."""
@@ -115,6 +122,15 @@ class Ina219(_Ina2xx):
     BUS_LSB_V = 4e-3
     POWER_LSB_FACTOR = 20
     BUS_SHIFT = 3
+
+    @classmethod
+    def identify(cls, bus: I2CBus, address: int) -> str | None:
+        # No ID register: the configuration at its power-on value is the signature we can
+        # read without resetting a chip that may be in use.
+        if _peek(bus, address, _REG_MANUFACTURER_ID) == INA226_MANUFACTURER_ID:
+            return None
+        config = _peek(bus, address, _REG_CONFIG)
+        return "configuration register at its power-on value 0x399F" if config == INA219_CONFIG_RESET else None
 
     def _identify(self) -> None:
         self._write(_REG_CONFIG, 0x8000)  # reset: the configuration returns to its power-on value
@@ -132,6 +148,13 @@ class Ina226(_Ina2xx):
     BUS_LSB_V = 1.25e-3
     POWER_LSB_FACTOR = 25
     BUS_SHIFT = 0
+
+    @classmethod
+    def identify(cls, bus: I2CBus, address: int) -> str | None:
+        mid, die = _peek(bus, address, _REG_MANUFACTURER_ID), _peek(bus, address, _REG_DIE_ID)
+        if (mid, die) == (INA226_MANUFACTURER_ID, INA226_DIE_ID):
+            return "manufacturer ID 0x5449 (TI), die ID 0x2260"
+        return None
 
     def _identify(self) -> None:
         try:

@@ -173,6 +173,78 @@ def cmd_tail(args) -> int:
     return EXIT_OK
 
 
+def _simulated_buses(config: str | None):
+    from edge_agent.config import load_config
+    from edge_agent.service import simulated_buses
+
+    return simulated_buses(load_config(config))
+
+
+def cmd_probe(args) -> int:
+    from drivers.bus import I2CBus
+    from drivers.registry import SENSOR_TYPES
+
+    number = 1 if args.bus is None else args.bus
+    if args.simulate:
+        buses = _simulated_buses(args.config)
+        if args.bus is not None:
+            buses = {n: b for n, b in buses.items() if n == args.bus}
+    else:
+        try:
+            buses = {number: I2CBus.open(number)}
+        except OSError as exc:
+            print(f"edge-agent probe: cannot open /dev/i2c-{number}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_FAIL
+    found = []
+    for number, bus in sorted(buses.items()):
+        for address in bus.scan():
+            kinds = [(t, how) for t, cls in SENSOR_TYPES.items() if (how := cls.identify(bus, address))]
+            found.append({"bus": number, "address": f"0x{address:02x}",
+                          "chip": kinds[0][0] if kinds else None,
+                          "evidence": kinds[0][1] if kinds else "answers, but matches no supported chip's ID"})
+    if args.json:
+        print(json.dumps(found))
+    else:
+        for f in found:
+            print(f"i2c-{f['bus']} {f['address']}  {f['chip'] or 'unknown':<8} {f['evidence']}")
+        if not found:
+            print("no device answered")
+    return EXIT_OK
+
+
+def cmd_read(args) -> int:
+    from drivers.bus import I2CBus
+    from drivers.registry import SENSOR_TYPES
+    from edge_agent.config import load_config
+
+    cfg = load_config(args.config)
+    try:
+        sc = cfg.sensor(args.sensor)
+    except KeyError:
+        raise ConfigError(f"{cfg.source}: no sensor named {args.sensor!r} (configured: "
+                          f"{', '.join(s.name for s in cfg.sensors)})") from None
+    try:
+        buses = _simulated_buses(args.config) if args.simulate else {sc.bus: I2CBus.open(sc.bus)}
+        driver = SENSOR_TYPES[sc.type](bus=buses[sc.bus], address=sc.address, **sc.driver_kwargs())
+        try:
+            reading = driver.read()
+        finally:
+            driver.close()
+    except OSError as exc:
+        print(f"edge-agent read: {sc.name} ({sc.type} at 0x{sc.address:02x} on i2c-{sc.bus}): "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAIL
+    units = {c.name: c.unit for c in SENSOR_TYPES[sc.type].CHANNELS}
+    if args.json:
+        print(json.dumps({"sensor": sc.name, "type": sc.type, "address": f"0x{sc.address:02x}",
+                          "t": reading.t, "values": {k: {"value": v, "unit": units[k]}
+                                                     for k, v in reading.values.items()}}, ensure_ascii=False))
+    else:
+        for k, v in reading.values.items():
+            print(f"{sc.name} {k} = {v:.6g} {units[k]}")
+    return EXIT_OK
+
+
 def cmd_compress_report(args) -> int:
     from edge_agent.report import compress_report, format_report, read_series
 
@@ -215,6 +287,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ca-file", metavar="FILE", help="CA bundle for mqtts:// brokers")
     t.add_argument("--all", action="store_true", help="print duplicates too (they are always reported)")
     t.set_defaults(func=cmd_tail)
+
+    pr = sub.add_parser("probe", help="scan an I2C bus and name each chip by its ID registers")
+    pr.add_argument("--bus", type=int, default=None, metavar="N", help="/dev/i2c-N (default 1)")
+    pr.add_argument("--simulate", action="store_true", help="the simulated buses of the configuration")
+    pr.add_argument("--config", metavar="FILE", help="node configuration (for --simulate; default: built-in)")
+    pr.add_argument("--json", action="store_true", help="a JSON list")
+    pr.set_defaults(func=cmd_probe)
+
+    rd = sub.add_parser("read", help="one reading of one configured sensor, with units")
+    rd.add_argument("sensor", metavar="SENSOR", help="the sensor's name in the configuration")
+    rd.add_argument("--config", metavar="FILE", help="node configuration (default: built-in)")
+    rd.add_argument("--simulate", action="store_true", help="on the simulated bus")
+    rd.add_argument("--json", action="store_true", help="one JSON object")
+    rd.set_defaults(func=cmd_read)
 
     cr = sub.add_parser("compress-report", help="what the core would do to a CSV of t,value rows")
     cr.add_argument("file", metavar="FILE.csv", help="rows of t,value (Unix seconds), a header allowed")

@@ -41,15 +41,21 @@ def progress_checks(sampler: Sampler, uplink: Uplink, flush_interval: float):
     return [sealing, uplink_alive]
 
 
-def simulated_factory(cfg: AgentConfig) -> Callable[[SensorConfig], Sensor]:
-    """Sensors on simulated buses: one SimulatedSMBus per bus number, a simulator per sensor."""
+def simulated_buses(cfg: AgentConfig) -> dict[int, I2CBus]:
+    """One SimulatedSMBus per bus number of the configuration, a simulator per sensor on it."""
     buses: dict[int, I2CBus] = {}
-    smbuses: dict[int, SimulatedSMBus] = {}
     for s in cfg.sensors:
-        sm = smbuses.setdefault(s.bus, SimulatedSMBus())
+        if s.bus not in buses:
+            buses[s.bus] = I2CBus(SimulatedSMBus(), name=f"sim-i2c-{s.bus}")
+        sm = buses[s.bus]._smbus
         if s.address not in sm.devices:
             sm.attach(s.address, SIMULATORS[s.type](s.sim, **s.driver_kwargs()))
-        buses.setdefault(s.bus, I2CBus(sm, name=f"sim-i2c-{s.bus}"))
+    return buses
+
+
+def simulated_factory(cfg: AgentConfig) -> Callable[[SensorConfig], Sensor]:
+    """Sensors on simulated buses (see simulated_buses)."""
+    buses = simulated_buses(cfg)
 
     def make(s: SensorConfig) -> Sensor:
         return SENSOR_TYPES[s.type](bus=buses[s.bus], address=s.address, **s.driver_kwargs())

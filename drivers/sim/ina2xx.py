@@ -18,6 +18,7 @@ class _Ina2xxSim:
     SHUNT_LSB = 0.0
     BUS_LSB = 0.0
     BUS_SHIFT = 0
+    BUS_MAX = 0
     CURRENT_DIV = 1
     POWER_DIV = 1
     IDS: dict[int, int] = {}
@@ -47,7 +48,7 @@ class _Ina2xxSim:
         amps = self.environment["current"].at(t)
         volts = self.environment["bus_voltage"].at(t)
         shunt = max(-32768, min(32767, round(amps * self.shunt_ohms / self.SHUNT_LSB)))
-        bus = max(0, min(0xFFFF >> self.BUS_SHIFT, round(volts / self.BUS_LSB)))
+        bus = max(0, min(self.BUS_MAX, round(volts / self.BUS_LSB)))  # the ADC's full scale
         current = int(shunt * self.regs[0x05] / self.CURRENT_DIV)
         if reg == 0x01:
             return shunt & 0xFFFF
@@ -85,6 +86,7 @@ class Ina219Sim(_Ina2xxSim):
     SHUNT_LSB = 10e-6
     BUS_LSB = 4e-3
     BUS_SHIFT = 3
+    BUS_MAX = 8000       # 32 V range (BRNG = 1)
     CURRENT_DIV = 4096   # Current = Shunt * Cal / 4096
     POWER_DIV = 5000     # Power = Current * Bus / 5000
 
@@ -94,6 +96,7 @@ class Ina226Sim(_Ina2xxSim):
     SHUNT_LSB = 2.5e-6
     BUS_LSB = 1.25e-3
     BUS_SHIFT = 0
+    BUS_MAX = 0x7FFF     # 40.96 V full scale (36 V rated)
     CURRENT_DIV = 2048   # Current = Shunt * Cal / 2048
     POWER_DIV = 20000    # Power = Current * Bus / 20000
     IDS = {0xFE: 0x5449, 0xFF: 0x2260}
