@@ -89,14 +89,14 @@ def test_config_and_simulated_factory(tmp_path):
         mqtt: {broker: "mqtt://127.0.0.1:1883"}
         sensors:
           - {name: mains, type: ina226, address: 0x41, shunt_ohms: 0.002, max_current: 20,
-             sim: {bus_voltage: 48.0, current: 7.5}}
+             sim: {bus_voltage: 24.0, current: 7.5}}
     """))
     cfg = load_config(p)
     s = cfg.sensors[0]
     assert s.driver_kwargs() == {"shunt_ohms": 0.002, "max_current": 20.0}
     assert [c.unit for c in s.channels] == ["V", "mV", "A", "W", "Wh"]
     r = simulated_factory(cfg)(s).read().values
-    assert r["current"] == pytest.approx(7.5, abs=0.001) and r["bus_voltage"] == pytest.approx(48.0, abs=0.002)
+    assert r["current"] == pytest.approx(7.5, abs=0.001) and r["bus_voltage"] == pytest.approx(24.0, abs=0.002)
     p.write_text(p.read_text().replace("shunt_ohms: 0.002", "shunt_ohms: 0"))
     with pytest.raises(ConfigError, match=r"sensors\[0\]\.shunt_ohms: expected a number in \(0"):
         load_config(p)
