@@ -122,6 +122,22 @@ def broker(broker_factory):
     return broker_factory()
 
 
+def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:
+    """Run `edge-agent run --simulate` on a configuration for some seconds, stop it with
+    SIGTERM (by its pid), check it exited cleanly, and return its log."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "node.yaml"
+    cfg.write_text(config_text)
+    err = workdir / "agent.err"
+    with open(err, "wb") as log:
+        proc = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
+                                          str(workdir / "state")), stderr=log)
+        time.sleep(seconds)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, err.read_text()
+    return err.read_text()
+
+
 def agent_cmd(*args: str) -> list[str]:
     """The installed console script, run with this interpreter's environment."""
     return [sys.executable, "-m", "edge_agent.cli", *args]

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import time
 
-import pytest
 
 from conftest import agent_cmd
 from edge_agent import wire

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import stat
 import subprocess
-import time
 
 import pytest
 
-from conftest import agent_cmd, require_tool
+from conftest import agent_cmd, require_tool, run_agent_for
 from pki import make_pki
 
 CONFIG = """\
@@ -40,16 +38,7 @@ def pki(tmp_path_factory):
 
 
 def run_agent(tmp_path, broker_url, mqtt_extra="", seconds=2.5):
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    cfg = tmp_path / "node.yaml"
-    cfg.write_text(CONFIG.format(broker=broker_url, mqtt_extra=mqtt_extra))
-    err = tmp_path / "agent.err"
-    proc = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
-                                      str(tmp_path / "state")), stderr=open(err, "wb"))
-    time.sleep(seconds)
-    os.kill(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0, err.read_text()
-    return err.read_text()
+    return run_agent_for(tmp_path, CONFIG.format(broker=broker_url, mqtt_extra=mqtt_extra), seconds)
 
 
 def tls_listener(pki, server="server", require_cert=False):

@@ -6,7 +6,6 @@ import dataclasses
 import os
 import random
 import shutil
-import sqlite3
 
 import pytest
 

@@ -6,13 +6,10 @@ from __future__ import annotations
 import os
 import random
 import re
-import signal
-import subprocess
-import time
 
 import pytest
 
-from conftest import agent_cmd
+from conftest import run_agent_for
 from edge_agent import wire
 from edge_agent.store import BatchStore
 from edge_agent.uplink import Backoff, TokenBucket
@@ -69,15 +66,7 @@ sensors:
 
 
 def run_agent(tmp_path, brokers, seconds, protocol="5"):
-    cfg = tmp_path / "node.yaml"
-    cfg.write_text(CONFIG.format(brokers=brokers, protocol=protocol))
-    err = tmp_path / "agent.err"
-    proc = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
-                                      str(tmp_path / "state")), stderr=open(err, "wb"))
-    time.sleep(seconds)
-    os.kill(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=30) == 0, err.read_text()
-    return err.read_text()
+    return run_agent_for(tmp_path, CONFIG.format(brokers=brokers, protocol=protocol), seconds)
 
 
 @pytest.mark.broker
