@@ -22,7 +22,9 @@ from edge_agent.store import BatchStore, is_disk_full
 
 log = logging.getLogger("edge_agent.sampler")
 
-REINIT_INTERVAL = 30.0  # seconds between attempts to bring up a sensor that failed to start
+REINIT_INTERVAL = 30.0  # seconds before the first attempt to bring a failed sensor up again
+REINIT_MAX = 300.0      # ... doubling per failed attempt up to this
+FAILING_AFTER = 5       # consecutive failed reads that mark a sensor failing (closed, re-initialised)
 EXPIRE_INTERVAL = 60.0  # seconds between passes of the store's time to live
 STATE_SAVE_INTERVAL = 60.0  # seconds between saves of the filter state (and at a clean stop)
 STATE_MAX_AGE = 600.0   # a saved filter state older than this (or of another boot) is not restored
@@ -78,6 +80,9 @@ class SensorSlot:
     next_due: float = 0.0
     next_init: float = 0.0
     read_errors: int = 0
+    consecutive_failures: int = 0
+    init_failures: int = 0
+    state: str = "down"  # up; failing (closed after failed reads, to be brought up again); down
     samples: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
 
@@ -114,27 +119,53 @@ class Sampler:
         self.sealed_bytes = 0
         self.last_seal_cycle = clock()  # monotonic time the flush schedule last ran
 
+    def _retry_later(self, slot: SensorSlot, now: float) -> float:
+        delay = min(REINIT_MAX, REINIT_INTERVAL * 2 ** min(slot.init_failures, 10))
+        slot.init_failures += 1
+        slot.next_init = now + delay
+        return delay
+
     def _bring_up(self, slot: SensorSlot, now: float) -> None:
         try:
             slot.driver = slot.factory(slot.cfg)
+            slot.state = "up"
+            slot.init_failures = 0
+            slot.consecutive_failures = 0
+            slot.next_due = max(slot.next_due, now)
             log.info("event=sensor_up sensor=%s type=%s address=0x%02x", slot.cfg.name,
                      slot.cfg.type, slot.cfg.address)
         except OSError as exc:
             slot.count_error("init")
-            slot.next_init = now + REINIT_INTERVAL
-            log.warning("event=sensor_down sensor=%s error=%r retry_in=%ds", slot.cfg.name,
-                        str(exc), REINIT_INTERVAL)
+            if slot.state != "failing":
+                slot.state = "down"
+            delay = self._retry_later(slot, now)
+            log.warning("event=sensor_down sensor=%s error=%r retry_in=%.0fs", slot.cfg.name, str(exc), delay)
 
     def sample(self, slot: SensorSlot) -> None:
-        """One reading of one sensor through its channel chains."""
+        """One reading of one sensor through its channel chains.
+
+        A failed read is counted and the next one comes on schedule; after FAILING_AFTER
+        failures in a row the sensor is marked failing: closed, and brought up again
+        later (a chip unplugged and plugged back is picked up without a restart).
+        """
         try:
             reading = slot.driver.read()
         except OSError as exc:
             slot.read_errors += 1
+            slot.consecutive_failures += 1
             slot.count_error("read")
             log.warning("event=read_failed sensor=%s error=%r failures=%d", slot.cfg.name,
                         str(exc), slot.read_errors)
+            if slot.consecutive_failures >= FAILING_AFTER:
+                slot.driver.close()
+                slot.driver = None
+                slot.state = "failing"
+                slot.init_failures = 0
+                delay = self._retry_later(slot, self.clock())
+                log.error("event=sensor_failing sensor=%s consecutive_failures=%d reinit_in=%.0fs",
+                          slot.cfg.name, slot.consecutive_failures, delay)
             return
+        slot.consecutive_failures = 0
         slot.samples += 1
         for name, pipe in slot.channels.items():
             value = reading.values.get(name)
@@ -268,7 +299,7 @@ class Sampler:
         """What the sampler owns of the health message: sensors, store recovery, disk-full losses."""
         rec = self.store.recovery
         return {
-            "sensors": {s.cfg.name: {"type": s.cfg.type, "state": "up" if s.driver is not None else "down",
+            "sensors": {s.cfg.name: {"type": s.cfg.type, "state": s.state,
                                      "samples": s.samples, "errors": dict(s.errors_by_kind)}
                         for s in self.slots},
             "unstored": dict(self.unstored),

@@ -135,3 +135,42 @@ def test_filter_state_survives_a_restart_in_the_same_boot(tmp_path):
         assert last == round(sum(range(10), 100.0) / 11, 2)
     with BatchStore(path) as store:
         assert make(store, "boot-2").restored_states == 0  # another boot: start afresh
+
+
+def test_a_failing_sensor_is_reinitialised_and_the_others_keep_every_sample(tmp_path):
+    from drivers.sim.bme680 import Bme680Sim
+
+    base = load_config(None)
+    fast = dataclasses.replace(base.sensors[0], interval=0.05, options=(("heater_temp", 320.0), ("heater_ms", 1.0)))
+    cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.2,
+                              sensors=(fast, dataclasses.replace(fast, name="flaky", address=0x76)))
+    factory = simulated_factory(cfg)
+    sims = {}
+
+    def make(sc):
+        d = factory(sc)
+        sims[sc.name] = d._dev._i2c.i2c._bus._smbus.devices[sc.address]
+        return d
+
+    clock = {"t": 0.0}
+    import edge_agent.pipeline as pl
+    store = BatchStore(str(tmp_path / "q.sqlite3"))
+    s = Sampler(cfg, store, make, clock=lambda: clock["t"])
+    ok_slot, flaky = s.slots
+    for slot in s.slots:
+        s._bring_up(slot, 0.0)
+    assert isinstance(sims["flaky"], Bme680Sim)
+    sims["flaky"].nack = True  # unplugged
+    for _ in range(pl.FAILING_AFTER):
+        s.sample(flaky)
+        s.sample(ok_slot)
+    assert flaky.driver is None and flaky.next_init == pl.REINIT_INTERVAL
+    assert ok_slot.samples == pl.FAILING_AFTER and ok_slot.read_errors == 0
+    assert s.health_part()["sensors"]["flaky"]["state"] == "failing"
+    sims["flaky"].nack = False  # plugged back
+    clock["t"] = pl.REINIT_INTERVAL
+    s._bring_up(flaky, clock["t"])
+    assert flaky.driver is not None
+    s.sample(flaky)
+    assert flaky.samples == 1 and flaky.errors_by_kind == {"read": pl.FAILING_AFTER}
+    store.close()
