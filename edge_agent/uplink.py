@@ -7,7 +7,7 @@ never block or raise); the sampler reaches it only through a queue of small
 events. One thread instead of two was measured: a paho network thread plus
 ours, handing each PUBACK over a queue, drained a backlog at about 0.6x a bare
 paho publish loop, because the two threads fight over the GIL; one thread
-drains at 0.65-0.83x (bench/bench_drain.py).
+drains at 0.55-0.86x on a 2-core VM (bench/bench_drain.py).
 
 A batch leaves the store only on a PUBACK whose reason code is not a failure.
 At most ``mqtt.inflight`` batches are unacknowledged on the wire, and up to
