@@ -70,6 +70,7 @@ class SensorConfig:
     interval: float
     channels: tuple[ChannelConfig, ...]
     options: tuple[tuple[str, float], ...] = ()  # the driver's OPTIONS, as configured
+    stuck_after: float = 0.0  # s of an unchanged raw value before samples are flagged stuck (0: off)
     sim: dict[str, Wave] = field(default_factory=dict)
 
     def driver_kwargs(self) -> dict:
@@ -359,7 +360,7 @@ def _parse_wave(ctx: _Ctx, raw: Any, path: str) -> Wave:
 
 def _parse_sensor(ctx: _Ctx, raw: Any, path: str) -> SensorConfig:
     m = ctx.mapping(raw, path, {"name", "type", "bus", "address", "interval", "filters", "channels",
-                                "heater", "sim"} | set(SENSOR_TYPES.get(raw.get("type") if isinstance(raw, dict)
+                                "heater", "sim", "stuck_after"} | set(SENSOR_TYPES.get(raw.get("type") if isinstance(raw, dict)
                                                                        else None, Sensor).OPTIONS)
                     - {"heater_temp", "heater_ms"}, {"type"})
     stype = m["type"]
@@ -424,7 +425,8 @@ def _parse_sensor(ctx: _Ctx, raw: Any, path: str) -> SensorConfig:
     sim_raw = ctx.mapping(m.get("sim", {}), f"{path}.sim", known)
     sim = {k: _parse_wave(ctx, v, f"{path}.sim.{k}") for k, v in sim_raw.items()}
     return SensorConfig(name=name, type=stype, bus=bus, address=address, interval=interval,
-                        channels=tuple(channels), options=tuple(options), sim=sim)
+                        channels=tuple(channels), options=tuple(options), sim=sim,
+                        stuck_after=ctx.duration(m.get("stuck_after", 0), f"{path}.stuck_after", positive=False))
 
 
 def _parse_mqtt(ctx: _Ctx, raw: Any, node_id: str) -> MqttConfig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from drivers.base import Sensor
+from drivers.registry import SENSOR_TYPES
 from edge_agent import dsp, wire
 from edge_agent.config import AgentConfig, ChannelConfig, SensorConfig
 from edge_agent.store import BatchStore, is_disk_full
@@ -38,12 +40,16 @@ class ChannelPipeline:
     sync, a manual set) never reaches the data.
     """
 
-    def __init__(self, cfg: ChannelConfig) -> None:
+    def __init__(self, cfg: ChannelConfig, low: float = -math.inf, high: float = math.inf) -> None:
         self.cfg = cfg
+        self.low, self.high = low, high  # the chip's physical range for this channel
         self.spec_json = json.dumps(cfg.chain_spec())
         self.chain = dsp.Chain(cfg.chain_spec())
         self.mono_ms: list[int] = []
         self.values_q: list[int] = []
+        self.flags: list[tuple[int, int]] = []  # (index in this batch, quality flags)
+        self.last_raw: float | None = None
+        self.same_since = 0.0
 
     def _keep(self, point) -> None:
         if point is not None:
@@ -52,8 +58,27 @@ class ChannelPipeline:
             self.values_q.append(wire.quantise(y, self.cfg.resolution))
 
     def push(self, mono: float, value: float) -> None:
-        """One sample: monotonic time (s) and value."""
+        """One good sample: monotonic time (s) and value, through the chain."""
         self._keep(self.chain.push(mono, value))
+
+    def check(self, mono: float, value: float, stuck_after: float) -> int:
+        """Quality flags of a raw sample (0: good): outside the chip's range, or the same
+        raw value for longer than ``stuck_after`` seconds (0: no stuck check)."""
+        if not self.low <= value <= self.high:
+            return wire.QUALITY_OUT_OF_RANGE
+        if value != self.last_raw:
+            self.last_raw, self.same_since = value, mono
+            return 0
+        if stuck_after > 0 and mono - self.same_since >= stuck_after:
+            return wire.QUALITY_STUCK
+        return 0
+
+    def flag(self, mono: float, value: float, quality: int) -> None:
+        """Keep a bad sample as it came, flagged, outside the chain (it never enters a filter)."""
+        if not math.isfinite(value):
+            return  # nothing a payload could carry
+        self.flags.append((len(self.mono_ms), quality))
+        self._keep((mono, value))
 
     def take(self, wall_offset_ms: int) -> wire.ChannelData | None:
         """The kept points as a batch channel stamped ``mono + wall_offset``; empties the open batch.
@@ -64,9 +89,15 @@ class ChannelPipeline:
         if not self.mono_ms:
             return None
         data = wire.ChannelData(self.cfg.name, self.cfg.unit, self.cfg.resolution,
-                                tuple(t + wall_offset_ms for t in self.mono_ms), tuple(self.values_q))
-        self.mono_ms, self.values_q = [], []
+                                tuple(t + wall_offset_ms for t in self.mono_ms), tuple(self.values_q),
+                                tuple(self.flags))
+        self.mono_ms, self.values_q, self.flags = [], [], []
         return data
+
+
+def _pipelines(sc: SensorConfig) -> dict[str, ChannelPipeline]:
+    specs = {c.name: c for c in SENSOR_TYPES[sc.type].CHANNELS}
+    return {c.name: ChannelPipeline(c, specs[c.name].low, specs[c.name].high) for c in sc.channels}
 
 
 @dataclass
@@ -112,8 +143,7 @@ class Sampler:
         self.unstored: dict[str, int] = {}  # batches lost to a full disk, per stream
         self.next_expire = 0.0
         self.next_state_save = clock() + STATE_SAVE_INTERVAL
-        self.slots = [SensorSlot(s, factory, {c.name: ChannelPipeline(c) for c in s.channels})
-                      for s in cfg.sensors]
+        self.slots = [SensorSlot(s, factory, _pipelines(s)) for s in cfg.sensors]
         self.restored_states = self._restore_states()
         self.sealed_batches = 0
         self.sealed_bytes = 0
@@ -169,7 +199,16 @@ class Sampler:
         slot.samples += 1
         for name, pipe in slot.channels.items():
             value = reading.values.get(name)
-            if value is not None:
+            if value is None:
+                continue
+            quality = pipe.check(reading.mono, value, slot.cfg.stuck_after)
+            if quality:
+                kind = "out_of_range" if quality == wire.QUALITY_OUT_OF_RANGE else "stuck"
+                slot.count_error(kind)
+                log.warning("event=bad_sample sensor=%s channel=%s kind=%s value=%r", slot.cfg.name, name,
+                            kind, value)
+                pipe.flag(reading.mono, value, quality)
+            else:
                 pipe.push(reading.mono, value)
 
     def _pipes(self):
@@ -288,8 +327,7 @@ class Sampler:
                 slot.driver.close()
         self.cfg = cfg
         now = self.clock()
-        self.slots = [SensorSlot(s, factory, {c.name: ChannelPipeline(c) for c in s.channels},
-                                 next_due=now) for s in cfg.sensors]
+        self.slots = [SensorSlot(s, factory, _pipelines(s), next_due=now) for s in cfg.sensors]
         for stream, channel, pipe in self._pipes():  # unchanged chains keep their state
             before = old.get((stream, channel))
             if before is not None and before.spec_json == pipe.spec_json:

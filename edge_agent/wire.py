@@ -19,6 +19,11 @@ VERSION = 1
 ENCODING_DELTA_VARINT = 1  # timestamps: delta-of-delta ms; values: zigzag deltas of quantised ints
 FLAG_HISTORICAL = 0x01     # sent from the backlog, not live
 FLAG_CLOCK_UNSYNCED = 0x02  # wall clock was not known to be synchronised when sampled
+# Quality flags of one sample (the sparse exception list): a flagged sample is the raw value
+# as read, kept outside the filter chain and not part of the reconstruction.
+QUALITY_OUT_OF_RANGE = 0x01  # outside the chip's physical range
+QUALITY_STUCK = 0x02         # the same raw value for longer than the sensor's stuck_after
+QUALITY_INVALID = 0x04       # failed the chip's checksum/CRC or validity bit
 
 
 # --- primitives ---------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def test_filter_state_survives_a_restart_in_the_same_boot(tmp_path):
         base.sensors[0].channels[0], filters=(StageConfig("mean", (50.0,)),)),))
     cfg = dataclasses.replace(base, sensors=(sc,))
     path = str(tmp_path / "q")
-    sensor = ScriptedSensor([float(v) for v in range(10)] + [100.0] * 5)
+    sensor = ScriptedSensor([float(v) for v in range(10)] + [50.0] * 5)
 
     def make(store, boot):
         s = Sampler(cfg, store, lambda c: sensor, clock=lambda: sensor.t - BOOT, wall=lambda: sensor.t,
@@ -132,7 +132,7 @@ def test_filter_state_survives_a_restart_in_the_same_boot(tmp_path):
         s.sample(s.slots[0])
         s.seal()
         last = wire.decode(store.oldest(10)[-1].payload).channels[0].values()[-1]
-        assert last == round(sum(range(10), 100.0) / 11, 2)
+        assert last == round(sum(range(10), 50.0) / 11, 2)
     with BatchStore(path) as store:
         assert make(store, "boot-2").restored_states == 0  # another boot: start afresh
 
@@ -173,4 +173,27 @@ def test_a_failing_sensor_is_reinitialised_and_the_others_keep_every_sample(tmp_
     assert flaky.driver is not None
     s.sample(flaky)
     assert flaky.samples == 1 and flaky.errors_by_kind == {"read": pl.FAILING_AFTER}
+    store.close()
+
+
+def test_out_of_range_and_stuck_samples_are_flagged_not_filtered(tmp_path):
+    base = load_config(None)
+    sc = dataclasses.replace(base.sensors[0], stuck_after=3.0, channels=(dataclasses.replace(
+        base.sensors[0].channels[0], filters=(StageConfig("median", (3.0,)),)),))
+    cfg = dataclasses.replace(base, sensors=(sc,))
+    store = BatchStore(str(tmp_path / "q"))
+    sensor = ScriptedSensor([20.0, 21.0, 250.0, 22.0, 22.0, 22.0, 22.0, 22.0, 23.0])
+    s = Sampler(cfg, store, lambda c: sensor, clock=lambda: sensor.t - BOOT, wall=lambda: sensor.t)
+    s.slots[0].driver = sensor
+    for _ in range(9):
+        s.sample(s.slots[0])
+    s.seal()
+    ch = wire.decode(store.oldest(1)[0].payload).channels[0]
+    rows = list(zip(ch.values(), [dict(ch.flags).get(i, 0) for i in range(len(ch.values_q))]))
+    # 250 °C is beyond the BME680's 85 °C: kept as read, flagged, and never in the median
+    assert (250.0, wire.QUALITY_OUT_OF_RANGE) in rows
+    assert all(v < 85 for v, q in rows if q == 0)
+    # 22.0 read 5 times a second apart: from 3 s on it is flagged stuck
+    assert [v for v, q in rows if q == wire.QUALITY_STUCK] == [22.0, 22.0]
+    assert s.slots[0].errors_by_kind == {"out_of_range": 1, "stuck": 2}
     store.close()
