@@ -73,6 +73,7 @@ setup(
         "paho-mqtt>=2.0,<3",
         "PyYAML>=6.0",
         "smbus2>=0.4",
+        "gpiozero>=2.0",
         "adafruit-circuitpython-bme680>=3.7",
         "adafruit-circuitpython-busdevice>=5.2",
     ],

@@ -43,6 +43,7 @@ class Sensor:
     """
 
     TYPE: str = ""
+    BUS: str = "i2c"  # or "gpio": a GPIO device takes pin_factory= instead of bus=/address=
     CHANNELS: tuple[ChannelSpec, ...] = ()
     DEFAULT_ADDRESS: int = 0
     #: numeric options the configuration may give: name -> (default, lowest, lowest excluded)
@@ -59,6 +60,13 @@ class Sensor:
 
     def close(self) -> None:
         """Release what the driver holds (the shared bus stays open for others)."""
+
+    def get_state(self) -> dict | None:
+        """What the driver must keep across restarts (e.g. an energy total), or None."""
+        return None
+
+    def set_state(self, state: dict) -> None:
+        """Take back what get_state() gave, after a restart."""
 
     @classmethod
     def channel(cls, name: str) -> ChannelSpec:

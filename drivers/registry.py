@@ -5,13 +5,16 @@ from __future__ import annotations
 from drivers.base import Sensor
 from drivers.bme680 import Bme680
 from drivers.ina2xx import Ina219, Ina226
+from drivers.s0 import S0Meter
 from drivers.sim.bme680 import Bme680Sim
 from drivers.sim.ina2xx import Ina219Sim, Ina226Sim
+from drivers.sim.s0 import S0MeterSim
 
 SENSOR_TYPES: dict[str, type[Sensor]] = {
     Bme680.TYPE: Bme680,
     Ina219.TYPE: Ina219,
     Ina226.TYPE: Ina226,
+    S0Meter.TYPE: S0Meter,
 }
 
 # type -> simulator class; each takes the simulated environment and the driver's options
@@ -19,4 +22,5 @@ SIMULATORS = {
     Bme680.TYPE: Bme680Sim,
     Ina219.TYPE: Ina219Sim,
     Ina226.TYPE: Ina226Sim,
+    S0Meter.TYPE: S0MeterSim,
 }

@@ -75,7 +75,7 @@ class SensorConfig:
 
     def driver_kwargs(self) -> dict:
         """Keyword arguments for the driver (and its simulator) beyond bus and address."""
-        return {k: (int(v) if k in ("heater_temp", "heater_ms") else v) for k, v in self.options}
+        return {k: (int(v) if k in ("heater_temp", "heater_ms", "pin") else v) for k, v in self.options}
 
 
 @dataclass(frozen=True)
@@ -369,9 +369,16 @@ def _parse_sensor(ctx: _Ctx, raw: Any, path: str) -> SensorConfig:
     driver = SENSOR_TYPES[stype]
     name = ctx.string(m.get("name", stype), f"{path}.name", pattern=_NAME,
                       what="a name of letters, digits, '.', '_' or '-' (at most 64)")
-    bus = int(ctx.number(m.get("bus", 1), f"{path}.bus", low=0, high=255, integer=True))
-    address = int(ctx.number(m.get("address", driver.DEFAULT_ADDRESS), f"{path}.address",
-                             low=0x08, high=0x77, integer=True))
+    if driver.BUS == "gpio":
+        for key in ("bus", "address"):
+            if key in m:
+                raise ctx.fail(f"{path}.{key}", f"no {key} for a GPIO device ({stype}); it takes a pin",
+                               show_got=False)
+        bus, address = 0, 0
+    else:
+        bus = int(ctx.number(m.get("bus", 1), f"{path}.bus", low=0, high=255, integer=True))
+        address = int(ctx.number(m.get("address", driver.DEFAULT_ADDRESS), f"{path}.address",
+                                 low=0x08, high=0x77, integer=True))
     interval = ctx.duration(m.get("interval", "1s"), f"{path}.interval")
     default_filters = _parse_filters(ctx, m.get("filters", []), f"{path}.filters")
 

@@ -20,7 +20,7 @@ from drivers.base import Sensor
 from drivers.registry import SENSOR_TYPES
 from edge_agent import dsp, wire
 from edge_agent.config import AgentConfig, ChannelConfig, SensorConfig
-from edge_agent.store import BatchStore, is_disk_full
+from edge_agent.store import DRIVER_STATE, BatchStore, is_disk_full
 
 log = logging.getLogger("edge_agent.sampler")
 
@@ -95,6 +95,12 @@ class ChannelPipeline:
         return data
 
 
+def _driver_state(driver) -> dict | None:
+    """A driver's own state to keep (drivers without any may not define get_state)."""
+    get = getattr(driver, "get_state", None)
+    return get() if get is not None else None
+
+
 def _pipelines(sc: SensorConfig) -> dict[str, ChannelPipeline]:
     specs = {c.name: c for c in SENSOR_TYPES[sc.type].CHANNELS}
     return {c.name: ChannelPipeline(c, specs[c.name].low, specs[c.name].high) for c in sc.channels}
@@ -158,6 +164,9 @@ class Sampler:
     def _bring_up(self, slot: SensorSlot, now: float) -> None:
         try:
             slot.driver = slot.factory(slot.cfg)
+            saved = self._driver_states.get(slot.cfg.name)
+            if saved is not None:
+                slot.driver.set_state(json.loads(saved))
             slot.state = "up"
             slot.init_failures = 0
             slot.consecutive_failures = 0
@@ -187,6 +196,9 @@ class Sampler:
             log.warning("event=read_failed sensor=%s error=%r failures=%d", slot.cfg.name,
                         str(exc), slot.read_errors)
             if slot.consecutive_failures >= FAILING_AFTER:
+                state = _driver_state(slot.driver)
+                if state is not None:  # its totals come back with the next bring-up
+                    self._driver_states[slot.cfg.name] = json.dumps(state)
                 slot.driver.close()
                 slot.driver = None
                 slot.state = "failing"
@@ -217,7 +229,9 @@ class Sampler:
                 yield slot.cfg.name, name, pipe
 
     def _restore_states(self) -> int:
-        """Filter state saved by this boot's previous run, for chains configured the same."""
+        """Filter state saved by this boot's previous run, for chains configured the same;
+        driver states (totals) whatever their age, applied when each driver comes up."""
+        self._driver_states = self.store.driver_states()
         saved = self.store.chain_states(self.boot_id, self.clock() - STATE_MAX_AGE)
         n = 0
         for stream, channel, pipe in self._pipes():
@@ -236,6 +250,11 @@ class Sampler:
         """Save every chain's state (after a seal, so lossy stages hold nothing)."""
         rows = [(stream, channel, pipe.spec_json, json.dumps(pipe.chain.get_state()))
                 for stream, channel, pipe in self._pipes()]
+        for slot in self.slots:
+            state = _driver_state(slot.driver)
+            if state is not None:
+                self._driver_states[slot.cfg.name] = json.dumps(state)
+                rows.append((slot.cfg.name, DRIVER_STATE, "", self._driver_states[slot.cfg.name]))
         try:
             self.store.save_chain_states(rows, self.boot_id, self.clock())
         except sqlite3.OperationalError as exc:
@@ -321,6 +340,7 @@ class Sampler:
         sequence numbers carry on, so nothing sampled is lost and no number repeats.
         """
         self.seal()
+        self.save_states()  # drivers' totals too, before they close
         old = {(stream, channel): pipe for stream, channel, pipe in self._pipes()}
         for slot in self.slots:
             if slot.driver is not None:

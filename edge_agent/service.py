@@ -42,9 +42,11 @@ def progress_checks(sampler: Sampler, uplink: Uplink, flush_interval: float):
 
 
 def simulated_buses(cfg: AgentConfig) -> dict[int, I2CBus]:
-    """One SimulatedSMBus per bus number of the configuration, a simulator per sensor on it."""
+    """One SimulatedSMBus per bus number of the configuration, a simulator per I2C sensor on it."""
     buses: dict[int, I2CBus] = {}
     for s in cfg.sensors:
+        if SENSOR_TYPES[s.type].BUS != "i2c":
+            continue
         if s.bus not in buses:
             buses[s.bus] = I2CBus(SimulatedSMBus(), name=f"sim-i2c-{s.bus}")
         sm = buses[s.bus]._smbus
@@ -54,16 +56,34 @@ def simulated_buses(cfg: AgentConfig) -> dict[int, I2CBus]:
 
 
 def simulated_factory(cfg: AgentConfig) -> Callable[[SensorConfig], Sensor]:
-    """Sensors on simulated buses (see simulated_buses)."""
+    """Sensors on simulated buses (see simulated_buses); GPIO devices on gpiozero's
+    MockFactory, driven by their simulators (``make.stop()`` ends those)."""
+    from gpiozero.pins.mock import MockFactory
+
     buses = simulated_buses(cfg)
+    pins = MockFactory()
+    sims = []
+    for s in cfg.sensors:
+        if SENSOR_TYPES[s.type].BUS == "gpio":
+            sim = SIMULATORS[s.type](s.sim, **s.driver_kwargs())
+            sim.start(pins)
+            sims.append(sim)
 
     def make(s: SensorConfig) -> Sensor:
-        return SENSOR_TYPES[s.type](bus=buses[s.bus], address=s.address, **s.driver_kwargs())
+        cls = SENSOR_TYPES[s.type]
+        if cls.BUS == "gpio":
+            return cls(pin_factory=pins, **s.driver_kwargs())
+        return cls(bus=buses[s.bus], address=s.address, **s.driver_kwargs())
+
+    make.stop = lambda: [sim.stop() for sim in sims]
     return make
 
 
 def hardware_factory(s: SensorConfig) -> Sensor:
-    return SENSOR_TYPES[s.type](bus=I2CBus.open(s.bus), address=s.address, **s.driver_kwargs())
+    cls = SENSOR_TYPES[s.type]
+    if cls.BUS == "gpio":
+        return cls(**s.driver_kwargs())  # gpiozero's default pin factory
+    return cls(bus=I2CBus.open(s.bus), address=s.address, **s.driver_kwargs())
 
 
 class Agent:
@@ -120,7 +140,9 @@ class Agent:
             return
         self.notifier.reloading()
         old = self.cfg
-        self.sampler.reconfigure(new, self._factory(new))
+        old_factory, self.factory = self.factory, self._factory(new)
+        self.sampler.reconfigure(new, self.factory)
+        getattr(old_factory, "stop", lambda: None)()
         if (new.mqtt, new.node_id, new.clock_hold) != (old.mqtt, old.node_id, old.clock_hold):
             self.uplink.stop(drain_timeout=1.0)  # what stays unacknowledged, the new one sends
             self.uplink.join()
@@ -158,7 +180,8 @@ class Agent:
         self.store = BatchStore(path, max_size=cfg.store.max_size, policy=cfg.store.policy, recover=True)
         self.uplink = Uplink(cfg, path)
         probe = SystemProbe()
-        self.sampler = Sampler(cfg, self.store, self._factory(cfg), on_sealed=self.uplink.notify,
+        self.factory = self._factory(cfg)
+        self.sampler = Sampler(cfg, self.store, self.factory, on_sealed=self.uplink.notify,
                                clock_synchronized=lambda: probe.clock().synchronized,
                                boot_id=probe.boot_id())
         self.notifier = Notifier.from_env()
@@ -180,6 +203,7 @@ class Agent:
             self.sampler.run(self.stop_event, on_ready=on_ready, tick=self._tick)
         finally:
             self.notifier.stopping()
+            getattr(self.factory, "stop", lambda: None)()
             self.store.close()
             self.uplink.stop()
             self.uplink.join()

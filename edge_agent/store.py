@@ -34,6 +34,7 @@ from edge_agent.errors import StoreError
 log = logging.getLogger("edge_agent.store")
 
 SCHEMA_VERSION = 1
+DRIVER_STATE = "__driver__"  # chain_state rows with this channel hold a driver's own state
 POLICIES = ("drop_oldest", "refuse_newest")
 
 _SCHEMA = """
@@ -478,6 +479,13 @@ class BatchStore:
         rows = self._db.execute("SELECT stream, channel, spec, state FROM chain_state "
                                 "WHERE boot_id = ? AND mono >= ?", (boot_id, newer_than_mono)).fetchall()
         return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+    def driver_states(self) -> dict[str, str]:
+        """Saved driver states (JSON) by stream, whatever boot or age: totals such as an energy
+        meter's must survive reboots too."""
+        rows = self._db.execute("SELECT stream, state FROM chain_state WHERE channel = ?",
+                                (DRIVER_STATE,)).fetchall()
+        return dict(rows)
 
     def next_seq(self, stream: str) -> int:
         row = self._db.execute("SELECT next_seq FROM stream_seq WHERE stream = ?", (stream,)).fetchone()

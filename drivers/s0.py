@@ -1,0 +1,84 @@
+"""S0 pulse output of an electricity meter (IEC 62053-31) on a GPIO pin, through gpiozero.
+
+The meter closes an open-collector output for at least 30 ms per unit of energy
+(``pulses_per_kwh``, printed on the meter, e.g. 1000 imp/kWh). The pin is pulled up,
+so a pulse is a falling edge. Edges closer than ``debounce_ms`` to the last counted
+one are bounces and only counted as such.
+
+Channels: ``power`` (W) from the interval between the last two pulses (falling as
+time passes without a pulse, so a load switched off reads towards zero), ``energy``
+(kWh: the running total, which the agent keeps across restarts through
+``get_state``/``set_state``) and ``pulses`` (since the driver started).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from gpiozero import DigitalInputDevice
+
+from drivers.base import ChannelSpec, Reading, Sensor
+
+
+class S0Meter(Sensor):
+    TYPE = "s0"
+    BUS = "gpio"
+    DEFAULT_ADDRESS = 0
+    CHANNELS = (
+        ChannelSpec("power", "W", 1.0, 0.0, 1.0e6),
+        ChannelSpec("energy", "kWh", 0.001, 0.0, 1.0e12),
+        ChannelSpec("pulses", "", 1.0, 0.0, 1.0e15),
+    )
+    OPTIONS = {"pin": (17.0, 0.0, False), "pulses_per_kwh": (1000.0, 0.0, True), "debounce_ms": (20.0, 0.0, False)}
+
+    def __init__(self, *, pin_factory=None, pin: int = 17, pulses_per_kwh: float = 1000.0,
+                 debounce_ms: float = 20.0, clock=time.monotonic) -> None:
+        self.pulses_per_kwh = pulses_per_kwh
+        self.debounce = debounce_ms / 1000.0
+        self.clock = clock
+        self._lock = threading.Lock()
+        self.pulses = 0
+        self.bounces = 0
+        self.base_kwh = 0.0
+        self._last: float | None = None       # monotonic time of the last counted pulse
+        self._interval: float | None = None   # seconds between the last two pulses
+        self._dev = DigitalInputDevice(int(pin), pull_up=True, pin_factory=pin_factory)
+        self._dev.when_activated = self._edge  # pulled up: active = pulled low = a pulse
+
+    def _edge(self) -> None:  # gpiozero's thread: count and return
+        now = self.clock()
+        with self._lock:
+            if self._last is not None and now - self._last < self.debounce:
+                self.bounces += 1
+                return
+            if self._last is not None:
+                self._interval = now - self._last
+            self._last = now
+            self.pulses += 1
+
+    def read(self) -> Reading:
+        t, mono = time.time(), self.clock()
+        with self._lock:
+            pulses, last, interval = self.pulses, self._last, self._interval
+        power = 0.0
+        if interval:
+            # no pulse for longer than the last interval: the load is at most this
+            since = mono - last if last is not None else 0.0
+            power = 3.6e6 / (self.pulses_per_kwh * max(interval, since))
+        return Reading(t=t, mono=mono, values={
+            "power": power,
+            "energy": self.base_kwh + pulses / self.pulses_per_kwh,
+            "pulses": float(pulses),
+        })
+
+    def get_state(self) -> dict:
+        with self._lock:
+            return {"energy_kwh": self.base_kwh + self.pulses / self.pulses_per_kwh}
+
+    def set_state(self, state: dict) -> None:
+        with self._lock:
+            self.base_kwh = float(state.get("energy_kwh", 0.0)) - self.pulses / self.pulses_per_kwh
+
+    def close(self) -> None:
+        self._dev.close()

@@ -1,0 +1,55 @@
+"""A simulated S0 kWh meter: it pulses a gpiozero MockFactory pin at the rate its power
+profile implies (one pulse per 1/pulses_per_kwh kWh, each 30 ms low), on its own thread.
+``bounces`` adds that many short extra edges to each pulse (contact bounce)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from drivers.sim.profiles import Wave
+
+
+class S0MeterSim:
+    def __init__(self, environment: dict[str, Wave] | None = None, *, pin: float = 17,
+                 pulses_per_kwh: float = 1000.0, debounce_ms: float | None = None,
+                 pulse_ms: float = 30.0, bounces: int = 0) -> None:
+        self.environment = {"power": Wave(2000.0)}
+        self.environment.update(environment or {})
+        self.pin_number = int(pin)
+        self.pulses_per_kwh = pulses_per_kwh
+        self.pulse_s = pulse_ms / 1000.0
+        self.bounces = bounces
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, factory) -> None:
+        """Drive pin ``pin`` of a gpiozero MockFactory until stop()."""
+        pin = factory.pin(self.pin_number)
+        pin.drive_high()
+
+        def run() -> None:
+            while not self._stop.is_set():
+                watts = max(self.environment["power"].at(time.time()), 0.0)
+                if watts <= 0:
+                    self._stop.wait(0.5)
+                    continue
+                period = 3.6e6 / (self.pulses_per_kwh * watts)
+                if self._stop.wait(max(period - self.pulse_s, 0.0)):
+                    break
+                pin.drive_low()
+                for _ in range(self.bounces):
+                    pin.drive_high()
+                    pin.drive_low()
+                self.sent += 1
+                self._stop.wait(self.pulse_s)
+                pin.drive_high()
+
+        self._thread = threading.Thread(target=run, name=f"s0-sim-{self.pin_number}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
