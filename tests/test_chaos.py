@@ -107,7 +107,8 @@ def test_kills_and_broker_restarts_lose_nothing_sealed(broker, tmp_path):
     for k in kills:
         before = [t for t in times if t <= k]
         assert before, "data before each kill"
-        assert k - before[-1] <= FLUSH + 3 * INTERVAL + 0.1, (k, k - before[-1])
+        # the open batch (one flush interval) plus scheduling slack on a loaded machine
+        assert k - before[-1] <= FLUSH + 0.5, (k, k - before[-1])
     print(f"\nchaos: {len(kills)} kills, {broker_restarts} broker restarts, {last + 1} batches, "
           f"{summary[0]['duplicates']} duplicates, 0 missing, "
           f"max data lost at a kill {max(k - max(t for t in times if t <= k) for k in kills):.3f} s")

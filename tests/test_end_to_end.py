@@ -18,7 +18,7 @@ from edge_agent.store import BatchStore
 
 INTERVAL = 0.2
 MEDIAN = 3
-LATENCY = 0.1  # s from the reading's timestamp to the chip's conversion start (30 ms heater)
+LATENCY = 0.3  # s from the reading's timestamp to the chip's conversion start (30 ms heater), with slack
 
 CHANNELS = {
     # name: (resolution, deadband, simulated wave, compensation rounding of the chip)

@@ -30,9 +30,10 @@ def test_pulses_power_and_energy_from_a_simulated_meter():
     finally:
         sim.stop()
         meter.close()
-    assert abs(r["pulses"] - sim.sent) <= 1 and 7 <= r["pulses"] <= 11
+    # ~10 pulses in a second; fewer on a loaded machine, never more than were sent
+    assert abs(r["pulses"] - sim.sent) <= 1 and 5 <= r["pulses"] <= 11
     assert r["energy"] == r["pulses"] / 1000
-    assert r["power"] == pytest.approx(36000.0, rel=0.25)  # from one pulse interval, scheduler jitter
+    assert r["power"] == pytest.approx(36000.0, rel=0.5)  # from one pulse interval: scheduler jitter
 
 
 def test_bounces_are_not_counted():
