@@ -76,6 +76,7 @@ setup(
         "gpiozero>=2.0",
         "adafruit-circuitpython-bme680>=3.7",
         "adafruit-circuitpython-busdevice>=5.2",
+        "adafruit-circuitpython-pm25>=2.1",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],

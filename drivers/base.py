@@ -13,6 +13,10 @@ class ChipNotFound(DriverError, OSError):
     """Nothing answered at the address, or the chip ID register holds another chip's ID."""
 
 
+class ChecksumError(DriverError, OSError):
+    """A frame or word whose checksum/CRC (or header) is wrong: not data. Counted apart."""
+
+
 @dataclass(frozen=True)
 class ChannelSpec:
     """One measured quantity of a sensor: its name, unit, default resolution and physical range."""

@@ -5,15 +5,18 @@ from __future__ import annotations
 from drivers.base import Sensor
 from drivers.bme680 import Bme680
 from drivers.ina2xx import Ina219, Ina226
+from drivers.pmsa003i import Pmsa003i
 from drivers.s0 import S0Meter
 from drivers.sim.bme680 import Bme680Sim
 from drivers.sim.ina2xx import Ina219Sim, Ina226Sim
+from drivers.sim.pmsa003i import Pmsa003iSim
 from drivers.sim.s0 import S0MeterSim
 
 SENSOR_TYPES: dict[str, type[Sensor]] = {
     Bme680.TYPE: Bme680,
     Ina219.TYPE: Ina219,
     Ina226.TYPE: Ina226,
+    Pmsa003i.TYPE: Pmsa003i,
     S0Meter.TYPE: S0Meter,
 }
 
@@ -22,5 +25,6 @@ SIMULATORS = {
     Bme680.TYPE: Bme680Sim,
     Ina219.TYPE: Ina219Sim,
     Ina226.TYPE: Ina226Sim,
+    Pmsa003i.TYPE: Pmsa003iSim,
     S0Meter.TYPE: S0MeterSim,
 }

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from drivers.base import Sensor
+from drivers.base import ChecksumError, Sensor
 from drivers.registry import SENSOR_TYPES
 from edge_agent import dsp, wire
 from edge_agent.config import AgentConfig, ChannelConfig, SensorConfig
@@ -192,7 +192,7 @@ class Sampler:
         except OSError as exc:
             slot.read_errors += 1
             slot.consecutive_failures += 1
-            slot.count_error("read")
+            slot.count_error("checksum" if isinstance(exc, ChecksumError) else "read")
             log.warning("event=read_failed sensor=%s error=%r failures=%d", slot.cfg.name,
                         str(exc), slot.read_errors)
             if slot.consecutive_failures >= FAILING_AFTER:

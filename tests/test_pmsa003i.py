@@ -1,0 +1,74 @@
+"""PMSA003I through the unmodified Adafruit driver on the simulated bus."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+
+import pytest
+
+from drivers.base import ChecksumError, ChipNotFound
+from drivers.bus import I2CBus
+from drivers.pmsa003i import Pmsa003i
+from drivers.sim.bus import SimulatedSMBus
+from drivers.sim.pmsa003i import Pmsa003iSim
+from drivers.sim.profiles import Wave
+from edge_agent.config import load_config
+from edge_agent.pipeline import Sampler
+from edge_agent.service import simulated_factory
+from edge_agent.store import BatchStore
+
+
+def bus_with(sim):
+    sm = SimulatedSMBus()
+    sm.attach(0x12, sim)
+    return I2CBus(sm, name="sim")
+
+
+def test_frame_values_and_identification():
+    sim = Pmsa003iSim({"pm2_5": Wave(35.0), "particles_0_3um": Wave(4321.0)})
+    bus = bus_with(sim)
+    r = Pmsa003i(bus=bus).read().values
+    assert r["pm2_5"] == 35.0 and r["particles_0_3um"] == 4321.0 and r["pm10"] == 12.0
+    assert "checksum valid" in Pmsa003i.identify(bus, 0x12)
+    assert Pmsa003i.CHANNELS[1].unit == "µg/m³"
+
+
+def test_bad_checksum_and_absent_chip():
+    sim = Pmsa003iSim()
+    d = Pmsa003i(bus=bus_with(sim))
+    sim.corrupt_next = 1
+    with pytest.raises(ChecksumError, match="checksum"):
+        d.read()
+    assert d.read().values["pm1_0"] == 5.0  # the next frame is fine
+    with pytest.raises(ChipNotFound):
+        Pmsa003i(bus=I2CBus(SimulatedSMBus(), name="empty"))
+
+
+def test_warm_up_is_reported():
+    clock = [0.0]
+    d = Pmsa003i(bus=bus_with(Pmsa003iSim()), clock=lambda: clock[0])
+    assert d.warming_up
+    clock[0] = 31.0
+    assert not d.warming_up
+
+
+def test_checksum_failures_are_counted_as_their_own_kind(tmp_path):
+    p = tmp_path / "n.yaml"
+    p.write_text(textwrap.dedent("""\
+        node: {id: n}
+        mqtt: {broker: "mqtt://127.0.0.1:1883"}
+        sensors:
+          - {name: dust, type: pmsa003i}
+    """))
+    cfg = load_config(p)
+    factory = simulated_factory(cfg)
+    with BatchStore(str(tmp_path / "q")) as store:
+        s = Sampler(cfg, store, factory)
+        slot = s.slots[0]
+        s._bring_up(slot, 0.0)
+        sim = slot.driver._dev.i2c_device.i2c._bus._smbus.devices[0x12]
+        sim.corrupt_next = 2
+        for _ in range(4):
+            s.sample(slot)
+        assert slot.errors_by_kind == {"checksum": 2} and slot.samples == 2
