@@ -77,6 +77,7 @@ setup(
         "adafruit-circuitpython-bme680>=3.7",
         "adafruit-circuitpython-busdevice>=5.2",
         "adafruit-circuitpython-pm25>=2.1",
+        "adafruit-circuitpython-scd4x>=1.4",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],

@@ -174,3 +174,52 @@ def test_broker_outage_keeps_data_until_it_returns(broker, tmp_path):
     assert min(live) == len(historical)
     arrival = [seq for seq, _ in order]
     assert arrival.index(min(live)) < arrival.index(historical[-1]), arrival
+
+
+@pytest.mark.broker
+def test_all_five_sensor_types_together_reach_tail(broker, tmp_path):
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(f"""\
+node: {{id: five-node}}
+flush_interval: 1s
+clock: {{hold_unsynced: 0s}}
+mqtt: {{broker: "{broker.url}", topic_prefix: e2e}}
+sensors:
+  - {{name: air, type: bme680, interval: 500ms, heater: {{duration: 30ms}}}}
+  - {{name: dust, type: pmsa003i, interval: 1s}}
+  - {{name: co2, type: scd4x, interval: 1s, asc: 0}}
+  - {{name: mains, type: ina226, address: 0x41, shunt_ohms: 0.002, max_current: 20,
+     sim: {{bus_voltage: 24.0, current: 7.5}}}}
+  - {{name: meter, type: s0, pin: 17, pulses_per_kwh: 1000, sim: {{power: 7200}}}}
+""")
+    tail = start_tail(broker, tmp_path / "tail.out", tmp_path / "tail.err", "five-tail")
+    err = tmp_path / "agent.err"
+    agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
+                                       str(tmp_path / "state")), stderr=open(err, "wb"))
+    try:
+        time.sleep(8)  # the SCD4x gives its first result after 5 s
+    finally:
+        assert stop(agent) == 0, err.read_text()
+    seqs = {}
+    for m in re.finditer(r"event=batch_sealed stream=(\w+) seq=(\d+)", err.read_text()):
+        seqs.setdefault(m.group(1), set()).add(int(m.group(2)))
+    deadline = time.monotonic() + 20
+    while True:
+        rows = [json.loads(line) for line in (tmp_path / "tail.out").read_text().splitlines() if line.strip()]
+        got = {}
+        for r in rows:
+            got.setdefault(r["stream"], set()).add(r["seq"])
+        if got == seqs or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    stop(tail)
+    assert set(seqs) == {"air", "dust", "co2", "mains", "meter"}, err.read_text()
+    assert got == seqs  # every sealed batch of every stream arrived
+    channels = {(r["stream"], r["channel"]) for r in rows}
+    for expected in [("air", "gas"), ("dust", "pm2_5"), ("co2", "co2"), ("mains", "current"),
+                     ("meter", "energy")]:
+        assert expected in channels
+    value = {(r["stream"], r["channel"]): r["value"] for r in rows}
+    assert value[("co2", "co2")] == 420.0 and value[("dust", "pm2_5")] == 8.0
+    assert abs(value[("mains", "current")] - 7.5) < 0.001
+    assert "event=sensor_down" not in err.read_text()
