@@ -28,13 +28,19 @@ class ChannelSpec:
     high: float
 
 
+# Reading.quality bits a driver may set for the whole reading (the wire's quality flags).
+READING_WARMING_UP = 0x08  # the chip says, or its datasheet, that it is not yet stable
+
+
 @dataclass(frozen=True)
 class Reading:
-    """One reading of a sensor: Unix time (s), monotonic time (s), and values by channel name."""
+    """One reading of a sensor: Unix time (s), monotonic time (s), values by channel name,
+    and quality flags for the whole reading (0: good)."""
 
     t: float
     mono: float
     values: dict[str, float]
+    quality: int = 0
 
 
 class Sensor:

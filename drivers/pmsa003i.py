@@ -14,7 +14,7 @@ import time
 
 from adafruit_pm25.i2c import PM25_I2C
 
-from drivers.base import ChannelSpec, ChecksumError, ChipNotFound, Reading, Sensor
+from drivers.base import READING_WARMING_UP, ChannelSpec, ChecksumError, ChipNotFound, Reading, Sensor
 from drivers.bus import I2CBus
 from drivers.busio_adapter import BusioI2C
 
@@ -62,4 +62,5 @@ class Pmsa003i(Sensor):
             if isinstance(exc.__cause__, OSError):
                 raise exc.__cause__
             raise ChecksumError(f"pmsa003i: {exc}") from exc
-        return Reading(t=t, mono=mono, values={name: float(data[key]) for name, key in _FIELDS})
+        return Reading(t=t, mono=mono, values={name: float(data[key]) for name, key in _FIELDS},
+                       quality=READING_WARMING_UP if self.warming_up else 0)

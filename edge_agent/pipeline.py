@@ -95,6 +95,10 @@ class ChannelPipeline:
         return data
 
 
+_QUALITY_KINDS = {wire.QUALITY_OUT_OF_RANGE: "out_of_range", wire.QUALITY_STUCK: "stuck",
+                  wire.QUALITY_WARMING_UP: "warming_up"}
+
+
 def _driver_state(driver) -> dict | None:
     """A driver's own state to keep (drivers without any may not define get_state)."""
     get = getattr(driver, "get_state", None)
@@ -213,12 +217,13 @@ class Sampler:
             value = reading.values.get(name)
             if value is None:
                 continue
-            quality = pipe.check(reading.mono, value, slot.cfg.stuck_after)
+            quality = reading.quality or pipe.check(reading.mono, value, slot.cfg.stuck_after)
             if quality:
-                kind = "out_of_range" if quality == wire.QUALITY_OUT_OF_RANGE else "stuck"
+                kind = _QUALITY_KINDS.get(quality, "flagged")
                 slot.count_error(kind)
-                log.warning("event=bad_sample sensor=%s channel=%s kind=%s value=%r", slot.cfg.name, name,
-                            kind, value)
+                if kind != "warming_up":  # expected after power-on: counted, not logged
+                    log.warning("event=bad_sample sensor=%s channel=%s kind=%s value=%r", slot.cfg.name,
+                                name, kind, value)
                 pipe.flag(reading.mono, value, quality)
             else:
                 pipe.push(reading.mono, value)

@@ -24,6 +24,7 @@ FLAG_CLOCK_UNSYNCED = 0x02  # wall clock was not known to be synchronised when s
 QUALITY_OUT_OF_RANGE = 0x01  # outside the chip's physical range
 QUALITY_STUCK = 0x02         # the same raw value for longer than the sensor's stuck_after
 QUALITY_INVALID = 0x04       # failed the chip's checksum/CRC or validity bit
+QUALITY_WARMING_UP = 0x08    # taken while the sensor was warming up (e.g. a PMSA003I's first 30 s)
 
 
 # --- primitives ---------------------------------------------------------------------------

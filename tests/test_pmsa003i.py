@@ -71,4 +71,39 @@ def test_checksum_failures_are_counted_as_their_own_kind(tmp_path):
         sim.corrupt_next = 2
         for _ in range(4):
             s.sample(slot)
-        assert slot.errors_by_kind == {"checksum": 2} and slot.samples == 2
+        assert slot.errors_by_kind["checksum"] == 2 and slot.samples == 2  # (and warm-up counts)
+
+
+def test_samples_during_warm_up_travel_flagged(tmp_path):
+    from drivers.base import READING_WARMING_UP
+    from edge_agent import wire
+
+    assert READING_WARMING_UP == wire.QUALITY_WARMING_UP  # drivers cannot import the wire module
+    p = tmp_path / "n.yaml"
+    p.write_text(textwrap.dedent("""\
+        node: {id: n}
+        mqtt: {broker: "mqtt://127.0.0.1:1883"}
+        sensors:
+          - {name: dust, type: pmsa003i}
+    """))
+    cfg = load_config(p)
+    clock = [0.0]
+    base = simulated_factory(cfg)
+
+    def make(sc):
+        d = base(sc)
+        d.clock = lambda: clock[0]
+        d.started = 0.0
+        return d
+
+    with BatchStore(str(tmp_path / "q")) as store:
+        s = Sampler(cfg, store, make)
+        slot = s.slots[0]
+        s._bring_up(slot, 0.0)
+        s.sample(slot)            # t = 0: warming up
+        clock[0] = 31.0
+        s.sample(slot)            # after 30 s: good data
+        s.seal()
+        ch = next(c for c in wire.decode(store.oldest(1)[0].payload).channels if c.name == "pm2_5")
+        assert dict(ch.flags) == {0: wire.QUALITY_WARMING_UP} and len(ch.values_q) == 2
+        assert slot.errors_by_kind == {"warming_up": 9}  # the nine channels of the first reading
