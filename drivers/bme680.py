@@ -40,7 +40,7 @@ class Bme680(Sensor):
             raise ChipNotFound(f"BME680: nothing answers at 0x{address:02x} on {bus.name}") from exc
         except RuntimeError as exc:  # "Failed to find BME680! Chip ID 0x.."
             raise ChipNotFound(f"BME680 at 0x{address:02x} on {bus.name}: {exc}") from exc
-        if not self._dev.set_gas_heater(heater_temp, heater_ms):
+        if not self._dev.set_gas_heater(int(heater_temp), int(heater_ms)):
             raise OSError(f"BME680 at 0x{address:02x}: could not configure the gas heater")
 
     @classmethod

@@ -75,7 +75,7 @@ class SensorConfig:
 
     def driver_kwargs(self) -> dict:
         """Keyword arguments for the driver (and its simulator) beyond bus and address."""
-        return {k: (int(v) if k in ("heater_temp", "heater_ms", "pin") else v) for k, v in self.options}
+        return dict(self.options)
 
 
 @dataclass(frozen=True)

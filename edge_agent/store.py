@@ -156,19 +156,21 @@ class BatchStore:
         except OSError as exc:
             raise StoreError(f"{path}: cannot open the queue: {exc.strerror or exc}") from exc
         try:
-            self._db = self._open_checked(path)
+            # The integrity check reads the whole file: only the opening that can recover
+            # from a failure (the sampler's, first at start) pays for it.
+            self._db = self._open_checked(path, check=recover)
         except sqlite3.DatabaseError as exc:
             if not recover:
                 raise StoreError(f"{path}: cannot open the queue: {exc}") from exc
             self._db = self._recover(path, exc)
 
     @staticmethod
-    def _open_checked(path: str) -> sqlite3.Connection:
+    def _open_checked(path: str, *, check: bool = True) -> sqlite3.Connection:
         db = _connect(path)
         try:
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+            result = db.execute("PRAGMA quick_check").fetchone()[0] if check else "ok"
+            if result != "ok":
+                raise sqlite3.DatabaseError(f"integrity check failed: {result}")
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import textwrap
 
 import pytest
@@ -17,6 +16,18 @@ from edge_agent.config import load_config
 from edge_agent.pipeline import Sampler
 from edge_agent.service import simulated_factory
 from edge_agent.store import BatchStore
+
+
+def dust_node(tmp_path):
+    """A node with one PMSA003I named dust."""
+    p = tmp_path / "n.yaml"
+    p.write_text(textwrap.dedent("""\
+        node: {id: n}
+        mqtt: {broker: "mqtt://127.0.0.1:1883"}
+        sensors:
+          - {name: dust, type: pmsa003i}
+    """))
+    return load_config(p)
 
 
 def bus_with(sim):
@@ -54,14 +65,7 @@ def test_warm_up_is_reported():
 
 
 def test_checksum_failures_are_counted_as_their_own_kind(tmp_path):
-    p = tmp_path / "n.yaml"
-    p.write_text(textwrap.dedent("""\
-        node: {id: n}
-        mqtt: {broker: "mqtt://127.0.0.1:1883"}
-        sensors:
-          - {name: dust, type: pmsa003i}
-    """))
-    cfg = load_config(p)
+    cfg = dust_node(tmp_path)
     factory = simulated_factory(cfg)
     with BatchStore(str(tmp_path / "q")) as store:
         s = Sampler(cfg, store, factory)
@@ -79,14 +83,7 @@ def test_samples_during_warm_up_travel_flagged(tmp_path):
     from edge_agent import wire
 
     assert READING_WARMING_UP == wire.QUALITY_WARMING_UP  # drivers cannot import the wire module
-    p = tmp_path / "n.yaml"
-    p.write_text(textwrap.dedent("""\
-        node: {id: n}
-        mqtt: {broker: "mqtt://127.0.0.1:1883"}
-        sensors:
-          - {name: dust, type: pmsa003i}
-    """))
-    cfg = load_config(p)
+    cfg = dust_node(tmp_path)
     clock = [0.0]
     base = simulated_factory(cfg)
 

@@ -164,9 +164,9 @@ class Bme680Sim:
     """
 
     def __init__(self, environment: dict[str, Wave] | None = None, *,
-                 calibration: dict | None = None, heater_temp: int | None = None, heater_ms: int | None = None,
+                 calibration: dict | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, **_driver_options) -> None:
         self.environment = dict(DEFAULT_ENVIRONMENT)
         if environment:
             self.environment.update(environment)

@@ -24,7 +24,7 @@ class _Ina2xxSim:
     IDS: dict[int, int] = {}
 
     def __init__(self, environment: dict[str, Wave] | None = None, *, shunt_ohms: float = 0.1,
-                 max_current: float | None = None, wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, **_driver_options) -> None:
         self.environment = {"bus_voltage": Wave(12.0), "current": Wave(0.5)}
         self.environment.update(environment or {})
         self.shunt_ohms = shunt_ohms

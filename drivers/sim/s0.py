@@ -12,8 +12,8 @@ from drivers.sim.profiles import Wave
 
 class S0MeterSim:
     def __init__(self, environment: dict[str, Wave] | None = None, *, pin: float = 17,
-                 pulses_per_kwh: float = 1000.0, debounce_ms: float | None = None,
-                 pulse_ms: float = 30.0, bounces: int = 0) -> None:
+                 pulses_per_kwh: float = 1000.0, pulse_ms: float = 30.0, bounces: int = 0,
+                 **_driver_options) -> None:
         self.environment = {"power": Wave(2000.0)}
         self.environment.update(environment or {})
         self.pin_number = int(pin)

@@ -28,9 +28,9 @@ def crc8(data: bytes) -> int:
 
 
 class Scd4xSim:
-    def __init__(self, environment: dict[str, Wave] | None = None, *, asc: float | None = None,
+    def __init__(self, environment: dict[str, Wave] | None = None, *,
                  period_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, **_driver_options) -> None:
         self.environment = {"co2": Wave(420.0), "temperature": Wave(22.0), "humidity": Wave(40.0)}
         self.environment.update(environment or {})
         self.period_s, self.clock, self.wall = period_s, clock, wall
