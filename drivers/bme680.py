@@ -7,6 +7,8 @@ Pi and the register-level simulator in ``drivers/sim/bme680.py``.
 
 from __future__ import annotations
 
+import errno
+import math
 import time
 
 import adafruit_bme680
@@ -14,6 +16,9 @@ import adafruit_bme680
 from drivers.base import ChannelSpec, ChipNotFound, Reading, Sensor
 from drivers.bus import I2CBus
 from drivers.busio_adapter import BusioI2C
+
+
+_REG_GAS_WAIT_0 = 0x64
 
 
 class Bme680(Sensor):
@@ -33,15 +38,33 @@ class Bme680(Sensor):
                  heater_temp: int = 320, heater_ms: int = 150) -> None:
         self.address = address
         try:
-            # At 50 readings/s the driver measures afresh on read()'s first
-            # property and serves the other three from that same measurement.
-            self._dev = adafruit_bme680.Adafruit_BME680_I2C(BusioI2C(bus), address, refresh_rate=50)
+            # The driver measures on the first property read and serves the others from
+            # that measurement while it is younger than 1/refresh_rate; read() starts
+            # every reading with a fresh measurement (see there).
+            self._dev = adafruit_bme680.Adafruit_BME680_I2C(BusioI2C(bus), address, refresh_rate=10)
         except ValueError as exc:  # adafruit_bus_device: "No I2C device at address"
             raise ChipNotFound(f"BME680: nothing answers at 0x{address:02x} on {bus.name}") from exc
         except RuntimeError as exc:  # "Failed to find BME680! Chip ID 0x.."
             raise ChipNotFound(f"BME680 at 0x{address:02x} on {bus.name}: {exc}") from exc
-        if not self._dev.set_gas_heater(int(heater_temp), int(heater_ms)):
-            raise OSError(f"BME680 at 0x{address:02x}: could not configure the gas heater")
+        if not hasattr(self._dev, "_last_reading"):
+            raise RuntimeError("adafruit_bme680 has changed: no _last_reading to start a fresh measurement by")
+        self.bus = bus
+        self.heater = (int(heater_temp), int(heater_ms))
+        self._set_heater()
+
+    def _set_heater(self) -> None:
+        if not self._dev.set_gas_heater(*self.heater):
+            raise OSError(errno.EIO, f"BME680 at 0x{self.address:02x}: could not configure the gas heater")
+        self._gas_wait = self.bus.write_read(self.address, bytes([_REG_GAS_WAIT_0]), 1)[0]
+
+    def _check_heater(self) -> None:
+        """A chip that lost power comes back with a heater profile of zeros and then
+        measures gas with a cold plate; the Adafruit driver writes the other settings
+        on every reading, but not these. Set them again and fail this read."""
+        if self.bus.write_read(self.address, bytes([_REG_GAS_WAIT_0]), 1)[0] != self._gas_wait:
+            self._set_heater()
+            raise OSError(errno.EIO, f"BME680 at 0x{self.address:02x}: gas heater settings lost "
+                                     "(chip reset?); set again")
 
     @classmethod
     def identify(cls, bus: I2CBus, address: int) -> str | None:
@@ -57,6 +80,9 @@ class Bme680(Sensor):
     def read(self) -> Reading:
         t, mono = time.time(), time.monotonic()
         dev = self._dev
+        self._check_heater()
+        # Two read()s closer than the driver's cache time must not return one measurement twice.
+        dev._last_reading = -math.inf
         values = {
             "temperature": float(dev.temperature),
             "humidity": float(dev.relative_humidity),

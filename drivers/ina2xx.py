@@ -15,6 +15,7 @@ monotonic clock), since neither chip accumulates it.
 
 from __future__ import annotations
 
+import errno
 import struct
 import time
 
@@ -83,6 +84,16 @@ class _Ina2xx(Sensor):
     def _write(self, reg: int, value: int) -> None:
         self.bus.write(self.address, bytes([reg]) + struct.pack(">H", value))
 
+    def _check_calibration(self) -> None:
+        """A chip that lost power comes back with calibration 0, and then reads current
+        and power as 0 whatever flows (the check of Linux's ina2xx driver, done where
+        it matters: when both read 0). Write it again and fail this read."""
+        cal = self._read(_REG_CALIBRATION)
+        if cal != self.cal:
+            self._write(_REG_CALIBRATION, self.cal)
+            raise OSError(errno.EIO, f"{self.TYPE} at 0x{self.address:02x}: calibration register read "
+                                     f"0x{cal:04x}, not 0x{self.cal:04x} (chip reset?); written again")
+
     def _identify(self) -> None:  # pragma: no cover - each chip overrides
         raise NotImplementedError
 
@@ -92,6 +103,8 @@ class _Ina2xx(Sensor):
         raw_bus = self._read(_REG_BUS) >> self.BUS_SHIFT
         raw_current = struct.unpack(">h", struct.pack(">H", self._read(_REG_CURRENT)))[0]
         raw_power = self._read(_REG_POWER)
+        if raw_current == 0 and raw_power == 0:
+            self._check_calibration()
         power = raw_power * self.power_lsb
         if self._last is not None:
             dt = mono - self._last[0]

@@ -9,6 +9,7 @@ self-calibration (ASC) is switched on or off from the configuration (``asc``).
 
 from __future__ import annotations
 
+import errno
 import time
 
 import adafruit_scd4x
@@ -27,17 +28,23 @@ class Scd4x(Sensor):
         ChannelSpec("humidity", "%", 0.01, 0.0, 100.0),
     )
     OPTIONS = {"asc": (1.0, 0.0, False)}
+    STALE_AFTER = 16.0  # seconds without a result (one every 5 s) before the chip is restarted
 
     def __init__(self, *, bus: I2CBus, address: int = DEFAULT_ADDRESS, asc: float = 1.0) -> None:
         if not bus.probe(address):
             raise ChipNotFound(f"scd4x: nothing answers at 0x{address:02x} on {bus.name}")
+        self.address, self.asc = address, bool(asc)
         try:
             self._dev = adafruit_scd4x.SCD4X(BusioI2C(bus), address)  # stops any periodic mode
             self.serial = self._dev.serial_number
-            self._dev.self_calibration_enabled = bool(asc)
-            self._dev.start_periodic_measurement()
+            self._start()
         except RuntimeError as exc:
             raise ChipNotFound(f"scd4x at 0x{address:02x}: {exc}") from exc
+
+    def _start(self) -> None:
+        self._dev.self_calibration_enabled = self.asc
+        self._dev.start_periodic_measurement()
+        self._last_data = time.monotonic()
 
     @classmethod
     def identify(cls, bus: I2CBus, address: int) -> str | None:
@@ -48,7 +55,10 @@ class Scd4x(Sensor):
         try:
             d = self._dev
             if not d.data_ready:
+                if mono - self._last_data > self.STALE_AFTER:
+                    self._restart(mono)
                 return Reading(t=t, mono=mono, values={})
+            self._last_data = mono
             # CO2 reads the new frame; temperature and humidity then come from the same frame
             values = {"co2": float(d.CO2), "temperature": d.temperature, "humidity": d.relative_humidity}
         except RuntimeError as exc:
@@ -56,6 +66,15 @@ class Scd4x(Sensor):
                 raise exc.__cause__
             raise ChecksumError(f"scd4x: {exc}") from exc
         return Reading(t=t, mono=mono, values=values)
+
+    def _restart(self, mono: float) -> None:
+        """No result for three periods: the chip lost power and came back idle (and with
+        ASC at its stored default). Start it again; the command is refused (an OSError)
+        if it is in fact measuring, and then that error is what this read reports."""
+        idle = mono - self._last_data
+        self._start()
+        raise OSError(errno.EIO, f"scd4x at 0x{self.address:02x}: no result for {idle:.0f} s "
+                                 "(chip reset?); periodic measurement started again")
 
     def close(self) -> None:
         try:

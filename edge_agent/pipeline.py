@@ -26,7 +26,9 @@ log = logging.getLogger("edge_agent.sampler")
 
 REINIT_INTERVAL = 30.0  # seconds before the first attempt to bring a failed sensor up again
 REINIT_MAX = 300.0      # ... doubling per failed attempt up to this
-FAILING_AFTER = 5       # consecutive failed reads that mark a sensor failing (closed, re-initialised)
+FAILING_AFTER = 5       # consecutive failed sample slots that mark a sensor failing (closed, re-initialised)
+READ_RETRIES = 3        # retries of a failed read within its sample slot ...
+RETRY_DELAY = 0.02      # ... the first after this many seconds, doubling, all within half the interval
 EXPIRE_INTERVAL = 60.0  # seconds between passes of the store's time to live
 STATE_SAVE_INTERVAL = 60.0  # seconds between saves of the filter state (and at a clean stop)
 STATE_MAX_AGE = 600.0   # a saved filter state older than this (or of another boot) is not restored
@@ -121,6 +123,10 @@ class SensorSlot:
     next_due: float = 0.0
     next_init: float = 0.0
     read_errors: int = 0
+    missed: int = 0             # sample slots that gave no reading, all retries failed
+    attempt: int = 0            # failed reads so far in the current slot
+    retry_at: float | None = None
+    slot_deadline: float = 0.0  # no retry of the current slot after this
     consecutive_failures: int = 0
     init_failures: int = 0
     state: str = "down"  # up; failing (closed after failed reads, to be brought up again); down
@@ -187,18 +193,32 @@ class Sampler:
     def sample(self, slot: SensorSlot) -> None:
         """One reading of one sensor through its channel chains.
 
-        A failed read is counted and the next one comes on schedule; after FAILING_AFTER
-        failures in a row the sensor is marked failing: closed, and brought up again
-        later (a chip unplugged and plugged back is picked up without a restart).
+        A failed read is retried within its sample slot, after RETRY_DELAY doubling, at
+        most READ_RETRIES times and never later than half an interval after the slot
+        began; the run loop serves the other sensors in between. A slot that gives no
+        reading is counted as missed and the next one comes on schedule; after
+        FAILING_AFTER missed slots in a row the sensor is marked failing: closed, and
+        brought up again later (a chip unplugged and plugged back is picked up without
+        a restart).
         """
+        slot.retry_at = None
         try:
             reading = slot.driver.read()
         except OSError as exc:
             slot.read_errors += 1
-            slot.consecutive_failures += 1
+            slot.attempt += 1
             slot.count_error("checksum" if isinstance(exc, ChecksumError) else "read")
-            log.warning("event=read_failed sensor=%s error=%r failures=%d", slot.cfg.name,
-                        str(exc), slot.read_errors)
+            now = self.clock()
+            delay = RETRY_DELAY * 2 ** (slot.attempt - 1)
+            if slot.attempt <= READ_RETRIES and now + delay <= slot.slot_deadline:
+                slot.retry_at = now + delay
+                log.info("event=read_retry sensor=%s error=%r attempt=%d retry_in=%.3fs", slot.cfg.name,
+                         str(exc), slot.attempt, delay)
+                return
+            slot.missed += 1
+            slot.consecutive_failures += 1
+            log.warning("event=read_failed sensor=%s error=%r attempts=%d missed=%d", slot.cfg.name,
+                        str(exc), slot.attempt, slot.missed)
             if slot.consecutive_failures >= FAILING_AFTER:
                 state = _driver_state(slot.driver)
                 if state is not None:  # its totals come back with the next bring-up
@@ -363,7 +383,8 @@ class Sampler:
         rec = self.store.recovery
         return {
             "sensors": {s.cfg.name: {"type": s.cfg.type, "state": s.state,
-                                     "samples": s.samples, "errors": dict(s.errors_by_kind)}
+                                     "samples": s.samples, "missed": s.missed,
+                                     "errors": dict(s.errors_by_kind)}
                         for s in self.slots},
             "unstored": dict(self.unstored),
             "durable_commits": self.store.commits,
@@ -371,6 +392,12 @@ class Sampler:
                 "moved_to": rec.moved_to, "error": rec.error, "salvaged": rec.salvaged,
                 "unreadable": rec.unreadable, "at": rec.at},
         }
+
+    @staticmethod
+    def _wake(slot: SensorSlot) -> float:
+        if slot.driver is None:
+            return slot.next_init
+        return slot.retry_at if slot.retry_at is not None else slot.next_due
 
     def sensors_up(self) -> int:
         return sum(1 for s in self.slots if s.driver is not None)
@@ -398,7 +425,12 @@ class Sampler:
                         if now >= slot.next_init:
                             self._bring_up(slot, now)
                         continue
-                    if now >= slot.next_due:
+                    if slot.retry_at is not None:
+                        if now >= slot.retry_at:
+                            self.sample(slot)
+                    elif now >= slot.next_due:
+                        slot.attempt = 0
+                        slot.slot_deadline = self.clock() + slot.cfg.interval / 2
                         self.sample(slot)
                         # Keep the grid: skip missed slots instead of bursting to catch up.
                         slot.next_due += slot.cfg.interval * max(1, int((now - slot.next_due) // slot.cfg.interval) + 1)
@@ -407,7 +439,7 @@ class Sampler:
                     self.last_seal_cycle = now
                     next_flush += self.cfg.flush_interval * max(1, int((now - next_flush) // self.cfg.flush_interval) + 1)
                 next_tick = tick(self.clock())
-                wake = min([next_flush, next_tick] + [s.next_due if s.driver else s.next_init for s in self.slots])
+                wake = min([next_flush, next_tick] + [self._wake(s) for s in self.slots])
                 stop.wait(max(0.0, wake - self.clock()))
         finally:
             self.seal()

@@ -55,7 +55,7 @@ def test_our_driver_returns_a_reading_with_all_channels():
     r = Bme680(bus=bus).read()
     assert set(r.values) == {"temperature", "humidity", "pressure", "gas"}
     assert r.values["temperature"] == pytest.approx(18.25, abs=0.001)
-    assert sim.measurements == 1
+    assert sim.conversions == 1
     assert [c.unit for c in Bme680.CHANNELS] == ["°C", "%", "hPa", "Ω"]
 
 
@@ -147,3 +147,14 @@ def test_busio_adapter_shares_the_bus_lock():
     buf = bytearray(3)
     adapter.writeto_then_readfrom(0x77, b"\xd0", buf, in_start=1, in_end=2)
     assert buf == bytearray([0, CHIP_ID, 0])
+
+
+def test_every_read_is_a_new_measurement_even_back_to_back():
+    sim = Bme680Sim()
+    sm = SimulatedSMBus()
+    sm.attach(0x77, sim)
+    d = Bme680(bus=I2CBus(sm, name="sim"), address=0x77, heater_temp=320, heater_ms=1)
+    before = sim.conversions
+    d.read()
+    d.read()  # within the Adafruit driver's cache time: it must not serve the last one again
+    assert sim.conversions - before == 2

@@ -197,3 +197,112 @@ def test_out_of_range_and_stuck_samples_are_flagged_not_filtered(tmp_path):
     assert [v for v, q in rows if q == wire.QUALITY_STUCK] == [22.0, 22.0]
     assert s.slots[0].errors_by_kind == {"out_of_range": 1, "stuck": 2}
     store.close()
+
+
+def test_a_failed_read_is_retried_within_its_slot_with_backoff(cfg, tmp_path):
+    import edge_agent.pipeline as pl
+
+    now = [0.0]
+    store = BatchStore(str(tmp_path / "q.sqlite3"))
+    sensor = ScriptedSensor([None, None, 21.0, None, None, None, None, 22.0])
+    s = Sampler(cfg, store, lambda c: sensor, clock=lambda: now[0])
+    slot = s.slots[0]
+    slot.driver, slot.slot_deadline = sensor, slot.cfg.interval / 2
+    s.sample(slot)
+    assert slot.retry_at == pytest.approx(pl.RETRY_DELAY)
+    now[0] = slot.retry_at
+    s.sample(slot)
+    assert slot.retry_at == pytest.approx(3 * pl.RETRY_DELAY)  # 20 ms, then 40 ms more
+    now[0] = slot.retry_at
+    s.sample(slot)
+    assert slot.retry_at is None and slot.samples == 1 and slot.missed == 0
+    assert slot.errors_by_kind == {"read": 2} and slot.consecutive_failures == 0
+    # A slot whose retries all fail is missed once, however many attempts it took.
+    slot.attempt, slot.slot_deadline = 0, now[0] + slot.cfg.interval / 2
+    for _ in range(1 + pl.READ_RETRIES):
+        s.sample(slot)
+        now[0] = slot.retry_at if slot.retry_at is not None else now[0]
+    assert slot.retry_at is None and slot.missed == 1 and slot.consecutive_failures == 1
+    assert slot.errors_by_kind == {"read": 2 + 1 + pl.READ_RETRIES}
+    store.close()
+
+
+def test_retries_serve_a_flaky_sensor_without_delaying_the_others(tmp_path):
+    base = load_config(None)
+    fast = dataclasses.replace(base.sensors[0], interval=0.2, options=(("heater_temp", 320.0), ("heater_ms", 1.0)))
+    cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.5,
+                              sensors=(fast, dataclasses.replace(fast, name="flaky", address=0x76)))
+    factory = simulated_factory(cfg)
+    sims = {}
+
+    def make(sc):
+        d = factory(sc)
+        sims[sc.name] = d._dev._i2c.i2c._bus._smbus.devices[sc.address]
+        return d
+
+    store = BatchStore(str(tmp_path / "q.sqlite3"))
+    s = Sampler(cfg, store, make)
+    stop = threading.Event()
+
+    def faults():
+        for _ in range(4):
+            stop.wait(0.35)
+            sims["flaky"].fail_next(2)  # two transfers fail: the third attempt reads
+        stop.wait(0.35)
+        stop.set()
+
+    t = threading.Thread(target=faults)
+    t.start()
+    s.run(stop)
+    t.join()
+    ok_slot, flaky = s.slots
+    store.close()
+    assert flaky.errors_by_kind.get("read", 0) >= 6 and flaky.missed == 0
+    assert ok_slot.errors_by_kind == {} and ok_slot.missed == 0
+    assert abs(flaky.samples - ok_slot.samples) <= 1 and ok_slot.samples >= 7
+
+
+def test_spikes_and_a_stuck_chip_from_the_simulator_are_flagged_and_counted(tmp_path):
+    base = load_config(None)
+    sc = dataclasses.replace(base.sensors[0], interval=0.05, stuck_after=0.3,
+                             options=(("heater_temp", 320.0), ("heater_ms", 1.0)),
+                             sim={"temperature": Wave(20.0, 2.0, 5.0)})
+    cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.5, sensors=(sc,))
+    factory = simulated_factory(cfg)
+    sims = {}
+
+    def make(c):
+        d = factory(c)
+        sims["chip"] = d._dev._i2c.i2c._bus._smbus.devices[c.address]
+        return d
+
+    store = BatchStore(str(tmp_path / "q.sqlite3"))
+    s = Sampler(cfg, store, make)
+    stop = threading.Event()
+
+    def faults():
+        stop.wait(0.4)
+        sims["chip"].spike("temperature", 120.0, count=2)  # beyond the BME680's 85 °C
+        stop.wait(0.4)
+        sims["chip"].stick()
+        stop.wait(1.0)
+        stop.set()
+
+    t = threading.Thread(target=faults)
+    t.start()
+    s.run(stop)
+    t.join()
+    flagged = {}
+    for row in store.oldest(100):
+        for ch in wire.decode(row.payload).channels:
+            values = ch.values()
+            for i, q in ch.flags:
+                flagged.setdefault((ch.name, q), []).append(values[i])
+    store.close()
+    errors = s.slots[0].errors_by_kind
+    assert flagged[("temperature", wire.QUALITY_OUT_OF_RANGE)] == [120.0, 120.0]
+    assert errors["out_of_range"] == 2
+    # stuck for 1 s at 20 readings/s, flagged from 0.3 s on: on every channel of the chip
+    assert errors["stuck"] == sum(len(v) for (_, q), v in flagged.items() if q == wire.QUALITY_STUCK)
+    for channel in ("temperature", "humidity", "pressure", "gas"):
+        assert len(set(flagged[(channel, wire.QUALITY_STUCK)])) == 1 and len(flagged[(channel, wire.QUALITY_STUCK)]) >= 5

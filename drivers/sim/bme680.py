@@ -16,18 +16,18 @@ The humidity calibration packs H1 and H2 in shared nibbles of 0xE2; the
 simulated part has both low nibbles zero, the case in which the Adafruit
 driver's unpacking of them agrees with Bosch's.
 
-Faults for tests: ``nack`` (no acknowledge at all), ``fail_next(n, errno)``.
+Faults for tests: those of every simulator (``drivers.sim.chip``). The BME680 sends no
+CRC, so ``corrupt_next`` has nothing to act on.
 """
 
 from __future__ import annotations
 
-import errno as _errno
-import os
 import struct
 import threading
 import time
 from collections.abc import Callable
 
+from drivers.sim.chip import SimChip
 from drivers.sim.profiles import Wave
 
 _REG_RES_HEAT_VAL = 0x00
@@ -154,7 +154,7 @@ def calibration_bytes(c: dict) -> tuple[bytes, bytes]:
     return block1, block2
 
 
-class Bme680Sim:
+class Bme680Sim(SimChip):
     """A simulated BME680 to attach to a SimulatedSMBus.
 
     ``environment`` maps channel name (temperature °C, humidity %RH, pressure hPa,
@@ -163,20 +163,15 @@ class Bme680Sim:
     conversion timing.
     """
 
+    ENVIRONMENT = DEFAULT_ENVIRONMENT
+
     def __init__(self, environment: dict[str, Wave] | None = None, *,
                  calibration: dict | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, **_driver_options) -> None:
-        self.environment = dict(DEFAULT_ENVIRONMENT)
-        if environment:
-            self.environment.update(environment)
+        super().__init__(environment, wall=wall)
         self.cal = dict(CALIBRATION if calibration is None else calibration)
         self.clock = clock
-        self.wall = wall
-        self.nack = False
-        self.measurements = 0
-        self._fail_next = 0
-        self._fail_errno = _errno.EIO
         self._lock = threading.Lock()
         self._pointer = 0
         self._regs = bytearray(256)
@@ -184,30 +179,15 @@ class Bme680Sim:
         self._pending: bytes = b""
         self._load_nvm()
 
-    # --- what tests and the agent set ---------------------------------------------------
-    def set(self, **values: float) -> None:
-        """Set constant environment values, e.g. ``set(temperature=22.5, gas=80e3)``."""
-        for name, value in values.items():
-            if name not in DEFAULT_ENVIRONMENT:
-                raise KeyError(f"BME680 simulator has no channel {name!r}")
-            self.environment[name] = Wave(float(value))
-
-    def fail_next(self, count: int, err: int = _errno.EIO) -> None:
-        """Make the next ``count`` transfers fail with OSError(err)."""
-        self._fail_next = count
-        self._fail_errno = err
+    def power_on(self) -> None:
+        with self._lock:
+            self._pointer = 0
+            self._load_nvm()
 
     # --- the I2C side ----------------------------------------------------------------------
-    def _fault(self) -> None:
-        if self.nack:
-            raise OSError(_errno.EREMOTEIO, os.strerror(_errno.EREMOTEIO))
-        if self._fail_next > 0:
-            self._fail_next -= 1
-            raise OSError(self._fail_errno, os.strerror(self._fail_errno))
-
     def i2c_write(self, data: bytes) -> None:
         with self._lock:
-            self._fault()
+            self.check_transfer()
             if not data:
                 return
             self._pointer = data[0]
@@ -217,7 +197,7 @@ class Bme680Sim:
 
     def i2c_read(self, length: int) -> bytes:
         with self._lock:
-            self._fault()
+            self.check_transfer()
             self._settle()
             out = bytes(self._regs[(self._pointer + i) & 0xFF] for i in range(length))
             self._pointer = (self._pointer + length) & 0xFF
@@ -261,8 +241,7 @@ class Bme680Sim:
 
     def _start_forced(self) -> None:
         duration, gas = self._conversion_seconds()
-        env = {name: wave.at(self.wall()) for name, wave in self.environment.items()}
-        self._pending = self._encode(env, gas)
+        self._pending = self._encode(self.measure(), gas)
         self._done_at = self.clock() + duration
         self._regs[_REG_MEAS_STATUS] = 0x20 | (0x40 if gas else 0)  # measuring
 
@@ -272,7 +251,6 @@ class Bme680Sim:
             self._regs[_REG_MEAS_STATUS] = 0x80  # new_data, gas_meas_index 0
             self._regs[_REG_CTRL_MEAS] &= 0xFC  # back to sleep mode
             self._done_at = None
-            self.measurements += 1
 
     def _heater_stable(self) -> bool:
         """The heater reaches its target when it is set to >= 200 °C and waits >= 30 ms."""

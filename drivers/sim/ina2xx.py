@@ -1,19 +1,24 @@
 """Register-level simulators of the INA219 and INA226: pointer register, 16-bit big-endian
 registers, reset, and current/power computed from the shunt register and the calibration
-as the chips do. The load is a Wave per quantity: ``bus_voltage`` (V) and ``current`` (A)."""
+as the chips do. The load is a Wave per quantity: ``bus_voltage`` (V) and ``current`` (A).
+
+The chips convert continuously; the simulated one makes a new conversion when a data
+register is read more than one conversion time (``conversion_s``) after the last, so the
+registers a driver reads together come from one conversion. Faults: those of every
+simulator (``drivers.sim.chip``); these chips send no CRC."""
 
 from __future__ import annotations
 
 import errno as _errno
-import os
 import struct
 import time
 from collections.abc import Callable
 
+from drivers.sim.chip import SimChip
 from drivers.sim.profiles import Wave
 
 
-class _Ina2xxSim:
+class _Ina2xxSim(SimChip):
     CONFIG_RESET = 0
     SHUNT_LSB = 0.0
     BUS_LSB = 0.0
@@ -22,31 +27,36 @@ class _Ina2xxSim:
     CURRENT_DIV = 1
     POWER_DIV = 1
     IDS: dict[int, int] = {}
+    ENVIRONMENT = {"bus_voltage": Wave(12.0), "current": Wave(0.5)}
 
     def __init__(self, environment: dict[str, Wave] | None = None, *, shunt_ohms: float = 0.1,
+                 conversion_s: float = 0.002, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, **_driver_options) -> None:
-        self.environment = {"bus_voltage": Wave(12.0), "current": Wave(0.5)}
-        self.environment.update(environment or {})
+        super().__init__(environment, wall=wall)
         self.shunt_ohms = shunt_ohms
-        self.wall = wall
-        self.nack = False
+        self.conversion_s = conversion_s
+        self.clock = clock
+        self.power_on()
+
+    def power_on(self) -> None:
         self.regs = {0x00: self.CONFIG_RESET, 0x05: 0}
         self.pointer = 0
+        self._sample: dict[str, float] | None = None
+        self._sampled_at = 0.0
 
-    def set(self, **values: float) -> None:
-        for k, v in values.items():
-            if k not in self.environment:
-                raise KeyError(f"{type(self).__name__} has no input {k!r}")
-            self.environment[k] = Wave(float(v))
+    def _conversion(self) -> dict[str, float]:
+        now = self.clock()
+        if self._sample is None or now - self._sampled_at >= self.conversion_s:
+            self._sample, self._sampled_at = self.measure(), now
+        return self._sample
 
     def _value(self, reg: int) -> int:
         if reg in self.IDS:
             return self.IDS[reg]
         if reg in (0x00, 0x05):
             return self.regs[reg]
-        t = self.wall()
-        amps = self.environment["current"].at(t)
-        volts = self.environment["bus_voltage"].at(t)
+        inputs = self._conversion()
+        amps, volts = inputs["current"], inputs["bus_voltage"]
         shunt = max(-32768, min(32767, round(amps * self.shunt_ohms / self.SHUNT_LSB)))
         bus = max(0, min(self.BUS_MAX, round(volts / self.BUS_LSB)))  # the ADC's full scale
         current = int(shunt * self.regs[0x05] / self.CURRENT_DIV)
@@ -61,8 +71,7 @@ class _Ina2xxSim:
         raise OSError(_errno.EIO, f"register 0x{reg:02x} does not exist")
 
     def i2c_write(self, data: bytes) -> None:
-        if self.nack:
-            raise OSError(_errno.EREMOTEIO, os.strerror(_errno.EREMOTEIO))
+        self.check_transfer()
         if not data:
             return
         self.pointer = data[0]
@@ -76,8 +85,7 @@ class _Ina2xxSim:
                 self.regs[0x05] = value & (0xFFFE if self.BUS_SHIFT else 0x7FFF)
 
     def i2c_read(self, length: int) -> bytes:
-        if self.nack:
-            raise OSError(_errno.EREMOTEIO, os.strerror(_errno.EREMOTEIO))
+        self.check_transfer()
         return (struct.pack(">H", self._value(self.pointer)) * ((length + 1) // 2))[:length]
 
 

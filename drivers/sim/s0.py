@@ -1,21 +1,27 @@
 """A simulated S0 kWh meter: it pulses a gpiozero MockFactory pin at the rate its power
 profile implies (one pulse per 1/pulses_per_kwh kWh, each 30 ms low), on its own thread.
-``bounces`` adds that many short extra edges to each pulse (contact bounce)."""
+``bounces`` adds that many short extra edges to each pulse (contact bounce).
+
+Faults (``drivers.sim.chip``): ``unplug()`` leaves the line high, as an open S0 output
+with its pull-up does, and no pulse comes; ``stick()`` freezes the power the pulses are
+timed by; ``spike("power", w, n)`` times the next n pulses by ``w``. The bus faults
+(nack, failed transfers, checksums) have no meaning on a pulse line."""
 
 from __future__ import annotations
 
 import threading
-import time
 
+from drivers.sim.chip import SimChip
 from drivers.sim.profiles import Wave
 
 
-class S0MeterSim:
+class S0MeterSim(SimChip):
+    ENVIRONMENT = {"power": Wave(2000.0)}
+
     def __init__(self, environment: dict[str, Wave] | None = None, *, pin: float = 17,
                  pulses_per_kwh: float = 1000.0, pulse_ms: float = 30.0, bounces: int = 0,
                  **_driver_options) -> None:
-        self.environment = {"power": Wave(2000.0)}
-        self.environment.update(environment or {})
+        super().__init__(environment)
         self.pin_number = int(pin)
         self.pulses_per_kwh = pulses_per_kwh
         self.pulse_s = pulse_ms / 1000.0
@@ -31,13 +37,18 @@ class S0MeterSim:
 
         def run() -> None:
             while not self._stop.is_set():
-                watts = max(self.environment["power"].at(time.time()), 0.0)
+                if not self.plugged:
+                    self._stop.wait(0.05)
+                    continue
+                watts = max(self.measure()["power"], 0.0)
                 if watts <= 0:
                     self._stop.wait(0.5)
                     continue
                 period = 3.6e6 / (self.pulses_per_kwh * watts)
                 if self._stop.wait(max(period - self.pulse_s, 0.0)):
                     break
+                if not self.plugged:
+                    continue
                 pin.drive_low()
                 for _ in range(self.bounces):
                     pin.drive_high()

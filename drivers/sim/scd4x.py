@@ -1,7 +1,8 @@
 """Simulated SCD4x: 16-bit commands, CRC-8 on every data word (checked on writes, sent on
 reads), idle and periodic measurement modes (commands the chip refuses while measuring
 are not acknowledged), a result every ``period_s`` (5 s on the chip), automatic
-self-calibration setting, serial number. Faults: ``nack``, ``corrupt_next`` (bad CRC)."""
+self-calibration setting, serial number. Faults: those of every simulator
+(``drivers.sim.chip``); ``corrupt_next`` sends words with a wrong CRC."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 import time
 from collections.abc import Callable
 
+from drivers.sim.chip import SimChip
 from drivers.sim.profiles import Wave
 
 _STOP, _START, _READY, _READ = 0x3F86, 0x21B1, 0xE4B8, 0xEC05
@@ -27,19 +29,21 @@ def crc8(data: bytes) -> int:
     return crc
 
 
-class Scd4xSim:
+class Scd4xSim(SimChip):
+    ENVIRONMENT = {"co2": Wave(420.0), "temperature": Wave(22.0), "humidity": Wave(40.0)}
+
     def __init__(self, environment: dict[str, Wave] | None = None, *,
                  period_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, **_driver_options) -> None:
-        self.environment = {"co2": Wave(420.0), "temperature": Wave(22.0), "humidity": Wave(40.0)}
-        self.environment.update(environment or {})
-        self.period_s, self.clock, self.wall = period_s, clock, wall
+        super().__init__(environment, wall=wall)
+        self.period_s, self.clock = period_s, clock
+        self.power_on()
+
+    def power_on(self) -> None:
         self.periodic = False
         self.started = 0.0
         self.taken = 0          # results read out since the start of periodic mode
-        self.asc = True
-        self.nack = False
-        self.corrupt_next = 0
+        self.asc = True         # the EEPROM default (persist_settings is not modelled)
         self.reply = b""
 
     def _words(self, *words: int) -> bytes:
@@ -47,8 +51,7 @@ class Scd4xSim:
         for w in words:
             pair = bytes(((w >> 8) & 0xFF, w & 0xFF))
             crc = crc8(pair)
-            if self.corrupt_next > 0:
-                self.corrupt_next -= 1
+            if self.take_corrupt():
                 crc ^= 0xFF
             out += pair + bytes([crc])
         return bytes(out)
@@ -59,7 +62,8 @@ class Scd4xSim:
         return int((self.clock() - self.started) / self.period_s) - self.taken
 
     def i2c_write(self, data: bytes) -> None:
-        if self.nack or len(data) < 2:
+        self.check_transfer()
+        if len(data) < 2:
             raise OSError(_errno.EREMOTEIO, os.strerror(_errno.EREMOTEIO))
         cmd = (data[0] << 8) | data[1]
         if self.periodic and cmd not in _WHILE_MEASURING:
@@ -77,10 +81,10 @@ class Scd4xSim:
             if self._available() <= 0:
                 raise OSError(_errno.EREMOTEIO, "no measurement ready")
             self.taken += 1
-            t = self.wall()
-            co2 = max(0, min(40000, round(self.environment["co2"].at(t))))
-            temp = round((self.environment["temperature"].at(t) + 45) * 65535 / 175)
-            rh = round(self.environment["humidity"].at(t) * 65535 / 100)
+            m = self.measure()
+            co2 = max(0, min(40000, round(m["co2"])))
+            temp = round((m["temperature"] + 45) * 65535 / 175)
+            rh = round(m["humidity"] * 65535 / 100)
             self.reply = self._words(co2, max(0, min(65535, temp)), max(0, min(65535, rh)))
         elif cmd == _SET_ASC:
             self.asc = bool((data[2] << 8) | data[3])
@@ -92,6 +96,5 @@ class Scd4xSim:
             raise OSError(_errno.EREMOTEIO, f"command 0x{cmd:04x} not simulated")
 
     def i2c_read(self, length: int) -> bytes:
-        if self.nack:
-            raise OSError(_errno.EREMOTEIO, os.strerror(_errno.EREMOTEIO))
+        self.check_transfer()
         return (self.reply + bytes(length))[:length]
