@@ -160,14 +160,14 @@ def test_a_failing_sensor_is_reinitialised_and_the_others_keep_every_sample(tmp_
     for slot in s.slots:
         s._bring_up(slot, 0.0)
     assert isinstance(sims["flaky"], Bme680Sim)
-    sims["flaky"].nack = True  # unplugged
+    sims["flaky"].unplug()
     for _ in range(pl.FAILING_AFTER):
         s.sample(flaky)
         s.sample(ok_slot)
     assert flaky.driver is None and flaky.next_init == pl.REINIT_INTERVAL
     assert ok_slot.samples == pl.FAILING_AFTER and ok_slot.read_errors == 0
     assert s.health_part()["sensors"]["flaky"]["state"] == "failing"
-    sims["flaky"].nack = False  # plugged back
+    sims["flaky"].replug()  # from power-on reset
     clock["t"] = pl.REINIT_INTERVAL
     s._bring_up(flaky, clock["t"])
     assert flaky.driver is not None
