@@ -1,13 +1,20 @@
 """The uplink: store -> MQTT (paho-mqtt 2.x, QoS 1).
 
-One thread owns the uplink: its own store connection, all bookkeeping, and
-paho's network work, which it drives with ``client.loop()`` rather than a
-separate paho thread. paho's callbacks therefore run on this thread (they
-never block or raise); the sampler reaches it only through a queue of small
-events. One thread instead of two was measured: a paho network thread plus
-ours, handing each PUBACK over a queue, drained a backlog at about 0.6x a bare
-paho publish loop, because the two threads fight over the GIL; one thread
-drains at 0.55-0.86x on a 2-core VM (bench/bench_drain.py).
+One thread owns the uplink: its own store connection for reading, all
+bookkeeping, and paho's network work, which it drives through paho's interface
+for external event loops (``socket()``, ``loop_read()``, ``loop_write()``,
+``loop_misc()``) rather than a separate paho thread. paho's callbacks therefore
+run on this thread (they never block or raise); the sampler reaches it only
+through a queue of small events. Deleting acknowledged rows is handed to a
+second thread with its own connection: SQLite works without the GIL, so that
+cost leaves the network thread's path (see ``_Deleter``).
+
+Measured on a 2-core VM (bench/bench_drain.py): a paho network thread plus ours,
+handing each PUBACK over a queue, drained a backlog at about 0.6x a bare paho
+publish loop, the two threads fighting over the GIL; one thread doing it all,
+0.55-0.86x; one network thread without paho's wake-up socket pair (a send per
+publish, needed only when another thread publishes) and the deletes on their
+own thread, see the closing figures of issue 5.
 
 A batch leaves the store only on a PUBACK whose reason code is not a failure.
 At most ``mqtt.inflight`` batches are unacknowledged on the wire, and up to
@@ -31,6 +38,8 @@ import json
 import logging
 import queue
 import random
+import select
+import sqlite3
 import ssl
 import threading
 import time
@@ -112,6 +121,58 @@ class TokenBucket:
         return False
 
 
+class _Deleter(threading.Thread):
+    """Deletes acknowledged rows on its own store connection.
+
+    SQLite does its work without holding the GIL, so the deletes (most of the store's
+    cost per batch) run beside the network thread instead of between its publishes.
+    Requests are lists of row ids; each completed list comes back on ``done``. A delete
+    that fails (a full disk: the WAL cannot grow) is retried every second; its rows stay
+    "deleting", so they are not sent again meanwhile.
+    """
+
+    RETRY = 1.0
+
+    def __init__(self, store_path: str) -> None:
+        super().__init__(name="uplink-delete", daemon=True)
+        self.store_path = store_path
+        self.requests: queue.SimpleQueue = queue.SimpleQueue()
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
+
+    def run(self) -> None:
+        store = BatchStore(self.store_path)
+        store.relax_durability()
+        pending: list[int] = []
+        stopping = False
+        try:
+            while not stopping or pending:
+                try:
+                    ids = self.requests.get(timeout=self.RETRY if pending else None)
+                    while True:  # everything queued meanwhile, in one transaction
+                        if ids is None:
+                            stopping = True
+                        else:
+                            pending.extend(ids)
+                        ids = self.requests.get_nowait()
+                except queue.Empty:
+                    pass
+                if not pending:
+                    continue
+                try:
+                    store.delete_many(pending)
+                except sqlite3.OperationalError as exc:
+                    log.error("event=delete_failed rows=%d error=%r retry_in=%gs", len(pending), str(exc),
+                              self.RETRY)
+                    if stopping:
+                        break  # delivered but not deleted: sent again next time, deduplicated
+                    time.sleep(self.RETRY)
+                    continue
+                self.done.put(pending)
+                pending = []
+        finally:
+            store.close()
+
+
 class Uplink(threading.Thread):
     """Publishes stored batches; deletes each on a successful PUBACK."""
 
@@ -152,13 +213,15 @@ class Uplink(threading.Thread):
         self.next_rescan = 0.0
         self.historical_ids: set[int] = set()
         self._acked: list[int] = []        # row ids acknowledged this turn, deleted together
+        self.deleting: set[int] = set()    # acknowledged, handed to the deleter, not yet gone
+        self.deleter = _Deleter(store_path)
         self._topics: dict[str, str] = {}  # stream -> data topic
 
     @property
     def broker(self) -> BrokerConfig:
         return self.cfg.mqtt.brokers[self.broker_index]
 
-    # --- paho's callbacks: they run inside client.loop(), on the uplink's own thread ------------
+    # --- paho's callbacks: they run inside _network(), on the uplink's own thread ---------------
     def _on_connect(self, client, gen, flags, reason_code, properties) -> None:
         self.events.put(("connect", gen, reason_code))
 
@@ -169,7 +232,7 @@ class Uplink(threading.Thread):
         self.events.put(("disconnect", gen, reason_code))
 
     def _on_publish(self, client, gen, mid, reason_code, properties) -> None:
-        # Runs inside client.loop() on the uplink thread: book the ack directly (no queue);
+        # Runs inside _network() on the uplink thread: book the ack directly (no queue);
         # the row is deleted with the others of this turn.
         if gen != self.generation:
             return
@@ -249,12 +312,43 @@ class Uplink(threading.Thread):
         self.attempt_started = now
         log.debug("event=uplink_connecting broker=%s attempt=%d", broker.url, self.backoff.attempt)
 
+    def _network(self, timeout: float) -> int:
+        """One turn of paho's network work, waiting at most ``timeout`` for the socket.
+
+        What ``client.loop()`` does, through the interface paho documents for external
+        loops, so paho never sets up the socket pair it uses to wake a network thread:
+        that would cost a send() per publish, on this thread, for nothing.
+        """
+        client = self.client
+        sock = client.socket()
+        if sock is None:
+            return mqtt.MQTT_ERR_NO_CONN
+        pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted wait in the socket
+        if pending is not None and pending() > 0:
+            readable, writable = True, client.want_write()
+        else:
+            try:
+                r, w, _ = select.select([sock], [sock] if client.want_write() else [], [], timeout)
+                readable, writable = bool(r), bool(w)
+            except (OSError, ValueError):  # closed under us: the read reports the lost link
+                readable, writable = True, False
+        if readable:
+            rc = client.loop_read()
+            if rc or client.socket() is None:
+                return rc
+        if writable:
+            rc = client.loop_write()
+            if rc or client.socket() is None:
+                return rc
+        return client.loop_misc()
+
     def _drop_client(self) -> None:
         client, self.client = self.client, None
         self.attempt_started = None
         if client is not None:
             client.disconnect()
-            client.loop(timeout=0)  # let the DISCONNECT go out
+            if client.socket() is not None:
+                client.loop_write()  # let the DISCONNECT go out
 
     def _schedule_retry(self, now: float) -> None:
         """After a failed attempt or a lost link: the next broker, after a jittered wait."""
@@ -269,7 +363,7 @@ class Uplink(threading.Thread):
     def run(self) -> None:
         m = self.cfg.mqtt
         store = BatchStore(self.store_path)
-        store.relax_durability()
+        self.deleter.start()
         log.info("event=uplink_start brokers=%s protocol=%s inflight=%d session_expiry=%gs",
                  ",".join(b.url for b in m.brokers), m.protocol, m.inflight, m.session_expiry)
         # First "offline" line 2 s after start if no broker answers; then every 30 s.
@@ -287,7 +381,7 @@ class Uplink(threading.Thread):
                     # paho's network work happens here, on this thread: its callbacks queue
                     # their events, which are handled right below. The select() inside is
                     # also this loop's sleep; POLL bounds how late a new batch waits.
-                    self.client.loop(timeout=0.0 if self.events.qsize() else POLL)
+                    self._network(0.0 if self.events.qsize() else POLL)
                 try:
                     if self.client is None:
                         self._handle(store, *self.events.get(
@@ -299,8 +393,14 @@ class Uplink(threading.Thread):
                 # One transaction for all the acknowledgements of this turn: a transaction
                 # per PUBACK would cost more than the publish itself.
                 if self._acked:
-                    store.delete_many(self._acked)
-                    self._acked.clear()
+                    self.deleting.update(self._acked)
+                    self.deleter.requests.put(self._acked)
+                    self._acked = []
+                try:
+                    while True:
+                        self.deleting.difference_update(self.deleter.done.get_nowait())
+                except queue.Empty:
+                    pass
                 if self.connected:
                     self._fill_window(store)
                 elif time.monotonic() - last_offline_log >= OFFLINE_LOG_INTERVAL:
@@ -310,7 +410,7 @@ class Uplink(threading.Thread):
                                 "failed_attempts=%d", self.broker.url, n, size, self.connect_failures)
                 if self._stop_requested.is_set():
                     held = time.monotonic() - self.started < self.cfg.clock_hold
-                    drained = not self.inflight and (
+                    drained = not self.inflight and not self.deleting and (
                         not self.connected or not store.oldest(1, self.hold, hold_unsynced=held))
                     if drained or time.monotonic() >= (self._drain_deadline or 0):
                         break
@@ -320,9 +420,11 @@ class Uplink(threading.Thread):
                                            retain=True)
                 deadline = time.monotonic() + 2.0
                 while not info.is_published() and time.monotonic() < deadline:
-                    if self.client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
+                    if self._network(0.1) != mqtt.MQTT_ERR_SUCCESS:
                         break
             self._drop_client()
+            self.deleter.requests.put(None)
+            self.deleter.join()
             n, _ = store.depth()
             store.close()
             log.info("event=uplink_stop delivered=%d historical=%d pending=%d", self.delivered,
@@ -388,7 +490,7 @@ class Uplink(threading.Thread):
         if now >= self.next_rescan:
             self.next_rescan = now + RESCAN_INTERVAL
             self.cursor_live, self.cursor_backlog = self.live_from_id, 0
-            skip = set(self.inflight.values()) | set(self.hold) | set(self._acked)
+            skip = set(self.inflight.values()) | set(self.hold) | set(self._acked) | self.deleting
         else:
             skip = set(self.hold)
         # Batches stamped on an unsynchronised clock wait a while for the sync that restamps them.

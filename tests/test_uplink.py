@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import sqlite3
 
 import pytest
 
@@ -100,3 +101,61 @@ def test_a_failed_puback_keeps_the_batch_without_a_hot_loop(broker, tmp_path):
     assert n == sealed >= 5  # every refused batch is still in the store
     # each batch was offered about once in 3 s (retry after 5 s), not in a hot loop
     assert 1 <= failed <= 2 * sealed, log
+
+
+def _failing_deletes(monkeypatch, failures):
+    real = BatchStore.delete_many
+    calls = {"n": 0}
+
+    def delete_many(self, ids):
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(self, ids)
+
+    monkeypatch.setattr(BatchStore, "delete_many", delete_many)
+    return calls
+
+
+def test_the_deleter_retries_a_failed_delete_and_reports_the_rows_when_gone(tmp_path, monkeypatch, caplog):
+    from edge_agent.uplink import _Deleter
+
+    path = str(tmp_path / "q.sqlite3")
+    with BatchStore(path) as s:
+        for i in range(3):
+            s.seal("air", lambda q, i=i: b"p%d" % i, 0.0)
+        ids = [b.id for b in s.oldest(10)]
+    monkeypatch.setattr(_Deleter, "RETRY", 0.05)
+    calls = _failing_deletes(monkeypatch, failures=2)
+    d = _Deleter(path)
+    d.start()
+    d.requests.put(ids[:2])
+    d.requests.put(ids[2:])
+    done = []
+    while sorted(done) != ids:
+        done += d.done.get(timeout=5)
+    d.requests.put(None)
+    d.join(timeout=5)
+    assert not d.is_alive() and calls["n"] >= 3
+    with BatchStore(path) as s:
+        assert s.depth() == (0, 0)
+    assert caplog.text.count("event=delete_failed") == 2
+
+
+def test_the_deleter_does_not_hang_a_stop_on_a_full_disk(tmp_path, monkeypatch):
+    from edge_agent.uplink import _Deleter
+
+    path = str(tmp_path / "q.sqlite3")
+    with BatchStore(path) as s:
+        s.seal("air", lambda q: b"x", 0.0)
+        ids = [b.id for b in s.oldest(10)]
+    monkeypatch.setattr(_Deleter, "RETRY", 0.05)
+    _failing_deletes(monkeypatch, failures=10**6)
+    d = _Deleter(path)
+    d.start()
+    d.requests.put(ids)
+    d.requests.put(None)
+    d.join(timeout=5)
+    assert not d.is_alive()
+    with BatchStore(path) as s:  # delivered but kept: sent again later, and deduplicated
+        assert s.depth()[0] == 1
