@@ -254,6 +254,50 @@ def cmd_compress_report(args) -> int:
     return EXIT_OK
 
 
+def _credentials(args):
+    from edge_agent.image import Credentials
+
+    return Credentials(ca=args.ca, cert=args.cert, key=args.key, password_file=args.password_file,
+                       wifi_ssid=args.wifi_ssid, wifi_psk_file=args.wifi_psk_file, hostname=args.hostname)
+
+
+def cmd_image_provision(args) -> int:
+    from edge_agent.image import provision
+
+    m = provision(args.target, args.config, _credentials(args))
+    if args.json:
+        print(json.dumps(m))
+    else:
+        secrets = [rel for rel, f in m["files"].items() if f["secret"]]
+        print(f"{args.target}: provisioned node {m['node_id']} (instance {m['instance_id']}), "
+              f"{len(m['files'])} files, {len(secrets)} of them secret: removed from the card at first boot")
+    return EXIT_OK
+
+
+def cmd_image_inspect(args) -> int:
+    from edge_agent.image import inspect
+
+    info = inspect(args.target)
+    if args.json:
+        print(json.dumps(info))
+        return EXIT_OK
+    print(f"{info['target']}:")
+    if not info["provisioned"] and "node_id" not in info:
+        print("  not provisioned for edge-agent")
+    for key in ("node_id", "instance_id", "provisioned_at", "tool", "broker", "username", "sensors"):
+        if info.get(key) is not None:
+            value = ", ".join(info[key]) if isinstance(info[key], list) else info[key]
+            print(f"  {key.replace('_', ' ')}: {value}")
+    if info.get("config_valid") is False:
+        print(f"  configuration INVALID: {info['config_error']}")
+    present = [n for n, there in info["credentials"].items() if there]
+    print(f"  credentials present: {', '.join(present) or 'none'}")
+    ci = info["cloud_init"]
+    print(f"  cloud-init: instance {ci['instance_id'] or '-'}, hostname {ci['hostname'] or '-'}, "
+          f"Wi-Fi {', '.join(ci['wifi_ssids']) or '-'}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-agent", description="Sensor node agent: sample, "
                                 "smooth, compress, store and forward over MQTT.")
@@ -309,6 +353,26 @@ def build_parser() -> argparse.ArgumentParser:
                     help="swinging-door deviation (omit for lossless at the resolution)")
     cr.add_argument("--json", action="store_true", help="one JSON object")
     cr.set_defaults(func=cmd_compress_report)
+
+    im = sub.add_parser("image", help="SD images: provision a node's card, inspect one")
+    isub = im.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    ip = isub.add_parser("provision", help="write one node's configuration and credentials onto the "
+                         "boot partition of an image, a card or a mounted boot directory")
+    ip.add_argument("target", metavar="IMAGE_OR_BOOT_DIR")
+    ip.add_argument("--config", required=True, metavar="FILE", help="the node configuration (validated first)")
+    ip.add_argument("--ca", metavar="FILE", help="CA certificate of the broker (PEM)")
+    ip.add_argument("--cert", metavar="FILE", help="client certificate for mutual TLS (PEM)")
+    ip.add_argument("--key", metavar="FILE", help="its private key (PEM)")
+    ip.add_argument("--password-file", metavar="FILE", help="the broker password, on its first line")
+    ip.add_argument("--wifi-ssid", metavar="SSID", help="Wi-Fi network (cloud-init network-config)")
+    ip.add_argument("--wifi-psk-file", metavar="FILE", help="its passphrase, on the first line")
+    ip.add_argument("--hostname", metavar="NAME", help="host name (cloud-init user-data)")
+    ip.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    ip.set_defaults(func=cmd_image_provision)
+    ii = isub.add_parser("inspect", help="what a card or image carries (never a secret)")
+    ii.add_argument("target", metavar="IMAGE_OR_BOOT_DIR")
+    ii.add_argument("--json", action="store_true", help="one JSON object")
+    ii.set_defaults(func=cmd_image_inspect)
 
     d = sub.add_parser("decode", help="decode one saved payload and print its samples")
     d.add_argument("file", metavar="FILE")

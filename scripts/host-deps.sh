@@ -2,7 +2,8 @@
 # Make sure the host has what `make run` / `make test` need, installing Debian
 # packages with apt-get where they are missing and we are root.
 #   host-deps.sh build   -> python3 venv support, a C compiler, Python headers
-#   host-deps.sh test    -> mosquitto (integration tests), systemd-analyze (unit checks), openssl (test PKI)
+#   host-deps.sh test    -> mosquitto (integration tests), systemd-analyze (unit checks), openssl (test PKI),
+#                           dosfstools + mtools + fdisk (SD image provisioning), shellcheck (image recipe)
 # Without root, a missing piece is reported and the caller decides what to do.
 set -eu
 
@@ -26,6 +27,10 @@ test)
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkg mosquitto
     command -v systemd-analyze >/dev/null 2>&1 || need_pkg systemd
     command -v openssl >/dev/null 2>&1 || need_pkg openssl
+    command -v mkfs.fat >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.fat ] || need_pkg dosfstools
+    command -v mcopy >/dev/null 2>&1 || need_pkg mtools
+    command -v sfdisk >/dev/null 2>&1 || [ -x /usr/sbin/sfdisk ] || need_pkg fdisk
+    command -v shellcheck >/dev/null 2>&1 || need_pkg shellcheck
     ;;
 *)
     echo "usage: $0 build|test" >&2

@@ -1,0 +1,263 @@
+"""`edge-agent image provision / inspect` on MBR and GPT disk images built here with
+sfdisk and mkfs.fat, read back with mtools, and on a mounted-boot-directory stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import require_tool
+from edge_agent import image
+from edge_agent.cli import main
+from edge_agent.config import parse_config
+from pki import make_pki
+
+MiB = 1024 * 1024
+BASIC_DATA = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
+LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+
+NODE_YAML = textwrap.dedent("""\
+    node:
+      id: lamp-0042
+    mqtt:
+      broker: mqtts://backbone.example.net
+      username: lamp-0042
+    sensors:
+      - type: bme680
+        address: 0x77
+""")
+
+
+BOOT_START, BOOT_SECTORS, ROOT_START = 8192, 524288, 532480  # 256 MiB FAT32 at 4 MiB, as Pi OS
+
+
+def make_disk(path: Path, scheme: str, *, fat: bool = True, first_type: str | None = None) -> Path:
+    """A sparse 272 MiB disk image: partition 1, 256 MiB FAT32 at 4 MiB; partition 2, 8 MiB Linux."""
+    sfdisk = require_tool("sfdisk", "fdisk")
+    mkfs = require_tool("mkfs.fat", "dosfstools")
+    require_tool("mcopy", "mtools")
+    with open(path, "wb") as f:
+        f.truncate(272 * MiB)
+    if scheme == "mbr":
+        table = (f"label: dos\nstart={BOOT_START}, size={BOOT_SECTORS}, type={first_type or 'c'}\n"
+                 f"start={ROOT_START}, size=16384, type=83\n")
+    else:
+        table = (f"label: gpt\nstart={BOOT_START}, size={BOOT_SECTORS}, type={first_type or BASIC_DATA}, "
+                 f"name=boot\nstart={ROOT_START}, size=16384, type={LINUX}, name=root\n")
+    subprocess.run([sfdisk, "-q", str(path)], input=table.encode(), check=True, capture_output=True)
+    if fat:  # mkfs.fat counts 1 KiB blocks
+        subprocess.run([mkfs, "-F", "32", "-s", "2", "-n", "BOOTFS", "--offset", str(BOOT_START), str(path),
+                        str(BOOT_SECTORS // 2)], check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def inputs(tmp_path, pki):
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(NODE_YAML)
+    pw = tmp_path / "pw"
+    pw.write_text("s3cret-Pa55word\n")
+    psk = tmp_path / "psk"
+    psk.write_text("wifi-pass-phrase-77\n")
+    return {"config": cfg, "password": pw, "psk": psk, "ca": pki / "ca.pem", "cert": pki / "client.pem",
+            "key": pki / "client.key"}
+
+
+def provision_args(target, inp, *extra):
+    return ["image", "provision", str(target), "--config", str(inp["config"]), "--ca", str(inp["ca"]),
+            "--cert", str(inp["cert"]), "--key", str(inp["key"]), "--password-file", str(inp["password"]),
+            "--wifi-ssid", "city-iot", "--wifi-psk-file", str(inp["psk"]), "--hostname", "lamp-0042", *extra]
+
+
+def mtype(disk: Path, rel: str, offset: int = BOOT_START * 512) -> bytes:
+    return subprocess.run(["mtype", "-i", f"{disk}@@{offset}", f"::/{rel}"], check=True, capture_output=True,
+                          env=dict(os.environ, MTOOLS_SKIP_CHECK="1")).stdout
+
+
+@pytest.mark.parametrize("scheme", ["mbr", "gpt"])
+def test_partition_tables_are_read_as_sfdisk_wrote_them(tmp_path, scheme):
+    disk = make_disk(tmp_path / "disk.img", scheme)
+    found, parts = image.partitions(str(disk))
+    assert found == scheme
+    assert [(p.number, p.offset, p.size) for p in parts] == [(1, 4 * MiB, 256 * MiB), (2, 260 * MiB, 8 * MiB)]
+    boot = image.boot_partition(str(disk))
+    assert boot.number == 1 and ("0x0c" in boot.kind or "basic data" in boot.kind)
+
+
+@pytest.mark.parametrize("scheme", ["mbr", "gpt"])
+def test_provision_writes_config_and_credentials_that_mtools_reads_back(tmp_path, inputs, scheme, capsys):
+    disk = make_disk(tmp_path / "disk.img", scheme)
+    assert main(provision_args(disk, inputs)) == 0
+    assert "provisioned node lamp-0042" in capsys.readouterr().out
+    node = yaml.safe_load(mtype(disk, "edge-agent/node.yaml"))
+    cfg = parse_config(node, "card")
+    assert cfg.node_id == "lamp-0042"
+    # credential paths point where the first-boot import puts the files
+    assert (cfg.mqtt.ca_file, cfg.mqtt.cert_file, cfg.mqtt.key_file, cfg.mqtt.password_file) == (
+        "/etc/edge-agent/ca.pem", "/etc/edge-agent/client.pem", "/etc/edge-agent/client.key",
+        "/etc/edge-agent/mqtt-password")
+    assert mtype(disk, "edge-agent/client.key") == inputs["key"].read_bytes()
+    assert mtype(disk, "edge-agent/mqtt-password") == b"s3cret-Pa55word\n"
+    meta = yaml.safe_load(mtype(disk, "meta-data"))
+    user = mtype(disk, "user-data")
+    net = yaml.safe_load(mtype(disk, "network-config"))
+    assert meta["instance-id"].startswith("edge-agent-lamp-0042-")
+    assert user.startswith(b"#cloud-config\n") and yaml.safe_load(user)["hostname"] == "lamp-0042"
+    assert net["network"]["wifis"]["wlan0"]["access-points"]["city-iot"]["password"] == "wifi-pass-phrase-77"
+    manifest = json.loads(mtype(disk, "edge-agent/provision.json"))
+    assert manifest["instance_id"] == meta["instance-id"]
+    assert manifest["files"]["edge-agent/client.key"]["secret"] is True
+    assert b"s3cret" not in mtype(disk, "edge-agent/provision.json")
+    # the other partition is untouched
+    with open(disk, "rb") as f:
+        f.seek(260 * MiB)
+        assert f.read(8 * MiB) == bytes(8 * MiB)
+
+
+def test_every_provisioning_gets_a_new_instance_id_and_keeps_the_images_own_cloud_init(tmp_path, inputs):
+    disk = make_disk(tmp_path / "disk.img", "mbr")
+    target = image.open_target(str(disk))
+    target.write_all({"user-data": b"#cloud-config\nssh_authorized_keys:\n  - ssh-ed25519 AAAA tech\n",
+                      "network-config": b"network:\n  version: 2\n  ethernets:\n    eth0: {dhcp4: true}\n"})
+    ids = set()
+    for _ in range(2):
+        assert main(provision_args(disk, inputs)) == 0
+        ids.add(yaml.safe_load(mtype(disk, "meta-data"))["instance-id"])
+    assert len(ids) == 2
+    user = yaml.safe_load(mtype(disk, "user-data"))
+    net = yaml.safe_load(mtype(disk, "network-config"))["network"]
+    assert user["ssh_authorized_keys"] == ["ssh-ed25519 AAAA tech"] and user["hostname"] == "lamp-0042"
+    assert net["ethernets"]["eth0"] == {"dhcp4": True} and "wlan0" in net["wifis"]
+
+
+def test_inspect_shows_what_is_provisioned_and_never_a_secret(tmp_path, inputs, capsys):
+    disk = make_disk(tmp_path / "disk.img", "gpt")
+    assert main(provision_args(disk, inputs)) == 0
+    capsys.readouterr()
+    assert main(["image", "inspect", str(disk)]) == 0
+    text = capsys.readouterr().out
+    assert main(["image", "inspect", str(disk), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["node_id"] == "lamp-0042" and info["broker"] == ["mqtts://backbone.example.net"]
+    assert info["credentials"] == {"ca.pem": True, "client.pem": True, "client.key": True, "mqtt-password": True}
+    assert info["cloud_init"]["hostname"] == "lamp-0042" and info["cloud_init"]["wifi_ssids"] == ["city-iot"]
+    assert "lamp-0042" in text and "city-iot" in text
+    key_body = inputs["key"].read_text().splitlines()[1]
+    for out in (text, json.dumps(info)):
+        assert "s3cret" not in out and "wifi-pass-phrase" not in out and key_body not in out
+
+
+def test_a_mounted_boot_directory_is_provisioned_the_same_way(tmp_path, inputs, capsys):
+    boot = tmp_path / "bootfs"
+    boot.mkdir()
+    assert main(provision_args(boot, inputs)) == 0
+    assert (boot / "edge-agent" / "client.key").read_bytes() == inputs["key"].read_bytes()
+    assert oct((boot / "edge-agent" / "client.key").stat().st_mode & 0o777) == "0o600"
+    capsys.readouterr()
+    assert main(["image", "inspect", str(boot), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["node_id"] == "lamp-0042"
+
+
+def _as_nobody(args: list[str]) -> tuple[int, str, bool]:
+    """Run the command in a child process as user nobody, on copies of its files in a
+    directory nobody can reach; returns (exit code, stderr, whether the image stayed the same).
+    The child is forked with everything imported, so it needs no access to this checkout."""
+    import shutil
+    import sys
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="edge-image-"))
+    try:
+        work.chmod(0o755)
+        disk = None
+        for i, a in enumerate(args):
+            p = Path(a)
+            if p.is_file():
+                copy = work / f"{i}-{p.name}"
+                shutil.copyfile(p, copy)
+                copy.chmod(0o444 if p.name == "disk.img" else 0o644)
+                args[i] = str(copy)
+                disk = copy if p.name == "disk.img" else disk
+        before = _untouched(disk)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 99
+            try:
+                os.close(r)
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                os.chdir(work)
+                sys.stderr = open(w, "w", closefd=False)
+                code = main(args)
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+        os.close(w)
+        with open(r, "rb") as f:
+            err = f.read().decode()
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status), err, _untouched(disk) == before
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _untouched(disk: Path) -> str:
+    import hashlib
+
+    with open(disk, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@pytest.mark.parametrize("case", ["no-fat", "linux-only", "bad-config", "missing-key", "unreadable-password",
+                                  "not-writable", "no-table", "cert-without-key", "bad-hostname", "short-psk"])
+def test_errors_are_clear_and_nothing_is_written(tmp_path, inputs, case, capsys):
+    disk = make_disk(tmp_path / "disk.img", "gpt" if case == "linux-only" else "mbr",
+                     fat=case != "no-fat", first_type=LINUX if case == "linux-only" else None)
+    args = provision_args(disk, inputs)
+    expect = {"no-fat": "no FAT boot partition", "linux-only": "no FAT boot partition",
+              "bad-config": "sensors[0].address", "missing-key": "key", "unreadable-password": "password file",
+              "not-writable": "not writable", "no-table": "no partition table",
+              "cert-without-key": "--cert and --key go together", "bad-hostname": "not a valid host name",
+              "short-psk": "8 to 63"}[case]
+    if case == "bad-config":
+        inputs["config"].write_text(NODE_YAML.replace("0x77", "0x99"))
+    elif case == "missing-key":
+        args[args.index("--key") + 1] = str(tmp_path / "nope.key")
+    elif case == "unreadable-password":
+        inputs["password"].chmod(0)
+        if os.access(inputs["password"], os.R_OK):  # root reads anything: use a directory instead
+            args[args.index("--password-file") + 1] = str(tmp_path)
+    elif case == "not-writable":
+        disk.chmod(0o444)
+    elif case == "no-table":
+        with open(disk, "r+b") as f:
+            f.write(bytes(512))
+    elif case == "cert-without-key":
+        i = args.index("--key")
+        del args[i:i + 2]
+    elif case == "bad-hostname":
+        args[args.index("--hostname") + 1] = "lamp_42.example"
+    elif case == "short-psk":
+        inputs["psk"].write_text("short\n")
+    before = _untouched(disk)
+    if case == "not-writable" and os.geteuid() == 0:
+        code, err, same = _as_nobody(args)  # root may write a read-only file; a technician may not
+    else:
+        code = main(args)
+        err = capsys.readouterr().err
+        same = _untouched(disk) == before
+    assert code != 0 and expect in err, err
+    assert same
