@@ -298,6 +298,16 @@ def cmd_image_inspect(args) -> int:
     return EXIT_OK
 
 
+def cmd_image_import(args) -> int:
+    from edge_agent.image import import_boot
+
+    result = import_boot(root=args.root, boot=args.boot, dest=args.dest, owner=args.owner,
+                         log=lambda line: print(line, flush=True))
+    if args.json:
+        print(json.dumps(result))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-agent", description="Sensor node agent: sample, "
                                 "smooth, compress, store and forward over MQTT.")
@@ -373,6 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
     ii.add_argument("target", metavar="IMAGE_OR_BOOT_DIR")
     ii.add_argument("--json", action="store_true", help="one JSON object")
     ii.set_defaults(func=cmd_image_inspect)
+
+    it = isub.add_parser("import", help="first boot, as root: move the provisioned files from the boot "
+                         "partition into the configuration directory (edge-agent-import.service)")
+    it.add_argument("--root", default="/", metavar="DIR", help="the system's root (default /)")
+    it.add_argument("--boot", default=None, metavar="DIR", help="the boot partition (default /boot/firmware, "
+                    "else /boot)")
+    it.add_argument("--dest", default="/etc/edge-agent", metavar="DIR", help="configuration directory")
+    it.add_argument("--owner", default="edge-agent", metavar="USER", help="the service user (or UID:GID)")
+    it.add_argument("--json", action="store_true", help="print what was done as JSON")
+    it.set_defaults(func=cmd_image_import)
 
     d = sub.add_parser("decode", help="decode one saved payload and print its samples")
     d.add_argument("file", metavar="FILE")

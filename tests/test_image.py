@@ -261,3 +261,99 @@ def test_errors_are_clear_and_nothing_is_written(tmp_path, inputs, case, capsys)
         same = _untouched(disk) == before
     assert code != 0 and expect in err, err
     assert same
+
+
+# --- first boot ----------------------------------------------------------------------------------
+@pytest.fixture
+def fake_root(tmp_path, inputs):
+    """A system root whose /boot/firmware was provisioned like a card, and an /etc/passwd."""
+    root = tmp_path / "root"
+    boot = root / "boot" / "firmware"
+    boot.mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\nedge-agent:x:991:992::/nonexistent:/usr/sbin/nologin\n")
+    assert main(provision_args(boot, inputs)) == 0
+    return root
+
+
+def test_first_boot_import_moves_everything_with_tight_modes_and_leaves_no_secret(fake_root, inputs, capsys):
+    capsys.readouterr()
+    assert main(["image", "import", "--root", str(fake_root)]) == 0
+    log = capsys.readouterr().out
+    etc = fake_root / "etc" / "edge-agent"
+    modes = {p.name: (p.stat().st_mode & 0o777, p.stat().st_uid, p.stat().st_gid) for p in etc.iterdir()}
+    assert modes == {"node.yaml": (0o640, 991, 992), "ca.pem": (0o640, 991, 992), "client.pem": (0o640, 991, 992),
+                     "client.key": (0o600, 991, 992), "mqtt-password": (0o600, 991, 992)}
+    assert (etc.stat().st_mode & 0o777, etc.stat().st_uid, etc.stat().st_gid) == (0o750, 0, 992)
+    assert (etc / "client.key").read_bytes() == inputs["key"].read_bytes()
+    assert (etc / "mqtt-password").read_text() == "s3cret-Pa55word\n"
+    boot = fake_root / "boot" / "firmware"
+    assert sorted(p.name for p in (boot / "edge-agent").iterdir()) == ["imported.json"]
+    receipt = json.loads((boot / "edge-agent" / "imported.json").read_text())
+    assert receipt["node_id"] == "lamp-0042" and "client.key" in receipt["files"]
+    # cloud-init is not installed in this root: the PSK is of no use on the card, and goes
+    net = (boot / "network-config").read_text()
+    assert "wifi-pass-phrase" not in net and "city-iot" in net
+    everything = b"".join(p.read_bytes() for p in boot.rglob("*") if p.is_file())
+    assert b"s3cret" not in everything and b"PRIVATE KEY" not in everything
+    assert log.count("event=imported ") == 5 and "client.key mode=0600" in log and "s3cret" not in log
+    # again: nothing to do, nothing changed
+    before = {p: p.read_bytes() for p in etc.iterdir()}
+    assert main(["image", "import", "--root", str(fake_root)]) == 0
+    assert "event=import_nothing" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in etc.iterdir()} == before
+
+
+def test_the_psk_stays_until_cloud_init_has_applied_it(fake_root, capsys):
+    (fake_root / "usr" / "bin").mkdir(parents=True)
+    (fake_root / "usr" / "bin" / "cloud-init").write_text("#!/bin/sh\n")
+    boot = fake_root / "boot" / "firmware"
+    assert main(["image", "import", "--root", str(fake_root), "--owner", "0:0"]) == 0
+    assert "wifi-pass-phrase" in (boot / "network-config").read_text()
+    assert "event=psk_kept" in capsys.readouterr().out
+    instance = yaml.safe_load((boot / "meta-data").read_text())["instance-id"]
+    (fake_root / "var" / "lib" / "cloud" / "data").mkdir(parents=True)
+    (fake_root / "var" / "lib" / "cloud" / "data" / "instance-id").write_text(instance + "\n")
+    assert main(["image", "import", "--root", str(fake_root), "--owner", "0:0"]) == 0
+    assert "wifi-pass-phrase" not in (boot / "network-config").read_text()
+
+
+@pytest.mark.parametrize("damage", ["sha", "config", "owner"])
+def test_a_damaged_card_or_missing_user_imports_nothing(fake_root, damage, capsys):
+    card = fake_root / "boot" / "firmware" / "edge-agent"
+    args = ["image", "import", "--root", str(fake_root)]
+    if damage == "sha":
+        (card / "client.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\ntruncated")
+    elif damage == "config":
+        m = json.loads((card / "provision.json").read_text())
+        bad = NODE_YAML.replace("lamp-0042", "'no spaces allowed'", 1).encode()
+        (card / "node.yaml").write_bytes(bad)
+        m["files"]["edge-agent/node.yaml"]["sha256"] = __import__("hashlib").sha256(bad).hexdigest()
+        (card / "provision.json").write_text(json.dumps(m))
+    else:
+        args += ["--owner", "nobody-here"]
+    before = sorted(p.name for p in card.iterdir())
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert {"sha": "SHA-256", "config": "node.id", "owner": "nobody-here"}[damage] in err, err
+    assert not (fake_root / "etc" / "edge-agent").exists()
+    assert sorted(p.name for p in card.iterdir()) == before
+
+
+def test_the_import_unit_runs_before_the_agent_and_verifies(tmp_path):
+    from conftest import REPO
+
+    unit = REPO / "systemd" / "edge-agent-import.service"
+    text = unit.read_text()
+    for line in ("Type=oneshot", "Before=edge-agent.service", "ExecStart=/opt/edge-agent/bin/edge-agent image import",
+                 "PrivateNetwork=yes", "ProtectSystem=strict", "WantedBy=multi-user.target"):
+        assert line in text, line
+    assert "edge-agent-import.service" in (REPO / "systemd" / "edge-agent.service").read_text()
+    analyze = require_tool("systemd-analyze", "the systemd package")
+    import sys
+
+    copy = tmp_path / "edge-agent-import.service"
+    copy.write_text(text.replace("/opt/edge-agent/bin/edge-agent", str(Path(sys.executable).with_name("edge-agent"))))
+    out = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True)
+    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
+    assert out.returncode == 0 and lines == [], lines
