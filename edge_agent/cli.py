@@ -308,6 +308,31 @@ def cmd_image_import(args) -> int:
     return EXIT_OK
 
 
+def cmd_commission(args) -> int:
+    from edge_agent.commission import commission
+    from edge_agent.config import load_config
+    from edge_agent.service import hardware_factory, simulated_factory
+
+    cfg = load_config(args.config)
+    factory = simulated_factory(cfg) if args.simulate else hardware_factory
+    try:
+        checks = commission(cfg, factory, timeout=args.timeout)
+    finally:
+        getattr(factory, "stop", lambda: None)()
+    passed = all(c.ok for c in checks)
+    if args.json:
+        print(json.dumps({"node": cfg.node_id, "passed": passed,
+                          "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "hint": c.hint}
+                                     for c in checks]}, ensure_ascii=False))
+    else:
+        print(f"edge-agent {__version__} commissioning node {cfg.node_id}")
+        for c in checks:
+            print(c.line())
+        failed = sum(not c.ok for c in checks)
+        print("COMMISSIONING PASSED" if passed else f"COMMISSIONING FAILED: {failed} of {len(checks)} checks")
+    return EXIT_OK if passed else EXIT_FAIL
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-agent", description="Sensor node agent: sample, "
                                 "smooth, compress, store and forward over MQTT.")
@@ -363,6 +388,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="swinging-door deviation (omit for lossless at the resolution)")
     cr.add_argument("--json", action="store_true", help="one JSON object")
     cr.set_defaults(func=cmd_compress_report)
+
+    cm = sub.add_parser("commission", help="on site: one pass/fail report of sensors, store, clock, broker "
+                        "and a round trip (exit 0 only when all pass)")
+    cm.add_argument("--config", metavar="FILE", help="node configuration (default: built-in, with --simulate)")
+    cm.add_argument("--simulate", action="store_true", help="simulated sensors")
+    cm.add_argument("--timeout", type=float, default=10.0, metavar="S", help="for the broker checks (default 10)")
+    cm.add_argument("--json", action="store_true", help="one JSON object")
+    cm.set_defaults(func=cmd_commission)
 
     im = sub.add_parser("image", help="SD images: provision a node's card, inspect one")
     isub = im.add_subparsers(dest="image_command", required=True, metavar="ACTION")

@@ -72,6 +72,7 @@ class SensorConfig:
     options: tuple[tuple[str, float], ...] = ()  # the driver's OPTIONS, as configured
     stuck_after: float = 0.0  # s of an unchanged raw value before samples are flagged stuck (0: off)
     sim: dict[str, Wave] = field(default_factory=dict)
+    sim_absent: bool = False  # with --simulate: the chip is not there (to rehearse a missing sensor)
 
     def driver_kwargs(self) -> dict:
         """Keyword arguments for the driver (and its simulator) beyond bus and address."""
@@ -429,10 +430,13 @@ def _parse_sensor(ctx: _Ctx, raw: Any, path: str) -> SensorConfig:
         for key, (default, low, exclusive) in driver.OPTIONS.items():
             options.append((key, float(ctx.number(m.get(key, default), f"{path}.{key}", low=low,
                                                   low_open=exclusive))))
-    sim_raw = ctx.mapping(m.get("sim", {}), f"{path}.sim", known)
+    sim_raw = ctx.mapping(m.get("sim", {}), f"{path}.sim", set(known) | {"absent"})
+    sim_absent = sim_raw.pop("absent", False)
+    if not isinstance(sim_absent, bool):
+        raise ctx.fail(f"{path}.sim.absent", "true or false", sim_absent)
     sim = {k: _parse_wave(ctx, v, f"{path}.sim.{k}") for k, v in sim_raw.items()}
     return SensorConfig(name=name, type=stype, bus=bus, address=address, interval=interval,
-                        channels=tuple(channels), options=tuple(options), sim=sim,
+                        channels=tuple(channels), options=tuple(options), sim=sim, sim_absent=sim_absent,
                         stuck_after=ctx.duration(m.get("stuck_after", 0), f"{path}.stuck_after", positive=False))
 
 

@@ -45,7 +45,7 @@ def simulated_buses(cfg: AgentConfig) -> dict[int, I2CBus]:
     """One SimulatedSMBus per bus number of the configuration, a simulator per I2C sensor on it."""
     buses: dict[int, I2CBus] = {}
     for s in cfg.sensors:
-        if SENSOR_TYPES[s.type].BUS != "i2c":
+        if SENSOR_TYPES[s.type].BUS != "i2c" or s.sim_absent:
             continue
         if s.bus not in buses:
             buses[s.bus] = I2CBus(SimulatedSMBus(), name=f"sim-i2c-{s.bus}")
@@ -64,7 +64,7 @@ def simulated_factory(cfg: AgentConfig) -> Callable[[SensorConfig], Sensor]:
     pins = MockFactory()
     sims = []
     for s in cfg.sensors:
-        if SENSOR_TYPES[s.type].BUS == "gpio":
+        if SENSOR_TYPES[s.type].BUS == "gpio" and not s.sim_absent:
             sim = SIMULATORS[s.type](s.sim, **s.driver_kwargs())
             sim.start(pins)
             sims.append(sim)
@@ -73,6 +73,8 @@ def simulated_factory(cfg: AgentConfig) -> Callable[[SensorConfig], Sensor]:
         cls = SENSOR_TYPES[s.type]
         if cls.BUS == "gpio":
             return cls(pin_factory=pins, **s.driver_kwargs())
+        if s.bus not in buses:  # every chip on this bus is absent
+            buses[s.bus] = I2CBus(SimulatedSMBus(), name=f"sim-i2c-{s.bus}")
         return cls(bus=buses[s.bus], address=s.address, **s.driver_kwargs())
 
     make.stop = lambda: [sim.stop() for sim in sims]
