@@ -284,7 +284,7 @@ def cmd_image_inspect(args) -> int:
     print(f"{info['target']}:")
     if not info["provisioned"] and "node_id" not in info:
         print("  not provisioned for edge-agent")
-    for key in ("node_id", "instance_id", "provisioned_at", "tool", "broker", "username", "sensors"):
+    for key in ("node_id", "site", "instance_id", "provisioned_at", "tool", "broker", "username", "sensors"):
         if info.get(key) is not None:
             value = ", ".join(info[key]) if isinstance(info[key], list) else info[key]
             print(f"  {key.replace('_', ' ')}: {value}")
@@ -295,6 +295,30 @@ def cmd_image_inspect(args) -> int:
     ci = info["cloud_init"]
     print(f"  cloud-init: instance {ci['instance_id'] or '-'}, hostname {ci['hostname'] or '-'}, "
           f"Wi-Fi {', '.join(ci['wifi_ssids']) or '-'}")
+    return EXIT_OK
+
+
+def cmd_image_provision_batch(args) -> int:
+    from edge_agent.image import provision_batch
+
+    tty = sys.stderr.isatty()
+
+    def progress(done: int, total: int, node: str) -> None:
+        width = 30
+        bar = "#" * (width * done // total) + "-" * (width - width * done // total)
+        line = f"[{bar}] {done}/{total} {node}"
+        print(f"\r{line:<70}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    summary = provision_batch(args.base, args.csv, args.out, args.config, progress=progress)
+    if tty:
+        print(file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for img in summary["images"]:
+            print(f"{img['image']}: node {img['node_id']}{' at ' + img['site'] if img['site'] else ''}, "
+                  f"instance {img['instance_id']}")
+        print(f"{len(summary['images'])} image(s) in {summary['out']} in {summary['seconds']} s")
     return EXIT_OK
 
 
@@ -416,6 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
     ii.add_argument("target", metavar="IMAGE_OR_BOOT_DIR")
     ii.add_argument("--json", action="store_true", help="one JSON object")
     ii.set_defaults(func=cmd_image_inspect)
+
+    ib = isub.add_parser("provision-batch", help="one provisioned card image per row of a CSV of nodes")
+    ib.add_argument("base", metavar="BASE_IMAGE")
+    ib.add_argument("csv", metavar="NODES_CSV", help="header: node_id[,site,hostname,config,ca,cert,key,"
+                    "password_file,wifi_ssid,wifi_psk_file]; paths relative to the CSV")
+    ib.add_argument("--out", required=True, metavar="DIR", help="where NODE_ID.img files are made")
+    ib.add_argument("--config", metavar="TEMPLATE", help="configuration for rows without a config column "
+                    "(node.id is set from the row)")
+    ib.add_argument("--json", action="store_true", help="print the summary as JSON")
+    ib.set_defaults(func=cmd_image_provision_batch)
 
     it = isub.add_parser("import", help="first boot, as root: move the provisioned files from the boot "
                          "partition into the configuration directory (edge-agent-import.service)")

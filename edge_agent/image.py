@@ -313,8 +313,10 @@ def _yaml_mapping(data: bytes | None, what: str, target: str) -> dict:
     return doc
 
 
-def plan(target: BootDir | FatImage, config_path: str, creds: Credentials) -> tuple[dict[str, bytes], dict]:
-    """Everything to write, checked: (files by path on the partition, the manifest)."""
+def plan(target: BootDir | FatImage, config_path: str, creds: Credentials, *,
+         node_id: str | None = None, site: str | None = None) -> tuple[dict[str, bytes], dict]:
+    """Everything to write, checked: (files by path on the partition, the manifest).
+    ``node_id`` replaces the configuration's ``node.id`` (a template for many nodes)."""
     try:
         text = Path(config_path).read_bytes().decode("utf-8")
         doc = yaml.safe_load(text)
@@ -322,6 +324,8 @@ def plan(target: BootDir | FatImage, config_path: str, creds: Credentials) -> tu
         raise ProvisionError(f"{config_path}: cannot read: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{config_path}: not valid YAML text: {exc}") from None
+    if node_id is not None and isinstance(doc, dict) and isinstance(doc.get("node"), dict):
+        doc["node"]["id"] = node_id
     files: dict[str, bytes] = {}
     given = {"ca.pem": creds.ca, "client.pem": creds.cert, "client.key": creds.key,
              "mqtt-password": creds.password_file}
@@ -388,6 +392,7 @@ def plan(target: BootDir | FatImage, config_path: str, creds: Credentials) -> tu
 
     manifest = {
         "node_id": cfg.node_id,
+        "site": site,
         "instance_id": instance_id,
         "provisioned_at": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "tool": f"edge-agent {__version__}",
@@ -407,14 +412,131 @@ def _is_secret(rel: str) -> bool:
     return rel == "network-config" or CREDENTIALS.get(name, (None, False))[1]
 
 
-def provision(target_path: str, config_path: str, creds: Credentials) -> dict:
+def provision(target_path: str, config_path: str, creds: Credentials, *, node_id: str | None = None,
+              site: str | None = None) -> dict:
     """Check everything, then write one node's files onto the boot partition; returns the manifest."""
     target = open_target(target_path)
     if not target.writable():
         raise ProvisionError(f"{target_path}: not writable by this user")
-    files, manifest = plan(target, config_path, creds)
+    files, manifest = plan(target, config_path, creds, node_id=node_id, site=site)
     target.write_all(files)
     return manifest
+
+
+# --- many cards at once -----------------------------------------------------------------------
+BATCH_COLUMNS = ("node_id", "site", "hostname", "config", "ca", "cert", "key", "password_file",
+                 "wifi_ssid", "wifi_psk_file")
+
+
+@dataclasses.dataclass
+class BatchRow:
+    line: int
+    node_id: str
+    site: str | None
+    config: str
+    creds: Credentials
+
+
+def read_batch(csv_path: str, template: str | None) -> list[BatchRow]:
+    """Rows of nodes.csv (a header row naming columns of BATCH_COLUMNS; node_id required).
+    Relative paths are taken from the CSV file's directory."""
+    import csv
+
+    base = Path(csv_path).resolve().parent
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            unknown = [c for c in header if c not in BATCH_COLUMNS]
+            if "node_id" not in header or unknown:
+                raise ProvisionError(f"{csv_path}: the header must name node_id and only columns of "
+                                     f"{', '.join(BATCH_COLUMNS)}" + (f" (unknown: {', '.join(unknown)})"
+                                                                      if unknown else ""))
+            rows, seen = [], {}
+            for rec in reader:
+                line = reader.line_num
+                get = lambda k: (rec.get(k) or "").strip() or None  # noqa: E731
+                node_id = get("node_id")
+                if node_id is None:
+                    raise ProvisionError(f"{csv_path}:{line}: node_id is empty")
+                if node_id in seen:
+                    raise ProvisionError(f"{csv_path}:{line}: node_id {node_id!r} already on line {seen[node_id]}")
+                seen[node_id] = line
+                path = lambda k: str(base / get(k)) if get(k) else None  # noqa: E731
+                config = path("config") or template
+                if config is None:
+                    raise ProvisionError(f"{csv_path}:{line}: no config column and no --config template")
+                rows.append(BatchRow(line, node_id, get("site"), config, Credentials(
+                    ca=path("ca"), cert=path("cert"), key=path("key"), password_file=path("password_file"),
+                    wifi_ssid=get("wifi_ssid"), wifi_psk_file=path("wifi_psk_file"),
+                    hostname=get("hostname"))))
+    except OSError as exc:
+        raise ProvisionError(f"{csv_path}: cannot read: {exc.strerror or exc}") from None
+    if not rows:
+        raise ProvisionError(f"{csv_path}: no nodes in it")
+    return rows
+
+
+def _sparse_copy(src: str, dst: str, chunk: int = 1 << 20) -> None:
+    """Copy a disk image, leaving runs of zeros as holes: an 8 GB image of 2 GB data costs 2 GB."""
+    zero = bytes(chunk)
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with open(src, "rb") as f, os.fdopen(fd, "wb", closefd=False) as out:
+            while block := f.read(chunk):
+                if block == zero[:len(block)]:
+                    out.seek(len(block), os.SEEK_CUR)
+                else:
+                    out.write(block)
+            out.truncate()
+            out.flush()
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def provision_batch(base_image: str, csv_path: str, out_dir: str, template: str | None = None,
+                    progress=lambda done, total, node: None) -> dict:
+    """One provisioned image per row of the CSV, as OUT/NODE_ID.img. Every row is checked
+    against the base image before the first copy; an image that fails half-way is removed."""
+    import time
+
+    rows = read_batch(csv_path, template)
+    base = open_target(base_image)
+    if not isinstance(base, FatImage):
+        raise ProvisionError(f"{base_image}: provision-batch needs an image file, not a directory")
+    for row in rows:  # everything checked before anything is written
+        try:
+            plan(base, row.config, row.creds, node_id=row.node_id, site=row.site)
+        except EdgeAgentError as exc:
+            raise type(exc)(f"{csv_path}:{row.line} ({row.node_id}): {exc}") from None
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProvisionError(f"{out_dir}: cannot create: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK):
+        raise ProvisionError(f"{out_dir}: not writable by this user")
+    existing = [r.node_id for r in rows if (out / f"{r.node_id}.img").exists()]
+    if existing:
+        raise ProvisionError(f"{out_dir}: images already there for {', '.join(existing[:5])}"
+                             f"{' ...' if len(existing) > 5 else ''}; nothing written")
+    started = time.monotonic()
+    made = []
+    for i, row in enumerate(rows):
+        progress(i, len(rows), row.node_id)
+        dest = out / f"{row.node_id}.img"
+        try:
+            _sparse_copy(base_image, str(dest))
+            m = provision(str(dest), row.config, row.creds, node_id=row.node_id, site=row.site)
+        except (OSError, EdgeAgentError) as exc:
+            dest.unlink(missing_ok=True)
+            raise ProvisionError(f"{row.node_id}: {getattr(exc, 'strerror', None) or exc}; "
+                                 f"{len(made)} image(s) made before it, in {out_dir}") from None
+        made.append({"node_id": row.node_id, "site": row.site, "image": str(dest),
+                     "instance_id": m["instance_id"]})
+    progress(len(rows), len(rows), "")
+    return {"base": base_image, "out": str(out), "images": made, "seconds": round(time.monotonic() - started, 1)}
 
 
 def inspect(target_path: str) -> dict:
@@ -428,7 +550,7 @@ def inspect(target_path: str) -> dict:
         except ValueError:
             m = {}
             out["manifest_error"] = "provision.json is not valid JSON"
-        out.update({k: m.get(k) for k in ("node_id", "instance_id", "provisioned_at", "tool", "broker",
+        out.update({k: m.get(k) for k in ("node_id", "site", "instance_id", "provisioned_at", "tool", "broker",
                                           "username")})
         out["provisioned"] = True
     node = target.read(f"{AGENT_DIR}/node.yaml")

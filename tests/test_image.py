@@ -357,3 +357,55 @@ def test_the_import_unit_runs_before_the_agent_and_verifies(tmp_path):
     out = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True)
     lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
     assert out.returncode == 0 and lines == [], lines
+
+
+# --- many cards -----------------------------------------------------------------------------------
+def batch_csv(tmp_path, inputs, rows):
+    (tmp_path / "creds").mkdir(exist_ok=True)
+    for name in ("ca", "cert", "key", "password"):
+        (tmp_path / "creds" / f"{name}").write_bytes(inputs[name].read_bytes())
+    csv = tmp_path / "nodes.csv"
+    csv.write_text("node_id,site,hostname,ca,cert,key,password_file\n" + "".join(
+        f"{n},{site},{n},creds/ca,creds/cert,{key},creds/password\n" for n, site, key in rows))
+    return csv
+
+
+def test_provision_batch_makes_one_sparse_image_per_node(tmp_path, inputs, capsys):
+    base = make_disk(tmp_path / "base.img", "mbr")
+    csv = batch_csv(tmp_path, inputs, [(f"lamp-{i:04d}", f"Main St {i}", "creds/key") for i in range(3)])
+    out = tmp_path / "cards"
+    assert main(["image", "provision-batch", str(base), str(csv), "--out", str(out),
+                 "--config", str(inputs["config"])]) == 0
+    captured = capsys.readouterr()
+    assert "3 image(s) in" in captured.out and "3/3" in captured.err
+    instances = set()
+    for i in range(3):
+        img = out / f"lamp-{i:04d}.img"
+        assert img.stat().st_size == base.stat().st_size
+        assert img.stat().st_blocks * 512 < img.stat().st_size // 4  # holes stay holes
+        info = image.inspect(str(img))
+        assert info["node_id"] == f"lamp-{i:04d}" and info["site"] == f"Main St {i}"
+        assert info["cloud_init"]["hostname"] == f"lamp-{i:04d}" and all(info["credentials"].values())
+        instances.add(info["instance_id"])
+    assert len(instances) == 3
+    assert image.inspect(str(base))["provisioned"] is False  # the base image is left as it was
+
+
+@pytest.mark.parametrize("problem", ["missing-key", "duplicate", "bad-column"])
+def test_provision_batch_checks_every_row_before_writing_any(tmp_path, inputs, problem, capsys):
+    base = make_disk(tmp_path / "base.img", "mbr")
+    rows = [("lamp-0001", "A", "creds/key"), ("lamp-0002", "B", "creds/key"), ("lamp-0003", "C", "creds/key")]
+    if problem == "missing-key":
+        rows[2] = ("lamp-0003", "C", "creds/lost.key")
+    elif problem == "duplicate":
+        rows[2] = ("lamp-0001", "C", "creds/key")
+    csv = batch_csv(tmp_path, inputs, rows)
+    if problem == "bad-column":
+        csv.write_text(csv.read_text().replace("password_file", "passwd"))
+    out = tmp_path / "cards"
+    assert main(["image", "provision-batch", str(base), str(csv), "--out", str(out),
+                 "--config", str(inputs["config"])]) != 0
+    err = capsys.readouterr().err
+    assert {"missing-key": "nodes.csv:4 (lamp-0003)", "duplicate": "already on line 2",
+            "bad-column": "unknown: passwd"}[problem] in err, err
+    assert not out.exists() or not list(out.iterdir())
