@@ -1,0 +1,26 @@
+#!/bin/bash -e
+# pi-gen, on the build host: put the agent's source, units and settings into the image.
+# files/edge-agent.tar.gz and the units are staged by images/build.sh from the repository.
+
+install -d -m 755 "${ROOTFS_DIR}/opt/edge-agent/src"
+install -m 644 files/edge-agent.tar.gz "${ROOTFS_DIR}/opt/edge-agent/src/edge-agent.tar.gz"
+
+install -m 644 files/edge-agent.service "${ROOTFS_DIR}/etc/systemd/system/edge-agent.service"
+install -m 644 files/edge-agent-import.service "${ROOTFS_DIR}/etc/systemd/system/edge-agent-import.service"
+install -m 644 files/edge-agent.sysusers.conf "${ROOTFS_DIR}/usr/lib/sysusers.d/edge-agent.conf"
+
+install -d -m 755 "${ROOTFS_DIR}/etc/systemd/journald.conf.d"
+install -m 644 files/journald-edge-agent.conf "${ROOTFS_DIR}/etc/systemd/journald.conf.d/10-edge-agent.conf"
+install -d -m 755 "${ROOTFS_DIR}/etc/ssh/sshd_config.d"
+install -m 644 files/sshd-edge-agent.conf "${ROOTFS_DIR}/etc/ssh/sshd_config.d/10-edge-agent.conf"
+
+install -d -m 755 "${ROOTFS_DIR}/usr/share/doc/edge-agent/images"
+install -m 644 files/README.md "${ROOTFS_DIR}/usr/share/doc/edge-agent/README.md"
+install -m 644 files/images-README.md "${ROOTFS_DIR}/usr/share/doc/edge-agent/images/README.md"
+
+# No password on any account: root and the technicians' account (its SSH key comes from
+# PUBKEY_SSH_FIRST_USER) are locked. Expanded here, on the host, where pi-gen's settings are.
+on_chroot <<EOF
+passwd -l root
+passwd -l "${FIRST_USER_NAME}"
+EOF

@@ -1,0 +1,91 @@
+"""The SD image recipe (images/), checked as far as a machine without loop devices and
+qemu allows: shell syntax and shellcheck, pi-gen's stage layout, every file the stage
+installs exists in the repository, the settings it promises, and its fstab edit."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+from conftest import REPO, require_tool
+
+IMAGES = REPO / "images"
+STAGE = IMAGES / "pi-gen" / "stage-edge-agent"
+SCRIPTS = [IMAGES / "build.sh", STAGE / "prerun.sh", STAGE / "01-agent" / "00-run.sh",
+           STAGE / "01-agent" / "01-run-chroot.sh"]
+
+
+def test_every_script_parses_and_passes_shellcheck():
+    shellcheck = require_tool("shellcheck", "shellcheck")
+    found = sorted(p for p in IMAGES.rglob("*.sh"))
+    assert found == sorted(SCRIPTS), "a script was added or removed: list it here"
+    for script in SCRIPTS:
+        assert os.access(script, os.X_OK), f"{script} is not executable (pi-gen runs it directly)"
+        syntax = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+        assert syntax.returncode == 0, syntax.stderr
+    lint = subprocess.run([shellcheck, "--shell=bash", "--severity=style", *map(str, SCRIPTS)],
+                          capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_the_stage_has_pi_gens_layout_and_runs_after_lite():
+    assert (STAGE / "EXPORT_IMAGE").is_file()
+    assert (STAGE / "01-agent" / "00-packages").is_file()
+    config = (IMAGES / "pi-gen" / "config").read_text()
+    assert re.search(r'^STAGE_LIST="stage0 stage1 stage2 stage-edge-agent"$', config, re.M)
+    for line in ("PUBKEY_ONLY_SSH=1", "ENABLE_SSH=1", "DISABLE_FIRST_BOOT_USER_RENAME=1"):
+        assert re.search(rf"^{line}$", config, re.M), line
+    assert "FIRST_USER_PASS" not in config  # no default password
+    packages = (STAGE / "01-agent" / "00-packages").read_text().split()
+    assert {"python3-venv", "python3-dev", "gcc"} <= set(packages)
+
+
+def test_every_file_the_stage_installs_is_in_the_repository():
+    run = (STAGE / "01-agent" / "00-run.sh").read_text()
+    build = (IMAGES / "build.sh").read_text()
+    installed = set(re.findall(r"install -m \d+ files/(\S+)", run))
+    assert installed, "no install lines found"
+    checked_in = {p.name for p in (STAGE / "01-agent" / "files").iterdir()}
+    staged = set(re.findall(r'"\$repo/(\S+?)"', build))  # copied from the repository by build.sh
+    for rel in staged:
+        assert (REPO / rel).is_file(), f"build.sh copies {rel}, which is not in the repository"
+    staged_names = {os.path.basename(r) for r in staged} | {"edge-agent.tar.gz", "images-README.md"}
+    missing = installed - checked_in - staged_names
+    assert not missing, f"installed but neither checked in nor staged by build.sh: {missing}"
+    for unit in ("edge-agent.service", "edge-agent-import.service"):
+        assert unit in installed and (REPO / "systemd" / unit).is_file()
+    assert 'cp "$here/README.md" "$files/images-README.md"' in build
+
+
+def test_the_image_promises_are_in_the_scripts():
+    chroot = (STAGE / "01-agent" / "01-run-chroot.sh").read_text()
+    run = (STAGE / "01-agent" / "00-run.sh").read_text()
+    for promise in ("EDGE_AGENT_REQUIRE_EXT=1", "python3 -m venv /opt/edge-agent",
+                    "systemctl enable edge-agent-import.service edge-agent.service",
+                    "raspi-config nonint do_i2c 0", "systemd-sysusers"):
+        assert promise in chroot, promise
+    assert "passwd -l root" in run and 'passwd -l "${FIRST_USER_NAME}"' in run
+    sshd = (STAGE / "01-agent" / "files" / "sshd-edge-agent.conf").read_text()
+    assert re.search(r"^PasswordAuthentication no$", sshd, re.M) and re.search(r"^PermitRootLogin no$", sshd, re.M)
+    journald = (STAGE / "01-agent" / "files" / "journald-edge-agent.conf").read_text()
+    assert re.search(r"^Storage=volatile$", journald, re.M) and re.search(r"^RuntimeMaxUse=16M$", journald, re.M)
+
+
+def test_the_fstab_edit_adds_noatime_to_root_and_boot_only(tmp_path):
+    chroot = (STAGE / "01-agent" / "01-run-chroot.sh").read_text()
+    sed_line = next(ln for ln in chroot.splitlines() if ln.startswith("sed -i -E") and "/etc/fstab" in ln)
+    check_line = next(ln for ln in chroot.splitlines() if ln.startswith("grep -Eq") and "/etc/fstab" in ln)
+    fstab = tmp_path / "fstab"
+    fstab.write_text("proc            /proc           proc    defaults          0       0\n"
+                     "PARTUUID=abc-01  /boot/firmware  vfat    defaults          0       2\n"
+                     "PARTUUID=abc-02  /               ext4    defaults          0       1\n"
+                     "# a comment /  defaults\n"
+                     "tmpfs /tmp tmpfs defaults 0 0\n")
+    script = f"{sed_line.replace('/etc/fstab', str(fstab))}\n{check_line.replace('/etc/fstab', str(fstab))}\n"
+    for _ in range(2):  # a second run changes nothing
+        assert subprocess.run(["bash", "-e", "-c", script]).returncode == 0
+    lines = fstab.read_text().splitlines()
+    assert "defaults,noatime" in lines[1] and "defaults,noatime" in lines[2]
+    assert "noatime" not in lines[0] + lines[3] + lines[4]
+    assert lines[2].count("noatime") == 1
