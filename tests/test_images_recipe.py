@@ -34,9 +34,9 @@ def test_the_stage_has_pi_gens_layout_and_runs_after_lite():
     assert (STAGE / "01-agent" / "00-packages").is_file()
     config = (IMAGES / "pi-gen" / "config").read_text()
     assert re.search(r'^STAGE_LIST="stage0 stage1 stage2 stage-edge-agent"$', config, re.M)
-    for line in ("PUBKEY_ONLY_SSH=1", "ENABLE_SSH=1", "DISABLE_FIRST_BOOT_USER_RENAME=1"):
+    for line in ("PUBKEY_ONLY_SSH=1", "ENABLE_SSH=1", "DISABLE_FIRST_BOOT_USER_RENAME=1", "ENABLE_CLOUD_INIT=1"):
         assert re.search(rf"^{line}$", config, re.M), line
-    assert "FIRST_USER_PASS" not in config  # no default password
+    assert not re.search(r"^FIRST_USER_PASS=", config, re.M)  # no default password
     packages = (STAGE / "01-agent" / "00-packages").read_text().split()
     assert {"python3-venv", "python3-dev", "gcc"} <= set(packages)
 
@@ -66,6 +66,11 @@ def test_the_image_promises_are_in_the_scripts():
                     "raspi-config nonint do_i2c 0", "systemd-sysusers"):
         assert promise in chroot, promise
     assert "passwd -l root" in run and 'passwd -l "${FIRST_USER_NAME}"' in run
+    # pi-gen's cloud-init user entry without FIRST_USER_PASS is an empty, unlocked password:
+    # ours, read after it, locks it
+    user_cfg = run[run.index("99_edge-agent.cfg"):]
+    assert "lock_passwd: true" in user_cfg and "ssh_pwauth: false" in user_cfg
+    assert "99_edge-agent.cfg" > "99_default.cfg"
     sshd = (STAGE / "01-agent" / "files" / "sshd-edge-agent.conf").read_text()
     assert re.search(r"^PasswordAuthentication no$", sshd, re.M) and re.search(r"^PermitRootLogin no$", sshd, re.M)
     journald = (STAGE / "01-agent" / "files" / "journald-edge-agent.conf").read_text()

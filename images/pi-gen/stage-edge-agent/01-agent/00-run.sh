@@ -18,9 +18,25 @@ install -d -m 755 "${ROOTFS_DIR}/usr/share/doc/edge-agent/images"
 install -m 644 files/README.md "${ROOTFS_DIR}/usr/share/doc/edge-agent/README.md"
 install -m 644 files/images-README.md "${ROOTFS_DIR}/usr/share/doc/edge-agent/images/README.md"
 
-# No password on any account: root and the technicians' account (its SSH key comes from
-# PUBKEY_SSH_FIRST_USER) are locked. Expanded here, on the host, where pi-gen's settings are.
+# No password on any account. Root is locked here. The technicians' account is created by
+# cloud-init at first boot: our settings, read after pi-gen's 99_default.cfg, replace its
+# user entry with a locked password, the team's SSH key and no SSH password login.
+# (Expanded here, on the host, where pi-gen's settings are.)
+install -d -m 755 "${ROOTFS_DIR}/etc/cloud/cloud.cfg.d"
+cat >"${ROOTFS_DIR}/etc/cloud/cloud.cfg.d/99_edge-agent.cfg" <<EOF
+#cloud-config
+users:
+  - name: ${FIRST_USER_NAME}
+    groups: [adm, sudo, i2c, gpio, systemd-journal, netdev]
+    lock_passwd: true
+    sudo: ["ALL=(ALL) NOPASSWD:ALL"]
+    shell: /bin/bash
+    ssh_authorized_keys:
+      - ${PUBKEY_SSH_FIRST_USER}
+ssh_pwauth: false
+disable_root: true
+EOF
 on_chroot <<EOF
 passwd -l root
-passwd -l "${FIRST_USER_NAME}"
+if id -u "${FIRST_USER_NAME}" >/dev/null 2>&1; then passwd -l "${FIRST_USER_NAME}"; fi
 EOF
