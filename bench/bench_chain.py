@@ -74,13 +74,16 @@ def bench_wire(seconds: int) -> None:
     json_bytes = sum(len(json.dumps({"node": "lamp-0042", "sensor": "bme680", "channel": k, "t": 1767225600 + s,
                                      "value": round(v, 2)})) + 1
                      for k, vs in series.items() for s, v in enumerate(vs))
-    print(f"wire: {seconds} s of a BME680 at 1 Hz ({samples} samples), median(5) -> EMA(0.5) -> lossy stage")
-    for lossy in ("deadband", "swing"):
+    print(f"wire: {seconds} s of a BME680 at 1 Hz ({samples} samples), median(5) -> EMA(0.5) -> lossy stage; "
+          f"version 2 beside version 1")
+    for lossy in ("none", "deadband", "swing"):
         for flush in (10, 60):
-            chains = {k: _dsp_py.Chain([("median", 5), ("ema", 0.5)]
-                                       + [(lossy, d, 0.0, 0.0) if lossy == "deadband" else (lossy, d, 0.0)])
+            tail = {"none": [], "deadband": None, "swing": None}[lossy]
+            chains = {k: _dsp_py.Chain([("median", 5), ("ema", 0.5)] + (
+                tail if tail is not None else
+                [(lossy, d, 0.0, 0.0) if lossy == "deadband" else (lossy, d, 0.0)]))
                       for k, (_, d, _) in chans.items()}
-            payload_bytes = kept = seq = 0
+            v1_bytes = v2_bytes = kept = seq = 0
             t0 = 1_767_225_600_000
             for start in range(0, seconds, flush):
                 chs = []
@@ -94,13 +97,16 @@ def bench_wire(seconds: int) -> None:
                         chs.append(wire.ChannelData(k, unit, res, tuple(t0 + round(t * 1000) for t, _ in pts),
                                                     tuple(wire.quantise(y, res) for _, y in pts)))
                 if chs:
-                    payload_bytes += len(wire.encode(wire.Batch("lamp-0042", "bme680", seq,
-                                                                min(c.times_ms[0] for c in chs), tuple(chs))))
+                    batch = wire.Batch("lamp-0042", "bme680", seq, min(min(c.times_ms) for c in chs), tuple(chs),
+                                       period_ms=1000)
+                    v1_bytes += len(wire.encode_v1(batch))
+                    v2_bytes += len(wire.encode(batch))
                     kept += sum(len(c.times_ms) for c in chs)
                     seq += 1
-            print(f"  {lossy:<8} flush {flush:>2} s: {seq} batches, {kept} points kept ({kept / samples:5.1%}), "
-                  f"{payload_bytes} B = {payload_bytes / samples:.3f} B/sample, {payload_bytes / kept:.1f} B/point; "
-                  f"JSON lines are {json_bytes / payload_bytes:.0f}x that")
+            print(f"  {lossy:<8} flush {flush:>2} s: {seq} batches, {kept} points kept ({kept / samples:5.1%}); "
+                  f"v2 {v2_bytes} B = {v2_bytes / samples:.3f} B/sample ({8 * v2_bytes / samples:.2f} bits), "
+                  f"v1 {v1_bytes / samples:.3f} B/sample: v2/v1 {v2_bytes / v1_bytes:.2f}; "
+                  f"JSON lines {json_bytes / v2_bytes:.0f}x v2")
 
 
 def main() -> None:

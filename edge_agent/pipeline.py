@@ -27,6 +27,7 @@ log = logging.getLogger("edge_agent.sampler")
 REINIT_INTERVAL = 30.0  # seconds before the first attempt to bring a failed sensor up again
 REINIT_MAX = 300.0      # ... doubling per failed attempt up to this
 FAILING_AFTER = 5       # consecutive failed sample slots that mark a sensor failing (closed, re-initialised)
+SLOT_TOLERANCE = 0.1    # a first-attempt read this close to its slot (fraction of the interval) is stamped with it
 READ_RETRIES = 3        # retries of a failed read within its sample slot ...
 RETRY_DELAY = 0.02      # ... the first after this many seconds, doubling, all within half the interval
 EXPIRE_INTERVAL = 60.0  # seconds between passes of the store's time to live
@@ -126,6 +127,7 @@ class SensorSlot:
     missed: int = 0             # sample slots that gave no reading, all retries failed
     attempt: int = 0            # failed reads so far in the current slot
     retry_at: float | None = None
+    slot_time: float | None = None  # monotonic time the current slot is scheduled at
     slot_deadline: float = 0.0  # no retry of the current slot after this
     consecutive_failures: int = 0
     init_failures: int = 0
@@ -233,20 +235,32 @@ class Sampler:
             return
         slot.consecutive_failures = 0
         slot.samples += 1
+        mono = self._stamp(slot, reading.mono)
         for name, pipe in slot.channels.items():
             value = reading.values.get(name)
             if value is None:
                 continue
-            quality = reading.quality or pipe.check(reading.mono, value, slot.cfg.stuck_after)
+            quality = reading.quality or pipe.check(mono, value, slot.cfg.stuck_after)
             if quality:
                 kind = _QUALITY_KINDS.get(quality, "flagged")
                 slot.count_error(kind)
                 if kind != "warming_up":  # expected after power-on: counted, not logged
                     log.warning("event=bad_sample sensor=%s channel=%s kind=%s value=%r", slot.cfg.name,
                                 name, kind, value)
-                pipe.flag(reading.mono, value, quality)
+                pipe.flag(mono, value, quality)
             else:
-                pipe.push(reading.mono, value)
+                pipe.push(mono, value)
+
+    @staticmethod
+    def _stamp(slot: SensorSlot, mono: float) -> float:
+        """The time a sample is stamped with: its slot on the sensor's schedule when it was read
+        within SLOT_TOLERANCE of an interval from it at the first attempt, which is the rule,
+        so that the wire format stores a regular series as its schedule alone; else the
+        time it was read (a retry, a late loop: an exception on the wire)."""
+        if slot.slot_time is not None and slot.attempt == 0 and \
+                abs(mono - slot.slot_time) <= SLOT_TOLERANCE * slot.cfg.interval:
+            return slot.slot_time
+        return mono
 
     def _pipes(self):
         for slot in self.slots:
@@ -325,11 +339,13 @@ class Sampler:
                              if c is not None)
             if not channels:
                 continue
-            t0 = min(c.times_ms[0] for c in channels)
+            t0 = min(min(c.times_ms) for c in channels)
             stream = slot.cfg.name
+            period_ms = max(1, round(slot.cfg.interval * 1000))
 
-            def encode(seq: int, channels=channels, t0=t0, stream=stream) -> bytes:
-                return wire.encode(wire.Batch(self.cfg.node_id, stream, seq, t0, channels, flags=flags))
+            def encode(seq: int, channels=channels, t0=t0, stream=stream, period_ms=period_ms) -> bytes:
+                return wire.encode(wire.Batch(self.cfg.node_id, stream, seq, t0, channels, flags=flags,
+                                              period_ms=period_ms))
 
             try:
                 seq, size = self.store.seal(stream, encode, self.wall(), clock_unsynced=not synced,
@@ -430,6 +446,7 @@ class Sampler:
                             self.sample(slot)
                     elif now >= slot.next_due:
                         slot.attempt = 0
+                        slot.slot_time = slot.next_due
                         slot.slot_deadline = self.clock() + slot.cfg.interval / 2
                         self.sample(slot)
                         # Keep the grid: skip missed slots instead of bursting to catch up.

@@ -48,8 +48,13 @@ def read_series(path: str) -> tuple[list[float], list[float]]:
     return ts, xs
 
 
-def _varint_len(n: int) -> int:
-    return max(1, (n.bit_length() + 6) // 7)
+def _schedule_ms(ts: list[float]) -> int:
+    """The series' sampling period: its most common step, in whole milliseconds (1: none)."""
+    from collections import Counter
+
+    steps = Counter(round((b - a) * 1000) for a, b in zip(ts, ts[1:]))
+    step = steps.most_common(1)[0][0] if steps else 1
+    return max(1, step)
 
 
 def compress_report(ts: list[float], xs: list[float], resolution: float,
@@ -66,7 +71,9 @@ def compress_report(ts: list[float], xs: list[float], resolution: float,
     t0 = round(ts[0] * 1000)
     ch = wire.ChannelData("value", "", resolution, tuple(round(t * 1000) for t, _ in pts),
                           tuple(wire.quantise(y, resolution) for _, y in pts))
-    payload = wire.encode(wire.Batch("report", "series", 0, t0, (ch,)))
+    batch = wire.Batch("report", "series", 0, t0, (ch,), period_ms=_schedule_ms(ts))
+    payload = wire.encode(batch)
+    raw = wire.encode(batch, deflate=False)
     decoded = wire.decode(payload).channels[0]
     kt = [t / 1000.0 for t in decoded.times_ms]
     ky = [q * resolution for q in decoded.values_q]
@@ -81,11 +88,11 @@ def compress_report(ts: list[float], xs: list[float], resolution: float,
         else:
             y = ky[j] + (ky[j + 1] - ky[j]) * (tm - kt[j]) / (kt[j + 1] - kt[j])
         worst = max(worst, abs(y - x))
-    value_bytes = 0
-    prev = 0
+    prev, deltas = 0, []
     for q in ch.values_q:
-        value_bytes += _varint_len(wire.zigzag(q - prev))
+        deltas.append(wire.zigzag(q - prev))
         prev = q
+    value_bytes = len(wire.pack_simple8b(deltas))
     n = len(ts)
     return {
         "samples": n,
@@ -94,6 +101,8 @@ def compress_report(ts: list[float], xs: list[float], resolution: float,
         "deviation": deviation or 0.0,
         "bound": (deviation or 0.0) + resolution / 2,
         "payload_bytes": len(payload),
+        "payload_bytes_undeflated": len(raw),
+        "period_ms": batch.period_ms,
         "bits_per_value": round(8 * value_bytes / n, 3),
         "bits_per_sample": round(8 * len(payload) / n, 3),
         "max_abs_error": worst,

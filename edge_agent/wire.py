@@ -1,4 +1,4 @@
-"""Wire format version 1: the batch payload, its encoder and its decoder.
+"""The batch payload: its encoder (version 2) and its decoder (versions 1 and 2).
 
 docs/wire-format.md is the normative specification; this module implements it,
 and tests/vectors/ holds payload bytes with their decoded contents.
@@ -8,17 +8,36 @@ from __future__ import annotations
 
 import math
 import struct
+import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from edge_agent.crc32c import crc32c
 from edge_agent.errors import WireFormatError
 
 MAGIC = b"EA"
-VERSION = 1
-ENCODING_DELTA_VARINT = 1  # timestamps: delta-of-delta ms; values: zigzag deltas of quantised ints
+VERSION = 2                # what encode() writes
+VERSIONS = (1, 2)          # what decode() reads
+ENCODING_DELTA_VARINT = 1  # version 1: timestamps delta-of-delta ms; values zigzag deltas as varints
 FLAG_HISTORICAL = 0x01     # sent from the backlog, not live
 FLAG_CLOCK_UNSYNCED = 0x02  # wall clock was not known to be synchronised when sampled
+FLAG_DEFLATE = 0x04        # version 2: the body after the flags byte is raw DEFLATE (RFC 1951)
+# Version 2, per channel: what follows its sample count
+SHAPE_REGULAR = 0x01       # consecutive slots from the first one: no time block
+SHAPE_EXCEPTIONS = 0x02    # some times are off their slot: a list of offsets follows
+SHAPE_FLAGS = 0x04         # some samples carry quality flags: the sparse list follows
+
+# Version 2: channels every decoder knows by a one-byte kind, so a batch need not spell out
+# their names and units. Kind 0 is a channel named in the payload. Codes are never reused.
+KNOWN_CHANNELS: dict[int, tuple[str, str]] = {
+    1: ("temperature", "°C"), 2: ("humidity", "%"), 3: ("pressure", "hPa"), 4: ("gas", "Ω"),
+    5: ("co2", "ppm"), 6: ("pm1_0", "µg/m³"), 7: ("pm2_5", "µg/m³"), 8: ("pm10", "µg/m³"),
+    9: ("particles_0_3um", "/0.1L"), 10: ("particles_0_5um", "/0.1L"), 11: ("particles_1_0um", "/0.1L"),
+    12: ("particles_2_5um", "/0.1L"), 13: ("particles_5_0um", "/0.1L"), 14: ("particles_10um", "/0.1L"),
+    15: ("bus_voltage", "V"), 16: ("shunt_voltage", "mV"), 17: ("current", "A"), 18: ("power", "W"),
+    19: ("energy", "Wh"), 20: ("energy", "kWh"), 21: ("pulses", ""),
+}
+_KIND_OF = {v: k for k, v in KNOWN_CHANNELS.items()}
 # Quality flags of one sample (the sparse exception list): a flagged sample is the raw value
 # as read, kept outside the filter chain and not part of the reconstruction.
 QUALITY_OUT_OF_RANGE = 0x01  # outside the chip's physical range
@@ -94,11 +113,114 @@ class _Reader:
         except UnicodeDecodeError:
             raise WireFormatError(f"{what} at byte {self.pos - n} is not UTF-8") from None
 
+    def block(self, what: str) -> bytes:
+        n = self.uvarint(f"{what} length")
+        self.need(n, what)
+        self.pos += n
+        return bytes(self.buf[self.pos - n:self.pos])
+
     def f64(self, what: str) -> float:
         self.need(8, what)
         (v,) = struct.unpack_from("<d", self.buf, self.pos)
         self.pos += 8
         return v
+
+
+# --- Simple-8b (Anh & Moffat, 2010), with zero runs in one byte --------------------------------
+# A data word is 64 bits, little-endian: the selector in its low 4 bits, then `count` values of
+# `bits` bits each, the first value lowest. Selectors 0 and 1 are runs of zeros and take one
+# byte, not eight: its high 4 bits say how many runs in a row (1 to 16), so one byte stands
+# for up to 3840 zeros. The block's last word may hold fewer values than its selector says
+# (the count of values is known) and is cut after its last non-zero byte.
+_S8B = ((240, 0), (120, 0), (60, 1), (30, 2), (20, 3), (15, 4), (12, 5), (10, 6), (8, 7), (7, 8),
+        (6, 10), (5, 12), (4, 15), (3, 20), (2, 30), (1, 60))
+S8B_MAX = (1 << 60) - 1
+
+
+def pack_simple8b(values: list[int]) -> bytes:
+    """Non-negative integers below 2**60, packed; the decoder needs their number."""
+    out = bytearray()
+    n, i = len(values), 0
+    last_word = -1  # where the last data word starts, to cut it
+    while i < n:
+        if values[i] == 0:
+            z = i
+            while z < n and z - i < 16 * 240 and values[z] == 0:
+                z += 1
+            z -= i
+            if z >= 240 or i + z == n:  # whole runs of 240, or the zeros that end the block
+                runs = min(16, -(-z // 240)) if i + z == n else z // 240
+                out.append((runs - 1) << 4)
+                i = min(n, i + runs * 240)
+                last_word = -1
+                continue
+            if z >= 120:
+                out.append(1)
+                i += 120
+                last_word = -1
+                continue
+        for sel in range(2, 16):
+            count, bits = _S8B[sel]
+            end = min(i + count, n)
+            if max(values[i:end]) < (1 << bits):
+                break
+        else:
+            raise ValueError(f"value {max(values[i:i + 60])} does not fit Simple-8b (at most 2**60 - 1)")
+        if min(values[i:end]) < 0:
+            raise ValueError("Simple-8b holds non-negative integers")
+        word, shift = sel, 4
+        for v in values[i:end]:
+            word |= v << shift
+            shift += bits
+        last_word = len(out)
+        out += word.to_bytes(8, "little")
+        i = end
+    if last_word >= 0:
+        cut = bytes(out[last_word:]).rstrip(b"\0")
+        del out[last_word:]
+        out += cut
+    return bytes(out)
+
+
+def unpack_simple8b(block: bytes, n: int, what: str = "block") -> list[int]:
+    out: list[int] = []
+    pos = 0
+    while len(out) < n:
+        if pos >= len(block):
+            raise WireFormatError(f"{what}: {len(out)} of {n} values, then the block ends")
+        sel = block[pos] & 0xF
+        count, bits = _S8B[sel]
+        if not bits:
+            runs = (block[pos] >> 4) + 1
+            out.extend([0] * min(count * runs, n - len(out)))
+            pos += 1
+            continue
+        word = int.from_bytes(block[pos:pos + 8], "little") >> 4
+        pos += 8
+        mask = (1 << bits) - 1
+        for _ in range(min(count, n - len(out))):
+            out.append(word & mask)
+            word >>= bits
+    if pos < len(block):
+        raise WireFormatError(f"{what}: {len(block) - pos} bytes after its {n} values")
+    return out
+
+
+def _decimal_resolution(resolution: float) -> tuple[int, int]:
+    """(m, e) with resolution == m * 10**e exactly as a float, or (0, 0) when there is none short."""
+    from decimal import Decimal
+
+    sign, digits, exp = Decimal(repr(float(resolution))).as_tuple()
+    m = int("".join(map(str, digits)))
+    while m and m % 10 == 0:
+        m, exp = m // 10, exp + 1
+    if sign or m == 0 or m >= 1 << 32 or _resolution_of(m, exp) != resolution:
+        return 0, 0
+    return m, exp
+
+
+def _resolution_of(m: int, e: int) -> float:
+    return m * 10.0 ** e if e >= 0 else m / 10 ** -e
 
 
 # --- content ---------------------------------------------------------------------------------
@@ -129,7 +251,7 @@ class ChannelData:
     times_ms: tuple[int, ...]
     values_q: tuple[int, ...]
     flags: tuple[tuple[int, int], ...] = ()  # (sample index, quality flags), only where non-zero
-    encoding: int = ENCODING_DELTA_VARINT
+    encoding: int = field(default=ENCODING_DELTA_VARINT, compare=False)  # as decoded: 1 (v1) or 2 (v2)
 
     def values(self) -> list[float]:
         d = decimals_of(self.resolution)
@@ -145,6 +267,8 @@ class Batch:
     channels: tuple[ChannelData, ...]
     flags: int = 0
     version: int = VERSION
+    period_ms: int = 1  # the sampling schedule (version 2): times are t0 + k * period (+ exceptions);
+    #                     1: every millisecond is a slot, i.e. no schedule
 
     def rows(self) -> Iterator[dict]:
         """One dict per sample, in channel order: node, stream, seq, channel, unit, t, value."""
@@ -172,8 +296,8 @@ def mark_historical(payload: bytes) -> bytes:
 
     The payload is not decoded: the flags byte sits at a fixed offset.
     """
-    if payload[:2] != MAGIC or payload[2] != VERSION:
-        raise WireFormatError("not a version-1 batch")
+    if payload[:2] != MAGIC or payload[2] not in VERSIONS:
+        raise WireFormatError("not an edge-agent batch of a known version")
     if payload[3] & FLAG_HISTORICAL:
         return payload
     out = bytearray(payload)
@@ -182,10 +306,11 @@ def mark_historical(payload: bytes) -> bytes:
     return bytes(out)
 
 
-def encode(batch: Batch) -> bytes:
-    """The version-1 payload of a batch (see docs/wire-format.md)."""
+def encode_v1(batch: Batch) -> bytes:
+    """The version-1 payload of a batch (see docs/wire-format.md): for test vectors and for
+    backbones that still need it; nodes send version 2."""
     out = bytearray(MAGIC)
-    out.append(VERSION)
+    out.append(1)
     out.append(batch.flags & 0xFF)
     put_str(out, batch.node)
     put_str(out, batch.stream)
@@ -193,11 +318,7 @@ def encode(batch: Batch) -> bytes:
     put_uvarint(out, batch.t0_ms)
     put_uvarint(out, len(batch.channels))
     for ch in batch.channels:
-        n = len(ch.times_ms)
-        if len(ch.values_q) != n:
-            raise ValueError(f"channel {ch.name}: {n} timestamps but {len(ch.values_q)} values")
-        if not (ch.resolution > 0 and math.isfinite(ch.resolution)):
-            raise ValueError(f"channel {ch.name}: resolution must be a positive number")
+        n = _check_channel(ch)
         put_str(out, ch.name)
         put_str(out, ch.unit)
         out += struct.pack("<d", ch.resolution)
@@ -213,16 +334,195 @@ def encode(batch: Batch) -> bytes:
         for q in ch.values_q:
             put_uvarint(out, zigzag(q - prev_q))
             prev_q = q
-        put_uvarint(out, len(ch.flags))
-        prev_i = -1
-        for idx, fl in ch.flags:
-            if not prev_i < idx < n or not 0 < fl <= 0xFF:
-                raise ValueError(f"channel {ch.name}: bad quality flag entry ({idx}, {fl})")
-            put_uvarint(out, idx - prev_i - 1)
-            out.append(fl)
-            prev_i = idx
+        _put_flags(out, ch, n)
     out += struct.pack("<I", crc32c(bytes(out)))
     return bytes(out)
+
+
+def _check_channel(ch: ChannelData) -> int:
+    n = len(ch.times_ms)
+    if len(ch.values_q) != n:
+        raise ValueError(f"channel {ch.name}: {n} timestamps but {len(ch.values_q)} values")
+    if not (ch.resolution > 0 and math.isfinite(ch.resolution)):
+        raise ValueError(f"channel {ch.name}: resolution must be a positive number")
+    return n
+
+
+def _put_flags(out: bytearray, ch: ChannelData, n: int) -> None:
+    put_uvarint(out, len(ch.flags))
+    prev_i = -1
+    for idx, fl in ch.flags:
+        if not prev_i < idx < n or not 0 < fl <= 0xFF:
+            raise ValueError(f"channel {ch.name}: bad quality flag entry ({idx}, {fl})")
+        put_uvarint(out, idx - prev_i - 1)
+        out.append(fl)
+        prev_i = idx
+
+
+def _put_block(out: bytearray, values: list[int]) -> None:
+    block = pack_simple8b(values)
+    put_uvarint(out, len(block))
+    out += block
+
+
+def encode(batch: Batch, *, deflate: bool = True) -> bytes:
+    """The version-2 payload of a batch (see docs/wire-format.md).
+
+    Times are written as slots of the batch's schedule (``period_ms``; 1 when it has
+    none) plus the offsets of points that are not on it; values as zigzag deltas of the
+    quantised integers. Both are Simple-8b packed. With ``deflate`` the body is
+    compressed when that makes the payload smaller.
+    """
+    period = batch.period_ms
+    if period < 1:
+        raise ValueError(f"period_ms must be at least 1 (got {period})")
+    body = bytearray()
+    put_str(body, batch.node)
+    put_str(body, batch.stream)
+    put_uvarint(body, batch.seq)
+    put_uvarint(body, batch.t0_ms)
+    put_uvarint(body, period)
+    put_uvarint(body, len(batch.channels))
+    for ch in batch.channels:
+        n = _check_channel(ch)
+        kind = _KIND_OF.get((ch.name, ch.unit), 0)
+        body.append(kind)
+        if kind == 0:
+            put_str(body, ch.name)
+            put_str(body, ch.unit)
+        m, e = _decimal_resolution(ch.resolution)
+        put_uvarint(body, m)
+        put_uvarint(body, zigzag(e))
+        if m == 0:
+            body += struct.pack("<d", ch.resolution)
+        put_uvarint(body, n)
+        ks, exceptions = [], []
+        for i, t in enumerate(ch.times_ms):
+            k = (t - batch.t0_ms + period // 2) // period
+            off = t - batch.t0_ms - k * period
+            if off:
+                exceptions.append((i, off))
+            ks.append(k)
+        regular = n > 0 and ks[0] >= 0 and all(b - a == 1 for a, b in zip(ks, ks[1:]))
+        shape = (SHAPE_REGULAR if regular else 0) | (SHAPE_EXCEPTIONS if exceptions else 0) | \
+            (SHAPE_FLAGS if ch.flags else 0)
+        body.append(shape)
+        if regular:
+            put_uvarint(body, ks[0])
+        else:
+            _put_block(body, [zigzag(b - a - 1) for a, b in zip([-1] + ks, ks)])
+        if exceptions:
+            put_uvarint(body, len(exceptions))
+            prev_i = -1
+            for i, off in exceptions:
+                put_uvarint(body, i - prev_i - 1)
+                put_uvarint(body, zigzag(off))
+                prev_i = i
+        prev_q, deltas = 0, []
+        for q in ch.values_q:
+            deltas.append(zigzag(q - prev_q))
+            prev_q = q
+        _put_block(body, deltas)
+        if ch.flags:
+            _put_flags(body, ch, n)
+    flags = batch.flags & ~FLAG_DEFLATE & 0xFF
+    if deflate:
+        packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+        packed = packer.compress(bytes(body)) + packer.flush()
+        if len(packed) < len(body):
+            body, flags = bytearray(packed), flags | FLAG_DEFLATE
+    out = bytearray(MAGIC)
+    out.append(2)
+    out.append(flags)
+    out += body
+    out += struct.pack("<I", crc32c(bytes(out)))
+    return bytes(out)
+
+
+MAX_BODY = 1 << 20  # a version-2 body inflates to at most this many bytes
+MAX_CHANNEL_SAMPLES = 1 << 20  # a decoder refuses channels claiming more samples
+
+
+def _decode_v2(payload: bytes, flags: int) -> Batch:
+    body = payload[4:-4]
+    if flags & FLAG_DEFLATE:
+        inflater = zlib.decompressobj(-15)
+        try:
+            body = inflater.decompress(body, MAX_BODY)
+        except zlib.error as exc:
+            raise WireFormatError(f"deflated body does not inflate: {exc}") from None
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise WireFormatError(f"deflated body is cut short or inflates beyond {MAX_BODY} bytes")
+    r = _Reader(body, len(body))
+    node = r.string("node id")
+    stream = r.string("stream")
+    seq = r.uvarint("sequence number")
+    t0 = r.uvarint("time base")
+    period = r.uvarint("period")
+    if period == 0:
+        raise WireFormatError("period 0: the schedule needs a period of at least 1 ms")
+    nch = r.uvarint("channel count")
+    channels = []
+    for c in range(nch):
+        what = f"channel {c}"
+        kind = r.byte(f"{what} kind")
+        if kind == 0:
+            name, unit = r.string(f"{what} name"), r.string(f"{what} unit")
+        elif kind in KNOWN_CHANNELS:
+            name, unit = KNOWN_CHANNELS[kind]
+        else:
+            raise WireFormatError(f"{what}: unknown channel kind {kind}")
+        m = r.uvarint(f"{what} resolution")
+        e = r.svarint(f"{what} resolution exponent")
+        resolution = r.f64(f"{what} resolution") if m == 0 else _resolution_of(m, e) if -30 <= e <= 30 else 0.0
+        if not (resolution > 0 and math.isfinite(resolution)):
+            raise WireFormatError(f"{what} ({name}): resolution {resolution!r} is not a positive number")
+        n = r.uvarint(f"{what} sample count")
+        if n > min(MAX_CHANNEL_SAMPLES, 240 * (r.end - r.pos)):  # a Simple-8b byte holds at most 240
+            raise WireFormatError(f"{what} ({name}): sample count {n} exceeds the payload or the limit")
+        shape = r.byte(f"{what} shape")
+        if shape & ~(SHAPE_REGULAR | SHAPE_EXCEPTIONS | SHAPE_FLAGS):
+            raise WireFormatError(f"{what} ({name}): unknown shape bits 0x{shape:02x}")
+        if shape & SHAPE_REGULAR:
+            k0 = r.uvarint(f"{what} first slot")
+            ks = list(range(k0, k0 + n))
+        else:
+            ks, k = [], -1
+            for z in unpack_simple8b(r.block(f"{what} times"), n, f"{what} times"):
+                k += unzigzag(z) + 1
+                ks.append(k)
+        offsets: dict[int, int] = {}
+        if shape & SHAPE_EXCEPTIONS:
+            idx = -1
+            for _ in range(r.uvarint(f"{what} exception count")):
+                idx += r.uvarint(f"{what} exception index") + 1
+                if idx >= n:
+                    raise WireFormatError(f"{what} ({name}): time exception for sample {idx} of {n}")
+                offsets[idx] = r.svarint(f"{what} exception offset")
+        times = [t0 + k * period + offsets.get(i, 0) for i, k in enumerate(ks)]
+        values, q = [], 0
+        for z in unpack_simple8b(r.block(f"{what} values"), n, f"{what} values"):
+            q += unzigzag(z)
+            values.append(q)
+        qflags = _read_flags(r, what, name, n) if shape & SHAPE_FLAGS else []
+        channels.append(ChannelData(name, unit, resolution, tuple(times), tuple(values), tuple(qflags), encoding=2))
+    if r.pos != r.end:
+        raise WireFormatError(f"{r.end - r.pos} unexpected bytes after the last channel")
+    return Batch(node=node, stream=stream, seq=seq, t0_ms=t0, channels=tuple(channels),
+                 flags=flags & ~FLAG_DEFLATE, version=2, period_ms=period)
+
+
+def _read_flags(r: _Reader, what: str, name: str, n: int) -> list[tuple[int, int]]:
+    nflags = r.uvarint(f"{what} flag count")
+    qflags = []
+    idx = -1
+    for _ in range(nflags):
+        idx += r.uvarint(f"{what} flag index") + 1
+        fl = r.byte(f"{what} flag")
+        if idx >= n:
+            raise WireFormatError(f"{what} ({name}): quality flag for sample {idx} of {n}")
+        qflags.append((idx, fl))
+    return qflags
 
 
 def decode(payload: bytes) -> Batch:
@@ -233,13 +533,16 @@ def decode(payload: bytes) -> Batch:
     if payload[:2] != MAGIC:
         raise WireFormatError(f"bad magic {payload[:2].hex()} (expected {MAGIC.hex()}): not an edge-agent batch")
     version = payload[2]
-    if version != VERSION:
-        raise WireFormatError(f"unsupported wire format version {version} (this decoder knows {VERSION})")
+    if version not in VERSIONS:
+        raise WireFormatError(f"unsupported wire format version {version} (this decoder knows "
+                              f"{', '.join(map(str, VERSIONS))})")
     (crc,) = struct.unpack_from("<I", payload, len(payload) - 4)
     actual = crc32c(payload[:-4])
     if crc != actual:
         raise WireFormatError(f"checksum mismatch: payload says {crc:08x}, content gives {actual:08x} "
                               f"(corrupted in the store or on the way)")
+    if version == 2:
+        return _decode_v2(payload, payload[3])
     r = _Reader(payload, len(payload) - 4)
     r.pos = 3
     flags = r.byte("flags")
@@ -277,20 +580,12 @@ def decode(payload: bytes) -> Batch:
         for i in range(n):
             q += r.svarint(f"{what} value {i}")
             values.append(q)
-        nflags = r.uvarint(f"{what} flag count")
-        qflags = []
-        idx = -1
-        for _ in range(nflags):
-            idx += r.uvarint(f"{what} flag index") + 1
-            fl = r.byte(f"{what} flag")
-            if idx >= n:
-                raise WireFormatError(f"{what} ({name}): quality flag for sample {idx} of {n}")
-            qflags.append((idx, fl))
+        qflags = _read_flags(r, what, name, n)
         channels.append(ChannelData(name, unit, resolution, tuple(times), tuple(values), tuple(qflags)))
     if r.pos != r.end:
         raise WireFormatError(f"{r.end - r.pos} unexpected bytes after the last channel")
     return Batch(node=node, stream=stream, seq=seq, t0_ms=t0, channels=tuple(channels),
-                 flags=flags, version=version)
+                 flags=flags, version=1)
 
 
 def data_topic(prefix: str, node: str, stream: str) -> str:

@@ -37,7 +37,8 @@ def test_report_holds_the_bound_and_counts_bytes(tmp_path, deviation):
     assert r["max_abs_error"] <= r["bound"] + 1e-9
     assert r["compression_ratio"] == round(16 * 2000 / r["payload_bytes"], 2)
     assert r["bits_per_sample"] == round(8 * r["payload_bytes"] / 2000, 3)
-    assert 0 < r["bits_per_value"] <= r["bits_per_sample"]
+    assert 0 < r["bits_per_value"] <= 8 * r["payload_bytes_undeflated"] / 2000
+    assert r["payload_bytes"] <= r["payload_bytes_undeflated"]
     if deviation is None:
         assert r["points_kept"] == 2000 and r["max_abs_error"] <= 0.005 + 1e-9
     else:
