@@ -74,11 +74,12 @@ def bench_wire(seconds: int) -> None:
     json_bytes = sum(len(json.dumps({"node": "lamp-0042", "sensor": "bme680", "channel": k, "t": 1767225600 + s,
                                      "value": round(v, 2)})) + 1
                      for k, vs in series.items() for s, v in enumerate(vs))
-    print(f"wire: {seconds} s of a BME680 at 1 Hz ({samples} samples), median(5) -> EMA(0.5) -> lossy stage; "
-          f"version 2 beside version 1")
-    for lossy in ("none", "deadband", "swing"):
+    print(f"wire: {seconds} s of a BME680 at 1 Hz ({samples} samples), median(5) -> EMA(0.5) -> lossy stage "
+          f"(none; deadband, swinging door, or error-bounded bins with the same width); version 2 beside version 1 "
+          f"(which cannot carry bins: its figure there is lossless)")
+    for lossy in ("none", "deadband", "swing", "bound"):
         for flush in (10, 60):
-            tail = {"none": [], "deadband": None, "swing": None}[lossy]
+            tail = {"none": [], "deadband": None, "swing": None, "bound": []}[lossy]
             chains = {k: _dsp_py.Chain([("median", 5), ("ema", 0.5)] + (
                 tail if tail is not None else
                 [(lossy, d, 0.0, 0.0) if lossy == "deadband" else (lossy, d, 0.0)]))
@@ -94,8 +95,9 @@ def bench_wire(seconds: int) -> None:
                     if end is not None:
                         pts.append(end)
                     if pts:
+                        width = max(1, math.floor(2 * chans[k][1] / res + 1e-9)) if lossy == "bound" else 1
                         chs.append(wire.ChannelData(k, unit, res, tuple(t0 + round(t * 1000) for t, _ in pts),
-                                                    tuple(wire.quantise(y, res) for _, y in pts)))
+                                                    tuple(wire.quantise(y, res) for _, y in pts), bin_width=width))
                 if chs:
                     batch = wire.Batch("lamp-0042", "bme680", seq, min(min(c.times_ms) for c in chs), tuple(chs),
                                        period_ms=1000)

@@ -249,7 +249,7 @@ def cmd_compress_report(args) -> int:
     from edge_agent.report import compress_report, format_report, read_series
 
     ts, xs = read_series(args.file)
-    r = compress_report(ts, xs, args.resolution, args.deviation)
+    r = compress_report(ts, xs, args.resolution, args.deviation, args.mode)
     print(json.dumps(r) if args.json else format_report(args.file, r))
     return EXIT_OK
 
@@ -409,7 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("file", metavar="FILE.csv", help="rows of t,value (Unix seconds), a header allowed")
     cr.add_argument("--resolution", type=float, required=True, metavar="R", help="quantisation step")
     cr.add_argument("--deviation", type=float, default=None, metavar="E",
-                    help="swinging-door deviation (omit for lossless at the resolution)")
+                    help="allowed deviation (omit for lossless at the resolution)")
+    cr.add_argument("--mode", choices=["swing", "bound"], default="swing",
+                    help="with --deviation: the swinging door (points on lines), or error-bounded "
+                    "quantisation of every sample (default swing)")
     cr.add_argument("--json", action="store_true", help="one JSON object")
     cr.set_defaults(func=cmd_compress_report)
 

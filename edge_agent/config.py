@@ -44,6 +44,7 @@ class ChannelConfig:
     unit: str
     resolution: float
     filters: tuple[StageConfig, ...]
+    bin_width: int = 1  # error-bounded encoding (`bound`): residual bins this many steps wide
 
     def chain_spec(self) -> list[tuple]:
         return [(s.kind, *s.params) for s in self.filters]
@@ -52,6 +53,8 @@ class ChannelConfig:
     def error_bound(self) -> float:
         """Largest difference between a filtered sample and its decoded reconstruction:
         the lossy stage's bound plus half the resolution (a relative deadband: +inf)."""
+        if self.bin_width > 1:
+            return (self.bin_width // 2) * self.resolution + self.resolution / 2
         lossy = [s for s in self.filters if s.kind in LOSSY]
         if not lossy:
             return self.resolution / 2
@@ -395,22 +398,27 @@ def _parse_sensor(ctx: _Ctx, raw: Any, path: str) -> SensorConfig:
     for spec in driver.CHANNELS:
         cpath = f"{path}.channels.{spec.name}"
         craw = raw_channels.get(spec.name) or {}
-        cm = ctx.mapping(craw, cpath, {"resolution", "filters", "deadband", "swing", "enabled"})
+        cm = ctx.mapping(craw, cpath, {"resolution", "filters", "deadband", "swing", "bound", "enabled"})
         if not ctx.boolean(cm.get("enabled", True), f"{cpath}.enabled"):
             continue
         resolution = float(ctx.number(cm.get("resolution", spec.resolution), f"{cpath}.resolution",
                                       low=0.0, low_open=True))
         filters = (_parse_filters(ctx, cm["filters"], f"{cpath}.filters") if "filters" in cm
                    else list(default_filters))
-        if "deadband" in cm and "swing" in cm:
-            raise ctx.fail(cpath, "deadband or swing, not both", show_got=False)
+        if sum(k in cm for k in ("deadband", "swing", "bound")) > 1:
+            raise ctx.fail(cpath, "one of deadband, swing or bound", show_got=False)
         if "deadband" in cm:
             width = float(ctx.number(cm["deadband"], f"{cpath}.deadband", low=0.0))
             filters = [f for f in filters if f.kind not in LOSSY] + [StageConfig("deadband", (width, 0.0, 0.0))]
         if "swing" in cm:
             eps = float(ctx.number(cm["swing"], f"{cpath}.swing", low=0.0))
             filters = [f for f in filters if f.kind not in LOSSY] + [StageConfig("swing", (eps, 0.0))]
-        channels.append(ChannelConfig(spec.name, spec.unit, resolution, tuple(filters)))
+        bin_width = 1
+        if "bound" in cm:  # every sample sent, in bins: within `bound` (+ resolution / 2) by construction
+            bound = float(ctx.number(cm["bound"], f"{cpath}.bound", low=0.0))
+            bin_width = max(1, math.floor(2 * bound / resolution + 1e-9))
+            filters = [f for f in filters if f.kind not in LOSSY]
+        channels.append(ChannelConfig(spec.name, spec.unit, resolution, tuple(filters), bin_width))
     if not channels:
         raise ctx.fail(f"{path}.channels", "at least one enabled channel", show_got=False)
 

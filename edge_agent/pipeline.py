@@ -93,7 +93,7 @@ class ChannelPipeline:
             return None
         data = wire.ChannelData(self.cfg.name, self.cfg.unit, self.cfg.resolution,
                                 tuple(t + wall_offset_ms for t in self.mono_ms), tuple(self.values_q),
-                                tuple(self.flags))
+                                tuple(self.flags), bin_width=self.cfg.bin_width)
         self.mono_ms, self.values_q, self.flags = [], [], []
         return data
 

@@ -26,6 +26,10 @@ FLAG_DEFLATE = 0x04        # version 2: the body after the flags byte is raw DEF
 SHAPE_REGULAR = 0x01       # consecutive slots from the first one: no time block
 SHAPE_EXCEPTIONS = 0x02    # some times are off their slot: a list of offsets follows
 SHAPE_FLAGS = 0x04         # some samples carry quality flags: the sparse list follows
+SHAPE_PREDICTOR = 0x18     # bits 3-4: how values are predicted from the ones before (PREDICTORS)
+PREDICTORS = ("previous", "linear", "mean8", "trend8")  # shape bits 3-4 = 0, 1, 2, 3
+SHAPE_BINNED = 0x20        # residuals are in bins of `width` steps: lossy within width / 2
+SHAPE_RUNS = 0x40          # the residuals are sent as runs of zeros and the values between
 
 # Version 2: channels every decoder knows by a one-byte kind, so a batch need not spell out
 # their names and units. Kind 0 is a channel named in the payload. Codes are never reused.
@@ -252,6 +256,8 @@ class ChannelData:
     values_q: tuple[int, ...]
     flags: tuple[tuple[int, int], ...] = ()  # (sample index, quality flags), only where non-zero
     encoding: int = field(default=ENCODING_DELTA_VARINT, compare=False)  # as decoded: 1 (v1) or 2 (v2)
+    bin_width: int = 1  # version 2, error-bounded: each value within bin_width // 2 steps of its quantised value
+    predictor: int | None = field(default=None, compare=False)  # as decoded; re-encoding keeps it
 
     def values(self) -> list[float]:
         d = decimals_of(self.resolution)
@@ -365,6 +371,103 @@ def _put_block(out: bytearray, values: list[int]) -> None:
     out += block
 
 
+def _predict(kind: int, hist: list[int], i: int) -> int:
+    """The prediction of value i from the values before it (``hist``), known to the decoder:
+    0 the previous value; 1 the line through the two before (the previous one for i = 1);
+    2 the mean of up to eight before, rounded half up (noisy, slowly moving signals);
+    3 the least-squares line through up to eight before, one step on, rounded half up
+    (noisy signals with a trend)."""
+    if i == 0:
+        return 0
+    if kind == 0 or (kind == 1 and i == 1):
+        return hist[i - 1]
+    if kind == 1:
+        return 2 * hist[i - 1] - hist[i - 2]
+    window = hist[max(0, i - 8):i]
+    m = len(window)
+    if kind == 2 or m < 2:
+        return (2 * sum(window) + m) // (2 * m)
+    # 3: the least-squares line through them (x = 0 .. m-1), one step on, in integers
+    sx, sxx = m * (m - 1) // 2, (m - 1) * m * (2 * m - 1) // 6
+    sy = sum(window)
+    sxy = sum(x * y for x, y in enumerate(window))
+    d = m * sxx - sx * sx
+    num = sy * d + (m * sxy - sx * sy) * (m * m - sx)
+    den = d * m
+    return (2 * num + den) // (2 * den)
+
+
+def _residuals(qs, kind: int, width: int = 1) -> tuple[list[int], list[int]]:
+    """(zigzag residuals, the values the decoder will rebuild). With width > 1 the residual
+    is in bins of ``width`` steps around the prediction (SZ-style error-bounded
+    quantisation): every rebuilt value is within width // 2 steps of the one given."""
+    out: list[int] = []
+    rebuilt: list[int] = []
+    for i, q in enumerate(qs):
+        pred = _predict(kind, rebuilt, i)
+        b = (q - pred + width // 2) // width if width > 1 else q - pred
+        rebuilt.append(pred + width * b)
+        out.append(zigzag(b))
+    return out, rebuilt
+
+
+def _values_from(residuals: list[int], kind: int, width: int = 1) -> list[int]:
+    out: list[int] = []
+    for i, z in enumerate(residuals):
+        out.append(_predict(kind, out, i) + width * unzigzag(z))
+    return out
+
+
+def _runs(residuals: list[int]) -> list[int]:
+    """[zeros before the 1st non-zero, that value - 1, zeros before the 2nd, ..., zeros at the end]."""
+    out, run = [], 0
+    for z in residuals:
+        if z:
+            out += [run, z - 1]
+            run = 0
+        else:
+            run += 1
+    out.append(run)
+    return out
+
+
+def _from_runs(items: list[int], what: str) -> list[int]:
+    out: list[int] = []
+    for j in range(0, len(items) - 1, 2):
+        out += [0] * items[j]
+        out.append(items[j + 1] + 1)
+    out += [0] * items[-1]
+    return out
+
+
+def _pack_residuals(residuals: list[int]) -> tuple[bytes, bool]:
+    """The residuals' block, as they are or as runs of zeros, whichever is smaller;
+    a runs block is preceded by the number of non-zero residuals."""
+    plain = pack_simple8b(residuals)
+    nonzero = sum(1 for z in residuals if z)
+    if nonzero * 4 > len(residuals):
+        return plain, False
+    head = bytearray()
+    put_uvarint(head, nonzero)
+    runs = bytes(head) + pack_simple8b(_runs(residuals))
+    return (runs, True) if len(runs) < len(plain) else (plain, False)
+
+
+def _value_block(qs, width: int = 1, predictor: int | None = None) -> tuple[bytes, int, bool]:
+    """The smallest block of the predictors' residuals: (block, predictor, as runs).
+
+    Binned values that came from a decoder are re-encoded with the predictor they were
+    rebuilt with: only then is every residual exact, and re-encoding (the store restamps
+    batches so) changes no value."""
+    kinds = [predictor] if predictor is not None and width > 1 else [0, 1, 2, 3] if len(qs) >= 3 else [0]
+    best = None
+    for kind in kinds:
+        block, runs = _pack_residuals(_residuals(qs, kind, width)[0])
+        if best is None or len(block) < len(best[0]):
+            best = (block, kind, runs)
+    return best
+
+
 def encode(batch: Batch, *, deflate: bool = True) -> bytes:
     """The version-2 payload of a batch (see docs/wire-format.md).
 
@@ -406,6 +509,7 @@ def encode(batch: Batch, *, deflate: bool = True) -> bytes:
         regular = n > 0 and ks[0] >= 0 and all(b - a == 1 for a, b in zip(ks, ks[1:]))
         shape = (SHAPE_REGULAR if regular else 0) | (SHAPE_EXCEPTIONS if exceptions else 0) | \
             (SHAPE_FLAGS if ch.flags else 0)
+        shape_at = len(body)
         body.append(shape)
         if regular:
             put_uvarint(body, ks[0])
@@ -418,11 +522,13 @@ def encode(batch: Batch, *, deflate: bool = True) -> bytes:
                 put_uvarint(body, i - prev_i - 1)
                 put_uvarint(body, zigzag(off))
                 prev_i = i
-        prev_q, deltas = 0, []
-        for q in ch.values_q:
-            deltas.append(zigzag(q - prev_q))
-            prev_q = q
-        _put_block(body, deltas)
+        if ch.bin_width > 1:
+            body[shape_at] |= SHAPE_BINNED
+            put_uvarint(body, ch.bin_width)
+        block, predictor, runs = _value_block(ch.values_q, ch.bin_width, ch.predictor)
+        body[shape_at] |= predictor << 3 | (SHAPE_RUNS if runs else 0)
+        put_uvarint(body, len(block))
+        body += block
         if ch.flags:
             _put_flags(body, ch, n)
     flags = batch.flags & ~FLAG_DEFLATE & 0xFF
@@ -481,7 +587,7 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
         if n > min(MAX_CHANNEL_SAMPLES, 240 * (r.end - r.pos)):  # a Simple-8b byte holds at most 240
             raise WireFormatError(f"{what} ({name}): sample count {n} exceeds the payload or the limit")
         shape = r.byte(f"{what} shape")
-        if shape & ~(SHAPE_REGULAR | SHAPE_EXCEPTIONS | SHAPE_FLAGS):
+        if shape & 0x80:
             raise WireFormatError(f"{what} ({name}): unknown shape bits 0x{shape:02x}")
         if shape & SHAPE_REGULAR:
             k0 = r.uvarint(f"{what} first slot")
@@ -500,12 +606,26 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
                     raise WireFormatError(f"{what} ({name}): time exception for sample {idx} of {n}")
                 offsets[idx] = r.svarint(f"{what} exception offset")
         times = [t0 + k * period + offsets.get(i, 0) for i, k in enumerate(ks)]
-        values, q = [], 0
-        for z in unpack_simple8b(r.block(f"{what} values"), n, f"{what} values"):
-            q += unzigzag(z)
-            values.append(q)
+        width = r.uvarint(f"{what} bin width") if shape & SHAPE_BINNED else 1
+        if width < 1:
+            raise WireFormatError(f"{what} ({name}): bin width 0")
+        predictor = (shape & SHAPE_PREDICTOR) >> 3
+        block = r.block(f"{what} values")
+        if shape & SHAPE_RUNS:
+            rb = _Reader(block, len(block))
+            nonzero = rb.uvarint(f"{what} non-zero count")
+            if nonzero > n:
+                raise WireFormatError(f"{what} ({name}): {nonzero} non-zero residuals of {n}")
+            items = unpack_simple8b(block[rb.pos:], 2 * nonzero + 1, f"{what} values")
+            residuals = _from_runs(items, what)
+            if len(residuals) != n:
+                raise WireFormatError(f"{what} ({name}): runs make {len(residuals)} values, not {n}")
+        else:
+            residuals = unpack_simple8b(block, n, f"{what} values")
+        values = _values_from(residuals, predictor, width)
         qflags = _read_flags(r, what, name, n) if shape & SHAPE_FLAGS else []
-        channels.append(ChannelData(name, unit, resolution, tuple(times), tuple(values), tuple(qflags), encoding=2))
+        channels.append(ChannelData(name, unit, resolution, tuple(times), tuple(values), tuple(qflags),
+                                    encoding=2, bin_width=width, predictor=predictor))
     if r.pos != r.end:
         raise WireFormatError(f"{r.end - r.pos} unexpected bytes after the last channel")
     return Batch(node=node, stream=stream, seq=seq, t0_ms=t0, channels=tuple(channels),

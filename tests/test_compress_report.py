@@ -64,3 +64,21 @@ def test_text_output_and_bad_rows(tmp_path):
     back.write_text("5,1\n4,1\n")
     out = report(str(back), "--resolution", "0.1")
     assert out.returncode == 2 and "back.csv:2: time 4 does not come after 5" in out.stderr
+
+
+def test_the_error_bounded_mode_holds_the_bound_and_wins_where_noise_is_near_the_bound(tmp_path):
+    f = write_csv(tmp_path / "s.csv")  # noise sigma 0.02
+
+    def run(mode, deviation):
+        return json.loads(report(str(f), "--resolution", "0.01", "--deviation", str(deviation), "--mode", mode,
+                                 "--json").stdout)
+
+    for deviation in (0.02, 0.1):
+        door, binned = run("swing", deviation), run("bound", deviation)
+        for r in (door, binned):
+            assert r["max_abs_error"] <= r["bound"] + 1e-9 and r["bound"] == pytest.approx(deviation + 0.005)
+        assert binned["points_kept"] == 2000 and binned["mode"] == "bound"
+        if deviation == 0.02:  # the door keeps many points when noise is near the bound
+            assert binned["payload_bytes"] < 0.7 * door["payload_bytes"]
+        else:  # far above the noise, the door's lines win (measured: 267 B against 198 B)
+            assert door["payload_bytes"] < binned["payload_bytes"]

@@ -83,7 +83,7 @@ def test_builtin_default_node_has_one_simulated_bme680():
     (lambda d: d["sensors"][0]["filters"].append({"type": "kalman", "process_noise": 0.1}),
      "sensors[0].filters[2].measurement_noise", "this key to be present"),
     (lambda d: d["sensors"][0]["channels"].update(humidity={"deadband": 1, "swing": 1}),
-     "sensors[0].channels.humidity", "deadband or swing, not both"),
+     "sensors[0].channels.humidity", "one of deadband, swing or bound"),
     (lambda d: d.update(flush_interval="10 parsecs"), "flush_interval", "expected a duration"),
     (lambda d: d.update(colour="blue"), "colour", "no such key"),
     (lambda d: d["sensors"][0].update(adress=0x76), "sensors[0].adress", "no such key"),

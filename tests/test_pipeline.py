@@ -306,3 +306,32 @@ def test_spikes_and_a_stuck_chip_from_the_simulator_are_flagged_and_counted(tmp_
     assert errors["stuck"] == sum(len(v) for (_, q), v in flagged.items() if q == wire.QUALITY_STUCK)
     for channel in ("temperature", "humidity", "pressure", "gas"):
         assert len(set(flagged[(channel, wire.QUALITY_STUCK)])) == 1 and len(flagged[(channel, wire.QUALITY_STUCK)]) >= 5
+
+
+def test_a_channel_with_a_bound_sends_every_sample_within_it(tmp_path):
+    import math
+    import textwrap
+
+    cfg_file = tmp_path / "n.yaml"
+    cfg_file.write_text(textwrap.dedent("""\
+        node: {id: b1}
+        mqtt: {broker: "mqtt://127.0.0.1:1"}
+        sensors:
+          - type: bme680
+            channels: {temperature: {resolution: 0.01, bound: 0.05, filters: []}}
+    """))
+    cfg = dataclasses.replace(load_config(cfg_file), state_dir=str(tmp_path))
+    assert cfg.sensors[0].channels[0].bin_width == 10
+    assert cfg.sensors[0].channels[0].error_bound == pytest.approx(0.055)
+    temps = [21 + 0.3 * math.sin(i / 7) for i in range(40)]
+    sensor = ScriptedSensor(temps)
+    store = BatchStore(str(tmp_path / "q"))
+    s = Sampler(cfg, store, lambda c: sensor, clock=lambda: sensor.t - BOOT, wall=lambda: sensor.t)
+    s.slots[0].driver = sensor
+    for _ in temps:
+        s.sample(s.slots[0])
+    s.seal()
+    ch = wire.decode(store.oldest(1)[0].payload).channels[0]
+    store.close()
+    assert ch.bin_width == 10 and len(ch.values_q) == 40
+    assert max(abs(v - t) for v, t in zip(ch.values(), temps)) <= 0.055 + 1e-9
