@@ -34,6 +34,8 @@ test-python: $(STAMP)
 
 bench: $(STAMP)
 	sh scripts/host-deps.sh test
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,bench]'
+	$(BIN)/python bench/bench_stages.py --json bench-stages.json
 	$(BIN)/python bench/bench_chain.py
 	$(BIN)/python bench/bench_drain.py
 

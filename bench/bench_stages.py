@@ -1,0 +1,160 @@
+"""Nanoseconds per sample for each stage of the signal core and for the full chain, beside
+the libraries people would use instead, measured side by side in one run.
+
+    .venv/bin/python bench/bench_stages.py [--samples N] [--json FILE]   (make bench: --json bench-stages.json)
+
+Needs the `bench` extra (numpy, scipy, bottleneck): `make bench` installs it. Every figure
+is the best of 5 runs over the same 1 M-sample noisy signal with spikes; ratios compare
+figures of this run only. Targets (issue 4) are printed beside the ratios they concern.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import random
+import time
+
+import bottleneck as bn
+import numpy as np
+from scipy import signal as sps
+
+from edge_agent import _dsp_py, wire
+
+try:
+    from edge_agent import _dsp
+except ImportError:  # the pure-Python twin only: its figures are still printed
+    _dsp = None
+
+STAGES = {
+    "calibrate": ("calibrate", 0.1, 1.001),
+    "range": ("range", -40.0, 85.0, 0.0),
+    "hampel(7)": ("hampel", 7, 3.0),
+    "hampel(11)": ("hampel", 11, 3.0),
+    "median(5)": ("median", 5),
+    "median(61)": ("median", 61),
+    "mean(5)": ("mean", 5),
+    "ema(0.5)": ("ema", 0.5),
+    "kalman": ("kalman", 1e-4, 1e-2),
+    "deadband(0.02)": ("deadband", 0.02, 0.0, 0.0),
+    "swing(0.02)": ("swing", 0.02, 0.0),
+}
+CHAIN = [("hampel", 7, 3.0), ("median", 5), ("ema", 0.5), ("swing", 0.02, 0.0)]
+
+
+def signal(n: int, seed: int = 1) -> np.ndarray:
+    rnd = random.Random(seed)
+    xs = np.array([21.0 + 2.0 * math.sin(i / 600.0) + rnd.gauss(0, 0.02) for i in range(n)])
+    xs[rnd.sample(range(n), n // 1000)] += 5.0  # spikes for the Hampel filter
+    return xs
+
+
+def best_ns(fn, n: int, runs: int = 5) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best / n * 1e9
+
+
+def hampel_two_medians(xs: np.ndarray, w: int, k: float = 3.0) -> np.ndarray:
+    """The usual NumPy Hampel: the moving median, and the moving median of the deviations."""
+    med = bn.move_median(xs, w)
+    mad = bn.move_median(np.abs(xs - med), w)
+    out = xs.copy()
+    bad = np.abs(xs - med) > k * 1.4826 * mad
+    out[bad] = med[bad]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=1_000_000)
+    ap.add_argument("--json", metavar="FILE", help="also write the figures here")
+    args = ap.parse_args()
+    n = args.samples
+    xs = signal(n)
+    ts = np.arange(n, dtype=float)
+    out_t, out_y = np.empty(n), np.empty(n)
+    small = min(n, 100_000)  # the pure-Python twin and per-sample calls on a tenth
+    rows: dict[str, dict[str, float]] = {}
+
+    def ours(name: str, spec: list) -> None:
+        row = rows.setdefault(name, {})
+        if _dsp is not None:
+            row["cython batch"] = best_ns(lambda: _dsp.Chain(spec).run(ts, xs, out_t, out_y), n)
+            c = _dsp.Chain(spec)
+            push = c.push
+            row["cython per sample"] = best_ns(lambda: [push(t, x) for t, x in zip(ts[:small].tolist(),
+                                                                                    xs[:small].tolist())], small)
+        tw = _dsp_py.Chain(spec)
+        row["python per sample"] = best_ns(lambda: [tw.push(t, x) for t, x in zip(ts[:small].tolist(),
+                                                                                  xs[:small].tolist())], small, 2)
+
+    for name, stage in STAGES.items():
+        ours(name, [stage])
+    ours("chain", CHAIN)
+    # the chain's kept points through the wire encoder (version 2), per input sample
+    kept_t, kept_y = [], []
+    c = (_dsp or _dsp_py).Chain(CHAIN)
+    m = c.run(ts, xs, out_t, out_y) if _dsp is not None else None
+    if m is None:
+        pts = [p for p in (c.push(t, x) for t, x in zip(ts.tolist(), xs.tolist())) if p]
+        kept_t, kept_y = [p[0] for p in pts], [p[1] for p in pts]
+    else:
+        kept_t, kept_y = out_t[:m].tolist(), out_y[:m].tolist()
+    ch = wire.ChannelData("temperature", "°C", 0.01, tuple(round(t * 1000) for t in kept_t),
+                          tuple(wire.quantise(y, 0.01) for y in kept_y))
+    rows["encode (v2, kept points)"] = {"python": best_ns(
+        lambda: wire.encode(wire.Batch("n", "s", 0, 0, (ch,), period_ms=1000)), n, 3)}
+
+    peers = {
+        "bottleneck.move_median w=5": best_ns(lambda: bn.move_median(xs, 5), n),
+        "bottleneck.move_median w=61": best_ns(lambda: bn.move_median(xs, 61), n),
+        "scipy.signal.medfilt w=5": best_ns(lambda: sps.medfilt(xs, 5), n),
+        "scipy.signal.lfilter as EMA(0.5)": best_ns(lambda: sps.lfilter([0.5], [1.0, -0.5], xs), n),
+        "Hampel w=11 from two bottleneck medians": best_ns(lambda: hampel_two_medians(xs, 11), n),
+        "Hampel w=7 from two bottleneck medians": best_ns(lambda: hampel_two_medians(xs, 7), n),
+        "bare Python->C call per sample (math.fabs)": best_ns(
+            lambda: [math.fabs(x) for x in xs[:small].tolist()], small),
+    }
+
+    print(f"signal core, ns per sample (best of 5; {n} samples, per-sample and Python on {small}); "
+          f"core: {'cython' if _dsp else 'python only'}; {platform.machine()}, Python {platform.python_version()}")
+    cols = ["cython batch", "cython per sample", "python per sample"]
+    print(f"  {'stage':<26}" + "".join(f"{c:>20}" for c in cols))
+    for name, row in rows.items():
+        print(f"  {name:<26}" + "".join(f"{row[c]:>20.1f}" if c in row else f"{'':>20}" for c in cols)
+              + (f"   python {row['python']:.1f}" if "python" in row else ""))
+    print("  peers:")
+    for name, v in peers.items():
+        print(f"  {name:<45} {v:>8.1f}")
+    ratios = {}
+    if _dsp is not None:
+        b = {k: v["cython batch"] for k, v in rows.items() if "cython batch" in v}
+        ratios = {
+            "chain M samples/s (target >= 10)": 1e3 / b["chain"],
+            "median(5) / bottleneck w=5 (target <= 0.5)": b["median(5)"] / peers["bottleneck.move_median w=5"],
+            "median(61) / bottleneck w=61 (target <= 1.0)": b["median(61)"] / peers["bottleneck.move_median w=61"],
+            "ema / scipy lfilter (target <= 0.6)": b["ema(0.5)"] / peers["scipy.signal.lfilter as EMA(0.5)"],
+            "hampel(11) / two-median Hampel (target <= 0.5)":
+                b["hampel(11)"] / peers["Hampel w=11 from two bottleneck medians"],
+            "per-sample chain call / bare Python->C call (target <= 3)":
+                rows["chain"]["cython per sample"] / peers["bare Python->C call per sample (math.fabs)"],
+        }
+        print("  ratios:")
+        for name, v in ratios.items():
+            print(f"  {name:<60} {v:8.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"samples": n, "core": "cython" if _dsp else "python", "machine": platform.machine(),
+                       "python": platform.python_version(), "ns_per_sample": rows, "peers_ns_per_sample": peers,
+                       "ratios": ratios}, f, indent=2)
+        print(f"  written: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
