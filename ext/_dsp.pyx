@@ -53,6 +53,10 @@ cdef struct Stage:
 
 
 cdef inline void win_add(Stage* s, double x) noexcept nogil:
+    """Add x to the window, dropping the oldest value once it is full; srt stays sorted.
+    Full window: the oldest value's slot in srt takes x, which then moves to its place,
+    so only the values between the old and the new position move (a sample rarely moves
+    far in a slowly changing signal)."""
     cdef int n = s.count
     cdef int i, lo, hi, mid
     cdef double old
@@ -66,25 +70,33 @@ cdef inline void win_add(Stage* s, double x) noexcept nogil:
                 lo = mid + 1
             else:
                 hi = mid
-        for i in range(lo, n - 1):
+        i = lo
+        while i > 0 and s.srt[i - 1] > x:
+            s.srt[i] = s.srt[i - 1]
+            i -= 1
+        while i < n - 1 and s.srt[i + 1] < x:
             s.srt[i] = s.srt[i + 1]
-        n -= 1
-    lo = 0
-    hi = n
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if x < s.srt[mid]:
-            hi = mid
-        else:
-            lo = mid + 1
-    i = n
-    while i > lo:
-        s.srt[i] = s.srt[i - 1]
-        i -= 1
-    s.srt[lo] = x
-    s.count = n + 1
+            i += 1
+        s.srt[i] = x
+    else:
+        lo = 0
+        hi = n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if x < s.srt[mid]:
+                hi = mid
+            else:
+                lo = mid + 1
+        i = n
+        while i > lo:
+            s.srt[i] = s.srt[i - 1]
+            i -= 1
+        s.srt[lo] = x
+        s.count = n + 1
     s.ring[s.head] = x
-    s.head = (s.head + 1) % s.window
+    s.head += 1
+    if s.head == s.window:
+        s.head = 0
 
 
 cdef inline double median_of(double* srt, int n) noexcept nogil:
@@ -179,7 +191,9 @@ cdef inline bint stage_step(Stage* s, double* t, double* x) noexcept nogil:
             s.count += 1
         s.ring[s.head] = x[0]
         s.sum = s.sum + x[0]
-        s.head = (s.head + 1) % s.window
+        s.head += 1
+        if s.head == s.window:
+            s.head = 0
         x[0] = s.sum / s.count
         return True
     if s.kind == K_EMA:
