@@ -99,6 +99,23 @@ cdef inline void win_add(Stage* s, double x) noexcept nogil:
         s.head = 0
 
 
+cdef inline double dmin(double a, double b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline double dmax(double a, double b) noexcept nogil:
+    return b if a < b else a
+
+
+cdef inline double med3(double a, double b, double c) noexcept nogil:
+    return dmax(dmin(a, b), dmin(dmax(a, b), c))
+
+
+cdef inline double med5(double a, double b, double c, double d, double e) noexcept nogil:
+    """Median of five: med3(e, max(min(a,b), min(c,d)), min(max(a,b), max(c,d)))."""
+    return med3(e, dmax(dmin(a, b), dmin(c, d)), dmin(dmax(a, b), dmax(c, d)))
+
+
 cdef inline double median_of(double* srt, int n) noexcept nogil:
     if n & 1:
         return srt[n >> 1]
@@ -173,6 +190,18 @@ cdef inline bint stage_step(Stage* s, double* t, double* x) noexcept nogil:
             x[0] = s.p[1]
         return True
     if s.kind == K_MEDIAN:
+        if s.count == s.window and (s.window == 5 or s.window == 3):
+            # a full small window: the median straight from the ring by a min/max network
+            # (branch-free; no sorted copy to keep), the same element as sorting would give
+            s.ring[s.head] = x[0]
+            s.head += 1
+            if s.head == s.window:
+                s.head = 0
+            if s.window == 5:
+                x[0] = med5(s.ring[0], s.ring[1], s.ring[2], s.ring[3], s.ring[4])
+            else:
+                x[0] = med3(s.ring[0], s.ring[1], s.ring[2])
+            return True
         win_add(s, x[0])
         x[0] = median_of(s.srt, s.count)
         return True
