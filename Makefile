@@ -36,6 +36,7 @@ bench: $(STAMP)
 	sh scripts/host-deps.sh test
 	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,bench]'
 	$(BIN)/python bench/bench_stages.py --json bench-stages.json
+	$(BIN)/python bench/bench_bits.py --json bench-bits.json
 	$(BIN)/python bench/bench_chain.py
 	$(BIN)/python bench/bench_drain.py
 
