@@ -30,6 +30,8 @@ SHAPE_PREDICTOR = 0x18     # bits 3-4: how values are predicted from the ones be
 PREDICTORS = ("previous", "linear", "mean8", "trend8")  # shape bits 3-4 = 0, 1, 2, 3
 SHAPE_BINNED = 0x20        # residuals are in bins of `width` steps: lossy within width / 2
 SHAPE_RUNS = 0x40          # the residuals are sent as runs of zeros and the values between
+SHAPE_RICE = 0x80          # the residuals are Rice codes, a parameter per partition of RICE_PART
+RICE_PART = 64
 
 # Version 2: channels every decoder knows by a one-byte kind, so a batch need not spell out
 # their names and units. Kind 0 is a channel named in the payload. Codes are never reused.
@@ -440,21 +442,73 @@ def _from_runs(items: list[int], what: str) -> list[int]:
     return out
 
 
-def _pack_residuals(residuals: list[int]) -> tuple[bytes, bool]:
-    """The residuals' block, as they are or as runs of zeros, whichever is smaller;
-    a runs block is preceded by the number of non-zero residuals."""
-    plain = pack_simple8b(residuals)
+def pack_rice(values: list[int]) -> bytes:
+    """Rice codes, most significant bit first: per partition of RICE_PART values a 6-bit
+    parameter k, then each value as (v >> k) ones and a zero, and its low k bits. k is the
+    cheapest for the partition (searched around log2 of its mean). The last byte is padded
+    with zeros."""
+    bits: list[str] = []
+    for start in range(0, len(values), RICE_PART):
+        part = values[start:start + RICE_PART]
+        k0 = max(0, int(math.log2(sum(part) / len(part) + 1)) - 1)
+        k = min(range(k0, min(k0 + 4, 61)), key=lambda k: sum((v >> k) for v in part) + len(part) * (k + 1))
+        bits.append(format(k, "06b"))
+        for v in part:
+            bits.append("1" * (v >> k) + "0")
+            if k:
+                bits.append(format(v & ((1 << k) - 1), f"0{k}b"))
+    text = "".join(bits)
+    if not text:
+        return b""
+    text += "0" * (-len(text) % 8)
+    return int(text, 2).to_bytes(len(text) // 8, "big")
+
+
+def unpack_rice(block: bytes, n: int, what: str = "block") -> list[int]:
+    text = bin(int.from_bytes(block, "big"))[2:].zfill(8 * len(block)) if block else ""
+    out: list[int] = []
+    pos = 0
+    try:
+        while len(out) < n:
+            k = int(text[pos:pos + 6], 2)
+            pos += 6
+            for _ in range(min(RICE_PART, n - len(out))):
+                end = text.index("0", pos)
+                q = end - pos
+                pos = end + 1
+                low = int(text[pos:pos + k], 2) if k else 0
+                if k and pos + k > len(text):
+                    raise ValueError
+                pos += k
+                out.append((q << k) | low)
+    except ValueError:
+        raise WireFormatError(f"{what}: Rice codes end before {n} values") from None
+    if len(text) - pos >= 8 or "1" in text[pos:]:
+        raise WireFormatError(f"{what}: bits after its {n} Rice-coded values")
+    return out
+
+
+def _pack_residuals(residuals: list[int]) -> tuple[bytes, int]:
+    """The residuals' block in its smallest form: (block, shape bits of the form). Forms:
+    Simple-8b as they are; runs of zeros (most are 0), preceded by the number of non-zero
+    residuals; Rice codes (a Laplacian spread, outliers)."""
+    best = (pack_simple8b(residuals), 0)
     nonzero = sum(1 for z in residuals if z)
-    if nonzero * 4 > len(residuals):
-        return plain, False
-    head = bytearray()
-    put_uvarint(head, nonzero)
-    runs = bytes(head) + pack_simple8b(_runs(residuals))
-    return (runs, True) if len(runs) < len(plain) else (plain, False)
+    if nonzero * 4 <= len(residuals):
+        head = bytearray()
+        put_uvarint(head, nonzero)
+        runs = bytes(head) + pack_simple8b(_runs(residuals))
+        if len(runs) < len(best[0]):
+            best = (runs, SHAPE_RUNS)
+    if residuals and max(residuals) < 1 << 24:  # beyond, a unary part would be absurd
+        rice = pack_rice(residuals)
+        if len(rice) < len(best[0]):
+            best = (rice, SHAPE_RICE)
+    return best
 
 
-def _value_block(qs, width: int = 1, predictor: int | None = None) -> tuple[bytes, int, bool]:
-    """The smallest block of the predictors' residuals: (block, predictor, as runs).
+def _value_block(qs, width: int = 1, predictor: int | None = None) -> tuple[bytes, int, int]:
+    """The smallest block of the predictors' residuals: (block, predictor, form's shape bits).
 
     Binned values that came from a decoder are re-encoded with the predictor they were
     rebuilt with: only then is every residual exact, and re-encoding (the store restamps
@@ -462,9 +516,9 @@ def _value_block(qs, width: int = 1, predictor: int | None = None) -> tuple[byte
     kinds = [predictor] if predictor is not None and width > 1 else [0, 1, 2, 3] if len(qs) >= 3 else [0]
     best = None
     for kind in kinds:
-        block, runs = _pack_residuals(_residuals(qs, kind, width)[0])
+        block, form = _pack_residuals(_residuals(qs, kind, width)[0])
         if best is None or len(block) < len(best[0]):
-            best = (block, kind, runs)
+            best = (block, kind, form)
     return best
 
 
@@ -525,8 +579,8 @@ def encode(batch: Batch, *, deflate: bool = True) -> bytes:
         if ch.bin_width > 1:
             body[shape_at] |= SHAPE_BINNED
             put_uvarint(body, ch.bin_width)
-        block, predictor, runs = _value_block(ch.values_q, ch.bin_width, ch.predictor)
-        body[shape_at] |= predictor << 3 | (SHAPE_RUNS if runs else 0)
+        block, predictor, form = _value_block(ch.values_q, ch.bin_width, ch.predictor)
+        body[shape_at] |= predictor << 3 | form
         put_uvarint(body, len(block))
         body += block
         if ch.flags:
@@ -587,8 +641,6 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
         if n > min(MAX_CHANNEL_SAMPLES, 240 * (r.end - r.pos)):  # a Simple-8b byte holds at most 240
             raise WireFormatError(f"{what} ({name}): sample count {n} exceeds the payload or the limit")
         shape = r.byte(f"{what} shape")
-        if shape & 0x80:
-            raise WireFormatError(f"{what} ({name}): unknown shape bits 0x{shape:02x}")
         if shape & SHAPE_REGULAR:
             k0 = r.uvarint(f"{what} first slot")
             ks = list(range(k0, k0 + n))
@@ -611,7 +663,11 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
             raise WireFormatError(f"{what} ({name}): bin width 0")
         predictor = (shape & SHAPE_PREDICTOR) >> 3
         block = r.block(f"{what} values")
-        if shape & SHAPE_RUNS:
+        if shape & SHAPE_RUNS and shape & SHAPE_RICE:
+            raise WireFormatError(f"{what} ({name}): shape says both runs and Rice codes")
+        if shape & SHAPE_RICE:
+            residuals = unpack_rice(block, n, f"{what} values")
+        elif shape & SHAPE_RUNS:
             rb = _Reader(block, len(block))
             nonzero = rb.uvarint(f"{what} non-zero count")
             if nonzero > n:

@@ -235,3 +235,25 @@ def test_each_predictor_decodes_what_it_encoded():
     smooth = [round(1000 + 0.5 * i * i) for i in range(50)]  # a parabola: the line predicts it best
     block, kind, _ = wire._value_block(smooth)
     assert wire.PREDICTORS[kind] == "linear"
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.integers(0, 5), st.integers(0, 2**20)), max_size=300))
+def test_rice_round_trip(values):
+    block = wire.pack_rice(values)
+    assert wire.unpack_rice(block, len(values)) == values
+
+
+def test_rice_codes_win_on_a_laplacian_spread_and_damage_is_caught():
+    rnd = __import__("random").Random(4)
+    residuals = [wire.zigzag(round(rnd.gauss(0, 6))) for _ in range(500)]
+    block, form = wire._pack_residuals(residuals)
+    assert form == wire.SHAPE_RICE and len(block) < len(wire.pack_simple8b(residuals))
+    with pytest.raises(WireFormatError, match="end before"):
+        wire.unpack_rice(block[: len(block) // 2], 500)
+    with pytest.raises(WireFormatError, match="bits after"):
+        wire.unpack_rice(block + b"\xff", 500)
+    ch = wire.ChannelData("x", "u", 0.1, tuple(range(0, 500_000, 1000)),
+                          tuple(__import__("itertools").accumulate(wire.unzigzag(z) for z in residuals)))
+    payload = wire.encode(wire.Batch("n", "s", 0, 0, (ch,), period_ms=1000), deflate=False)
+    assert wire.decode(payload) == wire.Batch("n", "s", 0, 0, (ch,), period_ms=1000)
