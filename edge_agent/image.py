@@ -350,7 +350,6 @@ def plan(target: BootDir | FatImage, config_path: str, creds: Credentials, *,
             if name == "mqtt-password":
                 data = (_first_line(data, "password file", src) + "\n").encode()
             files[f"{AGENT_DIR}/{name}"] = data
-    # Credentials the config names but this provisioning does not bring must already be on the node.
     files[f"{AGENT_DIR}/node.yaml"] = (
         f"# provisioned by edge-agent {__version__} image provision\n"
         + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)).encode()

@@ -140,7 +140,6 @@ class _Reader:
 # (the count of values is known) and is cut after its last non-zero byte.
 _S8B = ((240, 0), (120, 0), (60, 1), (30, 2), (20, 3), (15, 4), (12, 5), (10, 6), (8, 7), (7, 8),
         (6, 10), (5, 12), (4, 15), (3, 20), (2, 30), (1, 60))
-S8B_MAX = (1 << 60) - 1
 
 
 def pack_simple8b(values: list[int]) -> bytes:
@@ -433,7 +432,7 @@ def _runs(residuals: list[int]) -> list[int]:
     return out
 
 
-def _from_runs(items: list[int], what: str) -> list[int]:
+def _from_runs(items: list[int]) -> list[int]:
     out: list[int] = []
     for j in range(0, len(items) - 1, 2):
         out += [0] * items[j]
@@ -673,7 +672,7 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
             if nonzero > n:
                 raise WireFormatError(f"{what} ({name}): {nonzero} non-zero residuals of {n}")
             items = unpack_simple8b(block[rb.pos:], 2 * nonzero + 1, f"{what} values")
-            residuals = _from_runs(items, what)
+            residuals = _from_runs(items)
             if len(residuals) != n:
                 raise WireFormatError(f"{what} ({name}): runs make {len(residuals)} values, not {n}")
         else:
