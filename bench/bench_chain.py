@@ -95,7 +95,7 @@ def bench_wire(seconds: int) -> None:
                     if end is not None:
                         pts.append(end)
                     if pts:
-                        width = max(1, math.floor(2 * chans[k][1] / res + 1e-9)) if lossy == "bound" else 1
+                        width = wire.bin_width_for(chans[k][1], res) if lossy == "bound" else 1
                         chs.append(wire.ChannelData(k, unit, res, tuple(t0 + round(t * 1000) for t, _ in pts),
                                                     tuple(wire.quantise(y, res) for _, y in pts), bin_width=width))
                 if chs:

@@ -216,6 +216,7 @@ def cmd_read(args) -> int:
     from drivers.bus import I2CBus
     from drivers.registry import SENSOR_TYPES
     from edge_agent.config import load_config
+    from edge_agent.service import simulated_buses
 
     cfg = load_config(args.config)
     try:
@@ -224,7 +225,7 @@ def cmd_read(args) -> int:
         raise ConfigError(f"{cfg.source}: no sensor named {args.sensor!r} (configured: "
                           f"{', '.join(s.name for s in cfg.sensors)})") from None
     try:
-        buses = _simulated_buses(args.config) if args.simulate else {sc.bus: I2CBus.open(sc.bus)}
+        buses = simulated_buses(cfg) if args.simulate else {sc.bus: I2CBus.open(sc.bus)}
         driver = SENSOR_TYPES[sc.type](bus=buses[sc.bus], address=sc.address, **sc.driver_kwargs())
         try:
             reading = driver.read()

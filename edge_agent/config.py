@@ -26,6 +26,7 @@ from drivers.sim.profiles import Wave
 from edge_agent.dsp import LOSSY, MAX_POLY, MAX_WINDOW, STAGE_KINDS
 from edge_agent.errors import ConfigError
 from edge_agent.units import parse_duration, parse_size
+from edge_agent.wire import bin_width_for
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -416,7 +417,7 @@ def _parse_sensor(ctx: _Ctx, raw: Any, path: str) -> SensorConfig:
         bin_width = 1
         if "bound" in cm:  # every sample sent, in bins: within `bound` (+ resolution / 2) by construction
             bound = float(ctx.number(cm["bound"], f"{cpath}.bound", low=0.0))
-            bin_width = max(1, math.floor(2 * bound / resolution + 1e-9))
+            bin_width = bin_width_for(bound, resolution)
             filters = [f for f in filters if f.kind not in LOSSY]
         channels.append(ChannelConfig(spec.name, spec.unit, resolution, tuple(filters), bin_width))
     if not channels:

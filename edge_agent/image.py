@@ -153,7 +153,14 @@ def boot_partition(path: str) -> Partition:
 
 
 # --- the two kinds of target --------------------------------------------------------------------
-class BootDir:
+class _Target:
+    path: str
+
+    def writable(self) -> bool:
+        return os.access(self.path, os.W_OK)
+
+
+class BootDir(_Target):
     """A mounted boot partition (or any directory standing for one)."""
 
     def __init__(self, path: str) -> None:
@@ -165,6 +172,11 @@ class BootDir:
             return Path(self.path, rel).read_bytes()
         except FileNotFoundError:
             return None
+
+    def names(self, rel_dir: str) -> set[str]:
+        """The files in a directory of the partition (none when it does not exist)."""
+        d = Path(self.path, rel_dir)
+        return {p.name for p in d.iterdir() if p.is_file()} if d.is_dir() else set()
 
     def write_all(self, files: dict[str, bytes]) -> None:
         for rel, data in files.items():
@@ -178,15 +190,10 @@ class BootDir:
                 os.fsync(f.fileno())
             os.replace(tmp, dest)
 
-    def delete(self, rel: str) -> None:
-        Path(self.path, rel).unlink(missing_ok=True)
 
-    def writable(self) -> bool:
-        return os.access(self.path, os.W_OK)
-
-
-class FatImage:
-    """The FAT partition at ``offset`` of an image file or block device, through mtools."""
+class FatImage(_Target):
+    """The FAT partition at ``offset`` of an image file or block device, through mtools.
+    Files read are kept until the next write: each read is a process."""
 
     def __init__(self, path: str, partition: Partition) -> None:
         if shutil.which("mcopy") is None:
@@ -196,6 +203,7 @@ class FatImage:
         self.partition = partition
         self.name = f"{path} partition {partition.number}"
         self._drive = f"{path}@@{partition.offset}"
+        self._read: dict[str, bytes | None] = {}
 
     def _mtools(self, *args: str) -> subprocess.CompletedProcess:
         env = dict(os.environ, MTOOLS_SKIP_CHECK="1", MTOOLSRC="/dev/null")
@@ -206,14 +214,22 @@ class FatImage:
         return ProvisionError(f"{self.name}: {what}: {err[-1] if err else f'exit {proc.returncode}'}")
 
     def read(self, rel: str) -> bytes | None:
-        with tempfile.TemporaryDirectory() as tmp:
-            out = os.path.join(tmp, "f")
-            proc = self._mtools("mcopy", "-n", "-i", self._drive, f"::/{rel}", out)
-            if proc.returncode != 0:
-                if b"not found" in proc.stderr.lower():
-                    return None
-                raise self._fail(f"cannot read {rel}", proc)
-            return Path(out).read_bytes()
+        if rel not in self._read:
+            with tempfile.TemporaryDirectory() as tmp:
+                out = os.path.join(tmp, "f")
+                proc = self._mtools("mcopy", "-n", "-i", self._drive, f"::/{rel}", out)
+                if proc.returncode != 0 and b"not found" not in proc.stderr.lower():
+                    raise self._fail(f"cannot read {rel}", proc)
+                self._read[rel] = Path(out).read_bytes() if proc.returncode == 0 else None
+        return self._read[rel]
+
+    def names(self, rel_dir: str) -> set[str]:
+        """The files in a directory of the partition (none when it does not exist)."""
+        proc = self._mtools("mdir", "-b", "-i", self._drive, f"::/{rel_dir}")
+        if proc.returncode != 0:
+            return set()
+        return {line.rstrip("/").rpartition("/")[2] for line in proc.stdout.decode(errors="replace").splitlines()
+                if line.strip() and not line.endswith("/")}
 
     def _mkdirs(self, rel_dir: str) -> None:
         parts = [p for p in rel_dir.split("/") if p]
@@ -225,6 +241,7 @@ class FatImage:
                     raise self._fail(f"cannot create {d}/", proc)
 
     def write_all(self, files: dict[str, bytes]) -> None:
+        self._read.clear()
         with tempfile.TemporaryDirectory() as tmp:
             by_dir: dict[str, list[str]] = {}
             for i, (rel, data) in enumerate(files.items()):
@@ -239,12 +256,6 @@ class FatImage:
                 proc = self._mtools("mcopy", "-o", "-i", self._drive, *locals_, f"::/{d}/" if d else "::/")
                 if proc.returncode != 0:
                     raise self._fail(f"cannot write into {d or 'the root directory'}", proc)
-
-    def delete(self, rel: str) -> None:
-        self._mtools("mdel", "-i", self._drive, f"::/{rel}")
-
-    def writable(self) -> bool:
-        return os.access(self.path, os.W_OK)
 
 
 def open_target(path: str) -> BootDir | FatImage:
@@ -562,7 +573,8 @@ def inspect(target_path: str) -> dict:
         except (ConfigError, yaml.YAMLError) as exc:
             out["config_valid"] = False
             out["config_error"] = str(exc)
-    out["credentials"] = {name: target.read(f"{AGENT_DIR}/{name}") is not None for name in CREDENTIALS}
+    present = target.names(AGENT_DIR)
+    out["credentials"] = {name: name in present for name in CREDENTIALS}
     meta = _yaml_mapping(target.read("meta-data"), "meta-data", target.name)
     user = _yaml_mapping(target.read("user-data"), "user-data", target.name)
     net = _yaml_mapping(target.read("network-config"), "network-config", target.name)
@@ -673,7 +685,7 @@ def import_boot(root: str = "/", boot: str | None = None, dest: str = CONFIG_DIR
         os.chown(dest_dir, 0, gid)
         os.chmod(dest_dir, 0o750)
         for name, data in files.items():
-            mode = 0o600 if CREDENTIALS.get(name, (None, False))[1] else 0o640
+            mode = 0o600 if _is_secret(name) else 0o640
             _install(data, dest_dir / name, mode, uid, gid)
             result["imported"].append(name)
             log(f"event=imported file={dest_dir / name} mode={mode:04o} owner={uid}:{gid} bytes={len(data)}")

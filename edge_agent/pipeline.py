@@ -123,7 +123,6 @@ class SensorSlot:
     driver: Sensor | None = None
     next_due: float = 0.0
     next_init: float = 0.0
-    read_errors: int = 0
     missed: int = 0             # sample slots that gave no reading, all retries failed
     attempt: int = 0            # failed reads so far in the current slot
     retry_at: float | None = None
@@ -134,6 +133,11 @@ class SensorSlot:
     state: str = "down"  # up; failing (closed after failed reads, to be brought up again); down
     samples: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def read_errors(self) -> int:
+        """Failed read attempts (bus errors and checksums), retried ones included."""
+        return self.errors_by_kind.get("read", 0) + self.errors_by_kind.get("checksum", 0)
 
     def count_error(self, kind: str) -> None:
         self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
@@ -207,7 +211,6 @@ class Sampler:
         try:
             reading = slot.driver.read()
         except OSError as exc:
-            slot.read_errors += 1
             slot.attempt += 1
             slot.count_error("checksum" if isinstance(exc, ChecksumError) else "read")
             now = self.clock()

@@ -80,7 +80,7 @@ def compress_report(ts: list[float], xs: list[float], resolution: float,
         raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     step, width = resolution, 1
     if deviation and mode == "bound":
-        width = max(1, math.floor(2 * deviation / resolution + 1e-9))  # bins: within deviation
+        width = wire.bin_width_for(deviation, resolution)
         pts = list(zip(ts, xs))
     else:
         chain = dsp.Chain([("swing", deviation, 0.0)] if deviation else [])
@@ -93,7 +93,7 @@ def compress_report(ts: list[float], xs: list[float], resolution: float,
                           tuple(wire.quantise(y, step) for _, y in pts), bin_width=width)
     batch = wire.Batch("report", "series", 0, t0, (ch,), period_ms=_schedule_ms(ts))
     payload = wire.encode(batch)
-    raw = wire.encode(batch, deflate=False)
+    raw = wire.encode(batch, deflate=False) if payload[3] & wire.FLAG_DEFLATE else payload
     decoded = wire.decode(payload).channels[0]
     kt = [t / 1000.0 for t in decoded.times_ms]
     ky = [q * step for q in decoded.values_q]
@@ -108,7 +108,7 @@ def compress_report(ts: list[float], xs: list[float], resolution: float,
         else:
             y = ky[j] + (ky[j + 1] - ky[j]) * (tm - kt[j]) / (kt[j + 1] - kt[j])
         worst = max(worst, abs(y - x))
-    value_bytes = len(wire._value_block(ch.values_q, width)[0])
+    value_bytes = len(wire.value_block(ch.values_q, width)[0])
     n = len(ts)
     return {
         "samples": n,

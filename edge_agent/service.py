@@ -57,17 +57,22 @@ def simulated_buses(cfg: AgentConfig) -> dict[int, I2CBus]:
 
 def simulated_factory(cfg: AgentConfig) -> Callable[[SensorConfig], Sensor]:
     """Sensors on simulated buses (see simulated_buses); GPIO devices on gpiozero's
-    MockFactory, driven by their simulators (``make.stop()`` ends those)."""
+    MockFactory, driven by their simulators (``make.stop()`` ends those). ``make.sims``
+    maps each present sensor's name to its simulator, for injecting faults."""
     from gpiozero.pins.mock import MockFactory
 
     buses = simulated_buses(cfg)
     pins = MockFactory()
-    sims = []
+    sims, running = {}, []
     for s in cfg.sensors:
-        if SENSOR_TYPES[s.type].BUS == "gpio" and not s.sim_absent:
-            sim = SIMULATORS[s.type](s.sim, **s.driver_kwargs())
-            sim.start(pins)
-            sims.append(sim)
+        if s.sim_absent:
+            continue
+        if SENSOR_TYPES[s.type].BUS == "gpio":
+            sims[s.name] = SIMULATORS[s.type](s.sim, **s.driver_kwargs())
+            sims[s.name].start(pins)
+            running.append(sims[s.name])
+        else:
+            sims[s.name] = buses[s.bus]._smbus.devices[s.address]
 
     def make(s: SensorConfig) -> Sensor:
         cls = SENSOR_TYPES[s.type]
@@ -77,7 +82,8 @@ def simulated_factory(cfg: AgentConfig) -> Callable[[SensorConfig], Sensor]:
             buses[s.bus] = I2CBus(SimulatedSMBus(), name=f"sim-i2c-{s.bus}")
         return cls(bus=buses[s.bus], address=s.address, **s.driver_kwargs())
 
-    make.stop = lambda: [sim.stop() for sim in sims]
+    make.sims = sims
+    make.stop = lambda: [sim.stop() for sim in running]
     return make
 
 

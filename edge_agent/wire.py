@@ -372,6 +372,11 @@ def _put_block(out: bytearray, values: list[int]) -> None:
     out += block
 
 
+def bin_width_for(bound: float, resolution: float) -> int:
+    """The widest bin (in resolution steps) that keeps every value within ``bound``."""
+    return max(1, math.floor(2 * bound / resolution + 1e-9))
+
+
 def _predict(kind: int, hist: list[int], i: int) -> int:
     """The prediction of value i from the values before it (``hist``), known to the decoder:
     0 the previous value; 1 the line through the two before (the previous one for i = 1);
@@ -506,7 +511,7 @@ def _pack_residuals(residuals: list[int]) -> tuple[bytes, int]:
     return best
 
 
-def _value_block(qs, width: int = 1, predictor: int | None = None) -> tuple[bytes, int, int]:
+def value_block(qs, width: int = 1, predictor: int | None = None) -> tuple[bytes, int, int]:
     """The smallest block of the predictors' residuals: (block, predictor, form's shape bits).
 
     Binned values that came from a decoder are re-encoded with the predictor they were
@@ -578,7 +583,7 @@ def encode(batch: Batch, *, deflate: bool = True) -> bytes:
         if ch.bin_width > 1:
             body[shape_at] |= SHAPE_BINNED
             put_uvarint(body, ch.bin_width)
-        block, predictor, form = _value_block(ch.values_q, ch.bin_width, ch.predictor)
+        block, predictor, form = value_block(ch.values_q, ch.bin_width, ch.predictor)
         body[shape_at] |= predictor << 3 | form
         put_uvarint(body, len(block))
         body += block

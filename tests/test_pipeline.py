@@ -144,13 +144,8 @@ def test_a_failing_sensor_is_reinitialised_and_the_others_keep_every_sample(tmp_
     fast = dataclasses.replace(base.sensors[0], interval=0.05, options=(("heater_temp", 320.0), ("heater_ms", 1.0)))
     cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.2,
                               sensors=(fast, dataclasses.replace(fast, name="flaky", address=0x76)))
-    factory = simulated_factory(cfg)
-    sims = {}
-
-    def make(sc):
-        d = factory(sc)
-        sims[sc.name] = d._dev._i2c.i2c._bus._smbus.devices[sc.address]
-        return d
+    make = simulated_factory(cfg)
+    sims = make.sims
 
     clock = {"t": 0.0}
     import edge_agent.pipeline as pl
@@ -232,13 +227,8 @@ def test_retries_serve_a_flaky_sensor_without_delaying_the_others(tmp_path):
     fast = dataclasses.replace(base.sensors[0], interval=0.2, options=(("heater_temp", 320.0), ("heater_ms", 1.0)))
     cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.5,
                               sensors=(fast, dataclasses.replace(fast, name="flaky", address=0x76)))
-    factory = simulated_factory(cfg)
-    sims = {}
-
-    def make(sc):
-        d = factory(sc)
-        sims[sc.name] = d._dev._i2c.i2c._bus._smbus.devices[sc.address]
-        return d
+    make = simulated_factory(cfg)
+    sims = make.sims
 
     store = BatchStore(str(tmp_path / "q.sqlite3"))
     s = Sampler(cfg, store, make)
@@ -268,13 +258,8 @@ def test_spikes_and_a_stuck_chip_from_the_simulator_are_flagged_and_counted(tmp_
                              options=(("heater_temp", 320.0), ("heater_ms", 1.0)),
                              sim={"temperature": Wave(20.0, 2.0, 5.0)})
     cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.5, sensors=(sc,))
-    factory = simulated_factory(cfg)
-    sims = {}
-
-    def make(c):
-        d = factory(c)
-        sims["chip"] = d._dev._i2c.i2c._bus._smbus.devices[c.address]
-        return d
+    make = simulated_factory(cfg)
+    sims = {"chip": make.sims[sc.name]}
 
     store = BatchStore(str(tmp_path / "q.sqlite3"))
     s = Sampler(cfg, store, make)

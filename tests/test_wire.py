@@ -233,7 +233,7 @@ def test_each_predictor_decodes_what_it_encoded():
         residuals, rebuilt = wire._residuals(qs, kind)
         assert rebuilt == qs and wire._values_from(residuals, kind) == qs
     smooth = [round(1000 + 0.5 * i * i) for i in range(50)]  # a parabola: the line predicts it best
-    block, kind, _ = wire._value_block(smooth)
+    block, kind, _ = wire.value_block(smooth)
     assert wire.PREDICTORS[kind] == "linear"
 
 
