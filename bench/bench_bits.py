@@ -146,8 +146,8 @@ def measure(name: str, ts: list[float], xs: list[float], res: float) -> dict:
     qs = [wire.quantise(x, res) for x in xs]
     raw = struct.pack(f"<{n}d", *xs)
     vi = varint_bytes(qs)
-    block = wire.value_block(qs)[0]
     period = max(1, round(min(b - a for a, b in zip(ts, ts[1:])) * 1000))
+    block = wire.value_block(qs, season=wire.season_for(period, n))[0]
     ch = wire.ChannelData("value", "", res, tuple(round(t * 1000) for t in ts), tuple(qs))
     payload = wire.encode(wire.Batch("bench", "series", 0, round(ts[0] * 1000), (ch,), period_ms=period))
     row = {

@@ -111,6 +111,7 @@ class MqttConfig:
     password_file: str | None = None
     session_expiry: float = 3600.0   # s the broker keeps our session after a disconnect (MQTT 5)
     backlog_rate: float = 50.0       # batches/s at most from the backlog after an outage
+    wire_version: int = 3            # highest payload version sent (2 until the backbone reads 3)
     reconnect_min: float = 1.0       # s, backoff base (full jitter)
     reconnect_max: float = 120.0     # s, backoff cap
 
@@ -453,7 +454,7 @@ def _parse_mqtt(ctx: _Ctx, raw: Any, node_id: str) -> MqttConfig:
     m = ctx.mapping(raw, "mqtt", {"broker", "topic_prefix", "client_id", "keepalive", "protocol",
                                   "inflight", "allow_insecure", "ca_file", "cert_file", "key_file",
                                   "username", "password_file", "session_expiry", "backlog_rate",
-                                  "reconnect"},
+                                  "reconnect", "wire_version"},
                     {"broker"})
     raw_brokers = m["broker"]
     if isinstance(raw_brokers, str):
@@ -505,6 +506,7 @@ def _parse_mqtt(ctx: _Ctx, raw: Any, node_id: str) -> MqttConfig:
         session_expiry=ctx.duration(m.get("session_expiry", "1h"), "mqtt.session_expiry", positive=False),
         backlog_rate=float(ctx.number(m.get("backlog_rate", 50), "mqtt.backlog_rate", low=0.0, low_open=True)),
         reconnect_min=rmin, reconnect_max=rmax,
+        wire_version=int(ctx.number(m.get("wire_version", 3), "mqtt.wire_version", low=2, high=3, integer=True)),
     )
 
 

@@ -348,7 +348,7 @@ class Sampler:
 
             def encode(seq: int, channels=channels, t0=t0, stream=stream, period_ms=period_ms) -> bytes:
                 return wire.encode(wire.Batch(self.cfg.node_id, stream, seq, t0, channels, flags=flags,
-                                              period_ms=period_ms))
+                                              period_ms=period_ms), version=self.cfg.mqtt.wire_version)
 
             try:
                 seq, size = self.store.seal(stream, encode, self.wall(), clock_unsynced=not synced,

@@ -108,7 +108,7 @@ def compress_report(ts: list[float], xs: list[float], resolution: float,
         else:
             y = ky[j] + (ky[j + 1] - ky[j]) * (tm - kt[j]) / (kt[j + 1] - kt[j])
         worst = max(worst, abs(y - x))
-    value_bytes = len(wire.value_block(ch.values_q, width)[0])
+    value_bytes = len(wire.value_block(ch.values_q, width, season=wire.season_for(batch.period_ms, len(pts)))[0])
     n = len(ts)
     return {
         "samples": n,

@@ -412,10 +412,11 @@ class BatchStore:
         try:
             for row_id, payload, old_offset in rows:
                 shift = wall_offset_ms - (old_offset or 0)
-                batch = wire.restamp(wire.decode(payload), shift)
+                batch = wire.restamp(wire.decode(payload), shift)  # its version stays (2 for old backbones)
                 db.execute("UPDATE batches SET payload = ?, clock_unsynced = 0, wall_offset_ms = ?, "
                            "sealed = sealed + ? WHERE id = ?",
-                           (wire.encode(batch), wall_offset_ms, shift / 1000.0, row_id))
+                           (wire.encode(batch, version=max(2, batch.version)), wall_offset_ms, shift / 1000.0,
+                            row_id))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

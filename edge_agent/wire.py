@@ -1,4 +1,4 @@
-"""The batch payload: its encoder (version 2) and its decoder (versions 1 and 2).
+"""The batch payload: its encoder (versions 2 and 3) and its decoder (versions 1 to 3).
 
 docs/wire-format.md is the normative specification; this module implements it,
 and tests/vectors/ holds payload bytes with their decoded contents.
@@ -13,25 +13,30 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from edge_agent.crc32c import crc32c
+from edge_agent.entropy import rc_decode, rc_encode
 from edge_agent.errors import WireFormatError
 
 MAGIC = b"EA"
-VERSION = 2                # what encode() writes
-VERSIONS = (1, 2)          # what decode() reads
+VERSION = 3                # what encode() writes when a channel needs it (else 2, for older decoders)
+VERSIONS = (1, 2, 3)       # what decode() reads
 ENCODING_DELTA_VARINT = 1  # version 1: timestamps delta-of-delta ms; values zigzag deltas as varints
 FLAG_HISTORICAL = 0x01     # sent from the backlog, not live
 FLAG_CLOCK_UNSYNCED = 0x02  # wall clock was not known to be synchronised when sampled
-FLAG_DEFLATE = 0x04        # version 2: the body after the flags byte is raw DEFLATE (RFC 1951)
+FLAG_DEFLATE = 0x04        # versions 2, 3: the body after the flags byte is raw DEFLATE (RFC 1951)
 # Version 2, per channel: what follows its sample count
 SHAPE_REGULAR = 0x01       # consecutive slots from the first one: no time block
 SHAPE_EXCEPTIONS = 0x02    # some times are off their slot: a list of offsets follows
 SHAPE_FLAGS = 0x04         # some samples carry quality flags: the sparse list follows
 SHAPE_PREDICTOR = 0x18     # bits 3-4: how values are predicted from the ones before (PREDICTORS)
-PREDICTORS = ("previous", "linear", "mean8", "trend8")  # shape bits 3-4 = 0, 1, 2, 3
+PREDICTORS = ("previous", "linear", "mean8", "trend8", "zero", "seasonal")  # 0-3 also in shape bits 3-4
+PREDICTOR_ZERO = 4         # version 3, coded form only: the residual is the value itself
+PREDICTOR_SEASONAL = 5     # version 3, coded form only: the step one season ago repeats
 SHAPE_BINNED = 0x20        # residuals are in bins of `width` steps: lossy within width / 2
 SHAPE_RUNS = 0x40          # the residuals are sent as runs of zeros and the values between
 SHAPE_RICE = 0x80          # the residuals are Rice codes, a parameter per partition of RICE_PART
+SHAPE_CODED = 0xC0         # version 3 (runs and Rice together): predictor in the block, range-coded
 RICE_PART = 64
+DAY_MS = 86_400_000        # the season the encoder tries when a batch holds more than two of it
 
 # Version 2: channels every decoder knows by a one-byte kind, so a batch need not spell out
 # their names and units. Kind 0 is a channel named in the payload. Codes are never reused.
@@ -256,9 +261,10 @@ class ChannelData:
     times_ms: tuple[int, ...]
     values_q: tuple[int, ...]
     flags: tuple[tuple[int, int], ...] = ()  # (sample index, quality flags), only where non-zero
-    encoding: int = field(default=ENCODING_DELTA_VARINT, compare=False)  # as decoded: 1 (v1) or 2 (v2)
+    encoding: int = field(default=ENCODING_DELTA_VARINT, compare=False)  # as decoded: the payload's version
     bin_width: int = 1  # version 2, error-bounded: each value within bin_width // 2 steps of its quantised value
     predictor: int | None = field(default=None, compare=False)  # as decoded; re-encoding keeps it
+    season: int = field(default=0, compare=False)  # as decoded: the seasonal predictor's period in samples
 
     def values(self) -> list[float]:
         d = decimals_of(self.resolution)
@@ -273,7 +279,7 @@ class Batch:
     t0_ms: int
     channels: tuple[ChannelData, ...]
     flags: int = 0
-    version: int = VERSION
+    version: int = field(default=VERSION, compare=False)  # as decoded; encode() chooses its own
     period_ms: int = 1  # the sampling schedule (version 2): times are t0 + k * period (+ exceptions);
     #                     1: every millisecond is a slot, i.e. no schedule
 
@@ -377,14 +383,18 @@ def bin_width_for(bound: float, resolution: float) -> int:
     return max(1, math.floor(2 * bound / resolution + 1e-9))
 
 
-def _predict(kind: int, hist: list[int], i: int) -> int:
+def _predict(kind: int, hist: list[int], i: int, season: int = 0) -> int:
     """The prediction of value i from the values before it (``hist``), known to the decoder:
     0 the previous value; 1 the line through the two before (the previous one for i = 1);
     2 the mean of up to eight before, rounded half up (noisy, slowly moving signals);
     3 the least-squares line through up to eight before, one step on, rounded half up
-    (noisy signals with a trend)."""
-    if i == 0:
+    (noisy signals with a trend); 4 zero (values that mostly sit at one level, e.g. rain);
+    5 the previous value plus the step between the same two samples one ``season`` earlier
+    (the previous value while i <= season): a daily cycle repeats."""
+    if i == 0 or kind == PREDICTOR_ZERO:
         return 0
+    if kind == PREDICTOR_SEASONAL:
+        return hist[i - 1] + hist[i - season] - hist[i - season - 1] if i > season else hist[i - 1]
     if kind == 0 or (kind == 1 and i == 1):
         return hist[i - 1]
     if kind == 1:
@@ -403,24 +413,24 @@ def _predict(kind: int, hist: list[int], i: int) -> int:
     return (2 * num + den) // (2 * den)
 
 
-def _residuals(qs, kind: int, width: int = 1) -> tuple[list[int], list[int]]:
-    """(zigzag residuals, the values the decoder will rebuild). With width > 1 the residual
+def _residuals(qs, kind: int, width: int = 1, season: int = 0) -> tuple[list[int], list[int]]:
+    """(signed residuals, the values the decoder will rebuild). With width > 1 the residual
     is in bins of ``width`` steps around the prediction (SZ-style error-bounded
     quantisation): every rebuilt value is within width // 2 steps of the one given."""
     out: list[int] = []
     rebuilt: list[int] = []
     for i, q in enumerate(qs):
-        pred = _predict(kind, rebuilt, i)
+        pred = _predict(kind, rebuilt, i, season)
         b = (q - pred + width // 2) // width if width > 1 else q - pred
         rebuilt.append(pred + width * b)
-        out.append(zigzag(b))
+        out.append(b)
     return out, rebuilt
 
 
-def _values_from(residuals: list[int], kind: int, width: int = 1) -> list[int]:
+def _values_from(residuals: list[int], kind: int, width: int = 1, season: int = 0) -> list[int]:
     out: list[int] = []
-    for i, z in enumerate(residuals):
-        out.append(_predict(kind, out, i) + width * unzigzag(z))
+    for i, r in enumerate(residuals):
+        out.append(_predict(kind, out, i, season) + width * r)
     return out
 
 
@@ -511,23 +521,66 @@ def _pack_residuals(residuals: list[int]) -> tuple[bytes, int]:
     return best
 
 
-def value_block(qs, width: int = 1, predictor: int | None = None) -> tuple[bytes, int, int]:
-    """The smallest block of the predictors' residuals: (block, predictor, form's shape bits).
+def _coded(residuals: list[int], kind: int, season: int) -> bytes:
+    """The coded form's block: predictor, season, range-coded residuals, padded with zero
+    bytes (which the decoder reads past the end anyway) to a byte per MAX_PER_BYTE values,
+    so the decoder's bound on the sample count holds for every form."""
+    head = bytearray()
+    put_uvarint(head, kind)
+    if kind == PREDICTOR_SEASONAL:
+        put_uvarint(head, season)
+    return bytes(head) + rc_encode(residuals).ljust(-(-len(residuals) // MAX_PER_BYTE), b"\0")
 
-    Binned values that came from a decoder are re-encoded with the predictor they were
-    rebuilt with: only then is every residual exact, and re-encoding (the store restamps
-    batches so) changes no value."""
-    kinds = [predictor] if predictor is not None and width > 1 else [0, 1, 2, 3] if len(qs) >= 3 else [0]
+
+def season_for(period_ms: int, n: int) -> int:
+    """The seasonal predictor's period in samples for a batch of ``n`` on a ``period_ms``
+    schedule: one day when it is a whole number of periods and the batch holds more than
+    two days; else 0 (not tried)."""
+    if period_ms > 1 and DAY_MS % period_ms == 0 and n > 2 * (DAY_MS // period_ms):
+        return DAY_MS // period_ms
+    return 0
+
+
+def value_block(qs, width: int = 1, predictor: int | None = None, season: int = 0,
+                coded: bool = True) -> tuple[bytes, int, int]:
+    """The smallest block of the predictors' residuals: (block, predictor, shape bits of the
+    predictor and form). ``season`` > 0 adds the seasonal predictor with that period;
+    ``coded`` False keeps to version 2's forms and predictors.
+
+    Binned values that came from a decoder are re-encoded with the predictor (and season)
+    they were rebuilt with: only then is every residual exact, and re-encoding (the store
+    restamps batches so) changes no value."""
+    if predictor is not None and width > 1:
+        kinds = [predictor]
+        if predictor >= PREDICTOR_ZERO and not coded:
+            raise ValueError(f"predictor {PREDICTORS[predictor]} needs wire version 3")
+    else:
+        kinds = [0, 1, 2, 3] if len(qs) >= 3 else [0]
+        if coded and len(qs) >= 3:
+            kinds.append(PREDICTOR_ZERO)
+        if coded and season:
+            kinds.append(PREDICTOR_SEASONAL)
     best = None
     for kind in kinds:
-        block, form = _pack_residuals(_residuals(qs, kind, width)[0])
-        if best is None or len(block) < len(best[0]):
-            best = (block, kind, form)
+        residuals = _residuals(qs, kind, width, season)[0]
+        if max(map(abs, residuals), default=0) >= 1 << 59:  # beyond Simple-8b's zigzag values
+            raise ValueError(f"a residual of {max(map(abs, residuals))} steps: values too far apart to encode")
+        forms = []  # version 2's forms first: a tie keeps the payload readable by older decoders
+        if kind < PREDICTOR_ZERO:
+            block, form = _pack_residuals([zigzag(r) for r in residuals])
+            forms.append((block, kind << 3 | form))
+        if coded:
+            forms.append((_coded(residuals, kind, season), SHAPE_CODED))
+        for block, shape in forms:
+            if best is None or len(block) < len(best[0]):
+                best = (block, kind, shape)
     return best
 
 
-def encode(batch: Batch, *, deflate: bool = True) -> bytes:
-    """The version-2 payload of a batch (see docs/wire-format.md).
+def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> bytes:
+    """The payload of a batch (see docs/wire-format.md): version 3 when a channel's values
+    are smallest in its coded form, else version 2; ``version=2`` keeps to version 2 for
+    backbones whose decoders do not read version 3 yet.
 
     Times are written as slots of the batch's schedule (``period_ms``; 1 when it has
     none) plus the offsets of points that are not on it; values as zigzag deltas of the
@@ -537,6 +590,9 @@ def encode(batch: Batch, *, deflate: bool = True) -> bytes:
     period = batch.period_ms
     if period < 1:
         raise ValueError(f"period_ms must be at least 1 (got {period})")
+    if version not in (2, 3):
+        raise ValueError(f"encode writes wire versions 2 and 3, not {version}")
+    coded, version = version == 3, 2
     body = bytearray()
     put_str(body, batch.node)
     put_str(body, batch.stream)
@@ -583,8 +639,11 @@ def encode(batch: Batch, *, deflate: bool = True) -> bytes:
         if ch.bin_width > 1:
             body[shape_at] |= SHAPE_BINNED
             put_uvarint(body, ch.bin_width)
-        block, predictor, form = value_block(ch.values_q, ch.bin_width, ch.predictor)
-        body[shape_at] |= predictor << 3 | form
+        season = ch.season if ch.predictor == PREDICTOR_SEASONAL else season_for(period, n)
+        block, _, shape_bits = value_block(ch.values_q, ch.bin_width, ch.predictor, season, coded)
+        body[shape_at] |= shape_bits
+        if shape_bits & SHAPE_CODED == SHAPE_CODED:
+            version = 3
         put_uvarint(body, len(block))
         body += block
         if ch.flags:
@@ -596,7 +655,7 @@ def encode(batch: Batch, *, deflate: bool = True) -> bytes:
         if len(packed) < len(body):
             body, flags = bytearray(packed), flags | FLAG_DEFLATE
     out = bytearray(MAGIC)
-    out.append(2)
+    out.append(version)
     out.append(flags)
     out += body
     out += struct.pack("<I", crc32c(bytes(out)))
@@ -605,9 +664,12 @@ def encode(batch: Batch, *, deflate: bool = True) -> bytes:
 
 MAX_BODY = 1 << 20  # a version-2 body inflates to at most this many bytes
 MAX_CHANNEL_SAMPLES = 1 << 20  # a decoder refuses channels claiming more samples
+MAX_PER_BYTE = 16 * 240  # the most values one byte of a channel stands for (a Simple-8b run byte)
 
 
 def _decode_v2(payload: bytes, flags: int) -> Batch:
+    """Versions 2 and 3 (version 3 adds the coded form)."""
+    version = payload[2]
     body = payload[4:-4]
     if flags & FLAG_DEFLATE:
         inflater = zlib.decompressobj(-15)
@@ -642,7 +704,7 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
         if not (resolution > 0 and math.isfinite(resolution)):
             raise WireFormatError(f"{what} ({name}): resolution {resolution!r} is not a positive number")
         n = r.uvarint(f"{what} sample count")
-        if n > min(MAX_CHANNEL_SAMPLES, 240 * (r.end - r.pos)):  # a Simple-8b byte holds at most 240
+        if n > min(MAX_CHANNEL_SAMPLES, MAX_PER_BYTE * (r.end - r.pos)):
             raise WireFormatError(f"{what} ({name}): sample count {n} exceeds the payload or the limit")
         shape = r.byte(f"{what} shape")
         if shape & SHAPE_REGULAR:
@@ -666,10 +728,24 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
         if width < 1:
             raise WireFormatError(f"{what} ({name}): bin width 0")
         predictor = (shape & SHAPE_PREDICTOR) >> 3
+        season = 0
         block = r.block(f"{what} values")
-        if shape & SHAPE_RUNS and shape & SHAPE_RICE:
-            raise WireFormatError(f"{what} ({name}): shape says both runs and Rice codes")
-        if shape & SHAPE_RICE:
+        if shape & SHAPE_CODED == SHAPE_CODED:
+            if version < 3:
+                raise WireFormatError(f"{what} ({name}): shape says both runs and Rice codes")
+            if predictor:
+                raise WireFormatError(f"{what} ({name}): coded values with predictor bits {predictor} "
+                                      "in the shape (the block names the predictor)")
+            rb = _Reader(block, len(block))
+            predictor = rb.uvarint(f"{what} predictor")
+            if predictor >= len(PREDICTORS):
+                raise WireFormatError(f"{what} ({name}): unknown predictor {predictor}")
+            if predictor == PREDICTOR_SEASONAL:
+                season = rb.uvarint(f"{what} season")
+                if season < 1:
+                    raise WireFormatError(f"{what} ({name}): season 0")
+            residuals = rc_decode(block[rb.pos:], n, f"{what} values")
+        elif shape & SHAPE_RICE:
             residuals = unpack_rice(block, n, f"{what} values")
         elif shape & SHAPE_RUNS:
             rb = _Reader(block, len(block))
@@ -682,14 +758,16 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
                 raise WireFormatError(f"{what} ({name}): runs make {len(residuals)} values, not {n}")
         else:
             residuals = unpack_simple8b(block, n, f"{what} values")
-        values = _values_from(residuals, predictor, width)
+        if shape & SHAPE_CODED != SHAPE_CODED:
+            residuals = [unzigzag(z) for z in residuals]
+        values = _values_from(residuals, predictor, width, season)
         qflags = _read_flags(r, what, name, n) if shape & SHAPE_FLAGS else []
         channels.append(ChannelData(name, unit, resolution, tuple(times), tuple(values), tuple(qflags),
-                                    encoding=2, bin_width=width, predictor=predictor))
+                                    encoding=version, bin_width=width, predictor=predictor, season=season))
     if r.pos != r.end:
         raise WireFormatError(f"{r.end - r.pos} unexpected bytes after the last channel")
     return Batch(node=node, stream=stream, seq=seq, t0_ms=t0, channels=tuple(channels),
-                 flags=flags & ~FLAG_DEFLATE, version=2, period_ms=period)
+                 flags=flags & ~FLAG_DEFLATE, version=version, period_ms=period)
 
 
 def _read_flags(r: _Reader, what: str, name: str, n: int) -> list[tuple[int, int]]:
@@ -721,7 +799,7 @@ def decode(payload: bytes) -> Batch:
     if crc != actual:
         raise WireFormatError(f"checksum mismatch: payload says {crc:08x}, content gives {actual:08x} "
                               f"(corrupted in the store or on the way)")
-    if version == 2:
+    if version >= 2:
         return _decode_v2(payload, payload[3])
     r = _Reader(payload, len(payload) - 4)
     r.pos = 3

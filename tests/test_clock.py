@@ -140,3 +140,21 @@ def test_schedule_runs_on_the_monotonic_clock(tmp_path):
     samples = s.slots[0].samples
     # 40 turns of 0.25 s = 10 s at a 1 s interval: 10 samples (+1 for the first at t=0)
     assert samples in (10, 11)
+
+
+def test_a_restamped_batch_keeps_its_wire_version(tmp_path):
+    """A node capped at wire version 2 must not send version 3 after a clock sync."""
+    qs = tuple(round((f - 32) / 1.8 * 10) for f in (60, 62, 61, 59, 58, 60, 63, 61, 60, 57) * 6)
+    ch = wire.ChannelData("temperature", "°C", 0.1, tuple(1000 * i for i in range(len(qs))), qs)
+    batch = wire.Batch("n", "air", 0, 0, (ch,), period_ms=1000)
+    assert wire.encode(batch, deflate=False)[2] == 3  # its values pay for the coded form
+    store = BatchStore(str(tmp_path / "q"))
+    for version in (2, 3):
+        store.seal("air", lambda seq, v=version: wire.encode(batch, version=v), 0.0, clock_unsynced=True,
+                   boot_id="boot-A", wall_offset_ms=0)
+    assert store.restamp_unsynced("boot-A", 5_000) == 2
+    rows = store.oldest(10)
+    store.close()
+    assert [r.payload[2] for r in rows] == [2, 3]
+    for r in rows:
+        assert wire.decode(r.payload).channels[0].times_ms[0] == 5_000

@@ -93,6 +93,7 @@ def test_builtin_default_node_has_one_simulated_bme680():
     (lambda d: d["mqtt"].update(broker="http://x"), "mqtt.broker", "a broker URL"),
     (lambda d: d["mqtt"].update(broker="mqtt://10.0.0.5"), "mqtt.broker", "allow_insecure"),
     (lambda d: d["mqtt"].update(protocol=4), "mqtt.protocol", "5 or 3.1.1"),
+    (lambda d: d["mqtt"].update(wire_version=1), "mqtt.wire_version", "[2, 3]"),
     (lambda d: d["sensors"].append(dict(d["sensors"][0])), "sensors[1].name", "not used by another"),
     (lambda d: d.update(sensors=[]), "sensors", "a non-empty list"),
     (lambda d: d["sensors"][0].update(address=0x99), "sensors[0].address", "[8, 119]"),

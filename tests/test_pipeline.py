@@ -320,3 +320,38 @@ def test_a_channel_with_a_bound_sends_every_sample_within_it(tmp_path):
     store.close()
     assert ch.bin_width == 10 and len(ch.values_q) == 40
     assert max(abs(v - t) for v, t in zip(ch.values(), temps)) <= 0.055 + 1e-9
+
+
+@pytest.mark.parametrize("wire_version", [2, 3])
+def test_wire_version_caps_what_the_node_sends(tmp_path, wire_version):
+    """A backbone whose decoders predate version 3 gets version 2: the same values, more bytes."""
+    import random
+    import textwrap
+
+    cfg_file = tmp_path / "n.yaml"
+    cfg_file.write_text(textwrap.dedent(f"""\
+        node: {{id: w{wire_version}}}
+        mqtt: {{broker: "mqtt://127.0.0.1:1", wire_version: {wire_version}}}
+        sensors:
+          - type: bme680
+            filters: []
+            channels: {{temperature: {{resolution: 0.1}}}}
+    """))
+    cfg = dataclasses.replace(load_config(cfg_file), state_dir=str(tmp_path))
+    rnd = random.Random(3)
+    fahrenheit = [60]  # a value read in whole degrees Fahrenheit: a sparse set of steps at 0.1 degC
+    for _ in range(59):
+        fahrenheit.append(fahrenheit[-1] + rnd.choice((-2, -1, 0, 0, 1, 2)))
+    temps = [(f - 32) / 1.8 for f in fahrenheit]
+    sensor = ScriptedSensor(temps)
+    store = BatchStore(str(tmp_path / "q"))
+    s = Sampler(cfg, store, lambda c: sensor, clock=lambda: sensor.t - BOOT, wall=lambda: sensor.t)
+    s.slots[0].driver = sensor
+    for _ in temps:
+        s.sample(s.slots[0])
+    s.seal()
+    payload = store.oldest(1)[0].payload
+    store.close()
+    assert payload[2] == wire_version
+    ch = next(c for c in wire.decode(payload).channels if c.name == "temperature")
+    assert ch.values_q == tuple(wire.quantise(t, 0.1) for t in temps)

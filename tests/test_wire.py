@@ -1,4 +1,4 @@
-"""Wire format: golden vectors (v1 and v2), round trips, packing, and corruption that must never decode."""
+"""Wire format: golden vectors (v1, v2 and v3), round trips, packing, and corruption that must never decode."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import math
+import random
 from pathlib import Path
 
 import pytest
@@ -33,18 +35,18 @@ def test_golden_vectors_decode_and_encode(hexfile):
     doc = json.loads(hexfile.with_suffix(".json").read_text())
     expected = batch_from_json(doc)
     decoded = wire.decode(payload)
-    assert decoded == expected
+    assert decoded == expected and decoded.version == doc["version"]
     for ch, want in zip(decoded.channels, doc["channels"]):
         assert ch.values() == want["values"]
     if doc["version"] == 1:
         assert wire.encode_v1(expected) == payload
     elif not doc.get("deflate"):  # a DEFLATE stream depends on the zlib build: decode only
-        assert wire.encode(expected, deflate=False) == payload
+        assert wire.encode(expected, deflate=False, version=doc["version"]) == payload
 
 
 def test_there_are_vectors():
     versions = {json.loads(p.with_suffix(".json").read_text())["version"] for p in VECTORS}
-    assert len(VECTORS) >= 4 and versions == {1, 2}
+    assert len(VECTORS) >= 5 and versions == {1, 2, 3}
 
 
 def test_crc32c_check_value():
@@ -230,8 +232,8 @@ def test_binned_values_are_within_half_a_bin_and_stable(qs, width):
 def test_each_predictor_decodes_what_it_encoded():
     qs = [5, 9, 14, 18, 25, 24, 30, 31, 29, 40, 41, 39]
     for kind in range(len(wire.PREDICTORS)):
-        residuals, rebuilt = wire._residuals(qs, kind)
-        assert rebuilt == qs and wire._values_from(residuals, kind) == qs
+        residuals, rebuilt = wire._residuals(qs, kind, season=3)
+        assert rebuilt == qs and wire._values_from(residuals, kind, season=3) == qs
     smooth = [round(1000 + 0.5 * i * i) for i in range(50)]  # a parabola: the line predicts it best
     block, kind, _ = wire.value_block(smooth)
     assert wire.PREDICTORS[kind] == "linear"
@@ -257,3 +259,80 @@ def test_rice_codes_win_on_a_laplacian_spread_and_damage_is_caught():
                           tuple(__import__("itertools").accumulate(wire.unzigzag(z) for z in residuals)))
     payload = wire.encode(wire.Batch("n", "s", 0, 0, (ch,), period_ms=1000), deflate=False)
     assert wire.decode(payload) == wire.Batch("n", "s", 0, 0, (ch,), period_ms=1000)
+
+
+def _hourly_days(days: int) -> list[int]:
+    """Hourly temperatures (0.1 degC steps) with a daily cycle that repeats, slowly drifting."""
+    rnd = random.Random(11)
+    profile = [round(60 * math.sin(2 * math.pi * h / 24)) + rnd.randint(-25, 25) for h in range(24)]
+    return [150 + profile[h % 24] + h // 50 + rnd.choice((-1, 0, 0, 1)) for h in range(24 * days)]
+
+
+def test_a_daily_cycle_is_predicted_from_the_day_before():
+    qs = _hourly_days(10)
+    hour = 3_600_000
+    assert wire.season_for(hour, len(qs)) == 24
+    assert wire.season_for(hour, 48) == 0  # not more than two days: not tried
+    assert wire.season_for(7_000, 10**6) == 0  # a day is not a whole number of periods
+    block, kind, shape = wire.value_block(qs, season=24)
+    assert wire.PREDICTORS[kind] == "seasonal" and shape == wire.SHAPE_CODED
+    ch = wire.ChannelData("temperature", "°C", 0.1, tuple(i * hour for i in range(len(qs))), tuple(qs))
+    payload = wire.encode(wire.Batch("n", "air", 0, 0, (ch,), period_ms=hour))
+    assert payload[2] == 3
+    got = wire.decode(payload)
+    assert got.channels == (ch,) and got.version == 3 and got.channels[0].season == 24
+    # without the season the same values cost far more (the first day costs the same)
+    assert len(block) * 3 < len(wire.value_block(qs)[0]) * 2
+
+
+def test_version_2_on_request_and_when_the_coded_form_does_not_pay():
+    rnd = random.Random(5)  # daily maxima read in whole degrees Fahrenheit, sent at 0.1 degC
+    fahrenheit = [60]
+    for _ in range(199):
+        fahrenheit.append(fahrenheit[-1] + rnd.choice((-3, -2, -1, 0, 0, 1, 2, 3)))
+    qs = [round((f - 32) / 1.8 * 10) for f in fahrenheit]
+    ch = wire.ChannelData("temperature", "°C", 0.1, tuple(i * 1000 for i in range(len(qs))), tuple(qs))
+    b = wire.Batch("n", "air", 0, 0, (ch,), period_ms=1000)
+    v3, v2 = wire.encode(b, deflate=False), wire.encode(b, deflate=False, version=2)
+    assert v3[2] == 3 and v2[2] == 2 and len(v3) < len(v2)
+    assert wire.decode(v2) == wire.decode(v3) == b
+    # a regular ramp: Simple-8b of zeros is as small as it gets, so the payload stays version 2
+    ramp = wire.ChannelData("temperature", "°C", 0.1, tuple(i * 1000 for i in range(50)), tuple(range(50)))
+    assert wire.encode(wire.Batch("n", "air", 0, 0, (ramp,), period_ms=1000))[2] == 2
+    with pytest.raises(ValueError, match="versions 2 and 3"):
+        wire.encode(b, version=1)
+
+
+def test_long_zero_runs_stay_within_the_decoders_sample_bound():
+    # 20,000 zeros take 6 Simple-8b run bytes; the decoder's bound was once 240 values a byte
+    zeros = wire.ChannelData("power", "W", 1.0, tuple(range(0, 20_000 * 1000, 1000)), (0,) * 20_000)
+    payload = wire.encode(wire.Batch("n", "meter", 0, 0, (zeros,), period_ms=1000), deflate=False)
+    assert wire.decode(payload).channels == (zeros,)
+    assert wire._coded([0] * 20_000, 4, 0) == b"\x04" + b"\0" * 6  # padded to a byte per 3840 values
+
+
+def _recrc(body: bytes) -> bytes:
+    from edge_agent.crc32c import crc32c
+    return body + crc32c(body).to_bytes(4, "little")
+
+
+@pytest.mark.parametrize("at,byte,message", [
+    ("version", 2, "shape says both runs and Rice codes"),  # the coded form in a version-2 payload
+    ("shape", 0xC9, "coded values with predictor bits 1 in the shape"),
+    ("predictor", 7, "unknown predictor 7"),
+    ("season", 0, "season 0"),
+])
+def test_malformed_coded_channels_are_refused_with_what_is_wrong(at, byte, message):
+    qs = _hourly_days(3)
+    ch = wire.ChannelData("t", "", 0.1, tuple(i * 3_600_000 for i in range(len(qs))), tuple(qs))
+    payload = bytearray(wire.encode(wire.Batch("n", "s", 0, 0, (ch,), period_ms=3_600_000), deflate=False))
+    block = wire.value_block(qs, season=24)[0]
+    assert payload[2] == 3 and block[:2] == bytes([wire.PREDICTOR_SEASONAL, 24])
+    length = bytearray()
+    wire.put_uvarint(length, len(block))
+    shape = bytes(payload).index(bytes([wire.SHAPE_CODED | wire.SHAPE_REGULAR, 0]) + length + block)
+    pos = {"version": 2, "shape": shape, "predictor": shape + 2 + len(length),
+           "season": shape + 3 + len(length)}[at]
+    payload[pos] = byte
+    with pytest.raises(WireFormatError, match=message):
+        wire.decode(_recrc(bytes(payload[:-4])))
