@@ -75,8 +75,8 @@ def bench_wire(seconds: int) -> None:
                                      "value": round(v, 2)})) + 1
                      for k, vs in series.items() for s, v in enumerate(vs))
     print(f"wire: {seconds} s of a BME680 at 1 Hz ({samples} samples), median(5) -> EMA(0.5) -> lossy stage "
-          f"(none; deadband, swinging door, or error-bounded bins with the same width); version 2 beside version 1 "
-          f"(which cannot carry bins: its figure there is lossless)")
+          f"(none; deadband, swinging door, or error-bounded bins with the same width); wire version 3 (what a node "
+          f"sends) beside versions 2 and 1 (version 1 cannot carry bins: its figure there is lossless)")
     for lossy in ("none", "deadband", "swing", "bound"):
         for flush in (10, 60):
             tail = {"none": [], "deadband": None, "swing": None, "bound": []}[lossy]
@@ -84,7 +84,7 @@ def bench_wire(seconds: int) -> None:
                 tail if tail is not None else
                 [(lossy, d, 0.0, 0.0) if lossy == "deadband" else (lossy, d, 0.0)]))
                       for k, (_, d, _) in chans.items()}
-            v1_bytes = v2_bytes = kept = seq = 0
+            v1_bytes = v2_bytes = v3_bytes = kept = seq = 0
             t0 = 1_767_225_600_000
             for start in range(0, seconds, flush):
                 chs = []
@@ -102,13 +102,14 @@ def bench_wire(seconds: int) -> None:
                     batch = wire.Batch("lamp-0042", "bme680", seq, min(min(c.times_ms) for c in chs), tuple(chs),
                                        period_ms=1000)
                     v1_bytes += len(wire.encode_v1(batch))
-                    v2_bytes += len(wire.encode(batch))
+                    v2_bytes += len(wire.encode(batch, version=2))
+                    v3_bytes += len(wire.encode(batch))
                     kept += sum(len(c.times_ms) for c in chs)
                     seq += 1
             print(f"  {lossy:<8} flush {flush:>2} s: {seq} batches, {kept} points kept ({kept / samples:5.1%}); "
-                  f"v2 {v2_bytes} B = {v2_bytes / samples:.3f} B/sample ({8 * v2_bytes / samples:.2f} bits), "
-                  f"v1 {v1_bytes / samples:.3f} B/sample: v2/v1 {v2_bytes / v1_bytes:.2f}; "
-                  f"JSON lines {json_bytes / v2_bytes:.0f}x v2")
+                  f"v3 {v3_bytes} B = {v3_bytes / samples:.3f} B/sample ({8 * v3_bytes / samples:.2f} bits), "
+                  f"v2 {v2_bytes / samples:.3f}, v1 {v1_bytes / samples:.3f} B/sample: v3/v2 {v3_bytes / v2_bytes:.2f}, "
+                  f"v3/v1 {v3_bytes / v1_bytes:.2f}; JSON lines {json_bytes / v3_bytes:.0f}x v3")
 
 
 def main() -> None:

@@ -379,8 +379,10 @@ def _put_block(out: bytearray, values: list[int]) -> None:
 
 
 def bin_width_for(bound: float, resolution: float) -> int:
-    """The widest bin (in resolution steps) that keeps every value within ``bound``."""
-    return max(1, math.floor(2 * bound / resolution + 1e-9))
+    """The widest bin (in resolution steps) that keeps every value within ``bound``: odd,
+    as a bin of W steps rebuilds within floor(W / 2) of them on one side and
+    W - 1 - floor(W / 2) on the other, so an even width wastes a step."""
+    return 2 * math.floor(bound / resolution + 1e-9) + 1
 
 
 def _predict(kind: int, hist: list[int], i: int, season: int = 0) -> int:

@@ -306,7 +306,7 @@ def test_a_channel_with_a_bound_sends_every_sample_within_it(tmp_path):
             channels: {temperature: {resolution: 0.01, bound: 0.05, filters: []}}
     """))
     cfg = dataclasses.replace(load_config(cfg_file), state_dir=str(tmp_path))
-    assert cfg.sensors[0].channels[0].bin_width == 10
+    assert cfg.sensors[0].channels[0].bin_width == 11  # +-5 steps of 0.01
     assert cfg.sensors[0].channels[0].error_bound == pytest.approx(0.055)
     temps = [21 + 0.3 * math.sin(i / 7) for i in range(40)]
     sensor = ScriptedSensor(temps)
@@ -318,7 +318,7 @@ def test_a_channel_with_a_bound_sends_every_sample_within_it(tmp_path):
     s.seal()
     ch = wire.decode(store.oldest(1)[0].payload).channels[0]
     store.close()
-    assert ch.bin_width == 10 and len(ch.values_q) == 40
+    assert ch.bin_width == 11 and len(ch.values_q) == 40
     assert max(abs(v - t) for v, t in zip(ch.values(), temps)) <= 0.055 + 1e-9
 
 

@@ -336,3 +336,12 @@ def test_malformed_coded_channels_are_refused_with_what_is_wrong(at, byte, messa
     payload[pos] = byte
     with pytest.raises(WireFormatError, match=message):
         wire.decode(_recrc(bytes(payload[:-4])))
+
+
+@settings(max_examples=300, deadline=None)
+@given(bound=st.floats(0, 1000, allow_nan=False), resolution=st.sampled_from([0.001, 0.01, 0.1, 0.5, 1.0, 3.0]))
+def test_bins_are_odd_and_as_wide_as_the_bound_allows(bound, resolution):
+    w = wire.bin_width_for(bound, resolution)
+    half = w // 2
+    assert w % 2 == 1  # an even bin rebuilds within W/2 on one side only: a step wasted
+    assert half * resolution <= bound * (1 + 1e-9) + 1e-12 < (half + 1) * resolution
