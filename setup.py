@@ -28,7 +28,9 @@ def _extensions():
     ext = Extension(
         "edge_agent._dsp",
         ["ext/_dsp.pyx"],
-        extra_compile_args=["-O2"],
+        # No fused multiply-add: the twin in Python rounds after every operation, and the
+        # core must give the same bits on a Pi's ARM (where GCC would fuse by default).
+        extra_compile_args=["-O2", "-ffp-contract=off"],
     )
     try:
         return cythonize([ext], language_level=3, compiler_directives={
