@@ -108,7 +108,7 @@ def main() -> None:
         kept_t, kept_y = out_t[:m].tolist(), out_y[:m].tolist()
     ch = wire.ChannelData("temperature", "°C", 0.01, tuple(round(t * 1000) for t in kept_t),
                           tuple(wire.quantise(y, 0.01) for y in kept_y))
-    rows["encode (v2, kept points)"] = {"python": best_ns(
+    rows["encode (wire v3, kept points)"] = {"python": best_ns(
         lambda: wire.encode(wire.Batch("n", "s", 0, 0, (ch,), period_ms=1000)), n, 3)}
 
     peers = {

@@ -191,10 +191,10 @@ class _Mean(_Stage):
 
 class _Ema(_Stage):
     def __init__(self, alpha):
-        self.alpha, self.y = alpha, None
+        self.alpha, self.beta, self.y = alpha, 1.0 - alpha, None
 
     def step(self, t, x):
-        self.y = x if self.y is None else self.y + self.alpha * (x - self.y)
+        self.y = x if self.y is None else self.beta * self.y + self.alpha * x
         return t, self.y
 
     def state(self):

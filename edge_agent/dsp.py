@@ -16,7 +16,8 @@ Its stages, in the order a configuration would usually put them:
   from the median of the last ``window`` (odd) samples, it is replaced by that median.
 * ``("median", window)``, ``("mean", window)``: moving median / mean over the last
   ``window`` (1..255) samples; before the window has filled, over what came so far.
-* ``("ema", alpha)``: ``y += alpha * (x - y)``, started at the first sample.
+* ``("ema", alpha)``: ``y = (1 - alpha) * y + alpha * x``, started at the first sample
+  (in this order of operations: the recurrence's path is one multiply and one add).
 * ``("kalman", q, r)``: 1-D random-walk Kalman filter, process noise variance q,
   measurement noise variance r.
 * ``("throttle", interval)``: passes a sample at most every ``interval`` seconds.

@@ -229,7 +229,7 @@ cdef inline bint stage_step(Stage* s, double* t, double* x) noexcept nogil:
         return True
     if s.kind == K_EMA:
         if s.has:
-            s.a_y = s.a_y + s.p[0] * (x[0] - s.a_y)
+            s.a_y = (1.0 - s.p[0]) * s.a_y + s.p[0] * x[0]
         else:
             s.a_y = x[0]
             s.has = True
@@ -298,6 +298,39 @@ cdef inline bint stage_step(Stage* s, double* t, double* x) noexcept nogil:
     s.p_t = t[0]
     s.p_x = x[0]
     return False
+
+
+cdef enum:
+    RUN_BLOCK = 256
+
+
+cdef Py_ssize_t stage_block(Stage* s, double* t, double* x, Py_ssize_t m) noexcept nogil:
+    """One stage over m samples in place; returns how many come out (first ones kept)."""
+    cdef Py_ssize_t j, w = 0, first = 0
+    cdef double y, a, b, tt, xx
+    if s.kind == K_EMA:
+        if m == 0:
+            return 0
+        if not s.has:
+            s.a_y = x[0]
+            s.has = True
+            first = 1
+        a = s.p[0]
+        b = 1.0 - a
+        y = s.a_y
+        for j in range(first, m):
+            y = b * y + a * x[j]  # one multiply and one add on the recurrence's path
+            x[j] = y
+        s.a_y = y
+        return m
+    for j in range(m):
+        tt = t[j]
+        xx = x[j]
+        if stage_step(s, &tt, &xx):
+            t[w] = tt
+            x[w] = xx
+            w += 1
+    return w
 
 
 cdef class Chain:
@@ -398,16 +431,26 @@ cdef class Chain:
             raise ValueError("times and values differ in length")
         if out_t.shape[0] < n or out_y.shape[0] < n:
             raise ValueError("output buffers are shorter than the input")
+        cdef Py_ssize_t start, end, m, j
+        cdef int st
         with nogil:
-            for i in range(n):
-                t = ts[i]
-                x = xs[i]
-                if isnan(x):
-                    continue
-                if self._from(0, &t, &x):
-                    out_t[k] = t
-                    out_y[k] = x
-                    k += 1
+            # Stage by stage over blocks that stay in L1: a stage's state lives in registers
+            # for a whole block instead of going through memory between stages per sample.
+            # Each stage sees the same sequence as sample by sample: the same results.
+            start = 0
+            while start < n:
+                end = start + RUN_BLOCK if n - start > RUN_BLOCK else n
+                m = 0
+                for j in range(start, end):
+                    x = xs[j]
+                    if not isnan(x):
+                        out_t[k + m] = ts[j]
+                        out_y[k + m] = x
+                        m += 1
+                for st in range(self.n):
+                    m = stage_block(&self.stages[st], &out_t[k], &out_y[k], m)
+                k += m
+                start = end
         return k
 
     def get_state(self):
