@@ -84,7 +84,7 @@ setup(
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100"],
         # benchmarks only: the peers the core is measured against (bench/bench_stages.py)
-        "bench": ["numpy>=1.26", "scipy>=1.11", "bottleneck>=1.3", "vega_datasets>=0.9"],
+        "bench": ["numpy>=1.26", "scipy>=1.11", "bottleneck>=1.3", "vega_datasets>=0.9", "bokeh_sampledata>=2024.2"],
     },
     ext_modules=_extensions(),
     cmdclass={"build_ext": OptionalBuildExt},

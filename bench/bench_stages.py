@@ -3,7 +3,7 @@ the libraries people would use instead, measured side by side in one run.
 
     .venv/bin/python bench/bench_stages.py [--samples N] [--json FILE]   (make bench: --json bench-stages.json)
 
-Needs the `bench` extra (numpy, scipy, bottleneck, vega_datasets): `make bench` installs it. Every figure
+Needs the `bench` extra (numpy, scipy, bottleneck, vega_datasets, bokeh_sampledata): `make bench` installs it. Every figure
 is the best of 5 runs over the same 1 M-sample noisy signal with spikes; ratios compare
 figures of this run only. Targets (issue 4) are printed beside the ratios they concern.
 """
