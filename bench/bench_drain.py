@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -73,7 +74,13 @@ def payloads(n: int) -> list[bytes]:
     return out
 
 
-def bare_loop(port: int, data: list[bytes]) -> float:
+def cpu_time() -> float:
+    """CPU seconds of this process (all its threads), user and system."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def bare_loop(port: int, data: list[bytes]) -> tuple[float, float]:
     done = threading.Event()
     acked = [0]
 
@@ -87,17 +94,17 @@ def bare_loop(port: int, data: list[bytes]) -> float:
     c.on_publish = on_publish
     c.connect("127.0.0.1", port)
     c.loop_start()
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), cpu_time()
     for p in data:
         c.publish("bench/bare/data/air", p, qos=1)
     done.wait(300)
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, cpu_time() - cpu
     c.disconnect()
     c.loop_stop()
-    return elapsed
+    return elapsed, cpu
 
 
-def uplink_drain(port: int, data: list[bytes], workdir: str) -> float:
+def uplink_drain(port: int, data: list[bytes], workdir: str) -> tuple[float, float]:
     path = os.path.join(workdir, "drain.sqlite3")
     with BatchStore(path) as s:
         for p in data:
@@ -113,6 +120,7 @@ def uplink_drain(port: int, data: list[bytes], workdir: str) -> float:
                               health_interval=3600.0)
     done = threading.Event()
     times: list[float] = []
+    cpus: list[float] = []
 
     class TimedUplink(Uplink):
         # Time from the CONNACK (as the bare loop starts after its connect) to the last
@@ -122,20 +130,22 @@ def uplink_drain(port: int, data: list[bytes], workdir: str) -> float:
             super()._handle(store, kind, gen, arg)
             if kind == "connect" and self.connected:
                 times.append(time.perf_counter())
+                cpus.append(cpu_time())
 
         def _on_publish(self, *args):
             super()._on_publish(*args)
             if self.delivered == len(data) and not done.is_set():
                 times.append(time.perf_counter())
+                cpus.append(cpu_time())
                 done.set()
 
     up = TimedUplink(cfg, path)
     up.start()
     done.wait(300)
-    elapsed = times[-1] - times[0]
+    elapsed, cpu = times[-1] - times[0], cpus[-1] - cpus[0]
     up.stop(drain_timeout=1.0)
     up.join()
-    return elapsed
+    return elapsed, cpu
 
 
 class FastSensor:
@@ -191,16 +201,20 @@ def main() -> None:
         # Alternate the two, seven rounds each: the figures on a shared 2-core machine
         # wander by +-15 % from run to run. Each one's best, and the median of the
         # rounds' ratios.
-        bare_t, drain_t = [], []
+        bare_t, drain_t, bare_cpu, drain_cpu = [], [], [], []
         for _ in range(ROUNDS):
-            bare_t.append(bare_loop(port, data))
-            drain_t.append(uplink_drain(port, data, workdir))
+            for times, cpus, (el, cpu) in ((bare_t, bare_cpu, bare_loop(port, data)),
+                                           (drain_t, drain_cpu, uplink_drain(port, data, workdir))):
+                times.append(el)
+                cpus.append(cpu)
         bare, drain = min(bare_t), min(drain_t)
         ratios = sorted(b / d for b, d in zip(bare_t, drain_t))
         print(f"drain of {args.batches} batches ({size:.0f} B each, {SAMPLES_PER_BATCH} samples each), "
               f"QoS 1, window {WINDOW}, local Mosquitto, best of {ROUNDS}:")
-        for name, el in (("bare paho-mqtt loop", bare), ("edge-agent uplink (store -> PUBACK -> delete)", drain)):
-            print(f"  {name:<48} {args.batches / el:9.0f} msg/s  {args.batches * SAMPLES_PER_BATCH / el:10.0f} samples/s")
+        for name, el, cpu in (("bare paho-mqtt loop", bare, min(bare_cpu)),
+                              ("edge-agent uplink (store -> PUBACK -> delete)", drain, min(drain_cpu))):
+            print(f"  {name:<48} {args.batches / el:9.0f} msg/s  {args.batches * SAMPLES_PER_BATCH / el:10.0f} "
+                  f"samples/s  {cpu / args.batches * 1e6:6.1f} us CPU/msg (this process)")
         print(f"  ratio uplink / bare, best against best            {bare / drain:9.2f}x   (target >= 0.8x)")
         print(f"  ratio uplink / bare, median of the rounds         {ratios[len(ratios) // 2]:9.2f}x   "
               f"(rounds: {ratios[0]:.2f} .. {ratios[-1]:.2f})")
