@@ -9,6 +9,8 @@ import re
 import sqlite3
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import run_agent_for
 from edge_agent import wire
@@ -45,6 +47,22 @@ def test_mark_historical_sets_the_flag_and_keeps_the_checksum_valid():
     assert b.flags & wire.FLAG_HISTORICAL and b.seq == 7
     assert wire.mark_historical(marked) == marked
     assert all(r["historical"] for r in b.rows())
+
+
+@settings(max_examples=100, deadline=None)
+@given(body=st.binary(max_size=600), flags=st.integers(0, 255).filter(lambda f: not f & wire.FLAG_HISTORICAL))
+def test_marking_updates_the_checksum_as_a_recomputation_would_and_keeps_corruption(body, flags):
+    from edge_agent.crc32c import crc32c
+    head = wire.MAGIC + bytes((3, flags)) + body
+    payload = head + crc32c(head).to_bytes(4, "little")
+    marked = wire.mark_historical(payload)
+    want = bytearray(head)
+    want[3] |= wire.FLAG_HISTORICAL
+    assert marked == bytes(want) + crc32c(bytes(want)).to_bytes(4, "little")
+    corrupt = payload[:-5] + bytes((payload[-5] ^ 0x10,)) + payload[-4:] if body else None
+    if corrupt is not None:  # a byte changed in the store: still caught after marking
+        bad = wire.mark_historical(corrupt)
+        assert crc32c(bad[:-4]).to_bytes(4, "little") != bad[-4:]
 
 
 CONFIG = """\
