@@ -125,30 +125,28 @@ cdef inline double median_of(double* srt, int n) noexcept nogil:
 
 
 cdef inline double mad_of_sorted(double* srt, int n, double m) noexcept nogil:
-    """Median of |srt[i] - m| in O(n): the deviations, in increasing order, come from walking
-    outwards from m through the sorted window; the same order statistics as sorting them."""
-    cdef int lo = 0, hi = n, mid, i, j, k, want = n >> 1
-    cdef double d, prev = 0.0
-    while lo < hi:  # first index with srt[index] >= m
+    """Median of |srt[i] - m| in O(log n): the K = n//2 + 1 values closest to m form a run
+    of the sorted window, found by a binary search on its left end (where the run's left
+    neighbour is farther from m than its right end); the K-th smallest deviation is the
+    larger of the run's ends, and the one before it (even n) the larger of the other end
+    and the largest end's inner neighbour. The same order statistics as sorting the
+    deviations, each computed as fabs(srt[i] - m)."""
+    cdef int k = (n >> 1) + 1, lo = 0, hi = n - k, mid, r
+    cdef double dl, dr
+    while lo < hi:
         mid = (lo + hi) >> 1
-        if srt[mid] < m:
+        if m - srt[mid] > srt[mid + k] - m:
             lo = mid + 1
         else:
             hi = mid
-    i = lo - 1
-    j = lo
-    for k in range(want + 1):
-        if i < 0 or (j < n and fabs(srt[j] - m) <= fabs(srt[i] - m)):
-            d = fabs(srt[j] - m)
-            j += 1
-        else:
-            d = fabs(srt[i] - m)
-            i -= 1
-        if k == want - 1:
-            prev = d
+    r = lo + k - 1
+    dl = fabs(srt[lo] - m)
+    dr = fabs(srt[r] - m)
     if n & 1:
-        return d
-    return (prev + d) / 2.0
+        return dmax(dl, dr)
+    if dr >= dl:
+        return (dmax(dl, fabs(srt[r - 1] - m)) + dr) / 2.0
+    return (dmax(dr, fabs(srt[lo + 1] - m)) + dl) / 2.0
 
 
 cdef inline bint swing_close(Stage* s, double* ot, double* oy) noexcept nogil:
