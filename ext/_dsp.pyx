@@ -306,6 +306,8 @@ cdef Py_ssize_t stage_block(Stage* s, double* t, double* x, Py_ssize_t m) noexce
     """One stage over m samples in place; returns how many come out (first ones kept)."""
     cdef Py_ssize_t j, w = 0, first = 0
     cdef double y, a, b, tt, xx
+    cdef double* ring
+    cdef int h
     if s.kind == K_EMA:
         if m == 0:
             return 0
@@ -320,6 +322,16 @@ cdef Py_ssize_t stage_block(Stage* s, double* t, double* x, Py_ssize_t m) noexce
             y = b * y + a * x[j]  # one multiply and one add on the recurrence's path
             x[j] = y
         s.a_y = y
+        return m
+    if s.kind == K_MEDIAN and s.count == s.window and s.window == 5:
+        # stage_step's full-window network, with the ring position kept in a register
+        ring = s.ring
+        h = s.head
+        for j in range(m):
+            ring[h] = x[j]
+            h = h + 1 if h < 4 else 0
+            x[j] = med5(ring[0], ring[1], ring[2], ring[3], ring[4])
+        s.head = h
         return m
     for j in range(m):
         tt = t[j]

@@ -285,3 +285,27 @@ def test_selector_honours_purepython_and_require_ext():
     out = subprocess.run([sys.executable, "-c", hide], env=dict(env, EDGE_AGENT_REQUIRE_EXT="1"),
                          capture_output=True, text=True)
     assert out.returncode != 0 and "EDGE_AGENT_REQUIRE_EXT=1" in out.stderr
+
+
+@settings(max_examples=60, deadline=None)
+@given(spec=st.sampled_from([[("median", 5)], [("median", 3), ("ema", 0.25)], [("ema", 0.5)],
+                             [("hampel", 7, 3.0), ("median", 5), ("ema", 0.5), ("swing", 0.05, 0.0)],
+                             [("ema", 0.2), ("median", 5), ("deadband", 0.1, 0.0, 0.0)],
+                             [("hampel", 11, 2.0), ("median", 61)]]),
+       xs=st.lists(st.one_of(st.floats(-100, 100), st.just(math.nan), st.integers(-3, 3).map(float)),
+                   max_size=1500),
+       cut=st.floats(0, 1))
+def test_the_compiled_batch_call_in_any_pieces_equals_the_twin_sample_by_sample(spec, xs, cut):
+    """The batch call runs stage by stage over blocks (and some stages in their own loops):
+    across block and call boundaries, with NaNs dropped, it gives the twin's points."""
+    compiled = need_compiled()
+    n = len(xs)
+    ts = [float(i) for i in range(n)]
+    twin = _dsp_py.Chain(spec)
+    want = [p for p in (twin.push(t, x) for t, x in zip(ts, xs)) if p is not None]
+    chain, got, k = compiled.Chain(spec), [], round(cut * n)
+    out_t, out_y = array.array("d", bytes(8 * n)), array.array("d", bytes(8 * n))
+    for lo, hi in ((0, k), (k, n)):
+        m = chain.run(array.array("d", ts[lo:hi]), array.array("d", xs[lo:hi]), out_t, out_y)
+        got += list(zip(out_t[:m], out_y[:m]))
+    assert got == want
