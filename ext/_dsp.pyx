@@ -11,7 +11,7 @@ batch call releases the GIL. Stages and their bounds: see ``edge_agent/dsp.py``.
 from libc.math cimport INFINITY, fabs, isnan
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memset
+from libc.string cimport memmove, memset
 
 from edge_agent._dsp_py import LOSSY, MAD_SCALE, MAX_POLY, MAX_WINDOW, check_spec
 
@@ -73,12 +73,37 @@ cdef inline void win_add(Stage* s, double x) noexcept nogil:
             else:
                 hi = mid
         i = lo
-        while i > 0 and s.srt[i - 1] > x:
-            s.srt[i] = s.srt[i - 1]
-            i -= 1
-        while i < n - 1 and s.srt[i + 1] < x:
-            s.srt[i] = s.srt[i + 1]
-            i += 1
+        if n <= 16:  # a short window: step x to its place
+            while i > 0 and s.srt[i - 1] > x:
+                s.srt[i] = s.srt[i - 1]
+                i -= 1
+            while i < n - 1 and s.srt[i + 1] < x:
+                s.srt[i] = s.srt[i + 1]
+                i += 1
+        elif i > 0 and s.srt[i - 1] > x:
+            # x goes left: after the values <= x in srt[0:i] (a binary search), the rest move up
+            lo = 0
+            hi = i
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if x < s.srt[mid]:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            memmove(&s.srt[lo + 1], &s.srt[lo], (i - lo) * sizeof(double))
+            i = lo
+        elif i < n - 1 and s.srt[i + 1] < x:
+            # x goes right: before the values >= x in srt[i+1:n], the ones between move down
+            lo = i + 1
+            hi = n
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if s.srt[mid] < x:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            memmove(&s.srt[i], &s.srt[i + 1], (lo - 1 - i) * sizeof(double))
+            i = lo - 1
         s.srt[i] = x
     else:
         lo = 0
