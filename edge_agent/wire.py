@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
+from edge_agent import dsp as _dsp_select
 from edge_agent.crc32c import crc32c
 from edge_agent.entropy import rc_decode, rc_encode
 from edge_agent.errors import WireFormatError
@@ -516,6 +517,26 @@ def unpack_rice(block: bytes, n: int, what: str = "block") -> list[int]:
     return out
 
 
+# The compiled core's packers and predictors when the core is in use (the rule of
+# edge_agent.dsp); the functions above are their twins, and the tests hold them equal.
+pack_simple8b_py, pack_rice_py = pack_simple8b, pack_rice
+if _dsp_select.IMPLEMENTATION == "cython":
+    from edge_agent._dsp import pack_rice, pack_simple8b  # noqa: E402,F811
+    from edge_agent._dsp import residuals as _compiled_residuals  # noqa: E402
+else:
+    _compiled_residuals = None
+
+
+def _residuals_fast(qs, kind: int, width: int = 1, season: int = 0) -> tuple[list[int], list[int]]:
+    """_residuals by the compiled core when it is in use and the values fit its int64."""
+    if _compiled_residuals is not None:
+        try:
+            return _compiled_residuals(qs, kind, width, season)
+        except OverflowError:
+            pass
+    return _residuals(qs, kind, width, season)
+
+
 def _pack_residuals(residuals: list[int]) -> tuple[bytes, int]:
     """The residuals' block in its smallest form: (block, shape bits of the form). Forms:
     Simple-8b as they are; runs of zeros (most are 0), preceded by the number of non-zero
@@ -576,7 +597,7 @@ def value_block(qs, width: int = 1, predictor: int | None = None, season: int = 
             kinds.append(PREDICTOR_SEASONAL)
     best = None
     for kind in kinds:
-        residuals = _residuals(qs, kind, width, season)[0]
+        residuals = _residuals_fast(qs, kind, width, season)[0]
         if max(map(abs, residuals), default=0) >= 1 << 59:  # beyond Simple-8b's zigzag values
             raise ValueError(f"a residual of {max(map(abs, residuals))} steps: values too far apart to encode")
         forms = []  # version 2's forms first: a tie keeps the payload readable by older decoders

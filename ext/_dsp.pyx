@@ -8,7 +8,8 @@ chain runs in compiled code with no return to Python between stages, and the
 batch call releases the GIL. Stages and their bounds: see ``edge_agent/dsp.py``.
 """
 
-from libc.math cimport INFINITY, fabs, isnan
+cimport cython
+from libc.math cimport INFINITY, fabs, isnan, log2
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memmove, memset
@@ -918,3 +919,237 @@ def rc_decode(const unsigned char[::1] block, Py_ssize_t n, what="block"):
     finally:
         free(out)
         free(model)
+
+
+# ---- The wire format's predictors: the twin of edge_agent.wire._residuals ----
+
+cdef enum:
+    RES_LIMIT_BITS = 40  # values and bin widths below 2**40: every product below fits int64
+
+
+@cython.cdivision(True)
+cdef inline int64_t _floordiv(int64_t a, int64_t b) noexcept nogil:
+    """Python's a // b for b > 0 (C's division truncates towards zero)."""
+    cdef int64_t q = a // b
+    if (a % b) != 0 and a < 0:
+        q -= 1
+    return q
+
+
+cdef int64_t _predict(int kind, const int64_t* h, Py_ssize_t i, Py_ssize_t season) noexcept nogil:
+    cdef Py_ssize_t lo, m, x
+    cdef int64_t s = 0, sxy = 0, sx, sxx, d, num, den
+    if i == 0 or kind == 4:
+        return 0
+    if kind == 5:
+        return h[i - 1] + h[i - season] - h[i - season - 1] if i > season else h[i - 1]
+    if kind == 0 or (kind == 1 and i == 1):
+        return h[i - 1]
+    if kind == 1:
+        return 2 * h[i - 1] - h[i - 2]
+    lo = i - 8 if i > 8 else 0
+    m = i - lo
+    for x in range(m):
+        s += h[lo + x]
+        sxy += x * h[lo + x]
+    if kind == 2 or m < 2:
+        return _floordiv(2 * s + m, 2 * m)
+    sx = m * (m - 1) // 2
+    sxx = (m - 1) * m * (2 * m - 1) // 6
+    d = m * sxx - sx * sx
+    num = s * d + (m * sxy - sx * s) * (m * m - sx)
+    den = d * m
+    return _floordiv(2 * num + den, 2 * den)
+
+
+def residuals(qs, int kind, int64_t width=1, Py_ssize_t season=0):
+    """(signed residuals, the values the decoder will rebuild), as edge_agent.wire._residuals
+    computes them, for values and bin widths below 2**40 (OverflowError beyond: the caller
+    then uses the twin, whose integers have no bound)."""
+    cdef Py_ssize_t n = len(qs), i
+    cdef int64_t limit = (<int64_t> 1) << RES_LIMIT_BITS
+    cdef int64_t pred, b, v
+    if not 0 < width < limit or (kind == 5 and season < 1):
+        raise OverflowError("bin width beyond the compiled predictors' range")
+    cdef int64_t* q = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    cdef int64_t* reb = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    cdef int64_t* res = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    if q == NULL or reb == NULL or res == NULL:
+        free(q)
+        free(reb)
+        free(res)
+        raise MemoryError()
+    try:
+        for i in range(n):
+            o = qs[i]
+            if not -limit < o < limit:
+                raise OverflowError("a value beyond the compiled predictors' range")
+            q[i] = o
+        with nogil:
+            for i in range(n):
+                pred = _predict(kind, reb, i, season)
+                v = q[i] - pred
+                b = _floordiv(v + width // 2, width) if width > 1 else v
+                reb[i] = pred + width * b
+                res[i] = b
+        return [res[i] for i in range(n)], [reb[i] for i in range(n)]
+    finally:
+        free(q)
+        free(reb)
+        free(res)
+
+
+# ---- Simple-8b and Rice packing: the twins of edge_agent.wire.pack_simple8b / pack_rice ----
+
+cdef int _S8B_COUNT[16]
+cdef int _S8B_BITS[16]
+_S8B_COUNT[:] = [240, 120, 60, 30, 20, 15, 12, 10, 8, 7, 6, 5, 4, 3, 2, 1]
+_S8B_BITS[:] = [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 30, 60]
+
+
+cdef int64_t* _int64_array(values, Py_ssize_t n, int64_t low, int64_t high, str what) except NULL:
+    cdef int64_t* a = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    cdef Py_ssize_t i
+    if a == NULL:
+        raise MemoryError()
+    for i in range(n):
+        v = values[i]
+        if not low <= v < high:
+            free(a)
+            raise ValueError(f"value {v} does not fit {what}")
+        a[i] = v
+    return a
+
+
+def pack_simple8b(values):
+    """Non-negative integers below 2**60, packed; the decoder needs their number."""
+    cdef Py_ssize_t n = len(values), i = 0, z, end, k, runs, last_word = -1, pos = 0
+    cdef int sel, bits
+    cdef uint64_t word, top
+    cdef int64_t* a = _int64_array(values, n, -(1 << 62), 1 << 60, "Simple-8b (at most 2**60 - 1)")
+    cdef unsigned char* out = <unsigned char*> malloc(8 * n + 16)
+    if out == NULL:
+        free(a)
+        raise MemoryError()
+    try:
+        while i < n:
+            if a[i] == 0:
+                z = i
+                while z < n and z - i < 16 * 240 and a[z] == 0:
+                    z += 1
+                z -= i
+                if z >= 240 or i + z == n:
+                    runs = (16 if (z + 239) // 240 > 16 else (z + 239) // 240) if i + z == n else z // 240
+                    out[pos] = <unsigned char> ((runs - 1) << 4)
+                    pos += 1
+                    i = n if i + runs * 240 > n else i + runs * 240
+                    last_word = -1
+                    continue
+                if z >= 120:
+                    out[pos] = 1
+                    pos += 1
+                    i += 120
+                    last_word = -1
+                    continue
+            sel = 16
+            for k in range(2, 16):
+                end = i + _S8B_COUNT[k] if i + _S8B_COUNT[k] < n else n
+                top = 0
+                for z in range(i, end):
+                    if a[z] < 0:
+                        raise ValueError("Simple-8b holds non-negative integers")
+                    top |= <uint64_t> a[z]
+                if top < (<uint64_t> 1 << _S8B_BITS[k]):
+                    sel = k
+                    break
+            if sel == 16:
+                raise ValueError("a value does not fit Simple-8b (at most 2**60 - 1)")
+            bits = _S8B_BITS[sel]
+            end = i + _S8B_COUNT[sel] if i + _S8B_COUNT[sel] < n else n
+            word = <uint64_t> sel
+            k = 4
+            for z in range(i, end):
+                word |= (<uint64_t> a[z]) << k
+                k += bits
+            last_word = pos
+            for k in range(8):
+                out[pos] = <unsigned char> ((word >> (8 * k)) & 0xFF)
+                pos += 1
+            i = end
+        if last_word >= 0:
+            while pos > last_word and out[pos - 1] == 0:
+                pos -= 1
+        return out[:pos] if pos else b""
+    finally:
+        free(a)
+        free(out)
+
+
+def pack_rice(values, int part_size=64):
+    """Rice codes as edge_agent.wire.pack_rice writes them (values below 2**24)."""
+    cdef Py_ssize_t n = len(values), start, end, i, total = 0, byte = 0
+    cdef int k, k0, kk, best_k, j, bitpos = 0
+    cdef int64_t s, cost, best
+    cdef double mean
+    cdef int64_t* a = _int64_array(values, n, 0, 1 << 24, "Rice codes (below 2**24)")
+    cdef int* ks = <int*> malloc(((n + part_size - 1) // part_size + 1) * sizeof(int))
+    cdef unsigned char* out = NULL
+    cdef uint64_t q
+    if ks == NULL:
+        free(a)
+        raise MemoryError()
+    try:
+        # each partition's parameter, and the length of the whole string
+        j = 0
+        for start in range(0, n, part_size):
+            end = start + part_size if start + part_size < n else n
+            s = 0
+            for i in range(start, end):
+                s += a[i]
+            mean = <double> s / <double> (end - start)
+            k0 = <int> log2(mean + 1.0) - 1
+            if k0 < 0:
+                k0 = 0
+            best_k = -1
+            best = 0
+            kk = k0 + 4 if k0 + 4 < 61 else 61
+            for k in range(k0, kk):
+                cost = 0
+                for i in range(start, end):
+                    cost += a[i] >> k
+                cost += (end - start) * (k + 1)
+                if best_k < 0 or cost < best:
+                    best, best_k = cost, k
+            ks[j] = best_k
+            j += 1
+            total += 6 + best
+        if total == 0:
+            return b""
+        out = <unsigned char*> calloc((total + 7) // 8 + 1, 1)
+        if out == NULL:
+            raise MemoryError()
+        j = 0
+        for start in range(0, n, part_size):
+            end = start + part_size if start + part_size < n else n
+            k = ks[j]
+            j += 1
+            for kk in range(5, -1, -1):
+                if (k >> kk) & 1:
+                    out[bitpos >> 3] |= 0x80 >> (bitpos & 7)
+                bitpos += 1
+            for i in range(start, end):
+                q = <uint64_t> (a[i] >> k)
+                while q:
+                    out[bitpos >> 3] |= 0x80 >> (bitpos & 7)
+                    bitpos += 1
+                    q -= 1
+                bitpos += 1  # the zero that ends the unary part
+                for kk in range(k - 1, -1, -1):
+                    if (a[i] >> kk) & 1:
+                        out[bitpos >> 3] |= 0x80 >> (bitpos & 7)
+                    bitpos += 1
+        return out[:(total + 7) // 8]
+    finally:
+        free(a)
+        free(ks)
+        free(out)

@@ -364,3 +364,38 @@ def test_damage_behind_a_valid_checksum_is_refused_or_decoded_never_a_crash(vect
         wire.decode(bytes(body) + crc32c(bytes(body)).to_bytes(4, "little"))
     except WireFormatError:
         pass
+
+
+def _compiled_core():
+    from edge_agent import dsp
+    if dsp.IMPLEMENTATION != "cython":
+        return None
+    from edge_agent import _dsp
+    return _dsp
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.just(0), st.integers(0, 3), st.integers(0, 2**24 - 1), st.integers(0, 2**60 - 1)),
+                       max_size=900))
+def test_the_compiled_packers_write_the_twins_bytes(values):
+    core = _compiled_core()
+    packers = [(wire.pack_simple8b_py, wire.unpack_simple8b)] + ([(core.pack_simple8b, wire.unpack_simple8b)]
+                                                                if core else [])
+    blocks = {pack(values) for pack, _ in packers}
+    assert len(blocks) == 1 and wire.unpack_simple8b(blocks.pop(), len(values)) == values
+    small = [v for v in values if v < 2**24]
+    blocks = {wire.pack_rice_py(small)} | ({core.pack_rice(small)} if core else set())
+    assert len(blocks) == 1 and wire.unpack_rice(blocks.pop(), len(small)) == small
+
+
+@settings(max_examples=300, deadline=None)
+@given(qs=st.lists(st.one_of(st.integers(-300, 300), st.integers(-2**39, 2**39)), max_size=80),
+       kind=st.integers(0, 5), width=st.sampled_from([1, 2, 3, 11, 1001]), season=st.integers(1, 30))
+def test_the_compiled_predictors_give_the_twins_residuals(qs, kind, width, season):
+    core = _compiled_core()
+    want = wire._residuals(qs, kind, width, season)
+    assert wire._residuals_fast(qs, kind, width, season) == want
+    if core:
+        assert core.residuals(qs, kind, width, season) == want
+    huge = [q * 2**30 for q in qs]  # beyond the compiled range: the twin takes over
+    assert wire._residuals_fast(huge, kind, width, season) == wire._residuals(huge, kind, width, season)
