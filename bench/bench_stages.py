@@ -97,7 +97,8 @@ def main() -> None:
     for name, stage in STAGES.items():
         ours(name, [stage])
     ours("chain", CHAIN)
-    # the chain's kept points through the wire encoder (version 2), per input sample
+    # the chain's kept points through the wire encoder (the payload a node sends), per input
+    # sample: Python driving the compiled predictors, packers and range coder when built
     kept_t, kept_y = [], []
     c = (_dsp or _dsp_py).Chain(CHAIN)
     m = c.run(ts, xs, out_t, out_y) if _dsp is not None else None
@@ -108,7 +109,7 @@ def main() -> None:
         kept_t, kept_y = out_t[:m].tolist(), out_y[:m].tolist()
     ch = wire.ChannelData("temperature", "°C", 0.01, tuple(round(t * 1000) for t in kept_t),
                           tuple(wire.quantise(y, 0.01) for y in kept_y))
-    rows["encode (wire v3, kept points)"] = {"python": best_ns(
+    rows["wire encode of kept points"] = {"cython batch" if _dsp else "python per sample": best_ns(
         lambda: wire.encode(wire.Batch("n", "s", 0, 0, (ch,), period_ms=1000)), n, 3)}
 
     peers = {
@@ -137,6 +138,7 @@ def main() -> None:
         b = {k: v["cython batch"] for k, v in rows.items() if "cython batch" in v}
         ratios = {
             "chain M samples/s (target >= 10)": 1e3 / b["chain"],
+            "chain + wire encode M samples/s": 1e3 / (b["chain"] + b["wire encode of kept points"]),
             "median(5) / bottleneck w=5 (target <= 0.5)": b["median(5)"] / peers["bottleneck.move_median w=5"],
             "median(61) / bottleneck w=61 (target <= 1.0)": b["median(61)"] / peers["bottleneck.move_median w=61"],
             "ema / scipy lfilter (target <= 0.6)": b["ema(0.5)"] / peers["scipy.signal.lfilter as EMA(0.5)"],
