@@ -263,7 +263,7 @@ class ChannelData:
     values_q: tuple[int, ...]
     flags: tuple[tuple[int, int], ...] = ()  # (sample index, quality flags), only where non-zero
     encoding: int = field(default=ENCODING_DELTA_VARINT, compare=False)  # as decoded: the payload's version
-    bin_width: int = 1  # version 2, error-bounded: each value within bin_width // 2 steps of its quantised value
+    bin_width: int = 1  # versions 2, 3, error-bounded: each value within bin_width // 2 steps of its quantised value
     predictor: int | None = field(default=None, compare=False)  # as decoded; re-encoding keeps it
     season: int = field(default=0, compare=False)  # as decoded: the seasonal predictor's period in samples
 
@@ -618,9 +618,10 @@ def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> byt
     backbones whose decoders do not read version 3 yet.
 
     Times are written as slots of the batch's schedule (``period_ms``; 1 when it has
-    none) plus the offsets of points that are not on it; values as zigzag deltas of the
-    quantised integers. Both are Simple-8b packed. With ``deflate`` the body is
-    compressed when that makes the payload smaller.
+    none) plus the offsets of points that are not on it; values as the residuals of the
+    predictor whose block is smallest, in the smallest of the forms (Simple-8b, runs of
+    zeros, Rice codes, range-coded). With ``deflate`` the body is compressed when that
+    makes the payload smaller.
     """
     period = batch.period_ms
     if period < 1:
