@@ -39,7 +39,7 @@ from collections import Counter
 from pathlib import Path
 
 from edge_agent import wire
-from edge_agent.report import compress_report
+from edge_agent.report import compress_report, schedule_ms
 
 
 def _vega(name: str) -> Path:
@@ -205,8 +205,7 @@ def measure(name: str, ts: list[float], xs: list[float], res: float) -> dict:
     qs = [wire.quantise(x, res) for x in xs]
     raw = struct.pack(f"<{n}d", *xs)
     vi = varint_bytes(qs)
-    steps = Counter(round((b - a) * 1000) for a, b in zip(ts, ts[1:]))
-    period = max(1, steps.most_common(1)[0][0])  # the schedule: the most common step
+    period = schedule_ms(ts)
     block = wire.value_block(qs, season=wire.season_for(period, n))[0]
     ch = wire.ChannelData("value", "", res, tuple(round(t * 1000) for t in ts), tuple(qs))
     payload = wire.encode(wire.Batch("bench", "series", 0, round(ts[0] * 1000), (ch,), period_ms=period))

@@ -59,7 +59,7 @@ def read_series(path: str) -> tuple[list[float], list[float]]:
     return ts, xs
 
 
-def _schedule_ms(ts: list[float]) -> int:
+def schedule_ms(ts: list[float]) -> int:
     """The series' sampling period: its most common step, in whole milliseconds (1: none)."""
     from collections import Counter
 
@@ -91,7 +91,7 @@ def compress_report(ts: list[float], xs: list[float], resolution: float,
     t0 = round(ts[0] * 1000)
     ch = wire.ChannelData("value", "", step, tuple(round(t * 1000) for t, _ in pts),
                           tuple(wire.quantise(y, step) for _, y in pts), bin_width=width)
-    batch = wire.Batch("report", "series", 0, t0, (ch,), period_ms=_schedule_ms(ts))
+    batch = wire.Batch("report", "series", 0, t0, (ch,), period_ms=schedule_ms(ts))
     payload = wire.encode(batch)
     raw = wire.encode(batch, deflate=False) if payload[3] & wire.FLAG_DEFLATE else payload
     decoded = wire.decode(payload).channels[0]
@@ -124,6 +124,8 @@ def compress_report(ts: list[float], xs: list[float], resolution: float,
         "bits_per_sample": round(8 * len(payload) / n, 3),
         "max_abs_error": worst,
         "compression_ratio": round(16 * n / len(payload), 2),
+        "wire_version": payload[2],
+        "predictor": wire.PREDICTORS[decoded.predictor or 0],
     }
 
 
@@ -135,7 +137,8 @@ def format_report(name: str, r: dict) -> str:
         f"{Path(name).name}: {r['samples']} samples, {mode}, resolution {r['resolution']:g}",
         f"  points kept        {r['points_kept']} ({r['points_kept'] / r['samples']:.1%})",
         f"  on the wire        {r['payload_bytes']} B: {r['bits_per_sample']} bits/sample, "
-        f"{r['bits_per_value']} bits/value for the values",
+        f"{r['bits_per_value']} bits/value for the values (wire version {r['wire_version']}, "
+        f"predictor {r['predictor']})",
         f"  largest error      {r['max_abs_error']:.6g} (bound {r['bound']:g})",
         f"  compression ratio  {r['compression_ratio']}x against 16 B per raw (t, value) sample",
     ])

@@ -82,3 +82,15 @@ def test_the_error_bounded_mode_holds_the_bound_and_wins_where_noise_is_near_the
             assert binned["payload_bytes"] < 0.7 * door["payload_bytes"]
         else:  # far above the noise, the door's lines win (measured: 267 B against 198 B)
             assert door["payload_bytes"] < binned["payload_bytes"]
+
+
+def test_the_report_names_the_wire_version_and_predictor_it_chose(tmp_path):
+    """Hourly readings of a daily cycle over ten days: predicted from the day before."""
+    rnd = random.Random(8)
+    profile = [12 + 6 * math.sin(2 * math.pi * h / 24) + rnd.uniform(-2, 2) for h in range(24)]
+    f = tmp_path / "hourly.csv"
+    f.write_text("".join(f"{1_767_225_600 + 3600 * h},{profile[h % 24] + rnd.choice((-0.1, 0, 0.1)):.1f}\n"
+                         for h in range(240)))
+    r = json.loads(report(str(f), "--resolution", "0.1", "--json").stdout)
+    assert (r["wire_version"], r["predictor"], r["period_ms"]) == (3, "seasonal", 3_600_000)
+    assert "wire version 3, predictor seasonal" in report(str(f), "--resolution", "0.1").stdout
