@@ -519,9 +519,13 @@ def unpack_rice(block: bytes, n: int, what: str = "block") -> list[int]:
 
 # The compiled core's packers and predictors when the core is in use (the rule of
 # edge_agent.dsp); the functions above are their twins, and the tests hold them equal.
-pack_simple8b_py, pack_rice_py = pack_simple8b, pack_rice
+def zigzags(values: list[int]) -> list[int]:
+    return [zigzag(v) for v in values]
+
+
+pack_simple8b_py, pack_rice_py, zigzags_py = pack_simple8b, pack_rice, zigzags
 if _dsp_select.IMPLEMENTATION == "cython":
-    from edge_agent._dsp import pack_rice, pack_simple8b  # noqa: E402,F811
+    from edge_agent._dsp import pack_rice, pack_simple8b, zigzags  # noqa: E402,F811
     from edge_agent._dsp import residuals as _compiled_residuals  # noqa: E402
 else:
     _compiled_residuals = None
@@ -542,7 +546,7 @@ def _pack_residuals(residuals: list[int]) -> tuple[bytes, int]:
     Simple-8b as they are; runs of zeros (most are 0), preceded by the number of non-zero
     residuals; Rice codes (a Laplacian spread, outliers)."""
     best = (pack_simple8b(residuals), 0)
-    nonzero = sum(1 for z in residuals if z)
+    nonzero = len(residuals) - residuals.count(0)
     if nonzero * 4 <= len(residuals):
         head = bytearray()
         put_uvarint(head, nonzero)
@@ -598,11 +602,12 @@ def value_block(qs, width: int = 1, predictor: int | None = None, season: int = 
     best = None
     for kind in kinds:
         residuals = _residuals_fast(qs, kind, width, season)[0]
-        if max(map(abs, residuals), default=0) >= 1 << 59:  # beyond Simple-8b's zigzag values
-            raise ValueError(f"a residual of {max(map(abs, residuals))} steps: values too far apart to encode")
+        widest = max(max(residuals), -min(residuals)) if residuals else 0
+        if widest >= 1 << 59:  # beyond Simple-8b's zigzag values
+            raise ValueError(f"a residual of {widest} steps: values too far apart to encode")
         forms = []  # version 2's forms first: a tie keeps the payload readable by older decoders
         if kind < PREDICTOR_ZERO:
-            block, form = _pack_residuals([zigzag(r) for r in residuals])
+            block, form = _pack_residuals(zigzags(residuals))
             forms.append((block, kind << 3 | form))
         if coded:
             forms.append((_coded(residuals, kind, season), SHAPE_CODED))

@@ -377,12 +377,16 @@ def _compiled_core():
 @settings(max_examples=300, deadline=None)
 @given(values=st.lists(st.one_of(st.just(0), st.integers(0, 3), st.integers(0, 2**24 - 1), st.integers(0, 2**60 - 1)),
                        max_size=900))
-def test_the_compiled_packers_write_the_twins_bytes(values):
+def test_the_compiled_packers_write_the_twins_bytes(values):  # and zigzag the same
     core = _compiled_core()
     packers = [(wire.pack_simple8b_py, wire.unpack_simple8b)] + ([(core.pack_simple8b, wire.unpack_simple8b)]
                                                                 if core else [])
     blocks = {pack(values) for pack, _ in packers}
     assert len(blocks) == 1 and wire.unpack_simple8b(blocks.pop(), len(values)) == values
+    signed = [v - 2**59 for v in values if v < 2**60]
+    assert wire.zigzags_py(signed) == [wire.zigzag(v) for v in signed]
+    if core:
+        assert core.zigzags(signed) == wire.zigzags_py(signed)
     small = [v for v in values if v < 2**24]
     blocks = {wire.pack_rice_py(small)} | ({core.pack_rice(small)} if core else set())
     assert len(blocks) == 1 and wire.unpack_rice(blocks.pop(), len(small)) == small
