@@ -123,8 +123,9 @@ def broker(broker_factory):
 
 
 def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:
-    """Run `edge-agent run --simulate` on a configuration for some seconds, stop it with
-    SIGTERM (by its pid), check it exited cleanly, and return its log."""
+    """Run `edge-agent run --simulate` on a configuration for some seconds after it is
+    ready (a slow machine takes longer to start Python, not to run the agent), stop it
+    with SIGTERM (by its pid), check it exited cleanly, and return its log."""
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "node.yaml"
     cfg.write_text(config_text)
@@ -132,6 +133,10 @@ def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:
     with open(err, "wb") as log:
         proc = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
                                           str(workdir / "state")), stderr=log)
+        deadline = time.monotonic() + 30
+        while "event=ready" not in err.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.05)
         time.sleep(seconds)
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, err.read_text()

@@ -77,7 +77,11 @@ def test_kills_and_broker_restarts_lose_nothing_sealed(broker, tmp_path):
         log = tmp_path / "final.err"
         logs.append(log)
         agent = subprocess.Popen(cmd, stderr=open(log, "wb"))
-        time.sleep(3.0)
+        deadline = time.monotonic() + 30  # connected, however slowly this machine starts it
+        while "event=uplink_connected" not in log.read_text():
+            assert agent.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        time.sleep(2.0)
         os.kill(agent.pid, signal.SIGTERM)
         assert agent.wait(timeout=30) == 0, log.read_text()
         with BatchStore(os.path.join(state, "queue.sqlite3")) as s:

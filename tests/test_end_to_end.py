@@ -113,7 +113,11 @@ def test_simulated_node_to_broker_to_tail(broker, tmp_path):
     agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
                                        str(tmp_path / "state")), stderr=open(agent_err, "wb"))
     try:
-        time.sleep(6)
+        deadline = time.monotonic() + 30  # however slowly this machine starts the agent
+        while len(sealed_seqs(agent_err.read_text())) < 4 or "event=uplink_connected" not in agent_err.read_text():
+            assert agent.poll() is None and time.monotonic() < deadline, agent_err.read_text()
+            time.sleep(0.2)
+        time.sleep(1)
     finally:
         assert stop(agent) == 0, agent_err.read_text()
     log = agent_err.read_text()
@@ -133,7 +137,7 @@ def test_simulated_node_to_broker_to_tail(broker, tmp_path):
 @pytest.mark.broker
 def test_broker_outage_keeps_data_until_it_returns(broker, tmp_path):
     # The backlog must outlast a flush interval after the reconnect for "live first" to show:
-    # an outage of 5 s seals 4 or more batches, which drain at 1/s, while a live batch is
+    # the outage lasts until 4 batches are sealed, which drain at 1/s, while a live batch is
     # sealed within 1 s of the reconnect. (At 2/s, three batches once drained before it.)
     cfg = write_config(tmp_path / "node.yaml", broker.url, backlog_rate=1)
     tail = start_tail(broker, tmp_path / "tail.out", tmp_path / "tail.err", "outage-tail")
@@ -142,12 +146,14 @@ def test_broker_outage_keeps_data_until_it_returns(broker, tmp_path):
     agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
                                        str(tmp_path / "state")), stderr=open(agent_err, "wb"))
     try:
-        time.sleep(5)
+        deadline = time.monotonic() + 30  # a slow machine starts the agent slowly: wait for the seals
+        while len(sealed_seqs(agent_err.read_text())) < 4:
+            assert agent.poll() is None and time.monotonic() < deadline, agent_err.read_text()
+            time.sleep(0.2)
         log = agent_err.read_text()
-        assert "event=uplink_offline" in log, log
-        assert len(sealed_seqs(log)) >= 3  # sampling and storing went on without the broker
+        assert "event=uplink_offline" in log, log  # sampling and storing went on without the broker
         with BatchStore(str(tmp_path / "state" / "queue.sqlite3")) as store:
-            assert store.depth()[0] >= 2
+            assert store.depth()[0] >= 4  # all of them: nothing can be delivered
         broker.start()  # tail's persistent session survived in the broker's persistence file
         deadline = time.monotonic() + 30
         while "event=uplink_connected" not in agent_err.read_text():
@@ -200,7 +206,14 @@ sensors:
     agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
                                        str(tmp_path / "state")), stderr=open(err, "wb"))
     try:
-        time.sleep(8)  # the SCD4x gives its first result after 5 s
+        # until every stream sealed a batch (the SCD4x gives its first result after 5 s),
+        # however slowly this machine starts the agent
+        deadline = time.monotonic() + 40
+        while set(re.findall(r"event=batch_sealed stream=(\w+)", err.read_text())) != {
+                "air", "dust", "co2", "mains", "meter"}:
+            assert agent.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.2)
+        time.sleep(1)
     finally:
         assert stop(agent) == 0, err.read_text()
     seqs = {}
