@@ -32,6 +32,7 @@ from edge_agent import wire
 from edge_agent.config import load_config, parse_broker_url
 from edge_agent.pipeline import Sampler
 from edge_agent.store import BatchStore
+from edge_agent.sysinfo import SystemProbe
 from edge_agent.uplink import Uplink
 
 WINDOW = 20
@@ -174,8 +175,7 @@ def disk_bytes_per_sample(workdir: str, seals: int, samples_per_seal: int) -> tu
     s.slots[0].driver = sensor
 
     def write_bytes() -> int:
-        with open("/proc/self/io") as f:
-            return int(next(line for line in f if line.startswith("write_bytes")).split()[1])
+        return SystemProbe().process_io()["write_bytes"]
 
     w0 = write_bytes()
     for _ in range(seals):

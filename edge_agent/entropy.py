@@ -185,7 +185,7 @@ def rc_encode_py(residuals) -> bytes:
         m = -r if r < 0 else r
         n = m.bit_length()
         if n > MAX_BITS:
-            raise ValueError(f"residual {r} is beyond the coder's 2**60")
+            raise ValueError(f"value {r} does not fit the range coder (|r| < 2**60)")
         node = 1
         for k in range(LEN_BITS - 1, -1, -1):
             b = (n >> k) & 1

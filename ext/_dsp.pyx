@@ -15,6 +15,7 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memmove, memset
 
 from edge_agent._dsp_py import LOSSY, MAD_SCALE, MAX_POLY, MAX_WINDOW, check_spec
+from edge_agent.errors import WireFormatError
 
 cdef enum:
     K_CALIBRATE = 1
@@ -55,71 +56,61 @@ cdef struct Stage:
     double lo, hi
 
 
+cdef inline int lower_bound(const double* a, int lo, int hi, double x) noexcept nogil:
+    """The first index in [lo, hi) whose value is not below x (hi when none is)."""
+    cdef int mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline int upper_bound(const double* a, int lo, int hi, double x) noexcept nogil:
+    """The first index in [lo, hi) whose value is above x (hi when none is)."""
+    cdef int mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if x < a[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
 cdef inline void win_add(Stage* s, double x) noexcept nogil:
     """Add x to the window, dropping the oldest value once it is full; srt stays sorted.
     Full window: the oldest value's slot in srt takes x, which then moves to its place,
     so only the values between the old and the new position move (a sample rarely moves
-    far in a slowly changing signal)."""
+    far in a slowly changing signal). x goes after the values equal to it on its left and
+    before those on its right, like the twin's remove-then-insert."""
     cdef int n = s.count
-    cdef int i, lo, hi, mid
-    cdef double old
+    cdef int i, j
+    cdef double* srt = s.srt
     if n == s.window:
-        old = s.ring[s.head]
-        lo = 0
-        hi = n
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if s.srt[mid] < old:
-                lo = mid + 1
-            else:
-                hi = mid
-        i = lo
+        i = lower_bound(srt, 0, n, s.ring[s.head])
         if n <= 16:  # a short window: step x to its place
-            while i > 0 and s.srt[i - 1] > x:
-                s.srt[i] = s.srt[i - 1]
+            while i > 0 and srt[i - 1] > x:
+                srt[i] = srt[i - 1]
                 i -= 1
-            while i < n - 1 and s.srt[i + 1] < x:
-                s.srt[i] = s.srt[i + 1]
+            while i < n - 1 and srt[i + 1] < x:
+                srt[i] = srt[i + 1]
                 i += 1
-        elif i > 0 and s.srt[i - 1] > x:
-            # x goes left: after the values <= x in srt[0:i] (a binary search), the rest move up
-            lo = 0
-            hi = i
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if x < s.srt[mid]:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            memmove(&s.srt[lo + 1], &s.srt[lo], (i - lo) * sizeof(double))
-            i = lo
-        elif i < n - 1 and s.srt[i + 1] < x:
-            # x goes right: before the values >= x in srt[i+1:n], the ones between move down
-            lo = i + 1
-            hi = n
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                if s.srt[mid] < x:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            memmove(&s.srt[i], &s.srt[i + 1], (lo - 1 - i) * sizeof(double))
-            i = lo - 1
-        s.srt[i] = x
+        elif i > 0 and srt[i - 1] > x:  # left: after the values <= x, the rest move up
+            j = upper_bound(srt, 0, i, x)
+            memmove(&srt[j + 1], &srt[j], (i - j) * sizeof(double))
+            i = j
+        elif i < n - 1 and srt[i + 1] < x:  # right: before the values >= x, those between move down
+            j = lower_bound(srt, i + 1, n, x)
+            memmove(&srt[i], &srt[i + 1], (j - 1 - i) * sizeof(double))
+            i = j - 1
+        srt[i] = x
     else:
-        lo = 0
-        hi = n
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if x < s.srt[mid]:
-                hi = mid
-            else:
-                lo = mid + 1
-        i = n
-        while i > lo:
-            s.srt[i] = s.srt[i - 1]
-            i -= 1
-        s.srt[lo] = x
+        i = upper_bound(srt, 0, n, x)
+        memmove(&srt[i + 1], &srt[i], (n - i) * sizeof(double))
+        srt[i] = x
         s.count = n + 1
     s.ring[s.head] = x
     s.head += 1
@@ -629,6 +620,23 @@ def crc32c(const unsigned char[::1] data, unsigned int crc=0):
     return c ^ 0xFFFFFFFF
 
 
+cdef int64_t* _int64_array(values, Py_ssize_t n, int64_t low, int64_t high, str what,
+                           exc=ValueError) except NULL:
+    """A malloc'ed copy of n Python integers, each in [low, high) (else ``exc``); the caller
+    frees it."""
+    cdef int64_t* a = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    cdef Py_ssize_t i
+    if a == NULL:
+        raise MemoryError()
+    for i in range(n):
+        v = values[i]
+        if not low <= v < high:
+            free(a)
+            raise exc(f"value {v} does not fit {what}")
+        a[i] = v
+    return a
+
+
 # ---- Adaptive binary range coding of residuals: the twin of edge_agent/entropy.py ----
 
 cdef enum:
@@ -794,21 +802,16 @@ cdef Py_ssize_t _rc_encode(const int64_t* rs, Py_ssize_t n, unsigned char* out, 
 
 def rc_encode(residuals):
     """The coded block of signed integer residuals (each |r| < 2**60); see edge_agent/entropy.py."""
-    cdef Py_ssize_t n = len(residuals), j, end
-    cdef int64_t* rs = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    cdef Py_ssize_t n = len(residuals), end
+    cdef int64_t* rs = _int64_array(residuals, n, 1 - (1 << 60), 1 << 60, "the range coder (|r| < 2**60)")
     cdef RcModel* model = <RcModel*> malloc(sizeof(RcModel))
     cdef unsigned char* out = <unsigned char*> malloc(n * 17 + 16)
-    if rs == NULL or model == NULL or out == NULL:
+    if model == NULL or out == NULL:
         free(rs)
         free(model)
         free(out)
         raise MemoryError()
     try:
-        for j in range(n):
-            r = residuals[j]
-            if not -(1 << 60) < r < (1 << 60):
-                raise ValueError(f"residual {r} is beyond the coder's 2**60")
-            rs[j] = r
         with nogil:
             end = _rc_encode(rs, n, out, model)
         while end > 1 and out[end - 1] == 0:
@@ -913,7 +916,6 @@ def rc_decode(const unsigned char[::1] block, Py_ssize_t n, what="block"):
         with nogil:
             got = _rc_decode(&d, n, out, model)
         if got < n:
-            from edge_agent.errors import WireFormatError
             raise WireFormatError(f"{what}: a coded residual of more than {RC_MAX_BITS} bits")
         return [out[k] for k in range(n)]
     finally:
@@ -971,20 +973,16 @@ def residuals(qs, int kind, int64_t width=1, Py_ssize_t season=0):
     cdef int64_t pred, b, v
     if not 0 < width < limit or (kind == 5 and season < 1):
         raise OverflowError("bin width beyond the compiled predictors' range")
-    cdef int64_t* q = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    cdef int64_t* q = _int64_array(qs, n, 1 - limit, limit, "the compiled predictors (|q| < 2**40)",
+                                   OverflowError)
     cdef int64_t* reb = <int64_t*> malloc((n + 1) * sizeof(int64_t))
     cdef int64_t* res = <int64_t*> malloc((n + 1) * sizeof(int64_t))
-    if q == NULL or reb == NULL or res == NULL:
+    if reb == NULL or res == NULL:
         free(q)
         free(reb)
         free(res)
         raise MemoryError()
     try:
-        for i in range(n):
-            o = qs[i]
-            if not -limit < o < limit:
-                raise OverflowError("a value beyond the compiled predictors' range")
-            q[i] = o
         with nogil:
             for i in range(n):
                 pred = _predict(kind, reb, i, season)
@@ -1005,20 +1003,6 @@ cdef int _S8B_COUNT[16]
 cdef int _S8B_BITS[16]
 _S8B_COUNT[:] = [240, 120, 60, 30, 20, 15, 12, 10, 8, 7, 6, 5, 4, 3, 2, 1]
 _S8B_BITS[:] = [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 30, 60]
-
-
-cdef int64_t* _int64_array(values, Py_ssize_t n, int64_t low, int64_t high, str what) except NULL:
-    cdef int64_t* a = <int64_t*> malloc((n + 1) * sizeof(int64_t))
-    cdef Py_ssize_t i
-    if a == NULL:
-        raise MemoryError()
-    for i in range(n):
-        v = values[i]
-        if not low <= v < high:
-            free(a)
-            raise ValueError(f"value {v} does not fit {what}")
-        a[i] = v
-    return a
 
 
 def pack_simple8b(values):

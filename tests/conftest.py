@@ -122,6 +122,26 @@ def broker(broker_factory):
     return broker_factory()
 
 
+def wait_for_log(proc: subprocess.Popen, log: Path, done, timeout: float = 30) -> str:
+    """Poll the process's log until ``done(text)`` holds; fail (with the log) if the process
+    ends first or ``timeout`` seconds pass. A slow machine starts Python later, so tests
+    wait for what they need instead of sleeping a fixed time from launch."""
+    deadline = time.monotonic() + timeout
+    while not done(text := log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, text
+        time.sleep(0.05)
+    return text
+
+
+def compiled_core():
+    """The compiled core module when it is the one in use, else None."""
+    from edge_agent import dsp
+    if dsp.IMPLEMENTATION != "cython":
+        return None
+    from edge_agent import _dsp
+    return _dsp
+
+
 def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:
     """Run `edge-agent run --simulate` on a configuration for some seconds after it is
     ready (a slow machine takes longer to start Python, not to run the agent), stop it
@@ -133,10 +153,7 @@ def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:
     with open(err, "wb") as log:
         proc = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
                                           str(workdir / "state")), stderr=log)
-        deadline = time.monotonic() + 30
-        while "event=ready" not in err.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
-            time.sleep(0.05)
+        wait_for_log(proc, err, lambda text: "event=ready" in text)
         time.sleep(seconds)
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, err.read_text()

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import agent_cmd
+from conftest import agent_cmd, wait_for_log
 from edge_agent.store import BatchStore
 
 INTERVAL = 0.05
@@ -77,10 +77,7 @@ def test_kills_and_broker_restarts_lose_nothing_sealed(broker, tmp_path):
         log = tmp_path / "final.err"
         logs.append(log)
         agent = subprocess.Popen(cmd, stderr=open(log, "wb"))
-        deadline = time.monotonic() + 30  # connected, however slowly this machine starts it
-        while "event=uplink_connected" not in log.read_text():
-            assert agent.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_for_log(agent, log, lambda text: "event=uplink_connected" in text)
         time.sleep(2.0)
         os.kill(agent.pid, signal.SIGTERM)
         assert agent.wait(timeout=30) == 0, log.read_text()

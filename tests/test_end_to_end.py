@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import agent_cmd
+from conftest import agent_cmd, wait_for_log
 from drivers.sim.profiles import Wave
 from edge_agent.store import BatchStore
 
@@ -113,10 +113,7 @@ def test_simulated_node_to_broker_to_tail(broker, tmp_path):
     agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
                                        str(tmp_path / "state")), stderr=open(agent_err, "wb"))
     try:
-        deadline = time.monotonic() + 30  # however slowly this machine starts the agent
-        while len(sealed_seqs(agent_err.read_text())) < 4 or "event=uplink_connected" not in agent_err.read_text():
-            assert agent.poll() is None and time.monotonic() < deadline, agent_err.read_text()
-            time.sleep(0.2)
+        wait_for_log(agent, agent_err, lambda text: len(sealed_seqs(text)) >= 4 and "event=uplink_connected" in text)
         time.sleep(1)
     finally:
         assert stop(agent) == 0, agent_err.read_text()
@@ -146,19 +143,12 @@ def test_broker_outage_keeps_data_until_it_returns(broker, tmp_path):
     agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
                                        str(tmp_path / "state")), stderr=open(agent_err, "wb"))
     try:
-        deadline = time.monotonic() + 30  # a slow machine starts the agent slowly: wait for the seals
-        while len(sealed_seqs(agent_err.read_text())) < 4:
-            assert agent.poll() is None and time.monotonic() < deadline, agent_err.read_text()
-            time.sleep(0.2)
-        log = agent_err.read_text()
+        log = wait_for_log(agent, agent_err, lambda text: len(sealed_seqs(text)) >= 4)
         assert "event=uplink_offline" in log, log  # sampling and storing went on without the broker
         with BatchStore(str(tmp_path / "state" / "queue.sqlite3")) as store:
             assert store.depth()[0] >= 4  # all of them: nothing can be delivered
         broker.start()  # tail's persistent session survived in the broker's persistence file
-        deadline = time.monotonic() + 30
-        while "event=uplink_connected" not in agent_err.read_text():
-            assert time.monotonic() < deadline, "agent did not reconnect"
-            time.sleep(0.2)
+        wait_for_log(agent, agent_err, lambda text: "event=uplink_connected" in text)
         time.sleep(3)
     finally:
         assert stop(agent) == 0, agent_err.read_text()
@@ -206,13 +196,9 @@ sensors:
     agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
                                        str(tmp_path / "state")), stderr=open(err, "wb"))
     try:
-        # until every stream sealed a batch (the SCD4x gives its first result after 5 s),
-        # however slowly this machine starts the agent
-        deadline = time.monotonic() + 40
-        while set(re.findall(r"event=batch_sealed stream=(\w+)", err.read_text())) != {
-                "air", "dust", "co2", "mains", "meter"}:
-            assert agent.poll() is None and time.monotonic() < deadline, err.read_text()
-            time.sleep(0.2)
+        # until every stream sealed a batch (the SCD4x gives its first result after 5 s)
+        wait_for_log(agent, err, lambda text: set(re.findall(r"event=batch_sealed stream=(\w+)", text)) == {
+            "air", "dust", "co2", "mains", "meter"}, timeout=40)
         time.sleep(1)
     finally:
         assert stop(agent) == 0, err.read_text()

@@ -11,14 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import compiled_core
 from edge_agent import dsp, entropy
 from edge_agent.errors import WireFormatError
 
-IMPLEMENTATIONS = [(entropy.rc_encode_py, entropy.rc_decode_py)]
-if dsp.IMPLEMENTATION == "cython":
-    from edge_agent import _dsp
-
-    IMPLEMENTATIONS.append((_dsp.rc_encode, _dsp.rc_decode))
+_core = compiled_core()
+IMPLEMENTATIONS = [(entropy.rc_encode_py, entropy.rc_decode_py)] + (
+    [(_core.rc_encode, _core.rc_decode)] if _core else [])
 
 residual_lists = st.lists(st.one_of(st.integers(-3, 3), st.integers(-300, 300), st.integers(-2**59, 2**59)),
                           max_size=400)

@@ -293,56 +293,14 @@ def test_spikes_and_a_stuck_chip_from_the_simulator_are_flagged_and_counted(tmp_
         assert len(set(flagged[(channel, wire.QUALITY_STUCK)])) == 1 and len(flagged[(channel, wire.QUALITY_STUCK)]) >= 5
 
 
-def test_a_channel_with_a_bound_sends_every_sample_within_it(tmp_path):
-    import math
+def seal_scripted(tmp_path, config_text: str, temps: list[float]):
+    """Load a configuration, sample a scripted sensor through it once per value, seal; the
+    configuration and the one payload stored."""
     import textwrap
 
     cfg_file = tmp_path / "n.yaml"
-    cfg_file.write_text(textwrap.dedent("""\
-        node: {id: b1}
-        mqtt: {broker: "mqtt://127.0.0.1:1"}
-        sensors:
-          - type: bme680
-            channels: {temperature: {resolution: 0.01, bound: 0.05, filters: []}}
-    """))
+    cfg_file.write_text(textwrap.dedent(config_text))
     cfg = dataclasses.replace(load_config(cfg_file), state_dir=str(tmp_path))
-    assert cfg.sensors[0].channels[0].bin_width == 11  # +-5 steps of 0.01
-    assert cfg.sensors[0].channels[0].error_bound == pytest.approx(0.055)
-    temps = [21 + 0.3 * math.sin(i / 7) for i in range(40)]
-    sensor = ScriptedSensor(temps)
-    store = BatchStore(str(tmp_path / "q"))
-    s = Sampler(cfg, store, lambda c: sensor, clock=lambda: sensor.t - BOOT, wall=lambda: sensor.t)
-    s.slots[0].driver = sensor
-    for _ in temps:
-        s.sample(s.slots[0])
-    s.seal()
-    ch = wire.decode(store.oldest(1)[0].payload).channels[0]
-    store.close()
-    assert ch.bin_width == 11 and len(ch.values_q) == 40
-    assert max(abs(v - t) for v, t in zip(ch.values(), temps)) <= 0.055 + 1e-9
-
-
-@pytest.mark.parametrize("wire_version", [2, 3])
-def test_wire_version_caps_what_the_node_sends(tmp_path, wire_version):
-    """A backbone whose decoders predate version 3 gets version 2: the same values, more bytes."""
-    import random
-    import textwrap
-
-    cfg_file = tmp_path / "n.yaml"
-    cfg_file.write_text(textwrap.dedent(f"""\
-        node: {{id: w{wire_version}}}
-        mqtt: {{broker: "mqtt://127.0.0.1:1", wire_version: {wire_version}}}
-        sensors:
-          - type: bme680
-            filters: []
-            channels: {{temperature: {{resolution: 0.1}}}}
-    """))
-    cfg = dataclasses.replace(load_config(cfg_file), state_dir=str(tmp_path))
-    rnd = random.Random(3)
-    fahrenheit = [60]  # a value read in whole degrees Fahrenheit: a sparse set of steps at 0.1 degC
-    for _ in range(59):
-        fahrenheit.append(fahrenheit[-1] + rnd.choice((-2, -1, 0, 0, 1, 2)))
-    temps = [(f - 32) / 1.8 for f in fahrenheit]
     sensor = ScriptedSensor(temps)
     store = BatchStore(str(tmp_path / "q"))
     s = Sampler(cfg, store, lambda c: sensor, clock=lambda: sensor.t - BOOT, wall=lambda: sensor.t)
@@ -352,6 +310,45 @@ def test_wire_version_caps_what_the_node_sends(tmp_path, wire_version):
     s.seal()
     payload = store.oldest(1)[0].payload
     store.close()
+    return cfg, payload
+
+
+def test_a_channel_with_a_bound_sends_every_sample_within_it(tmp_path):
+    import math
+
+    temps = [21 + 0.3 * math.sin(i / 7) for i in range(40)]
+    cfg, payload = seal_scripted(tmp_path, """\
+        node: {id: b1}
+        mqtt: {broker: "mqtt://127.0.0.1:1"}
+        sensors:
+          - type: bme680
+            channels: {temperature: {resolution: 0.01, bound: 0.05, filters: []}}
+    """, temps)
+    assert cfg.sensors[0].channels[0].bin_width == 11  # +-5 steps of 0.01
+    assert cfg.sensors[0].channels[0].error_bound == pytest.approx(0.055)
+    ch = wire.decode(payload).channels[0]
+    assert ch.bin_width == 11 and len(ch.values_q) == 40
+    assert max(abs(v - t) for v, t in zip(ch.values(), temps)) <= 0.055 + 1e-9
+
+
+@pytest.mark.parametrize("wire_version", [2, 3])
+def test_wire_version_caps_what_the_node_sends(tmp_path, wire_version):
+    """A backbone whose decoders predate version 3 gets version 2: the same values, more bytes."""
+    import random
+
+    rnd = random.Random(3)
+    fahrenheit = [60]  # a value read in whole degrees Fahrenheit: a sparse set of steps at 0.1 degC
+    for _ in range(59):
+        fahrenheit.append(fahrenheit[-1] + rnd.choice((-2, -1, 0, 0, 1, 2)))
+    temps = [(f - 32) / 1.8 for f in fahrenheit]
+    _, payload = seal_scripted(tmp_path, f"""\
+        node: {{id: w{wire_version}}}
+        mqtt: {{broker: "mqtt://127.0.0.1:1", wire_version: {wire_version}}}
+        sensors:
+          - type: bme680
+            filters: []
+            channels: {{temperature: {{resolution: 0.1}}}}
+    """, temps)
     assert payload[2] == wire_version
     ch = next(c for c in wire.decode(payload).channels if c.name == "temperature")
     assert ch.values_q == tuple(wire.quantise(t, 0.1) for t in temps)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import subprocess
 import sys
-import math
-import random
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import compiled_core
 from edge_agent import wire
 from edge_agent.errors import WireFormatError
 
@@ -366,19 +367,11 @@ def test_damage_behind_a_valid_checksum_is_refused_or_decoded_never_a_crash(vect
         pass
 
 
-def _compiled_core():
-    from edge_agent import dsp
-    if dsp.IMPLEMENTATION != "cython":
-        return None
-    from edge_agent import _dsp
-    return _dsp
-
-
 @settings(max_examples=300, deadline=None)
 @given(values=st.lists(st.one_of(st.just(0), st.integers(0, 3), st.integers(0, 2**24 - 1), st.integers(0, 2**60 - 1)),
                        max_size=900))
 def test_the_compiled_packers_write_the_twins_bytes(values):  # and zigzag the same
-    core = _compiled_core()
+    core = compiled_core()
     packers = [(wire.pack_simple8b_py, wire.unpack_simple8b)] + ([(core.pack_simple8b, wire.unpack_simple8b)]
                                                                 if core else [])
     blocks = {pack(values) for pack, _ in packers}
@@ -396,7 +389,7 @@ def test_the_compiled_packers_write_the_twins_bytes(values):  # and zigzag the s
 @given(qs=st.lists(st.one_of(st.integers(-300, 300), st.integers(-2**39, 2**39)), max_size=80),
        kind=st.integers(0, 5), width=st.sampled_from([1, 2, 3, 11, 1001]), season=st.integers(1, 30))
 def test_the_compiled_predictors_give_the_twins_residuals(qs, kind, width, season):
-    core = _compiled_core()
+    core = compiled_core()
     want = wire._residuals(qs, kind, width, season)
     assert wire._residuals_fast(qs, kind, width, season) == want
     if core:
