@@ -12,9 +12,13 @@ cost leaves the network thread's path (see ``_Deleter``).
 Measured on a 2-core VM (bench/bench_drain.py): a paho network thread plus ours,
 handing each PUBACK over a queue, drained a backlog at about 0.6x a bare paho
 publish loop, the two threads fighting over the GIL; one thread doing it all,
-0.55-0.86x; one network thread without paho's wake-up socket pair (a send per
-publish, needed only when another thread publishes) and the deletes on their
-own thread, see the closing figures of issue 5.
+0.55-0.86x. What closed the rest: paho's writes wait for the end of each turn
+(``on_socket_register_write``), so the publishes a burst of PUBACKs releases
+leave back to back and the kernel coalesces them, where paho alone sends each
+the moment it is queued, a segment and a broker wake-up per message (A/B in one
+run: median 0.79x -> 1.02x); the store is read a window's worth of rows at a
+time; acknowledged rows go to the deleter ten times a second while batches are
+in flight, so it takes the GIL from this thread that often, not every turn.
 
 A batch leaves the store only on a PUBACK whose reason code is not a failure.
 At most ``mqtt.inflight`` batches are unacknowledged on the wire, and up to
@@ -60,6 +64,7 @@ FAILED_RETRY_DELAY = 5.0      # s before a batch whose PUBACK failed is offered 
 RESCAN_INTERVAL = 5.0         # s between reads of the whole queue for rows passed over
 OFFLINE_LOG_INTERVAL = 30.0   # s between "still offline" log lines
 CONNECT_TIMEOUT = 10.0        # s for TCP + TLS + CONNACK before an attempt counts as failed
+DELETE_EVERY = 0.1            # s acknowledgements gather while batches are in flight
 POLL = 0.05                   # s the network wait may last while nothing else happens
 
 
@@ -85,6 +90,10 @@ def make_client(cfg: AgentConfig, client_id: str, broker: BrokerConfig, *,
         password = read_secret(m.password_file) if m.password_file else None
         client.username_pw_set(m.username, password)
     return client
+
+
+def _write_later(client, userdata, sock) -> None:
+    """paho's hook for an external loop that a write is waiting: _network() looks itself."""
 
 
 class Backoff:
@@ -213,6 +222,7 @@ class Uplink(threading.Thread):
         self.next_rescan = 0.0
         self.historical_ids: set[int] = set()
         self._acked: list[int] = []        # row ids acknowledged this turn, deleted together
+        self._next_delete = 0.0
         self.deleting: set[int] = set()    # acknowledged, handed to the deleter, not yet gone
         self.deleter = _Deleter(store_path)
         self._topics: dict[str, str] = {}  # stream -> data topic
@@ -293,6 +303,9 @@ class Uplink(threading.Thread):
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        # Writes wait for _network(): without this, paho sends each packet the moment it is
+        # queued, from inside publish() and from each PUBACK it reads (see _network).
+        client.on_socket_register_write = _write_later
         props = None
         if m.protocol == "5":
             props = Properties(PacketTypes.CONNECT)
@@ -336,7 +349,7 @@ class Uplink(threading.Thread):
             rc = client.loop_read()
             if rc or client.socket() is None:
                 return rc
-        if writable:
+        if writable or client.want_write():
             rc = client.loop_write()
             if rc or client.socket() is None:
                 return rc
@@ -390,17 +403,7 @@ class Uplink(threading.Thread):
                         self._handle(store, *self.events.get_nowait())
                 except queue.Empty:
                     pass
-                # One transaction for all the acknowledgements of this turn: a transaction
-                # per PUBACK would cost more than the publish itself.
-                if self._acked:
-                    self.deleting.update(self._acked)
-                    self.deleter.requests.put(self._acked)
-                    self._acked = []
-                try:
-                    while True:
-                        self.deleting.difference_update(self.deleter.done.get_nowait())
-                except queue.Empty:
-                    pass
+                self._hand_over_deletes(now)
                 if self.connected:
                     self._fill_window(store)
                 elif time.monotonic() - last_offline_log >= OFFLINE_LOG_INTERVAL:
@@ -429,6 +432,25 @@ class Uplink(threading.Thread):
             store.close()
             log.info("event=uplink_stop delivered=%d historical=%d pending=%d", self.delivered,
                      self.delivered_historical, n)
+
+    def _hand_over_deletes(self, now: float) -> None:
+        """Acknowledged rows to the deleter, and what it has finished back from it.
+
+        While batches are in flight the acknowledgements gather for DELETE_EVERY: one
+        transaction for many rows (a transaction per PUBACK would cost more than the publish
+        itself), and the deleter wakes, and takes the GIL from this thread, ten times a
+        second rather than at every turn. When nothing is in flight they go at once.
+        """
+        if self._acked and (now >= self._next_delete or not self.inflight or self._stop_requested.is_set()):
+            self._next_delete = now + DELETE_EVERY
+            self.deleting.update(self._acked)
+            self.deleter.requests.put(self._acked)
+            self._acked = []
+        try:
+            while True:
+                self.deleting.difference_update(self.deleter.done.get_nowait())
+        except queue.Empty:
+            pass
 
     def _handle(self, store: BatchStore, kind: str, gen: int | None, arg) -> None:
         if gen is not None and gen != self.generation:
@@ -478,10 +500,13 @@ class Uplink(threading.Thread):
         self._pending_health = None
 
     def _fill_window(self, store: BatchStore) -> None:
-        # paho keeps `inflight` unacknowledged on the wire; we hand it up to as many again
-        # queued behind them, so the link never waits on this thread between acks.
-        room = 5 * self.cfg.mqtt.inflight - len(self.inflight)
-        if room <= 0:
+        # paho keeps `inflight` unacknowledged on the wire; we hand it up to four times as
+        # many more queued behind them, so the link never waits on this thread between acks,
+        # and top that up a window's worth at a time: a read of the store per batch would
+        # cost more than the rest of this thread's work on it.
+        window = self.cfg.mqtt.inflight
+        room = 5 * window - len(self.inflight)
+        if room < window:
             return
         now = time.monotonic()
         for row_id, until in list(self.hold.items()):

@@ -177,3 +177,74 @@ def test_the_deleter_does_not_hang_a_stop_on_a_full_disk(tmp_path, monkeypatch):
     assert not d.is_alive()
     with BatchStore(path) as s:  # delivered but kept: sent again later, and deduplicated
         assert s.depth()[0] == 1
+
+
+def _uplink(tmp_path, broker_url="mqtt://127.0.0.1:1883"):
+    from edge_agent.config import load_config
+    from edge_agent.uplink import Uplink
+
+    conf = tmp_path / "node.yaml"
+    conf.write_text(CONFIG.format(brokers=f'"{broker_url}"', protocol="5"))
+    cfg = load_config(conf)
+    path = str(tmp_path / "q.sqlite3")
+    BatchStore(path).close()
+    return Uplink(cfg, path), path
+
+
+def test_acknowledgements_gather_while_batches_are_in_flight_and_go_at_once_when_none_are(tmp_path):
+    from edge_agent.uplink import DELETE_EVERY
+
+    up, _ = _uplink(tmp_path)
+    now = 1000.0
+    up._acked, up.inflight = [1, 2], {7: 3}
+    up._hand_over_deletes(now)                  # the first goes at once, and starts the clock
+    assert up.deleter.requests.get_nowait() == [1, 2] and up.deleting == {1, 2}
+    up._acked = [4]
+    up._hand_over_deletes(now + DELETE_EVERY / 2)
+    assert up.deleter.requests.empty() and up._acked == [4]   # gathering: row 3 still in flight
+    up._acked.append(5)
+    up._hand_over_deletes(now + DELETE_EVERY)
+    assert up.deleter.requests.get_nowait() == [4, 5]
+    up._acked, up.inflight = [3], {}
+    up._hand_over_deletes(now + DELETE_EVERY * 1.1)  # nothing in flight: no reason to wait
+    assert up.deleter.requests.get_nowait() == [3]
+    up.deleter.done.put([1, 2, 4])
+    up._hand_over_deletes(now + DELETE_EVERY * 1.2)
+    assert up.deleting == {5, 3}
+
+
+@pytest.mark.broker
+def test_publishes_wait_for_the_loops_write_and_leave_together(broker, tmp_path):
+    # paho alone sends each packet the moment it is queued: a TCP segment, and a wake-up of
+    # the broker, per message. The uplink's turn writes what the turn queued, back to back.
+    import time
+
+    up, path = _uplink(tmp_path, broker.url)
+    with BatchStore(path) as s:
+        for i in range(3):
+            s.seal("air", lambda q, i=i: wire.encode(wire.Batch("up-node", "air", q, 1_767_225_600_000 + i, ())),
+                   0.0)
+    store = BatchStore(path)
+    try:
+        up._start_attempt(time.monotonic())
+        assert up.client.want_write()           # the CONNECT waits for the loop...
+        deadline = time.monotonic() + 10
+        while not up.connected:
+            assert time.monotonic() < deadline
+            up._network(0.1)                    # ...which sends it and reads the CONNACK
+            while not up.events.empty():
+                up._handle(store, *up.events.get_nowait())
+        up._network(0.1)                        # the "online" status
+        assert not up.client.want_write()
+        for batch in store.oldest(3):
+            assert up._publish(batch, historical=True)
+        assert len(up.client._out_packet) == 3  # queued, none sent yet
+        up._network(0.0)
+        assert not up.client.want_write()       # all three in one turn
+        while up.delivered < 3:
+            assert time.monotonic() < deadline
+            up._network(0.1)
+        assert up.delivered_historical == 3 and sorted(up._acked) == [b.id for b in store.oldest(3)]
+    finally:
+        up._drop_client()
+        store.close()
