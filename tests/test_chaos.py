@@ -20,6 +20,9 @@ from edge_agent.store import BatchStore
 
 INTERVAL = 0.05
 FLUSH = 0.25
+# Rounds of run-and-kill (every second one restarts the broker under the agent). CI runs 6,
+# about 20 s; a soak before a release: EDGE_AGENT_CHAOS_ROUNDS=100 (about 4 minutes).
+ROUNDS = int(os.environ.get("EDGE_AGENT_CHAOS_ROUNDS", "6"))
 
 CONFIG = """\
 node: {{id: chaos-node}}
@@ -60,7 +63,7 @@ def test_kills_and_broker_restarts_lose_nothing_sealed(broker, tmp_path):
     kills, broker_restarts = [], 0
     logs = []
     try:
-        for round_ in range(6):
+        for round_ in range(ROUNDS):
             log = tmp_path / f"agent{round_}.err"
             logs.append(log)
             agent = subprocess.Popen(cmd, stderr=open(log, "wb"))
