@@ -93,8 +93,8 @@ class _Window:
         return [self.head] + list(self.ring)
 
     def load(self, st: list) -> None:
-        self.head = int(st[0])
-        self.ring = [float(v) for v in st[1:]]
+        self.head = int(st[0]) if st else 0  # [] as from a fresh window: empty
+        self.ring = [float(v) + 0.0 for v in st[1:]]  # no -0.0 in a window (see _Median)
         self.srt = sorted(self.ring)
 
 
@@ -139,6 +139,9 @@ class _Median(_Stage):
         self.win = _Window(int(w))
 
     def step(self, t, x):
+        if not math.isfinite(x):
+            return None  # an overflow upstream (calibrate): kept out of the window, like a NaN read
+        x += 0.0  # -0.0 becomes 0.0: equal values in a window are the same bits
         self.win.add(x)
         return t, _median_sorted(self.win.srt)
 
@@ -154,6 +157,9 @@ class _Hampel(_Stage):
         self.win, self.k = _Window(int(w)), k
 
     def step(self, t, x):
+        if not math.isfinite(x):
+            return None  # as _Median
+        x += 0.0
         self.win.add(x)
         m = _median_sorted(self.win.srt)
         mad = _median_sorted(sorted(abs(v - m) for v in self.win.ring))
@@ -367,9 +373,10 @@ class Chain:
         return t, x
 
     def push(self, t: float, x: float):
-        """One sample (time in s, value) through the chain: the point that comes out, or None."""
+        """One sample (time in s, value) through the chain: the point that comes out, or None.
+        A value that is not a finite number (NaN, an infinity: no reading) is dropped."""
         x = float(x)
-        if math.isnan(x):
+        if not math.isfinite(x):
             return None
         return self._from(0, float(t), x)
 
@@ -403,7 +410,9 @@ class Chain:
     def set_state(self, state: Sequence[Sequence[float]]) -> None:
         if len(state) != len(self._stages):
             raise ValueError(f"state has {len(state)} stages, the chain {len(self._stages)}")
-        for s, st in zip(self._stages, state):
+        for i, (s, st) in enumerate(zip(self._stages, state)):
+            if isinstance(s, (_Median, _Hampel)) and not all(math.isfinite(float(v)) for v in list(st)[1:]):
+                raise ValueError(f"stage {i}: window values must be finite")
             s.load(list(st))
 
     def reset(self) -> None:

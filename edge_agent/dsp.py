@@ -37,9 +37,11 @@ Lossy stages (at most one, and last):
 
 ``flush()`` closes the lossy stage's open segment at a seal (the swinging door gives its
 end point) and makes the next batch start with its own first sample, so every batch
-decodes on its own. A NaN value is dropped at the chain's entry. ``get_state()`` and
-``set_state()`` save and restore the filter state as plain numbers, the same for both
-implementations, so a restart need not reset a long window.
+decodes on its own. A value that is not finite (NaN, an infinity) is dropped at the
+chain's entry, and one that a stage makes so (a calibration overflowing) is kept out of a
+median's or Hampel's window, so those hold finite values only (and take -0.0 as 0.0).
+``get_state()`` and ``set_state()`` save and restore the filter state as plain numbers,
+the same for both implementations, so a restart need not reset a long window.
 """
 
 from __future__ import annotations

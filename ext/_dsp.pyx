@@ -9,7 +9,7 @@ batch call releases the GIL. Stages and their bounds: see ``edge_agent/dsp.py``.
 """
 
 cimport cython
-from libc.math cimport INFINITY, fabs, isnan, log2
+from libc.math cimport INFINITY, fabs, isfinite, isnan, log2
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memmove, memset
@@ -45,7 +45,9 @@ cdef struct Stage:
     int count
     int head
     double* ring
-    double* srt
+    double* srt            # the window sorted (and a spare slot after it: see win_replace_small)
+    double* srt2           # the other buffer win_replace_small builds into
+    double* block          # srt's and srt2's allocation
     double sum
     # scalar state
     bint has            # has a value / an archive point
@@ -80,25 +82,53 @@ cdef inline int upper_bound(const double* a, int lo, int hi, double x) noexcept 
     return lo
 
 
+cdef enum:
+    SMALL_WINDOW = 24     # windows up to this size are kept sorted branch-free
+
+
+cdef inline void win_replace_small(Stage* s, double old, double x) noexcept nogil:
+    """A full window of at most SMALL_WINDOW values: what the twin does, del srt[bisect_left(srt, old)] then insort_right(srt, x),
+    without a branch on the data. Both positions are counts of comparisons; the new order
+    is built into the other buffer by index arithmetic: slot j takes t_j below x's place q
+    and t_(j-1) above it, t being the sorted values without old (t_k = srt[k + (k >= i)];
+    srt[n], a spare slot, is read for slot q only, which x then takes)."""
+    cdef int n = s.count, i = 0, q = 0, j, k
+    cdef const double* a = s.srt
+    cdef double* b = s.srt2
+    for j in range(n):
+        i += a[j] < old
+        q += a[j] <= x
+    q -= old <= x
+    for j in range(n):
+        k = j - (j > q)
+        b[j] = a[k + (k >= i)]
+    b[q] = x
+    s.srt2 = s.srt
+    s.srt = b
+
+
 cdef inline void win_add(Stage* s, double x) noexcept nogil:
-    """Add x to the window, dropping the oldest value once it is full; srt stays sorted.
-    Full window: the oldest value's slot in srt takes x, which then moves to its place,
-    so only the values between the old and the new position move (a sample rarely moves
-    far in a slowly changing signal). x goes after the values equal to it on its left and
-    before those on its right, like the twin's remove-then-insert."""
+    """Add x to the window, dropping the oldest value once it is full; srt stays sorted
+    (windows hold finite values only: see stage_step). A short window: win_replace_small.
+    Else the oldest value's slot in srt takes x, which then moves to its place, so only
+    the values between the old and the new position move (a sample rarely moves far in a
+    slowly changing signal). x goes after the values equal to it on its left and before
+    those on its right, like the twin's remove-then-insert."""
     cdef int n = s.count
     cdef int i, j
     cdef double* srt = s.srt
+    cdef double old
     if n == s.window:
-        i = lower_bound(srt, 0, n, s.ring[s.head])
-        if n <= 16:  # a short window: step x to its place
-            while i > 0 and srt[i - 1] > x:
-                srt[i] = srt[i - 1]
-                i -= 1
-            while i < n - 1 and srt[i + 1] < x:
-                srt[i] = srt[i + 1]
-                i += 1
-        elif i > 0 and srt[i - 1] > x:  # left: after the values <= x, the rest move up
+        old = s.ring[s.head]
+        if n <= SMALL_WINDOW:
+            win_replace_small(s, old, x)
+            s.ring[s.head] = x
+            s.head += 1
+            if s.head == s.window:
+                s.head = 0
+            return
+        i = lower_bound(srt, 0, n, old)
+        if i > 0 and srt[i - 1] > x:  # left: after the values <= x, the rest move up
             j = upper_bound(srt, 0, i, x)
             memmove(&srt[j + 1], &srt[j], (i - j) * sizeof(double))
             i = j
@@ -141,6 +171,19 @@ cdef inline double median_of(double* srt, int n) noexcept nogil:
     return (srt[(n >> 1) - 1] + srt[n >> 1]) / 2.0
 
 
+cdef inline double mad_odd(const double* srt, int h, double m) noexcept nogil:
+    """Median of |srt[i] - m| for an odd window of 2h + 1 around its median m = srt[h],
+    with no search: below m the deviations L_i = |srt[h - i] - m| grow with i, above it
+    R_j = |srt[h + j] - m| grow with j, and the (h + 1)-th smallest of {0} + L + R is the
+    h-th smallest of L and R together, min over i of max(L_i, R_{h - i}) (a merge's
+    k-th element; L_0 = R_0 = -inf). Branch-free: min/max only; O(h), for short windows."""
+    cdef int i
+    cdef double mad = dmin(fabs(srt[0] - m), fabs(srt[2 * h] - m))
+    for i in range(1, h):
+        mad = dmin(mad, dmax(fabs(srt[h - i] - m), fabs(srt[2 * h - i] - m)))
+    return mad
+
+
 cdef inline double mad_of_sorted(double* srt, int n, double m) noexcept nogil:
     """Median of |srt[i] - m| in O(log n): the K = n//2 + 1 values closest to m form a run
     of the sorted window, found by a binary search on its left end (where the run's left
@@ -150,6 +193,8 @@ cdef inline double mad_of_sorted(double* srt, int n, double m) noexcept nogil:
     deviations, each computed as fabs(srt[i] - m)."""
     cdef int k = (n >> 1) + 1, lo = 0, hi = n - k, mid, r
     cdef double dl, dr
+    if n & 1 and n <= SMALL_WINDOW:
+        return mad_odd(srt, n >> 1, m)
     while lo < hi:
         mid = (lo + hi) >> 1
         if m - srt[mid] > srt[mid + k] - m:
@@ -206,6 +251,12 @@ cdef inline bint stage_step(Stage* s, double* t, double* x) noexcept nogil:
                 return False
             x[0] = s.p[1]
         return True
+    if s.kind == K_MEDIAN or s.kind == K_HAMPEL:
+        if not isfinite(x[0]):
+            return False  # an overflow upstream (calibrate): kept out of the window, like a NaN read
+        # -0.0 becomes 0.0: equal values in a window are then the same bits, so which of
+        # them is the median does not depend on the order they came in (see med5)
+        x[0] = x[0] + 0.0
     if s.kind == K_MEDIAN:
         if s.count == s.window and (s.window == 5 or s.window == 3):
             # a full small window: the median straight from the ring by a min/max network
@@ -319,6 +370,15 @@ cdef enum:
     RUN_BLOCK = 256
 
 
+cdef inline bint all_finite(const double* x, Py_ssize_t m) noexcept nogil:
+    """No NaN or infinity among x[0:m] (x - x is 0 for finite x, NaN otherwise)."""
+    cdef double acc = 0.0
+    cdef Py_ssize_t j
+    for j in range(m):
+        acc += x[j] - x[j]
+    return acc == 0.0
+
+
 cdef Py_ssize_t stage_block(Stage* s, double* t, double* x, Py_ssize_t m) noexcept nogil:
     """One stage over m samples in place; returns how many come out (first ones kept)."""
     cdef Py_ssize_t j, w = 0, first = 0
@@ -340,12 +400,12 @@ cdef Py_ssize_t stage_block(Stage* s, double* t, double* x, Py_ssize_t m) noexce
             x[j] = y
         s.a_y = y
         return m
-    if s.kind == K_MEDIAN and s.count == s.window and s.window == 5:
+    if s.kind == K_MEDIAN and s.count == s.window and s.window == 5 and all_finite(x, m):
         # stage_step's full-window network, with the ring position kept in a register
         ring = s.ring
         h = s.head
         for j in range(m):
-            ring[h] = x[j]
+            ring[h] = x[j] + 0.0  # as stage_step: no -0.0 in a window
             h = h + 1 if h < 4 else 0
             x[j] = med5(ring[0], ring[1], ring[2], ring[3], ring[4])
         s.head = h
@@ -393,9 +453,11 @@ cdef class Chain:
                 w = int(params[0])
                 s.window = w
                 s.ring = <double*> malloc(w * sizeof(double))
-                s.srt = <double*> malloc(w * sizeof(double))
-                if s.ring == NULL or s.srt == NULL:
+                s.block = <double*> calloc(2 * w + 2, sizeof(double))
+                if s.ring == NULL or s.block == NULL:
                     raise MemoryError()
+                s.srt = s.block
+                s.srt2 = s.block + w + 1
             s.lo = -INFINITY
             s.hi = INFINITY
         last = self.spec[len(self.spec) - 1] if self.spec else None  # (wraparound is off)
@@ -409,7 +471,7 @@ cdef class Chain:
         if self.stages != NULL:
             for i in range(self.n):
                 free(self.stages[i].ring)
-                free(self.stages[i].srt)
+                free(self.stages[i].block)
             free(self.stages)
 
     cdef inline bint _from(self, int first, double* t, double* x) noexcept nogil:
@@ -420,8 +482,9 @@ cdef class Chain:
         return True
 
     def push(self, double t, double x):
-        """One sample (time in s, value) through the chain: the point that comes out, or None."""
-        if isnan(x):
+        """One sample (time in s, value) through the chain: the point that comes out, or None.
+        A value that is not a finite number (NaN, an infinity: no reading) is dropped."""
+        if not isfinite(x):
             return None
         if self._from(0, &t, &x):
             return (t, x)
@@ -470,7 +533,7 @@ cdef class Chain:
                 m = 0
                 for j in range(start, end):
                     x = xs[j]
-                    if not isnan(x):
+                    if isfinite(x):
                         out_t[k + m] = ts[j]
                         out_y[k + m] = x
                         m += 1
@@ -528,6 +591,9 @@ cdef class Chain:
                     s.sum = st[1] if st else 0.0
                 else:
                     # rebuild ring and sorted order exactly as the twin's load() does
+                    if not all(isfinite(v) for v in values):
+                        raise ValueError(f"stage {i}: window values must be finite")
+                    values = [v + 0.0 for v in values]  # no -0.0 in a window (see stage_step)
                     for j, v in enumerate(values):
                         s.ring[j] = v
                     s.count = len(values)

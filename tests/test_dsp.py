@@ -309,3 +309,42 @@ def test_the_compiled_batch_call_in_any_pieces_equals_the_twin_sample_by_sample(
         m = chain.run(array.array("d", ts[lo:hi]), array.array("d", xs[lo:hi]), out_t, out_y)
         got += list(zip(out_t[:m], out_y[:m]))
     assert got == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(window=st.integers(1, 40), k=st.floats(0.5, 5.0), hampel=st.booleans(),
+       xs=st.lists(st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, 1e300, math.inf, -math.inf, 3.0, 1.0]),
+                   max_size=200),
+       batch=st.booleans())
+def test_windows_with_ties_signed_zeros_and_non_finite_values_agree_with_the_twin(window, k, hampel, xs, batch):
+    """Short windows are kept sorted branch-free and their MAD taken without a search, longer
+    ones by binary searches: every path gives the twin's values, down to which of two equal
+    zeros (0.0, -0.0) is the median. Infinities are dropped at the entry, and what the
+    calibration makes infinite (1e300 -> 1e10 * 1e600) is kept out of the window."""
+    compiled = need_compiled()
+    stage = ("hampel", max(3, window | 1), k) if hampel else ("median", window)
+    spec = [("calibrate", -0.0, 1.0, 1e10), stage]  # keeps the sign of a zero (+ -0.0)
+    ts = [float(i) for i in range(len(xs))]
+    twin = _dsp_py.Chain(spec)
+    want = [p for p in (twin.push(t, x) for t, x in zip(ts, xs)) if p is not None]
+    chain = compiled.Chain(spec)
+    if batch:
+        n = len(xs)
+        out_t, out_y = array.array("d", bytes(8 * n)), array.array("d", bytes(8 * n))
+        m = chain.run(array.array("d", ts), array.array("d", xs), out_t, out_y)
+        got = list(zip(out_t[:m], out_y[:m]))
+    else:
+        got = [p for p in (chain.push(t, x) for t, x in zip(ts, xs)) if p is not None]
+    assert repr(got) == repr(want)  # repr: NaN equals NaN, -0.0 differs from 0.0
+    assert repr(chain.get_state()) == repr(twin.get_state())
+
+
+def test_a_saved_window_with_a_non_finite_value_is_refused_and_minus_zero_is_zero(Chain):
+    chain = Chain([("median", 3), ("hampel", 3, 2.0)])
+    for bad in ([[0.0, 1.0, math.inf], []], [[], [0.0, math.nan]]):
+        with pytest.raises(ValueError, match="window values must be finite"):
+            chain.set_state(bad)
+    chain.set_state([[1.0, 1.0, 2.0], [0.0, 5.0]])
+    assert chain.push(0.0, 3.0) == (0.0, 2.0)
+    chain.set_state([[0.0, -0.0, -0.0, 1.0], []])  # a window takes -0.0 as 0.0
+    assert repr(chain.get_state()[0]) == "[0.0, 0.0, 0.0, 1.0]"
