@@ -98,7 +98,8 @@ def main() -> None:
         ours(name, [stage])
     ours("chain", CHAIN)
     # the chain's kept points through the wire encoder (the payload a node sends), per input
-    # sample: Python driving the compiled predictors, packers and range coder when built
+    # sample: with the core built, a channel's time slots and its search over predictors and
+    # forms (five range-coder passes here) are one compiled call each
     kept_t, kept_y = [], []
     c = (_dsp or _dsp_py).Chain(CHAIN)
     m = c.run(ts, xs, out_t, out_y) if _dsp is not None else None

@@ -527,8 +527,10 @@ pack_simple8b_py, pack_rice_py, zigzags_py = pack_simple8b, pack_rice, zigzags
 if _dsp_select.IMPLEMENTATION == "cython":
     from edge_agent._dsp import pack_rice, pack_simple8b, zigzags  # noqa: E402,F811
     from edge_agent._dsp import residuals as _compiled_residuals  # noqa: E402
+    from edge_agent._dsp import times_section as _compiled_times  # noqa: E402
+    from edge_agent._dsp import value_block as _compiled_value_block  # noqa: E402
 else:
-    _compiled_residuals = None
+    _compiled_residuals = _compiled_times = _compiled_value_block = None
 
 
 def _residuals_fast(qs, kind: int, width: int = 1, season: int = 0) -> tuple[list[int], list[int]]:
@@ -599,6 +601,18 @@ def value_block(qs, width: int = 1, predictor: int | None = None, season: int = 
             kinds.append(PREDICTOR_ZERO)
         if coded and season:
             kinds.append(PREDICTOR_SEASONAL)
+    if _compiled_value_block is not None:
+        try:
+            return _compiled_value_block(qs, width, kinds, season, coded)
+        except OverflowError:
+            pass  # beyond the compiled predictors' int64: Python's integers have no bound
+    return _value_block_py(qs, width, kinds, season, coded)
+
+
+def _value_block_py(qs, width: int, kinds: list[int], season: int, coded: bool) -> tuple[bytes, int, int]:
+    """value_block's search in Python: every predictor of ``kinds`` in each of its forms,
+    the smallest block kept (the earlier on a tie). The compiled core's value_block is its
+    twin (the same bytes; a property test holds them equal)."""
     best = None
     for kind in kinds:
         residuals = _residuals_fast(qs, kind, width, season)[0]
@@ -615,6 +629,44 @@ def value_block(qs, width: int = 1, predictor: int | None = None, season: int = 
             if best is None or len(block) < len(best[0]):
                 best = (block, kind, shape)
     return best
+
+
+def _times_py(times_ms, t0_ms: int, period: int) -> tuple[bool, bool, bytes]:
+    """A channel's times as slots of the schedule: (regular, has exceptions, the bytes
+    after the shape). Regular: consecutive slots from the first, written as that slot;
+    else the gaps between slots (zigzag, Simple-8b). Then the offsets of the times that
+    are not on their slot, if any. The compiled core's times_section is its twin."""
+    ks, exceptions = [], []
+    for i, t in enumerate(times_ms):
+        k = (t - t0_ms + period // 2) // period
+        off = t - t0_ms - k * period
+        if off:
+            exceptions.append((i, off))
+        ks.append(k)
+    regular = bool(ks) and ks[0] >= 0 and all(b - a == 1 for a, b in zip(ks, ks[1:]))
+    out = bytearray()
+    if regular:
+        put_uvarint(out, ks[0])
+    else:
+        _put_block(out, [zigzag(b - a - 1) for a, b in zip([-1] + ks, ks)])
+    if exceptions:
+        put_uvarint(out, len(exceptions))
+        prev_i = -1
+        for i, off in exceptions:
+            put_uvarint(out, i - prev_i - 1)
+            put_uvarint(out, zigzag(off))
+            prev_i = i
+    return regular, bool(exceptions), bytes(out)
+
+
+def _times(times_ms, t0_ms: int, period: int) -> tuple[bool, bool, bytes]:
+    """_times_py by the compiled core when it is in use and the times fit its int64."""
+    if _compiled_times is not None:
+        try:
+            return _compiled_times(times_ms, t0_ms, period)
+        except OverflowError:
+            pass
+    return _times_py(times_ms, t0_ms, period)
 
 
 def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> bytes:
@@ -654,29 +706,12 @@ def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> byt
         if m == 0:
             body += struct.pack("<d", ch.resolution)
         put_uvarint(body, n)
-        ks, exceptions = [], []
-        for i, t in enumerate(ch.times_ms):
-            k = (t - batch.t0_ms + period // 2) // period
-            off = t - batch.t0_ms - k * period
-            if off:
-                exceptions.append((i, off))
-            ks.append(k)
-        regular = n > 0 and ks[0] >= 0 and all(b - a == 1 for a, b in zip(ks, ks[1:]))
-        shape = (SHAPE_REGULAR if regular else 0) | (SHAPE_EXCEPTIONS if exceptions else 0) | \
+        regular, has_exceptions, times = _times(ch.times_ms, batch.t0_ms, period)
+        shape = (SHAPE_REGULAR if regular else 0) | (SHAPE_EXCEPTIONS if has_exceptions else 0) | \
             (SHAPE_FLAGS if ch.flags else 0)
         shape_at = len(body)
         body.append(shape)
-        if regular:
-            put_uvarint(body, ks[0])
-        else:
-            _put_block(body, [zigzag(b - a - 1) for a, b in zip([-1] + ks, ks)])
-        if exceptions:
-            put_uvarint(body, len(exceptions))
-            prev_i = -1
-            for i, off in exceptions:
-                put_uvarint(body, i - prev_i - 1)
-                put_uvarint(body, zigzag(off))
-                prev_i = i
+        body += times
         if ch.bin_width > 1:
             body[shape_at] |= SHAPE_BINNED
             put_uvarint(body, ch.bin_width)

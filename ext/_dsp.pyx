@@ -12,7 +12,7 @@ cimport cython
 from libc.math cimport INFINITY, fabs, isfinite, isnan, log2
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memmove, memset
+from libc.string cimport memcpy, memmove, memset
 
 from edge_agent._dsp_py import LOSSY, MAD_SCALE, MAX_POLY, MAX_WINDOW, check_spec
 from edge_agent.errors import WireFormatError
@@ -1030,13 +1030,25 @@ cdef int64_t _predict(int kind, const int64_t* h, Py_ssize_t i, Py_ssize_t seaso
     return _floordiv(2 * num + den, 2 * den)
 
 
+cdef void _residuals_into(const int64_t* q, Py_ssize_t n, int kind, int64_t width, Py_ssize_t season,
+                          int64_t* reb, int64_t* res) noexcept nogil:
+    """The residuals of q[0:n] under a predictor (res) and the values the decoder rebuilds (reb)."""
+    cdef Py_ssize_t i
+    cdef int64_t pred, v, b
+    for i in range(n):
+        pred = _predict(kind, reb, i, season)
+        v = q[i] - pred
+        b = _floordiv(v + width // 2, width) if width > 1 else v
+        reb[i] = pred + width * b
+        res[i] = b
+
+
 def residuals(qs, int kind, int64_t width=1, Py_ssize_t season=0):
     """(signed residuals, the values the decoder will rebuild), as edge_agent.wire._residuals
     computes them, for values and bin widths below 2**40 (OverflowError beyond: the caller
     then uses the twin, whose integers have no bound)."""
     cdef Py_ssize_t n = len(qs), i
     cdef int64_t limit = (<int64_t> 1) << RES_LIMIT_BITS
-    cdef int64_t pred, b, v
     if not 0 < width < limit or (kind == 5 and season < 1):
         raise OverflowError("bin width beyond the compiled predictors' range")
     cdef int64_t* q = _int64_array(qs, n, 1 - limit, limit, "the compiled predictors (|q| < 2**40)",
@@ -1050,12 +1062,7 @@ def residuals(qs, int kind, int64_t width=1, Py_ssize_t season=0):
         raise MemoryError()
     try:
         with nogil:
-            for i in range(n):
-                pred = _predict(kind, reb, i, season)
-                v = q[i] - pred
-                b = _floordiv(v + width // 2, width) if width > 1 else v
-                reb[i] = pred + width * b
-                res[i] = b
+            _residuals_into(q, n, kind, width, season, reb, res)
         return [res[i] for i in range(n)], [reb[i] for i in range(n)]
     finally:
         free(q)
@@ -1071,133 +1078,161 @@ _S8B_COUNT[:] = [240, 120, 60, 30, 20, 15, 12, 10, 8, 7, 6, 5, 4, 3, 2, 1]
 _S8B_BITS[:] = [0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 30, 60]
 
 
-def pack_simple8b(values):
-    """Non-negative integers below 2**60, packed; the decoder needs their number."""
-    cdef Py_ssize_t n = len(values), i = 0, z, end, k, runs, last_word = -1, pos = 0
+cdef Py_ssize_t _s8b_write(const int64_t* a, Py_ssize_t n, unsigned char* out) noexcept nogil:
+    """Simple-8b of a[0:n] into out (room for 8 * n + 16 bytes): its length, or -1 for a
+    negative value, -2 for one of 2**60 or more."""
+    cdef Py_ssize_t i = 0, z, end, k, runs, last_word = -1, pos = 0
     cdef int sel, bits
     cdef uint64_t word, top
+    while i < n:
+        if a[i] == 0:
+            z = i
+            while z < n and z - i < 16 * 240 and a[z] == 0:
+                z += 1
+            z -= i
+            if z >= 240 or i + z == n:
+                runs = (16 if (z + 239) // 240 > 16 else (z + 239) // 240) if i + z == n else z // 240
+                out[pos] = <unsigned char> ((runs - 1) << 4)
+                pos += 1
+                i = n if i + runs * 240 > n else i + runs * 240
+                last_word = -1
+                continue
+            if z >= 120:
+                out[pos] = 1
+                pos += 1
+                i += 120
+                last_word = -1
+                continue
+        sel = 16
+        for k in range(2, 16):
+            end = i + _S8B_COUNT[k] if i + _S8B_COUNT[k] < n else n
+            top = 0
+            for z in range(i, end):
+                if a[z] < 0:
+                    return -1
+                top |= <uint64_t> a[z]
+            if top < (<uint64_t> 1 << _S8B_BITS[k]):
+                sel = k
+                break
+        if sel == 16:
+            return -2
+        bits = _S8B_BITS[sel]
+        end = i + _S8B_COUNT[sel] if i + _S8B_COUNT[sel] < n else n
+        word = <uint64_t> sel
+        k = 4
+        for z in range(i, end):
+            word |= (<uint64_t> a[z]) << k
+            k += bits
+        last_word = pos
+        for k in range(8):
+            out[pos] = <unsigned char> ((word >> (8 * k)) & 0xFF)
+            pos += 1
+        i = end
+    if last_word >= 0:
+        while pos > last_word and out[pos - 1] == 0:
+            pos -= 1
+    return pos
+
+
+def pack_simple8b(values):
+    """Non-negative integers below 2**60, packed; the decoder needs their number."""
+    cdef Py_ssize_t n = len(values), pos
     cdef int64_t* a = _int64_array(values, n, -(1 << 62), 1 << 60, "Simple-8b (at most 2**60 - 1)")
     cdef unsigned char* out = <unsigned char*> malloc(8 * n + 16)
     if out == NULL:
         free(a)
         raise MemoryError()
     try:
-        while i < n:
-            if a[i] == 0:
-                z = i
-                while z < n and z - i < 16 * 240 and a[z] == 0:
-                    z += 1
-                z -= i
-                if z >= 240 or i + z == n:
-                    runs = (16 if (z + 239) // 240 > 16 else (z + 239) // 240) if i + z == n else z // 240
-                    out[pos] = <unsigned char> ((runs - 1) << 4)
-                    pos += 1
-                    i = n if i + runs * 240 > n else i + runs * 240
-                    last_word = -1
-                    continue
-                if z >= 120:
-                    out[pos] = 1
-                    pos += 1
-                    i += 120
-                    last_word = -1
-                    continue
-            sel = 16
-            for k in range(2, 16):
-                end = i + _S8B_COUNT[k] if i + _S8B_COUNT[k] < n else n
-                top = 0
-                for z in range(i, end):
-                    if a[z] < 0:
-                        raise ValueError("Simple-8b holds non-negative integers")
-                    top |= <uint64_t> a[z]
-                if top < (<uint64_t> 1 << _S8B_BITS[k]):
-                    sel = k
-                    break
-            if sel == 16:
-                raise ValueError("a value does not fit Simple-8b (at most 2**60 - 1)")
-            bits = _S8B_BITS[sel]
-            end = i + _S8B_COUNT[sel] if i + _S8B_COUNT[sel] < n else n
-            word = <uint64_t> sel
-            k = 4
-            for z in range(i, end):
-                word |= (<uint64_t> a[z]) << k
-                k += bits
-            last_word = pos
-            for k in range(8):
-                out[pos] = <unsigned char> ((word >> (8 * k)) & 0xFF)
-                pos += 1
-            i = end
-        if last_word >= 0:
-            while pos > last_word and out[pos - 1] == 0:
-                pos -= 1
+        pos = _s8b_write(a, n, out)
+        if pos == -1:
+            raise ValueError("Simple-8b holds non-negative integers")
+        if pos == -2:
+            raise ValueError("a value does not fit Simple-8b (at most 2**60 - 1)")
         return out[:pos] if pos else b""
     finally:
         free(a)
         free(out)
 
 
-def pack_rice(values, int part_size=64):
-    """Rice codes as edge_agent.wire.pack_rice writes them (values below 2**24)."""
-    cdef Py_ssize_t n = len(values), start, end, i, total = 0, byte = 0
-    cdef int k, k0, kk, best_k, j, bitpos = 0
+cdef Py_ssize_t _rice_plan(const int64_t* a, Py_ssize_t n, int part_size, int* ks) noexcept nogil:
+    """Each partition's Rice parameter into ks; the length of the whole string in bits."""
+    cdef Py_ssize_t start, end, i, total = 0
+    cdef int k, k0, kk, best_k, j = 0
     cdef int64_t s, cost, best
     cdef double mean
+    start = 0
+    while start < n:
+        end = start + part_size if start + part_size < n else n
+        s = 0
+        for i in range(start, end):
+            s += a[i]
+        mean = <double> s / <double> (end - start)
+        k0 = <int> log2(mean + 1.0) - 1
+        if k0 < 0:
+            k0 = 0
+        best_k = -1
+        best = 0
+        kk = k0 + 4 if k0 + 4 < 61 else 61
+        for k in range(k0, kk):
+            cost = 0
+            for i in range(start, end):
+                cost += a[i] >> k
+            cost += (end - start) * (k + 1)
+            if best_k < 0 or cost < best:
+                best, best_k = cost, k
+        ks[j] = best_k
+        j += 1
+        total += 6 + best
+        start = end
+    return total
+
+
+cdef void _rice_write(const int64_t* a, Py_ssize_t n, int part_size, const int* ks,
+                      unsigned char* out) noexcept nogil:
+    """The Rice string that _rice_plan planned, into out (zeroed, (bits + 7) // 8 bytes)."""
+    cdef Py_ssize_t start, end, i, bitpos = 0
+    cdef int k, kk, j = 0
+    cdef uint64_t q
+    start = 0
+    while start < n:
+        end = start + part_size if start + part_size < n else n
+        k = ks[j]
+        j += 1
+        for kk in range(5, -1, -1):
+            if (k >> kk) & 1:
+                out[bitpos >> 3] |= 0x80 >> (bitpos & 7)
+            bitpos += 1
+        for i in range(start, end):
+            q = <uint64_t> (a[i] >> k)
+            while q:
+                out[bitpos >> 3] |= 0x80 >> (bitpos & 7)
+                bitpos += 1
+                q -= 1
+            bitpos += 1  # the zero that ends the unary part
+            for kk in range(k - 1, -1, -1):
+                if (a[i] >> kk) & 1:
+                    out[bitpos >> 3] |= 0x80 >> (bitpos & 7)
+                bitpos += 1
+        start = end
+
+
+def pack_rice(values, int part_size=64):
+    """Rice codes as edge_agent.wire.pack_rice writes them (values below 2**24)."""
+    cdef Py_ssize_t n = len(values), total
     cdef int64_t* a = _int64_array(values, n, 0, 1 << 24, "Rice codes (below 2**24)")
     cdef int* ks = <int*> malloc(((n + part_size - 1) // part_size + 1) * sizeof(int))
     cdef unsigned char* out = NULL
-    cdef uint64_t q
     if ks == NULL:
         free(a)
         raise MemoryError()
     try:
-        # each partition's parameter, and the length of the whole string
-        j = 0
-        for start in range(0, n, part_size):
-            end = start + part_size if start + part_size < n else n
-            s = 0
-            for i in range(start, end):
-                s += a[i]
-            mean = <double> s / <double> (end - start)
-            k0 = <int> log2(mean + 1.0) - 1
-            if k0 < 0:
-                k0 = 0
-            best_k = -1
-            best = 0
-            kk = k0 + 4 if k0 + 4 < 61 else 61
-            for k in range(k0, kk):
-                cost = 0
-                for i in range(start, end):
-                    cost += a[i] >> k
-                cost += (end - start) * (k + 1)
-                if best_k < 0 or cost < best:
-                    best, best_k = cost, k
-            ks[j] = best_k
-            j += 1
-            total += 6 + best
+        total = _rice_plan(a, n, part_size, ks)
         if total == 0:
             return b""
         out = <unsigned char*> calloc((total + 7) // 8 + 1, 1)
         if out == NULL:
             raise MemoryError()
-        j = 0
-        for start in range(0, n, part_size):
-            end = start + part_size if start + part_size < n else n
-            k = ks[j]
-            j += 1
-            for kk in range(5, -1, -1):
-                if (k >> kk) & 1:
-                    out[bitpos >> 3] |= 0x80 >> (bitpos & 7)
-                bitpos += 1
-            for i in range(start, end):
-                q = <uint64_t> (a[i] >> k)
-                while q:
-                    out[bitpos >> 3] |= 0x80 >> (bitpos & 7)
-                    bitpos += 1
-                    q -= 1
-                bitpos += 1  # the zero that ends the unary part
-                for kk in range(k - 1, -1, -1):
-                    if (a[i] >> kk) & 1:
-                        out[bitpos >> 3] |= 0x80 >> (bitpos & 7)
-                    bitpos += 1
+        _rice_write(a, n, part_size, ks, out)
         return out[:(total + 7) // 8]
     finally:
         free(a)
@@ -1214,3 +1249,217 @@ def zigzags(values):
         v = values[i]
         out[i] = (<uint64_t> v << 1) ^ <uint64_t> (v >> 63)
     return out
+
+
+# ---- The search for a channel's value block: the twin of edge_agent.wire._value_block_py ----
+
+cdef inline Py_ssize_t _put_uvarint(unsigned char* out, Py_ssize_t pos, uint64_t v) noexcept nogil:
+    while v > 0x7F:
+        out[pos] = <unsigned char> ((v & 0x7F) | 0x80)
+        pos += 1
+        v >>= 7
+    out[pos] = <unsigned char> v
+    return pos + 1
+
+
+cdef enum:
+    VB_SHAPE_RUNS = 0x40
+    VB_SHAPE_RICE = 0x80
+    VB_SHAPE_CODED = 0xC0
+    VB_PREDICTOR_ZERO = 4
+    VB_PREDICTOR_SEASONAL = 5
+    VB_RICE_PART = 64
+    VB_MAX_PER_BYTE = 3840
+
+
+def value_block(qs, int64_t width, kinds, Py_ssize_t season, bint coded):
+    """(block, predictor, shape bits): the smallest of the predictors ``kinds`` in each of
+    their forms, as edge_agent.wire._value_block_py chooses (the same bytes, ties to the
+    earlier), in one call and without the GIL. OverflowError when the values or the bin
+    width are beyond the compiled predictors: the caller then uses the twin."""
+    cdef Py_ssize_t n = len(qs), i, k, nk = len(kinds), nonzero, blen, clen, best_len = -1, nruns, run
+    cdef Py_ssize_t rice_bits, pad, head
+    cdef int kind, best_kind = 0, best_shape = 0, shape
+    cdef int64_t limit = (<int64_t> 1) << RES_LIMIT_BITS
+    cdef int64_t widest, zmax
+    cdef uint64_t z
+    if not 0 < width < limit:
+        raise OverflowError("bin width beyond the compiled predictors' range")
+    cdef int* kind_of = <int*> malloc((nk + 1) * sizeof(int))
+    if kind_of == NULL:
+        raise MemoryError()
+    for k in range(nk):
+        kind_of[k] = kinds[k]
+        if not 0 <= kind_of[k] <= VB_PREDICTOR_SEASONAL or (kind_of[k] == VB_PREDICTOR_SEASONAL and season < 1):
+            free(kind_of)
+            raise OverflowError("a predictor the compiled search does not take")
+    cdef int64_t* q
+    try:
+        q = _int64_array(qs, n, 1 - limit, limit, "the compiled predictors (|q| < 2**40)", OverflowError)
+    except BaseException:
+        free(kind_of)
+        raise
+    cdef int64_t* reb = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    cdef int64_t* res = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    cdef int64_t* zz = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    cdef int64_t* runs = <int64_t*> malloc((2 * n + 2) * sizeof(int64_t))
+    cdef int* ks = <int*> malloc((n // VB_RICE_PART + 2) * sizeof(int))
+    cdef RcModel* model = <RcModel*> malloc(sizeof(RcModel))
+    cdef Py_ssize_t cap = 17 * n + 16 * n + 64
+    cdef unsigned char* cand = <unsigned char*> malloc(cap)   # the form being tried
+    cdef unsigned char* best = <unsigned char*> malloc(cap)   # the smallest so far
+    try:
+        if not (reb and res and zz and runs and ks and model and cand and best):
+            raise MemoryError()
+        for k in range(nk):
+            kind = kind_of[k]
+            with nogil:
+                _residuals_into(q, n, kind, width, season, reb, res)
+                widest = 0
+                for i in range(n):
+                    if res[i] > widest:
+                        widest = res[i]
+                    elif -res[i] > widest:
+                        widest = -res[i]
+            if widest >= (<int64_t> 1) << 59:
+                raise ValueError(f"a residual of {widest} steps: values too far apart to encode")
+            with nogil:
+                if kind < VB_PREDICTOR_ZERO:
+                    # version 2's forms: Simple-8b of the zigzags, runs of zeros, Rice codes
+                    nonzero = 0
+                    zmax = 0
+                    for i in range(n):
+                        z = (<uint64_t> res[i] << 1) ^ <uint64_t> (res[i] >> 63)
+                        zz[i] = <int64_t> z
+                        nonzero += z != 0
+                        if <int64_t> z > zmax:
+                            zmax = <int64_t> z
+                    blen = _s8b_write(zz, n, cand)
+                    shape = kind << 3
+                    if nonzero * 4 <= n:
+                        nruns = 0
+                        run = 0
+                        for i in range(n):
+                            if zz[i]:
+                                runs[nruns] = run
+                                runs[nruns + 1] = zz[i] - 1
+                                nruns += 2
+                                run = 0
+                            else:
+                                run += 1
+                        runs[nruns] = run
+                        nruns += 1
+                        # lay the runs form out after the Simple-8b one, keep the smaller
+                        head = _put_uvarint(cand, blen, <uint64_t> nonzero) - blen
+                        clen = _s8b_write(runs, nruns, cand + blen + head)
+                        if head + clen < blen:
+                            memmove(cand, cand + blen, head + clen)
+                            blen = head + clen
+                            shape = kind << 3 | VB_SHAPE_RUNS
+                    if n and zmax < (1 << 24):
+                        rice_bits = _rice_plan(zz, n, VB_RICE_PART, ks)
+                        if (rice_bits + 7) // 8 < blen:
+                            blen = (rice_bits + 7) // 8
+                            memset(cand, 0, blen + 1)
+                            _rice_write(zz, n, VB_RICE_PART, ks, cand)
+                            shape = kind << 3 | VB_SHAPE_RICE
+                    if best_len < 0 or blen < best_len:
+                        memcpy(best, cand, blen)
+                        best_len = blen
+                        best_kind = kind
+                        best_shape = shape
+                if coded:
+                    # version 3's coded form: predictor, season, range-coded residuals padded
+                    head = _put_uvarint(cand, 0, <uint64_t> kind)
+                    if kind == VB_PREDICTOR_SEASONAL:
+                        head = _put_uvarint(cand, head, <uint64_t> season)
+                    clen = _rc_encode(res, n, cand + head, model)  # its first byte is always 0
+                    while clen > 1 and cand[head + clen - 1] == 0:
+                        clen -= 1
+                    clen = clen - 1 if clen > 1 else 0
+                    memmove(cand + head, cand + head + 1, clen)
+                    pad = (n + VB_MAX_PER_BYTE - 1) // VB_MAX_PER_BYTE
+                    if clen < pad:
+                        memset(cand + head + clen, 0, pad - clen)
+                        clen = pad
+                    if best_len < 0 or head + clen < best_len:
+                        memcpy(best, cand, head + clen)
+                        best_len = head + clen
+                        best_kind = kind
+                        best_shape = VB_SHAPE_CODED
+        return best[:best_len] if best_len > 0 else b"", best_kind, best_shape
+    finally:
+        free(kind_of)
+        free(q)
+        free(reb)
+        free(res)
+        free(zz)
+        free(runs)
+        free(ks)
+        free(model)
+        free(cand)
+        free(best)
+
+
+# ---- A channel's times as slots of the batch's schedule: the twin of edge_agent.wire._times_py ----
+
+cdef enum:
+    TIMES_LIMIT_BITS = 60  # |t|, |t0| and the period below 2**60: every slot difference fits int64
+
+
+def times_section(times, int64_t t0, int64_t period):
+    """(regular, has exceptions, bytes) of a channel's times, as edge_agent.wire._times_py
+    writes them; OverflowError beyond 2**60 ms (the caller then uses the twin)."""
+    cdef Py_ssize_t n = len(times), i, pos = 0, nexc = 0, prev, blen
+    cdef int64_t limit = (<int64_t> 1) << TIMES_LIMIT_BITS
+    cdef int64_t d
+    cdef bint regular
+    if not 0 < period < limit or not -limit < t0 < limit:
+        raise OverflowError("times beyond the compiled encoder's range")
+    cdef int64_t* t = _int64_array(times, n, 1 - limit, limit, "the compiled time encoder (|t| < 2**60 ms)",
+                                   OverflowError)
+    cdef int64_t* ks = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    cdef int64_t* gaps = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    cdef unsigned char* out = <unsigned char*> malloc(8 * n + 20 * n + 64)
+    try:
+        if ks == NULL or gaps == NULL or out == NULL:
+            raise MemoryError()
+        with nogil:
+            regular = n > 0
+            for i in range(n):
+                ks[i] = _floordiv(t[i] - t0 + period // 2, period)
+                if t[i] - t0 - ks[i] * period:
+                    nexc += 1
+                if i and ks[i] - ks[i - 1] != 1:
+                    regular = False
+            if n and ks[0] < 0:
+                regular = False
+            if regular:
+                pos = _put_uvarint(out, 0, <uint64_t> ks[0])
+            else:
+                for i in range(n):
+                    d = ks[i] - (ks[i - 1] if i else -1) - 1
+                    gaps[i] = <int64_t> ((<uint64_t> d << 1) ^ <uint64_t> (d >> 63))
+                blen = _s8b_write(gaps, n, out + 10)
+        if not regular and blen < 0:
+            raise OverflowError("a gap beyond Simple-8b: the twin says which")
+        with nogil:
+            if not regular:
+                pos = _put_uvarint(out, 0, <uint64_t> blen)
+                memmove(out + pos, out + 10, blen)
+                pos += blen
+            if nexc:
+                pos = _put_uvarint(out, pos, <uint64_t> nexc)
+                prev = -1
+                for i in range(n):
+                    d = t[i] - t0 - ks[i] * period
+                    if d:
+                        pos = _put_uvarint(out, pos, <uint64_t> (i - prev - 1))
+                        pos = _put_uvarint(out, pos, (<uint64_t> d << 1) ^ <uint64_t> (d >> 63))
+                        prev = i
+        return regular, nexc > 0, out[:pos] if pos else b""
+    finally:
+        free(t)
+        free(ks)
+        free(gaps)
+        free(out)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import compiled_core
@@ -396,3 +396,41 @@ def test_the_compiled_predictors_give_the_twins_residuals(qs, kind, width, seaso
         assert core.residuals(qs, kind, width, season) == want
     huge = [q * 2**30 for q in qs]  # beyond the compiled range: the twin takes over
     assert wire._residuals_fast(huge, kind, width, season) == wire._residuals(huge, kind, width, season)
+
+
+sparse_steps = st.lists(st.tuples(st.integers(0, 400), st.integers(-3, 3)), max_size=30).map(
+    lambda steps: [v for n, d in steps for v in [0] * n + [d]])  # long runs of zeros between steps
+
+
+@settings(max_examples=300, deadline=None)
+@given(qs=st.one_of(st.lists(st.integers(-300, 300), max_size=200),
+                    st.lists(st.integers(-2**39, 2**39), max_size=40),
+                    sparse_steps.map(lambda d: [sum(d[:i + 1]) for i in range(len(d))]),
+                    st.integers(0, 9000).map(lambda n: [7] * n)),
+       width=st.sampled_from([1, 1, 3, 11]), season=st.sampled_from([0, 0, 1, 24]), coded=st.booleans())
+@example(qs=[0] * 9 + [-1], width=1, season=0, coded=False)  # runs of zeros tie Simple-8b: 2 bytes each
+@example(qs=[7] * 9000, width=1, season=0, coded=True)       # the coded form padded to 3 bytes
+def test_the_compiled_value_block_search_chooses_the_twins_bytes(qs, width, season, coded):
+    """Every predictor in every form, ties to the earlier: runs of zeros, Rice codes,
+    Simple-8b and the coded form (padded to a byte per 3840 values) all get chosen here."""
+    core = compiled_core()
+    kinds = [0, 1, 2, 3] + ([wire.PREDICTOR_ZERO] if coded else []) + (
+        [wire.PREDICTOR_SEASONAL] if coded and season else [])
+    want = wire._value_block_py(qs, width, kinds, season, coded)
+    if core:
+        assert core.value_block(qs, width, kinds, season, coded) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=st.lists(st.one_of(st.just(1000), st.integers(1, 3000), st.integers(-5000, 10**7)), max_size=300),
+       start=st.integers(-10**6, 10**13), t0=st.integers(0, 2 * 10**12), period=st.sampled_from([1, 7, 1000, 60000]))
+@example(steps=[1000] * 20, start=0, t0=0, period=1000)  # regular: the first slot only
+def test_the_compiled_time_slots_write_the_twins_bytes(steps, start, t0, period):
+    core = compiled_core()
+    times = [start + sum(steps[:i]) for i in range(len(steps))]
+    want = wire._times_py(times, t0, period)
+    assert wire._times(times, t0, period) == want
+    if core:
+        assert core.times_section(times, t0, period) == want
+    huge = [t + 2**61 for t in times]  # beyond the compiled range: the twin takes over
+    assert wire._times(huge, t0 + 2**61, period) == want
