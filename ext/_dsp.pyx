@@ -1293,14 +1293,14 @@ def value_block(qs, int64_t width, kinds, Py_ssize_t season, bint coded):
     cdef uint64_t z
     if not 0 < width < limit:
         raise OverflowError("bin width beyond the compiled predictors' range")
+    for kd in kinds:
+        if not 0 <= kd <= VB_PREDICTOR_SEASONAL or (kd == VB_PREDICTOR_SEASONAL and season < 1):
+            raise OverflowError("a predictor the compiled search does not take")
     cdef int* kind_of = <int*> malloc((nk + 1) * sizeof(int))
     if kind_of == NULL:
         raise MemoryError()
     for k in range(nk):
         kind_of[k] = kinds[k]
-        if not 0 <= kind_of[k] <= VB_PREDICTOR_SEASONAL or (kind_of[k] == VB_PREDICTOR_SEASONAL and season < 1):
-            free(kind_of)
-            raise OverflowError("a predictor the compiled search does not take")
     cdef int64_t* q
     try:
         q = _int64_array(qs, n, 1 - limit, limit, "the compiled predictors (|q| < 2**40)", OverflowError)
