@@ -60,6 +60,21 @@ def best_ns(fn, n: int, runs: int = 5) -> float:
     return best / n * 1e9
 
 
+ROUNDS = 9
+
+
+def paired_ratio(ours, peer, n: int) -> tuple[float, tuple[float, float]]:
+    """ours / peer: the median of ROUNDS pairs timed back to back (in turn first and
+    second), and the pairs' range."""
+    found = []
+    for r in range(ROUNDS):
+        order = (ours, peer) if r % 2 == 0 else (peer, ours)
+        t = {fn: best_ns(fn, n, 1) for fn in order}
+        found.append(t[ours] / t[peer])
+    found.sort()
+    return found[len(found) // 2], (found[0], found[-1])
+
+
 def hampel_two_medians(xs: np.ndarray, w: int, k: float = 3.0) -> np.ndarray:
     """The usual NumPy Hampel: the moving median, and the moving median of the deviations."""
     med = bn.move_median(xs, w)
@@ -140,17 +155,34 @@ def main() -> None:
         ratios = {
             "chain M samples/s (target >= 10)": 1e3 / b["chain"],
             "chain + wire encode M samples/s": 1e3 / (b["chain"] + b["wire encode of kept points"]),
-            "median(5) / bottleneck w=5 (target <= 0.5)": b["median(5)"] / peers["bottleneck.move_median w=5"],
-            "median(61) / bottleneck w=61 (target <= 1.0)": b["median(61)"] / peers["bottleneck.move_median w=61"],
-            "ema / scipy lfilter (target <= 0.6)": b["ema(0.5)"] / peers["scipy.signal.lfilter as EMA(0.5)"],
-            "hampel(11) / two-median Hampel (target <= 0.5)":
-                b["hampel(11)"] / peers["Hampel w=11 from two bottleneck medians"],
-            "per-sample chain call / bare Python->C call (target <= 3)":
-                rows["chain"]["cython per sample"] / peers["bare Python->C call per sample (math.fabs)"],
         }
-        print("  ratios:")
+        # Each ratio against its peer from pairs timed back to back (this VM's speed drifts
+        # by tens of per cent within seconds, so two best-of-5 figures taken apart do not
+        # compare): the median of ROUNDS pairs, with their spread.
+        spread = {}
+        small_ts, small_xs = ts[:small].tolist(), xs[:small].tolist()
+
+        def chain_run(spec):
+            return lambda: _dsp.Chain(spec).run(ts, xs, out_t, out_y)
+
+        push = _dsp.Chain(CHAIN).push
+        for name, ours, peer, count in (
+                ("median(5) / bottleneck w=5 (target <= 0.5)", chain_run([STAGES["median(5)"]]),
+                 lambda: bn.move_median(xs, 5), n),
+                ("median(61) / bottleneck w=61 (target <= 1.0)", chain_run([STAGES["median(61)"]]),
+                 lambda: bn.move_median(xs, 61), n),
+                ("ema / scipy lfilter (target <= 0.6)", chain_run([STAGES["ema(0.5)"]]),
+                 lambda: sps.lfilter([0.5], [1.0, -0.5], xs), n),
+                ("hampel(11) / two-median Hampel (target <= 0.5)", chain_run([STAGES["hampel(11)"]]),
+                 lambda: hampel_two_medians(xs, 11), n),
+                ("per-sample chain call / bare Python->C call (target <= 3)",
+                 lambda: [push(t, x) for t, x in zip(small_ts, small_xs)],
+                 lambda: [math.fabs(x) for x in small_xs], small)):
+            ratios[name], spread[name] = paired_ratio(ours, peer, count)
+        print("  ratios (against a peer: median of %d pairs timed back to back, and their range):" % ROUNDS)
         for name, v in ratios.items():
-            print(f"  {name:<60} {v:8.2f}")
+            lo, hi = spread.get(name, (None, None))
+            print(f"  {name:<60} {v:8.2f}" + (f"   ({lo:.2f} .. {hi:.2f})" if lo is not None else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"samples": n, "core": "cython" if _dsp else "python", "machine": platform.machine(),
