@@ -390,7 +390,7 @@ cdef inline bint all_finite(const double* x, Py_ssize_t m) noexcept nogil:
 cdef Py_ssize_t stage_block(Stage* s, double* t, double* x, Py_ssize_t m) noexcept nogil:
     """One stage over m samples in place; returns how many come out (first ones kept)."""
     cdef Py_ssize_t j, w = 0, first = 0
-    cdef double y, a, b, tt, xx
+    cdef double y, a, b, tt, xx, k3
     cdef double* ring
     cdef int h
     if s.kind == K_EMA:
@@ -417,6 +417,28 @@ cdef Py_ssize_t stage_block(Stage* s, double* t, double* x, Py_ssize_t m) noexce
             h = h + 1 if h < 4 else 0
             x[j] = med5(ring[0], ring[1], ring[2], ring[3], ring[4])
         s.head = h
+        return m
+    if (s.kind == K_MEDIAN and s.count == s.window and s.window <= SMALL_WINDOW and s.window != 3
+            and all_finite(x, m)):
+        # stage_step's median on a full short window (3 and 5 have their networks)
+        for j in range(m):
+            xx = x[j] + 0.0
+            win_replace_small(s, s.ring[s.head], xx)
+            s.ring[s.head] = xx
+            s.head = s.head + 1 if s.head + 1 < s.window else 0
+            x[j] = median_of(s.srt, s.window)
+        return m
+    if s.kind == K_HAMPEL and s.count == s.window and s.window <= SMALL_WINDOW and all_finite(x, m):
+        # stage_step's Hampel on a full short window, without its dispatch per sample
+        h = s.window >> 1
+        k3 = s.p[1] * _MAD_SCALE
+        for j in range(m):
+            xx = x[j] + 0.0
+            win_replace_small(s, s.ring[s.head], xx)
+            s.ring[s.head] = xx
+            s.head = s.head + 1 if s.head + 1 < s.window else 0
+            y = s.srt[h]
+            x[j] = y if fabs(xx - y) > k3 * mad_odd(s.srt, h, y) else xx
         return m
     for j in range(m):
         tt = t[j]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import array
 import math
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -314,7 +315,7 @@ def test_the_compiled_batch_call_in_any_pieces_equals_the_twin_sample_by_sample(
 @settings(max_examples=400, deadline=None)
 @given(window=st.integers(1, 40), k=st.floats(0.5, 5.0), hampel=st.booleans(),
        xs=st.lists(st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, 1e300, math.inf, -math.inf, 3.0, 1.0]),
-                   max_size=200),
+                   max_size=700),  # beyond a block of the batch call (256): its loops for full windows
        batch=st.booleans())
 def test_windows_with_ties_signed_zeros_and_non_finite_values_agree_with_the_twin(window, k, hampel, xs, batch):
     """Short windows are kept sorted branch-free and their MAD taken without a search, longer
@@ -348,3 +349,22 @@ def test_a_saved_window_with_a_non_finite_value_is_refused_and_minus_zero_is_zer
     assert chain.push(0.0, 3.0) == (0.0, 2.0)
     chain.set_state([[0.0, -0.0, -0.0, 1.0], []])  # a window takes -0.0 as 0.0
     assert repr(chain.get_state()[0]) == "[0.0, 0.0, 0.0, 1.0]"
+
+
+@pytest.mark.parametrize("stage", [("median", w) for w in range(1, 31)] + [("hampel", w, 2.0) for w in range(3, 31, 2)])
+def test_the_batch_calls_window_loops_agree_with_the_twin_across_blocks(stage):
+    """1,000 samples: four blocks of the batch call, so the loops for full windows run (short
+    windows kept sorted branch-free, the median-of-5 network), with ties, signed zeros and
+    values the calibration overflows into infinities, which the block checks for."""
+    compiled = need_compiled()
+    rnd = random.Random(repr(stage))
+    pool = [0.0, -0.0, 1.0, -1.0, 2.5, 3.0, 7.25]
+    xs = [rnd.choice(pool) if rnd.random() < 0.5 else rnd.gauss(0, 3) for _ in range(1000)]
+    xs[rnd.randrange(300, 1000)] = 1e300  # one overflow in a later block only
+    spec = [("calibrate", -0.0, 1.0, 1e10), stage]
+    ts = [float(i) for i in range(len(xs))]
+    twin = _dsp_py.Chain(spec)
+    want = [p for p in (twin.push(t, x) for t, x in zip(ts, xs)) if p is not None]
+    out_t, out_y = array.array("d", bytes(8 * len(xs))), array.array("d", bytes(8 * len(xs)))
+    m = compiled.Chain(spec).run(array.array("d", ts), array.array("d", xs), out_t, out_y)
+    assert repr(list(zip(out_t[:m], out_y[:m]))) == repr(want)
