@@ -227,19 +227,36 @@ def measure(name: str, ts: list[float], xs: list[float], res: float) -> dict:
     row.update({"eps": eps, "swing ratio": swing["compression_ratio"], "bound ratio": bound["compression_ratio"],
                 "swing max err": swing["max_abs_error"], "bound max err": bound["max_abs_error"],
                 "bins entropy": bins_entropy(qs, wire.bin_width_for(dev, res), wire.season_for(period, n)),
+                "residual entropy": bins_entropy(qs, 1, wire.season_for(period, n)),
+                "given previous size": bins_entropy(qs, 1, wire.season_for(period, n), given_previous_size=True),
                 "swing bits/sample": 128 / swing["compression_ratio"]})
     return row
 
 
-def bins_entropy(qs: list[int], width: int, season: int) -> float:
-    """The order-0 entropy (bits per sample) of the bin indices under the best of the wire's
-    predictors: about what any coder of those indices without more context must spend."""
-    best = math.inf
+def _entropy(counts: Counter) -> float:
+    n = sum(counts.values())
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def bins_entropy(qs: list[int], width: int, season: int, *, given_previous_size: bool = False) -> float:
+    """The order-0 entropy (bits per sample) of the residuals (bin indices when width > 1)
+    under the best of the wire's predictors: about what any coder of them without more
+    context must spend. ``given_previous_size``: instead, under that predictor, the entropy
+    of each residual given the bit length of the one before, with the statistics fitted to
+    the series itself (an optimistic bound: an adaptive coder has to learn them as it goes)."""
+    best, best_res = math.inf, []
     for kind in range(len(wire.PREDICTORS) - (0 if season else 1)):
-        counts = Counter(wire._residuals(qs, kind, width, season)[0])
-        n = len(qs)
-        best = min(best, -sum(c / n * math.log2(c / n) for c in counts.values()))
-    return best
+        res = wire._residuals(qs, kind, width, season)[0]
+        h = _entropy(Counter(res))
+        if h < best:
+            best, best_res = h, res
+    if not given_previous_size:
+        return best
+    by_size: dict[int, Counter] = {}
+    for prev, r in zip(best_res, best_res[1:]):
+        by_size.setdefault(abs(prev).bit_length(), Counter())[r] += 1
+    n = len(best_res) - 1
+    return sum(sum(c.values()) / n * _entropy(c) for c in by_size.values()) if n > 0 else 0.0
 
 
 def main() -> None:
@@ -263,6 +280,11 @@ def main() -> None:
     avg = means[group]
     print(f"  all real series: edge-agent / q+varint+xz {avg['edge-agent'] / avg['q+varint+xz']:.2f} "
           f"(target <= 0.85); edge-agent {avg['edge-agent']:.2f} bits/value (target <= 4.0)")
+    real = {**vega, **bokeh}
+    print(f"  what limits it, mean over the real series: the order-0 entropy of the best predictor's residuals "
+          f"{sum(rows[n]['residual entropy'] for n in real) / len(real):.2f} bits/value; given the previous "
+          f"residual's size {sum(rows[n]['given previous size'] for n in real) / len(real):.2f} (statistics "
+          f"fitted to each series itself: below what an adaptive coder can reach)")
     print("lossy at eps = 0.5 % of range, compression ratio against 16 B/sample (whole payloads); 5x the door "
           "would need 1/5 of the door's bits per sample, beside the order-0 entropy of the bins (best predictor)")
     for name, r in rows.items():
