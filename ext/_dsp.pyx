@@ -1113,7 +1113,10 @@ cdef Py_ssize_t _s8b_write(const int64_t* a, Py_ssize_t n, unsigned char* out) n
     negative value, -2 for one of 2**60 or more."""
     cdef Py_ssize_t i = 0, z, end, k, runs, last_word = -1, pos = 0
     cdef int sel, bits
-    cdef uint64_t word, top
+    cdef uint64_t word, limit
+    for z in range(n):
+        if a[z] < 0:
+            return -1
     while i < n:
         if a[i] == 0:
             z = i
@@ -1133,17 +1136,22 @@ cdef Py_ssize_t _s8b_write(const int64_t* a, Py_ssize_t n, unsigned char* out) n
                 i += 120
                 last_word = -1
                 continue
+        # the first selector whose width all its values fit: each try stops at the first
+        # value too wide, and starts no narrower than the first value needs
         sel = 16
-        for k in range(2, 16):
+        k = 2
+        while k < 16 and <uint64_t> a[i] >= (<uint64_t> 1 << _S8B_BITS[k]):
+            k += 1
+        while k < 16:
             end = i + _S8B_COUNT[k] if i + _S8B_COUNT[k] < n else n
-            top = 0
-            for z in range(i, end):
-                if a[z] < 0:
-                    return -1
-                top |= <uint64_t> a[z]
-            if top < (<uint64_t> 1 << _S8B_BITS[k]):
+            limit = <uint64_t> 1 << _S8B_BITS[k]
+            z = i + 1
+            while z < end and <uint64_t> a[z] < limit:
+                z += 1
+            if z == end:
                 sel = k
                 break
+            k += 1
         if sel == 16:
             return -2
         bits = _S8B_BITS[sel]
