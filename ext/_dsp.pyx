@@ -87,8 +87,9 @@ cdef enum:
 
 
 cdef inline void win_replace_small(Stage* s, double old, double x) noexcept nogil:
-    """A full window of at most SMALL_WINDOW values: what the twin does, del srt[bisect_left(srt, old)] then insort_right(srt, x),
-    without a branch on the data. Both positions are counts of comparisons; the new order
+    """A full window of at most SMALL_WINDOW values: what the twin does, del
+    srt[bisect_left(srt, old)] then insort_right(srt, x), without a branch on the data.
+    Both positions are counts of comparisons; the new order
     is built into the other buffer by index arithmetic: slot j takes t_j below x's place q
     and t_(j-1) above it, t being the sorted values without old (t_k = srt[k + (k >= i)];
     srt[n], a spare slot, is read for slot q only, which x then takes)."""
@@ -107,9 +108,16 @@ cdef inline void win_replace_small(Stage* s, double old, double x) noexcept nogi
     s.srt = b
 
 
+cdef inline void win_push_small(Stage* s, double x) noexcept nogil:
+    """x into a full window of at most SMALL_WINDOW values, in place of the oldest."""
+    win_replace_small(s, s.ring[s.head], x)
+    s.ring[s.head] = x
+    s.head = s.head + 1 if s.head + 1 < s.window else 0
+
+
 cdef inline void win_add(Stage* s, double x) noexcept nogil:
     """Add x to the window, dropping the oldest value once it is full; srt stays sorted
-    (windows hold finite values only: see stage_step). A short window: win_replace_small.
+    (windows hold finite values only: see stage_step). A full short window: win_push_small.
     Else the oldest value's slot in srt takes x, which then moves to its place, so only
     the values between the old and the new position move (a sample rarely moves far in a
     slowly changing signal). x goes after the values equal to it on its left and before
@@ -117,17 +125,11 @@ cdef inline void win_add(Stage* s, double x) noexcept nogil:
     cdef int n = s.count
     cdef int i, j
     cdef double* srt = s.srt
-    cdef double old
     if n == s.window:
-        old = s.ring[s.head]
         if n <= SMALL_WINDOW:
-            win_replace_small(s, old, x)
-            s.ring[s.head] = x
-            s.head += 1
-            if s.head == s.window:
-                s.head = 0
+            win_push_small(s, x)
             return
-        i = lower_bound(srt, 0, n, old)
+        i = lower_bound(srt, 0, n, s.ring[s.head])
         if i > 0 and srt[i - 1] > x:  # left: after the values <= x, the rest move up
             j = upper_bound(srt, 0, i, x)
             memmove(&srt[j + 1], &srt[j], (i - j) * sizeof(double))
@@ -422,10 +424,7 @@ cdef Py_ssize_t stage_block(Stage* s, double* t, double* x, Py_ssize_t m) noexce
             and all_finite(x, m)):
         # stage_step's median on a full short window (3 and 5 have their networks)
         for j in range(m):
-            xx = x[j] + 0.0
-            win_replace_small(s, s.ring[s.head], xx)
-            s.ring[s.head] = xx
-            s.head = s.head + 1 if s.head + 1 < s.window else 0
+            win_push_small(s, x[j] + 0.0)
             x[j] = median_of(s.srt, s.window)
         return m
     if s.kind == K_HAMPEL and s.count == s.window and s.window <= SMALL_WINDOW and all_finite(x, m):
@@ -434,9 +433,7 @@ cdef Py_ssize_t stage_block(Stage* s, double* t, double* x, Py_ssize_t m) noexce
         k3 = s.p[1] * _MAD_SCALE
         for j in range(m):
             xx = x[j] + 0.0
-            win_replace_small(s, s.ring[s.head], xx)
-            s.ring[s.head] = xx
-            s.head = s.head + 1 if s.head + 1 < s.window else 0
+            win_push_small(s, xx)
             y = s.srt[h]
             x[j] = y if fabs(xx - y) > k3 * mad_odd(s.srt, h, y) else xx
         return m
