@@ -1340,7 +1340,9 @@ def value_block(qs, int64_t width, kinds, Py_ssize_t season, bint coded):
     cdef int64_t* runs = <int64_t*> malloc((2 * n + 2) * sizeof(int64_t))
     cdef int* ks = <int*> malloc((n // VB_RICE_PART + 2) * sizeof(int))
     cdef RcModel* model = <RcModel*> malloc(sizeof(RcModel))
-    cdef Py_ssize_t cap = 17 * n + 16 * n + 64
+    # room for the larger of: Simple-8b (8n + 16) then the runs form behind it (10 + 16n + 24);
+    # the coded form (20 + 17n + 16)
+    cdef Py_ssize_t cap = 33 * n + 64
     cdef unsigned char* cand = <unsigned char*> malloc(cap)   # the form being tried
     cdef unsigned char* best = <unsigned char*> malloc(cap)   # the smallest so far
     try:
