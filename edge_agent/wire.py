@@ -533,14 +533,20 @@ else:
     _compiled_residuals = _compiled_times = _compiled_value_block = None
 
 
-def _residuals_fast(qs, kind: int, width: int = 1, season: int = 0) -> tuple[list[int], list[int]]:
-    """_residuals by the compiled core when it is in use and the values fit its int64."""
-    if _compiled_residuals is not None:
+def _compiled_or_twin(compiled, twin, *args):
+    """compiled(*args) when the compiled core is in use and the numbers fit its int64
+    (it raises OverflowError beyond), else the Python twin, whose integers have no bound."""
+    if compiled is not None:
         try:
-            return _compiled_residuals(qs, kind, width, season)
+            return compiled(*args)
         except OverflowError:
             pass
-    return _residuals(qs, kind, width, season)
+    return twin(*args)
+
+
+def _residuals_fast(qs, kind: int, width: int = 1, season: int = 0) -> tuple[list[int], list[int]]:
+    """_residuals by the compiled core when it is in use and the values fit its int64."""
+    return _compiled_or_twin(_compiled_residuals, _residuals, qs, kind, width, season)
 
 
 def _pack_residuals(residuals: list[int]) -> tuple[bytes, int]:
@@ -601,12 +607,7 @@ def value_block(qs, width: int = 1, predictor: int | None = None, season: int = 
             kinds.append(PREDICTOR_ZERO)
         if coded and season:
             kinds.append(PREDICTOR_SEASONAL)
-    if _compiled_value_block is not None:
-        try:
-            return _compiled_value_block(qs, width, kinds, season, coded)
-        except OverflowError:
-            pass  # beyond the compiled predictors' int64: Python's integers have no bound
-    return _value_block_py(qs, width, kinds, season, coded)
+    return _compiled_or_twin(_compiled_value_block, _value_block_py, qs, width, kinds, season, coded)
 
 
 def _value_block_py(qs, width: int, kinds: list[int], season: int, coded: bool) -> tuple[bytes, int, int]:
@@ -661,12 +662,7 @@ def _times_py(times_ms, t0_ms: int, period: int) -> tuple[bool, bool, bytes]:
 
 def _times(times_ms, t0_ms: int, period: int) -> tuple[bool, bool, bytes]:
     """_times_py by the compiled core when it is in use and the times fit its int64."""
-    if _compiled_times is not None:
-        try:
-            return _compiled_times(times_ms, t0_ms, period)
-        except OverflowError:
-            pass
-    return _times_py(times_ms, t0_ms, period)
+    return _compiled_or_twin(_compiled_times, _times_py, times_ms, t0_ms, period)
 
 
 def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> bytes:

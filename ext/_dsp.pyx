@@ -410,32 +410,30 @@ cdef Py_ssize_t stage_block(Stage* s, double* t, double* x, Py_ssize_t m) noexce
             x[j] = y
         s.a_y = y
         return m
-    if s.kind == K_MEDIAN and s.count == s.window and s.window == 5 and all_finite(x, m):
-        # stage_step's full-window network, with the ring position kept in a register
-        ring = s.ring
-        h = s.head
-        for j in range(m):
-            ring[h] = x[j] + 0.0  # as stage_step: no -0.0 in a window
-            h = h + 1 if h < 4 else 0
-            x[j] = med5(ring[0], ring[1], ring[2], ring[3], ring[4])
-        s.head = h
-        return m
-    if (s.kind == K_MEDIAN and s.count == s.window and s.window <= SMALL_WINDOW and s.window != 3
-            and all_finite(x, m)):
-        # stage_step's median on a full short window (3 and 5 have their networks)
-        for j in range(m):
-            win_push_small(s, x[j] + 0.0)
-            x[j] = median_of(s.srt, s.window)
-        return m
-    if s.kind == K_HAMPEL and s.count == s.window and s.window <= SMALL_WINDOW and all_finite(x, m):
-        # stage_step's Hampel on a full short window, without its dispatch per sample
-        h = s.window >> 1
-        k3 = s.p[1] * _MAD_SCALE
-        for j in range(m):
-            xx = x[j] + 0.0
-            win_push_small(s, xx)
-            y = s.srt[h]
-            x[j] = y if fabs(xx - y) > k3 * mad_odd(s.srt, h, y) else xx
+    if ((s.kind == K_HAMPEL or (s.kind == K_MEDIAN and s.window != 3)) and s.count == s.window
+            and s.window <= SMALL_WINDOW and all_finite(x, m)):
+        # stage_step on a full short window without its dispatch per sample (a median of 3
+        # keeps no sorted copy: stage_step's network)
+        if s.kind == K_MEDIAN and s.window == 5:  # the network, the ring position in a register
+            ring = s.ring
+            h = s.head
+            for j in range(m):
+                ring[h] = x[j] + 0.0  # as stage_step: no -0.0 in a window
+                h = h + 1 if h < 4 else 0
+                x[j] = med5(ring[0], ring[1], ring[2], ring[3], ring[4])
+            s.head = h
+        elif s.kind == K_MEDIAN:
+            for j in range(m):
+                win_push_small(s, x[j] + 0.0)
+                x[j] = median_of(s.srt, s.window)
+        else:
+            h = s.window >> 1
+            k3 = s.p[1] * _MAD_SCALE
+            for j in range(m):
+                xx = x[j] + 0.0
+                win_push_small(s, xx)
+                y = s.srt[h]
+                x[j] = y if fabs(xx - y) > k3 * mad_odd(s.srt, h, y) else xx
         return m
     for j in range(m):
         tt = t[j]
@@ -893,6 +891,19 @@ cdef Py_ssize_t _rc_encode(const int64_t* rs, Py_ssize_t n, unsigned char* out, 
     return e.pos
 
 
+cdef Py_ssize_t _rc_block(const int64_t* rs, Py_ssize_t n, unsigned char* out, RcModel* model) noexcept nogil:
+    """The coded block of rs[0:n] at out (room for 17 n + 16 bytes): the coder's output
+    without its first byte (always 0) and without trailing zero bytes (the decoder reads
+    zeros past the end); its length."""
+    cdef Py_ssize_t end = _rc_encode(rs, n, out, model)
+    while end > 1 and out[end - 1] == 0:
+        end -= 1
+    if end <= 1:
+        return 0
+    memmove(out, out + 1, end - 1)
+    return end - 1
+
+
 def rc_encode(residuals):
     """The coded block of signed integer residuals (each |r| < 2**60); see edge_agent/entropy.py."""
     cdef Py_ssize_t n = len(residuals), end
@@ -906,10 +917,8 @@ def rc_encode(residuals):
         raise MemoryError()
     try:
         with nogil:
-            end = _rc_encode(rs, n, out, model)
-        while end > 1 and out[end - 1] == 0:
-            end -= 1
-        return out[1:end] if end > 1 else b""
+            end = _rc_block(rs, n, out, model)
+        return out[:end]
     finally:
         free(rs)
         free(model)
@@ -1410,11 +1419,7 @@ def value_block(qs, int64_t width, kinds, Py_ssize_t season, bint coded):
                     head = _put_uvarint(cand, 0, <uint64_t> kind)
                     if kind == VB_PREDICTOR_SEASONAL:
                         head = _put_uvarint(cand, head, <uint64_t> season)
-                    clen = _rc_encode(res, n, cand + head, model)  # its first byte is always 0
-                    while clen > 1 and cand[head + clen - 1] == 0:
-                        clen -= 1
-                    clen = clen - 1 if clen > 1 else 0
-                    memmove(cand + head, cand + head + 1, clen)
+                    clen = _rc_block(res, n, cand + head, model)
                     pad = (n + VB_MAX_PER_BYTE - 1) // VB_MAX_PER_BYTE
                     if clen < pad:
                         memset(cand + head + clen, 0, pad - clen)
