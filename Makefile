@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SOURCES := setup.py pyproject.toml $(wildcard ext/*.pyx ext/*.pxd)
+SOURCES := setup.py pyproject.toml $(wildcard ext/*.pyx ext/*.pxd ext/*.pxi)
 
 .PHONY: run test test-compiled test-python bench clean
 
@@ -41,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_drain.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info ext/*.c edge_agent/*.so
+	rm -rf $(VENV) build *.egg-info ext/*.c edge_agent/*.so edge_agent/*.pyd

@@ -9,7 +9,7 @@ images that must never ship without the compiled core.
 import os
 import sys
 
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 REQUIRE_EXT = os.environ.get("EDGE_AGENT_REQUIRE_EXT") == "1"
@@ -26,8 +26,8 @@ def _extensions():
     from setuptools import Extension
 
     ext = Extension(
-        "edge_agent._dsp",
-        ["ext/_dsp.pyx"],
+        "edge_agent._core",
+        ["ext/_core.pyx"],
         # No fused multiply-add: the twin in Python rounds after every operation, and the
         # core must give the same bits on a Pi's ARM (where GCC would fuse by default).
         extra_compile_args=["-O2", "-ffp-contract=off"],
@@ -39,7 +39,7 @@ def _extensions():
     except Exception as exc:  # noqa: BLE001 - Cython raises CompileError and others
         if REQUIRE_EXT:
             raise
-        print(f"edge-agent: Cython could not translate ext/_dsp.pyx ({exc}); "
+        print(f"edge-agent: Cython could not translate ext/_core.pyx ({exc}); "
               "building without the compiled core", file=sys.stderr)
         return []
 
@@ -70,7 +70,7 @@ setup(
     version="0.1.0",
     description="Sensor node agent: drivers, Cython signal core, durable queue, MQTT uplink",
     python_requires=">=3.11",
-    packages=["edge_agent", "drivers", "drivers.sim"],
+    packages=find_packages(include=["edge_agent", "edge_agent.*", "drivers", "drivers.*"]),
     install_requires=[
         "paho-mqtt>=2.0,<3",
         "PyYAML>=6.0",

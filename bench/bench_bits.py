@@ -39,7 +39,7 @@ from collections import Counter
 from pathlib import Path
 
 from edge_agent import wire
-from edge_agent.report import compress_report, schedule_ms
+from edge_agent.wire.compress_report import compress_report, schedule_ms
 
 
 def _vega(name: str) -> Path:

@@ -17,10 +17,11 @@ import math
 import random
 import time
 
-from edge_agent import _dsp_py, wire
+from edge_agent import wire
+from edge_agent.dsp import chain as _dsp_py
 
 try:
-    from edge_agent import _dsp
+    from edge_agent import _core as _dsp
 except ImportError:
     _dsp = None
 

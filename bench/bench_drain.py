@@ -32,10 +32,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from drivers.base import Reading
 from edge_agent import wire
 from edge_agent.config import load_config, parse_broker_url
-from edge_agent.pipeline import Sampler
-from edge_agent.store import BatchStore
-from edge_agent.sysinfo import SystemProbe
-from edge_agent.uplink import Uplink
+from edge_agent.node.sampler import Sampler
+from edge_agent.node.store import BatchStore
+from edge_agent.node.sysinfo import SystemProbe
+from edge_agent.node.uplink import Uplink
 
 WINDOW = 20
 SAMPLES_PER_BATCH = 40  # 10 s of 1 Hz data on 4 channels

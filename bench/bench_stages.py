@@ -21,10 +21,11 @@ import bottleneck as bn
 import numpy as np
 from scipy import signal as sps
 
-from edge_agent import _dsp_py, wire
+from edge_agent import wire
+from edge_agent.dsp import chain as _dsp_py
 
 try:
-    from edge_agent import _dsp
+    from edge_agent import _core as _dsp
 except ImportError:  # the pure-Python twin only: its figures are still printed
     _dsp = None
 

@@ -25,7 +25,7 @@ from drivers.registry import SENSOR_TYPES
 from drivers.sim.profiles import Wave
 from edge_agent.dsp import LOSSY, MAX_POLY, MAX_WINDOW, STAGE_KINDS
 from edge_agent.errors import ConfigError
-from edge_agent.units import parse_duration, parse_size
+from edge_agent.durations import parse_duration, parse_size
 from edge_agent.wire import bin_width_for
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -138,7 +138,7 @@ def compiled_core():
     from edge_agent import dsp
     if dsp.IMPLEMENTATION != "cython":
         return None
-    from edge_agent import _dsp
+    from edge_agent import _core as _dsp
     return _dsp
 
 

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import agent_cmd, wait_for_log
-from edge_agent.store import BatchStore
+from edge_agent.node.store import BatchStore
 
 INTERVAL = 0.05
 FLUSH = 0.25

@@ -7,8 +7,8 @@ import dataclasses
 from drivers.base import Reading
 from edge_agent import wire
 from edge_agent.config import load_config
-from edge_agent.pipeline import Sampler
-from edge_agent.store import BatchStore
+from edge_agent.node.sampler import Sampler
+from edge_agent.node.store import BatchStore
 
 TRUE_BOOT = 1_790_000_000.0  # the true wall time at boot
 

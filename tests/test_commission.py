@@ -123,9 +123,9 @@ def test_the_missing_sensor_rehearsal_key_is_validated(tmp_path):
 
 @pytest.mark.parametrize("absent", [False, True])
 def test_a_pulse_meter_passes_only_once_a_pulse_came(tmp_path, absent):
-    from edge_agent.commission import check_sensors
+    from edge_agent.field.commission import check_sensors
     from edge_agent.config import load_config
-    from edge_agent.service import simulated_factory
+    from edge_agent.node.agent import simulated_factory
 
     cfg_file = tmp_path / "n.yaml"
     cfg_file.write_text(textwrap.dedent(f"""\

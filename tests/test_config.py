@@ -12,7 +12,7 @@ import yaml
 
 from edge_agent.config import default_node_yaml, load_config, with_overrides
 from edge_agent.errors import ConfigError
-from edge_agent.units import parse_duration, parse_size
+from edge_agent.durations import parse_duration, parse_size
 
 GOOD = """\
 node: {id: lamp-0042}

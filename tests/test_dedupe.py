@@ -12,7 +12,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import agent_cmd
 from edge_agent import wire
-from edge_agent.dedupe import SeqTracker
+from edge_agent.wire.dedupe import SeqTracker
 
 
 def test_tracker_counts_duplicates_and_gaps():

@@ -15,17 +15,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent import _dsp_py, dsp
+from edge_agent import dsp
+from edge_agent.dsp import chain as _dsp_py
 
 try:
-    from edge_agent import _dsp as _compiled
+    from edge_agent import _core as _compiled
 except ImportError:  # pragma: no cover - depends on the build
     _compiled = None
 
 
 def need_compiled():
     if _compiled is None:
-        msg = "the compiled core edge_agent._dsp is not built"
+        msg = "the compiled core edge_agent._core is not built"
         if os.environ.get("EDGE_AGENT_REQUIRE_EXT") == "1":
             pytest.fail(msg + " (EDGE_AGENT_REQUIRE_EXT=1)")
         pytest.skip(msg)
@@ -279,7 +280,7 @@ def test_selector_honours_purepython_and_require_ext():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if _compiled is not None:
         assert out.stdout.strip() == "cython"
-    hide = ("import sys; sys.modules['edge_agent._dsp'] = None; " + code)
+    hide = ("import sys; sys.modules['edge_agent._core'] = None; " + code)
     out = subprocess.run([sys.executable, "-c", hide], env=dict(env, EDGE_AGENT_REQUIRE_EXT="0"),
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "python"

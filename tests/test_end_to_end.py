@@ -14,7 +14,7 @@ import pytest
 
 from conftest import agent_cmd, wait_for_log
 from drivers.sim.profiles import Wave
-from edge_agent.store import BatchStore
+from edge_agent.node.store import BatchStore
 
 INTERVAL = 0.2
 MEDIAN = 3

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import compiled_core
-from edge_agent import dsp, entropy
+from edge_agent import dsp
+from edge_agent.wire import rangecoder as entropy
 from edge_agent.errors import WireFormatError
 
 _core = compiled_core()

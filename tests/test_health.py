@@ -15,7 +15,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from conftest import agent_cmd
-from edge_agent.sysinfo import SystemProbe
+from edge_agent.node.sysinfo import SystemProbe
 
 FILES = {
     "sys/class/thermal/thermal_zone0/temp": "48312\n",

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from conftest import require_tool
-from edge_agent import image
+from edge_agent.field import provision as image
 from edge_agent.cli import main
 from edge_agent.config import parse_config
 from pki import make_pki

@@ -15,7 +15,7 @@ from drivers.sim.bus import SimulatedSMBus
 from drivers.sim.ina2xx import Ina219Sim, Ina226Sim
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError
-from edge_agent.service import simulated_factory
+from edge_agent.node.agent import simulated_factory
 
 
 def bus_with(sim, address=0x40):

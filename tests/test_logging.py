@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from edge_agent.logfmt import KeyValueFormatter, RepeatLimiter
+from edge_agent.node.logfmt import KeyValueFormatter, RepeatLimiter
 
 
 class Clock:

@@ -11,9 +11,9 @@ from drivers.base import Reading
 from drivers.sim.profiles import Wave
 from edge_agent import wire
 from edge_agent.config import StageConfig, load_config
-from edge_agent.pipeline import Sampler
-from edge_agent.service import simulated_factory
-from edge_agent.store import BatchStore
+from edge_agent.node.sampler import Sampler
+from edge_agent.node.agent import simulated_factory
+from edge_agent.node.store import BatchStore
 
 
 BOOT = 1_699_990_000.0  # wall time at "boot": monotonic = wall - BOOT
@@ -148,7 +148,7 @@ def test_a_failing_sensor_is_reinitialised_and_the_others_keep_every_sample(tmp_
     sims = make.sims
 
     clock = {"t": 0.0}
-    import edge_agent.pipeline as pl
+    import edge_agent.node.sampler as pl
     store = BatchStore(str(tmp_path / "q.sqlite3"))
     s = Sampler(cfg, store, make, clock=lambda: clock["t"])
     ok_slot, flaky = s.slots
@@ -195,7 +195,7 @@ def test_out_of_range_and_stuck_samples_are_flagged_not_filtered(tmp_path):
 
 
 def test_a_failed_read_is_retried_within_its_slot_with_backoff(cfg, tmp_path):
-    import edge_agent.pipeline as pl
+    import edge_agent.node.sampler as pl
 
     now = [0.0]
     store = BatchStore(str(tmp_path / "q.sqlite3"))

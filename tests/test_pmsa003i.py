@@ -13,9 +13,9 @@ from drivers.sim.bus import SimulatedSMBus
 from drivers.sim.pmsa003i import Pmsa003iSim
 from drivers.sim.profiles import Wave
 from edge_agent.config import load_config
-from edge_agent.pipeline import Sampler
-from edge_agent.service import simulated_factory
-from edge_agent.store import BatchStore
+from edge_agent.node.sampler import Sampler
+from edge_agent.node.agent import simulated_factory
+from edge_agent.node.store import BatchStore
 
 
 def dust_node(tmp_path):

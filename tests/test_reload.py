@@ -11,7 +11,7 @@ import time
 
 from conftest import agent_cmd
 from edge_agent import wire
-from edge_agent.store import BatchStore
+from edge_agent.node.store import BatchStore
 
 CONFIG = """\
 node: {{id: reload-node}}

@@ -13,8 +13,8 @@ from drivers.sim.profiles import Wave
 from drivers.sim.s0 import S0MeterSim
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError
-from edge_agent.pipeline import Sampler
-from edge_agent.store import BatchStore
+from edge_agent.node.sampler import Sampler
+from edge_agent.node.store import BatchStore
 
 
 def test_pulses_power_and_energy_from_a_simulated_meter():

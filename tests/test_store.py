@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from edge_agent.store import BatchStore
+from edge_agent.node.store import BatchStore
 
 
 def test_pragmas_and_file_mode(tmp_path):

@@ -11,8 +11,8 @@ import pytest
 
 from drivers.base import Reading
 from edge_agent.config import load_config
-from edge_agent.pipeline import Sampler
-from edge_agent.store import BatchStore
+from edge_agent.node.sampler import Sampler
+from edge_agent.node.store import BatchStore
 
 
 def fill(store, stream, n, size=100, **kw):

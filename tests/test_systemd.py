@@ -18,10 +18,10 @@ import pytest
 from conftest import REPO, agent_cmd, require_tool
 from drivers.base import Reading
 from edge_agent.config import load_config
-from edge_agent.pipeline import Sampler
-from edge_agent.sdnotify import Notifier, Watchdog, watchdog_interval
-from edge_agent.service import progress_checks
-from edge_agent.store import BatchStore
+from edge_agent.node.sampler import Sampler
+from edge_agent.node.sdnotify import Notifier, Watchdog, watchdog_interval
+from edge_agent.node.agent import progress_checks
+from edge_agent.node.store import BatchStore
 
 UNIT = REPO / "systemd" / "edge-agent.service"
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from conftest import run_agent_for
 from edge_agent import wire
-from edge_agent.store import BatchStore
-from edge_agent.uplink import Backoff, TokenBucket
+from edge_agent.node.store import BatchStore
+from edge_agent.node.uplink import Backoff, TokenBucket
 
 
 def test_backoff_is_full_jitter_exponential_and_capped():
@@ -52,7 +52,7 @@ def test_mark_historical_sets_the_flag_and_keeps_the_checksum_valid():
 @settings(max_examples=100, deadline=None)
 @given(body=st.binary(max_size=600), flags=st.integers(0, 255).filter(lambda f: not f & wire.FLAG_HISTORICAL))
 def test_marking_updates_the_checksum_as_a_recomputation_would_and_keeps_corruption(body, flags):
-    from edge_agent.crc32c import crc32c
+    from edge_agent.wire.crc32c import crc32c
     head = wire.MAGIC + bytes((3, flags)) + body
     payload = head + crc32c(head).to_bytes(4, "little")
     marked = wire.mark_historical(payload)
@@ -136,7 +136,7 @@ def _failing_deletes(monkeypatch, failures):
 
 
 def test_the_deleter_retries_a_failed_delete_and_reports_the_rows_when_gone(tmp_path, monkeypatch, caplog):
-    from edge_agent.uplink import _Deleter
+    from edge_agent.node.uplink import _Deleter
 
     path = str(tmp_path / "q.sqlite3")
     with BatchStore(path) as s:
@@ -161,7 +161,7 @@ def test_the_deleter_retries_a_failed_delete_and_reports_the_rows_when_gone(tmp_
 
 
 def test_the_deleter_does_not_hang_a_stop_on_a_full_disk(tmp_path, monkeypatch):
-    from edge_agent.uplink import _Deleter
+    from edge_agent.node.uplink import _Deleter
 
     path = str(tmp_path / "q.sqlite3")
     with BatchStore(path) as s:
@@ -181,7 +181,7 @@ def test_the_deleter_does_not_hang_a_stop_on_a_full_disk(tmp_path, monkeypatch):
 
 def _uplink(tmp_path, broker_url="mqtt://127.0.0.1:1883"):
     from edge_agent.config import load_config
-    from edge_agent.uplink import Uplink
+    from edge_agent.node.uplink import Uplink
 
     conf = tmp_path / "node.yaml"
     conf.write_text(CONFIG.format(brokers=f'"{broker_url}"', protocol="5"))
@@ -192,7 +192,7 @@ def _uplink(tmp_path, broker_url="mqtt://127.0.0.1:1883"):
 
 
 def test_acknowledgements_gather_while_batches_are_in_flight_and_go_at_once_when_none_are(tmp_path):
-    from edge_agent.uplink import DELETE_EVERY
+    from edge_agent.node.uplink import DELETE_EVERY
 
     up, _ = _uplink(tmp_path)
     now = 1000.0

@@ -51,7 +51,7 @@ def test_there_are_vectors():
 
 
 def test_crc32c_check_value():
-    from edge_agent.crc32c import crc32c
+    from edge_agent.wire.crc32c import crc32c
     assert crc32c(b"123456789") == 0xE3069283
     assert crc32c(b"") == 0
 
@@ -124,7 +124,7 @@ def test_deflate_is_used_only_when_it_pays_and_bombs_are_refused():
     assert packed[3] & wire.FLAG_DEFLATE and len(packed) < len(plain) and wire.decode(packed) == b
     tiny = wire.Batch("n", "s", 0, 0, (wire.ChannelData("temperature", "°C", 0.01, (0,), (1,)),))
     assert not wire.encode(tiny)[3] & wire.FLAG_DEFLATE
-    from edge_agent.crc32c import crc32c
+    from edge_agent.wire.crc32c import crc32c
     import zlib
     packer = zlib.compressobj(9, zlib.DEFLATED, -15)
     bomb = b"EA\x02" + bytes([wire.FLAG_DEFLATE]) + packer.compress(bytes(wire.MAX_BODY + 10)) + packer.flush()
@@ -173,7 +173,7 @@ def test_errors_say_what_is_wrong():
     with pytest.raises(WireFormatError, match="too short"):
         wire.decode(payload[:5])
     # A truncated body with a valid checksum still fails, and says where.
-    from edge_agent.crc32c import crc32c
+    from edge_agent.wire.crc32c import crc32c
     body = payload[:40]
     with pytest.raises(WireFormatError, match="truncated payload"):
         wire.decode(body + crc32c(body).to_bytes(4, "little"))
@@ -207,13 +207,13 @@ def test_quantise_and_decimals():
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=300), start=st.integers(0, 2**32 - 1))
 def test_compiled_crc32c_agrees_with_the_twin(data, start):
-    from edge_agent.crc32c import crc32c_py
+    from edge_agent.wire.crc32c import crc32c_py
     try:
-        from edge_agent._dsp import crc32c as compiled
+        from edge_agent._core import crc32c as compiled
     except ImportError:
         if os.environ.get("EDGE_AGENT_REQUIRE_EXT") == "1":
             pytest.fail("the compiled core is not built (EDGE_AGENT_REQUIRE_EXT=1)")
-        pytest.skip("the compiled core edge_agent._dsp is not built")
+        pytest.skip("the compiled core edge_agent._core is not built")
     assert compiled(data, start) == crc32c_py(data, start)
 
 
@@ -313,7 +313,7 @@ def test_long_zero_runs_stay_within_the_decoders_sample_bound():
 
 
 def _recrc(body: bytes) -> bytes:
-    from edge_agent.crc32c import crc32c
+    from edge_agent.wire.crc32c import crc32c
     return body + crc32c(body).to_bytes(4, "little")
 
 
@@ -356,7 +356,7 @@ def test_damage_behind_a_valid_checksum_is_refused_or_decoded_never_a_crash(vect
     """A sender with a bug (or a forged message) can produce a body whose CRC is right:
     the decoder says what is wrong (WireFormatError) or decodes it; it never raises
     anything else and never loops or allocates without bound."""
-    from edge_agent.crc32c import crc32c
+    from edge_agent.wire.crc32c import crc32c
     body = bytearray(bytes.fromhex(vector.read_text().strip())[:-4])
     for pos, byte in edits:
         body[4 + pos % max(1, len(body) - 4)] = byte  # the header's magic and version stay

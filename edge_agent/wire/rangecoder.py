@@ -246,6 +246,6 @@ def rc_decode_py(block: bytes, n: int, what: str = "block") -> list[int]:
 from edge_agent import dsp as _dsp_select  # noqa: E402
 
 if _dsp_select.IMPLEMENTATION == "cython":
-    from edge_agent._dsp import rc_decode, rc_encode  # noqa: E402
+    from edge_agent._core import rc_decode, rc_encode  # noqa: E402
 else:
     rc_encode, rc_decode = rc_encode_py, rc_decode_py

@@ -16,9 +16,9 @@ import time
 import uuid
 
 from edge_agent import __version__
-from edge_agent.dedupe import SeqTracker
+from edge_agent.wire.dedupe import SeqTracker
 from edge_agent.errors import ConfigError, EdgeAgentError, WireFormatError
-from edge_agent.logfmt import setup_logging
+from edge_agent.node.logfmt import setup_logging
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -35,7 +35,7 @@ def _print_batch(batch, as_json: bool) -> None:
 
 def cmd_run(args) -> int:
     from edge_agent.config import load_config, with_overrides
-    from edge_agent.service import Agent
+    from edge_agent.node.agent import Agent
 
     overrides = {"broker": args.broker, "state_dir": args.state_dir, "flush_interval": args.flush_interval}
     cfg = with_overrides(load_config(args.config), **overrides)
@@ -175,7 +175,7 @@ def cmd_tail(args) -> int:
 
 def _simulated_buses(config: str | None):
     from edge_agent.config import load_config
-    from edge_agent.service import simulated_buses
+    from edge_agent.node.agent import simulated_buses
 
     return simulated_buses(load_config(config))
 
@@ -216,7 +216,7 @@ def cmd_read(args) -> int:
     from drivers.bus import I2CBus
     from drivers.registry import SENSOR_TYPES
     from edge_agent.config import load_config
-    from edge_agent.service import simulated_buses
+    from edge_agent.node.agent import simulated_buses
 
     cfg = load_config(args.config)
     try:
@@ -247,7 +247,7 @@ def cmd_read(args) -> int:
 
 
 def cmd_compress_report(args) -> int:
-    from edge_agent.report import compress_report, format_report, read_series
+    from edge_agent.wire.compress_report import compress_report, format_report, read_series
 
     ts, xs = read_series(args.file)
     r = compress_report(ts, xs, args.resolution, args.deviation, args.mode)
@@ -256,14 +256,14 @@ def cmd_compress_report(args) -> int:
 
 
 def _credentials(args):
-    from edge_agent.image import Credentials
+    from edge_agent.field.provision import Credentials
 
     return Credentials(ca=args.ca, cert=args.cert, key=args.key, password_file=args.password_file,
                        wifi_ssid=args.wifi_ssid, wifi_psk_file=args.wifi_psk_file, hostname=args.hostname)
 
 
 def cmd_image_provision(args) -> int:
-    from edge_agent.image import provision
+    from edge_agent.field.provision import provision
 
     m = provision(args.target, args.config, _credentials(args))
     if args.json:
@@ -276,7 +276,7 @@ def cmd_image_provision(args) -> int:
 
 
 def cmd_image_inspect(args) -> int:
-    from edge_agent.image import inspect
+    from edge_agent.field.provision import inspect
 
     info = inspect(args.target)
     if args.json:
@@ -300,7 +300,7 @@ def cmd_image_inspect(args) -> int:
 
 
 def cmd_image_provision_batch(args) -> int:
-    from edge_agent.image import provision_batch
+    from edge_agent.field.provision import provision_batch
 
     tty = sys.stderr.isatty()
 
@@ -324,7 +324,7 @@ def cmd_image_provision_batch(args) -> int:
 
 
 def cmd_image_import(args) -> int:
-    from edge_agent.image import import_boot
+    from edge_agent.field.provision import import_boot
 
     result = import_boot(root=args.root, boot=args.boot, dest=args.dest, owner=args.owner,
                          log=lambda line: print(line, flush=True))
@@ -334,9 +334,9 @@ def cmd_image_import(args) -> int:
 
 
 def cmd_commission(args) -> int:
-    from edge_agent.commission import commission
+    from edge_agent.field.commission import commission
     from edge_agent.config import load_config
-    from edge_agent.service import hardware_factory, simulated_factory
+    from edge_agent.node.agent import hardware_factory, simulated_factory
 
     cfg = load_config(args.config)
     factory = simulated_factory(cfg) if args.simulate else hardware_factory

@@ -1,7 +1,7 @@
 """The one place that chooses the signal core's implementation.
 
 ``EDGE_AGENT_PUREPYTHON=1`` forces the pure-Python twin; otherwise the compiled
-module ``edge_agent._dsp`` is used, and the twin only when that module is missing.
+module ``edge_agent._core`` is used, and the twin only when that module is missing.
 With ``EDGE_AGENT_REQUIRE_EXT=1`` a missing compiled module is an ImportError
 instead of a silent fallback. ``IMPLEMENTATION`` tells which one runs
 (``"cython"`` or ``"python"``); the agent logs it at start.
@@ -48,23 +48,23 @@ from __future__ import annotations
 
 import os
 
-from edge_agent._dsp_py import ARITY, LOSSY, MAX_POLY, MAX_WINDOW, check_spec
+from edge_agent.dsp.chain import ARITY, LOSSY, MAX_POLY, MAX_WINDOW, check_spec
 
 if os.environ.get("EDGE_AGENT_PUREPYTHON") == "1":
-    from edge_agent._dsp_py import Chain
+    from edge_agent.dsp.chain import Chain
 
     IMPLEMENTATION = "python"
 else:
     try:
-        from edge_agent._dsp import Chain  # type: ignore[no-redef]
+        from edge_agent._core import Chain  # type: ignore[no-redef]
 
         IMPLEMENTATION = "cython"
     except ImportError as exc:
         if os.environ.get("EDGE_AGENT_REQUIRE_EXT") == "1":
             raise ImportError(
-                "EDGE_AGENT_REQUIRE_EXT=1 but the compiled core edge_agent._dsp "
+                "EDGE_AGENT_REQUIRE_EXT=1 but the compiled core edge_agent._core "
                 f"cannot be imported: {exc}") from exc
-        from edge_agent._dsp_py import Chain  # type: ignore[no-redef]
+        from edge_agent.dsp.chain import Chain  # type: ignore[no-redef]
 
         IMPLEMENTATION = "python"
 

@@ -32,6 +32,6 @@ def crc32c_py(data: bytes, crc: int = 0) -> int:
 from edge_agent import dsp as _dsp_select  # noqa: E402
 
 if _dsp_select.IMPLEMENTATION == "cython":
-    from edge_agent._dsp import crc32c  # noqa: E402
+    from edge_agent._core import crc32c  # noqa: E402
 else:
     crc32c = crc32c_py

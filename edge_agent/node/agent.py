@@ -14,11 +14,11 @@ from drivers.registry import SENSOR_TYPES, SIMULATORS
 from drivers.sim.bus import SimulatedSMBus
 from edge_agent import __version__, dsp
 from edge_agent.config import AgentConfig, SensorConfig, store_path
-from edge_agent.pipeline import Sampler
-from edge_agent.sdnotify import Notifier, Watchdog, watchdog_interval
-from edge_agent.store import BatchStore, ensure_private_dir
-from edge_agent.sysinfo import SystemProbe
-from edge_agent.uplink import Uplink
+from edge_agent.node.sampler import Sampler
+from edge_agent.node.sdnotify import Notifier, Watchdog, watchdog_interval
+from edge_agent.node.store import BatchStore, ensure_private_dir
+from edge_agent.node.sysinfo import SystemProbe
+from edge_agent.node.uplink import Uplink
 
 log = logging.getLogger("edge_agent.service")
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from edge_agent import dsp as _dsp_select
-from edge_agent.crc32c import crc32c
-from edge_agent.entropy import rc_decode, rc_encode
+from edge_agent.wire.crc32c import crc32c
+from edge_agent.wire.rangecoder import rc_decode, rc_encode
 from edge_agent.errors import WireFormatError
 
 MAGIC = b"EA"
@@ -525,10 +525,10 @@ def zigzags(values: list[int]) -> list[int]:
 
 pack_simple8b_py, pack_rice_py, zigzags_py = pack_simple8b, pack_rice, zigzags
 if _dsp_select.IMPLEMENTATION == "cython":
-    from edge_agent._dsp import pack_rice, pack_simple8b, zigzags  # noqa: E402,F811
-    from edge_agent._dsp import residuals as _compiled_residuals  # noqa: E402
-    from edge_agent._dsp import times_section as _compiled_times  # noqa: E402
-    from edge_agent._dsp import value_block as _compiled_value_block  # noqa: E402
+    from edge_agent._core import pack_rice, pack_simple8b, zigzags  # noqa: E402,F811
+    from edge_agent._core import residuals as _compiled_residuals  # noqa: E402
+    from edge_agent._core import times_section as _compiled_times  # noqa: E402
+    from edge_agent._core import value_block as _compiled_value_block  # noqa: E402
 else:
     _compiled_residuals = _compiled_times = _compiled_value_block = None
 

@@ -20,7 +20,7 @@ from drivers.base import ChecksumError, Sensor
 from drivers.registry import SENSOR_TYPES
 from edge_agent import dsp, wire
 from edge_agent.config import AgentConfig, ChannelConfig, SensorConfig
-from edge_agent.store import DRIVER_STATE, BatchStore, is_disk_full
+from edge_agent.node.store import DRIVER_STATE, BatchStore, is_disk_full
 
 log = logging.getLogger("edge_agent.sampler")
 

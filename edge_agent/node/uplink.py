@@ -55,8 +55,8 @@ from paho.mqtt.properties import Properties
 
 from edge_agent import __version__, dsp, wire
 from edge_agent.config import AgentConfig, BrokerConfig
-from edge_agent.health import HealthReport
-from edge_agent.store import BatchStore
+from edge_agent.node.health import HealthReport
+from edge_agent.node.store import BatchStore
 
 log = logging.getLogger("edge_agent.uplink")
 

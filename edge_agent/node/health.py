@@ -12,8 +12,8 @@ import time
 
 from edge_agent import __version__, dsp
 from edge_agent.config import AgentConfig
-from edge_agent.store import BatchStore
-from edge_agent.sysinfo import SystemProbe, disk_space
+from edge_agent.node.store import BatchStore
+from edge_agent.node.sysinfo import SystemProbe, disk_space
 
 
 class HealthReport:

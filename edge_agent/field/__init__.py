@@ -1,0 +1,1 @@
+"""The technicians' tools: commissioning on site, SD card provisioning, first-boot import."""
