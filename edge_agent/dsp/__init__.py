@@ -1,10 +1,8 @@
-"""The one place that chooses the signal core's implementation.
+"""The signal core: a chain of streaming stages per channel.
 
-``EDGE_AGENT_PUREPYTHON=1`` forces the pure-Python twin; otherwise the compiled
-module ``edge_agent._core`` is used, and the twin only when that module is missing.
-With ``EDGE_AGENT_REQUIRE_EXT=1`` a missing compiled module is an ImportError
-instead of a silent fallback. ``IMPLEMENTATION`` tells which one runs
-(``"cython"`` or ``"python"``); the agent logs it at start.
+``Chain`` is the compiled core's (``edge_agent._core``) or its pure-Python twin
+(``edge_agent.dsp.chain``), as ``edge_agent.implementation`` decided;
+``IMPLEMENTATION`` tells which one runs (``"cython"`` or ``"python"``).
 
 A chain takes samples as (time in seconds, value) and gives points (time, value).
 Its stages, in the order a configuration would usually put them:
@@ -46,27 +44,11 @@ the same for both implementations, so a restart need not reset a long window.
 
 from __future__ import annotations
 
-import os
-
+from edge_agent.dsp import chain as _twin
 from edge_agent.dsp.chain import ARITY, LOSSY, MAX_POLY, MAX_WINDOW, check_spec
+from edge_agent.implementation import IMPLEMENTATION, compiled
 
-if os.environ.get("EDGE_AGENT_PUREPYTHON") == "1":
-    from edge_agent.dsp.chain import Chain
-
-    IMPLEMENTATION = "python"
-else:
-    try:
-        from edge_agent._core import Chain  # type: ignore[no-redef]
-
-        IMPLEMENTATION = "cython"
-    except ImportError as exc:
-        if os.environ.get("EDGE_AGENT_REQUIRE_EXT") == "1":
-            raise ImportError(
-                "EDGE_AGENT_REQUIRE_EXT=1 but the compiled core edge_agent._core "
-                f"cannot be imported: {exc}") from exc
-        from edge_agent.dsp.chain import Chain  # type: ignore[no-redef]
-
-        IMPLEMENTATION = "python"
+Chain = compiled.Chain if compiled is not None else _twin.Chain
 
 STAGE_KINDS = tuple(ARITY)
 
