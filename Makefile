@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SOURCES := setup.py pyproject.toml $(wildcard ext/*.pyx ext/*.pxd ext/*.pxi)
 
-.PHONY: run test test-compiled test-python bench clean
+.PHONY: run test test-compiled test-python check lint typecheck fmt bench clean help
 
 $(STAMP): $(SOURCES)
 	PYTHON=$(PYTHON) sh scripts/host-deps.sh build
@@ -32,6 +32,26 @@ test-compiled: $(STAMP)
 test-python: $(STAMP)
 	EDGE_AGENT_PUREPYTHON=1 $(BIN)/python -m pytest -q
 
+DEV := $(VENV)/.dev-installed
+$(DEV): $(STAMP)
+	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,dev]'
+	touch $@
+
+# lint, type check and the fast unit tests (no broker, no database): under a minute
+check: lint typecheck
+	$(BIN)/python -m pytest -q -p no:cacheprovider --ignore=tests/integration -m "not broker"
+
+lint: $(DEV)
+	$(BIN)/ruff check edge_agent drivers tests bench
+	$(BIN)/ruff format --check edge_agent drivers tests bench
+
+typecheck: $(DEV)
+	$(BIN)/mypy
+
+fmt: $(DEV)
+	$(BIN)/ruff check --fix edge_agent drivers tests bench
+	$(BIN)/ruff format edge_agent drivers tests bench
+
 bench: $(STAMP)
 	sh scripts/host-deps.sh test
 	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,bench]'
@@ -39,6 +59,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_bits.py --json bench-bits.json
 	$(BIN)/python bench/bench_chain.py
 	$(BIN)/python bench/bench_drain.py
+
+help:
+	@echo 'make run        the agent on simulated sensors, with its defaults'
+	@echo 'make test       the whole suite, compiled core then pure-Python twin'
+	@echo 'make check      lint, type check and the fast unit tests'
+	@echo 'make fmt        format and fix what ruff can'
+	@echo 'make bench      the benchmarks (installs the bench extra)'
 
 clean:
 	rm -rf $(VENV) build *.egg-info ext/*.c edge_agent/*.so edge_agent/*.pyd

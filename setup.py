@@ -1,4 +1,4 @@
-"""Build edge-agent: the Cython signal core from ext/ plus the two packages.
+"""Build edge-agent's compiled core, edge_agent._core, from ext/_core.pyx and its parts.
 
 The compiled core is optional by default: when Cython or a C compiler is missing
 the build falls back to the pure-Python twin (edge_agent.dsp picks it at run time).
@@ -9,7 +9,7 @@ images that must never ship without the compiled core.
 import os
 import sys
 
-from setuptools import find_packages, setup
+from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 REQUIRE_EXT = os.environ.get("EDGE_AGENT_REQUIRE_EXT") == "1"
@@ -65,28 +65,9 @@ class OptionalBuildExt(build_ext):
             print(f"edge-agent: {ext.name} failed to compile ({exc})", file=sys.stderr)
 
 
+# Everything else (name, version, dependencies, extras, entry points) is PEP 621
+# metadata in pyproject.toml: this file only builds the compiled core.
 setup(
-    name="edge-agent",
-    version="0.1.0",
-    description="Sensor node agent: drivers, Cython signal core, durable queue, MQTT uplink",
-    python_requires=">=3.11",
-    packages=find_packages(include=["edge_agent", "edge_agent.*", "drivers", "drivers.*"]),
-    install_requires=[
-        "paho-mqtt>=2.0,<3",
-        "PyYAML>=6.0",
-        "smbus2>=0.4",
-        "gpiozero>=2.0",
-        "adafruit-circuitpython-bme680>=3.7",
-        "adafruit-circuitpython-busdevice>=5.2",
-        "adafruit-circuitpython-pm25>=2.1",
-        "adafruit-circuitpython-scd4x>=1.4",
-    ],
-    extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
-        # benchmarks only: the peers the core is measured against (bench/bench_stages.py)
-        "bench": ["numpy>=1.26", "scipy>=1.11", "bottleneck>=1.3", "vega_datasets>=0.9", "bokeh_sampledata>=2024.2"],
-    },
     ext_modules=_extensions(),
     cmdclass={"build_ext": OptionalBuildExt},
-    entry_points={"console_scripts": ["edge-agent=edge_agent.cli:main"]},
 )
