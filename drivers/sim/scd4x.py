@@ -10,6 +10,7 @@ import errno as _errno
 import os
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 from drivers.sim.chip import SimChip
 from drivers.sim.profiles import Wave
@@ -30,7 +31,7 @@ def crc8(data: bytes) -> int:
 
 
 class Scd4xSim(SimChip):
-    ENVIRONMENT = {"co2": Wave(420.0), "temperature": Wave(22.0), "humidity": Wave(40.0)}
+    ENVIRONMENT: ClassVar[dict[str, Wave]] = {"co2": Wave(420.0), "temperature": Wave(22.0), "humidity": Wave(40.0)}
 
     def __init__(self, environment: dict[str, Wave] | None = None, *,
                  period_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
