@@ -104,7 +104,7 @@ class Scd4x(Sensor):
             values = {"co2": float(d.CO2), "temperature": d.temperature, "humidity": d.relative_humidity}
         except RuntimeError as exc:
             if isinstance(exc.__cause__, OSError):
-                raise exc.__cause__
+                raise exc.__cause__ from None  # the bus error itself, not the wrapper
             raise ChecksumError(f"scd4x: {exc}") from exc
         return Reading(t=t, mono=mono, values=values)
 
