@@ -79,7 +79,7 @@ def cmd_image_provision_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_image_import(args: argparse.Namespace) -> int:
-    from edge_agent.field.provision import import_boot
+    from edge_agent.field.firstboot import import_boot
 
     result = import_boot(root=args.root, boot=args.boot, dest=args.dest, owner=args.owner,
                          log=lambda line: print(line, flush=True))
