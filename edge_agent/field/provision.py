@@ -161,7 +161,7 @@ def plan(target: BootDir | FatImage, config_path: str, creds: Credentials, *,
         cloud["hostname"] = creds.hostname
     if (creds.wifi_ssid is None) != (creds.wifi_psk_file is None):
         raise ProvisionError("--wifi-ssid and --wifi-psk-file go together")
-    if creds.wifi_ssid is not None:
+    if creds.wifi_ssid is not None and creds.wifi_psk_file is not None:
         psk = _first_line(_read_input(creds.wifi_psk_file, "Wi-Fi PSK file"), "Wi-Fi PSK file",
                           creds.wifi_psk_file)
         if not (8 <= len(psk) <= 63 or (len(psk) == 64 and all(c in "0123456789abcdefABCDEF" for c in psk))):
@@ -243,17 +243,24 @@ def read_batch(csv_path: str, template: str | None) -> list[BatchRow]:
                 raise ProvisionError(f"{csv_path}: the header must name node_id and only columns of "
                                      f"{', '.join(BATCH_COLUMNS)}" + (f" (unknown: {', '.join(unknown)})"
                                                                       if unknown else ""))
-            rows, seen = [], {}
+            rows: list[BatchRow] = []
+            seen: dict[str, int] = {}
             for rec in reader:
                 line = reader.line_num
-                get = lambda k: (rec.get(k) or "").strip() or None  # noqa: E731
+                cells = {k: (v or "").strip() for k, v in rec.items() if k is not None}
+
+                def get(k: str, cells: dict[str, str] = cells) -> str | None:
+                    return cells.get(k) or None
+
+                def path(k: str, cells: dict[str, str] = cells) -> str | None:
+                    return str(base / cells[k]) if cells.get(k) else None
+
                 node_id = get("node_id")
                 if node_id is None:
                     raise ProvisionError(f"{csv_path}:{line}: node_id is empty")
                 if node_id in seen:
                     raise ProvisionError(f"{csv_path}:{line}: node_id {node_id!r} already on line {seen[node_id]}")
                 seen[node_id] = line
-                path = lambda k: str(base / get(k)) if get(k) else None  # noqa: E731
                 config = path("config") or template
                 if config is None:
                     raise ProvisionError(f"{csv_path}:{line}: no config column and no --config template")
@@ -313,7 +320,7 @@ def provision_batch(base_image: str, csv_path: str, out_dir: str, template: str 
         raise ProvisionError(f"{out_dir}: images already there for {', '.join(existing[:5])}"
                              f"{' ...' if len(existing) > 5 else ''}; nothing written")
     started = time.monotonic()
-    made = []
+    made: list[dict] = []
     for i, row in enumerate(rows):
         progress(i, len(rows), row.node_id)
         dest = out / f"{row.node_id}.img"
