@@ -32,7 +32,7 @@ def test_crc8_matches_the_datasheet_example():
 
 
 def test_periodic_results_every_5_s_within_the_chips_rounding():
-    d, sim, clock = setup(co2=812.0, temperature=23.4, humidity=55.5)
+    d, _sim, clock = setup(co2=812.0, temperature=23.4, humidity=55.5)
     assert d.read().values == {}  # nothing before the first 5 s result
     clock.t = 5.01
     r = d.read().values

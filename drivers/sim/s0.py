@@ -61,6 +61,11 @@ class S0MeterSim(SimChip):
         self._thread = threading.Thread(target=run, name=f"s0-sim-{self.pin_number}", daemon=True)
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """Whether its thread drives the pin (from start() until stop())."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
