@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import errno
-import time
 import textwrap
+import time
 
 import pytest
 
