@@ -1,7 +1,8 @@
 """A shared, locked I2C bus over smbus2 (or a simulated bus with the same ``i2c_rdwr``).
 
-One ``I2CBus`` per /dev/i2c-N: every driver on that bus goes through its lock, so
-two threads never interleave their transfers. Transfers use ``i2c_rdwr`` so a
+One ``I2CBus`` per /dev/i2c-N, shared by every driver on that bus (the hardware
+object that opens it keeps it): they all go through its lock, so two threads never
+interleave their transfers. Transfers use ``i2c_rdwr`` so a
 register read is one combined write/read with a repeated start, as the chips want.
 """
 
@@ -19,23 +20,15 @@ SCAN_RANGE = range(0x08, 0x78)
 class I2CBus:
     """A locked I2C bus. ``smbus`` is an ``smbus2.SMBus`` or anything with its ``i2c_rdwr``."""
 
-    _open: dict[int, "I2CBus"] = {}
-    _open_lock = threading.Lock()
-
     def __init__(self, smbus, *, name: str = "i2c") -> None:
         self._smbus = smbus
         self.name = name
         self.lock = threading.RLock()
 
     @classmethod
-    def open(cls, number: int) -> "I2CBus":
-        """The shared bus object for /dev/i2c-<number>, opened on first use."""
-        with cls._open_lock:
-            bus = cls._open.get(number)
-            if bus is None:
-                bus = cls(SMBus(number), name=f"/dev/i2c-{number}")
-                cls._open[number] = bus
-            return bus
+    def open(cls, number: int) -> I2CBus:
+        """/dev/i2c-<number> opened (OSError when it does not exist or is not ours to open)."""
+        return cls(SMBus(number), name=f"/dev/i2c-{number}")
 
     def write(self, address: int, data: bytes) -> None:
         """One write transfer (START, address+W, data, STOP)."""

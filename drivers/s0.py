@@ -46,6 +46,16 @@ class S0Meter(Sensor):
         self._dev = DigitalInputDevice(int(pin), pull_up=True, pin_factory=pin_factory)
         self._dev.when_activated = self._edge  # pulled up: active = pulled low = a pulse
 
+    SIGNAL = "pulse"
+    NO_SIGNAL_HINT = ("check the S0 wiring (S0+ to the pin, S0- to ground); a meter with no load "
+                      "sends no pulses: switch a load on and run commission again")
+
+    def present(self) -> bool:
+        """Whether a pulse came since the driver started: a pulse line has no ID to read,
+        so nothing else tells a meter from a loose wire."""
+        with self._lock:
+            return self.pulses > 0
+
     def _edge(self) -> None:  # gpiozero's thread: count and return
         now = self.clock()
         with self._lock:

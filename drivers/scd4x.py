@@ -2,7 +2,9 @@
 ``adafruit_scd4x`` driver on the busio adapter.
 
 Commands are 16-bit words; every data word read back carries a CRC-8 (polynomial 0x31,
-init 0xFF). The sensor runs in periodic measurement mode (a new result every 5 s);
+init 0xFF). The chip has one address, 0x62, and no ID register: ``identify`` asks for its
+serial number (get_serial_number, 0x3682: three words, each CRC-checked), refused while it
+measures, and then for its data-ready status (0xE4B8), which it answers in both modes. The sensor runs in periodic measurement mode (a new result every 5 s);
 ``read()`` returns the new result when one is ready and no values otherwise. Automatic
 self-calibration (ASC) is switched on or off from the configuration (``asc``).
 """
@@ -17,6 +19,35 @@ import adafruit_scd4x
 from drivers.base import ChannelSpec, ChecksumError, ChipNotFound, Reading, Sensor
 from drivers.bus import I2CBus
 from drivers.busio_adapter import BusioI2C
+
+_CMD_GET_SERIAL_NUMBER = 0x3682
+_CMD_GET_DATA_READY_STATUS = 0xE4B8
+_COMMAND_TIME = 0.001  # s: execution time of both commands before the reply can be read (datasheet)
+
+
+def crc8(data: bytes) -> int:
+    """Sensirion CRC-8 of a data word: polynomial 0x31, init 0xFF (datasheet: 0xBEEF -> 0x92)."""
+    crc = 0xFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x31) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def _command_words(bus: I2CBus, address: int, command: int, count: int) -> list[int] | None:
+    """The ``count`` words the chip answers to a read command, or None when it refuses
+    the command or a word's CRC is wrong (not an SCD4x, or not one ready for it)."""
+    try:
+        bus.write(address, command.to_bytes(2, "big"))
+        time.sleep(_COMMAND_TIME)
+        raw = bus.read(address, 3 * count)
+    except OSError:
+        return None
+    words = [raw[i:i + 3] for i in range(0, len(raw), 3)]
+    if any(crc8(w[:2]) != w[2] for w in words):
+        return None
+    return [int.from_bytes(w[:2], "big") for w in words]
 
 
 class Scd4x(Sensor):
@@ -48,7 +79,17 @@ class Scd4x(Sensor):
 
     @classmethod
     def identify(cls, bus: I2CBus, address: int) -> str | None:
-        return None  # reading its serial needs a command the chip refuses while measuring
+        # Only at the chip's one address: a command written elsewhere could set another
+        # chip's register. Neither command changes the SCD4x's state.
+        if address != cls.DEFAULT_ADDRESS:
+            return None
+        serial = _command_words(bus, address, _CMD_GET_SERIAL_NUMBER, 3)
+        if serial is not None:
+            number = (serial[0] << 32) | (serial[1] << 16) | serial[2]
+            return f"serial number 0x{number:012x} (get_serial_number, CRC-8 valid)"
+        if _command_words(bus, address, _CMD_GET_DATA_READY_STATUS, 1) is not None:
+            return "data-ready status, CRC-8 valid (measuring: its serial number is read only when idle)"
+        return None
 
     def read(self) -> Reading:
         t, mono = time.time(), time.monotonic()
@@ -63,7 +104,7 @@ class Scd4x(Sensor):
             values = {"co2": float(d.CO2), "temperature": d.temperature, "humidity": d.relative_humidity}
         except RuntimeError as exc:
             if isinstance(exc.__cause__, OSError):
-                raise exc.__cause__
+                raise exc.__cause__ from None  # the bus error itself, not the wrapper
             raise ChecksumError(f"scd4x: {exc}") from exc
         return Reading(t=t, mono=mono, values=values)
 

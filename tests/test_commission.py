@@ -9,7 +9,6 @@ import subprocess
 import textwrap
 
 import pytest
-
 from conftest import agent_cmd
 from pki import make_pki
 
@@ -123,9 +122,9 @@ def test_the_missing_sensor_rehearsal_key_is_validated(tmp_path):
 
 @pytest.mark.parametrize("absent", [False, True])
 def test_a_pulse_meter_passes_only_once_a_pulse_came(tmp_path, absent):
-    from edge_agent.field.commission import check_sensors
     from edge_agent.config import load_config
-    from edge_agent.node.agent import simulated_factory
+    from edge_agent.field.commission import check_sensors
+    from edge_agent.node.hardware import SimulatedHardware
 
     cfg_file = tmp_path / "n.yaml"
     cfg_file.write_text(textwrap.dedent(f"""\
@@ -135,10 +134,7 @@ def test_a_pulse_meter_passes_only_once_a_pulse_came(tmp_path, absent):
           - {{name: meter, type: s0, pin: 5, sim: {{power: 36000, absent: {str(absent).lower()}}}}}
     """))
     cfg = load_config(cfg_file)
-    factory = simulated_factory(cfg)
-    try:
-        (check,) = check_sensors(cfg, factory, wait=1.5)
-    finally:
-        factory.stop()
+    with SimulatedHardware(cfg) as hw:
+        (check,) = check_sensors(cfg, hw.make, wait=1.5)
     assert check.ok is not absent, check
     assert ("no pulse" in check.detail) is absent and ("S0 wiring" in check.hint) is absent

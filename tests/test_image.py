@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import require_tool
-from edge_agent.field import provision as image
+from pki import make_pki
+
 from edge_agent.cli import main
 from edge_agent.config import parse_config
-from pki import make_pki
+from edge_agent.field import provision, sdcard
 
 MiB = 1024 * 1024
 BASIC_DATA = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
@@ -88,10 +88,10 @@ def mtype(disk: Path, rel: str, offset: int = BOOT_START * 512) -> bytes:
 @pytest.mark.parametrize("scheme", ["mbr", "gpt"])
 def test_partition_tables_are_read_as_sfdisk_wrote_them(tmp_path, scheme):
     disk = make_disk(tmp_path / "disk.img", scheme)
-    found, parts = image.partitions(str(disk))
+    found, parts = sdcard.partitions(str(disk))
     assert found == scheme
     assert [(p.number, p.offset, p.size) for p in parts] == [(1, 4 * MiB, 256 * MiB), (2, 260 * MiB, 8 * MiB)]
-    boot = image.boot_partition(str(disk))
+    boot = sdcard.boot_partition(str(disk))
     assert boot.number == 1 and ("0x0c" in boot.kind or "basic data" in boot.kind)
 
 
@@ -127,7 +127,7 @@ def test_provision_writes_config_and_credentials_that_mtools_reads_back(tmp_path
 
 def test_every_provisioning_gets_a_new_instance_id_and_keeps_the_images_own_cloud_init(tmp_path, inputs):
     disk = make_disk(tmp_path / "disk.img", "mbr")
-    target = image.open_target(str(disk))
+    target = sdcard.open_target(str(disk))
     target.write_all({"user-data": b"#cloud-config\nssh_authorized_keys:\n  - ssh-ed25519 AAAA tech\n",
                       "network-config": b"network:\n  version: 2\n  ethernets:\n    eth0: {dhcp4: true}\n"})
     ids = set()
@@ -383,12 +383,12 @@ def test_provision_batch_makes_one_sparse_image_per_node(tmp_path, inputs, capsy
         img = out / f"lamp-{i:04d}.img"
         assert img.stat().st_size == base.stat().st_size
         assert img.stat().st_blocks * 512 < img.stat().st_size // 4  # holes stay holes
-        info = image.inspect(str(img))
+        info = provision.inspect(str(img))
         assert info["node_id"] == f"lamp-{i:04d}" and info["site"] == f"Main St {i}"
         assert info["cloud_init"]["hostname"] == f"lamp-{i:04d}" and all(info["credentials"].values())
         instances.add(info["instance_id"])
     assert len(instances) == 3
-    assert image.inspect(str(base))["provisioned"] is False  # the base image is left as it was
+    assert provision.inspect(str(base))["provisioned"] is False  # the base image is left as it was
 
 
 @pytest.mark.parametrize("problem", ["missing-key", "duplicate", "bad-column"])

@@ -15,7 +15,7 @@ from drivers.sim.bus import SimulatedSMBus
 from drivers.sim.ina2xx import Ina219Sim, Ina226Sim
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError
-from edge_agent.node.agent import simulated_factory
+from edge_agent.node.hardware import SimulatedHardware
 
 
 def bus_with(sim, address=0x40):
@@ -82,7 +82,7 @@ def test_identification_by_registers_not_address():
         Ina219(bus=bus_with(Bme680Sim(), address=0x77))
 
 
-def test_config_and_simulated_factory(tmp_path):
+def test_config_and_simulated_hardware(tmp_path):
     p = tmp_path / "n.yaml"
     p.write_text(textwrap.dedent("""\
         node: {id: power-node}
@@ -95,7 +95,8 @@ def test_config_and_simulated_factory(tmp_path):
     s = cfg.sensors[0]
     assert s.driver_kwargs() == {"shunt_ohms": 0.002, "max_current": 20.0}
     assert [c.unit for c in s.channels] == ["V", "mV", "A", "W", "Wh"]
-    r = simulated_factory(cfg)(s).read().values
+    with SimulatedHardware(cfg) as hw:
+        r = hw.make(s).read().values
     assert r["current"] == pytest.approx(7.5, abs=0.001) and r["bus_voltage"] == pytest.approx(24.0, abs=0.002)
     p.write_text(p.read_text().replace("shunt_ohms: 0.002", "shunt_ohms: 0"))
     with pytest.raises(ConfigError, match=r"sensors\[0\]\.shunt_ohms: expected a number in \(0"):

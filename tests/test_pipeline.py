@@ -11,10 +11,9 @@ from drivers.base import Reading
 from drivers.sim.profiles import Wave
 from edge_agent import wire
 from edge_agent.config import StageConfig, load_config
+from edge_agent.node.hardware import SimulatedHardware
 from edge_agent.node.sampler import Sampler
-from edge_agent.node.agent import simulated_factory
 from edge_agent.node.store import BatchStore
-
 
 BOOT = 1_699_990_000.0  # wall time at "boot": monotonic = wall - BOOT
 
@@ -74,7 +73,7 @@ def test_run_seals_on_schedule_and_on_stop(tmp_path):
     cfg = dataclasses.replace(cfg, sensors=(sensor_cfg,))
     store = BatchStore(str(tmp_path / "q.sqlite3"))
     stop = threading.Event()
-    s = Sampler(cfg, store, simulated_factory(cfg))
+    s = Sampler(cfg, store, SimulatedHardware(cfg).make)
     timer = threading.Timer(1.0, stop.set)
     timer.start()
     s.run(stop)
@@ -90,7 +89,7 @@ def test_a_sensor_that_fails_to_start_does_not_stop_the_others(tmp_path):
     ok = dataclasses.replace(cfg.sensors[0], interval=0.05, options=(("heater_temp", 320.0), ("heater_ms", 20.0)))
     broken = dataclasses.replace(ok, name="broken", address=0x76)
     cfg = dataclasses.replace(cfg, sensors=(ok, broken))
-    factory = simulated_factory(cfg)
+    factory = SimulatedHardware(cfg).make
 
     def make(sc):
         if sc.name == "broken":
@@ -144,8 +143,8 @@ def test_a_failing_sensor_is_reinitialised_and_the_others_keep_every_sample(tmp_
     fast = dataclasses.replace(base.sensors[0], interval=0.05, options=(("heater_temp", 320.0), ("heater_ms", 1.0)))
     cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.2,
                               sensors=(fast, dataclasses.replace(fast, name="flaky", address=0x76)))
-    make = simulated_factory(cfg)
-    sims = make.sims
+    hw = SimulatedHardware(cfg)
+    make, sims = hw.make, hw.sims
 
     clock = {"t": 0.0}
     import edge_agent.node.sampler as pl
@@ -227,8 +226,8 @@ def test_retries_serve_a_flaky_sensor_without_delaying_the_others(tmp_path):
     fast = dataclasses.replace(base.sensors[0], interval=0.2, options=(("heater_temp", 320.0), ("heater_ms", 1.0)))
     cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.5,
                               sensors=(fast, dataclasses.replace(fast, name="flaky", address=0x76)))
-    make = simulated_factory(cfg)
-    sims = make.sims
+    hw = SimulatedHardware(cfg)
+    make, sims = hw.make, hw.sims
 
     store = BatchStore(str(tmp_path / "q.sqlite3"))
     s = Sampler(cfg, store, make)
@@ -258,8 +257,8 @@ def test_spikes_and_a_stuck_chip_from_the_simulator_are_flagged_and_counted(tmp_
                              options=(("heater_temp", 320.0), ("heater_ms", 1.0)),
                              sim={"temperature": Wave(20.0, 2.0, 5.0)})
     cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.5, sensors=(sc,))
-    make = simulated_factory(cfg)
-    sims = {"chip": make.sims[sc.name]}
+    hw = SimulatedHardware(cfg)
+    make, sims = hw.make, {"chip": hw.sims[sc.name]}
 
     store = BatchStore(str(tmp_path / "q.sqlite3"))
     s = Sampler(cfg, store, make)

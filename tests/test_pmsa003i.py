@@ -13,8 +13,8 @@ from drivers.sim.bus import SimulatedSMBus
 from drivers.sim.pmsa003i import Pmsa003iSim
 from drivers.sim.profiles import Wave
 from edge_agent.config import load_config
+from edge_agent.node.hardware import SimulatedHardware
 from edge_agent.node.sampler import Sampler
-from edge_agent.node.agent import simulated_factory
 from edge_agent.node.store import BatchStore
 
 
@@ -66,12 +66,12 @@ def test_warm_up_is_reported():
 
 def test_checksum_failures_are_counted_as_their_own_kind(tmp_path):
     cfg = dust_node(tmp_path)
-    factory = simulated_factory(cfg)
+    hw = SimulatedHardware(cfg)
     with BatchStore(str(tmp_path / "q")) as store:
-        s = Sampler(cfg, store, factory)
+        s = Sampler(cfg, store, hw.make)
         slot = s.slots[0]
         s._bring_up(slot, 0.0)
-        sim = slot.driver._dev.i2c_device.i2c._bus._smbus.devices[0x12]
+        sim = hw.sims[slot.cfg.name]
         sim.corrupt_next = 2
         for _ in range(4):
             s.sample(slot)
@@ -85,7 +85,7 @@ def test_samples_during_warm_up_travel_flagged(tmp_path):
     assert READING_WARMING_UP == wire.QUALITY_WARMING_UP  # drivers cannot import the wire module
     cfg = dust_node(tmp_path)
     clock = [0.0]
-    base = simulated_factory(cfg)
+    base = SimulatedHardware(cfg).make
 
     def make(sc):
         d = base(sc)

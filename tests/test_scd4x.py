@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from drivers.base import ChecksumError
@@ -33,7 +32,7 @@ def test_crc8_matches_the_datasheet_example():
 
 
 def test_periodic_results_every_5_s_within_the_chips_rounding():
-    d, sim, clock = setup(co2=812.0, temperature=23.4, humidity=55.5)
+    d, _sim, clock = setup(co2=812.0, temperature=23.4, humidity=55.5)
     assert d.read().values == {}  # nothing before the first 5 s result
     clock.t = 5.01
     r = d.read().values
@@ -60,3 +59,79 @@ def test_a_bad_crc_is_a_checksum_error_not_data():
         d.read()
     clock.t = 10.01
     assert d.read().values["co2"] == 420.0
+
+
+def test_the_driver_and_the_simulator_compute_the_same_crc():
+    from drivers.scd4x import crc8 as driver_crc8
+
+    assert driver_crc8(b"\xbe\xef") == 0x92
+    assert all(driver_crc8(bytes((w >> 8, w & 0xFF))) == crc8(bytes((w >> 8, w & 0xFF)))
+               for w in range(0, 0x10000, 257))
+
+
+def bus_with(sim, address=0x62):
+    sm = SimulatedSMBus()
+    sm.attach(address, sim)
+    return I2CBus(sm, name="sim")
+
+
+def test_identify_reads_the_serial_number_with_its_crcs():
+    sim = Scd4xSim(serial=0x0123_4567_89AB)
+    assert sim.i2c_write(b"\x36\x82") is None
+    reply = sim.i2c_read(9)  # three words, each followed by its CRC, as the datasheet has it
+    assert [reply[i:i + 2] for i in (0, 3, 6)] == [b"\x01\x23", b"\x45\x67", b"\x89\xab"]
+    assert all(crc8(reply[i:i + 2]) == reply[i + 2] for i in (0, 3, 6))
+    bus = bus_with(Scd4xSim(serial=0x0123_4567_89AB))
+    assert Scd4x.identify(bus, 0x62) == "serial number 0x0123456789ab (get_serial_number, CRC-8 valid)"
+
+
+def test_identify_refuses_a_bad_crc_and_other_addresses():
+    sim = Scd4xSim()
+    bus = bus_with(sim)
+    sim.corrupt_next = 1  # one word of the serial number: the data-ready status still answers
+    assert Scd4x.identify(bus, 0x62).startswith("data-ready status")
+    sim.corrupt_next = 4  # the serial's three words and the data-ready status: all wrong
+    assert Scd4x.identify(bus, 0x62) is None
+    assert Scd4x.identify(bus, 0x62).startswith("serial number 0xbeef12345678")
+    assert Scd4x.identify(bus_with(Scd4xSim(), address=0x63), 0x63) is None  # never a command there
+
+
+def test_identify_a_measuring_chip_by_its_data_ready_status():
+    sim = Scd4xSim(clock=Clock())
+    bus = bus_with(sim)
+    Scd4x(bus=bus)  # starts periodic measurement: get_serial_number is refused now
+    assert sim.periodic
+    evidence = Scd4x.identify(bus, 0x62)
+    assert evidence is not None and evidence.startswith("data-ready status, CRC-8 valid")
+    assert sim.periodic  # still measuring: identify changed nothing
+
+
+def test_first_reading_waits_for_the_first_result():
+    from edge_agent.node.hardware import POLL, first_reading
+
+    d, sim, clock = setup(co2=650.0)
+    polls = []
+
+    def sleep(s):
+        polls.append(s)
+        clock.t += s
+
+    r = first_reading(d, 12.0, clock=clock, sleep=sleep)
+    assert r.values["co2"] == 650.0
+    assert sim.conversions == 1  # the one result of the first period, read once
+    assert len(polls) == int(5.0 / POLL)  # polled on data-ready until the 5 s result was there
+
+
+def test_first_reading_gives_up_after_its_bound():
+    from edge_agent.node.hardware import POLL, first_reading
+
+    d, sim, clock = setup()
+    sim.period_s = 1e9  # the chip never has a result
+    polls = []
+
+    def sleep(s):
+        polls.append(s)
+        clock.t += s
+
+    assert first_reading(d, 2.0, clock=clock, sleep=sleep).values == {}
+    assert sim.conversions == 0 and len(polls) == int(2.0 / POLL)

@@ -22,6 +22,7 @@ CRC, so ``corrupt_next`` has nothing to act on.
 
 from __future__ import annotations
 
+import functools
 import struct
 import threading
 import time
@@ -288,10 +289,9 @@ class Bme680Sim(SimChip):
 
     def _gas_adc(self, ohms: float) -> tuple[int, int]:
         """The gas range and 10-bit ADC value closest to a resistance in ohms."""
-        best = None
+        candidates = []
         for r in range(16):
-            adc = _bisect(lambda a: _gas(a, r, self.cal), ohms, 1, 1023, False)
-            err = abs(_gas(adc, r, self.cal) - ohms) / ohms
-            if best is None or err < best[0]:
-                best = (err, r, adc)
-        return best[1], best[2]
+            adc = _bisect(functools.partial(_gas, gas_range=r, c=self.cal), ohms, 1, 1023, False)
+            candidates.append((abs(_gas(adc, r, self.cal) - ohms) / ohms, r, adc))
+        _, r, adc = min(candidates)  # the smallest error; on a tie, the lowest range
+        return r, adc

@@ -11,18 +11,27 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+from typing import Protocol
 
 from smbus2.smbus2 import I2C_M_RD
+
+
+class SimulatedDevice(Protocol):
+    """What a simulated chip implements to sit on the bus."""
+
+    def i2c_write(self, data: bytes) -> None: ...
+
+    def i2c_read(self, length: int) -> bytes: ...
 
 
 class SimulatedSMBus:
     """Stands in for ``smbus2.SMBus`` (its ``i2c_rdwr``) with simulated chips attached."""
 
     def __init__(self) -> None:
-        self.devices: dict[int, object] = {}
+        self.devices: dict[int, SimulatedDevice] = {}
         self.transfers = 0
 
-    def attach(self, address: int, device) -> None:
+    def attach(self, address: int, device: SimulatedDevice) -> None:
         if address in self.devices:
             raise ValueError(f"address 0x{address:02x} already has a device")
         self.devices[address] = device

@@ -26,12 +26,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 from drivers.sim.profiles import Wave
 
 
 class SimChip:
-    ENVIRONMENT: dict[str, Wave] = {}
+    ENVIRONMENT: ClassVar[dict[str, Wave]] = {}
 
     def __init__(self, environment: dict[str, Wave] | None = None, *,
                  wall: Callable[[], float] = time.time) -> None:

@@ -13,6 +13,7 @@ import errno as _errno
 import struct
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 from drivers.sim.chip import SimChip
 from drivers.sim.profiles import Wave
@@ -26,8 +27,8 @@ class _Ina2xxSim(SimChip):
     BUS_MAX = 0
     CURRENT_DIV = 1
     POWER_DIV = 1
-    IDS: dict[int, int] = {}
-    ENVIRONMENT = {"bus_voltage": Wave(12.0), "current": Wave(0.5)}
+    IDS: ClassVar[dict[int, int]] = {}
+    ENVIRONMENT: ClassVar[dict[str, Wave]] = {"bus_voltage": Wave(12.0), "current": Wave(0.5)}
 
     def __init__(self, environment: dict[str, Wave] | None = None, *, shunt_ohms: float = 0.1,
                  conversion_s: float = 0.002, clock: Callable[[], float] = time.monotonic,
@@ -107,4 +108,4 @@ class Ina226Sim(_Ina2xxSim):
     BUS_MAX = 0x7FFF     # 40.96 V full scale (36 V rated)
     CURRENT_DIV = 2048   # Current = Shunt * Cal / 2048
     POWER_DIV = 20000    # Power = Current * Bus / 20000
-    IDS = {0xFE: 0x5449, 0xFF: 0x2260}
+    IDS: ClassVar[dict[int, int]] = {0xFE: 0x5449, 0xFF: 0x2260}

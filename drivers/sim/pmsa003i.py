@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 from drivers.sim.chip import SimChip
 from drivers.sim.profiles import Wave
@@ -16,7 +17,7 @@ _CHANNELS = ("pm1_0", "pm2_5", "pm10", "particles_0_3um", "particles_0_5um", "pa
 
 
 class Pmsa003iSim(SimChip):
-    ENVIRONMENT = {"pm1_0": Wave(5.0), "pm2_5": Wave(8.0), "pm10": Wave(12.0),
+    ENVIRONMENT: ClassVar[dict[str, Wave]] = {"pm1_0": Wave(5.0), "pm2_5": Wave(8.0), "pm10": Wave(12.0),
                    "particles_0_3um": Wave(900.0), "particles_0_5um": Wave(250.0),
                    "particles_1_0um": Wave(60.0), "particles_2_5um": Wave(8.0),
                    "particles_5_0um": Wave(2.0), "particles_10um": Wave(1.0)}

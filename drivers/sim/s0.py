@@ -10,13 +10,14 @@ timed by; ``spike("power", w, n)`` times the next n pulses by ``w``. The bus fau
 from __future__ import annotations
 
 import threading
+from typing import ClassVar
 
 from drivers.sim.chip import SimChip
 from drivers.sim.profiles import Wave
 
 
 class S0MeterSim(SimChip):
-    ENVIRONMENT = {"power": Wave(2000.0)}
+    ENVIRONMENT: ClassVar[dict[str, Wave]] = {"power": Wave(2000.0)}
 
     def __init__(self, environment: dict[str, Wave] | None = None, *, pin: float = 17,
                  pulses_per_kwh: float = 1000.0, pulse_ms: float = 30.0, bounces: int = 0,
@@ -59,6 +60,11 @@ class S0MeterSim(SimChip):
 
         self._thread = threading.Thread(target=run, name=f"s0-sim-{self.pin_number}", daemon=True)
         self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        """Whether its thread drives the pin (from start() until stop())."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         self._stop.set()

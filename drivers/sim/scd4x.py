@@ -1,7 +1,8 @@
 """Simulated SCD4x: 16-bit commands, CRC-8 on every data word (checked on writes, sent on
 reads), idle and periodic measurement modes (commands the chip refuses while measuring
 are not acknowledged), a result every ``period_s`` (5 s on the chip), automatic
-self-calibration setting, serial number. Faults: those of every simulator
+self-calibration setting, and the 48-bit serial number that get_serial_number (0x3682)
+answers in idle mode only, as three words each with its CRC. Faults: those of every simulator
 (``drivers.sim.chip``); ``corrupt_next`` sends words with a wrong CRC."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import errno as _errno
 import os
 import time
 from collections.abc import Callable
+from typing import ClassVar
 
 from drivers.sim.chip import SimChip
 from drivers.sim.profiles import Wave
@@ -30,13 +32,13 @@ def crc8(data: bytes) -> int:
 
 
 class Scd4xSim(SimChip):
-    ENVIRONMENT = {"co2": Wave(420.0), "temperature": Wave(22.0), "humidity": Wave(40.0)}
+    ENVIRONMENT: ClassVar[dict[str, Wave]] = {"co2": Wave(420.0), "temperature": Wave(22.0), "humidity": Wave(40.0)}
 
     def __init__(self, environment: dict[str, Wave] | None = None, *,
-                 period_s: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 period_s: float = 5.0, serial: int = 0xBEEF_1234_5678, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, **_driver_options) -> None:
         super().__init__(environment, wall=wall)
-        self.period_s, self.clock = period_s, clock
+        self.period_s, self.serial, self.clock = period_s, serial, clock
         self.power_on()
 
     def power_on(self) -> None:
@@ -91,7 +93,7 @@ class Scd4xSim(SimChip):
         elif cmd == _GET_ASC:
             self.reply = self._words(int(self.asc))
         elif cmd == _SERIAL:
-            self.reply = self._words(0xBEEF, 0x1234, 0x5678)
+            self.reply = self._words((self.serial >> 32) & 0xFFFF, (self.serial >> 16) & 0xFFFF, self.serial & 0xFFFF)
         else:
             raise OSError(_errno.EREMOTEIO, f"command 0x{cmd:04x} not simulated")
 

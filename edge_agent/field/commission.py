@@ -20,11 +20,14 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 
+from drivers.base import Sensor
 from drivers.registry import SENSOR_TYPES
-from edge_agent.config import AgentConfig, BrokerConfig
+from edge_agent.config import AgentConfig, BrokerConfig, SensorConfig
+from edge_agent.node.hardware import SignalledDevice, first_reading, location, shown_present
 from edge_agent.node.sysinfo import SystemProbe, disk_space
 from edge_agent.node.uplink import make_client
 
@@ -43,28 +46,24 @@ class Check:
         return text + (f"\n      -> {self.hint}" if self.hint and not self.ok else "")
 
 
-def check_sensors(cfg: AgentConfig, factory, wait: float) -> list[Check]:
+def check_sensors(cfg: AgentConfig, make: Callable[[SensorConfig], Sensor], wait: float) -> list[Check]:
+    """One check per configured sensor: ``make`` (a hardware object's) finds it, its first
+    reading comes within ``wait`` s (an SCD4x's after 5 s), a device with no ID shows its
+    signal (a pulse meter, its first pulse), and the values are within the chip's range."""
     out = []
     for sc in cfg.sensors:
         cls = SENSOR_TYPES[sc.type]
-        where = f"GPIO {int(dict(sc.options).get('pin', 17))}" if cls.BUS == "gpio" else \
-            f"0x{sc.address:02x} on i2c-{sc.bus}"
-        name = f"sensor {sc.name} ({sc.type} at {where})"
+        name = f"sensor {sc.name} ({sc.type} at {location(sc)})"
         try:
-            driver = factory(sc)
+            driver = make(sc)
         except OSError as exc:
             out.append(Check(name, False, f"not found: {exc.strerror or exc}",
                              "check the wiring and the address (edge-agent probe lists what answers), "
                              "and that the chip has power"))
             continue
         try:
-            values, deadline = {}, time.monotonic() + wait
-            while True:  # the SCD4x has its first result after 5 s; a pulse meter, its first pulse
-                values = driver.read().values
-                alive = values and values.get("pulses", 1) > 0
-                if alive or time.monotonic() >= deadline:
-                    break
-                time.sleep(0.25)
+            values = first_reading(driver, wait, until_present=True).values
+            present = shown_present(driver)
         except OSError as exc:
             out.append(Check(name, False, f"found, but a read failed: {exc.strerror or exc}",
                              "reseat the cable; a chip that fails reads repeatedly needs replacing"))
@@ -75,10 +74,8 @@ def check_sensors(cfg: AgentConfig, factory, wait: float) -> list[Check]:
             out.append(Check(name, False, f"found, but no reading within {wait:.0f} s",
                              "the sensor may still be starting: run commission again in a minute"))
             continue
-        if values.get("pulses", 1) == 0:  # nothing on a pulse line tells a meter from a loose wire
-            out.append(Check(name, False, f"no pulse within {wait:.0f} s",
-                             "check the S0 wiring (S0+ to the pin, S0- to ground); a meter with no load "
-                             "sends no pulses: switch a load on and run commission again"))
+        if not present and isinstance(driver, SignalledDevice):
+            out.append(Check(name, False, f"no {driver.SIGNAL} within {wait:.0f} s", driver.NO_SIGNAL_HINT))
             continue
         specs = {c.name: c for c in cls.CHANNELS}
         bad = [f"{k}={v:.6g} {specs[k].unit} (range {specs[k].low:g}..{specs[k].high:g})"
@@ -209,9 +206,10 @@ def check_broker(cfg: AgentConfig, timeout: float) -> list[Check]:
     return failures + [Check("round trip", False, "no broker reached", "fix the broker check above first")]
 
 
-def commission(cfg: AgentConfig, factory, *, probe: SystemProbe | None = None, timeout: float = 10.0,
-               sensor_wait: float = 7.0) -> list[Check]:
-    checks = check_sensors(cfg, factory, sensor_wait)
+def commission(cfg: AgentConfig, make: Callable[[SensorConfig], Sensor], *, probe: SystemProbe | None = None,
+               timeout: float = 10.0, sensor_wait: float = 7.0) -> list[Check]:
+    """Every check, in the report's order; ``make`` is a hardware object's (``hw.make``)."""
+    checks = check_sensors(cfg, make, sensor_wait)
     checks.append(check_store(cfg))
     checks.append(check_clock(probe or SystemProbe()))
     checks.extend(check_broker(cfg, timeout))

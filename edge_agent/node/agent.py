@@ -7,13 +7,11 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from types import FrameType
 
-from drivers.base import Sensor
-from drivers.bus import I2CBus
-from drivers.registry import SENSOR_TYPES, SIMULATORS
-from drivers.sim.bus import SimulatedSMBus
 from edge_agent import __version__, dsp
-from edge_agent.config import AgentConfig, SensorConfig, store_path
+from edge_agent.config import AgentConfig, store_path
+from edge_agent.node.hardware import Hardware, SimulatedHardware
 from edge_agent.node.sampler import Sampler
 from edge_agent.node.sdnotify import Notifier, Watchdog, watchdog_interval
 from edge_agent.node.store import BatchStore, ensure_private_dir
@@ -25,7 +23,8 @@ log = logging.getLogger("edge_agent.service")
 UPLINK_STALL = 15.0  # s without a turn of the uplink loop before the watchdog is withheld
 
 
-def progress_checks(sampler: Sampler, uplink: Uplink, flush_interval: float):
+def progress_checks(sampler: Sampler, uplink: Uplink,
+                    flush_interval: float) -> list[Callable[[float], str | None]]:
     """The watchdog's conditions: sealing on schedule, and an uplink loop that turns."""
 
     def sealing(now: float) -> str | None:
@@ -41,66 +40,14 @@ def progress_checks(sampler: Sampler, uplink: Uplink, flush_interval: float):
     return [sealing, uplink_alive]
 
 
-def simulated_buses(cfg: AgentConfig) -> dict[int, I2CBus]:
-    """One SimulatedSMBus per bus number of the configuration, a simulator per I2C sensor on it."""
-    buses: dict[int, I2CBus] = {}
-    for s in cfg.sensors:
-        if SENSOR_TYPES[s.type].BUS != "i2c" or s.sim_absent:
-            continue
-        if s.bus not in buses:
-            buses[s.bus] = I2CBus(SimulatedSMBus(), name=f"sim-i2c-{s.bus}")
-        sm = buses[s.bus]._smbus
-        if s.address not in sm.devices:
-            sm.attach(s.address, SIMULATORS[s.type](s.sim, **s.driver_kwargs()))
-    return buses
-
-
-def simulated_factory(cfg: AgentConfig) -> Callable[[SensorConfig], Sensor]:
-    """Sensors on simulated buses (see simulated_buses); GPIO devices on gpiozero's
-    MockFactory, driven by their simulators (``make.stop()`` ends those). ``make.sims``
-    maps each present sensor's name to its simulator, for injecting faults."""
-    from gpiozero.pins.mock import MockFactory
-
-    buses = simulated_buses(cfg)
-    pins = MockFactory()
-    sims, running = {}, []
-    for s in cfg.sensors:
-        if s.sim_absent:
-            continue
-        if SENSOR_TYPES[s.type].BUS == "gpio":
-            sims[s.name] = SIMULATORS[s.type](s.sim, **s.driver_kwargs())
-            sims[s.name].start(pins)
-            running.append(sims[s.name])
-        else:
-            sims[s.name] = buses[s.bus]._smbus.devices[s.address]
-
-    def make(s: SensorConfig) -> Sensor:
-        cls = SENSOR_TYPES[s.type]
-        if cls.BUS == "gpio":
-            return cls(pin_factory=pins, **s.driver_kwargs())
-        if s.bus not in buses:  # every chip on this bus is absent
-            buses[s.bus] = I2CBus(SimulatedSMBus(), name=f"sim-i2c-{s.bus}")
-        return cls(bus=buses[s.bus], address=s.address, **s.driver_kwargs())
-
-    make.sims = sims
-    make.stop = lambda: [sim.stop() for sim in running]
-    return make
-
-
-def hardware_factory(s: SensorConfig) -> Sensor:
-    cls = SENSOR_TYPES[s.type]
-    if cls.BUS == "gpio":
-        return cls(**s.driver_kwargs())  # gpiozero's default pin factory
-    return cls(bus=I2CBus.open(s.bus), address=s.address, **s.driver_kwargs())
-
-
 class Agent:
-    """The running agent: sampler on the calling thread, uplink on its own, systemd in the loop.
+    """The agent: sampler on the calling thread, uplink on its own, systemd in the loop.
 
-    SIGTERM/SIGINT stop it after sealing what is open. SIGHUP reloads the
-    configuration file: the open batches are sealed under the old configuration,
-    then the new one runs (a new uplink when the MQTT settings or the node id
-    changed); an invalid file is rejected with its error logged, and the old
+    Made, it has opened its queue and its hardware; ``run()`` starts the uplink and
+    samples until SIGTERM/SIGINT, which stop it after sealing what is open, then closes
+    everything. SIGHUP reloads the configuration file: the open batches are sealed under
+    the old configuration, then the new one runs (a new uplink when the MQTT settings or
+    the node id changed); an invalid file is rejected with its error logged, and the old
     configuration keeps running.
     """
 
@@ -114,16 +61,38 @@ class Agent:
         self.reload_event = threading.Event()
         self.reloads = 0
         self.rejected_reloads = 0
+        self.next_health = 0.0  # right after start, then every health_interval
 
-    def _factory(self, cfg: AgentConfig):
-        return simulated_factory(cfg) if self.simulate else hardware_factory
+        os.umask(0o077)  # the queue, its WAL and everything else we write: owner only
+        ensure_private_dir(cfg.state_dir)
+        path = store_path(cfg)
+        log.info("event=start version=%s core=%s node=%s config=%s hash=%s simulate=%s store=%s "
+                 "flush_interval=%gs", __version__, dsp.IMPLEMENTATION, cfg.node_id, cfg.source,
+                 cfg.config_hash, simulate, path, cfg.flush_interval)
+        if cfg.mqtt.allow_insecure and not cfg.mqtt.broker.tls:
+            log.warning("event=insecure_broker broker=%s reason=%r", cfg.mqtt.broker.url,
+                        "mqtt.allow_insecure is set: data and credentials travel unencrypted")
+        self.store = BatchStore(path, max_size=cfg.store.max_size, policy=cfg.store.policy, recover=True)
+        self.uplink = Uplink(cfg, path)
+        probe = SystemProbe()
+        self.hardware = self._hardware(cfg)
+        self.sampler = Sampler(cfg, self.store, self.hardware.make, on_sealed=self.uplink.notify,
+                               clock_synchronized=lambda: probe.clock().synchronized,
+                               boot_id=probe.boot_id())
+        self.notifier = Notifier.from_env()
+        self.watchdog = Watchdog(self.notifier, watchdog_interval(),
+                                 progress_checks(self.sampler, self.uplink, cfg.flush_interval),
+                                 status=self.status)
+
+    def _hardware(self, cfg: AgentConfig) -> Hardware | SimulatedHardware:
+        return SimulatedHardware(cfg) if self.simulate else Hardware()
 
     def status(self) -> str:
         n, size = self.store.depth()
         return (f"queue={n} batches ({size} B), link={'up' if self.uplink.connected else 'down'}, "
                 f"sensors={self.sampler.sensors_up()}/{len(self.sampler.slots)} up")
 
-    def _on_signal(self, signum, frame) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
             self.reload_event.set()
         else:
@@ -148,9 +117,9 @@ class Agent:
             return
         self.notifier.reloading()
         old = self.cfg
-        old_factory, self.factory = self.factory, self._factory(new)
-        self.sampler.reconfigure(new, self.factory)
-        getattr(old_factory, "stop", lambda: None)()
+        old_hardware, self.hardware = self.hardware, self._hardware(new)
+        self.sampler.reconfigure(new, self.hardware.make)  # closes the old drivers
+        old_hardware.close()
         if (new.mqtt, new.node_id, new.clock_hold) != (old.mqtt, old.node_id, old.clock_hold):
             self.uplink.stop(drain_timeout=1.0)  # what stays unacknowledged, the new one sends
             self.uplink.join()
@@ -173,45 +142,21 @@ class Agent:
         # Wake at least every second so a SIGHUP is acted on promptly.
         return min(self.watchdog.tick(now), self.next_health, now + 1.0)
 
+    def _on_ready(self) -> None:
+        self.notifier.ready(self.status())
+        log.info("event=ready sensors_up=%d sensors=%d watchdog=%s", self.sampler.sensors_up(),
+                 len(self.sampler.slots), f"{self.watchdog.interval:g}s" if self.watchdog.interval else "off")
+
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT; seal and commit open batches before returning."""
-        cfg = self.cfg
-        os.umask(0o077)  # the queue, its WAL and everything else we write: owner only
-        ensure_private_dir(cfg.state_dir)
-        path = store_path(cfg)
-        log.info("event=start version=%s core=%s node=%s config=%s hash=%s simulate=%s store=%s "
-                 "flush_interval=%gs", __version__, dsp.IMPLEMENTATION, cfg.node_id, cfg.source,
-                 cfg.config_hash, self.simulate, path, cfg.flush_interval)
-        if cfg.mqtt.allow_insecure and not cfg.mqtt.broker.tls:
-            log.warning("event=insecure_broker broker=%s reason=%r", cfg.mqtt.broker.url,
-                        "mqtt.allow_insecure is set: data and credentials travel unencrypted")
-        self.store = BatchStore(path, max_size=cfg.store.max_size, policy=cfg.store.policy, recover=True)
-        self.uplink = Uplink(cfg, path)
-        probe = SystemProbe()
-        self.factory = self._factory(cfg)
-        self.sampler = Sampler(cfg, self.store, self.factory, on_sealed=self.uplink.notify,
-                               clock_synchronized=lambda: probe.clock().synchronized,
-                               boot_id=probe.boot_id())
-        self.notifier = Notifier.from_env()
-        self.watchdog = Watchdog(self.notifier, watchdog_interval(),
-                                 progress_checks(self.sampler, self.uplink, cfg.flush_interval),
-                                 status=self.status)
-        self.next_health = 0.0  # right after start, then every health_interval
-
-        def on_ready() -> None:
-            self.notifier.ready(self.status())
-            log.info("event=ready sensors_up=%d sensors=%d watchdog=%s", self.sampler.sensors_up(),
-                     len(self.sampler.slots),
-                     f"{self.watchdog.interval:g}s" if self.watchdog.interval else "off")
-
+        """Run until SIGTERM/SIGINT; seal and commit open batches, then close everything."""
         signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
         previous = {s: signal.signal(s, self._on_signal) for s in signals}
         self.uplink.start()
         try:
-            self.sampler.run(self.stop_event, on_ready=on_ready, tick=self._tick)
+            self.sampler.run(self.stop_event, on_ready=self._on_ready, tick=self._tick)
         finally:
             self.notifier.stopping()
-            getattr(self.factory, "stop", lambda: None)()
+            self.hardware.close()
             self.store.close()
             self.uplink.stop()
             self.uplink.join()

@@ -1,0 +1,30 @@
+"""``edge-agent run``: the agent itself, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+
+from edge_agent.errors import ConfigError
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_agent.config import load_config, with_overrides
+    from edge_agent.node.agent import Agent
+
+    overrides = {"broker": args.broker, "state_dir": args.state_dir, "flush_interval": args.flush_interval}
+    cfg = with_overrides(load_config(args.config), **overrides)
+    if args.config is None and not args.simulate:
+        raise ConfigError("no --config given: the built-in default node has only simulated "
+                          "sensors, so it needs --simulate")
+    return Agent(cfg, simulate=args.simulate, config_path=args.config, overrides=overrides).run()
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("run", help="run the agent until SIGTERM/SIGINT")
+    r.add_argument("--config", metavar="FILE", help="node configuration (default: the built-in "
+                   "simulated node, with --simulate)")
+    r.add_argument("--simulate", action="store_true", help="use simulated buses and chips")
+    r.add_argument("--broker", metavar="URL", help="override mqtt.broker (mqtt://host:port, mqtts://...)")
+    r.add_argument("--state-dir", metavar="DIR", help="override state_dir (where the queue lives)")
+    r.add_argument("--flush-interval", metavar="DURATION", help="override flush_interval (e.g. 10s)")
+    r.set_defaults(func=cmd_run)

@@ -1,0 +1,184 @@
+"""The payload tools: ``decode`` (one saved payload), ``tail`` (the data topics of a
+broker, decoded as they come) and ``compress-report`` (what the core would do to a CSV)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+from edge_agent.cli.exitcodes import EXIT_FAIL, EXIT_OK
+from edge_agent.errors import ConfigError, WireFormatError
+from edge_agent.wire.dedupe import SeqTracker
+
+
+def _sample_line(row: dict) -> str:
+    t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(row["t"])) + f".{int(row['t'] * 1000) % 1000:03d}Z"
+    return f"{row['node']} {row['stream']} seq={row['seq']} {t} {row['channel']}={row['value']} {row['unit']}"
+
+
+def _print_batch(batch, as_json: bool) -> None:
+    for row in batch.rows():
+        print(json.dumps(row, ensure_ascii=False) if as_json else _sample_line(row), flush=True)
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from edge_agent import wire
+
+    try:
+        with open(args.file, "rb") as f:
+            payload = f.read()
+    except OSError as exc:
+        print(f"edge-agent decode: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAIL
+    try:
+        batch = wire.decode(payload)
+    except WireFormatError as exc:
+        print(f"edge-agent decode: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    if args.topic:
+        where = wire.parse_data_topic(args.topic)
+        if where is None or where != (batch.node, batch.stream):
+            print(f"edge-agent decode: topic {args.topic!r} does not match the payload's node "
+                  f"{batch.node!r} and stream {batch.stream!r}", file=sys.stderr)
+            return EXIT_FAIL
+    _print_batch(batch, args.json)
+    return EXIT_OK
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from edge_agent import wire
+    from edge_agent.config import parse_broker_url
+
+    try:
+        broker = parse_broker_url(args.broker)
+    except ValueError as exc:
+        raise ConfigError(f"command line: --broker: {exc}") from None
+    persistent = args.client_id is not None
+    client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                         client_id=args.client_id or f"edge-agent-tail-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+    if broker.tls:
+        import ssl
+        client.tls_set_context(ssl.create_default_context(cafile=args.ca_file))
+    done = threading.Event()
+    state: dict[str, Any] = {"messages": 0, "error": None}
+    topic = args.topic or f"{args.prefix}/+/data/+"
+    tracker = SeqTracker()
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            state["error"] = f"broker refused the connection: {reason_code}"
+            done.set()
+            return
+        c.subscribe(topic, qos=1)
+
+    def on_message(c, userdata, msg):
+        try:
+            batch = wire.decode(msg.payload)
+        except WireFormatError as exc:
+            print(f"edge-agent tail: {msg.topic}: {exc}", file=sys.stderr, flush=True)
+            return
+        state["messages"] += 1
+        if tracker.add(batch.node, batch.stream, batch.seq) or args.all:
+            _print_batch(batch, args.json)
+        else:
+            print(f"edge-agent tail: duplicate {batch.node}/{batch.stream} seq={batch.seq} (not printed again)",
+                  file=sys.stderr, flush=True)
+        if args.count and state["messages"] >= args.count:
+            done.set()
+
+    def on_subscribe(c, userdata, mid, reason_codes, properties):
+        if any(rc.is_failure for rc in reason_codes):
+            state["error"] = f"subscription to {topic!r} refused: {reason_codes[0]}"
+            done.set()
+        else:
+            logging.getLogger("edge_agent.tail").info("event=subscribed broker=%s topic=%s session=%s",
+                                                      broker.url, topic,
+                                                      "persistent" if persistent else "clean")
+
+    client.on_connect = on_connect
+    client.on_message = on_message
+    client.on_subscribe = on_subscribe
+    props = Properties(PacketTypes.CONNECT)
+    # A persistent session keeps our subscription and queued messages while we are away.
+    props.SessionExpiryInterval = 7 * 86400 if persistent else 0
+    try:
+        client.connect(broker.host, broker.port, keepalive=30, clean_start=not persistent, properties=props)
+    except OSError as exc:
+        print(f"edge-agent tail: cannot connect to {broker.url}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAIL
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda *_: done.set())
+    client.loop_start()
+    done.wait(args.timeout)
+    client.disconnect()
+    client.loop_stop()
+    for r in tracker.report():
+        if args.json:
+            print(json.dumps({"summary": r}), file=sys.stderr)
+        else:
+            gaps = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in r["gaps"]) or "none"
+            print(f"edge-agent tail: {r['node']}/{r['stream']}: seq {r['first']}..{r['last']}, "
+                  f"{r['received']} received, {r['duplicates']} duplicates, {r['missing']} missing "
+                  f"(gaps: {gaps})", file=sys.stderr)
+    if state["error"]:
+        print(f"edge-agent tail: {state['error']}", file=sys.stderr)
+        return EXIT_FAIL
+    if args.count and state["messages"] < args.count:
+        print(f"edge-agent tail: {state['messages']} of {args.count} messages before the timeout",
+              file=sys.stderr)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def cmd_compress_report(args: argparse.Namespace) -> int:
+    from edge_agent.wire.compress_report import compress_report, format_report, read_series
+
+    ts, xs = read_series(args.file)
+    r = compress_report(ts, xs, args.resolution, args.deviation, args.mode)
+    print(json.dumps(r) if args.json else format_report(args.file, r))
+    return EXIT_OK
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("tail", help="subscribe to data topics, decode and print samples")
+    t.add_argument("--broker", required=True, metavar="URL")
+    t.add_argument("--json", action="store_true", help="one JSON object per sample")
+    t.add_argument("--count", type=int, default=0, metavar="N", help="stop after N data messages")
+    t.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds")
+    t.add_argument("--client-id", metavar="ID", help="use a persistent session under this client id, "
+                   "so nothing is missed across restarts of tail")
+    t.add_argument("--prefix", default="edge", help="topic prefix (default: edge)")
+    t.add_argument("--topic", metavar="FILTER", help="subscription filter (default: PREFIX/+/data/+)")
+    t.add_argument("--ca-file", metavar="FILE", help="CA bundle for mqtts:// brokers")
+    t.add_argument("--all", action="store_true", help="print duplicates too (they are always reported)")
+    t.set_defaults(func=cmd_tail)
+
+    cr = sub.add_parser("compress-report", help="what the core would do to a CSV of t,value rows")
+    cr.add_argument("file", metavar="FILE.csv", help="rows of t,value (Unix seconds), a header allowed")
+    cr.add_argument("--resolution", type=float, required=True, metavar="R", help="quantisation step")
+    cr.add_argument("--deviation", type=float, default=None, metavar="E",
+                    help="allowed deviation (omit for lossless at the resolution)")
+    cr.add_argument("--mode", choices=["swing", "bound"], default="swing",
+                    help="with --deviation: the swinging door (points on lines), or error-bounded "
+                    "quantisation of every sample (default swing)")
+    cr.add_argument("--json", action="store_true", help="one JSON object")
+    cr.set_defaults(func=cmd_compress_report)
+
+    d = sub.add_parser("decode", help="decode one saved payload and print its samples")
+    d.add_argument("file", metavar="FILE")
+    d.add_argument("--json", action="store_true", help="one JSON object per sample")
+    d.add_argument("--topic", help="the topic it was received on, checked against the payload")
+    d.set_defaults(func=cmd_decode)
