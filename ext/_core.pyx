@@ -14,7 +14,7 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memmove, memset
 
-from edge_agent.dsp.chain import LOSSY, MAD_SCALE, MAX_POLY, MAX_WINDOW, check_spec
+from edge_agent.dsp.stages import LOSSY, MAD_SCALE, MAX_POLY, MAX_WINDOW, check_spec
 from edge_agent.errors import WireFormatError
 
 include "windows.pxi"     # sorted windows, median and MAD      twin: edge_agent/dsp/chain.py (_Window)
