@@ -53,4 +53,4 @@ Chain = compiled.Chain if compiled is not None else _twin.Chain
 
 STAGE_KINDS = tuple(ARITY)
 
-__all__ = ["Chain", "IMPLEMENTATION", "MAX_WINDOW", "MAX_POLY", "STAGE_KINDS", "LOSSY", "check_spec"]
+__all__ = ["IMPLEMENTATION", "LOSSY", "MAX_POLY", "MAX_WINDOW", "STAGE_KINDS", "Chain", "check_spec"]

@@ -26,10 +26,13 @@ def _median_sorted(srt: list[float]) -> float:
 class _Window:
     """Last ``w`` values in arrival order and sorted."""
 
-    __slots__ = ("w", "ring", "srt", "head")
+    __slots__ = ("head", "ring", "srt", "w")
 
     def __init__(self, w: int) -> None:
-        self.w, self.ring, self.srt, self.head = w, [], [], 0
+        self.w = w
+        self.ring: list[float] = []
+        self.srt: list[float] = []
+        self.head = 0
 
     def add(self, x: float) -> None:
         if len(self.ring) == self.w:
@@ -42,7 +45,7 @@ class _Window:
         self.head = (self.head + 1) % self.w
 
     def state(self) -> list:
-        return [self.head] + list(self.ring)
+        return [self.head, *self.ring]
 
     def load(self, st: list) -> None:
         self.head = int(st[0]) if st else 0  # [] as from a fresh window: empty
@@ -141,7 +144,7 @@ class _Mean(_Stage):
         return t, self.sum / len(self.ring)
 
     def state(self):
-        return [self.head, self.sum] + list(self.ring)
+        return [self.head, self.sum, *self.ring]
 
     def load(self, st):
         self.head, self.sum, self.ring = int(st[0]), float(st[1]), [float(v) for v in st[2:]]
@@ -236,13 +239,14 @@ class _Swing(_Stage):
 
     def __init__(self, eps, max_interval):
         self.eps, self.max_interval = eps, max_interval
-        self.a = None      # archived (kept) point (t, y)
-        self.p = None      # last sample since the archive (t, x)
+        self.a: tuple[float, float] | None = None  # archived (kept) point (t, y)
+        self.p: tuple[float, float] | None = None  # last sample since the archive (t, x)
         self.lo = -math.inf
         self.hi = math.inf
 
     def _close(self):
         """The point on the feasible line at the last sample: where the segment ends."""
+        assert self.a is not None and self.p is not None  # a segment is open
         at, ay = self.a
         pt, px = self.p
         s = (self.lo + self.hi) / 2.0
@@ -307,8 +311,8 @@ class Chain:
 
     def __init__(self, spec: Sequence[Sequence]) -> None:
         self.spec = check_spec(spec)
-        last = self.spec[-1] if self.spec else None
-        lossy = last is not None and last[0] in LOSSY
+        last = self.spec[-1] if self.spec else ("",)
+        lossy = last[0] in LOSSY
         relative = lossy and last[0] == "deadband" and last[2] == 1.0
         #: largest |sample - reconstruction| in the stage's units (0 when lossless)
         self.error_bound = float(last[1]) if lossy and not relative else 0.0

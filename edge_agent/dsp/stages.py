@@ -35,31 +35,42 @@ def check_spec(spec: Sequence[Sequence]) -> tuple[tuple, ...]:
         p = [float(v) for v in params]
         if any(math.isnan(v) for v in p):
             raise ValueError(f"stage {i} ({kind}): NaN parameter")
-
-        def need(ok: bool, what: str) -> None:
-            if not ok:
-                raise ValueError(f"stage {i} ({kind}): {what}, got {tuple(params)!r}")
-
-        if kind in ("median", "mean"):
-            need(p[0] == int(p[0]) and 1 <= p[0] <= MAX_WINDOW, f"{kind} window must be an integer in 1..{MAX_WINDOW}")
-        elif kind == "hampel":
-            need(p[0] == int(p[0]) and 3 <= p[0] <= MAX_WINDOW and int(p[0]) % 2 == 1,
-                 f"hampel window must be an odd integer in 3..{MAX_WINDOW}")
-            need(p[1] > 0, "hampel k must be > 0")
-        elif kind == "ema":
-            need(0.0 < p[0] <= 1.0, "ema alpha must be in (0, 1]")
-        elif kind == "kalman":
-            need(p[0] >= 0 and p[1] > 0, "kalman process noise must be >= 0 and measurement noise > 0")
-        elif kind == "range":
-            need(p[0] <= p[1] and p[2] in (0.0, 1.0), "range needs low <= high and mode 0 (reject) or 1 (clamp)")
-        elif kind == "throttle":
-            need(p[0] >= 0, "throttle interval must be >= 0")
-        elif kind == "deadband":
-            need(p[0] >= 0 and p[1] in (0.0, 1.0) and p[2] >= 0,
-                 "deadband width must be >= 0, relative 0 or 1, max interval >= 0 (0: none)")
-        elif kind == "swing":
-            need(p[0] >= 0 and p[1] >= 0, "swing deviation must be >= 0, max interval >= 0 (0: none)")
+        broken = _broken_rule(kind, p)
+        if broken is not None:
+            raise ValueError(f"stage {i} ({kind}): {broken}, got {tuple(params)!r}")
         if kind in LOSSY and i != len(spec) - 1:
             raise ValueError(f"stage {i} ({kind}): a lossy stage must be the last of the chain")
         out.append((kind, *p))
     return tuple(out)
+
+
+def _broken_rule(kind: str, p: list[float]) -> str | None:
+    """The first rule that a stage's parameters (as many as ARITY allows, none NaN) break,
+    or None."""
+    if kind in ("median", "mean"):
+        if not (p[0] == int(p[0]) and 1 <= p[0] <= MAX_WINDOW):
+            return f"{kind} window must be an integer in 1..{MAX_WINDOW}"
+    elif kind == "hampel":
+        if not (p[0] == int(p[0]) and 3 <= p[0] <= MAX_WINDOW and int(p[0]) % 2 == 1):
+            return f"hampel window must be an odd integer in 3..{MAX_WINDOW}"
+        if not p[1] > 0:
+            return "hampel k must be > 0"
+    elif kind == "ema":
+        if not 0.0 < p[0] <= 1.0:
+            return "ema alpha must be in (0, 1]"
+    elif kind == "kalman":
+        if not (p[0] >= 0 and p[1] > 0):
+            return "kalman process noise must be >= 0 and measurement noise > 0"
+    elif kind == "range":
+        if not (p[0] <= p[1] and p[2] in (0.0, 1.0)):
+            return "range needs low <= high and mode 0 (reject) or 1 (clamp)"
+    elif kind == "throttle":
+        if not p[0] >= 0:
+            return "throttle interval must be >= 0"
+    elif kind == "deadband":
+        if not (p[0] >= 0 and p[1] in (0.0, 1.0) and p[2] >= 0):
+            return "deadband width must be >= 0, relative 0 or 1, max interval >= 0 (0: none)"
+    elif kind == "swing":
+        if not (p[0] >= 0 and p[1] >= 0):
+            return "swing deviation must be >= 0, max interval >= 0 (0: none)"
+    return None
