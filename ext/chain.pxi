@@ -1,3 +1,6 @@
+# chain.pxi: Chain, a configured chain of stages in one C array, run sample by sample or a
+# batch at a time (the batch without the GIL). Twin: Chain in edge_agent/dsp/chain.py.
+
 cdef class Chain:
     """A configured chain of stages, e.g. ``Chain([("median", 5), ("swing", 0.05, 60)])``."""
 
@@ -14,7 +17,8 @@ cdef class Chain:
     def __init__(self, spec):
         cdef int i, j, w
         cdef Stage* s
-        self.spec = check_spec(spec)
+        rules = _stage_rules()
+        self.spec = rules.check_spec(spec)
         self.n = len(self.spec)
         self.stages = <Stage*> calloc(max(self.n, 1), sizeof(Stage))
         if self.stages == NULL:
@@ -39,7 +43,7 @@ cdef class Chain:
             s.lo = -INFINITY
             s.hi = INFINITY
         last = self.spec[len(self.spec) - 1] if self.spec else None  # (wraparound is off)
-        lossy = last is not None and last[0] in LOSSY
+        lossy = last is not None and last[0] in rules.LOSSY
         relative = lossy and last[0] == "deadband" and last[2] == 1.0
         self.error_bound = float(last[1]) if lossy and not relative else 0.0
         self.relative_bound = float(last[1]) if relative else 0.0

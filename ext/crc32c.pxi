@@ -1,5 +1,5 @@
-# --- CRC-32C (Castagnoli), slicing-by-8 ------------------------------------------------------
-# Same results as edge_agent/crc32c.py (its pure-Python twin); used for wire checksums.
+# crc32c.pxi: CRC-32C (Castagnoli), slicing-by-8, for the wire's checksums.
+# Twin: edge_agent/wire/crc32c.py.
 
 cdef unsigned int _crc_table[8][256]
 cdef bint _crc_ready = False

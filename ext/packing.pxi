@@ -1,3 +1,7 @@
+# packing.pxi: Simple-8b and Rice packing of non-negative integers, zigzag mapping, and
+# _int64_array, the checked copy of a Python sequence that every wire kernel starts from.
+# Twin: edge_agent/wire/packing.py.
+
 cdef int64_t* _int64_array(values, Py_ssize_t n, int64_t low, int64_t high, str what,
                            exc=ValueError) except NULL:
     """A malloc'ed copy of n Python integers, each in [low, high) (else ``exc``); the caller
@@ -14,8 +18,6 @@ cdef int64_t* _int64_array(values, Py_ssize_t n, int64_t low, int64_t high, str 
         a[i] = v
     return a
 
-
-# ---- Simple-8b and Rice packing: the twins of edge_agent.wire.pack_simple8b / pack_rice ----
 
 cdef int _S8B_COUNT[16]
 cdef int _S8B_BITS[16]
@@ -170,7 +172,7 @@ cdef void _rice_write(const int64_t* a, Py_ssize_t n, int part_size, const int* 
 
 
 def pack_rice(values, int part_size=64):
-    """Rice codes as edge_agent.wire.pack_rice writes them (values below 2**24)."""
+    """Rice codes as the twin, edge_agent/wire/packing.py, writes them (values below 2**24)."""
     cdef Py_ssize_t n = len(values), total
     cdef int64_t* a = _int64_array(values, n, 0, 1 << 24, "Rice codes (below 2**24)")
     cdef int* ks = <int*> malloc(((n + part_size - 1) // part_size + 1) * sizeof(int))
@@ -194,7 +196,7 @@ def pack_rice(values, int part_size=64):
 
 
 def zigzags(values):
-    """[zigzag(v) for v in values] (edge_agent.wire.zigzag), for values of int64."""
+    """[zigzag(v) for v in values] (the twin in edge_agent/wire/packing.py), for values of int64."""
     cdef Py_ssize_t n = len(values), i
     cdef int64_t v
     out = [None] * n

@@ -1,4 +1,5 @@
-# ---- The wire format's predictors: the twin of edge_agent.wire._residuals ----
+# predict.pxi: the wire format's predictors and their residuals (kinds 0..5 of the spec).
+# Twin: edge_agent/wire/predict.py.
 
 cdef enum:
     RES_LIMIT_BITS = 40  # values and bin widths below 2**40: every product below fits int64
@@ -53,7 +54,7 @@ cdef void _residuals_into(const int64_t* q, Py_ssize_t n, int kind, int64_t widt
 
 
 def residuals(qs, int kind, int64_t width=1, Py_ssize_t season=0):
-    """(signed residuals, the values the decoder will rebuild), as edge_agent.wire._residuals
+    """(signed residuals, the values the decoder will rebuild), as the twin (wire/predict.py)
     computes them, for values and bin widths below 2**40 (OverflowError beyond: the caller
     then uses the twin, whose integers have no bound)."""
     cdef Py_ssize_t n = len(qs), i

@@ -1,4 +1,5 @@
-# ---- Adaptive binary range coding of residuals: the twin of edge_agent/entropy.py ----
+# rangecoder.pxi: adaptive binary range coding of residuals (rc_encode, rc_decode, and
+# _rc_block, the framing that value_block shares). Twin: edge_agent/wire/rangecoder.py.
 
 cdef enum:
     RC_PROB_BITS = 11
@@ -175,7 +176,7 @@ cdef Py_ssize_t _rc_block(const int64_t* rs, Py_ssize_t n, unsigned char* out, R
 
 
 def rc_encode(residuals):
-    """The coded block of signed integer residuals (each |r| < 2**60); see edge_agent/entropy.py."""
+    """The coded block of signed integer residuals (each |r| < 2**60); see edge_agent/wire/rangecoder.py."""
     cdef Py_ssize_t n = len(residuals), end
     cdef int64_t* rs = _int64_array(residuals, n, 1 - (1 << 60), 1 << 60, "the range coder (|r| < 2**60)")
     cdef RcModel* model = <RcModel*> malloc(sizeof(RcModel))
@@ -288,7 +289,7 @@ def rc_decode(const unsigned char[::1] block, Py_ssize_t n, what="block"):
         with nogil:
             got = _rc_decode(&d, n, out, model)
         if got < n:
-            raise WireFormatError(f"{what}: a coded residual of more than {RC_MAX_BITS} bits")
+            raise _WireFormatError(f"{what}: a coded residual of more than {RC_MAX_BITS} bits")
         return [out[k] for k in range(n)]
     finally:
         free(out)

@@ -1,4 +1,6 @@
-# ---- The search for a channel's value block: the twin of edge_agent.wire._value_block_py ----
+# sections.pxi: a channel's sections of a batch: value_block (the search for the smallest
+# predictor and shape) and times_section (times as slots of the batch's schedule).
+# Twin: edge_agent/wire/sections.py.
 
 cdef inline Py_ssize_t _put_uvarint(unsigned char* out, Py_ssize_t pos, uint64_t v) noexcept nogil:
     while v > 0x7F:
@@ -21,7 +23,7 @@ cdef enum:
 
 def value_block(qs, int64_t width, kinds, Py_ssize_t season, bint coded):
     """(block, predictor, shape bits): the smallest of the predictors ``kinds`` in each of
-    their forms, as edge_agent.wire._value_block_py chooses (the same bytes, ties to the
+    their forms, as the twin (wire/sections.py) chooses (the same bytes, ties to the
     earlier), in one call and without the GIL. OverflowError when the values or the bin
     width are beyond the compiled predictors: the caller then uses the twin."""
     cdef Py_ssize_t n = len(qs), i, k, nk = len(kinds), nonzero, blen, clen, best_len = -1, nruns, run
@@ -146,14 +148,14 @@ def value_block(qs, int64_t width, kinds, Py_ssize_t season, bint coded):
         free(best)
 
 
-# ---- A channel's times as slots of the batch's schedule: the twin of edge_agent.wire._times_py ----
+# A channel's times as slots of the batch's schedule.
 
 cdef enum:
     TIMES_LIMIT_BITS = 60  # |t|, |t0| and the period below 2**60: every slot difference fits int64
 
 
 def times_section(times, int64_t t0, int64_t period):
-    """(regular, has exceptions, bytes) of a channel's times, as edge_agent.wire._times_py
+    """(regular, has exceptions, bytes) of a channel's times, as the twin (wire/sections.py)
     writes them; OverflowError beyond 2**60 ms (the caller then uses the twin)."""
     cdef Py_ssize_t n = len(times), i, pos = 0, nexc = 0, prev, blen
     cdef int64_t limit = (<int64_t> 1) << TIMES_LIMIT_BITS

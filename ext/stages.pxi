@@ -1,3 +1,8 @@
+# stages.pxi: the stage kinds, the C state of one stage (Stage), and one stage's work on one
+# sample (stage_step) and on a block of samples (stage_block, the same results with less
+# dispatch). Twin: the _Stage classes in edge_agent/dsp/chain.py; the kinds and limits are
+# edge_agent/dsp/stages.py's.
+
 cdef enum:
     K_CALIBRATE = 1
     K_RANGE
@@ -14,7 +19,26 @@ _KINDS = {"calibrate": K_CALIBRATE, "range": K_RANGE, "median": K_MEDIAN, "hampe
           "mean": K_MEAN, "ema": K_EMA, "kalman": K_KALMAN, "throttle": K_THROTTLE,
           "deadband": K_DEADBAND, "swing": K_SWING}
 
-cdef double _MAD_SCALE = MAD_SCALE
+cdef double _MAD_SCALE = 0.0  # edge_agent.dsp.stages.MAD_SCALE, set by _stage_rules
+cdef object _rules = None
+
+
+cdef object _stage_rules():
+    """edge_agent.dsp.stages (kinds, limits, check_spec), imported at the first Chain rather
+    than when this module loads: importing it runs edge_agent.dsp's __init__, which imports
+    edge_agent.implementation, which may be the module importing this one; in that cycle
+    this import would fail and the twin would run without a word."""
+    global _rules, _MAD_SCALE
+    if _rules is None:
+        from edge_agent.dsp import stages
+        if stages.MAX_POLY > 8:  # the coefficients a Stage holds (p[8])
+            raise ImportError(f"edge_agent.dsp.stages.MAX_POLY is {stages.MAX_POLY}; the core holds 8")
+        if set(stages.ARITY) != set(_KINDS):
+            raise ImportError(f"the compiled core's stages {sorted(_KINDS)} are not "
+                              f"edge_agent.dsp.stages' {sorted(stages.ARITY)}: rebuild the core")
+        _MAD_SCALE = stages.MAD_SCALE
+        _rules = stages
+    return _rules
 
 
 cdef struct Stage:

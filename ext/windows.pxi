@@ -1,3 +1,7 @@
+# windows.pxi: the sorted windows of the median and Hampel stages (a ring in arrival order
+# and the same values sorted, kept sorted as one value comes and the oldest goes), and the
+# median and MAD of a sorted window. Twin: _Window and _median_sorted in edge_agent/dsp/chain.py.
+
 cdef inline int lower_bound(const double* a, int lo, int hi, double x) noexcept nogil:
     """The first index in [lo, hi) whose value is not below x (hi when none is)."""
     cdef int mid
