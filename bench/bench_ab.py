@@ -1,12 +1,12 @@
 """A/B of two builds of the compiled core in one process: the installed edge_agent._core (B,
 this tree) against another build loaded from a path (A, e.g. the build before a change).
 
-    .venv/bin/python bench/bench_ab.py OTHER.so [--samples N] [--rounds R]
+    .venv/bin/python bench/bench_ab.py OTHER.so [--samples N] [--rounds R] [--repeat K]
 
 Prints, per stage of bench_stages' STAGES and for its CHAIN, the ns per sample of A and B
-(the batch call, Chain.run) and B/A: the median of R rounds timed back to back (A first in
-even rounds, B first in odd ones, so a drift of the machine's speed falls on both), and the
-rounds' range; then the same for the wire encoder's compiled calls (value_block and
+(the batch call, Chain.run) and B/A: the median of R rounds, each the best of K runs of A
+and of B timed back to back in turn first (so a drift of the machine's speed falls on both),
+and the rounds' range; then the same for the wire encoder's compiled calls (value_block and
 times_section on the chain's kept points, crc32c on a payload). No numpy: array('d').
 
 OTHER.so's module name is its file name's first part: ``_core`` is loaded as
@@ -64,18 +64,23 @@ def once_ns(fn: Callable[[], object], count: int) -> float:
     return (time.perf_counter() - t) / count * 1e9
 
 
-def paired(a: Callable[[], object], b: Callable[[], object], count: int, rounds: int) -> tuple[float, ...]:
-    """(A ns, B ns, B/A median, lowest B/A, highest B/A) over ``rounds`` back-to-back pairs;
-    the ns are each side's median over the rounds."""
+def paired(a: Callable[[], object], b: Callable[[], object], count: int, rounds: int,
+           repeat: int) -> tuple[float, ...]:
+    """(A ns, B ns, B/A median, lowest B/A, highest B/A) over ``rounds`` rounds; a round times
+    A and B ``repeat`` times each, back to back and in turn first, and keeps each side's best
+    (a neighbour's burst on a shared machine lengthens a run, never shortens it); the ns are
+    each side's median over the rounds."""
     a(), b()  # warm: caches, the allocator, lazy imports
     ta, tb, ratios = [], [], []
     for r in range(rounds):
-        if r % 2 == 0:
-            x = once_ns(a, count)
-            y = once_ns(b, count)
-        else:
-            y = once_ns(b, count)
-            x = once_ns(a, count)
+        x = y = float("inf")
+        for j in range(repeat):
+            if (r + j) % 2 == 0:
+                x = min(x, once_ns(a, count))
+                y = min(y, once_ns(b, count))
+            else:
+                y = min(y, once_ns(b, count))
+                x = min(x, once_ns(a, count))
         ta.append(x)
         tb.append(y)
         ratios.append(y / x)
@@ -87,6 +92,7 @@ def main() -> None:
     ap.add_argument("other", help="path of the other build (A), e.g. /tmp/ab/_dsp.cpython-311-x86_64-linux-gnu.so")
     ap.add_argument("--samples", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each side per round, the best kept")
     args = ap.parse_args()
     if compiled is None:
         raise SystemExit("the installed compiled core is not in use (not built, or EDGE_AGENT_PUREPYTHON=1)")
@@ -96,13 +102,13 @@ def main() -> None:
     ts = array("d", (float(i) for i in range(n)))
     out_t, out_y = array("d", bytes(8 * n)), array("d", bytes(8 * n))
 
-    print(f"A/B of the compiled core, ns per sample (median of {args.rounds} back-to-back rounds; {n} samples); "
+    print(f"A/B of the compiled core, ns per sample (median of {args.rounds} rounds of the best of {args.repeat} back to back; {n} samples); "
           f"{platform.machine()}, Python {platform.python_version()}")
     print(f"  A: {old.__file__}\n  B: {new.__file__}")
     print(f"  {'':<32}{'A ns':>9}{'B ns':>9}{'B/A':>8}   range")
 
     def row(label: str, a, b, count: int) -> None:
-        na, nb, med, lo, hi = paired(a, b, count, args.rounds)
+        na, nb, med, lo, hi = paired(a, b, count, args.rounds, args.repeat)
         print(f"  {label:<32}{na:>9.2f}{nb:>9.2f}{med:>8.3f}   {lo:.3f} .. {hi:.3f}")
 
     def chain_run(module, spec):
