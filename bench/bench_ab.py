@@ -41,6 +41,8 @@ from edge_agent.implementation import compiled
 def load_other(path: str) -> types.ModuleType:
     """The build at ``path`` as a module, beside (not instead of) the installed core."""
     stem = os.path.basename(path).split(".")[0]
+    if stem not in ("_core", "_dsp"):
+        raise SystemExit(f"{path}: name it _core.<tag>.so or _dsp.<tag>.so (its init function is PyInit_<name>)")
     if stem == "_dsp":
         shim = types.ModuleType("edge_agent._dsp_py")
         for name in ("LOSSY", "MAD_SCALE", "MAX_POLY", "MAX_WINDOW", "check_spec"):
