@@ -6,6 +6,7 @@ Set EDGE_AGENT_REQUIRE_EXT=1 to turn a failed compile into a build error, for
 images that must never ship without the compiled core.
 """
 
+import glob
 import os
 import sys
 
@@ -28,6 +29,9 @@ def _extensions():
     ext = Extension(
         "edge_agent._core",
         ["ext/_core.pyx"],
+        # The parts _core.pyx includes, so a change to one rebuilds the core, and an sdist
+        # ships them; and the .pyx itself, which cythonize replaces by the .c in the sources.
+        depends=["ext/_core.pyx", *sorted(glob.glob("ext/*.pxi"))],
         # No fused multiply-add: the twin in Python rounds after every operation, and the
         # core must give the same bits on a Pi's ARM (where GCC would fuse by default).
         extra_compile_args=["-O2", "-ffp-contract=off"],

@@ -5,25 +5,23 @@
 Prints samples per second through the default chain (median 5 -> EMA 0.5 ->
 deadband) for the compiled core (per-sample and batch calls) and the pure-Python
 twin, with ratios; then bytes per sample on the wire for a simulated day of a
-BME680 at 1 Hz sealed every 10 s, against the same data as JSON lines.
+BME680 at 1 Hz sealed every 10 s, against the same data as JSON lines, and the
+SHA-256 of all of that day's payloads (it must not change unless the wire format does).
 """
 
 from __future__ import annotations
 
 import argparse
 import array
+import hashlib
 import json
 import math
 import random
 import time
 
 from edge_agent import wire
-from edge_agent.dsp import chain as _dsp_py
-
-try:
-    from edge_agent import _core as _dsp
-except ImportError:
-    _dsp = None
+from edge_agent.dsp import chain as twin
+from edge_agent.implementation import compiled
 
 SPEC = [("hampel", 7, 3.0), ("median", 5), ("ema", 0.5), ("swing", 0.02, 0.0)]
 
@@ -49,11 +47,11 @@ def bench_core(n: int) -> None:
     out_y = array.array("d", bytes(8 * n))
     results = {}
     results["python twin, per sample"] = rate(
-        lambda: [c.push(t, x) for c in [_dsp_py.Chain(SPEC)] for t, x in zip(ts, xs)], n)
-    if _dsp is not None:
+        lambda: [c.push(t, x) for c in [twin.Chain(SPEC)] for t, x in zip(ts, xs)], n)
+    if compiled is not None:
         results["cython, per sample"] = rate(
-            lambda: [c.push(t, x) for c in [_dsp.Chain(SPEC)] for t, x in zip(ts, xs)], n)
-        results["cython, batch (nogil)"] = rate(lambda: _dsp.Chain(SPEC).run(ts, xs, out_t, out_y), n)
+            lambda: [c.push(t, x) for c in [compiled.Chain(SPEC)] for t, x in zip(ts, xs)], n)
+        results["cython, batch (nogil)"] = rate(lambda: compiled.Chain(SPEC).run(ts, xs, out_t, out_y), n)
     base = results["python twin, per sample"]
     print(f"signal core: chain {SPEC}, {n} samples, best of 3")
     for name, r in results.items():
@@ -78,10 +76,11 @@ def bench_wire(seconds: int) -> None:
     print(f"wire: {seconds} s of a BME680 at 1 Hz ({samples} samples), median(5) -> EMA(0.5) -> lossy stage "
           f"(none; deadband, swinging door, or error-bounded bins with the same width); wire version 3 (what a node "
           f"sends) beside versions 2 and 1 (version 1 cannot carry bins: its figure there is lossless)")
+    digest = hashlib.sha256()  # the day's bytes: a change of the wire shows here first
     for lossy in ("none", "deadband", "swing", "bound"):
         for flush in (10, 60):
             tail = {"none": [], "deadband": None, "swing": None, "bound": []}[lossy]
-            chains = {k: _dsp_py.Chain([("median", 5), ("ema", 0.5)] + (
+            chains = {k: twin.Chain([("median", 5), ("ema", 0.5)] + (
                 tail if tail is not None else
                 [(lossy, d, 0.0, 0.0) if lossy == "deadband" else (lossy, d, 0.0)]))
                       for k, (_, d, _) in chans.items()}
@@ -102,15 +101,19 @@ def bench_wire(seconds: int) -> None:
                 if chs:
                     batch = wire.Batch("lamp-0042", "bme680", seq, min(min(c.times_ms) for c in chs), tuple(chs),
                                        period_ms=1000)
-                    v1_bytes += len(wire.encode_v1(batch))
-                    v2_bytes += len(wire.encode(batch, version=2))
-                    v3_bytes += len(wire.encode(batch))
+                    payloads = (wire.encode_v1(batch), wire.encode(batch, version=2), wire.encode(batch))
+                    for payload in payloads:
+                        digest.update(payload)
+                    v1_bytes += len(payloads[0])
+                    v2_bytes += len(payloads[1])
+                    v3_bytes += len(payloads[2])
                     kept += sum(len(c.times_ms) for c in chs)
                     seq += 1
             print(f"  {lossy:<8} flush {flush:>2} s: {seq} batches, {kept} points kept ({kept / samples:5.1%}); "
                   f"v3 {v3_bytes} B = {v3_bytes / samples:.3f} B/sample ({8 * v3_bytes / samples:.2f} bits), "
                   f"v2 {v2_bytes / samples:.3f}, v1 {v1_bytes / samples:.3f} B/sample: v3/v2 {v3_bytes / v2_bytes:.2f}, "
                   f"v3/v1 {v3_bytes / v1_bytes:.2f}; JSON lines {json_bytes / v3_bytes:.0f}x v3")
+    print(f"  sha256 of every payload above (v1, v2, v3 of each batch, in order): {digest.hexdigest()}")
 
 
 def main() -> None:

@@ -16,18 +16,17 @@ import math
 import platform
 import random
 import time
-
-import bottleneck as bn
-import numpy as np
-from scipy import signal as sps
+from typing import TYPE_CHECKING
 
 from edge_agent import wire
-from edge_agent.dsp import chain as _dsp_py
+from edge_agent.dsp import chain as twin
+from edge_agent.implementation import compiled
 
-try:
-    from edge_agent import _core as _dsp
-except ImportError:  # the pure-Python twin only: its figures are still printed
-    _dsp = None
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy, scipy and bottleneck (the peers) are imported where they are used, so that
+# bench_ab.py can take STAGES, CHAIN and signal_values from here without them.
 
 STAGES = {
     "calibrate": ("calibrate", 0.1, 1.001),
@@ -45,11 +44,19 @@ STAGES = {
 CHAIN = [("hampel", 7, 3.0), ("median", 5), ("ema", 0.5), ("swing", 0.02, 0.0)]
 
 
-def signal(n: int, seed: int = 1) -> np.ndarray:
+def signal_values(n: int, seed: int = 1) -> list[float]:
+    """A noisy slow sine with a spike (+5) at one sample in a thousand, for the Hampel filter."""
     rnd = random.Random(seed)
-    xs = np.array([21.0 + 2.0 * math.sin(i / 600.0) + rnd.gauss(0, 0.02) for i in range(n)])
-    xs[rnd.sample(range(n), n // 1000)] += 5.0  # spikes for the Hampel filter
+    xs = [21.0 + 2.0 * math.sin(i / 600.0) + rnd.gauss(0, 0.02) for i in range(n)]
+    for i in rnd.sample(range(n), n // 1000):
+        xs[i] += 5.0
     return xs
+
+
+def signal(n: int, seed: int = 1) -> np.ndarray:
+    import numpy as np
+
+    return np.array(signal_values(n, seed))
 
 
 def best_ns(fn, n: int, runs: int = 5) -> float:
@@ -78,6 +85,9 @@ def paired_ratio(ours, peer, n: int) -> tuple[float, tuple[float, float]]:
 
 def hampel_two_medians(xs: np.ndarray, w: int, k: float = 3.0) -> np.ndarray:
     """The usual NumPy Hampel: the moving median, and the moving median of the deviations."""
+    import bottleneck as bn
+    import numpy as np
+
     med = bn.move_median(xs, w)
     mad = bn.move_median(np.abs(xs - med), w)
     out = xs.copy()
@@ -87,6 +97,10 @@ def hampel_two_medians(xs: np.ndarray, w: int, k: float = 3.0) -> np.ndarray:
 
 
 def main() -> None:
+    import bottleneck as bn
+    import numpy as np
+    from scipy import signal as sps
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=1_000_000)
     ap.add_argument("--json", metavar="FILE", help="also write the figures here")
@@ -100,13 +114,13 @@ def main() -> None:
 
     def ours(name: str, spec: list) -> None:
         row = rows.setdefault(name, {})
-        if _dsp is not None:
-            row["cython batch"] = best_ns(lambda: _dsp.Chain(spec).run(ts, xs, out_t, out_y), n)
-            c = _dsp.Chain(spec)
+        if compiled is not None:
+            row["cython batch"] = best_ns(lambda: compiled.Chain(spec).run(ts, xs, out_t, out_y), n)
+            c = compiled.Chain(spec)
             push = c.push
             row["cython per sample"] = best_ns(lambda: [push(t, x) for t, x in zip(ts[:small].tolist(),
                                                                                     xs[:small].tolist())], small)
-        tw = _dsp_py.Chain(spec)
+        tw = twin.Chain(spec)
         row["python per sample"] = best_ns(lambda: [tw.push(t, x) for t, x in zip(ts[:small].tolist(),
                                                                                   xs[:small].tolist())], small, 2)
 
@@ -117,8 +131,8 @@ def main() -> None:
     # sample: with the core built, a channel's time slots and its search over predictors and
     # forms (five range-coder passes here) are one compiled call each
     kept_t, kept_y = [], []
-    c = (_dsp or _dsp_py).Chain(CHAIN)
-    m = c.run(ts, xs, out_t, out_y) if _dsp is not None else None
+    c = (compiled or twin).Chain(CHAIN)
+    m = c.run(ts, xs, out_t, out_y) if compiled is not None else None
     if m is None:
         pts = [p for p in (c.push(t, x) for t, x in zip(ts.tolist(), xs.tolist())) if p]
         kept_t, kept_y = [p[0] for p in pts], [p[1] for p in pts]
@@ -126,7 +140,7 @@ def main() -> None:
         kept_t, kept_y = out_t[:m].tolist(), out_y[:m].tolist()
     ch = wire.ChannelData("temperature", "°C", 0.01, tuple(round(t * 1000) for t in kept_t),
                           tuple(wire.quantise(y, 0.01) for y in kept_y))
-    rows["wire encode of kept points"] = {"cython batch" if _dsp else "python per sample": best_ns(
+    rows["wire encode of kept points"] = {"cython batch" if compiled else "python per sample": best_ns(
         lambda: wire.encode(wire.Batch("n", "s", 0, 0, (ch,), period_ms=1000)), n, 3)}
 
     peers = {
@@ -141,7 +155,7 @@ def main() -> None:
     }
 
     print(f"signal core, ns per sample (best of 5; {n} samples, per-sample and Python on {small}); "
-          f"core: {'cython' if _dsp else 'python only'}; {platform.machine()}, Python {platform.python_version()}")
+          f"core: {'cython' if compiled else 'python only'}; {platform.machine()}, Python {platform.python_version()}")
     cols = ["cython batch", "cython per sample", "python per sample"]
     print(f"  {'stage':<26}" + "".join(f"{c:>20}" for c in cols))
     for name, row in rows.items():
@@ -151,7 +165,7 @@ def main() -> None:
     for name, v in peers.items():
         print(f"  {name:<45} {v:>8.1f}")
     ratios = {}
-    if _dsp is not None:
+    if compiled is not None:
         b = {k: v["cython batch"] for k, v in rows.items() if "cython batch" in v}
         ratios = {
             "chain M samples/s (target >= 10)": 1e3 / b["chain"],
@@ -164,9 +178,9 @@ def main() -> None:
         small_ts, small_xs = ts[:small].tolist(), xs[:small].tolist()
 
         def chain_run(spec):
-            return lambda: _dsp.Chain(spec).run(ts, xs, out_t, out_y)
+            return lambda: compiled.Chain(spec).run(ts, xs, out_t, out_y)
 
-        push = _dsp.Chain(CHAIN).push
+        push = compiled.Chain(CHAIN).push
         for name, ours, peer, count in (
                 ("median(5) / bottleneck w=5 (target <= 0.5)", chain_run([STAGES["median(5)"]]),
                  lambda: bn.move_median(xs, 5), n),
@@ -180,13 +194,13 @@ def main() -> None:
                  lambda: [push(t, x) for t, x in zip(small_ts, small_xs)],
                  lambda: [math.fabs(x) for x in small_xs], small)):
             ratios[name], spread[name] = paired_ratio(ours, peer, count)
-        print("  ratios (against a peer: median of %d pairs timed back to back, and their range):" % ROUNDS)
+        print(f"  ratios (against a peer: median of {ROUNDS} pairs timed back to back, and their range):")
         for name, v in ratios.items():
             lo, hi = spread.get(name, (None, None))
             print(f"  {name:<60} {v:8.2f}" + (f"   ({lo:.2f} .. {hi:.2f})" if lo is not None else ""))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"samples": n, "core": "cython" if _dsp else "python", "machine": platform.machine(),
+            json.dump({"samples": n, "core": "cython" if compiled else "python", "machine": platform.machine(),
                        "python": platform.python_version(), "ns_per_sample": rows, "peers_ns_per_sample": peers,
                        "ratios": ratios}, f, indent=2)
         print(f"  written: {args.json}")

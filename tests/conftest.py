@@ -133,13 +133,21 @@ def wait_for_log(proc: subprocess.Popen, log: Path, done, timeout: float = 30) -
     return text
 
 
-def compiled_core():
-    """The compiled core module when it is the one in use, else None."""
-    from edge_agent import dsp
-    if dsp.IMPLEMENTATION != "cython":
-        return None
-    from edge_agent import _core as _dsp
-    return _dsp
+def compiled_core(required: bool = False):
+    """The compiled core module when it is the one in use (``edge_agent.implementation.compiled``),
+    else None. With ``required``, a test that needs it is skipped instead: quietly when
+    EDGE_AGENT_PUREPYTHON=1 chose the twin (the compiled run checks the core), loudly when
+    the core is not built, and it fails where EDGE_AGENT_REQUIRE_EXT=1 requires the core."""
+    from edge_agent.implementation import compiled
+    if compiled is not None or not required:
+        return compiled
+    if os.environ.get("EDGE_AGENT_PUREPYTHON") == "1":
+        pytest.skip("EDGE_AGENT_PUREPYTHON=1: the twin runs alone (the compiled run checks the core)")
+    reason = "the compiled core edge_agent._core is not built"
+    if os.environ.get("EDGE_AGENT_REQUIRE_EXT") == "1":
+        pytest.fail(reason + "; EDGE_AGENT_REQUIRE_EXT=1 makes this a failure")
+    print(f"\n*** SKIPPING: {reason} ***", file=sys.stderr)
+    pytest.skip(reason)
 
 
 def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:

@@ -4,6 +4,7 @@ compiled core against its pure-Python twin, bit for bit."""
 from __future__ import annotations
 
 import array
+import importlib.util
 import math
 import os
 import random
@@ -12,30 +13,25 @@ import subprocess
 import sys
 
 import pytest
+from conftest import compiled_core
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_agent import dsp
-from edge_agent.dsp import chain as _dsp_py
-
-try:
-    from edge_agent import _core as _compiled
-except ImportError:  # pragma: no cover - depends on the build
-    _compiled = None
+from edge_agent.dsp import chain as twin
+from edge_agent.implementation import compiled
 
 
-def need_compiled():
-    if _compiled is None:
-        msg = "the compiled core edge_agent._core is not built"
-        if os.environ.get("EDGE_AGENT_REQUIRE_EXT") == "1":
-            pytest.fail(msg + " (EDGE_AGENT_REQUIRE_EXT=1)")
-        pytest.skip(msg)
-    return _compiled
+@pytest.fixture(params=[twin, compiled], ids=["twin", "compiled"])
+def impl(request):
+    """Each implementation as a module: the twin, and the compiled core (skipped loudly when
+    it is not built, a failure under EDGE_AGENT_REQUIRE_EXT=1)."""
+    return request.param or compiled_core(required=True)
 
 
-@pytest.fixture(params=["python", "cython"])
-def Chain(request):
-    return _dsp_py.Chain if request.param == "python" else need_compiled().Chain
+@pytest.fixture
+def Chain(impl):
+    return impl.Chain
 
 
 def values(chain, xs, dt=1.0):
@@ -201,12 +197,12 @@ def run_with_flushes(chain, ts, xs, every):
 @settings(max_examples=300, deadline=None)
 @given(spec=st.tuples(st.lists(stage, max_size=4), st.one_of(st.none(), lossy)), data=st.data())
 def test_compiled_core_agrees_with_twin_bit_for_bit(spec, data):
-    compiled = need_compiled()
+    core = compiled_core(required=True)
     stages = list(spec[0]) + ([spec[1]] if spec[1] else [])
     ts = data.draw(times)
     xs = data.draw(st.lists(finite, min_size=len(ts), max_size=len(ts)))
     every = data.draw(st.integers(0, 20))
-    a, b = compiled.Chain(stages), _dsp_py.Chain(stages)
+    a, b = core.Chain(stages), twin.Chain(stages)
     assert run_with_flushes(a, ts, xs, every) == run_with_flushes(b, ts, xs, every)
     assert a.get_state() == b.get_state()
 
@@ -264,7 +260,7 @@ def test_state_saved_and_restored_continues_exactly(spec, data, cut, restore_int
     first = dsp.Chain(stages)
     got = [first.push(t, x) for t, x in zip(ts[:cut], xs[:cut])]
     state = first.get_state()
-    Impl = _dsp_py.Chain if restore_into == "python" else need_compiled().Chain
+    Impl = twin.Chain if restore_into == "python" else compiled_core(required=True).Chain
     second = Impl(stages)
     second.set_state(state)
     got += [second.push(t, x) for t, x in zip(ts[cut:], xs[cut:])]
@@ -278,7 +274,7 @@ def test_selector_honours_purepython_and_require_ext():
     assert out.stdout.strip() == "python"
     env = {k: v for k, v in os.environ.items() if k != "EDGE_AGENT_PUREPYTHON"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    if _compiled is not None:
+    if importlib.util.find_spec("edge_agent._core") is not None:  # built, so chosen
         assert out.stdout.strip() == "cython"
     hide = ("import sys; sys.modules['edge_agent._core'] = None; " + code)
     out = subprocess.run([sys.executable, "-c", hide], env=dict(env, EDGE_AGENT_REQUIRE_EXT="0"),
@@ -287,6 +283,20 @@ def test_selector_honours_purepython_and_require_ext():
     out = subprocess.run([sys.executable, "-c", hide], env=dict(env, EDGE_AGENT_REQUIRE_EXT="1"),
                          capture_output=True, text=True)
     assert out.returncode != 0 and "EDGE_AGENT_REQUIRE_EXT=1" in out.stderr
+
+
+@pytest.mark.parametrize("first", ["edge_agent.implementation", "edge_agent.wire", "edge_agent.dsp",
+                                   "edge_agent.dsp.stages", "edge_agent._core"])
+def test_the_compiled_core_is_chosen_whichever_module_a_process_imports_first(first):
+    """The core once imported the twin's package at load, which imports the selector: a
+    process that imported the selector first got the twin, silently (a cycle)."""
+    if importlib.util.find_spec("edge_agent._core") is None:
+        compiled_core(required=True)  # skips, or fails under EDGE_AGENT_REQUIRE_EXT=1
+    code = f"import {first}; import edge_agent.implementation as i; print(i.IMPLEMENTATION)"
+    env = {k: v for k, v in os.environ.items() if k != "EDGE_AGENT_PUREPYTHON"}
+    out = subprocess.run([sys.executable, "-c", code], env=dict(env, EDGE_AGENT_REQUIRE_EXT="1"),
+                         capture_output=True, text=True)
+    assert (out.returncode, out.stdout.strip()) == (0, "cython"), out.stderr
 
 
 @settings(max_examples=60, deadline=None)
@@ -300,12 +310,12 @@ def test_selector_honours_purepython_and_require_ext():
 def test_the_compiled_batch_call_in_any_pieces_equals_the_twin_sample_by_sample(spec, xs, cut):
     """The batch call runs stage by stage over blocks (and some stages in their own loops):
     across block and call boundaries, with NaNs dropped, it gives the twin's points."""
-    compiled = need_compiled()
+    core = compiled_core(required=True)
     n = len(xs)
     ts = [float(i) for i in range(n)]
-    twin = _dsp_py.Chain(spec)
-    want = [p for p in (twin.push(t, x) for t, x in zip(ts, xs)) if p is not None]
-    chain, got, k = compiled.Chain(spec), [], round(cut * n)
+    oracle = twin.Chain(spec)
+    want = [p for p in (oracle.push(t, x) for t, x in zip(ts, xs)) if p is not None]
+    chain, got, k = core.Chain(spec), [], round(cut * n)
     out_t, out_y = array.array("d", bytes(8 * n)), array.array("d", bytes(8 * n))
     for lo, hi in ((0, k), (k, n)):
         m = chain.run(array.array("d", ts[lo:hi]), array.array("d", xs[lo:hi]), out_t, out_y)
@@ -323,13 +333,13 @@ def test_windows_with_ties_signed_zeros_and_non_finite_values_agree_with_the_twi
     ones by binary searches: every path gives the twin's values, down to which of two equal
     zeros (0.0, -0.0) is the median. Infinities are dropped at the entry, and what the
     calibration makes infinite (1e300 -> 1e10 * 1e600) is kept out of the window."""
-    compiled = need_compiled()
+    core = compiled_core(required=True)
     stage = ("hampel", max(3, window | 1), k) if hampel else ("median", window)
     spec = [("calibrate", -0.0, 1.0, 1e10), stage]  # keeps the sign of a zero (+ -0.0)
     ts = [float(i) for i in range(len(xs))]
-    twin = _dsp_py.Chain(spec)
-    want = [p for p in (twin.push(t, x) for t, x in zip(ts, xs)) if p is not None]
-    chain = compiled.Chain(spec)
+    oracle = twin.Chain(spec)
+    want = [p for p in (oracle.push(t, x) for t, x in zip(ts, xs)) if p is not None]
+    chain = core.Chain(spec)
     if batch:
         n = len(xs)
         out_t, out_y = array.array("d", bytes(8 * n)), array.array("d", bytes(8 * n))
@@ -338,7 +348,7 @@ def test_windows_with_ties_signed_zeros_and_non_finite_values_agree_with_the_twi
     else:
         got = [p for p in (chain.push(t, x) for t, x in zip(ts, xs)) if p is not None]
     assert repr(got) == repr(want)  # repr: NaN equals NaN, -0.0 differs from 0.0
-    assert repr(chain.get_state()) == repr(twin.get_state())
+    assert repr(chain.get_state()) == repr(oracle.get_state())
 
 
 def test_a_saved_window_with_a_non_finite_value_is_refused_and_minus_zero_is_zero(Chain):
@@ -357,15 +367,15 @@ def test_the_batch_calls_window_loops_agree_with_the_twin_across_blocks(stage):
     """1,000 samples: four blocks of the batch call, so the loops for full windows run (short
     windows kept sorted branch-free, the median-of-5 network), with ties, signed zeros and
     values the calibration overflows into infinities, which the block checks for."""
-    compiled = need_compiled()
+    core = compiled_core(required=True)
     rnd = random.Random(repr(stage))
     pool = [0.0, -0.0, 1.0, -1.0, 2.5, 3.0, 7.25]
     xs = [rnd.choice(pool) if rnd.random() < 0.5 else rnd.gauss(0, 3) for _ in range(1000)]
     xs[rnd.randrange(300, 1000)] = 1e300  # one overflow in a later block only
     spec = [("calibrate", -0.0, 1.0, 1e10), stage]
     ts = [float(i) for i in range(len(xs))]
-    twin = _dsp_py.Chain(spec)
-    want = [p for p in (twin.push(t, x) for t, x in zip(ts, xs)) if p is not None]
+    oracle = twin.Chain(spec)
+    want = [p for p in (oracle.push(t, x) for t, x in zip(ts, xs)) if p is not None]
     out_t, out_y = array.array("d", bytes(8 * len(xs))), array.array("d", bytes(8 * len(xs)))
-    m = compiled.Chain(spec).run(array.array("d", ts), array.array("d", xs), out_t, out_y)
+    m = core.Chain(spec).run(array.array("d", ts), array.array("d", xs), out_t, out_y)
     assert repr(list(zip(out_t[:m], out_y[:m]))) == repr(want)

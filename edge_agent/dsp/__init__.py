@@ -1,7 +1,8 @@
 """The signal core: a chain of streaming stages per channel.
 
 ``Chain`` is the compiled core's (``edge_agent._core``) or its pure-Python twin
-(``edge_agent.dsp.chain``), as ``edge_agent.implementation`` decided;
+(``edge_agent.dsp.chain``), as ``edge_agent.implementation`` decided; the stages' kinds,
+limits and ``check_spec`` are in ``edge_agent.dsp.stages``, shared by both;
 ``IMPLEMENTATION`` tells which one runs (``"cython"`` or ``"python"``).
 
 A chain takes samples as (time in seconds, value) and gives points (time, value).
@@ -45,11 +46,11 @@ the same for both implementations, so a restart need not reset a long window.
 from __future__ import annotations
 
 from edge_agent.dsp import chain as _twin
-from edge_agent.dsp.chain import ARITY, LOSSY, MAX_POLY, MAX_WINDOW, check_spec
+from edge_agent.dsp.stages import ARITY, LOSSY, MAX_POLY, MAX_WINDOW, check_spec
 from edge_agent.implementation import IMPLEMENTATION, compiled
 
 Chain = compiled.Chain if compiled is not None else _twin.Chain
 
 STAGE_KINDS = tuple(ARITY)
 
-__all__ = ["Chain", "IMPLEMENTATION", "MAX_WINDOW", "MAX_POLY", "STAGE_KINDS", "LOSSY", "check_spec"]
+__all__ = ["IMPLEMENTATION", "LOSSY", "MAX_POLY", "MAX_WINDOW", "STAGE_KINDS", "Chain", "check_spec"]

@@ -1,9 +1,10 @@
-"""Pure-Python twin of the compiled signal core (``ext/_dsp.pyx``).
+"""Pure-Python twin of the compiled signal core's chain (``ext/chain.pxi`` and the parts it
+uses: ``stages.pxi``, ``windows.pxi``).
 
 Same API, same stages, same IEEE operations in the same order, so the two agree
 bit for bit; this module is the oracle in the tests and the fallback where no
-compiler was available. The stages and their error bounds are described in
-``edge_agent/dsp.py``.
+compiler was available. The stages' kinds and limits are in ``edge_agent.dsp.stages``;
+what each stage does and its error bound is described in ``edge_agent.dsp``.
 """
 
 from __future__ import annotations
@@ -12,56 +13,7 @@ import math
 from bisect import bisect_left, insort_right
 from collections.abc import Sequence
 
-MAX_WINDOW = 255
-MAX_POLY = 8
-MAD_SCALE = 1.4826  # MAD of a normal distribution -> its standard deviation
-LOSSY = ("deadband", "swing")
-ARITY = {"calibrate": (1, MAX_POLY), "range": (3, 3), "hampel": (2, 2), "median": (1, 1),
-         "mean": (1, 1), "ema": (1, 1), "kalman": (2, 2), "throttle": (1, 1),
-         "deadband": (3, 3), "swing": (2, 2)}
-
-
-def check_spec(spec: Sequence[Sequence]) -> tuple[tuple, ...]:
-    """Validate a chain spec; raise ValueError saying which stage and parameter is wrong."""
-    out = []
-    for i, stage in enumerate(spec):
-        kind, *params = stage
-        if kind not in ARITY:
-            raise ValueError(f"stage {i}: unknown stage {kind!r} (expected one of {', '.join(ARITY)})")
-        lo, hi = ARITY[kind]
-        if not lo <= len(params) <= hi:
-            raise ValueError(f"stage {i} ({kind}): takes {lo}..{hi} parameters, got {len(params)}")
-        p = [float(v) for v in params]
-        if any(math.isnan(v) for v in p):
-            raise ValueError(f"stage {i} ({kind}): NaN parameter")
-
-        def need(ok: bool, what: str) -> None:
-            if not ok:
-                raise ValueError(f"stage {i} ({kind}): {what}, got {tuple(params)!r}")
-
-        if kind in ("median", "mean"):
-            need(p[0] == int(p[0]) and 1 <= p[0] <= MAX_WINDOW, f"{kind} window must be an integer in 1..{MAX_WINDOW}")
-        elif kind == "hampel":
-            need(p[0] == int(p[0]) and 3 <= p[0] <= MAX_WINDOW and int(p[0]) % 2 == 1,
-                 f"hampel window must be an odd integer in 3..{MAX_WINDOW}")
-            need(p[1] > 0, "hampel k must be > 0")
-        elif kind == "ema":
-            need(0.0 < p[0] <= 1.0, "ema alpha must be in (0, 1]")
-        elif kind == "kalman":
-            need(p[0] >= 0 and p[1] > 0, "kalman process noise must be >= 0 and measurement noise > 0")
-        elif kind == "range":
-            need(p[0] <= p[1] and p[2] in (0.0, 1.0), "range needs low <= high and mode 0 (reject) or 1 (clamp)")
-        elif kind == "throttle":
-            need(p[0] >= 0, "throttle interval must be >= 0")
-        elif kind == "deadband":
-            need(p[0] >= 0 and p[1] in (0.0, 1.0) and p[2] >= 0,
-                 "deadband width must be >= 0, relative 0 or 1, max interval >= 0 (0: none)")
-        elif kind == "swing":
-            need(p[0] >= 0 and p[1] >= 0, "swing deviation must be >= 0, max interval >= 0 (0: none)")
-        if kind in LOSSY and i != len(spec) - 1:
-            raise ValueError(f"stage {i} ({kind}): a lossy stage must be the last of the chain")
-        out.append((kind, *p))
-    return tuple(out)
+from edge_agent.dsp.stages import LOSSY, MAD_SCALE, check_spec
 
 
 def _median_sorted(srt: list[float]) -> float:
@@ -74,10 +26,13 @@ def _median_sorted(srt: list[float]) -> float:
 class _Window:
     """Last ``w`` values in arrival order and sorted."""
 
-    __slots__ = ("w", "ring", "srt", "head")
+    __slots__ = ("head", "ring", "srt", "w")
 
     def __init__(self, w: int) -> None:
-        self.w, self.ring, self.srt, self.head = w, [], [], 0
+        self.w = w
+        self.ring: list[float] = []
+        self.srt: list[float] = []
+        self.head = 0
 
     def add(self, x: float) -> None:
         if len(self.ring) == self.w:
@@ -90,7 +45,7 @@ class _Window:
         self.head = (self.head + 1) % self.w
 
     def state(self) -> list:
-        return [self.head] + list(self.ring)
+        return [self.head, *self.ring]
 
     def load(self, st: list) -> None:
         self.head = int(st[0]) if st else 0  # [] as from a fresh window: empty
@@ -189,7 +144,7 @@ class _Mean(_Stage):
         return t, self.sum / len(self.ring)
 
     def state(self):
-        return [self.head, self.sum] + list(self.ring)
+        return [self.head, self.sum, *self.ring]
 
     def load(self, st):
         self.head, self.sum, self.ring = int(st[0]), float(st[1]), [float(v) for v in st[2:]]
@@ -284,13 +239,14 @@ class _Swing(_Stage):
 
     def __init__(self, eps, max_interval):
         self.eps, self.max_interval = eps, max_interval
-        self.a = None      # archived (kept) point (t, y)
-        self.p = None      # last sample since the archive (t, x)
+        self.a: tuple[float, float] | None = None  # archived (kept) point (t, y)
+        self.p: tuple[float, float] | None = None  # last sample since the archive (t, x)
         self.lo = -math.inf
         self.hi = math.inf
 
     def _close(self):
         """The point on the feasible line at the last sample: where the segment ends."""
+        assert self.a is not None and self.p is not None  # a segment is open
         at, ay = self.a
         pt, px = self.p
         s = (self.lo + self.hi) / 2.0
@@ -355,8 +311,8 @@ class Chain:
 
     def __init__(self, spec: Sequence[Sequence]) -> None:
         self.spec = check_spec(spec)
-        last = self.spec[-1] if self.spec else None
-        lossy = last is not None and last[0] in LOSSY
+        last = self.spec[-1] if self.spec else ("",)
+        lossy = last[0] in LOSSY
         relative = lossy and last[0] == "deadband" and last[2] == 1.0
         #: largest |sample - reconstruction| in the stage's units (0 when lossless)
         self.error_bound = float(last[1]) if lossy and not relative else 0.0
