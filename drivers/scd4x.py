@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import errno
 import time
+from typing import ClassVar
 
 import adafruit_scd4x
 
 from drivers.base import ChannelSpec, ChecksumError, ChipNotFound, Reading, Sensor
 from drivers.bus import I2CBus
 from drivers.busio_adapter import BusioI2C
+from drivers.options import Bool, Option
 
 
 class Scd4x(Sensor):
@@ -27,7 +29,8 @@ class Scd4x(Sensor):
         ChannelSpec("temperature", "°C", 0.01, -10.0, 60.0),
         ChannelSpec("humidity", "%", 0.01, 0.0, 100.0),
     )
-    OPTIONS = {"asc": (1.0, 0.0, False)}
+    OPTIONS: ClassVar[dict[str, Option]] = {"asc": Bool(True, doc="automatic self-calibration: on for a sensor that sees outdoor air "
+                                     "(about 400 ppm) at least once a week, off otherwise")}
     STALE_AFTER = 16.0  # seconds without a result (one every 5 s) before the chip is restarted
 
     def __init__(self, *, bus: I2CBus, address: int = DEFAULT_ADDRESS, asc: float = 1.0) -> None:
