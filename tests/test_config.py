@@ -116,6 +116,9 @@ def test_builtin_default_node_has_one_simulated_bme680():
     (lambda d: d["sensors"].append({"type": "s0", "pin": 40}), "sensors[1].pin", "an integer in [0, 27]"),
     (lambda d: d["sensors"].append({"type": "s0", "address": 0x40}), "sensors[1].address",
      "no address for a GPIO device"),
+    # sim: names the simulator's inputs, which for an INA226 are not all its channels
+    (lambda d: d["sensors"].append({"type": "ina226", "sim": {"power": 100}}), "sensors[1].sim.power",
+     "no such key (allowed: absent, bus_voltage, current)"),
 ])
 def test_errors_name_file_key_path_and_expectation(tmp_path, mutate, path, expected):
     doc = yaml.safe_load(GOOD)

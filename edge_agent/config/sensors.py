@@ -2,7 +2,7 @@
 
 Nothing here knows a sensor type: what depends on it comes from the driver's declarations
 in the registry (``BUS``, ``DEFAULT_ADDRESS``, ``CHANNELS`` with their units and default
-resolutions, ``OPTIONS``).
+resolutions, ``OPTIONS``, and the simulator's ``ENVIRONMENT`` for the ``sim:`` block).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from drivers.base import ChannelSpec
-from drivers.registry import SENSOR_TYPES
+from drivers.registry import SENSOR_TYPES, SIMULATORS
 from drivers.sim.profiles import Wave
 from edge_agent.config.document import NAME, Document
 from edge_agent.config.filters import parse_filters
@@ -51,8 +51,10 @@ def parse_sensor(doc: Document, raw: Any, path: str) -> SensorConfig:
     channels = _parse_channels(doc, m.get("channels", {}), f"{path}.channels", stype, driver.CHANNELS,
                                default_filters)
     options = parse_options(doc, driver.OPTIONS, m, path)
-    known = {c.name for c in driver.CHANNELS}
-    sim_raw = dict(doc.mapping(m.get("sim", {}), f"{path}.sim", known | {"absent"}))
+    # the simulator's inputs (drivers/sim), which need not be the channels: an INA226 is
+    # simulated by its bus voltage and current, and computes power and energy like the chip
+    inputs = set(SIMULATORS[stype].ENVIRONMENT) if stype in SIMULATORS else {c.name for c in driver.CHANNELS}
+    sim_raw = dict(doc.mapping(m.get("sim", {}), f"{path}.sim", inputs | {"absent"}))
     sim_absent = doc.boolean(sim_raw.pop("absent", False), f"{path}.sim.absent")
     sim = {k: _parse_wave(doc, v, f"{path}.sim.{k}") for k, v in sim_raw.items()}
     return SensorConfig(name=name, type=stype, bus=bus, address=address, interval=interval,
