@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,11 @@ def test_drivers_import_nothing_from_edge_agent():
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'edge_agent'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_configuration_reference_names_every_type_and_option():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    for stype, driver in SENSOR_TYPES.items():
+        assert f"`{stype}`" in text, stype
+        for path, _ in leaves(driver.OPTIONS):
+            assert path[-1] in text, (stype, path)
