@@ -11,6 +11,7 @@ from typing import Any
 
 from drivers.base import ChannelSpec
 from drivers.registry import SENSOR_TYPES, SIMULATORS
+from drivers.sim.chip import SimChip
 from drivers.sim.profiles import Wave
 from edge_agent.config.document import NAME, Document
 from edge_agent.config.filters import parse_filters
@@ -53,7 +54,10 @@ def parse_sensor(doc: Document, raw: Any, path: str) -> SensorConfig:
     options = parse_options(doc, driver.OPTIONS, m, path)
     # the simulator's inputs (drivers/sim), which need not be the channels: an INA226 is
     # simulated by its bus voltage and current, and computes power and energy like the chip
-    inputs = set(SIMULATORS[stype].ENVIRONMENT) if stype in SIMULATORS else {c.name for c in driver.CHANNELS}
+    inputs = {c.name for c in driver.CHANNELS}
+    if stype in SIMULATORS:
+        simulator: type[SimChip] = SIMULATORS[stype]
+        inputs = set(simulator.ENVIRONMENT)
     sim_raw = dict(doc.mapping(m.get("sim", {}), f"{path}.sim", inputs | {"absent"}))
     sim_absent = doc.boolean(sim_raw.pop("absent", False), f"{path}.sim.absent")
     sim = {k: _parse_wave(doc, v, f"{path}.sim.{k}") for k, v in sim_raw.items()}
