@@ -67,6 +67,8 @@ class Sensor:
     Descendents *may* set:
 
     - ``BUS``: "i2c" (the default) or "gpio" (no bus or address in the configuration);
+    - ``ADDRESSES``: every I2C address the chip can be strapped to (empty: any), so that
+      the configuration refuses an address where this chip cannot be;
     - ``OPTIONS``: the settings a configuration may give, name -> an option type of
       drivers/options.py (Int, Float, Bool, Choice, Duration, Mapping) with its default,
       bounds and a ``doc`` line. The loader checks each value against its declaration
@@ -82,6 +84,7 @@ class Sensor:
     BUS: ClassVar[str] = "i2c"
     CHANNELS: ClassVar[tuple[ChannelSpec, ...]] = ()
     DEFAULT_ADDRESS: ClassVar[int] = 0
+    ADDRESSES: ClassVar[tuple[int, ...]] = ()
     OPTIONS: ClassVar[dict[str, Option]] = {}
 
     def read(self) -> Reading:  # pragma: no cover - abstract

@@ -27,6 +27,7 @@ class Bme680(Sensor):
 
     TYPE = "bme680"
     DEFAULT_ADDRESS = 0x77
+    ADDRESSES = (0x76, 0x77)  # SDO to GND: 0x76, to VDDIO: 0x77
     OPTIONS: ClassVar[dict[str, Option]] = {"heater": Mapping(
         doc="the gas sensor's hot plate, heated before every gas measurement",
         temperature=Int(320, 200, 400, keyword="heater_temp", doc="plate temperature in °C"),

@@ -53,6 +53,7 @@ class _Ina2xx(Sensor):
     """Shared code of the two chips; a subclass sets the chip's constants."""
 
     DEFAULT_ADDRESS = 0x40
+    ADDRESSES = tuple(range(0x40, 0x50))  # A0 and A1 each to GND, VS, SDA or SCL
     CHANNELS = (
         ChannelSpec("bus_voltage", "V", 0.001, 0.0, 36.0),
         ChannelSpec("shunt_voltage", "mV", 0.001, -327.68, 327.68),

@@ -24,6 +24,7 @@ from drivers.options import Bool, Option
 class Scd4x(Sensor):
     TYPE = "scd4x"
     DEFAULT_ADDRESS = 0x62
+    ADDRESSES = (0x62,)
     CHANNELS = (
         ChannelSpec("co2", "ppm", 1.0, 0.0, 40000.0),
         ChannelSpec("temperature", "°C", 0.01, -10.0, 60.0),

@@ -97,6 +97,10 @@ def test_builtin_default_node_has_one_simulated_bme680():
     (lambda d: d["sensors"].append(dict(d["sensors"][0])), "sensors[1].name", "not used by another"),
     (lambda d: d.update(sensors=[]), "sensors", "a non-empty list"),
     (lambda d: d["sensors"][0].update(address=0x99), "sensors[0].address", "[8, 119]"),
+    (lambda d: d["sensors"][0].update(address=0x40), "sensors[0].address",
+     "one of the bme680's addresses (0x76, 0x77), got 0x40"),
+    (lambda d: d["sensors"].append({"type": "ina226", "address": 0x76}), "sensors[1].address",
+     "one of the ina226's addresses (0x40..0x4f), got 0x76"),
     # the driver's declared options (drivers/bme680.py OPTIONS): bounds, types, unknown keys
     (lambda d: d["sensors"][0].update(heater={"temperature": 450}), "sensors[0].heater.temperature",
      "an integer in [200, 400], got 450"),

@@ -27,6 +27,9 @@ def node(sensor: dict) -> dict:
 def test_each_driver_declares_well_formed_options(stype):
     driver = SENSOR_TYPES[stype]
     assert not set(driver.OPTIONS) & _SENSOR_KEYS, "an option may not shadow a common sensor key"
+    if driver.BUS == "i2c":
+        assert not driver.ADDRESSES or driver.DEFAULT_ADDRESS in driver.ADDRESSES
+        assert all(0x08 <= a <= 0x77 for a in driver.ADDRESSES)
     for path, option in leaves(driver.OPTIONS):
         assert isinstance(option, (Int, Float, Bool, Choice, Duration)), path
         assert option.doc, f"{stype}: {'.'.join(path)} has no doc line for the user"

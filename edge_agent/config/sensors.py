@@ -1,7 +1,7 @@
 """The ``sensors:`` list: each sensor's bus, address, channels, filters, driver options and simulation.
 
 Nothing here knows a sensor type: what depends on it comes from the driver's declarations
-in the registry (``BUS``, ``DEFAULT_ADDRESS``, ``CHANNELS`` with their units and default
+in the registry (``BUS``, ``DEFAULT_ADDRESS``, ``ADDRESSES``, ``CHANNELS`` with their units and default
 resolutions, ``OPTIONS``, and the simulator's ``ENVIRONMENT`` for the ``sim:`` block).
 """
 
@@ -47,6 +47,9 @@ def parse_sensor(doc: Document, raw: Any, path: str) -> SensorConfig:
         bus = int(doc.number(m.get("bus", 1), f"{path}.bus", low=0, high=255, integer=True))
         address = int(doc.number(m.get("address", driver.DEFAULT_ADDRESS), f"{path}.address",
                                  low=0x08, high=0x77, integer=True))
+        if driver.ADDRESSES and address not in driver.ADDRESSES:
+            raise doc.fail(f"{path}.address", f"one of the {stype}'s addresses ({_addresses(driver.ADDRESSES)}), "
+                                              f"got 0x{address:02x}", show_got=False)
     interval = doc.duration(m.get("interval", "1s"), f"{path}.interval")
     default_filters = parse_filters(doc, m.get("filters", []), f"{path}.filters")
     channels = _parse_channels(doc, m.get("channels", {}), f"{path}.channels", stype, driver.CHANNELS,
@@ -64,6 +67,18 @@ def parse_sensor(doc: Document, raw: Any, path: str) -> SensorConfig:
     return SensorConfig(name=name, type=stype, bus=bus, address=address, interval=interval,
                         channels=channels, options=options, sim=sim, sim_absent=sim_absent,
                         stuck_after=doc.duration(m.get("stuck_after", 0), f"{path}.stuck_after", positive=False))
+
+
+def _addresses(addresses: tuple[int, ...]) -> str:
+    """0x76, 0x77; runs of three or more as 0x40..0x4f."""
+    runs: list[list[int]] = []
+    for a in sorted(addresses):
+        if runs and a == runs[-1][-1] + 1:
+            runs[-1].append(a)
+        else:
+            runs.append([a])
+    return ", ".join(f"0x{r[0]:02x}..0x{r[-1]:02x}" if len(r) > 2 else ", ".join(f"0x{a:02x}" for a in r)
+                     for r in runs)
 
 
 def _parse_channels(doc: Document, raw: Any, path: str, stype: str, specs: tuple[ChannelSpec, ...],
