@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+from drivers.options import Option
 
 
 class DriverError(Exception):
@@ -44,20 +47,45 @@ class Reading:
 
 
 class Sensor:
-    """Base class of sensor drivers.
+    """Base class of sensor drivers: one chip, one subclass, one line in drivers/registry.py.
 
-    A subclass must set ``TYPE`` (the config ``type``), ``CHANNELS`` (a tuple of
-    ChannelSpec) and ``DEFAULT_ADDRESS``, and override ``read()``. It may override
-    ``close()`` when it holds a resource. Its constructor takes the bus as a
-    keyword-only argument (``bus=``), never a global.
+    The configuration loader (edge_agent/config) knows no sensor type: everything that
+    depends on the chip comes from these declarations, so a new driver needs no change
+    there.
+
+    Descendents *must* set:
+
+    - ``TYPE``: the configuration's ``type`` (``type: ina226``) and the registry key;
+    - ``CHANNELS``: a tuple of ChannelSpec, what ``read()`` returns (name, unit, default
+      resolution, the chip's physical range);
+    - for an I2C chip, ``DEFAULT_ADDRESS``, the address when the configuration names none;
+
+    and override ``read()``. The constructor takes its hardware as keyword-only arguments,
+    never a global: ``bus=`` and ``address=`` for an I2C chip, ``pin_factory=`` for a GPIO
+    device; then one keyword per declared option.
+
+    Descendents *may* set:
+
+    - ``BUS``: "i2c" (the default) or "gpio" (no bus or address in the configuration);
+    - ``ADDRESSES``: every I2C address the chip can be strapped to (empty: any), so that
+      the configuration refuses an address where this chip cannot be;
+    - ``OPTIONS``: the settings a configuration may give, name -> an option type of
+      drivers/options.py (Int, Float, Bool, Choice, Duration, Mapping) with its default,
+      bounds and a ``doc`` line. The loader checks each value against its declaration
+      and passes it to the constructor (and to the simulator) as the keyword
+      ``Option.keyword``, by default the key path joined by "_". The constructor's own
+      defaults must equal the declared ones (tests/test_options.py checks).
+
+    and may override ``identify()`` (for ``edge-agent probe``), ``close()`` (when it holds
+    a resource) and ``get_state()``/``set_state()`` (what must survive a restart).
     """
 
-    TYPE: str = ""
-    BUS: str = "i2c"  # or "gpio": a GPIO device takes pin_factory= instead of bus=/address=
-    CHANNELS: tuple[ChannelSpec, ...] = ()
-    DEFAULT_ADDRESS: int = 0
-    #: numeric options the configuration may give: name -> (default, lowest, lowest excluded)
-    OPTIONS: dict[str, tuple[float, float, bool]] = {}
+    TYPE: ClassVar[str] = ""
+    BUS: ClassVar[str] = "i2c"
+    CHANNELS: ClassVar[tuple[ChannelSpec, ...]] = ()
+    DEFAULT_ADDRESS: ClassVar[int] = 0
+    ADDRESSES: ClassVar[tuple[int, ...]] = ()
+    OPTIONS: ClassVar[dict[str, Option]] = {}
 
     def read(self) -> Reading:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -10,13 +10,14 @@ from __future__ import annotations
 import errno
 import math
 import time
+from typing import ClassVar
 
 import adafruit_bme680
 
 from drivers.base import ChannelSpec, ChipNotFound, Reading, Sensor
 from drivers.bus import I2CBus
 from drivers.busio_adapter import BusioI2C
-
+from drivers.options import Duration, Int, Mapping, Option
 
 _REG_GAS_WAIT_0 = 0x64
 
@@ -26,7 +27,13 @@ class Bme680(Sensor):
 
     TYPE = "bme680"
     DEFAULT_ADDRESS = 0x77
-    OPTIONS = {"heater_temp": (320.0, 200.0, False), "heater_ms": (150.0, 1.0, False)}
+    ADDRESSES = (0x76, 0x77)  # SDO to GND: 0x76, to VDDIO: 0x77
+    OPTIONS: ClassVar[dict[str, Option]] = {"heater": Mapping(
+        doc="the gas sensor's hot plate, heated before every gas measurement",
+        temperature=Int(320, 200, 400, keyword="heater_temp", doc="plate temperature in °C"),
+        duration=Duration("150ms", min="1ms", max="4032ms", unit="ms", keyword="heater_ms",
+                          doc="how long the plate is held at temperature (the chip's gas wait: at most 4032ms)"),
+    )}
     CHANNELS = (
         ChannelSpec("temperature", "°C", 0.01, -40.0, 85.0),
         ChannelSpec("humidity", "%", 0.01, 0.0, 100.0),

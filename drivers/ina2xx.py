@@ -18,9 +18,11 @@ from __future__ import annotations
 import errno
 import struct
 import time
+from typing import ClassVar
 
 from drivers.base import ChannelSpec, ChipNotFound, Reading, Sensor
 from drivers.bus import I2CBus
+from drivers.options import Float, Option
 
 _REG_CONFIG = 0x00
 _REG_SHUNT = 0x01
@@ -51,6 +53,7 @@ class _Ina2xx(Sensor):
     """Shared code of the two chips; a subclass sets the chip's constants."""
 
     DEFAULT_ADDRESS = 0x40
+    ADDRESSES = tuple(range(0x40, 0x50))  # A0 and A1 each to GND, VS, SDA or SCL
     CHANNELS = (
         ChannelSpec("bus_voltage", "V", 0.001, 0.0, 36.0),
         ChannelSpec("shunt_voltage", "mV", 0.001, -327.68, 327.68),
@@ -63,8 +66,11 @@ class _Ina2xx(Sensor):
     POWER_LSB_FACTOR = 0
     BUS_SHIFT = 0
 
-    # Options a configuration gives the driver: name -> (default, lowest allowed, exclusive).
-    OPTIONS = {"shunt_ohms": (0.1, 0.0, True), "max_current": (3.2, 0.0, True)}
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "shunt_ohms": Float(0.1, min=0.0, min_exclusive=True, doc="the shunt resistor in Ω"),
+        "max_current": Float(3.2, min=0.0, min_exclusive=True,
+                             doc="the largest current expected, in A (sets the current LSB: max_current / 2^15)"),
+    }
 
     def __init__(self, *, bus: I2CBus, address: int = DEFAULT_ADDRESS, shunt_ohms: float = 0.1,
                  max_current: float = 3.2) -> None:

@@ -30,6 +30,7 @@ _FIELDS = (("pm1_0", "pm10 env"), ("pm2_5", "pm25 env"), ("pm10", "pm100 env"),
 class Pmsa003i(Sensor):
     TYPE = "pmsa003i"
     DEFAULT_ADDRESS = 0x12
+    ADDRESSES = (0x12,)
     CHANNELS = tuple(ChannelSpec(name, "µg/m³", 1.0, 0.0, 1000.0) for name, _ in _FIELDS[:3]) + tuple(
         ChannelSpec(name, "/0.1L", 1.0, 0.0, 65535.0) for name, _ in _FIELDS[3:])
 

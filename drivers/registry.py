@@ -1,4 +1,8 @@
-"""The explicit registry of sensor types: one line per driver, and its simulator."""
+"""The explicit registry of sensor types: one line per driver, and its simulator.
+
+The configuration loader reads everything type-specific from the classes registered here
+(drivers/base.py says what a driver declares), so adding a type is its modules and these lines.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ SENSOR_TYPES: dict[str, type[Sensor]] = {
     S0Meter.TYPE: S0Meter,
 }
 
-# type -> simulator class; each takes the simulated environment and the driver's options
+# type -> simulator class; each takes the simulated environment and the driver's options;
+# its ENVIRONMENT names the inputs a configuration's sim: block may set
 SIMULATORS = {
     Bme680.TYPE: Bme680Sim,
     Ina219.TYPE: Ina219Sim,

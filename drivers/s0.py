@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import ClassVar
 
 from gpiozero import DigitalInputDevice
 
 from drivers.base import ChannelSpec, Reading, Sensor
+from drivers.options import Float, Int, Option
 
 
 class S0Meter(Sensor):
@@ -30,7 +32,13 @@ class S0Meter(Sensor):
         ChannelSpec("energy", "kWh", 0.001, 0.0, 1.0e12),
         ChannelSpec("pulses", "", 1.0, 0.0, 1.0e15),
     )
-    OPTIONS = {"pin": (17.0, 0.0, False), "pulses_per_kwh": (1000.0, 0.0, True), "debounce_ms": (20.0, 0.0, False)}
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "pin": Int(17, 0, 27, doc="the GPIO pin, BCM number (0..27 on the 40-pin header)"),
+        "pulses_per_kwh": Float(1000.0, min=0.0, min_exclusive=True,
+                                doc="pulses per kWh, printed on the meter (e.g. 1000 imp/kWh)"),
+        "debounce_ms": Float(20.0, min=0.0,
+                             doc="ms after a counted edge in which further edges are bounces"),
+    }
 
     def __init__(self, *, pin_factory=None, pin: int = 17, pulses_per_kwh: float = 1000.0,
                  debounce_ms: float = 20.0, clock=time.monotonic) -> None:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import errno
 import time
+from typing import ClassVar
 
 import adafruit_scd4x
 
 from drivers.base import ChannelSpec, ChecksumError, ChipNotFound, Reading, Sensor
 from drivers.bus import I2CBus
 from drivers.busio_adapter import BusioI2C
+from drivers.options import Bool, Option
 
 _CMD_GET_SERIAL_NUMBER = 0x3682
 _CMD_GET_DATA_READY_STATUS = 0xE4B8
@@ -53,12 +55,14 @@ def _command_words(bus: I2CBus, address: int, command: int, count: int) -> list[
 class Scd4x(Sensor):
     TYPE = "scd4x"
     DEFAULT_ADDRESS = 0x62
+    ADDRESSES = (0x62,)
     CHANNELS = (
         ChannelSpec("co2", "ppm", 1.0, 0.0, 40000.0),
         ChannelSpec("temperature", "°C", 0.01, -10.0, 60.0),
         ChannelSpec("humidity", "%", 0.01, 0.0, 100.0),
     )
-    OPTIONS = {"asc": (1.0, 0.0, False)}
+    OPTIONS: ClassVar[dict[str, Option]] = {"asc": Bool(True, doc="automatic self-calibration: on for a sensor that sees outdoor air "
+                                     "(about 400 ppm) at least once a week, off otherwise")}
     STALE_AFTER = 16.0  # seconds without a result (one every 5 s) before the chip is restarted
 
     def __init__(self, *, bus: I2CBus, address: int = DEFAULT_ADDRESS, asc: float = 1.0) -> None:

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from edge_agent.config import default_node_yaml, load_config, with_overrides
-from edge_agent.errors import ConfigError
 from edge_agent.durations import parse_duration, parse_size
+from edge_agent.errors import ConfigError
 
 GOOD = """\
 node: {id: lamp-0042}
@@ -97,6 +97,32 @@ def test_builtin_default_node_has_one_simulated_bme680():
     (lambda d: d["sensors"].append(dict(d["sensors"][0])), "sensors[1].name", "not used by another"),
     (lambda d: d.update(sensors=[]), "sensors", "a non-empty list"),
     (lambda d: d["sensors"][0].update(address=0x99), "sensors[0].address", "[8, 119]"),
+    (lambda d: d["sensors"][0].update(address=0x40), "sensors[0].address",
+     "one of the bme680's addresses (0x76, 0x77), got 0x40"),
+    (lambda d: d["sensors"].append({"type": "ina226", "address": 0x76}), "sensors[1].address",
+     "one of the ina226's addresses (0x40..0x4f), got 0x76"),
+    # the driver's declared options (drivers/bme680.py OPTIONS): bounds, types, unknown keys
+    (lambda d: d["sensors"][0].update(heater={"temperature": 450}), "sensors[0].heater.temperature",
+     "an integer in [200, 400], got 450"),
+    (lambda d: d["sensors"][0].update(heater={"duration": "5s"}), "sensors[0].heater.duration",
+     "a duration of at most 4032ms, got '5s'"),
+    (lambda d: d["sensors"][0].update(heater={"temperature": "hot"}), "sensors[0].heater.temperature",
+     "an integer, got 'hot'"),
+    (lambda d: d["sensors"][0].update(heater={"temp": 300}), "sensors[0].heater.temp",
+     "no such key (allowed: duration, temperature)"),
+    (lambda d: d["sensors"][0].update(heater=320), "sensors[0].heater", "a mapping, got 320"),
+    (lambda d: d["sensors"][0].update(shunt_ohms=0.1), "sensors[0].shunt_ohms", "no such key"),
+    (lambda d: d["sensors"].append({"name": "mains", "type": "ina226", "shunt_ohms": 0}),
+     "sensors[1].shunt_ohms", "a number in (0.0, inf], got 0"),
+    (lambda d: d["sensors"].append({"name": "mains", "type": "ina226", "heater": {}}),
+     "sensors[1].heater", "no such key"),
+    (lambda d: d["sensors"].append({"type": "scd4x", "asc": "yes"}), "sensors[1].asc", "true or false"),
+    (lambda d: d["sensors"].append({"type": "s0", "pin": 40}), "sensors[1].pin", "an integer in [0, 27]"),
+    (lambda d: d["sensors"].append({"type": "s0", "address": 0x40}), "sensors[1].address",
+     "no address for a GPIO device"),
+    # sim: names the simulator's inputs, which for an INA226 are not all its channels
+    (lambda d: d["sensors"].append({"type": "ina226", "sim": {"power": 100}}), "sensors[1].sim.power",
+     "no such key (allowed: absent, bus_voltage, current)"),
 ])
 def test_errors_name_file_key_path_and_expectation(tmp_path, mutate, path, expected):
     doc = yaml.safe_load(GOOD)
@@ -107,6 +133,17 @@ def test_errors_name_file_key_path_and_expectation(tmp_path, mutate, path, expec
     msg = str(err.value)
     assert msg.startswith(f"{p}: {path}:"), msg
     assert expected in msg
+
+
+def test_driver_options_reach_the_driver_as_its_keywords(tmp_path):
+    doc = yaml.safe_load(GOOD)
+    doc["sensors"][0]["heater"] = {"temperature": 300, "duration": "1s"}
+    doc["sensors"].append({"name": "co2", "type": "scd4x", "asc": 0})
+    cfg = load_config(write(tmp_path, yaml.safe_dump(doc)))
+    assert cfg.sensor("air").driver_kwargs() == {"heater_temp": 300, "heater_ms": 1000.0}
+    assert cfg.sensor("co2").driver_kwargs() == {"asc": False}
+    assert load_config(write(tmp_path, GOOD)).sensor("air").driver_kwargs() == {"heater_temp": 320,
+                                                                               "heater_ms": 150.0}
 
 
 def test_every_filter_type_loads_into_a_chain_spec(tmp_path):

@@ -1,0 +1,128 @@
+"""The configuration as the agent uses it: frozen, typed objects, every duration in seconds."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from drivers.options import OptionValue
+from drivers.sim.profiles import Wave
+from edge_agent.dsp import LOSSY
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of a channel's chain: ``kind`` and its parameters (see edge_agent.dsp)."""
+
+    kind: str
+    params: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    name: str
+    unit: str
+    resolution: float
+    filters: tuple[StageConfig, ...]
+    bin_width: int = 1  # error-bounded encoding (`bound`): residual bins this many steps wide
+
+    def chain_spec(self) -> list[tuple]:
+        return [(s.kind, *s.params) for s in self.filters]
+
+    @property
+    def error_bound(self) -> float:
+        """Largest difference between a filtered sample and its decoded reconstruction:
+        the lossy stage's bound plus half the resolution (a relative deadband: +inf)."""
+        if self.bin_width > 1:
+            return (self.bin_width // 2) * self.resolution + self.resolution / 2
+        lossy = [s for s in self.filters if s.kind in LOSSY]
+        if not lossy:
+            return self.resolution / 2
+        last = lossy[-1]
+        if last.kind == "deadband" and last.params[1]:
+            return math.inf
+        return last.params[0] + self.resolution / 2
+
+
+@dataclass(frozen=True)
+class SensorConfig:
+    name: str
+    type: str
+    bus: int
+    address: int
+    interval: float
+    channels: tuple[ChannelConfig, ...]
+    # the driver's OPTIONS as configured: (constructor keyword, value), defaults filled in
+    options: tuple[tuple[str, OptionValue], ...] = ()
+    stuck_after: float = 0.0  # s of an unchanged raw value before samples are flagged stuck (0: off)
+    sim: dict[str, Wave] = field(default_factory=dict)
+    sim_absent: bool = False  # with --simulate: the chip is not there (to rehearse a missing sensor)
+
+    def driver_kwargs(self) -> dict[str, OptionValue]:
+        """Keyword arguments for the driver (and its simulator) beyond bus and address."""
+        return dict(self.options)
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    url: str
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "mqtts"
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    brokers: tuple[BrokerConfig, ...]  # tried in turn; the first is the preferred one
+    topic_prefix: str = "edge"
+    client_id: str = ""
+    keepalive: float = 30.0
+    protocol: str = "5"
+    inflight: int = 20
+    allow_insecure: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+    session_expiry: float = 3600.0   # s the broker keeps our session after a disconnect (MQTT 5)
+    backlog_rate: float = 50.0       # batches/s at most from the backlog after an outage
+    wire_version: int = 3            # highest payload version sent (2 until the backbone reads 3)
+    reconnect_min: float = 1.0       # s, backoff base (full jitter)
+    reconnect_max: float = 120.0     # s, backoff cap
+
+    @property
+    def broker(self) -> BrokerConfig:
+        return self.brokers[0]
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str
+    max_size: int = 256 * 1024**2   # bytes of payload waiting
+    policy: str = "drop_oldest"     # or "refuse_newest", when max_size is reached
+    ttl: float = 30 * 86400.0       # s a batch may wait before it expires
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    node_id: str
+    flush_interval: float
+    state_dir: str
+    mqtt: MqttConfig
+    store: StoreConfig
+    sensors: tuple[SensorConfig, ...]
+    health_interval: float = 60.0
+    clock_hold: float = 120.0  # s after start that batches stamped on an unsynced clock wait for sync
+    source: str = "<built-in default>"
+    config_hash: str = ""  # first 16 hex digits of the SHA-256 of the file's bytes
+
+    def sensor(self, name: str) -> SensorConfig:
+        for s in self.sensors:
+            if s.name == name:
+                return s
+        raise KeyError(name)
