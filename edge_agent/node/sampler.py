@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from drivers.base import ChecksumError, Sensor
 from drivers.registry import SENSOR_TYPES
 from edge_agent import dsp, wire
 from edge_agent.config import AgentConfig, ChannelConfig, SensorConfig
-from edge_agent.node.store import DRIVER_STATE, BatchStore, is_disk_full
+from edge_agent.node.store import DRIVER_STATE, BatchStore, DiskFullError
 
 log = logging.getLogger("edge_agent.sampler")
 
@@ -96,6 +95,13 @@ class ChannelPipeline:
                                 tuple(self.flags), bin_width=self.cfg.bin_width)
         self.mono_ms, self.values_q, self.flags = [], [], []
         return data
+
+
+def restamp_payload(payload: bytes, shift_ms: int) -> bytes:
+    """A sealed payload with its times shifted by ``shift_ms`` and its clock-unsynced flag
+    cleared (wire.restamp); its version stays (at least 2, for old backbones)."""
+    batch = wire.restamp(wire.decode(payload), shift_ms)
+    return wire.encode(batch, version=max(2, batch.version))
 
 
 _QUALITY_KINDS = {wire.QUALITY_OUT_OF_RANGE: "out_of_range", wire.QUALITY_STUCK: "stuck",
@@ -299,9 +305,7 @@ class Sampler:
                 rows.append((slot.cfg.name, DRIVER_STATE, "", self._driver_states[slot.cfg.name]))
         try:
             self.store.save_chain_states(rows, self.boot_id, self.clock())
-        except sqlite3.OperationalError as exc:
-            if not is_disk_full(exc):
-                raise
+        except DiskFullError as exc:
             log.error("event=state_not_saved reason=%r", str(exc))
 
     def _expire(self, synced: bool) -> None:
@@ -312,9 +316,7 @@ class Sampler:
         try:
             self.store.expire(self.cfg.store.ttl, now=self.wall(), now_mono=now, boot_id=self.boot_id,
                               wall_trusted=synced)
-        except sqlite3.OperationalError as exc:
-            if not is_disk_full(exc):
-                raise
+        except DiskFullError as exc:
             log.error("event=expire_failed reason=%r", str(exc))
 
     def _check_clock(self, wall_offset_ms: int) -> bool:
@@ -324,7 +326,7 @@ class Sampler:
             log.info("event=clock state=%s", "synchronized" if synced else "unsynchronized")
             self.clock_synced = synced
         if synced and self.boot_id is not None:
-            n = self.store.restamp_unsynced(self.boot_id, wall_offset_ms)
+            n = self.store.restamp_unsynced(self.boot_id, wall_offset_ms, restamp_payload)
             if n:
                 self.restamped += n
                 log.info("event=batches_restamped count=%d boot_id=%s", n, self.boot_id)
@@ -354,9 +356,7 @@ class Sampler:
                 seq, size = self.store.seal(stream, encode, self.wall(), clock_unsynced=not synced,
                                             boot_id=self.boot_id, wall_offset_ms=wall_offset_ms,
                                             sealed_mono=self.clock())
-            except sqlite3.OperationalError as exc:
-                if not is_disk_full(exc):
-                    raise
+            except DiskFullError as exc:
                 # Keep sampling: count what could not be stored; storing resumes with space.
                 self.unstored[stream] = self.unstored.get(stream, 0) + 1
                 self.store.count_unstored(stream)
