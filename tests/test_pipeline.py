@@ -11,10 +11,9 @@ from drivers.base import Reading
 from drivers.sim.profiles import Wave
 from edge_agent import wire
 from edge_agent.config import StageConfig, load_config
-from edge_agent.node.sampler import Sampler
 from edge_agent.node.agent import simulated_factory
+from edge_agent.node.sampler import Sampler
 from edge_agent.node.store import BatchStore
-
 
 BOOT = 1_699_990_000.0  # wall time at "boot": monotonic = wall - BOOT
 
