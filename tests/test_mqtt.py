@@ -157,12 +157,14 @@ sensors:
 """)
     cfg = load_config(conf)
     s = ClientSettings.from_config(cfg.mqtt, "id-1")
-    assert (s.client_id, s.protocol, s.keepalive, s.session_expiry, s.persistent) == ("id-1", "3.1.1", 45, 600, True)
+    assert (s.client_id, s.protocol, s.keepalive) == ("id-1", "3.1.1", 45)
+    assert (s.session_expiry, s.persistent) == (600, True)
     assert (s.username, s.password_file) == ("cfg-node", path)
     assert not ClientSettings.from_config(cfg.mqtt, "id-2", persistent=False).persistent
     assert read_secret(path) == value
     client = make_client(cfg, "id-3", cfg.mqtt.broker)
-    assert client._client_id == b"id-3" and client._username == b"cfg-node" and client._password == value.encode()
+    assert client._client_id == b"id-3" and client._username == b"cfg-node"
+    assert client._password == value.encode()
     assert client._ssl_context is not None and client._ssl_context.verify_mode == ssl.CERT_REQUIRED
     assert client._ssl_context.check_hostname
 

@@ -104,7 +104,8 @@ def test_a_full_disk_is_a_disk_full_error_and_nothing_of_the_transaction_stays(t
 
 def test_restamping_hands_the_payload_to_the_caller_and_keeps_it_opaque(tmp_path):
     with BatchStore(str(tmp_path / "q.sqlite3")) as s:
-        s.seal("air", lambda q: b"not a wire payload", 100.0, clock_unsynced=True, boot_id="A", wall_offset_ms=10)
+        s.seal("air", lambda q: b"not a wire payload", 100.0, clock_unsynced=True, boot_id="A",
+               wall_offset_ms=10)
         s.seal("air", lambda q: b"other boot", 100.0, clock_unsynced=True, boot_id="B", wall_offset_ms=10)
         seen = []
 

@@ -211,8 +211,10 @@ def test_acknowledgements_gather_while_batches_are_in_flight_and_go_at_once_when
     w.hand_over_deletes(now + DELETE_EVERY * 1.1)  # nothing in flight: no reason to wait
     assert up.deleter.requests.get_nowait() == [3]
     w.acked = [6]
-    w.hand_over_deletes(now + DELETE_EVERY * 1.15, stopping=True)  # stopping: no reason to wait
+    w.stopping = True
+    w.hand_over_deletes(now + DELETE_EVERY * 1.15)  # stopping: no reason to wait
     assert up.deleter.requests.get_nowait() == [6]
+    w.stopping = False
     up.deleter.done.put([1, 2, 4])
     w.hand_over_deletes(now + DELETE_EVERY * 1.2)
     assert w.deleting == {5, 3, 6}

@@ -112,8 +112,10 @@ class DeliveryWindow:
     """The batches of the current connection on their way: handed to paho, acknowledged,
     being deleted, or held back for a retry; and the counters of what was delivered."""
 
-    def __init__(self, cfg: AgentConfig, store_path: str) -> None:
+    def __init__(self, cfg: AgentConfig, store_path: str, *, started: float | None = None) -> None:
         self.cfg = cfg
+        self.started = time.monotonic() if started is None else started  # for mqtt's clock hold
+        self.stopping = False  # set by Uplink.stop() (another thread): acks go to the deleter at once
         self.inflight: dict[int, int] = {}     # mid -> store row id, for the current connection
         self.hold: dict[int, float] = {}       # row id -> monotonic time it may be retried
         self.acked: list[int] = []             # row ids acknowledged this turn, deleted together
@@ -162,15 +164,16 @@ class DeliveryWindow:
             self.historical_ids.discard(row_id)
             self.delivered_historical += 1
 
-    def hand_over_deletes(self, now: float, *, stopping: bool = False) -> None:
+    def hand_over_deletes(self, now: float) -> None:
         """Acknowledged rows to the deleter, and what it has finished back from it.
 
         While batches are in flight the acknowledgements gather for DELETE_EVERY: one
         transaction for many rows (a transaction per PUBACK would cost more than the publish
         itself), and the deleter wakes, and takes the GIL from this thread, ten times a
-        second rather than at every turn. When nothing is in flight they go at once.
+        second rather than at every turn. When nothing is in flight, or the uplink is
+        stopping, they go at once.
         """
-        if self.acked and (now >= self.next_delete or not self.inflight or stopping):
+        if self.acked and (now >= self.next_delete or not self.inflight or self.stopping):
             self.next_delete = now + DELETE_EVERY
             self.deleting.update(self.acked)
             self.deleter.requests.put(self.acked)
@@ -181,19 +184,24 @@ class DeliveryWindow:
         except queue.Empty:
             pass
 
-    def drained(self, store: BatchStore, *, connected: bool, hold_unsynced: bool) -> bool:
-        """Nothing in flight or being deleted, and (while connected) nothing left to send."""
-        return not self.inflight and not self.deleting and (
-            not connected or not store.oldest(1, self.hold, hold_unsynced=hold_unsynced))
+    def _holding_unsynced(self, now: float) -> bool:
+        """Batches stamped on an unsynchronised clock wait a while for the sync that restamps them."""
+        return now - self.started < self.cfg.clock_hold
 
-    def fill(self, client: mqtt.Client, store: BatchStore, *, hold_unsynced: bool) -> None:
+    def drained(self, store: BatchStore, *, connected: bool) -> bool:
+        """Nothing in flight or being deleted, and (while connected) nothing left to send."""
+        if self.inflight or self.deleting:
+            return False
+        held = self._holding_unsynced(time.monotonic())
+        return not connected or not store.oldest(1, self.hold, hold_unsynced=held)
+
+    def fill(self, client: mqtt.Client, store: BatchStore) -> None:
         """Hand paho the next batches: live ones first, then the backlog at its rate.
 
         paho keeps ``inflight`` unacknowledged on the wire; we hand it up to four times as
         many more queued behind them, so the link never waits on this thread between acks,
         and top that up a window's worth at a time: a read of the store per batch would
-        cost more than the rest of this thread's work on it. With ``hold_unsynced``,
-        batches stamped on an unsynchronised clock wait for the sync that restamps them.
+        cost more than the rest of this thread's work on it.
         """
         window = self.cfg.mqtt.inflight
         room = 5 * window - len(self.inflight)
@@ -210,6 +218,7 @@ class DeliveryWindow:
             skip = set(self.inflight.values()) | set(self.hold) | set(self.acked) | self.deleting
         else:
             skip = set(self.hold)
+        hold_unsynced = self._holding_unsynced(now)
         live = store.oldest(room, skip, hold_unsynced=hold_unsynced, after_id=self.cursor_live)
         for batch in live:
             if not self.publish(client, batch, historical=False):

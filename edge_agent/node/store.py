@@ -62,6 +62,7 @@ class StoredBatch(NamedTuple):
 
 
 def is_disk_full(exc: BaseException) -> bool:
+    """Whether SQLite failed for want of space (SQLITE_FULL: the disk, or max_page_count)."""
     return isinstance(exc, sqlite3.OperationalError) and (
         getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc))
 

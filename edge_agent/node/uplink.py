@@ -94,19 +94,20 @@ class Uplink(threading.Thread):
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._stop_requested = threading.Event()
         self.connected = False
-        self.window = DeliveryWindow(cfg, store_path)
+        self.started = time.monotonic()
+        self.window = DeliveryWindow(cfg, store_path, started=self.started)
         self.deleter = self.window.deleter
         self.reconnects = 0
         self.connect_failures = 0
         self._drain_deadline: float | None = None
         self.last_tick = time.monotonic()  # the loop's last turn, for the watchdog
-        self.started = time.monotonic()
         self.status_topic = wire.status_topic(cfg.mqtt.topic_prefix, cfg.node_id)
         self.health_topic = wire.health_topic(cfg.mqtt.topic_prefix, cfg.node_id)
         self.health = HealthReport(cfg)
         self._pending_health: dict | None = None  # the sampler's part of a report not yet published
         self.backoff = Backoff(cfg.mqtt.reconnect_min, cfg.mqtt.reconnect_max, rng)
-        self.settings = ClientSettings.from_config(cfg.mqtt, cfg.mqtt.client_id or f"edge-agent-{cfg.node_id}")
+        client_id = cfg.mqtt.client_id or f"edge-agent-{cfg.node_id}"
+        self.settings = ClientSettings.from_config(cfg.mqtt, client_id)
         self.broker_index = 0
         self.client: mqtt.Client | None = None
         self.generation = 0                # which client the events belong to
@@ -163,6 +164,7 @@ class Uplink(threading.Thread):
     def stop(self, drain_timeout: float = 5.0) -> None:
         """Finish: wait up to drain_timeout for in-flight and queued batches, then disconnect."""
         self._drain_deadline = time.monotonic() + drain_timeout
+        self.window.stopping = True
         self._stop_requested.set()
         self.events.put(("stop", None, None))
 
@@ -286,17 +288,16 @@ class Uplink(threading.Thread):
                         self._handle(store, *self.events.get_nowait())
                 except queue.Empty:
                     pass
-                self.window.hand_over_deletes(now, stopping=self._stop_requested.is_set())
+                self.window.hand_over_deletes(now)
                 if self.connected and self.client is not None:
-                    self.window.fill(self.client, store, hold_unsynced=self._holding_unsynced())
+                    self.window.fill(self.client, store)
                 elif time.monotonic() - last_offline_log >= OFFLINE_LOG_INTERVAL:
                     last_offline_log = time.monotonic()
                     n, size = store.depth()
                     log.warning("event=uplink_offline broker=%s backlog_batches=%d backlog_bytes=%d "
                                 "failed_attempts=%d", self.broker.url, n, size, self.connect_failures)
                 if self._stop_requested.is_set():
-                    drained = self.window.drained(store, connected=self.connected,
-                                                  hold_unsynced=self._holding_unsynced())
+                    drained = self.window.drained(store, connected=self.connected)
                     if drained or time.monotonic() >= (self._drain_deadline or 0):
                         break
         finally:
@@ -314,10 +315,6 @@ class Uplink(threading.Thread):
             store.close()
             log.info("event=uplink_stop delivered=%d historical=%d pending=%d", self.delivered,
                      self.delivered_historical, n)
-
-    def _holding_unsynced(self) -> bool:
-        """Batches stamped on an unsynchronised clock wait a while for the sync that restamps them."""
-        return time.monotonic() - self.started < self.cfg.clock_hold
 
     def _handle(self, store: BatchStore, kind: str, gen: int | None, arg) -> None:
         if gen is not None and gen != self.generation:
