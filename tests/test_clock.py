@@ -7,7 +7,7 @@ import dataclasses
 from drivers.base import Reading
 from edge_agent import wire
 from edge_agent.config import load_config
-from edge_agent.node.sampler import Sampler
+from edge_agent.node.sampler import Sampler, restamp_payload
 from edge_agent.node.store import BatchStore
 
 TRUE_BOOT = 1_790_000_000.0  # the true wall time at boot
@@ -152,7 +152,7 @@ def test_a_restamped_batch_keeps_its_wire_version(tmp_path):
     for version in (2, 3):
         store.seal("air", lambda seq, v=version: wire.encode(batch, version=v), 0.0, clock_unsynced=True,
                    boot_id="boot-A", wall_offset_ms=0)
-    assert store.restamp_unsynced("boot-A", 5_000) == 2
+    assert store.restamp_unsynced("boot-A", 5_000, restamp_payload) == 2
     rows = store.oldest(10)
     store.close()
     assert [r.payload[2] for r in rows] == [2, 3]

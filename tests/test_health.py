@@ -12,9 +12,9 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from conftest import agent_cmd
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import agent_cmd
 from edge_agent.node.sysinfo import SystemProbe
 
 FILES = {

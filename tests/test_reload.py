@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
 import subprocess
 import time
 
-
 from conftest import agent_cmd
+
 from edge_agent import wire
 from edge_agent.node.store import BatchStore
 
@@ -83,4 +84,4 @@ def test_sighup_reloads_valid_config_and_rejects_invalid(tmp_path):
     # samples are continuous across the reload: no gap longer than a few intervals
     times = sorted(t for r in rows for c in wire.decode(r.payload).channels
                    if c.name == "temperature" for t in c.times_ms)
-    assert max(b - a for a, b in zip(times, times[1:])) < 1000
+    assert max(b - a for a, b in itertools.pairwise(times)) < 1000

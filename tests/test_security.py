@@ -9,7 +9,6 @@ import stat
 import subprocess
 
 import pytest
-
 from conftest import agent_cmd, require_tool, run_agent_for
 from pki import make_pki
 
@@ -89,7 +88,7 @@ def test_mutual_tls(broker_factory, pki, tmp_path):
 @pytest.mark.broker
 def test_password_from_file_works_and_is_never_logged(broker_factory, tmp_path):
     passwd = tmp_path / "passwd"
-    secret = "s3cr3t-Tr0mb0ne-%d" % os.getpid()
+    secret = f"s3cr3t-Tr0mb0ne-{os.getpid()}"
     subprocess.run([require_tool("mosquitto_passwd", "the mosquitto package"), "-b", "-c", str(passwd),
                     "sec-node", secret], check=True, capture_output=True)
     os.chmod(passwd, 0o644)

@@ -72,3 +72,66 @@ def test_unopenable_path_is_a_store_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot open the queue"):
         BatchStore(str(blocker / "q.sqlite3"))
+
+
+def test_the_transaction_rolls_back_on_any_exception_and_the_store_goes_on(tmp_path):
+    with BatchStore(str(tmp_path / "q.sqlite3")) as s:
+        s.seal("air", lambda q: b"kept", 0.0)
+        with pytest.raises(KeyboardInterrupt), s._transaction() as db:
+            db.execute("DELETE FROM batches")
+            raise KeyboardInterrupt
+        assert not s._db.in_transaction and s.depth() == (1, 4)
+        assert s.seal("air", lambda q: b"next", 0.0) == (1, 4)
+
+
+def test_a_full_disk_is_a_disk_full_error_and_nothing_of_the_transaction_stays(tmp_path):
+    import sqlite3
+
+    from edge_agent.errors import StoreError
+    from edge_agent.node.store import DiskFullError
+
+    with BatchStore(str(tmp_path / "q.sqlite3")) as s:
+        s.seal("air", lambda q: b"x", 0.0)
+        pages = s._db.execute("PRAGMA page_count").fetchone()[0]
+        s._db.execute(f"PRAGMA max_page_count={pages}")  # the "disk" is full now
+        with pytest.raises(DiskFullError, match="full") as exc:
+            s.seal("air", lambda q: b"y" * 100_000, 0.0)
+        assert isinstance(exc.value, sqlite3.OperationalError) and isinstance(exc.value, StoreError)
+        assert not s._db.in_transaction and s.depth() == (1, 1) and s.next_seq("air") == 1
+        s._db.execute("PRAGMA max_page_count=1000000")  # space returns
+        assert s.seal("air", lambda q: b"z", 0.0) == (1, 1)
+
+
+def test_restamping_hands_the_payload_to_the_caller_and_keeps_it_opaque(tmp_path):
+    with BatchStore(str(tmp_path / "q.sqlite3")) as s:
+        s.seal("air", lambda q: b"not a wire payload", 100.0, clock_unsynced=True, boot_id="A",
+               wall_offset_ms=10)
+        s.seal("air", lambda q: b"other boot", 100.0, clock_unsynced=True, boot_id="B", wall_offset_ms=10)
+        seen = []
+
+        def restamp(payload, shift_ms):
+            seen.append((payload, shift_ms))
+            return payload.upper()
+
+        assert s.restamp_unsynced("A", 5_010, restamp) == 1
+        assert seen == [(b"not a wire payload", 5_000)]
+        assert [r.payload for r in s.oldest(10)] == [b"NOT A WIRE PAYLOAD", b"other boot"]
+        assert s.oldest(10, hold_unsynced=True)[0].payload == b"NOT A WIRE PAYLOAD"  # no longer unsynced
+        assert s.restamp_unsynced("A", 6_000, restamp) == 0
+
+
+def test_the_store_does_not_know_the_wire_format():
+    import ast
+    import pathlib
+
+    import edge_agent.node.store as store
+
+    for path in pathlib.Path(store.__file__).parent.glob("store*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not any(n.startswith("edge_agent.wire") for n in names), (path.name, names)

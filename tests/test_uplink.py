@@ -9,13 +9,14 @@ import re
 import sqlite3
 
 import pytest
+from conftest import run_agent_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import run_agent_for
 from edge_agent import wire
+from edge_agent.node.delivery import TokenBucket
 from edge_agent.node.store import BatchStore
-from edge_agent.node.uplink import Backoff, TokenBucket
+from edge_agent.node.uplink import Backoff
 
 
 def test_backoff_is_full_jitter_exponential_and_capped():
@@ -136,7 +137,7 @@ def _failing_deletes(monkeypatch, failures):
 
 
 def test_the_deleter_retries_a_failed_delete_and_reports_the_rows_when_gone(tmp_path, monkeypatch, caplog):
-    from edge_agent.node.uplink import _Deleter
+    from edge_agent.node.delivery import Deleter as _Deleter
 
     path = str(tmp_path / "q.sqlite3")
     with BatchStore(path) as s:
@@ -161,7 +162,7 @@ def test_the_deleter_retries_a_failed_delete_and_reports_the_rows_when_gone(tmp_
 
 
 def test_the_deleter_does_not_hang_a_stop_on_a_full_disk(tmp_path, monkeypatch):
-    from edge_agent.node.uplink import _Deleter
+    from edge_agent.node.delivery import Deleter as _Deleter
 
     path = str(tmp_path / "q.sqlite3")
     with BatchStore(path) as s:
@@ -192,25 +193,31 @@ def _uplink(tmp_path, broker_url="mqtt://127.0.0.1:1883"):
 
 
 def test_acknowledgements_gather_while_batches_are_in_flight_and_go_at_once_when_none_are(tmp_path):
-    from edge_agent.node.uplink import DELETE_EVERY
+    from edge_agent.node.delivery import DELETE_EVERY
 
     up, _ = _uplink(tmp_path)
     now = 1000.0
-    up._acked, up.inflight = [1, 2], {7: 3}
-    up._hand_over_deletes(now)                  # the first goes at once, and starts the clock
-    assert up.deleter.requests.get_nowait() == [1, 2] and up.deleting == {1, 2}
-    up._acked = [4]
-    up._hand_over_deletes(now + DELETE_EVERY / 2)
-    assert up.deleter.requests.empty() and up._acked == [4]   # gathering: row 3 still in flight
-    up._acked.append(5)
-    up._hand_over_deletes(now + DELETE_EVERY)
+    w = up.window
+    w.acked, w.inflight = [1, 2], {7: 3}
+    w.hand_over_deletes(now)                  # the first goes at once, and starts the clock
+    assert up.deleter.requests.get_nowait() == [1, 2] and w.deleting == {1, 2}
+    w.acked = [4]
+    w.hand_over_deletes(now + DELETE_EVERY / 2)
+    assert up.deleter.requests.empty() and w.acked == [4]   # gathering: row 3 still in flight
+    w.acked.append(5)
+    w.hand_over_deletes(now + DELETE_EVERY)
     assert up.deleter.requests.get_nowait() == [4, 5]
-    up._acked, up.inflight = [3], {}
-    up._hand_over_deletes(now + DELETE_EVERY * 1.1)  # nothing in flight: no reason to wait
+    w.acked, w.inflight = [3], {}
+    w.hand_over_deletes(now + DELETE_EVERY * 1.1)  # nothing in flight: no reason to wait
     assert up.deleter.requests.get_nowait() == [3]
+    w.acked = [6]
+    w.stopping = True
+    w.hand_over_deletes(now + DELETE_EVERY * 1.15)  # stopping: no reason to wait
+    assert up.deleter.requests.get_nowait() == [6]
+    w.stopping = False
     up.deleter.done.put([1, 2, 4])
-    up._hand_over_deletes(now + DELETE_EVERY * 1.2)
-    assert up.deleting == {5, 3}
+    w.hand_over_deletes(now + DELETE_EVERY * 1.2)
+    assert w.deleting == {5, 3, 6}
 
 
 @pytest.mark.broker
@@ -237,14 +244,14 @@ def test_publishes_wait_for_the_loops_write_and_leave_together(broker, tmp_path)
         up._network(0.1)                        # the "online" status
         assert not up.client.want_write()
         for batch in store.oldest(3):
-            assert up._publish(batch, historical=True)
+            assert up.window.publish(up.client, batch, historical=True)
         assert len(up.client._out_packet) == 3  # queued, none sent yet
         up._network(0.0)
         assert not up.client.want_write()       # all three in one turn
         while up.delivered < 3:
             assert time.monotonic() < deadline
             up._network(0.1)
-        assert up.delivered_historical == 3 and sorted(up._acked) == [b.id for b in store.oldest(3)]
+        assert up.delivered_historical == 3 and sorted(up.window.acked) == [b.id for b in store.oldest(3)]
     finally:
         up._drop_client()
         store.close()

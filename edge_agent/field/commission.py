@@ -28,8 +28,8 @@ from drivers.base import Sensor
 from drivers.registry import SENSOR_TYPES
 from edge_agent.config import AgentConfig, BrokerConfig, SensorConfig
 from edge_agent.node.hardware import SignalledDevice, first_reading, location, shown_present
+from edge_agent.node.mqtt import make_client
 from edge_agent.node.sysinfo import SystemProbe, disk_space
-from edge_agent.node.uplink import make_client
 
 MIN_FREE = 64 * 1024 * 1024  # bytes the store's file system must have free
 

@@ -21,15 +21,15 @@ class Notifier:
     """Sends state lines (``READY=1``, ``STATUS=...``, ``WATCHDOG=1``) to systemd."""
 
     def __init__(self, address: str | None) -> None:
-        self.address = None
-        self._sock = None
+        self.address: str | None = None
+        self._sock: socket.socket | None = None
         self.failures = 0
         if address:
             self.address = "\0" + address[1:] if address.startswith("@") else address
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Notifier":
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Notifier:
         return cls(env.get("NOTIFY_SOCKET"))
 
     @property
@@ -38,7 +38,7 @@ class Notifier:
 
     def notify(self, *fields: str) -> bool:
         """Send one datagram of newline-separated fields; False if it could not be sent."""
-        if self._sock is None:
+        if self._sock is None or self.address is None:
             return False
         try:
             self._sock.sendto("\n".join(fields).encode("utf-8"), self.address)

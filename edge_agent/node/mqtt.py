@@ -1,0 +1,136 @@
+"""The one MQTT client set-up: a paho-mqtt 2.x client from a broker's settings.
+
+The uplink, ``commission`` and ``tail`` (and later the backbone's ingest workers) all
+make their client here, so each of them can reach the same brokers the same way:
+MQTT 5 or 3.1.1, a client id and a clean or persistent session, TLS verified by
+default (the chain against ``ca_file`` or the system's CAs, and the host name), a
+client certificate and key for mutual TLS, a username and a password read from a
+file, a keepalive. The password is read when the client is made, handed to paho
+and never logged; settings hold only the file's path.
+
+Callers set their callbacks, then ``connect()`` and drive the network loop
+themselves (the uplink through paho's external-loop interface, the others with
+``loop()`` or ``loop_start()``).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent.config import AgentConfig, BrokerConfig, MqttConfig, parse_broker_url
+
+PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How to log in to a broker; the broker's URL (and so TLS or not) comes separately.
+
+    ``session_expiry`` is how long (s) the broker keeps the session, its subscriptions
+    and queued messages, after a disconnect: 0 asks for a clean session (MQTT 3.1.1
+    knows only clean or kept, so any positive value keeps it there).
+    """
+
+    client_id: str
+    protocol: str = "5"
+    keepalive: float = 30.0
+    session_expiry: float = 0.0
+    ca_file: str | None = None      # None: the system's CAs
+    cert_file: str | None = None    # with key_file: a client certificate for mutual TLS (PEM)
+    key_file: str | None = None
+    username: str | None = None
+    password_file: str | None = None  # the password on its first line
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"MQTT protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate needs both cert_file and key_file")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("a password_file needs a username")
+
+    @property
+    def persistent(self) -> bool:
+        return self.session_expiry > 0
+
+    @classmethod
+    def from_config(cls, m: MqttConfig, client_id: str, *, persistent: bool | None = None) -> ClientSettings:
+        """The node's settings (``mqtt:`` in its configuration). ``persistent=False`` asks for
+        a clean session whatever ``mqtt.session_expiry`` says (commission's short check)."""
+        keep = m.session_expiry > 0 if persistent is None else persistent
+        return cls(client_id=client_id, protocol=m.protocol, keepalive=m.keepalive,
+                   session_expiry=m.session_expiry if keep else 0.0, ca_file=m.ca_file,
+                   cert_file=m.cert_file, key_file=m.key_file, username=m.username,
+                   password_file=m.password_file)
+
+
+def read_secret(path: str) -> str:
+    """A secret from a file (first line, without its newline); the value is never logged."""
+    with open(path, encoding="utf-8") as f:
+        return f.readline().rstrip("\r\n")
+
+
+def tls_context(ca_file: str | None = None, cert_file: str | None = None,
+                key_file: str | None = None) -> ssl.SSLContext:
+    """A client context that verifies the broker's chain (``ca_file``, else the system's CAs)
+    and host name, with a client certificate when one is given."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    if cert_file:
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+def new_client(settings: ClientSettings, broker: BrokerConfig) -> mqtt.Client:
+    """A paho client set up for ``broker``: protocol, session, TLS, credentials. Not yet connected.
+
+    Raises OSError for a CA, certificate, key or password file it cannot read and
+    ssl.SSLError for a certificate or key it cannot use.
+    """
+    protocol = PROTOCOLS[settings.protocol]
+    # MQTT 3.1.1 asks for a clean or kept session in the client; MQTT 5 at connect().
+    clean_session = not settings.persistent if protocol == mqtt.MQTTv311 else None
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=protocol,
+                         clean_session=clean_session)
+    if broker.tls:
+        client.tls_set_context(tls_context(settings.ca_file, settings.cert_file, settings.key_file))
+    if settings.username is not None:
+        password = read_secret(settings.password_file) if settings.password_file else None
+        client.username_pw_set(settings.username, password)
+    return client
+
+
+def connect(client: mqtt.Client, broker: BrokerConfig, settings: ClientSettings) -> None:
+    """Send CONNECT (TCP and, for mqtts://, the TLS handshake happen here); the CONNACK
+    comes to ``on_connect`` from the caller's network loop.
+
+    Raises OSError (ssl.SSLError included) when the broker cannot be reached or its
+    certificate does not verify.
+    """
+    kwargs: dict = {}
+    if settings.protocol == "5":
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = int(settings.session_expiry)
+        kwargs = {"clean_start": not settings.persistent, "properties": props}
+    client.connect(broker.host, broker.port, keepalive=int(settings.keepalive), **kwargs)
+
+
+def client_for_url(url: str, settings: ClientSettings) -> tuple[mqtt.Client, BrokerConfig]:
+    """A client for a broker given by URL (``mqtt://host[:port]``, ``mqtts://host[:port]``),
+    as ``tail`` and the backbone's workers take it on their command line; not yet connected.
+
+    Raises ValueError for a URL that is not a broker's, and what ``new_client`` raises.
+    """
+    broker = parse_broker_url(url)
+    return new_client(settings, broker), broker
+
+
+def make_client(cfg: AgentConfig, client_id: str, broker: BrokerConfig, *,
+                persistent: bool = False) -> mqtt.Client:
+    """A client for one of the node's brokers, from its configuration. Not yet connected."""
+    return new_client(ClientSettings.from_config(cfg.mqtt, client_id, persistent=persistent), broker)

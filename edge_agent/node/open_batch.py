@@ -1,0 +1,114 @@
+"""A stream's open batch: each channel's chain and the points it kept since the last
+seal, the payload they are sealed into, and the restamping of a sealed payload.
+
+This is the sampler's side of the wire format: points are quantised as they are
+kept, stamped with wall-clock times only when sealed, and encoded once per seal,
+with the sequence number the store hands out inside its transaction. The store
+keeps the payloads as opaque bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+
+from drivers.registry import SENSOR_TYPES
+from edge_agent import dsp, wire
+from edge_agent.config import ChannelConfig, SensorConfig
+
+QUALITY_KINDS = {wire.QUALITY_OUT_OF_RANGE: "out_of_range", wire.QUALITY_STUCK: "stuck",
+                 wire.QUALITY_WARMING_UP: "warming_up"}
+
+
+class ChannelPipeline:
+    """One channel: its configured chain and the points it kept since the last seal.
+
+    Points are kept on the monotonic clock (ms); they get wall-clock times only
+    when sealed, so a wall-clock step between sampling and sealing (NTP's first
+    sync, a manual set) never reaches the data.
+    """
+
+    def __init__(self, cfg: ChannelConfig, low: float = -math.inf, high: float = math.inf) -> None:
+        self.cfg = cfg
+        self.low, self.high = low, high  # the chip's physical range for this channel
+        self.spec_json = json.dumps(cfg.chain_spec())
+        self.chain = dsp.Chain(cfg.chain_spec())
+        self.mono_ms: list[int] = []
+        self.values_q: list[int] = []
+        self.flags: list[tuple[int, int]] = []  # (index in this batch, quality flags)
+        self.last_raw: float | None = None
+        self.same_since = 0.0
+
+    def _keep(self, point: tuple[float, float] | None) -> None:
+        if point is not None:
+            t, y = point
+            self.mono_ms.append(round(t * 1000))
+            self.values_q.append(wire.quantise(y, self.cfg.resolution))
+
+    def push(self, mono: float, value: float) -> None:
+        """One good sample: monotonic time (s) and value, through the chain."""
+        self._keep(self.chain.push(mono, value))
+
+    def check(self, mono: float, value: float, stuck_after: float) -> int:
+        """Quality flags of a raw sample (0: good): outside the chip's range, or the same
+        raw value for longer than ``stuck_after`` seconds (0: no stuck check)."""
+        if not self.low <= value <= self.high:
+            return wire.QUALITY_OUT_OF_RANGE
+        if value != self.last_raw:
+            self.last_raw, self.same_since = value, mono
+            return 0
+        if stuck_after > 0 and mono - self.same_since >= stuck_after:
+            return wire.QUALITY_STUCK
+        return 0
+
+    def flag(self, mono: float, value: float, quality: int) -> None:
+        """Keep a bad sample as it came, flagged, outside the chain (it never enters a filter)."""
+        if not math.isfinite(value):
+            return  # nothing a payload could carry
+        self.flags.append((len(self.mono_ms), quality))
+        self._keep((mono, value))
+
+    def take(self, wall_offset_ms: int) -> wire.ChannelData | None:
+        """The kept points as a batch channel stamped ``mono + wall_offset``; empties the open batch.
+
+        The chain's open segment is closed first, so the batch decodes on its own.
+        """
+        self._keep(self.chain.flush())
+        if not self.mono_ms:
+            return None
+        data = wire.ChannelData(self.cfg.name, self.cfg.unit, self.cfg.resolution,
+                                tuple(t + wall_offset_ms for t in self.mono_ms), tuple(self.values_q),
+                                tuple(self.flags), bin_width=self.cfg.bin_width)
+        self.mono_ms, self.values_q, self.flags = [], [], []
+        return data
+
+
+def channel_pipelines(sc: SensorConfig) -> dict[str, ChannelPipeline]:
+    """The configured channels of a sensor, each within its chip's physical range."""
+    specs = {c.name: c for c in SENSOR_TYPES[sc.type].CHANNELS}
+    return {c.name: ChannelPipeline(c, specs[c.name].low, specs[c.name].high) for c in sc.channels}
+
+
+def take_channels(pipes: Iterable[ChannelPipeline], wall_offset_ms: int) -> tuple[wire.ChannelData, ...]:
+    """The channels that kept points, stamped ``mono + wall_offset``; empties them."""
+    return tuple(c for c in (p.take(wall_offset_ms) for p in pipes) if c is not None)
+
+
+def batch_encoder(node_id: str, stream: str, channels: tuple[wire.ChannelData, ...], *, flags: int,
+                  period_ms: int, version: int) -> Callable[[int], bytes]:
+    """``encode(seq)`` for the store's seal: the batch's payload once its number is known."""
+    t0 = min(min(c.times_ms) for c in channels)
+
+    def encode(seq: int) -> bytes:
+        return wire.encode(wire.Batch(node_id, stream, seq, t0, channels, flags=flags, period_ms=period_ms),
+                           version=version)
+
+    return encode
+
+
+def restamp_payload(payload: bytes, shift_ms: int) -> bytes:
+    """A sealed payload with its times shifted by ``shift_ms`` and its clock-unsynced flag
+    cleared (wire.restamp); its version stays (at least 2, for old backbones)."""
+    batch = wire.restamp(wire.decode(payload), shift_ms)
+    return wire.encode(batch, version=max(2, batch.version))

@@ -1,0 +1,65 @@
+"""A configured sensor as the sampler schedules it: its driver (None while down), its
+channels' open batch, its sample slots and retries, and what went wrong so far."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from drivers.base import Sensor
+from edge_agent.config import SensorConfig
+from edge_agent.node.open_batch import ChannelPipeline
+
+SLOT_TOLERANCE = 0.1    # a first-attempt read this close to its slot (fraction of the interval) is stamped with it
+
+
+@dataclass
+class SensorSlot:
+    """A configured sensor, its driver (None while down) and its schedule."""
+
+    cfg: SensorConfig
+    factory: Callable[[SensorConfig], Sensor]
+    channels: dict[str, ChannelPipeline]
+    driver: Sensor | None = None
+    next_due: float = 0.0
+    next_init: float = 0.0
+    missed: int = 0             # sample slots that gave no reading, all retries failed
+    attempt: int = 0            # failed reads so far in the current slot
+    retry_at: float | None = None
+    slot_time: float | None = None  # monotonic time the current slot is scheduled at
+    slot_deadline: float = 0.0  # no retry of the current slot after this
+    consecutive_failures: int = 0
+    init_failures: int = 0
+    state: str = "down"  # up; failing (closed after failed reads, to be brought up again); down
+    samples: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def read_errors(self) -> int:
+        """Failed read attempts (bus errors and checksums), retried ones included."""
+        return self.errors_by_kind.get("read", 0) + self.errors_by_kind.get("checksum", 0)
+
+    def count_error(self, kind: str) -> None:
+        self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+
+    def stamp(self, mono: float) -> float:
+        """The time a sample is stamped with: its slot on the sensor's schedule when it was read
+        within SLOT_TOLERANCE of an interval from it at the first attempt, which is the rule,
+        so that the wire format stores a regular series as its schedule alone; else the
+        time it was read (a retry, a late loop: an exception on the wire)."""
+        if self.slot_time is not None and self.attempt == 0 and \
+                abs(mono - self.slot_time) <= SLOT_TOLERANCE * self.cfg.interval:
+            return self.slot_time
+        return mono
+
+    def wake(self) -> float:
+        """Monotonic time this sensor next needs the loop: a bring-up, a retry or its next slot."""
+        if self.driver is None:
+            return self.next_init
+        return self.retry_at if self.retry_at is not None else self.next_due
+
+
+def driver_state(driver: Sensor | None) -> dict | None:
+    """A driver's own state to keep (drivers without any may not define get_state)."""
+    get = getattr(driver, "get_state", None)
+    return get() if get is not None else None

@@ -1,0 +1,199 @@
+"""The queue's SQLite file: created owner-only, opened in WAL mode with synchronous=FULL
+and its schema, checked, and moved aside and salvaged when it is damaged.
+
+A store file that SQLite cannot open or that fails its integrity check never
+blocks start-up: it is moved aside with a timestamp (never deleted), what SQLite
+can still read from it is copied into a fresh file, and the outcome is kept in a
+``Recovery`` for the log and the health message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger("edge_agent.store")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream   TEXT    NOT NULL,
+    seq      INTEGER NOT NULL,
+    sealed   REAL    NOT NULL,          -- Unix time of sealing (s)
+    payload  BLOB    NOT NULL,
+    clock_unsynced INTEGER NOT NULL DEFAULT 0,  -- stamped while the wall clock was not synchronised
+    boot_id  TEXT,                      -- the boot whose monotonic clock the samples were taken on
+    wall_offset_ms INTEGER,             -- wall - monotonic (ms) used to stamp them
+    sealed_mono REAL,                   -- monotonic time of sealing (s), within boot_id
+    UNIQUE (stream, seq)
+);
+CREATE TABLE IF NOT EXISTS stream_seq (
+    stream   TEXT PRIMARY KEY,
+    next_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS losses (
+    stream   TEXT NOT NULL,
+    reason   TEXT NOT NULL,             -- dropped (cap), refused (cap), expired (ttl), unstored (disk)
+    count    INTEGER NOT NULL,
+    PRIMARY KEY (stream, reason)
+);
+CREATE TABLE IF NOT EXISTS chain_state (
+    stream   TEXT NOT NULL,
+    channel  TEXT NOT NULL,
+    spec     TEXT NOT NULL,             -- JSON of the chain spec the state belongs to
+    state    TEXT NOT NULL,             -- JSON of Chain.get_state()
+    boot_id  TEXT,
+    mono     REAL NOT NULL,             -- monotonic time saved (s), within boot_id
+    PRIMARY KEY (stream, channel)
+);
+-- Depth kept by triggers, so reading it costs O(1) however long the queue.
+CREATE TABLE IF NOT EXISTS queue_stats (
+    id       INTEGER PRIMARY KEY CHECK (id = 0),
+    batches  INTEGER NOT NULL,
+    bytes    INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO queue_stats (id, batches, bytes) VALUES (0, 0, 0);
+CREATE TRIGGER IF NOT EXISTS batches_ins AFTER INSERT ON batches BEGIN
+    UPDATE queue_stats SET batches = batches + 1, bytes = bytes + length(NEW.payload) WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS batches_del AFTER DELETE ON batches BEGIN
+    UPDATE queue_stats SET batches = batches - 1, bytes = bytes - length(OLD.payload) WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS batches_upd AFTER UPDATE OF payload ON batches BEGIN
+    UPDATE queue_stats SET bytes = bytes - length(OLD.payload) + length(NEW.payload) WHERE id = 0;
+END;
+"""
+
+
+@dataclass
+class Recovery:
+    """What happened to a store file that could not be used."""
+
+    moved_to: str
+    error: str
+    salvaged: int = 0
+    unreadable: int = 0
+    at: float = field(default_factory=time.time)
+
+
+def ensure_private_dir(path: str) -> None:
+    """Create a directory (and parents) readable by the agent's user only."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+
+
+def create_private(path: str) -> None:
+    """Create the file (if missing) ourselves, so it is 0600 whatever the umask."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection in WAL mode, synchronous=FULL, transactions begun explicitly."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=True)
+    # Small pages: every commit writes whole pages to the WAL, and a batch is a few hundred
+    # bytes, so 1 KiB pages write a quarter of what the 4 KiB default would to the SD card.
+    # (Takes effect when the file is created; an existing file keeps its page size.)
+    db.execute("PRAGMA page_size=1024")
+    mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        db.close()
+        raise sqlite3.DatabaseError(f"SQLite refused WAL mode (got {mode})")
+    db.execute("PRAGMA synchronous=FULL")
+    return db
+
+
+def open_checked(path: str, *, check: bool = True) -> sqlite3.Connection:
+    """``connect`` and the schema; with ``check``, the integrity check first (it reads the
+    whole file). Raises sqlite3.DatabaseError for a file that is not a usable store."""
+    db = connect(path)
+    try:
+        result = db.execute("PRAGMA quick_check").fetchone()[0] if check else "ok"
+        if result != "ok":
+            raise sqlite3.DatabaseError(f"integrity check failed: {result}")
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def recover(path: str, error: Exception) -> tuple[sqlite3.Connection, Recovery]:
+    """Move the damaged file (and its WAL) aside, open a fresh one, copy into it what
+    can still be read; the new connection, and what happened."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    aside = f"{path}.corrupt-{stamp}"
+    n = 1
+    while os.path.exists(aside):
+        n += 1
+        aside = f"{path}.corrupt-{stamp}-{n}"
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.replace(path + suffix, aside + suffix)
+    log.error("event=store_corrupt path=%s error=%r moved_to=%s", path, str(error), aside)
+    create_private(path)
+    db = open_checked(path)
+    rec = Recovery(moved_to=aside, error=str(error))
+    _salvage(db, aside, rec)
+    log.error("event=store_recovered moved_to=%s salvaged_batches=%d unreadable=%d",
+              aside, rec.salvaged, rec.unreadable)
+    return db, rec
+
+
+def _salvage(db: sqlite3.Connection, aside: str, rec: Recovery) -> None:
+    """Copy every batch and sequence counter SQLite can still read from the old file."""
+    try:
+        old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
+    except sqlite3.DatabaseError:
+        return
+    try:
+        try:
+            for stream, next_seq in old.execute("SELECT stream, next_seq FROM stream_seq"):
+                db.execute("INSERT OR REPLACE INTO stream_seq VALUES (?, ?)", (stream, next_seq))
+        except sqlite3.DatabaseError:
+            rec.unreadable += 1
+        for row_id in _readable_ids(old):
+            try:
+                row = old.execute("SELECT stream, seq, sealed, payload, clock_unsynced, boot_id, "
+                                  "wall_offset_ms, sealed_mono FROM batches WHERE id = ?",
+                                  (row_id,)).fetchone()
+                db.execute("INSERT OR IGNORE INTO batches (stream, seq, sealed, payload, "
+                           "clock_unsynced, boot_id, wall_offset_ms, sealed_mono) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+                # never hand out a salvaged batch's number again
+                db.execute("INSERT INTO stream_seq (stream, next_seq) VALUES (?, ?) ON CONFLICT "
+                           "(stream) DO UPDATE SET next_seq = max(next_seq, excluded.next_seq)",
+                           (row[0], row[1] + 1))
+                rec.salvaged += 1
+            except (sqlite3.DatabaseError, TypeError):
+                rec.unreadable += 1
+    finally:
+        old.close()
+
+
+def _readable_ids(old: sqlite3.Connection) -> list[int]:
+    """Row ids of batches: a scan up to the first damaged page, then one lookup per id
+    up to the highest id ever given (lookups descend the tree and step over bad leaves)."""
+    ids: list[int] = []
+    try:
+        for (row_id,) in old.execute("SELECT id FROM batches ORDER BY id"):
+            ids.append(row_id)
+        return ids
+    except sqlite3.DatabaseError:
+        pass
+    try:
+        row = old.execute("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").fetchone()
+        top = row[0] if row else 0
+    except sqlite3.DatabaseError:
+        top = 0
+    for row_id in range((ids[-1] if ids else 0) + 1, top + 1):
+        try:
+            if old.execute("SELECT 1 FROM batches WHERE id = ?", (row_id,)).fetchone():
+                ids.append(row_id)
+        except sqlite3.DatabaseError:
+            continue
+    return ids
