@@ -6,17 +6,16 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-import subprocess
 import time
 
 import pytest
-from conftest import require_tool
+from helpers import BROKER_USER as USER
+from helpers import authenticated_broker as _authenticated
+from helpers import tls_listener as _tls
 from pki import make_pki
 
 from edge_agent.config import load_config
 from edge_agent.node.mqtt import ClientSettings, client_for_url, connect, make_client, new_client, read_secret
-
-USER = "tail-user"
 
 
 @pytest.fixture(scope="module")
@@ -31,24 +30,6 @@ def secret(tmp_path):
     path = tmp_path / "mqtt-password"
     path.write_text(value + "\n")
     return value, str(path)
-
-
-def _authenticated(broker_factory, tmp_path, secret_value, listener_options=""):
-    """A broker that takes USER with the password and nobody anonymous."""
-    passwd = tmp_path / "passwd"
-    subprocess.run([require_tool("mosquitto_passwd", "the mosquitto package"), "-b", "-c", str(passwd),
-                    USER, secret_value], check=True, capture_output=True)
-    os.chmod(passwd, 0o644)
-    b = broker_factory(listener_options, extra=f"password_file {passwd}\n")
-    b.stop()
-    b.conf.write_text(b.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
-    b.start()
-    return b
-
-
-def _tls(pki, require_cert=False):
-    opts = f"cafile {pki}/ca.pem\ncertfile {pki}/server.pem\nkeyfile {pki}/server.key\n"
-    return opts + ("require_certificate true\n" if require_cert else "")
 
 
 def _connack(url, settings, timeout=10.0):

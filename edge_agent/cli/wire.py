@@ -52,26 +52,43 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_tail(args: argparse.Namespace) -> int:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
+def _tail_client(args: argparse.Namespace):
+    """tail's client through the one MQTT set-up (node/mqtt.py): TLS verified against
+    --ca-file (else the system's CAs), a client certificate, a username with a password file;
+    a persistent session under --client-id. (client, broker, settings), or None when it
+    cannot be set up (said on stderr)."""
+    from edge_agent.node.mqtt import ClientSettings, client_for_url
 
-    from edge_agent import wire
-    from edge_agent.config import parse_broker_url
-
+    persistent = args.client_id is not None
     try:
-        broker = parse_broker_url(args.broker)
+        settings = ClientSettings(client_id=args.client_id or f"edge-agent-tail-{uuid.uuid4().hex[:8]}",
+                                  # a persistent session keeps our subscription and queued messages
+                                  session_expiry=7 * 86400 if persistent else 0,
+                                  ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
+                                  username=args.username, password_file=args.password_file)
+    except ValueError as exc:
+        raise ConfigError(f"command line: {exc}") from None
+    try:
+        client, broker = client_for_url(args.broker, settings)
     except ValueError as exc:
         raise ConfigError(f"command line: --broker: {exc}") from None
-    persistent = args.client_id is not None
-    client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                         client_id=args.client_id or f"edge-agent-tail-{uuid.uuid4().hex[:8]}",
-                         protocol=mqtt.MQTTv5)
-    if broker.tls:
-        import ssl
-        client.tls_set_context(ssl.create_default_context(cafile=args.ca_file))
+    except OSError as exc:  # an unreadable CA, certificate, key or password file
+        name = getattr(exc, "filename", None)
+        print(f"edge-agent tail: cannot set up the client: {exc.strerror or exc}"
+              + (f": {name}" if name else ""), file=sys.stderr)
+        return None
+    return client, broker, settings
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from edge_agent import wire
+    from edge_agent.node.mqtt import connect
+
+    made = _tail_client(args)
+    if made is None:
+        return EXIT_FAIL
+    client, broker, settings = made
+    persistent = settings.persistent
     done = threading.Event()
     state: dict[str, Any] = {"messages": 0, "error": None}
     topic = args.topic or f"{args.prefix}/+/data/+"
@@ -111,11 +128,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
     client.on_connect = on_connect
     client.on_message = on_message
     client.on_subscribe = on_subscribe
-    props = Properties(PacketTypes.CONNECT)
-    # A persistent session keeps our subscription and queued messages while we are away.
-    props.SessionExpiryInterval = 7 * 86400 if persistent else 0
     try:
-        client.connect(broker.host, broker.port, keepalive=30, clean_start=not persistent, properties=props)
+        connect(client, broker, settings)
     except OSError as exc:
         print(f"edge-agent tail: cannot connect to {broker.url}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAIL
@@ -162,7 +176,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "so nothing is missed across restarts of tail")
     t.add_argument("--prefix", default="edge", help="topic prefix (default: edge)")
     t.add_argument("--topic", metavar="FILTER", help="subscription filter (default: PREFIX/+/data/+)")
-    t.add_argument("--ca-file", metavar="FILE", help="CA bundle for mqtts:// brokers")
+    t.add_argument("--ca-file", metavar="FILE", help="CA bundle for mqtts:// brokers (default: the system's)")
+    t.add_argument("--cert-file", metavar="FILE", help="client certificate (PEM) for mutual TLS, with --key-file")
+    t.add_argument("--key-file", metavar="FILE", help="the client certificate's private key (PEM)")
+    t.add_argument("--username", metavar="NAME", help="log in as NAME, with --password-file")
+    t.add_argument("--password-file", metavar="FILE", help="the password on the file's first line "
+                   "(never on the command line, where ps would show it)")
     t.add_argument("--all", action="store_true", help="print duplicates too (they are always reported)")
     t.set_defaults(func=cmd_tail)
 

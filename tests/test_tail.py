@@ -1,0 +1,108 @@
+"""`edge-agent tail` logs in the way a node does, through the one MQTT client set-up:
+a username with a password file, TLS verified against a CA, a client certificate; a bad
+credential is a clear error and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import agent_cmd
+from helpers import BROKER_USER, authenticated_broker, tls_listener
+from pki import make_pki
+
+from edge_agent import wire
+from edge_agent.node.mqtt import ClientSettings, client_for_url, connect
+
+VECTOR = Path(__file__).parent / "vectors" / "v2-air-schedule.hex"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def password(tmp_path):
+    value = f"pw-Tail-{os.getpid()}"
+    path = tmp_path / "mqtt-password"
+    path.write_text(value + "\n")
+    return value, str(path)
+
+
+def publish_retained(url: str, settings: ClientSettings) -> wire.Batch:
+    """One real batch, retained on its data topic, so a tail that subscribes later gets it."""
+    payload = bytes.fromhex(VECTOR.read_text().strip())
+    batch = wire.decode(payload)
+    client, broker = client_for_url(url, settings)
+    connect(client, broker, settings)
+    client.loop_start()
+    try:
+        info = client.publish(wire.data_topic("edge", batch.node, batch.stream), payload, qos=1, retain=True)
+        info.wait_for_publish(timeout=10)
+        assert info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return batch
+
+
+def tail(url: str, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(agent_cmd("tail", "--broker", url, "--count", "1", "--timeout", "30", "--json",
+                                    *flags), capture_output=True, text=True, timeout=120)
+
+
+def assert_got(out: subprocess.CompletedProcess, batch: wire.Batch) -> None:
+    assert out.returncode == 0, out.stderr
+    assert f'"node": "{batch.node}"' in out.stdout and f'"stream": "{batch.stream}"' in out.stdout
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.broker
+def test_tail_logs_in_with_a_password_file_and_a_wrong_one_is_refused(broker_factory, tmp_path, password):
+    value, path = password
+    b = authenticated_broker(broker_factory, tmp_path, value)
+    batch = publish_retained(b.url, ClientSettings("pub", username=BROKER_USER, password_file=path))
+    assert_got(tail(b.url, "--username", BROKER_USER, "--password-file", path), batch)
+
+    wrong = tmp_path / "wrong"
+    wrong.write_text("not-" + value + "\n")
+    out = tail(b.url, "--username", BROKER_USER, "--password-file", str(wrong))
+    assert out.returncode == 1 and "refused the connection" in out.stderr, out.stderr
+    assert value not in out.stderr + out.stdout and "Traceback" not in out.stderr
+    out = tail(b.url)  # anonymous
+    assert out.returncode == 1 and "refused the connection" in out.stderr, out.stderr
+
+
+@pytest.mark.broker
+def test_tail_over_mutual_tls_with_a_password(broker_factory, pki, tmp_path, password):
+    value, path = password
+    b = authenticated_broker(broker_factory, tmp_path, value, tls_listener(pki, require_cert=True))
+    url = f"mqtts://127.0.0.1:{b.port}"
+    creds = ["--ca-file", f"{pki}/ca.pem", "--cert-file", f"{pki}/client.pem",
+             "--key-file", f"{pki}/client.key"]
+    batch = publish_retained(url, ClientSettings("pub", ca_file=f"{pki}/ca.pem", cert_file=f"{pki}/client.pem",
+                                                 key_file=f"{pki}/client.key", username=BROKER_USER,
+                                                 password_file=path))
+    assert_got(tail(url, *creds, "--username", BROKER_USER, "--password-file", path), batch)
+
+    out = tail(url, "--username", BROKER_USER, "--password-file", path)  # the system CAs: not the test CA
+    assert out.returncode == 1 and "certificate verify failed" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_credentials_that_cannot_work_are_clear_errors(tmp_path):
+    """No broker needed: each is refused before any connection, with what and where."""
+    url = "mqtts://127.0.0.1:1"
+    cases = [
+        (["--cert-file", str(tmp_path / "c.pem")], 2, "cert_file and key_file"),
+        (["--password-file", str(tmp_path / "pw")], 2, "needs a username"),
+        (["--username", "u", "--password-file", str(tmp_path / "missing")], 1, "missing"),
+        (["--ca-file", str(tmp_path / "no-ca.pem")], 1, "cannot set up the client"),
+    ]
+    for flags, code, said in cases:
+        out = tail(url, *flags)
+        assert (out.returncode, said in out.stderr) == (code, True), (flags, out.stderr)
+        assert "Traceback" not in out.stderr
