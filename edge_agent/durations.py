@@ -39,7 +39,7 @@ def parse_size(value: str | int) -> int:
         unit = m.group(2).lower() if m else None
         if not m or (unit and unit not in _SIZE_UNITS):
             raise ValueError(f"expected a size such as 64MiB or 500MB, got {value!r}")
-        size = int(float(m.group(1)) * _SIZE_UNITS.get(unit, 1))
+        size = int(float(m.group(1)) * (_SIZE_UNITS[unit] if unit else 1))
     if size < 0:
         raise ValueError(f"expected a non-negative size, got {value!r}")
     return size
