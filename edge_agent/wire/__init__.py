@@ -9,8 +9,9 @@ package's public API; each lives in the module of its concern:
 - model: Batch, ChannelData, restamp, quantise and the resolution's decimals;
 - varint: zigzag, varints, strings, the Reader;
 - packing: Simple-8b, runs of zeros, Rice codes; predict: the predictors and their
-  residuals; sections: a channel's time slots and the value block search; rangecoder
-  and crc32c (these four are the pure-Python twins of the compiled kernels);
+  residuals; sections: a channel's time slots and the value block search; rangecoder:
+  the coded form; crc32c: the checksum. These (and varint.zigzags) are the pure-Python
+  twins of the compiled kernels, under the same names;
 - kernels: the one binding of the compiled kernels or their twins;
 - encoder (encode, encode_v1, mark_historical), decoder (decode); topics: the MQTT
   topics; dedupe: the backbone's duplicate and gap tracker; compress_report:
