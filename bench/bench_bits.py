@@ -39,6 +39,7 @@ from collections import Counter
 from pathlib import Path
 
 from edge_agent import wire
+from edge_agent.wire import predict
 from edge_agent.wire.compress_report import compress_report, schedule_ms
 
 
@@ -246,7 +247,7 @@ def bins_entropy(qs: list[int], width: int, season: int, *, given_previous_size:
     the series itself (an optimistic bound: an adaptive coder has to learn them as it goes)."""
     best, best_res = math.inf, []
     for kind in range(len(wire.PREDICTORS) - (0 if season else 1)):
-        res = wire._residuals(qs, kind, width, season)[0]
+        res = predict.residuals(qs, kind, width, season)[0]
         h = _entropy(Counter(res))
         if h < best:
             best, best_res = h, res

@@ -8,9 +8,9 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
+from conftest import agent_cmd
 from paho.mqtt.enums import CallbackAPIVersion
 
-from conftest import agent_cmd
 from edge_agent import wire
 from edge_agent.wire.dedupe import SeqTracker
 

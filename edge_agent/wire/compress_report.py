@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import itertools
 import math
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def schedule_ms(ts: list[float]) -> int:
     """The series' sampling period: its most common step, in whole milliseconds (1: none)."""
     from collections import Counter
 
-    steps = Counter(round((b - a) * 1000) for a, b in zip(ts, ts[1:]))
+    steps = Counter(round((b - a) * 1000) for a, b in itertools.pairwise(ts))
     step = steps.most_common(1)[0][0] if steps else 1
     return max(1, step)
 
@@ -136,9 +137,9 @@ def format_report(name: str, r: dict) -> str:
     return "\n".join([
         f"{Path(name).name}: {r['samples']} samples, {mode}, resolution {r['resolution']:g}",
         f"  points kept        {r['points_kept']} ({r['points_kept'] / r['samples']:.1%})",
-        f"  on the wire        {r['payload_bytes']} B: {r['bits_per_sample']} bits/sample, "
-        f"{r['bits_per_value']} bits/value for the values (wire version {r['wire_version']}, "
-        f"predictor {r['predictor']})",
+        (f"  on the wire        {r['payload_bytes']} B: {r['bits_per_sample']} bits/sample, "
+         f"{r['bits_per_value']} bits/value for the values (wire version {r['wire_version']}, "
+         f"predictor {r['predictor']})"),
         f"  largest error      {r['max_abs_error']:.6g} (bound {r['bound']:g})",
         f"  compression ratio  {r['compression_ratio']}x against 16 B per raw (t, value) sample",
     ])

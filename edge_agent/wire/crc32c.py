@@ -1,7 +1,8 @@
 """CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as in iSCSI and ext4.
 
 Check value: crc32c(b"123456789") == 0xE3069283. Table-driven, one byte per step:
-payloads here are a few hundred bytes.
+payloads here are a few hundred bytes. This is the pure-Python twin of the compiled
+core's slicing-by-8 ``crc32c``; edge_agent.wire.kernels binds the one in use.
 """
 
 from __future__ import annotations
@@ -20,18 +21,10 @@ def _table() -> tuple[int, ...]:
 _TABLE = _table()
 
 
-def crc32c_py(data: bytes, crc: int = 0) -> int:
+def crc32c(data: bytes, crc: int = 0) -> int:
+    """The CRC-32C of ``data``, continuing from ``crc`` (0 to start)."""
     crc ^= 0xFFFFFFFF
     table = _TABLE
     for b in data:
         crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
-
-
-# The compiled core's slicing-by-8 version when the core is in use (same selector rule).
-from edge_agent import dsp as _dsp_select  # noqa: E402
-
-if _dsp_select.IMPLEMENTATION == "cython":
-    from edge_agent._core import crc32c  # noqa: E402
-else:
-    crc32c = crc32c_py

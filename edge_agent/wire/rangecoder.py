@@ -24,11 +24,13 @@ bytes drop the range coder's leading zero byte and end as early as the decoder (
 reads zero bytes past the end) can tell the last decision: a block costs about one byte
 more than the information it carries.
 
-This module is the pure-Python twin; the compiled core has the same functions
-(``rc_encode``/``rc_decode`` in ext/_dsp.pyx), chosen by the rule of edge_agent.dsp.
+This module is the pure-Python twin; the compiled core (edge_agent._core) has the same
+functions, ``rc_encode`` and ``rc_decode``, and edge_agent.wire.kernels binds the one in use.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from edge_agent.errors import WireFormatError
 
@@ -46,7 +48,7 @@ MAX_BITS = 60
 
 
 class _Encoder:
-    __slots__ = ("low", "range", "cache", "pending", "out")
+    __slots__ = ("cache", "low", "out", "pending", "range")
 
     def __init__(self) -> None:
         self.low = 0
@@ -115,7 +117,7 @@ class _Encoder:
 
 
 class _Decoder:
-    __slots__ = ("data", "pos", "range", "code")
+    __slots__ = ("code", "data", "pos", "range")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -176,7 +178,7 @@ def _models() -> tuple[list[int], list[int], list[int]]:
     return lens, [_HALF] * ((MAX_BITS + 1) << MANT_BITS), [_HALF] * 3
 
 
-def rc_encode_py(residuals) -> bytes:
+def rc_encode(residuals: Sequence[int]) -> bytes:
     """The coded block of signed integer residuals (each |r| < 2**60)."""
     enc = _Encoder()
     lens, mant, signs = _models()
@@ -209,7 +211,7 @@ def rc_encode_py(residuals) -> bytes:
     return enc.finish()
 
 
-def rc_decode_py(block: bytes, n: int, what: str = "block") -> list[int]:
+def rc_decode(block: bytes, n: int, what: str = "block") -> list[int]:
     """The ``n`` residuals of a coded block."""
     dec = _Decoder(bytes(block))
     lens, mant, signs = _models()
@@ -240,12 +242,3 @@ def rc_decode_py(block: bytes, n: int, what: str = "block") -> list[int]:
         else:
             out.append(0)
     return out
-
-
-# The compiled core's versions when the core is in use (the rule of edge_agent.dsp).
-from edge_agent import dsp as _dsp_select  # noqa: E402
-
-if _dsp_select.IMPLEMENTATION == "cython":
-    from edge_agent._core import rc_decode, rc_encode  # noqa: E402
-else:
-    rc_encode, rc_decode = rc_encode_py, rc_decode_py

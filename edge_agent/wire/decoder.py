@@ -1,0 +1,236 @@
+"""The decoder: a payload of version 1, 2 or 3 to its Batch, or a WireFormatError that says
+what is wrong and where (docs/wire-format.md is the normative specification).
+
+A payload may come from a sender with a bug or from anyone on the broker: every count is
+bounded by the bytes that carry it, a deflated body by MAX_BODY, and nothing but
+WireFormatError leaves decode() for any input.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+
+from edge_agent.errors import WireFormatError
+from edge_agent.wire import kernels
+from edge_agent.wire.format import (
+    ENCODING_DELTA_VARINT,
+    FLAG_DEFLATE,
+    KNOWN_CHANNELS,
+    MAGIC,
+    MAX_BODY,
+    MAX_CHANNEL_SAMPLES,
+    MAX_PER_BYTE,
+    PREDICTOR_SEASONAL,
+    PREDICTORS,
+    SHAPE_BINNED,
+    SHAPE_CODED,
+    SHAPE_EXCEPTIONS,
+    SHAPE_FLAGS,
+    SHAPE_PREDICTOR,
+    SHAPE_REGULAR,
+    SHAPE_RICE,
+    SHAPE_RUNS,
+    VERSIONS,
+)
+from edge_agent.wire.model import Batch, ChannelData, resolution_of
+from edge_agent.wire.packing import from_zero_runs, unpack_rice, unpack_simple8b
+from edge_agent.wire.predict import values_from
+from edge_agent.wire.varint import Reader, unzigzag
+
+
+def decode(payload: bytes) -> Batch:
+    """Decode one payload; WireFormatError says what is wrong and where."""
+    payload = bytes(payload)
+    if len(payload) < 8:
+        raise WireFormatError(f"payload of {len(payload)} bytes is too short to be a batch")
+    if payload[:2] != MAGIC:
+        raise WireFormatError(f"bad magic {payload[:2].hex()} (expected {MAGIC.hex()}): not an edge-agent batch")
+    version = payload[2]
+    if version not in VERSIONS:
+        raise WireFormatError(f"unsupported wire format version {version} (this decoder knows "
+                              f"{', '.join(map(str, VERSIONS))})")
+    (crc,) = struct.unpack_from("<I", payload, len(payload) - 4)
+    actual = kernels.crc32c(payload[:-4])
+    if crc != actual:
+        raise WireFormatError(f"checksum mismatch: payload says {crc:08x}, content gives {actual:08x} "
+                              f"(corrupted in the store or on the way)")
+    if version >= 2:
+        return _decode_v2(payload, payload[3])
+    return _decode_v1(payload)
+
+
+def _decode_v1(payload: bytes) -> Batch:
+    r = Reader(payload, len(payload) - 4)
+    r.pos = 3
+    flags = r.byte("flags")
+    node = r.string("node id")
+    stream = r.string("stream")
+    seq = r.uvarint("sequence number")
+    t0 = r.uvarint("time base")
+    nch = r.uvarint("channel count")
+    channels = []
+    for c in range(nch):
+        what = f"channel {c}"
+        name = r.string(f"{what} name")
+        unit = r.string(f"{what} unit")
+        resolution = r.f64(f"{what} resolution")
+        if not (resolution > 0 and math.isfinite(resolution)):
+            raise WireFormatError(f"{what} ({name}): resolution {resolution!r} is not a positive number")
+        encoding = r.byte(f"{what} encoding")
+        if encoding != ENCODING_DELTA_VARINT:
+            raise WireFormatError(f"{what} ({name}): unknown encoding id {encoding}")
+        n = r.uvarint(f"{what} sample count")
+        if n > r.end - r.pos:  # every sample takes at least two bytes: guards absurd counts
+            raise WireFormatError(f"{what} ({name}): sample count {n} exceeds the payload")
+        times = []
+        t, dt = t0, 0
+        for i in range(n):
+            v = r.svarint(f"{what} timestamp {i}")
+            if i == 0:
+                t = t0 + v
+            else:
+                dt = v if i == 1 else dt + v
+                t += dt
+            times.append(t)
+        values = []
+        q = 0
+        for i in range(n):
+            q += r.svarint(f"{what} value {i}")
+            values.append(q)
+        qflags = _read_flags(r, what, name, n)
+        channels.append(ChannelData(name, unit, resolution, tuple(times), tuple(values), tuple(qflags)))
+    if r.pos != r.end:
+        raise WireFormatError(f"{r.end - r.pos} unexpected bytes after the last channel")
+    return Batch(node=node, stream=stream, seq=seq, t0_ms=t0, channels=tuple(channels),
+                 flags=flags, version=1)
+
+
+def _decode_v2(payload: bytes, flags: int) -> Batch:
+    """Versions 2 and 3 (version 3 adds the coded form)."""
+    version = payload[2]
+    body = payload[4:-4]
+    if flags & FLAG_DEFLATE:
+        inflater = zlib.decompressobj(-15)
+        try:
+            body = inflater.decompress(body, MAX_BODY)
+        except zlib.error as exc:
+            raise WireFormatError(f"deflated body does not inflate: {exc}") from None
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise WireFormatError(f"deflated body is cut short or inflates beyond {MAX_BODY} bytes")
+    r = Reader(body, len(body))
+    node = r.string("node id")
+    stream = r.string("stream")
+    seq = r.uvarint("sequence number")
+    t0 = r.uvarint("time base")
+    period = r.uvarint("period")
+    if period == 0:
+        raise WireFormatError("period 0: the schedule needs a period of at least 1 ms")
+    nch = r.uvarint("channel count")
+    channels = []
+    for c in range(nch):
+        what = f"channel {c}"
+        kind = r.byte(f"{what} kind")
+        if kind == 0:
+            name, unit = r.string(f"{what} name"), r.string(f"{what} unit")
+        elif kind in KNOWN_CHANNELS:
+            name, unit = KNOWN_CHANNELS[kind]
+        else:
+            raise WireFormatError(f"{what}: unknown channel kind {kind}")
+        m = r.uvarint(f"{what} resolution")
+        e = r.svarint(f"{what} resolution exponent")
+        resolution = r.f64(f"{what} resolution") if m == 0 else resolution_of(m, e) if -30 <= e <= 30 else 0.0
+        if not (resolution > 0 and math.isfinite(resolution)):
+            raise WireFormatError(f"{what} ({name}): resolution {resolution!r} is not a positive number")
+        n = r.uvarint(f"{what} sample count")
+        if n > min(MAX_CHANNEL_SAMPLES, MAX_PER_BYTE * (r.end - r.pos)):
+            raise WireFormatError(f"{what} ({name}): sample count {n} exceeds the payload or the limit")
+        shape = r.byte(f"{what} shape")
+        times = _read_times(r, shape, n, t0, period, what, name)
+        width = r.uvarint(f"{what} bin width") if shape & SHAPE_BINNED else 1
+        if width < 1:
+            raise WireFormatError(f"{what} ({name}): bin width 0")
+        block = r.block(f"{what} values")
+        values, predictor, season = _read_values(block, shape, n, width, version, what, name)
+        qflags = _read_flags(r, what, name, n) if shape & SHAPE_FLAGS else []
+        channels.append(ChannelData(name, unit, resolution, tuple(times), tuple(values), tuple(qflags),
+                                    encoding=version, bin_width=width, predictor=predictor, season=season))
+    if r.pos != r.end:
+        raise WireFormatError(f"{r.end - r.pos} unexpected bytes after the last channel")
+    return Batch(node=node, stream=stream, seq=seq, t0_ms=t0, channels=tuple(channels),
+                 flags=flags & ~FLAG_DEFLATE, version=version, period_ms=period)
+
+
+def _read_times(r: Reader, shape: int, n: int, t0: int, period: int, what: str, name: str) -> list[int]:
+    """A channel's times: its slots (the first one when regular, else the gaps between
+    them), then the offsets of the times off their slot."""
+    if shape & SHAPE_REGULAR:
+        k0 = r.uvarint(f"{what} first slot")
+        ks = list(range(k0, k0 + n))
+    else:
+        ks, k = [], -1
+        for z in unpack_simple8b(r.block(f"{what} times"), n, f"{what} times"):
+            k += unzigzag(z) + 1
+            ks.append(k)
+    offsets: dict[int, int] = {}
+    if shape & SHAPE_EXCEPTIONS:
+        idx = -1
+        for _ in range(r.uvarint(f"{what} exception count")):
+            idx += r.uvarint(f"{what} exception index") + 1
+            if idx >= n:
+                raise WireFormatError(f"{what} ({name}): time exception for sample {idx} of {n}")
+            offsets[idx] = r.svarint(f"{what} exception offset")
+    return [t0 + k * period + offsets.get(i, 0) for i, k in enumerate(ks)]
+
+
+def _read_values(block: bytes, shape: int, n: int, width: int, version: int, what: str,
+                 name: str) -> tuple[list[int], int, int]:
+    """A channel's values from its value block: (values, predictor, season)."""
+    predictor = (shape & SHAPE_PREDICTOR) >> 3
+    season = 0
+    if shape & SHAPE_CODED == SHAPE_CODED:
+        if version < 3:
+            raise WireFormatError(f"{what} ({name}): shape says both runs and Rice codes")
+        if predictor:
+            raise WireFormatError(f"{what} ({name}): coded values with predictor bits {predictor} "
+                                  "in the shape (the block names the predictor)")
+        rb = Reader(block, len(block))
+        predictor = rb.uvarint(f"{what} predictor")
+        if predictor >= len(PREDICTORS):
+            raise WireFormatError(f"{what} ({name}): unknown predictor {predictor}")
+        if predictor == PREDICTOR_SEASONAL:
+            season = rb.uvarint(f"{what} season")
+            if season < 1:
+                raise WireFormatError(f"{what} ({name}): season 0")
+        residuals = kernels.rc_decode(block[rb.pos:], n, f"{what} values")
+    elif shape & SHAPE_RICE:
+        residuals = unpack_rice(block, n, f"{what} values")
+    elif shape & SHAPE_RUNS:
+        rb = Reader(block, len(block))
+        nonzero = rb.uvarint(f"{what} non-zero count")
+        if nonzero > n:
+            raise WireFormatError(f"{what} ({name}): {nonzero} non-zero residuals of {n}")
+        items = unpack_simple8b(block[rb.pos:], 2 * nonzero + 1, f"{what} values")
+        residuals = from_zero_runs(items)
+        if len(residuals) != n:
+            raise WireFormatError(f"{what} ({name}): runs make {len(residuals)} values, not {n}")
+    else:
+        residuals = unpack_simple8b(block, n, f"{what} values")
+    if shape & SHAPE_CODED != SHAPE_CODED:
+        residuals = [unzigzag(z) for z in residuals]
+    return values_from(residuals, predictor, width, season), predictor, season
+
+
+def _read_flags(r: Reader, what: str, name: str, n: int) -> list[tuple[int, int]]:
+    """The sparse list of a channel's quality flags: (sample index, flags)."""
+    nflags = r.uvarint(f"{what} flag count")
+    qflags = []
+    idx = -1
+    for _ in range(nflags):
+        idx += r.uvarint(f"{what} flag index") + 1
+        fl = r.byte(f"{what} flag")
+        if idx >= n:
+            raise WireFormatError(f"{what} ({name}): quality flag for sample {idx} of {n}")
+        qflags.append((idx, fl))
+    return qflags

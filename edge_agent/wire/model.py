@@ -1,0 +1,98 @@
+"""What a batch holds: its channels as Unix milliseconds and quantised integers, and the
+arithmetic of a channel's resolution (quantise, its decimal places, its exact decimal form).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from edge_agent.wire.format import ENCODING_DELTA_VARINT, FLAG_CLOCK_UNSYNCED, FLAG_HISTORICAL, VERSION
+
+
+def quantise(value: float, resolution: float) -> int:
+    """The integer step nearest to value at the channel's resolution (value = q * resolution)."""
+    return round(value / resolution)
+
+
+def decimals_of(resolution: float) -> int:
+    """Decimal places of the shortest representation of resolution (0.01 -> 2, 0.25 -> 2, 1 -> 0)."""
+    text = repr(float(resolution))
+    if "e" in text or "E" in text:
+        mant, exp = text.lower().split("e")
+        places = len(mant.split(".")[1].rstrip("0")) if "." in mant else 0
+        return max(0, places - int(exp))
+    return len(text.split(".")[1].rstrip("0"))
+
+
+@dataclass(frozen=True)
+class ChannelData:
+    """One channel of a batch: samples as Unix milliseconds and quantised integers."""
+
+    name: str
+    unit: str
+    resolution: float
+    times_ms: tuple[int, ...]
+    values_q: tuple[int, ...]
+    flags: tuple[tuple[int, int], ...] = ()  # (sample index, quality flags), only where non-zero
+    encoding: int = field(default=ENCODING_DELTA_VARINT, compare=False)  # as decoded: the payload's version
+    bin_width: int = 1  # versions 2, 3, error-bounded: each value within bin_width // 2 steps of its quantised value
+    predictor: int | None = field(default=None, compare=False)  # as decoded; re-encoding keeps it
+    season: int = field(default=0, compare=False)  # as decoded: the seasonal predictor's period in samples
+
+    def values(self) -> list[float]:
+        d = decimals_of(self.resolution)
+        return [round(q * self.resolution, d) for q in self.values_q]
+
+
+@dataclass(frozen=True)
+class Batch:
+    node: str
+    stream: str
+    seq: int
+    t0_ms: int
+    channels: tuple[ChannelData, ...]
+    flags: int = 0
+    version: int = field(default=VERSION, compare=False)  # as decoded; encode() chooses its own
+    period_ms: int = 1  # the sampling schedule (version 2): times are t0 + k * period (+ exceptions);
+    #                     1: every millisecond is a slot, i.e. no schedule
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """One dict per sample, in channel order: node, stream, seq, channel, unit, t, value."""
+        for ch in self.channels:
+            qflags = dict(ch.flags)
+            for i, (t_ms, value) in enumerate(zip(ch.times_ms, ch.values())):
+                row = {"node": self.node, "stream": self.stream, "seq": self.seq,
+                       "channel": ch.name, "unit": ch.unit, "t": t_ms / 1000.0, "value": value}
+                if i in qflags:
+                    row["quality"] = qflags[i]
+                if self.flags & FLAG_HISTORICAL:
+                    row["historical"] = True
+                yield row
+
+
+def restamp(batch: Batch, shift_ms: int) -> Batch:
+    """The batch with every time moved by ``shift_ms`` and its clock_unsynced flag cleared."""
+    channels = tuple(replace(c, times_ms=tuple(t + shift_ms for t in c.times_ms)) for c in batch.channels)
+    return replace(batch, t0_ms=batch.t0_ms + shift_ms, channels=channels,
+                   flags=batch.flags & ~FLAG_CLOCK_UNSYNCED)
+
+
+def decimal_resolution(resolution: float) -> tuple[int, int]:
+    """(m, e) with resolution == m * 10**e exactly as a float, or (0, 0) when there is none short."""
+    sign, digits, exp = Decimal(repr(float(resolution))).as_tuple()
+    if not isinstance(exp, int):  # not finite: the encoder has refused it already
+        return 0, 0
+    m = int("".join(map(str, digits)))
+    while m and m % 10 == 0:
+        m, exp = m // 10, exp + 1
+    if sign or m == 0 or m >= 1 << 32 or resolution_of(m, exp) != resolution:
+        return 0, 0
+    return m, exp
+
+
+def resolution_of(m: int, e: int) -> float:
+    """m * 10**e as the float the encoder's decimal_resolution checked against."""
+    return m * 10.0 ** e if e >= 0 else m / 10 ** -e

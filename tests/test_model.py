@@ -1,0 +1,39 @@
+"""What a batch holds: quantised values and their decimals, the exact decimal form of a
+resolution, rows, and restamping."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_agent import wire
+from edge_agent.wire import model
+
+
+def test_quantise_and_decimals():
+    assert wire.quantise(21.504, 0.01) == 2150
+    assert wire.quantise(-0.049, 0.01) == -5
+    assert [wire.decimals_of(r) for r in (0.01, 0.25, 1.0, 100.0, 1e-5)] == [2, 2, 0, 0, 5]
+
+
+@settings(max_examples=300, deadline=None)
+@given(m=st.integers(1, 2**32 - 1), e=st.integers(-12, 12))
+def test_a_short_decimal_resolution_travels_exactly(m, e):
+    resolution = model.resolution_of(m, e)
+    dm, de = model.decimal_resolution(resolution)
+    assert (dm, de) == (0, 0) or model.resolution_of(dm, de) == resolution
+    if m % 10:  # no trailing zero: the shortest form is the one given
+        assert (dm, de) in ((m, e), (0, 0))
+    assert model.decimal_resolution(1 / 3) == (0, 0)
+
+
+def test_rows_and_restamp():
+    ch = wire.ChannelData("temperature", "°C", 0.1, (1000, 2000), (215, 216), ((1, wire.QUALITY_STUCK),))
+    b = wire.Batch("n", "air", 3, 1000, (ch,), flags=wire.FLAG_HISTORICAL | wire.FLAG_CLOCK_UNSYNCED)
+    rows = list(b.rows())
+    assert rows[0] == {"node": "n", "stream": "air", "seq": 3, "channel": "temperature", "unit": "°C",
+                       "t": 1.0, "value": 21.5, "historical": True}
+    assert rows[1]["quality"] == wire.QUALITY_STUCK and rows[1]["value"] == 21.6
+    moved = wire.restamp(b, 5000)
+    assert moved.t0_ms == 6000 and moved.channels[0].times_ms == (6000, 7000)
+    assert moved.flags == wire.FLAG_HISTORICAL and moved.channels[0].values_q == ch.values_q

@@ -1,0 +1,42 @@
+"""Tests that hold a compiled kernel to its pure-Python twin take both as modules of the same
+names: ``impl = implementations(packing)`` makes a fixture ``impl`` whose two parameters are
+the twin module and the compiled core (edge_agent.implementation.compiled).
+
+The compiled one is skipped loudly when the core is not in use (not built, or
+EDGE_AGENT_PUREPYTHON=1), and fails under EDGE_AGENT_REQUIRE_EXT=1. The fixture is
+module-scoped: hypothesis draws many examples per test, and a module does not change between
+them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import edge_agent.wire  # noqa: F401  (binds the core through dsp: see edge_agent/wire/kernels.py)
+from edge_agent.implementation import compiled
+
+
+def compiled_core() -> ModuleType:
+    """The compiled core module, or a loud skip (a failure under EDGE_AGENT_REQUIRE_EXT=1)."""
+    if compiled is None:
+        reason = "the compiled core edge_agent._core is not in use (not built, or EDGE_AGENT_PUREPYTHON=1)"
+        if os.environ.get("EDGE_AGENT_REQUIRE_EXT") == "1":
+            pytest.fail(reason + "; EDGE_AGENT_REQUIRE_EXT=1 makes this a failure")
+        print(f"\n*** SKIPPING: {reason} ***", file=sys.stderr)
+        pytest.skip(reason)
+    return compiled
+
+
+def implementations(twin: ModuleType) -> Any:
+    """A module-scoped fixture over [the twin module, the compiled core]."""
+
+    @pytest.fixture(scope="module", params=["twin", "compiled"])
+    def impl(request: pytest.FixtureRequest) -> ModuleType:
+        return twin if request.param == "twin" else compiled_core()
+
+    return impl
