@@ -29,6 +29,7 @@ import argparse
 import csv
 import datetime as dt
 import gzip
+import itertools
 import json
 import lzma
 import math
@@ -57,11 +58,11 @@ def real_series() -> dict[str, tuple[list[float], list[float], float]]:
         ts, xs = [], []
         with open(_vega(file), newline="") as f:
             for row in csv.DictReader(f):
-                ts.append(dt.datetime.strptime(row[tcol], fmt).replace(tzinfo=dt.timezone.utc).timestamp())
+                ts.append(dt.datetime.strptime(row[tcol], fmt).replace(tzinfo=dt.UTC).timestamp())
                 xs.append(float(row[vcol]))
         out[name] = (ts, xs, 0.1)
     rows = list(csv.DictReader(open(_vega("seattle-weather.csv"), newline="")))
-    ts = [dt.datetime.strptime(r["date"], "%Y/%m/%d").replace(tzinfo=dt.timezone.utc).timestamp() for r in rows]
+    ts = [dt.datetime.strptime(r["date"], "%Y/%m/%d").replace(tzinfo=dt.UTC).timestamp() for r in rows]
     for col in ("temp_max", "temp_min", "wind", "precipitation"):
         out[f"seattle daily {col}"] = (ts, [float(r[col]) for r in rows], 0.1)
     return out
@@ -75,7 +76,7 @@ def _bokeh(name: str) -> Path:
 
 
 def _utc(text: str, fmt: str) -> float:
-    return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.timezone.utc).timestamp()
+    return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC).timestamp()
 
 
 def _number(text: str) -> bool:
@@ -254,7 +255,7 @@ def bins_entropy(qs: list[int], width: int, season: int, *, given_previous_size:
     if not given_previous_size:
         return best
     by_size: dict[int, Counter] = {}
-    for prev, r in zip(best_res, best_res[1:]):
+    for prev, r in itertools.pairwise(best_res):
         by_size.setdefault(abs(prev).bit_length(), Counter())[r] += 1
     n = len(best_res) - 1
     return sum(sum(c.values()) / n * _entropy(c) for c in by_size.values()) if n > 0 else 0.0

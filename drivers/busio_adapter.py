@@ -46,7 +46,7 @@ class BusioI2C:
     def deinit(self) -> None:
         """The bus is shared; closing it is its owner's job."""
 
-    def __enter__(self) -> "BusioI2C":
+    def __enter__(self) -> BusioI2C:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -61,7 +61,7 @@ class Pmsa003i(Sensor):
             data = self._dev.read()
         except RuntimeError as exc:  # adafruit_pm25: header, length or checksum wrong, or I/O
             if isinstance(exc.__cause__, OSError):
-                raise exc.__cause__
+                raise exc.__cause__ from None
             raise ChecksumError(f"pmsa003i: {exc}") from exc
         return Reading(t=t, mono=mono, values={name: float(data[key]) for name, key in _FIELDS},
                        quality=READING_WARMING_UP if self.warming_up else 0)

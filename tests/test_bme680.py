@@ -33,9 +33,9 @@ def sim_bus(sim=None, address=0x77):
 
 
 @pytest.mark.parametrize("env", [
-    dict(temperature=21.5, humidity=45.0, pressure=1013.25, gas=50000.0),
-    dict(temperature=-35.0, humidity=3.0, pressure=350.0, gas=2000.0),
-    dict(temperature=80.0, humidity=97.0, pressure=1095.0, gas=900000.0),
+    {"temperature": 21.5, "humidity": 45.0, "pressure": 1013.25, "gas": 50000.0},
+    {"temperature": -35.0, "humidity": 3.0, "pressure": 350.0, "gas": 2000.0},
+    {"temperature": 80.0, "humidity": 97.0, "pressure": 1095.0, "gas": 900000.0},
 ])
 def test_adafruit_driver_reads_what_the_simulator_was_set_to(env):
     bus, sim, _ = sim_bus()
@@ -72,7 +72,7 @@ def test_wrong_chip_id_and_absent_chip_fail_loudly():
 
 def test_forced_mode_timing_follows_oversampling_and_heater():
     clock = FakeClock()
-    bus, sim, _ = sim_bus(Bme680Sim(clock=clock))
+    bus, _sim, _ = sim_bus(Bme680Sim(clock=clock))
     # osrs_h x2 (0x72), gas wait 100 ms with the heater on, run_gas
     bus.write(0x77, bytes([0x72, 0x02, 0x64, 0x59, 0x70, 0x00, 0x71, 0x10]))
     bus.write(0x77, bytes([0x74, (0b100 << 5) | (0b011 << 2) | 0x01]))  # osrs_t x8, osrs_p x4, forced
@@ -104,7 +104,7 @@ def test_heater_stability_flag_needs_hot_enough_and_long_enough():
 
 
 def test_soft_reset_and_id_registers():
-    bus, sim, _ = sim_bus()
+    bus, _sim, _ = sim_bus()
     bus.write(0x77, bytes([0x74, 0x55]))
     bus.write(0x77, bytes([0xE0, 0xB6]))
     assert bus.write_read(0x77, b"\x74", 1)[0] == 0

@@ -14,8 +14,8 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import agent_cmd, wait_for_log
+
 from edge_agent.node.store import BatchStore
 
 INTERVAL = 0.05

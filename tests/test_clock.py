@@ -72,7 +72,7 @@ def test_batches_sealed_before_sync_are_flagged_then_restamped_on_sync(tmp_path)
     s, store = make(tmp_path, ft)
     sample(s, ft, 3)                 # mono 10, 11, 12 on a clock years behind
     s.seal()
-    (row, b), = batches(store)
+    (_row, b), = batches(store)
     assert b.flags & wire.FLAG_CLOCK_UNSYNCED
     assert b.channels[0].times_ms[0] < 1_700_000_000_000  # wrong, and flagged as such
     assert store.oldest(10, hold_unsynced=True) == []     # the uplink holds it back
@@ -123,7 +123,7 @@ def test_schedule_runs_on_the_monotonic_clock(tmp_path):
 
     ft = FakeTime()
     ft.sync()
-    s, store = make(tmp_path, ft)
+    s, _store = make(tmp_path, ft)
     stop = threading.Event()
     calls = []
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import agent_cmd, wait_for_log
+
 from drivers.sim.profiles import Wave
 from edge_agent.node.store import BatchStore
 
@@ -96,7 +96,7 @@ def check_values(rows: list[dict]) -> None:
         for t, v in points:
             assert abs(v - wave.at(t)) <= res / 2 + rounding + lag, (name, t, v, wave.at(t))
         bound = width + res / 2 + rounding + lag  # the chain's stated bound plus sampling lag
-        for (t0, v0), (t1, _) in zip(points, points[1:] + [(points[-1][0], None)]):
+        for (t0, v0), (t1, _) in zip(points, [*points[1:], (points[-1][0], None)]):
             t = t0
             while t < t1:
                 assert abs(wave.at(t) - v0) <= bound, (name, t, v0, wave.at(t), bound)

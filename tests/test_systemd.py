@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, agent_cmd, require_tool
+
 from drivers.base import Reading
 from edge_agent.config import load_config
+from edge_agent.node.agent import progress_checks
 from edge_agent.node.sampler import Sampler
 from edge_agent.node.sdnotify import Notifier, Watchdog, watchdog_interval
-from edge_agent.node.agent import progress_checks
 from edge_agent.node.store import BatchStore
 
 UNIT = REPO / "systemd" / "edge-agent.service"
@@ -42,7 +42,7 @@ def receive(sock, seconds: float) -> list[str]:
     while time.monotonic() < deadline:
         try:
             out.append(sock.recv(4096).decode())
-        except socket.timeout:
+        except TimeoutError:
             pass
     return out
 

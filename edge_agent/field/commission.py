@@ -203,7 +203,7 @@ def check_broker(cfg: AgentConfig, timeout: float) -> list[Check]:
                                 "the backbone's ACL must allow this node to publish and subscribe to "
                                 f"{cfg.mqtt.topic_prefix}/{cfg.node_id}/commission/#"))
         return checks
-    return failures + [Check("round trip", False, "no broker reached", "fix the broker check above first")]
+    return [*failures, Check("round trip", False, "no broker reached", "fix the broker check above first")]
 
 
 def commission(cfg: AgentConfig, make: Callable[[SensorConfig], Sensor], *, probe: SystemProbe | None = None,
