@@ -42,7 +42,9 @@ def load_other(path: str) -> types.ModuleType:
     """The build at ``path`` as a module, beside (not instead of) the installed core."""
     stem = os.path.basename(path).split(".")[0]
     if stem not in ("_core", "_dsp"):
-        raise SystemExit(f"{path}: name it _core.<tag>.so or _dsp.<tag>.so (its init function is PyInit_<name>)")
+        raise SystemExit(
+            f"{path}: name it _core.<tag>.so or _dsp.<tag>.so (its init function is PyInit_<name>)"
+        )
     if stem == "_dsp":
         shim = types.ModuleType("edge_agent._dsp_py")
         for name in ("LOSSY", "MAD_SCALE", "MAX_POLY", "MAX_WINDOW", "check_spec"):
@@ -66,8 +68,9 @@ def once_ns(fn: Callable[[], object], count: int) -> float:
     return (time.perf_counter() - t) / count * 1e9
 
 
-def paired(a: Callable[[], object], b: Callable[[], object], count: int, rounds: int,
-           repeat: int) -> tuple[float, ...]:
+def paired(
+    a: Callable[[], object], b: Callable[[], object], count: int, rounds: int, repeat: int
+) -> tuple[float, ...]:
     """(A ns, B ns, B/A median, lowest B/A, highest B/A) over ``rounds`` rounds; a round times
     A and B ``repeat`` times each, back to back and in turn first, and keeps each side's best
     (a neighbour's burst on a shared machine lengthens a run, never shortens it); the ns are
@@ -91,7 +94,9 @@ def paired(a: Callable[[], object], b: Callable[[], object], count: int, rounds:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("other", help="path of the other build (A), e.g. /tmp/ab/_dsp.cpython-311-x86_64-linux-gnu.so")
+    ap.add_argument(
+        "other", help="path of the other build (A), e.g. /tmp/ab/_dsp.cpython-311-x86_64-linux-gnu.so"
+    )
     ap.add_argument("--samples", type=int, default=1_000_000)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each side per round, the best kept")
@@ -104,8 +109,10 @@ def main() -> None:
     ts = array("d", (float(i) for i in range(n)))
     out_t, out_y = array("d", bytes(8 * n)), array("d", bytes(8 * n))
 
-    print(f"A/B of the compiled core, ns per sample (median of {args.rounds} rounds of the best of {args.repeat} back to back; {n} samples); "
-          f"{platform.machine()}, Python {platform.python_version()}")
+    print(
+        f"A/B of the compiled core, ns per sample (median of {args.rounds} rounds of the best of {args.repeat} back to back; {n} samples); "
+        f"{platform.machine()}, Python {platform.python_version()}"
+    )
     print(f"  A: {old.__file__}\n  B: {new.__file__}")
     print(f"  {'':<32}{'A ns':>9}{'B ns':>9}{'B/A':>8}   range")
 
@@ -127,14 +134,32 @@ def main() -> None:
     kinds = [0, 1, 2, 3, 4]  # what the encoder searches for a lossless version-3 channel
     assert old.value_block(qs, 1, kinds, 0, True) == new.value_block(qs, 1, kinds, 0, True)
     assert old.times_section(times, times[0], 1000) == new.times_section(times, times[0], 1000)
-    payload = wire.encode(wire.Batch("n", "s", 0, times[0], (wire.ChannelData(
-        "temperature", "°C", 0.01, tuple(times), tuple(qs)),), period_ms=1000))
-    print(f"  wire kernels on the chain's {m} kept points (ns per point; crc32c: per byte of a "
-          f"{len(payload)}-byte payload, x100)")
-    row("value_block", lambda: old.value_block(qs, 1, kinds, 0, True),
-        lambda: new.value_block(qs, 1, kinds, 0, True), m)
-    row("times_section", lambda: old.times_section(times, times[0], 1000),
-        lambda: new.times_section(times, times[0], 1000), m)
+    payload = wire.encode(
+        wire.Batch(
+            "n",
+            "s",
+            0,
+            times[0],
+            (wire.ChannelData("temperature", "°C", 0.01, tuple(times), tuple(qs)),),
+            period_ms=1000,
+        )
+    )
+    print(
+        f"  wire kernels on the chain's {m} kept points (ns per point; crc32c: per byte of a "
+        f"{len(payload)}-byte payload, x100)"
+    )
+    row(
+        "value_block",
+        lambda: old.value_block(qs, 1, kinds, 0, True),
+        lambda: new.value_block(qs, 1, kinds, 0, True),
+        m,
+    )
+    row(
+        "times_section",
+        lambda: old.times_section(times, times[0], 1000),
+        lambda: new.times_section(times, times[0], 1000),
+        m,
+    )
 
     def crc(module):
         f = module.crc32c

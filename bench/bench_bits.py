@@ -53,8 +53,10 @@ def _vega(name: str) -> Path:
 def real_series() -> dict[str, tuple[list[float], list[float], float]]:
     """name -> (Unix times, values, resolution)."""
     out = {}
-    for name, file, tcol, vcol, fmt in (("seattle hourly temp", "seattle-temps.csv", "date", "temp", "%Y/%m/%d %H:%M"),
-                                        ("sf hourly temp", "sf-temps.csv", "date", "temp", "%Y/%m/%d %H:%M:%S")):
+    for name, file, tcol, vcol, fmt in (
+        ("seattle hourly temp", "seattle-temps.csv", "date", "temp", "%Y/%m/%d %H:%M"),
+        ("sf hourly temp", "sf-temps.csv", "date", "temp", "%Y/%m/%d %H:%M:%S"),
+    ):
         ts, xs = [], []
         with open(_vega(file), newline="") as f:
             for row in csv.DictReader(f):
@@ -106,8 +108,11 @@ def bokeh_series() -> dict[str, tuple[list[float], list[float], float]]:
         rows = [r for r in csv.DictReader(f) if _number(r["glucose"]) and _number(r["isig"])]
     ts = [_utc(r["datetime"], "%Y-%m-%d %H:%M:%S") for r in rows]
     order = sorted(range(len(ts)), key=ts.__getitem__)
-    ts, glucose, isig = _increasing([ts[i] for i in order], [float(rows[i]["glucose"]) for i in order],
-                                    [float(rows[i]["isig"]) for i in order])
+    ts, glucose, isig = _increasing(
+        [ts[i] for i in order],
+        [float(rows[i]["glucose"]) for i in order],
+        [float(rows[i]["isig"]) for i in order],
+    )
     out["CGM glucose (5 min)"] = (ts, glucose, 1.0)
     out["CGM sensor current (5 min)"] = (ts, isig, 0.01)
     with gzip.open(_bokeh("cycling.csv.gz"), "rt", newline="") as f:
@@ -226,12 +231,19 @@ def measure(name: str, ts: list[float], xs: list[float], res: float) -> dict:
     dev = max(eps - res / 2, 0.0)  # both modes hold deviation + resolution / 2 = eps
     swing = compress_report(ts, xs, res, dev, "swing")
     bound = compress_report(ts, xs, res, dev, "bound")
-    row.update({"eps": eps, "swing ratio": swing["compression_ratio"], "bound ratio": bound["compression_ratio"],
-                "swing max err": swing["max_abs_error"], "bound max err": bound["max_abs_error"],
-                "bins entropy": bins_entropy(qs, wire.bin_width_for(dev, res), wire.season_for(period, n)),
-                "residual entropy": bins_entropy(qs, 1, wire.season_for(period, n)),
-                "given previous size": bins_entropy(qs, 1, wire.season_for(period, n), given_previous_size=True),
-                "swing bits/sample": 128 / swing["compression_ratio"]})
+    row.update(
+        {
+            "eps": eps,
+            "swing ratio": swing["compression_ratio"],
+            "bound ratio": bound["compression_ratio"],
+            "swing max err": swing["max_abs_error"],
+            "bound max err": bound["max_abs_error"],
+            "bins entropy": bins_entropy(qs, wire.bin_width_for(dev, res), wire.season_for(period, n)),
+            "residual entropy": bins_entropy(qs, 1, wire.season_for(period, n)),
+            "given previous size": bins_entropy(qs, 1, wire.season_for(period, n), given_previous_size=True),
+            "swing bits/sample": 128 / swing["compression_ratio"],
+        }
+    )
     return row
 
 
@@ -274,25 +286,35 @@ def main() -> None:
     for name, r in rows.items():
         print(f"  {name:<38}{r['samples']:>7}" + "".join(f"{r[c]:>15.2f}" for c in cols))
     means = {}
-    for group, names in ((f"mean of the {len(vega)} vega_datasets series", vega),
-                         (f"mean of the {len(bokeh)} bokeh_sampledata series", bokeh),
-                         (f"mean of all {len(vega) + len(bokeh)} real series", {**vega, **bokeh})):
+    for group, names in (
+        (f"mean of the {len(vega)} vega_datasets series", vega),
+        (f"mean of the {len(bokeh)} bokeh_sampledata series", bokeh),
+        (f"mean of all {len(vega) + len(bokeh)} real series", {**vega, **bokeh}),
+    ):
         means[group] = {c: sum(rows[n][c] for n in names) / len(names) for c in cols}
         print(f"  {group:<45}" + "".join(f"{means[group][c]:>15.2f}" for c in cols))
     avg = means[group]
-    print(f"  all real series: edge-agent / q+varint+xz {avg['edge-agent'] / avg['q+varint+xz']:.2f} "
-          f"(target <= 0.85); edge-agent {avg['edge-agent']:.2f} bits/value (target <= 4.0)")
+    print(
+        f"  all real series: edge-agent / q+varint+xz {avg['edge-agent'] / avg['q+varint+xz']:.2f} "
+        f"(target <= 0.85); edge-agent {avg['edge-agent']:.2f} bits/value (target <= 4.0)"
+    )
     real = {**vega, **bokeh}
-    print(f"  what limits it, mean over the real series: the order-0 entropy of the best predictor's residuals "
-          f"{sum(rows[n]['residual entropy'] for n in real) / len(real):.2f} bits/value; given the previous "
-          f"residual's size {sum(rows[n]['given previous size'] for n in real) / len(real):.2f} (statistics "
-          f"fitted to each series itself: below what an adaptive coder can reach)")
-    print("lossy at eps = 0.5 % of range, compression ratio against 16 B/sample (whole payloads); 5x the door "
-          "would need 1/5 of the door's bits per sample, beside the order-0 entropy of the bins (best predictor)")
+    print(
+        f"  what limits it, mean over the real series: the order-0 entropy of the best predictor's residuals "
+        f"{sum(rows[n]['residual entropy'] for n in real) / len(real):.2f} bits/value; given the previous "
+        f"residual's size {sum(rows[n]['given previous size'] for n in real) / len(real):.2f} (statistics "
+        f"fitted to each series itself: below what an adaptive coder can reach)"
+    )
+    print(
+        "lossy at eps = 0.5 % of range, compression ratio against 16 B/sample (whole payloads); 5x the door "
+        "would need 1/5 of the door's bits per sample, beside the order-0 entropy of the bins (best predictor)"
+    )
     for name, r in rows.items():
-        print(f"  {name:<38} eps {r['eps']:<8.3g} swinging door {r['swing ratio']:>8.1f}x  bins {r['bound ratio']:>8.1f}x"
-              f"  ({r['bound ratio'] / r['swing ratio']:.2f}x the door; target >= 5): 5x needs "
-              f"{r['swing bits/sample'] / 5:.2f} bits/sample, bins' entropy {r['bins entropy']:.2f}")
+        print(
+            f"  {name:<38} eps {r['eps']:<8.3g} swinging door {r['swing ratio']:>8.1f}x  bins {r['bound ratio']:>8.1f}x"
+            f"  ({r['bound ratio'] / r['swing ratio']:.2f}x the door; target >= 5): 5x needs "
+            f"{r['swing bits/sample'] / 5:.2f} bits/sample, bins' entropy {r['bins entropy']:.2f}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"series": rows, "means": means}, f, indent=2)

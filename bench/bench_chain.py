@@ -47,10 +47,12 @@ def bench_core(n: int) -> None:
     out_y = array.array("d", bytes(8 * n))
     results = {}
     results["python twin, per sample"] = rate(
-        lambda: [c.push(t, x) for c in [twin.Chain(SPEC)] for t, x in zip(ts, xs)], n)
+        lambda: [c.push(t, x) for c in [twin.Chain(SPEC)] for t, x in zip(ts, xs)], n
+    )
     if compiled is not None:
         results["cython, per sample"] = rate(
-            lambda: [c.push(t, x) for c in [compiled.Chain(SPEC)] for t, x in zip(ts, xs)], n)
+            lambda: [c.push(t, x) for c in [compiled.Chain(SPEC)] for t, x in zip(ts, xs)], n
+        )
         results["cython, batch (nogil)"] = rate(lambda: compiled.Chain(SPEC).run(ts, xs, out_t, out_y), n)
     base = results["python twin, per sample"]
     print(f"signal core: chain {SPEC}, {n} samples, best of 3")
@@ -61,8 +63,12 @@ def bench_core(n: int) -> None:
 def bench_wire(seconds: int) -> None:
     """A simulated day of a BME680 at 1 Hz, sealed every 10 s, through deadband and swinging door."""
     rnd = random.Random(2)
-    chans = {"temperature": (0.01, 0.02, "°C"), "humidity": (0.01, 0.05, "%"),
-             "pressure": (0.01, 0.02, "hPa"), "gas": (1.0, 200.0, "Ω")}
+    chans = {
+        "temperature": (0.01, 0.02, "°C"),
+        "humidity": (0.01, 0.05, "%"),
+        "pressure": (0.01, 0.02, "hPa"),
+        "gas": (1.0, 200.0, "Ω"),
+    }
     series = {k: [] for k in chans}
     for s in range(seconds):
         series["temperature"].append(21 + 2 * math.sin(s / 3600) + rnd.gauss(0, 0.01))
@@ -70,37 +76,78 @@ def bench_wire(seconds: int) -> None:
         series["pressure"].append(1013 + 0.5 * math.sin(s / 7200) + rnd.gauss(0, 0.005))
         series["gas"].append(50000 + 5000 * math.sin(s / 4000) + rnd.gauss(0, 100))
     samples = seconds * len(chans)
-    json_bytes = sum(len(json.dumps({"node": "lamp-0042", "sensor": "bme680", "channel": k, "t": 1767225600 + s,
-                                     "value": round(v, 2)})) + 1
-                     for k, vs in series.items() for s, v in enumerate(vs))
-    print(f"wire: {seconds} s of a BME680 at 1 Hz ({samples} samples), median(5) -> EMA(0.5) -> lossy stage "
-          f"(none; deadband, swinging door, or error-bounded bins with the same width); wire version 3 (what a node "
-          f"sends) beside versions 2 and 1 (version 1 cannot carry bins: its figure there is lossless)")
+    json_bytes = sum(
+        len(
+            json.dumps(
+                {
+                    "node": "lamp-0042",
+                    "sensor": "bme680",
+                    "channel": k,
+                    "t": 1767225600 + s,
+                    "value": round(v, 2),
+                }
+            )
+        )
+        + 1
+        for k, vs in series.items()
+        for s, v in enumerate(vs)
+    )
+    print(
+        f"wire: {seconds} s of a BME680 at 1 Hz ({samples} samples), median(5) -> EMA(0.5) -> lossy stage "
+        f"(none; deadband, swinging door, or error-bounded bins with the same width); wire version 3 (what a node "
+        f"sends) beside versions 2 and 1 (version 1 cannot carry bins: its figure there is lossless)"
+    )
     digest = hashlib.sha256()  # the day's bytes: a change of the wire shows here first
     for lossy in ("none", "deadband", "swing", "bound"):
         for flush in (10, 60):
             tail = {"none": [], "deadband": None, "swing": None, "bound": []}[lossy]
-            chains = {k: twin.Chain([("median", 5), ("ema", 0.5)] + (
-                tail if tail is not None else
-                [(lossy, d, 0.0, 0.0) if lossy == "deadband" else (lossy, d, 0.0)]))
-                      for k, (_, d, _) in chans.items()}
+            chains = {
+                k: twin.Chain(
+                    [("median", 5), ("ema", 0.5)]
+                    + (
+                        tail
+                        if tail is not None
+                        else [(lossy, d, 0.0, 0.0) if lossy == "deadband" else (lossy, d, 0.0)]
+                    )
+                )
+                for k, (_, d, _) in chans.items()
+            }
             v1_bytes = v2_bytes = v3_bytes = kept = seq = 0
             t0 = 1_767_225_600_000
             for start in range(0, seconds, flush):
                 chs = []
                 for k, (res, _, unit) in chans.items():
-                    pts = [p for p in (chains[k].push(s, series[k][s]) for s in range(start, min(seconds, start + flush)))
-                           if p is not None]
+                    pts = [
+                        p
+                        for p in (
+                            chains[k].push(s, series[k][s]) for s in range(start, min(seconds, start + flush))
+                        )
+                        if p is not None
+                    ]
                     end = chains[k].flush()
                     if end is not None:
                         pts.append(end)
                     if pts:
                         width = wire.bin_width_for(chans[k][1], res) if lossy == "bound" else 1
-                        chs.append(wire.ChannelData(k, unit, res, tuple(t0 + round(t * 1000) for t, _ in pts),
-                                                    tuple(wire.quantise(y, res) for _, y in pts), bin_width=width))
+                        chs.append(
+                            wire.ChannelData(
+                                k,
+                                unit,
+                                res,
+                                tuple(t0 + round(t * 1000) for t, _ in pts),
+                                tuple(wire.quantise(y, res) for _, y in pts),
+                                bin_width=width,
+                            )
+                        )
                 if chs:
-                    batch = wire.Batch("lamp-0042", "bme680", seq, min(min(c.times_ms) for c in chs), tuple(chs),
-                                       period_ms=1000)
+                    batch = wire.Batch(
+                        "lamp-0042",
+                        "bme680",
+                        seq,
+                        min(min(c.times_ms) for c in chs),
+                        tuple(chs),
+                        period_ms=1000,
+                    )
                     payloads = (wire.encode_v1(batch), wire.encode(batch, version=2), wire.encode(batch))
                     for payload in payloads:
                         digest.update(payload)
@@ -109,10 +156,12 @@ def bench_wire(seconds: int) -> None:
                     v3_bytes += len(payloads[2])
                     kept += sum(len(c.times_ms) for c in chs)
                     seq += 1
-            print(f"  {lossy:<8} flush {flush:>2} s: {seq} batches, {kept} points kept ({kept / samples:5.1%}); "
-                  f"v3 {v3_bytes} B = {v3_bytes / samples:.3f} B/sample ({8 * v3_bytes / samples:.2f} bits), "
-                  f"v2 {v2_bytes / samples:.3f}, v1 {v1_bytes / samples:.3f} B/sample: v3/v2 {v3_bytes / v2_bytes:.2f}, "
-                  f"v3/v1 {v3_bytes / v1_bytes:.2f}; JSON lines {json_bytes / v3_bytes:.0f}x v3")
+            print(
+                f"  {lossy:<8} flush {flush:>2} s: {seq} batches, {kept} points kept ({kept / samples:5.1%}); "
+                f"v3 {v3_bytes} B = {v3_bytes / samples:.3f} B/sample ({8 * v3_bytes / samples:.2f} bits), "
+                f"v2 {v2_bytes / samples:.3f}, v1 {v1_bytes / samples:.3f} B/sample: v3/v2 {v3_bytes / v2_bytes:.2f}, "
+                f"v3/v1 {v3_bytes / v1_bytes:.2f}; JSON lines {json_bytes / v3_bytes:.0f}x v3"
+            )
     print(f"  sha256 of every payload above (v1, v2, v3 of each batch, in order): {digest.hexdigest()}")
 
 

@@ -53,8 +53,10 @@ def start_broker(workdir: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     conf = os.path.join(workdir, "m.conf")
     with open(conf, "w") as f:
-        f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                f"max_inflight_messages 0\nmax_queued_messages 0\n")
+        f.write(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            f"max_inflight_messages 0\nmax_queued_messages 0\n"
+        )
     proc = subprocess.Popen([binary, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:
@@ -69,10 +71,21 @@ def payloads(n: int) -> list[bytes]:
     out = []
     for seq in range(n):
         t0 = 1_767_225_600_000 + seq * 10_000
-        chans = tuple(wire.ChannelData(name, unit, res, tuple(t0 + i * 1000 for i in range(10)),
-                                       tuple(base + (seq + i) % 7 for i in range(10)))
-                      for name, unit, res, base in (("temperature", "°C", 0.01, 2150), ("humidity", "%", 0.01, 4500),
-                                                    ("pressure", "hPa", 0.01, 101325), ("gas", "Ω", 1.0, 50000)))
+        chans = tuple(
+            wire.ChannelData(
+                name,
+                unit,
+                res,
+                tuple(t0 + i * 1000 for i in range(10)),
+                tuple(base + (seq + i) % 7 for i in range(10)),
+            )
+            for name, unit, res, base in (
+                ("temperature", "°C", 0.01, 2150),
+                ("humidity", "%", 0.01, 4500),
+                ("pressure", "hPa", 0.01, 101325),
+                ("gas", "Ω", 1.0, 50000),
+            )
+        )
         out.append(wire.encode(wire.Batch("bench-node", "air", seq, t0, chans)))
     return out
 
@@ -124,10 +137,16 @@ def uplink_drain(port: int, data: list[bytes], workdir: str) -> tuple[float, flo
         s.checkpoint()
     os.sync()
     cfg = load_config(None)
-    mqtt_cfg = dataclasses.replace(cfg.mqtt, brokers=(parse_broker_url(f"mqtt://127.0.0.1:{port}"),),
-                                   inflight=WINDOW, backlog_rate=1e9, client_id="bench-uplink")
-    cfg = dataclasses.replace(cfg, node_id="bench-node", mqtt=mqtt_cfg, clock_hold=0.0,
-                              health_interval=3600.0)
+    mqtt_cfg = dataclasses.replace(
+        cfg.mqtt,
+        brokers=(parse_broker_url(f"mqtt://127.0.0.1:{port}"),),
+        inflight=WINDOW,
+        backlog_rate=1e9,
+        client_id="bench-uplink",
+    )
+    cfg = dataclasses.replace(
+        cfg, node_id="bench-node", mqtt=mqtt_cfg, clock_hold=0.0, health_interval=3600.0
+    )
     done = threading.Event()
     times: list[float] = []
     cpus: list[float] = []
@@ -172,8 +191,11 @@ class FastSensor:
     def read(self):
         self.n += 1
         v = 20.0 + (self.n % 50) * 0.01
-        return Reading(t=time.time(), mono=time.monotonic(),
-                       values={"temperature": v, "humidity": v * 2, "pressure": 1000 + v, "gas": 5e4 + v})
+        return Reading(
+            t=time.time(),
+            mono=time.monotonic(),
+            values={"temperature": v, "humidity": v * 2, "pressure": 1000 + v, "gas": 5e4 + v},
+        )
 
     def close(self):
         pass
@@ -219,8 +241,10 @@ def main() -> None:
         # rounds' ratios.
         runs = {"bare": ([], [], []), "uplink": ([], [], [])}  # elapsed, CPU, TCP segments
         for _ in range(ROUNDS):
-            for name, run in (("bare", lambda: bare_loop(port, data)),
-                              ("uplink", lambda: uplink_drain(port, data, workdir))):
+            for name, run in (
+                ("bare", lambda: bare_loop(port, data)),
+                ("uplink", lambda: uplink_drain(port, data, workdir)),
+            ):
                 segs = tcp_out_segments()
                 el, cpu = run()
                 for series, value in zip(runs[name], (el, cpu, tcp_out_segments() - segs)):
@@ -228,21 +252,30 @@ def main() -> None:
         (bare_t, bare_cpu, bare_segs), (drain_t, drain_cpu, drain_segs) = runs["bare"], runs["uplink"]
         bare, drain = min(bare_t), min(drain_t)
         ratios = sorted(b / d for b, d in zip(bare_t, drain_t))
-        print(f"drain of {args.batches} batches ({size:.0f} B each, {SAMPLES_PER_BATCH} samples each), "
-              f"QoS 1, window {WINDOW}, local Mosquitto, best of {ROUNDS}:")
-        for name, el, cpu, segs in (("bare paho-mqtt loop", bare, min(bare_cpu), min(bare_segs)),
-                                    ("edge-agent uplink (store -> PUBACK -> delete)", drain, min(drain_cpu),
-                                     min(drain_segs))):
-            print(f"  {name:<48} {args.batches / el:9.0f} msg/s  {args.batches * SAMPLES_PER_BATCH / el:10.0f} "
-                  f"samples/s  {cpu / args.batches * 1e6:6.1f} us CPU/msg (this process)  "
-                  f"{segs / args.batches:4.2f} TCP segments/msg")
+        print(
+            f"drain of {args.batches} batches ({size:.0f} B each, {SAMPLES_PER_BATCH} samples each), "
+            f"QoS 1, window {WINDOW}, local Mosquitto, best of {ROUNDS}:"
+        )
+        for name, el, cpu, segs in (
+            ("bare paho-mqtt loop", bare, min(bare_cpu), min(bare_segs)),
+            ("edge-agent uplink (store -> PUBACK -> delete)", drain, min(drain_cpu), min(drain_segs)),
+        ):
+            print(
+                f"  {name:<48} {args.batches / el:9.0f} msg/s  {args.batches * SAMPLES_PER_BATCH / el:10.0f} "
+                f"samples/s  {cpu / args.batches * 1e6:6.1f} us CPU/msg (this process)  "
+                f"{segs / args.batches:4.2f} TCP segments/msg"
+            )
         print(f"  ratio uplink / bare, best against best            {bare / drain:9.2f}x   (target >= 0.8x)")
-        print(f"  ratio uplink / bare, median of the rounds         {ratios[len(ratios) // 2]:9.2f}x   "
-              f"(rounds: {ratios[0]:.2f} .. {ratios[-1]:.2f})")
+        print(
+            f"  ratio uplink / bare, median of the rounds         {ratios[len(ratios) // 2]:9.2f}x   "
+            f"(rounds: {ratios[0]:.2f} .. {ratios[-1]:.2f})"
+        )
         for per_seal in (10, 60):
             per_sample, per_batch = disk_bytes_per_sample(workdir, 300, per_seal)
-            print(f"disk: {per_seal} s of 1 Hz BME680 data per seal: {per_batch:8.0f} B written per sealed "
-                  f"batch, {per_sample:6.1f} B per sample stored (WAL, synchronous=FULL)")
+            print(
+                f"disk: {per_seal} s of 1 Hz BME680 data per seal: {per_batch:8.0f} B written per sealed "
+                f"batch, {per_sample:6.1f} B per sample stored (WAL, synchronous=FULL)"
+            )
     finally:
         os.kill(broker.pid, signal.SIGTERM)
         broker.wait()

@@ -118,11 +118,13 @@ def main() -> None:
             row["cython batch"] = best_ns(lambda: compiled.Chain(spec).run(ts, xs, out_t, out_y), n)
             c = compiled.Chain(spec)
             push = c.push
-            row["cython per sample"] = best_ns(lambda: [push(t, x) for t, x in zip(ts[:small].tolist(),
-                                                                                    xs[:small].tolist())], small)
+            row["cython per sample"] = best_ns(
+                lambda: [push(t, x) for t, x in zip(ts[:small].tolist(), xs[:small].tolist())], small
+            )
         tw = twin.Chain(spec)
-        row["python per sample"] = best_ns(lambda: [tw.push(t, x) for t, x in zip(ts[:small].tolist(),
-                                                                                  xs[:small].tolist())], small, 2)
+        row["python per sample"] = best_ns(
+            lambda: [tw.push(t, x) for t, x in zip(ts[:small].tolist(), xs[:small].tolist())], small, 2
+        )
 
     for name, stage in STAGES.items():
         ours(name, [stage])
@@ -138,10 +140,18 @@ def main() -> None:
         kept_t, kept_y = [p[0] for p in pts], [p[1] for p in pts]
     else:
         kept_t, kept_y = out_t[:m].tolist(), out_y[:m].tolist()
-    ch = wire.ChannelData("temperature", "°C", 0.01, tuple(round(t * 1000) for t in kept_t),
-                          tuple(wire.quantise(y, 0.01) for y in kept_y))
-    rows["wire encode of kept points"] = {"cython batch" if compiled else "python per sample": best_ns(
-        lambda: wire.encode(wire.Batch("n", "s", 0, 0, (ch,), period_ms=1000)), n, 3)}
+    ch = wire.ChannelData(
+        "temperature",
+        "°C",
+        0.01,
+        tuple(round(t * 1000) for t in kept_t),
+        tuple(wire.quantise(y, 0.01) for y in kept_y),
+    )
+    rows["wire encode of kept points"] = {
+        "cython batch" if compiled else "python per sample": best_ns(
+            lambda: wire.encode(wire.Batch("n", "s", 0, 0, (ch,), period_ms=1000)), n, 3
+        )
+    }
 
     peers = {
         "bottleneck.move_median w=5": best_ns(lambda: bn.move_median(xs, 5), n),
@@ -151,16 +161,22 @@ def main() -> None:
         "Hampel w=11 from two bottleneck medians": best_ns(lambda: hampel_two_medians(xs, 11), n),
         "Hampel w=7 from two bottleneck medians": best_ns(lambda: hampel_two_medians(xs, 7), n),
         "bare Python->C call per sample (math.fabs)": best_ns(
-            lambda: [math.fabs(x) for x in xs[:small].tolist()], small),
+            lambda: [math.fabs(x) for x in xs[:small].tolist()], small
+        ),
     }
 
-    print(f"signal core, ns per sample (best of 5; {n} samples, per-sample and Python on {small}); "
-          f"core: {'cython' if compiled else 'python only'}; {platform.machine()}, Python {platform.python_version()}")
+    print(
+        f"signal core, ns per sample (best of 5; {n} samples, per-sample and Python on {small}); "
+        f"core: {'cython' if compiled else 'python only'}; {platform.machine()}, Python {platform.python_version()}"
+    )
     cols = ["cython batch", "cython per sample", "python per sample"]
     print(f"  {'stage':<26}" + "".join(f"{c:>20}" for c in cols))
     for name, row in rows.items():
-        print(f"  {name:<26}" + "".join(f"{row[c]:>20.1f}" if c in row else f"{'':>20}" for c in cols)
-              + (f"   python {row['python']:.1f}" if "python" in row else ""))
+        print(
+            f"  {name:<26}"
+            + "".join(f"{row[c]:>20.1f}" if c in row else f"{'':>20}" for c in cols)
+            + (f"   python {row['python']:.1f}" if "python" in row else "")
+        )
     print("  peers:")
     for name, v in peers.items():
         print(f"  {name:<45} {v:>8.1f}")
@@ -182,17 +198,37 @@ def main() -> None:
 
         push = compiled.Chain(CHAIN).push
         for name, ours, peer, count in (
-                ("median(5) / bottleneck w=5 (target <= 0.5)", chain_run([STAGES["median(5)"]]),
-                 lambda: bn.move_median(xs, 5), n),
-                ("median(61) / bottleneck w=61 (target <= 1.0)", chain_run([STAGES["median(61)"]]),
-                 lambda: bn.move_median(xs, 61), n),
-                ("ema / scipy lfilter (target <= 0.6)", chain_run([STAGES["ema(0.5)"]]),
-                 lambda: sps.lfilter([0.5], [1.0, -0.5], xs), n),
-                ("hampel(11) / two-median Hampel (target <= 0.5)", chain_run([STAGES["hampel(11)"]]),
-                 lambda: hampel_two_medians(xs, 11), n),
-                ("per-sample chain call / bare Python->C call (target <= 3)",
-                 lambda: [push(t, x) for t, x in zip(small_ts, small_xs)],
-                 lambda: [math.fabs(x) for x in small_xs], small)):
+            (
+                "median(5) / bottleneck w=5 (target <= 0.5)",
+                chain_run([STAGES["median(5)"]]),
+                lambda: bn.move_median(xs, 5),
+                n,
+            ),
+            (
+                "median(61) / bottleneck w=61 (target <= 1.0)",
+                chain_run([STAGES["median(61)"]]),
+                lambda: bn.move_median(xs, 61),
+                n,
+            ),
+            (
+                "ema / scipy lfilter (target <= 0.6)",
+                chain_run([STAGES["ema(0.5)"]]),
+                lambda: sps.lfilter([0.5], [1.0, -0.5], xs),
+                n,
+            ),
+            (
+                "hampel(11) / two-median Hampel (target <= 0.5)",
+                chain_run([STAGES["hampel(11)"]]),
+                lambda: hampel_two_medians(xs, 11),
+                n,
+            ),
+            (
+                "per-sample chain call / bare Python->C call (target <= 3)",
+                lambda: [push(t, x) for t, x in zip(small_ts, small_xs)],
+                lambda: [math.fabs(x) for x in small_xs],
+                small,
+            ),
+        ):
             ratios[name], spread[name] = paired_ratio(ours, peer, count)
         print(f"  ratios (against a peer: median of {ROUNDS} pairs timed back to back, and their range):")
         for name, v in ratios.items():
@@ -200,9 +236,19 @@ def main() -> None:
             print(f"  {name:<60} {v:8.2f}" + (f"   ({lo:.2f} .. {hi:.2f})" if lo is not None else ""))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"samples": n, "core": "cython" if compiled else "python", "machine": platform.machine(),
-                       "python": platform.python_version(), "ns_per_sample": rows, "peers_ns_per_sample": peers,
-                       "ratios": ratios}, f, indent=2)
+            json.dump(
+                {
+                    "samples": n,
+                    "core": "cython" if compiled else "python",
+                    "machine": platform.machine(),
+                    "python": platform.python_version(),
+                    "ns_per_sample": rows,
+                    "peers_ns_per_sample": peers,
+                    "ratios": ratios,
+                },
+                f,
+                indent=2,
+            )
         print(f"  written: {args.json}")
 
 

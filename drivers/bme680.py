@@ -28,12 +28,20 @@ class Bme680(Sensor):
     TYPE = "bme680"
     DEFAULT_ADDRESS = 0x77
     ADDRESSES = (0x76, 0x77)  # SDO to GND: 0x76, to VDDIO: 0x77
-    OPTIONS: ClassVar[dict[str, Option]] = {"heater": Mapping(
-        doc="the gas sensor's hot plate, heated before every gas measurement",
-        temperature=Int(320, 200, 400, keyword="heater_temp", doc="plate temperature in °C"),
-        duration=Duration("150ms", min="1ms", max="4032ms", unit="ms", keyword="heater_ms",
-                          doc="how long the plate is held at temperature (the chip's gas wait: at most 4032ms)"),
-    )}
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "heater": Mapping(
+            doc="the gas sensor's hot plate, heated before every gas measurement",
+            temperature=Int(320, 200, 400, keyword="heater_temp", doc="plate temperature in °C"),
+            duration=Duration(
+                "150ms",
+                min="1ms",
+                max="4032ms",
+                unit="ms",
+                keyword="heater_ms",
+                doc="how long the plate is held at temperature (the chip's gas wait: at most 4032ms)",
+            ),
+        )
+    }
     CHANNELS = (
         ChannelSpec("temperature", "°C", 0.01, -40.0, 85.0),
         ChannelSpec("humidity", "%", 0.01, 0.0, 100.0),
@@ -41,8 +49,9 @@ class Bme680(Sensor):
         ChannelSpec("gas", "Ω", 1.0, 0.0, 1.0e7),
     )
 
-    def __init__(self, *, bus: I2CBus, address: int = DEFAULT_ADDRESS,
-                 heater_temp: int = 320, heater_ms: int = 150) -> None:
+    def __init__(
+        self, *, bus: I2CBus, address: int = DEFAULT_ADDRESS, heater_temp: int = 320, heater_ms: int = 150
+    ) -> None:
         self.address = address
         try:
             # The driver measures on the first property read and serves the others from
@@ -54,7 +63,9 @@ class Bme680(Sensor):
         except RuntimeError as exc:  # "Failed to find BME680! Chip ID 0x.."
             raise ChipNotFound(f"BME680 at 0x{address:02x} on {bus.name}: {exc}") from exc
         if not hasattr(self._dev, "_last_reading"):
-            raise RuntimeError("adafruit_bme680 has changed: no _last_reading to start a fresh measurement by")
+            raise RuntimeError(
+                "adafruit_bme680 has changed: no _last_reading to start a fresh measurement by"
+            )
         self.bus = bus
         self.heater = (int(heater_temp), int(heater_ms))
         self._set_heater()
@@ -70,8 +81,10 @@ class Bme680(Sensor):
         on every reading, but not these. Set them again and fail this read."""
         if self.bus.write_read(self.address, bytes([_REG_GAS_WAIT_0]), 1)[0] != self._gas_wait:
             self._set_heater()
-            raise OSError(errno.EIO, f"BME680 at 0x{self.address:02x}: gas heater settings lost "
-                                     "(chip reset?); set again")
+            raise OSError(
+                errno.EIO,
+                f"BME680 at 0x{self.address:02x}: gas heater settings lost (chip reset?); set again",
+            )
 
     @classmethod
     def identify(cls, bus: I2CBus, address: int) -> str | None:

@@ -36,12 +36,21 @@ class BusioI2C:
         end = len(buffer) if end is None else end
         buffer[start:end] = self._bus.read(address, end - start)
 
-    def writeto_then_readfrom(self, address: int, buffer_out, buffer_in, *, out_start: int = 0,
-                              out_end: int | None = None, in_start: int = 0,
-                              in_end: int | None = None) -> None:
+    def writeto_then_readfrom(
+        self,
+        address: int,
+        buffer_out,
+        buffer_in,
+        *,
+        out_start: int = 0,
+        out_end: int | None = None,
+        in_start: int = 0,
+        in_end: int | None = None,
+    ) -> None:
         in_end = len(buffer_in) if in_end is None else in_end
         buffer_in[in_start:in_end] = self._bus.write_read(
-            address, bytes(buffer_out[out_start:out_end]), in_end - in_start)
+            address, bytes(buffer_out[out_start:out_end]), in_end - in_start
+        )
 
     def deinit(self) -> None:
         """The bus is shared; closing it is its owner's job."""

@@ -44,8 +44,9 @@ def calibration(chip: str, shunt_ohms: float, max_current: float) -> tuple[int, 
     scale = 0.04096 if chip == "ina219" else 0.00512
     cal = int(scale / (current_lsb * shunt_ohms))
     if not 1 <= cal <= 0xFFFE:
-        raise ValueError(f"{chip}: calibration {cal} out of range for shunt {shunt_ohms} Ω and "
-                         f"max current {max_current} A")
+        raise ValueError(
+            f"{chip}: calibration {cal} out of range for shunt {shunt_ohms} Ω and max current {max_current} A"
+        )
     return cal, current_lsb
 
 
@@ -68,12 +69,22 @@ class _Ina2xx(Sensor):
 
     OPTIONS: ClassVar[dict[str, Option]] = {
         "shunt_ohms": Float(0.1, min=0.0, min_exclusive=True, doc="the shunt resistor in Ω"),
-        "max_current": Float(3.2, min=0.0, min_exclusive=True,
-                             doc="the largest current expected, in A (sets the current LSB: max_current / 2^15)"),
+        "max_current": Float(
+            3.2,
+            min=0.0,
+            min_exclusive=True,
+            doc="the largest current expected, in A (sets the current LSB: max_current / 2^15)",
+        ),
     }
 
-    def __init__(self, *, bus: I2CBus, address: int = DEFAULT_ADDRESS, shunt_ohms: float = 0.1,
-                 max_current: float = 3.2) -> None:
+    def __init__(
+        self,
+        *,
+        bus: I2CBus,
+        address: int = DEFAULT_ADDRESS,
+        shunt_ohms: float = 0.1,
+        max_current: float = 3.2,
+    ) -> None:
         self.bus, self.address = bus, address
         self.cal, self.current_lsb = calibration(self.TYPE, shunt_ohms, max_current)
         self.power_lsb = self.POWER_LSB_FACTOR * self.current_lsb
@@ -97,8 +108,11 @@ class _Ina2xx(Sensor):
         cal = self._read(_REG_CALIBRATION)
         if cal != self.cal:
             self._write(_REG_CALIBRATION, self.cal)
-            raise OSError(errno.EIO, f"{self.TYPE} at 0x{self.address:02x}: calibration register read "
-                                     f"0x{cal:04x}, not 0x{self.cal:04x} (chip reset?); written again")
+            raise OSError(
+                errno.EIO,
+                f"{self.TYPE} at 0x{self.address:02x}: calibration register read "
+                f"0x{cal:04x}, not 0x{self.cal:04x} (chip reset?); written again",
+            )
 
     def _identify(self) -> None:  # pragma: no cover - each chip overrides
         raise NotImplementedError
@@ -116,13 +130,17 @@ class _Ina2xx(Sensor):
             dt = mono - self._last[0]
             self.energy_wh += (self._last[1] + power) / 2.0 * dt / 3600.0
         self._last = (mono, power)
-        return Reading(t=t, mono=mono, values={
-            "bus_voltage": raw_bus * self.BUS_LSB_V,
-            "shunt_voltage": raw_shunt * self.SHUNT_LSB_V * 1000.0,
-            "current": raw_current * self.current_lsb,
-            "power": power,
-            "energy": self.energy_wh,
-        })
+        return Reading(
+            t=t,
+            mono=mono,
+            values={
+                "bus_voltage": raw_bus * self.BUS_LSB_V,
+                "shunt_voltage": raw_shunt * self.SHUNT_LSB_V * 1000.0,
+                "current": raw_current * self.current_lsb,
+                "power": power,
+                "energy": self.energy_wh,
+            },
+        )
 
 
 def _peek(bus: I2CBus, address: int, reg: int) -> int | None:
@@ -149,14 +167,18 @@ class Ina219(_Ina2xx):
         if _peek(bus, address, _REG_MANUFACTURER_ID) == INA226_MANUFACTURER_ID:
             return None
         config = _peek(bus, address, _REG_CONFIG)
-        return "configuration register at its power-on value 0x399F" if config == INA219_CONFIG_RESET else None
+        return (
+            "configuration register at its power-on value 0x399F" if config == INA219_CONFIG_RESET else None
+        )
 
     def _identify(self) -> None:
         self._write(_REG_CONFIG, 0x8000)  # reset: the configuration returns to its power-on value
         config = self._read(_REG_CONFIG)
         if config != INA219_CONFIG_RESET:
-            raise ChipNotFound(f"ina219 at 0x{self.address:02x}: configuration after reset is 0x{config:04x}, "
-                               f"not 0x{INA219_CONFIG_RESET:04x}")
+            raise ChipNotFound(
+                f"ina219 at 0x{self.address:02x}: configuration after reset is 0x{config:04x}, "
+                f"not 0x{INA219_CONFIG_RESET:04x}"
+            )
 
 
 class Ina226(_Ina2xx):
@@ -179,8 +201,12 @@ class Ina226(_Ina2xx):
         try:
             mid, die = self._read(_REG_MANUFACTURER_ID), self._read(_REG_DIE_ID)
         except OSError as exc:
-            raise ChipNotFound(f"ina226 at 0x{self.address:02x}: ID registers unreadable ({exc}): "
-                               f"IDs 0x5449/0x2260 not found") from exc
+            raise ChipNotFound(
+                f"ina226 at 0x{self.address:02x}: ID registers unreadable ({exc}): "
+                f"IDs 0x5449/0x2260 not found"
+            ) from exc
         if (mid, die) != (INA226_MANUFACTURER_ID, INA226_DIE_ID):
-            raise ChipNotFound(f"ina226 at 0x{self.address:02x}: IDs 0x{mid:04x}/0x{die:04x}, "
-                               f"expected 0x{INA226_MANUFACTURER_ID:04x}/0x{INA226_DIE_ID:04x}")
+            raise ChipNotFound(
+                f"ina226 at 0x{self.address:02x}: IDs 0x{mid:04x}/0x{die:04x}, "
+                f"expected 0x{INA226_MANUFACTURER_ID:04x}/0x{INA226_DIE_ID:04x}"
+            )

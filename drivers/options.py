@@ -93,7 +93,9 @@ class Mapping(Option):
         object.__setattr__(self, "fields", tuple(fields.items()))
 
 
-def leaves(options: dict[str, Option], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Option]]:
+def leaves(
+    options: dict[str, Option], prefix: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], Option]]:
     """Every option that holds a value, with its key path: (("heater", "duration"), Duration(...))."""
     for name, option in options.items():
         if isinstance(option, Mapping):

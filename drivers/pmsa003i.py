@@ -21,10 +21,17 @@ from drivers.busio_adapter import BusioI2C
 WARM_UP_S = 30.0
 
 
-_FIELDS = (("pm1_0", "pm10 env"), ("pm2_5", "pm25 env"), ("pm10", "pm100 env"),
-           ("particles_0_3um", "particles 03um"), ("particles_0_5um", "particles 05um"),
-           ("particles_1_0um", "particles 10um"), ("particles_2_5um", "particles 25um"),
-           ("particles_5_0um", "particles 50um"), ("particles_10um", "particles 100um"))
+_FIELDS = (
+    ("pm1_0", "pm10 env"),
+    ("pm2_5", "pm25 env"),
+    ("pm10", "pm100 env"),
+    ("particles_0_3um", "particles 03um"),
+    ("particles_0_5um", "particles 05um"),
+    ("particles_1_0um", "particles 10um"),
+    ("particles_2_5um", "particles 25um"),
+    ("particles_5_0um", "particles 50um"),
+    ("particles_10um", "particles 100um"),
+)
 
 
 class Pmsa003i(Sensor):
@@ -32,7 +39,8 @@ class Pmsa003i(Sensor):
     DEFAULT_ADDRESS = 0x12
     ADDRESSES = (0x12,)
     CHANNELS = tuple(ChannelSpec(name, "µg/m³", 1.0, 0.0, 1000.0) for name, _ in _FIELDS[:3]) + tuple(
-        ChannelSpec(name, "/0.1L", 1.0, 0.0, 65535.0) for name, _ in _FIELDS[3:])
+        ChannelSpec(name, "/0.1L", 1.0, 0.0, 65535.0) for name, _ in _FIELDS[3:]
+    )
 
     def __init__(self, *, bus: I2CBus, address: int = DEFAULT_ADDRESS, clock=time.monotonic) -> None:
         if not bus.probe(address):
@@ -63,5 +71,9 @@ class Pmsa003i(Sensor):
             if isinstance(exc.__cause__, OSError):
                 raise exc.__cause__ from None
             raise ChecksumError(f"pmsa003i: {exc}") from exc
-        return Reading(t=t, mono=mono, values={name: float(data[key]) for name, key in _FIELDS},
-                       quality=READING_WARMING_UP if self.warming_up else 0)
+        return Reading(
+            t=t,
+            mono=mono,
+            values={name: float(data[key]) for name, key in _FIELDS},
+            quality=READING_WARMING_UP if self.warming_up else 0,
+        )

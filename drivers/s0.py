@@ -34,14 +34,24 @@ class S0Meter(Sensor):
     )
     OPTIONS: ClassVar[dict[str, Option]] = {
         "pin": Int(17, 0, 27, doc="the GPIO pin, BCM number (0..27 on the 40-pin header)"),
-        "pulses_per_kwh": Float(1000.0, min=0.0, min_exclusive=True,
-                                doc="pulses per kWh, printed on the meter (e.g. 1000 imp/kWh)"),
-        "debounce_ms": Float(20.0, min=0.0,
-                             doc="ms after a counted edge in which further edges are bounces"),
+        "pulses_per_kwh": Float(
+            1000.0,
+            min=0.0,
+            min_exclusive=True,
+            doc="pulses per kWh, printed on the meter (e.g. 1000 imp/kWh)",
+        ),
+        "debounce_ms": Float(20.0, min=0.0, doc="ms after a counted edge in which further edges are bounces"),
     }
 
-    def __init__(self, *, pin_factory=None, pin: int = 17, pulses_per_kwh: float = 1000.0,
-                 debounce_ms: float = 20.0, clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        pin_factory=None,
+        pin: int = 17,
+        pulses_per_kwh: float = 1000.0,
+        debounce_ms: float = 20.0,
+        clock=time.monotonic,
+    ) -> None:
         self.pulses_per_kwh = pulses_per_kwh
         self.debounce = debounce_ms / 1000.0
         self.clock = clock
@@ -49,14 +59,16 @@ class S0Meter(Sensor):
         self.pulses = 0
         self.bounces = 0
         self.base_kwh = 0.0
-        self._last: float | None = None       # monotonic time of the last counted pulse
-        self._interval: float | None = None   # seconds between the last two pulses
+        self._last: float | None = None  # monotonic time of the last counted pulse
+        self._interval: float | None = None  # seconds between the last two pulses
         self._dev = DigitalInputDevice(int(pin), pull_up=True, pin_factory=pin_factory)
         self._dev.when_activated = self._edge  # pulled up: active = pulled low = a pulse
 
     SIGNAL = "pulse"
-    NO_SIGNAL_HINT = ("check the S0 wiring (S0+ to the pin, S0- to ground); a meter with no load "
-                      "sends no pulses: switch a load on and run commission again")
+    NO_SIGNAL_HINT = (
+        "check the S0 wiring (S0+ to the pin, S0- to ground); a meter with no load "
+        "sends no pulses: switch a load on and run commission again"
+    )
 
     def present(self) -> bool:
         """Whether a pulse came since the driver started: a pulse line has no ID to read,
@@ -84,11 +96,15 @@ class S0Meter(Sensor):
             # no pulse for longer than the last interval: the load is at most this
             since = mono - last if last is not None else 0.0
             power = 3.6e6 / (self.pulses_per_kwh * max(interval, since))
-        return Reading(t=t, mono=mono, values={
-            "power": power,
-            "energy": self.base_kwh + pulses / self.pulses_per_kwh,
-            "pulses": float(pulses),
-        })
+        return Reading(
+            t=t,
+            mono=mono,
+            values={
+                "power": power,
+                "energy": self.base_kwh + pulses / self.pulses_per_kwh,
+                "pulses": float(pulses),
+            },
+        )
 
     def get_state(self) -> dict:
         with self._lock:

@@ -46,7 +46,7 @@ def _command_words(bus: I2CBus, address: int, command: int, count: int) -> list[
         raw = bus.read(address, 3 * count)
     except OSError:
         return None
-    words = [raw[i:i + 3] for i in range(0, len(raw), 3)]
+    words = [raw[i : i + 3] for i in range(0, len(raw), 3)]
     if any(crc8(w[:2]) != w[2] for w in words):
         return None
     return [int.from_bytes(w[:2], "big") for w in words]
@@ -61,8 +61,13 @@ class Scd4x(Sensor):
         ChannelSpec("temperature", "°C", 0.01, -10.0, 60.0),
         ChannelSpec("humidity", "%", 0.01, 0.0, 100.0),
     )
-    OPTIONS: ClassVar[dict[str, Option]] = {"asc": Bool(True, doc="automatic self-calibration: on for a sensor that sees outdoor air "
-                                     "(about 400 ppm) at least once a week, off otherwise")}
+    OPTIONS: ClassVar[dict[str, Option]] = {
+        "asc": Bool(
+            True,
+            doc="automatic self-calibration: on for a sensor that sees outdoor air "
+            "(about 400 ppm) at least once a week, off otherwise",
+        )
+    }
     STALE_AFTER = 16.0  # seconds without a result (one every 5 s) before the chip is restarted
 
     def __init__(self, *, bus: I2CBus, address: int = DEFAULT_ADDRESS, asc: float = 1.0) -> None:
@@ -118,8 +123,11 @@ class Scd4x(Sensor):
         if it is in fact measuring, and then that error is what this read reports."""
         idle = mono - self._last_data
         self._start()
-        raise OSError(errno.EIO, f"scd4x at 0x{self.address:02x}: no result for {idle:.0f} s "
-                                 "(chip reset?); periodic measurement started again")
+        raise OSError(
+            errno.EIO,
+            f"scd4x at 0x{self.address:02x}: no result for {idle:.0f} s "
+            "(chip reset?); periodic measurement started again",
+        )
 
     def close(self) -> None:
         try:

@@ -24,8 +24,8 @@ def _choose() -> ModuleType | None:
     except ImportError as exc:
         if os.environ.get("EDGE_AGENT_REQUIRE_EXT") == "1":
             raise ImportError(
-                "EDGE_AGENT_REQUIRE_EXT=1 but the compiled core edge_agent._core "
-                f"cannot be imported: {exc}") from exc
+                f"EDGE_AGENT_REQUIRE_EXT=1 but the compiled core edge_agent._core cannot be imported: {exc}"
+            ) from exc
         return None
     return _core
 

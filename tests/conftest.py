@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def find_mosquitto() -> str | None:
     return shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None)
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
+    )
 
 
 def free_port() -> int:
@@ -37,11 +38,13 @@ class Broker:
         self.conf = workdir / "mosquitto.conf"
         # Persistence (saved on SIGTERM) keeps sessions and queued messages across stop/start.
         # `user`: as root, mosquitto would otherwise drop to its own user and fail to save here.
-        self.conf.write_text(f"per_listener_settings false\nlistener {self.port} 127.0.0.1\n"
-                             f"{listener_options}allow_anonymous true\n"
-                             f"user {getpass.getuser()}\n"
-                             f"persistence true\npersistence_location {workdir}/\n"
-                             f"max_queued_messages 100000\n")
+        self.conf.write_text(
+            f"per_listener_settings false\nlistener {self.port} 127.0.0.1\n"
+            f"{listener_options}allow_anonymous true\n"
+            f"user {getpass.getuser()}\n"
+            f"persistence true\npersistence_location {workdir}/\n"
+            f"max_queued_messages 100000\n"
+        )
         self.log = workdir / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
 
@@ -84,8 +87,9 @@ def _missing(reason: str) -> None:
 
 def require_tool(name: str, package: str) -> str:
     """The path of a host tool the test needs (`make test` installs its Debian package)."""
-    path = shutil.which(name) or next((p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}")
-                                       if os.access(p, os.X_OK)), None)
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.access(p, os.X_OK)), None
+    )
     if path is None:
         _missing(f"{name} is not installed ({package}; `make test` installs it with apt-get as root)")
     return path
@@ -96,8 +100,10 @@ def broker_factory(tmp_path):
     """Start brokers with extra listener options (TLS, ACLs); all are stopped at the end."""
     binary = find_mosquitto()
     if binary is None:
-        _missing("mosquitto is not installed: broker integration tests cannot run "
-                 "(`make test` installs it with apt-get when run as root)")
+        _missing(
+            "mosquitto is not installed: broker integration tests cannot run "
+            "(`make test` installs it with apt-get when run as root)"
+        )
     started = []
 
     def start(listener_options: str = "", extra: str = "", name: str = "broker") -> Broker:
@@ -139,6 +145,7 @@ def compiled_core(required: bool = False):
     EDGE_AGENT_PUREPYTHON=1 chose the twin (the compiled run checks the core), loudly when
     the core is not built, and it fails where EDGE_AGENT_REQUIRE_EXT=1 requires the core."""
     from edge_agent.implementation import compiled
+
     if compiled is not None or not required:
         return compiled
     if os.environ.get("EDGE_AGENT_PUREPYTHON") == "1":
@@ -159,8 +166,10 @@ def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:
     cfg.write_text(config_text)
     err = workdir / "agent.err"
     with open(err, "wb") as log:
-        proc = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
-                                          str(workdir / "state")), stderr=log)
+        proc = subprocess.Popen(
+            agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", str(workdir / "state")),
+            stderr=log,
+        )
         wait_for_log(proc, err, lambda text: "event=ready" in text)
         time.sleep(seconds)
         os.kill(proc.pid, signal.SIGTERM)

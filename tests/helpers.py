@@ -13,8 +13,18 @@ BROKER_USER = "tail-user"
 def authenticated_broker(broker_factory, tmp_path, password: str, listener_options: str = ""):
     """A Mosquitto that takes BROKER_USER with ``password`` and nobody anonymous."""
     passwd = tmp_path / "passwd"
-    subprocess.run([require_tool("mosquitto_passwd", "the mosquitto package"), "-b", "-c", str(passwd),
-                    BROKER_USER, password], check=True, capture_output=True)
+    subprocess.run(
+        [
+            require_tool("mosquitto_passwd", "the mosquitto package"),
+            "-b",
+            "-c",
+            str(passwd),
+            BROKER_USER,
+            password,
+        ],
+        check=True,
+        capture_output=True,
+    )
     os.chmod(passwd, 0o644)
     b = broker_factory(listener_options, extra=f"password_file {passwd}\n")
     b.stop()

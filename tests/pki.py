@@ -9,25 +9,76 @@ from conftest import require_tool
 
 
 def _run(*args: str, cwd: Path) -> None:
-    subprocess.run([require_tool("openssl", "the openssl package"), *args], cwd=cwd, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [require_tool("openssl", "the openssl package"), *args], cwd=cwd, check=True, capture_output=True
+    )
 
 
 def _ca(d: Path, name: str) -> None:
-    _run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.pem",
-         "-days", "30", "-subj", f"/CN=edge-agent test {name}", cwd=d)
+    _run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.pem",
+        "-days",
+        "30",
+        "-subj",
+        f"/CN=edge-agent test {name}",
+        cwd=d,
+    )
 
 
-def _leaf(d: Path, name: str, ca: str, san: str, *, start: str | None = None, end: str | None = None,
-          client: bool = False) -> None:
-    _run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-         "-subj", f"/CN={name}", cwd=d)
+def _leaf(
+    d: Path,
+    name: str,
+    ca: str,
+    san: str,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+    client: bool = False,
+) -> None:
+    _run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        f"/CN={name}",
+        cwd=d,
+    )
     usage = "clientAuth" if client else "serverAuth"
-    (d / f"{name}.ext").write_text(f"subjectAltName={san}\nextendedKeyUsage={usage}\n"
-                                   "basicConstraints=CA:FALSE\n")
+    (d / f"{name}.ext").write_text(
+        f"subjectAltName={san}\nextendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n"
+    )
     if start is None:
-        _run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-out", f"{name}.pem", "-days", "30", "-extfile", f"{name}.ext", cwd=d)
+        _run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            f"{ca}.pem",
+            "-CAkey",
+            f"{ca}.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "30",
+            "-extfile",
+            f"{name}.ext",
+            cwd=d,
+        )
         return
     # An expired certificate needs explicit dates: `openssl ca` takes them.
     db = d / f"{ca}-db"
@@ -45,9 +96,28 @@ policy = policy_any
 [policy_any]
 commonName = supplied
 """)
-    _run("ca", "-batch", "-config", f"{ca}.cnf", "-cert", f"{ca}.pem", "-keyfile", f"{ca}.key",
-         "-in", f"{name}.csr", "-out", f"{name}.pem", "-startdate", start, "-enddate", end,
-         "-extfile", f"{name}.ext", "-notext", cwd=d)
+    _run(
+        "ca",
+        "-batch",
+        "-config",
+        f"{ca}.cnf",
+        "-cert",
+        f"{ca}.pem",
+        "-keyfile",
+        f"{ca}.key",
+        "-in",
+        f"{name}.csr",
+        "-out",
+        f"{name}.pem",
+        "-startdate",
+        start,
+        "-enddate",
+        end,
+        "-extfile",
+        f"{name}.ext",
+        "-notext",
+        cwd=d,
+    )
 
 
 def make_pki(d: Path) -> Path:

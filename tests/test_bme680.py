@@ -32,11 +32,14 @@ def sim_bus(sim=None, address=0x77):
     return I2CBus(sm, name="sim"), sim, sm
 
 
-@pytest.mark.parametrize("env", [
-    {"temperature": 21.5, "humidity": 45.0, "pressure": 1013.25, "gas": 50000.0},
-    {"temperature": -35.0, "humidity": 3.0, "pressure": 350.0, "gas": 2000.0},
-    {"temperature": 80.0, "humidity": 97.0, "pressure": 1095.0, "gas": 900000.0},
-])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"temperature": 21.5, "humidity": 45.0, "pressure": 1013.25, "gas": 50000.0},
+        {"temperature": -35.0, "humidity": 3.0, "pressure": 350.0, "gas": 2000.0},
+        {"temperature": 80.0, "humidity": 97.0, "pressure": 1095.0, "gas": 900000.0},
+    ],
+)
 def test_adafruit_driver_reads_what_the_simulator_was_set_to(env):
     bus, sim, _ = sim_bus()
     sim.set(**env)
@@ -98,8 +101,8 @@ def test_heater_stability_flag_needs_hot_enough_and_long_enough():
         return bus.write_read(0x77, b"\x2b", 1)[0]
 
     hot = sim._res_heat(320)
-    assert measure(hot, 0x59) & 0x10          # 320 °C for 100 ms: stable
-    assert not measure(hot, 0x05) & 0x10      # 5 ms is too short
+    assert measure(hot, 0x59) & 0x10  # 320 °C for 100 ms: stable
+    assert not measure(hot, 0x05) & 0x10  # 5 ms is too short
     assert not measure(sim._res_heat(100), 0x59) & 0x10  # too cold
 
 

@@ -53,9 +53,21 @@ def test_kills_and_broker_restarts_lose_nothing_sealed(broker, tmp_path):
     cfg = tmp_path / "node.yaml"
     cfg.write_text(CONFIG.format(broker=broker.url, flush=int(FLUSH * 1000), interval=int(INTERVAL * 1000)))
     out, err = tmp_path / "tail.out", tmp_path / "tail.err"
-    tail = subprocess.Popen(agent_cmd("tail", "--broker", broker.url, "--json", "--prefix", "chaos",
-                                      "--client-id", "chaos-tail", "--all"),
-                            stdout=open(out, "wb"), stderr=open(err, "wb"))
+    tail = subprocess.Popen(
+        agent_cmd(
+            "tail",
+            "--broker",
+            broker.url,
+            "--json",
+            "--prefix",
+            "chaos",
+            "--client-id",
+            "chaos-tail",
+            "--all",
+        ),
+        stdout=open(out, "wb"),
+        stderr=open(err, "wb"),
+    )
     while "event=subscribed" not in err.read_text():
         time.sleep(0.05)
     state = str(tmp_path / "state")
@@ -113,6 +125,8 @@ def test_kills_and_broker_restarts_lose_nothing_sealed(broker, tmp_path):
         assert before, "data before each kill"
         # the open batch (one flush interval) plus scheduling slack on a loaded machine
         assert k - before[-1] <= FLUSH + 0.5, (k, k - before[-1])
-    print(f"\nchaos: {len(kills)} kills, {broker_restarts} broker restarts, {last + 1} batches, "
-          f"{summary[0]['duplicates']} duplicates, 0 missing, "
-          f"max data lost at a kill {max(k - max(t for t in times if t <= k) for k in kills):.3f} s")
+    print(
+        f"\nchaos: {len(kills)} kills, {broker_restarts} broker restarts, {last + 1} batches, "
+        f"{summary[0]['duplicates']} duplicates, 0 missing, "
+        f"max data lost at a kill {max(k - max(t for t in times if t <= k) for k in kills):.3f} s"
+    )

@@ -42,13 +42,21 @@ class Sensor:
 
 def make(tmp_path, ft, boot_id="boot-A"):
     base = load_config(None)
-    sensor_cfg = dataclasses.replace(base.sensors[0], channels=(dataclasses.replace(
-        base.sensors[0].channels[0], filters=()),))  # temperature only, no filtering
+    sensor_cfg = dataclasses.replace(
+        base.sensors[0], channels=(dataclasses.replace(base.sensors[0].channels[0], filters=()),)
+    )  # temperature only, no filtering
     cfg = dataclasses.replace(base, node_id="n", sensors=(sensor_cfg,))
     store = BatchStore(str(tmp_path / "q.sqlite3"))
     sensor = Sensor(ft)
-    s = Sampler(cfg, store, lambda c: sensor, clock=lambda: ft.mono, wall=ft.wall,
-                clock_synchronized=lambda: ft.synced, boot_id=boot_id)
+    s = Sampler(
+        cfg,
+        store,
+        lambda c: sensor,
+        clock=lambda: ft.mono,
+        wall=ft.wall,
+        clock_synchronized=lambda: ft.synced,
+        boot_id=boot_id,
+    )
     s.slots[0].driver = sensor
     return s, store
 
@@ -70,14 +78,14 @@ def true_times(first_mono, n):
 def test_batches_sealed_before_sync_are_flagged_then_restamped_on_sync(tmp_path):
     ft = FakeTime()
     s, store = make(tmp_path, ft)
-    sample(s, ft, 3)                 # mono 10, 11, 12 on a clock years behind
+    sample(s, ft, 3)  # mono 10, 11, 12 on a clock years behind
     s.seal()
-    (_row, b), = batches(store)
+    ((_row, b),) = batches(store)
     assert b.flags & wire.FLAG_CLOCK_UNSYNCED
     assert b.channels[0].times_ms[0] < 1_700_000_000_000  # wrong, and flagged as such
-    assert store.oldest(10, hold_unsynced=True) == []     # the uplink holds it back
+    assert store.oldest(10, hold_unsynced=True) == []  # the uplink holds it back
     ft.sync()
-    sample(s, ft, 2)                 # mono 13, 14
+    sample(s, ft, 2)  # mono 13, 14
     s.seal()
     (_, first), (_, second) = batches(store)
     assert not first.flags & wire.FLAG_CLOCK_UNSYNCED and not second.flags
@@ -93,13 +101,13 @@ def test_batches_of_an_earlier_boot_stay_flagged(tmp_path):
     sample(s, ft, 2)
     s.seal()
     store.close()
-    ft2 = FakeTime()                 # rebooted before NTP ever synced
+    ft2 = FakeTime()  # rebooted before NTP ever synced
     s2, store2 = make(tmp_path, ft2, boot_id="boot-B")
     ft2.sync()
     sample(s2, ft2, 2)
     s2.seal()
     (_, old), (_, new) = batches(store2)
-    assert old.flags & wire.FLAG_CLOCK_UNSYNCED   # cannot be restamped: another boot's clock
+    assert old.flags & wire.FLAG_CLOCK_UNSYNCED  # cannot be restamped: another boot's clock
     assert not new.flags & wire.FLAG_CLOCK_UNSYNCED
     assert new.seq == 1
 
@@ -108,12 +116,12 @@ def test_a_wall_clock_jump_inside_a_batch_does_not_reach_the_data(tmp_path):
     ft = FakeTime()
     ft.sync()
     s, store = make(tmp_path, ft)
-    sample(s, ft, 2)                 # mono 10, 11
-    ft.wall_error = -3600.0          # someone sets the clock an hour back
-    sample(s, ft, 2)                 # mono 12, 13
-    ft.wall_error = 0.0              # and NTP steps it right again before the seal
+    sample(s, ft, 2)  # mono 10, 11
+    ft.wall_error = -3600.0  # someone sets the clock an hour back
+    sample(s, ft, 2)  # mono 12, 13
+    ft.wall_error = 0.0  # and NTP steps it right again before the seal
     s.seal()
-    (_, b), = batches(store)
+    ((_, b),) = batches(store)
     assert list(b.channels[0].times_ms) == true_times(10.0, 4)  # evenly spaced, true times
 
 
@@ -135,6 +143,7 @@ def test_schedule_runs_on_the_monotonic_clock(tmp_path):
         if len(calls) >= 40:
             stop.set()
         return now
+
     s.slots[0].driver = None
     s.run(stop, tick=tick)
     samples = s.slots[0].samples
@@ -150,8 +159,14 @@ def test_a_restamped_batch_keeps_its_wire_version(tmp_path):
     assert wire.encode(batch, deflate=False)[2] == 3  # its values pay for the coded form
     store = BatchStore(str(tmp_path / "q"))
     for version in (2, 3):
-        store.seal("air", lambda seq, v=version: wire.encode(batch, version=v), 0.0, clock_unsynced=True,
-                   boot_id="boot-A", wall_offset_ms=0)
+        store.seal(
+            "air",
+            lambda seq, v=version: wire.encode(batch, version=v),
+            0.0,
+            clock_unsynced=True,
+            boot_id="boot-A",
+            wall_offset_ms=0,
+        )
     assert store.restamp_unsynced("boot-A", 5_000, restamp_payload) == 2
     rows = store.oldest(10)
     store.close()

@@ -46,11 +46,18 @@ def sysroot(tmp_path, synced=True):
 
 def commission(tmp_path, broker, *, mqtt_extra="", absent="", synced=True, as_json=True):
     cfg = tmp_path / "node.yaml"
-    cfg.write_text(CONFIG.format(state=tmp_path / "state", broker=broker, absent=absent,
-                                 mqtt_extra=textwrap.indent(mqtt_extra, "  ").strip() and
-                                 textwrap.indent(mqtt_extra, "  ")))
+    cfg.write_text(
+        CONFIG.format(
+            state=tmp_path / "state",
+            broker=broker,
+            absent=absent,
+            mqtt_extra=textwrap.indent(mqtt_extra, "  ").strip() and textwrap.indent(mqtt_extra, "  "),
+        )
+    )
     env = dict(os.environ, EDGE_AGENT_SYSROOT=str(sysroot(tmp_path, synced)))
-    args = ["commission", "--simulate", "--config", str(cfg), "--timeout", "5"] + (["--json"] if as_json else [])
+    args = ["commission", "--simulate", "--config", str(cfg), "--timeout", "5"] + (
+        ["--json"] if as_json else []
+    )
     proc = subprocess.run(agent_cmd(*args), capture_output=True, text=True, env=env, timeout=60)
     return proc
 
@@ -73,8 +80,9 @@ def test_commission_passes_with_tls_verified_and_a_round_trip(broker_factory, pk
     broker = next(c for c in report["checks"] if c["name"].startswith("broker"))
     assert broker["ok"] and "TLS verified" in broker["detail"]
     assert by["round trip"]["ok"] and " ms" in by["round trip"]["detail"]
-    text = commission(tmp_path, f"mqtts://127.0.0.1:{b.port}", mqtt_extra=f"ca_file: {pki}/ca.pem",
-                      as_json=False)
+    text = commission(
+        tmp_path, f"mqtts://127.0.0.1:{b.port}", mqtt_extra=f"ca_file: {pki}/ca.pem", as_json=False
+    )
     assert text.returncode == 0 and text.stdout.rstrip().endswith("COMMISSIONING PASSED"), text.stdout
 
 
@@ -114,8 +122,11 @@ def test_commission_refuses_a_broker_whose_certificate_does_not_verify(broker_fa
 
 def test_the_missing_sensor_rehearsal_key_is_validated(tmp_path):
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text(CONFIG.format(state=tmp_path, broker="mqtt://127.0.0.1:1", mqtt_extra="",
-                                 absent="sim: {absent: maybe}"))
+    cfg.write_text(
+        CONFIG.format(
+            state=tmp_path, broker="mqtt://127.0.0.1:1", mqtt_extra="", absent="sim: {absent: maybe}"
+        )
+    )
     proc = subprocess.run(agent_cmd("check-config", str(cfg)), capture_output=True, text=True)
     assert proc.returncode == 2 and "sensors[1].sim.absent" in proc.stderr
 
@@ -127,12 +138,14 @@ def test_a_pulse_meter_passes_only_once_a_pulse_came(tmp_path, absent):
     from edge_agent.node.hardware import SimulatedHardware
 
     cfg_file = tmp_path / "n.yaml"
-    cfg_file.write_text(textwrap.dedent(f"""\
+    cfg_file.write_text(
+        textwrap.dedent(f"""\
         node: {{id: s0-node}}
         mqtt: {{broker: "mqtt://127.0.0.1:1"}}
         sensors:
           - {{name: meter, type: s0, pin: 5, sim: {{power: 36000, absent: {str(absent).lower()}}}}}
-    """))
+    """)
+    )
     cfg = load_config(cfg_file)
     with SimulatedHardware(cfg) as hw:
         (check,) = check_sensors(cfg, hw.make, wait=1.5)

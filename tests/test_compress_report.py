@@ -46,8 +46,12 @@ def test_report_holds_the_bound_and_counts_bytes(tmp_path, deviation):
 
 def test_larger_deviation_keeps_fewer_points(tmp_path):
     f = write_csv(tmp_path / "s.csv")
-    kept = [json.loads(report(str(f), "--resolution", "0.01", "--deviation", str(d), "--json").stdout)["points_kept"]
-            for d in (0.02, 0.1, 0.5)]
+    kept = [
+        json.loads(report(str(f), "--resolution", "0.01", "--deviation", str(d), "--json").stdout)[
+            "points_kept"
+        ]
+        for d in (0.02, 0.1, 0.5)
+    ]
     assert kept[0] > kept[1] > kept[2]
 
 
@@ -69,8 +73,11 @@ def test_the_error_bounded_mode_holds_the_bound_and_wins_where_noise_is_near_the
     f = write_csv(tmp_path / "s.csv")  # noise sigma 0.02
 
     def run(mode, deviation):
-        return json.loads(report(str(f), "--resolution", "0.01", "--deviation", str(deviation), "--mode", mode,
-                                 "--json").stdout)
+        return json.loads(
+            report(
+                str(f), "--resolution", "0.01", "--deviation", str(deviation), "--mode", mode, "--json"
+            ).stdout
+        )
 
     for deviation in (0.02, 0.1):
         door, binned = run("swing", deviation), run("bound", deviation)
@@ -88,8 +95,12 @@ def test_the_report_names_the_wire_version_and_predictor_it_chose(tmp_path):
     rnd = random.Random(8)
     profile = [12 + 6 * math.sin(2 * math.pi * h / 24) + rnd.uniform(-2, 2) for h in range(24)]
     f = tmp_path / "hourly.csv"
-    f.write_text("".join(f"{1_767_225_600 + 3600 * h},{profile[h % 24] + rnd.choice((-0.1, 0, 0.1)):.1f}\n"
-                         for h in range(240)))
+    f.write_text(
+        "".join(
+            f"{1_767_225_600 + 3600 * h},{profile[h % 24] + rnd.choice((-0.1, 0, 0.1)):.1f}\n"
+            for h in range(240)
+        )
+    )
     r = json.loads(report(str(f), "--resolution", "0.1", "--json").stdout)
     assert (r["wire_version"], r["predictor"], r["period_ms"]) == (3, "seasonal", 3_600_000)
     assert "wire version 3, predictor seasonal" in report(str(f), "--resolution", "0.1").stdout

@@ -68,62 +68,124 @@ def test_builtin_default_node_has_one_simulated_bme680():
     assert yaml.safe_load(default_node_yaml())["node"]["id"].startswith("sim-")
 
 
-@pytest.mark.parametrize("mutate, path, expected", [
-    (lambda d: d["sensors"][0]["filters"][0].update(window=0), "sensors[0].filters[0].window",
-     "an integer in [1, 255]"),
-    (lambda d: d["sensors"][0]["filters"][1].update(alpha="fast"), "sensors[0].filters[1].alpha", "a number"),
-    (lambda d: d["sensors"][0]["filters"].append({"type": "wavelet"}), "sensors[0].filters[2].type",
-     "one of calibrate, range, hampel, median, mean, ema, kalman, throttle, deadband, swing"),
-    (lambda d: d["sensors"][0]["filters"].append({"type": "hampel", "window": 6}), "sensors[0].filters[2].window",
-     "an odd window"),
-    (lambda d: d["sensors"][0]["filters"].insert(0, {"type": "swing", "deviation": 0.1}), "sensors[0].filters[0]",
-     "only as the last filter"),
-    (lambda d: d["sensors"][0]["filters"].append({"type": "range", "low": 5, "high": 1}),
-     "sensors[0].filters[2].high", "at least low"),
-    (lambda d: d["sensors"][0]["filters"].append({"type": "kalman", "process_noise": 0.1}),
-     "sensors[0].filters[2].measurement_noise", "this key to be present"),
-    (lambda d: d["sensors"][0]["channels"].update(humidity={"deadband": 1, "swing": 1}),
-     "sensors[0].channels.humidity", "one of deadband, swing or bound"),
-    (lambda d: d.update(flush_interval="10 parsecs"), "flush_interval", "expected a duration"),
-    (lambda d: d.update(colour="blue"), "colour", "no such key"),
-    (lambda d: d["sensors"][0].update(adress=0x76), "sensors[0].adress", "no such key"),
-    (lambda d: d["sensors"][0]["channels"].update(co2={}), "sensors[0].channels.co2", "a channel of bme680"),
-    (lambda d: d["sensors"][0].update(type="bme999"), "sensors[0].type", "one of bme680"),
-    (lambda d: d["node"].update(id="lamp/42"), "node.id", "a node id"),
-    (lambda d: d["mqtt"].update(broker="http://x"), "mqtt.broker", "a broker URL"),
-    (lambda d: d["mqtt"].update(broker="mqtt://10.0.0.5"), "mqtt.broker", "allow_insecure"),
-    (lambda d: d["mqtt"].update(protocol=4), "mqtt.protocol", "5 or 3.1.1"),
-    (lambda d: d["mqtt"].update(wire_version=1), "mqtt.wire_version", "[2, 3]"),
-    (lambda d: d["sensors"].append(dict(d["sensors"][0])), "sensors[1].name", "not used by another"),
-    (lambda d: d.update(sensors=[]), "sensors", "a non-empty list"),
-    (lambda d: d["sensors"][0].update(address=0x99), "sensors[0].address", "[8, 119]"),
-    (lambda d: d["sensors"][0].update(address=0x40), "sensors[0].address",
-     "one of the bme680's addresses (0x76, 0x77), got 0x40"),
-    (lambda d: d["sensors"].append({"type": "ina226", "address": 0x76}), "sensors[1].address",
-     "one of the ina226's addresses (0x40..0x4f), got 0x76"),
-    # the driver's declared options (drivers/bme680.py OPTIONS): bounds, types, unknown keys
-    (lambda d: d["sensors"][0].update(heater={"temperature": 450}), "sensors[0].heater.temperature",
-     "an integer in [200, 400], got 450"),
-    (lambda d: d["sensors"][0].update(heater={"duration": "5s"}), "sensors[0].heater.duration",
-     "a duration of at most 4032ms, got '5s'"),
-    (lambda d: d["sensors"][0].update(heater={"temperature": "hot"}), "sensors[0].heater.temperature",
-     "an integer, got 'hot'"),
-    (lambda d: d["sensors"][0].update(heater={"temp": 300}), "sensors[0].heater.temp",
-     "no such key (allowed: duration, temperature)"),
-    (lambda d: d["sensors"][0].update(heater=320), "sensors[0].heater", "a mapping, got 320"),
-    (lambda d: d["sensors"][0].update(shunt_ohms=0.1), "sensors[0].shunt_ohms", "no such key"),
-    (lambda d: d["sensors"].append({"name": "mains", "type": "ina226", "shunt_ohms": 0}),
-     "sensors[1].shunt_ohms", "a number in (0.0, inf], got 0"),
-    (lambda d: d["sensors"].append({"name": "mains", "type": "ina226", "heater": {}}),
-     "sensors[1].heater", "no such key"),
-    (lambda d: d["sensors"].append({"type": "scd4x", "asc": "yes"}), "sensors[1].asc", "true or false"),
-    (lambda d: d["sensors"].append({"type": "s0", "pin": 40}), "sensors[1].pin", "an integer in [0, 27]"),
-    (lambda d: d["sensors"].append({"type": "s0", "address": 0x40}), "sensors[1].address",
-     "no address for a GPIO device"),
-    # sim: names the simulator's inputs, which for an INA226 are not all its channels
-    (lambda d: d["sensors"].append({"type": "ina226", "sim": {"power": 100}}), "sensors[1].sim.power",
-     "no such key (allowed: absent, bus_voltage, current)"),
-])
+@pytest.mark.parametrize(
+    "mutate, path, expected",
+    [
+        (
+            lambda d: d["sensors"][0]["filters"][0].update(window=0),
+            "sensors[0].filters[0].window",
+            "an integer in [1, 255]",
+        ),
+        (
+            lambda d: d["sensors"][0]["filters"][1].update(alpha="fast"),
+            "sensors[0].filters[1].alpha",
+            "a number",
+        ),
+        (
+            lambda d: d["sensors"][0]["filters"].append({"type": "wavelet"}),
+            "sensors[0].filters[2].type",
+            "one of calibrate, range, hampel, median, mean, ema, kalman, throttle, deadband, swing",
+        ),
+        (
+            lambda d: d["sensors"][0]["filters"].append({"type": "hampel", "window": 6}),
+            "sensors[0].filters[2].window",
+            "an odd window",
+        ),
+        (
+            lambda d: d["sensors"][0]["filters"].insert(0, {"type": "swing", "deviation": 0.1}),
+            "sensors[0].filters[0]",
+            "only as the last filter",
+        ),
+        (
+            lambda d: d["sensors"][0]["filters"].append({"type": "range", "low": 5, "high": 1}),
+            "sensors[0].filters[2].high",
+            "at least low",
+        ),
+        (
+            lambda d: d["sensors"][0]["filters"].append({"type": "kalman", "process_noise": 0.1}),
+            "sensors[0].filters[2].measurement_noise",
+            "this key to be present",
+        ),
+        (
+            lambda d: d["sensors"][0]["channels"].update(humidity={"deadband": 1, "swing": 1}),
+            "sensors[0].channels.humidity",
+            "one of deadband, swing or bound",
+        ),
+        (lambda d: d.update(flush_interval="10 parsecs"), "flush_interval", "expected a duration"),
+        (lambda d: d.update(colour="blue"), "colour", "no such key"),
+        (lambda d: d["sensors"][0].update(adress=0x76), "sensors[0].adress", "no such key"),
+        (
+            lambda d: d["sensors"][0]["channels"].update(co2={}),
+            "sensors[0].channels.co2",
+            "a channel of bme680",
+        ),
+        (lambda d: d["sensors"][0].update(type="bme999"), "sensors[0].type", "one of bme680"),
+        (lambda d: d["node"].update(id="lamp/42"), "node.id", "a node id"),
+        (lambda d: d["mqtt"].update(broker="http://x"), "mqtt.broker", "a broker URL"),
+        (lambda d: d["mqtt"].update(broker="mqtt://10.0.0.5"), "mqtt.broker", "allow_insecure"),
+        (lambda d: d["mqtt"].update(protocol=4), "mqtt.protocol", "5 or 3.1.1"),
+        (lambda d: d["mqtt"].update(wire_version=1), "mqtt.wire_version", "[2, 3]"),
+        (lambda d: d["sensors"].append(dict(d["sensors"][0])), "sensors[1].name", "not used by another"),
+        (lambda d: d.update(sensors=[]), "sensors", "a non-empty list"),
+        (lambda d: d["sensors"][0].update(address=0x99), "sensors[0].address", "[8, 119]"),
+        (
+            lambda d: d["sensors"][0].update(address=0x40),
+            "sensors[0].address",
+            "one of the bme680's addresses (0x76, 0x77), got 0x40",
+        ),
+        (
+            lambda d: d["sensors"].append({"type": "ina226", "address": 0x76}),
+            "sensors[1].address",
+            "one of the ina226's addresses (0x40..0x4f), got 0x76",
+        ),
+        # the driver's declared options (drivers/bme680.py OPTIONS): bounds, types, unknown keys
+        (
+            lambda d: d["sensors"][0].update(heater={"temperature": 450}),
+            "sensors[0].heater.temperature",
+            "an integer in [200, 400], got 450",
+        ),
+        (
+            lambda d: d["sensors"][0].update(heater={"duration": "5s"}),
+            "sensors[0].heater.duration",
+            "a duration of at most 4032ms, got '5s'",
+        ),
+        (
+            lambda d: d["sensors"][0].update(heater={"temperature": "hot"}),
+            "sensors[0].heater.temperature",
+            "an integer, got 'hot'",
+        ),
+        (
+            lambda d: d["sensors"][0].update(heater={"temp": 300}),
+            "sensors[0].heater.temp",
+            "no such key (allowed: duration, temperature)",
+        ),
+        (lambda d: d["sensors"][0].update(heater=320), "sensors[0].heater", "a mapping, got 320"),
+        (lambda d: d["sensors"][0].update(shunt_ohms=0.1), "sensors[0].shunt_ohms", "no such key"),
+        (
+            lambda d: d["sensors"].append({"name": "mains", "type": "ina226", "shunt_ohms": 0}),
+            "sensors[1].shunt_ohms",
+            "a number in (0.0, inf], got 0",
+        ),
+        (
+            lambda d: d["sensors"].append({"name": "mains", "type": "ina226", "heater": {}}),
+            "sensors[1].heater",
+            "no such key",
+        ),
+        (lambda d: d["sensors"].append({"type": "scd4x", "asc": "yes"}), "sensors[1].asc", "true or false"),
+        (lambda d: d["sensors"].append({"type": "s0", "pin": 40}), "sensors[1].pin", "an integer in [0, 27]"),
+        (
+            lambda d: d["sensors"].append({"type": "s0", "address": 0x40}),
+            "sensors[1].address",
+            "no address for a GPIO device",
+        ),
+        # sim: names the simulator's inputs, which for an INA226 are not all its channels
+        (
+            lambda d: d["sensors"].append({"type": "ina226", "sim": {"power": 100}}),
+            "sensors[1].sim.power",
+            "no such key (allowed: absent, bus_voltage, current)",
+        ),
+    ],
+)
 def test_errors_name_file_key_path_and_expectation(tmp_path, mutate, path, expected):
     doc = yaml.safe_load(GOOD)
     mutate(doc)
@@ -142,8 +204,10 @@ def test_driver_options_reach_the_driver_as_its_keywords(tmp_path):
     cfg = load_config(write(tmp_path, yaml.safe_dump(doc)))
     assert cfg.sensor("air").driver_kwargs() == {"heater_temp": 300, "heater_ms": 1000.0}
     assert cfg.sensor("co2").driver_kwargs() == {"asc": False}
-    assert load_config(write(tmp_path, GOOD)).sensor("air").driver_kwargs() == {"heater_temp": 320,
-                                                                               "heater_ms": 150.0}
+    assert load_config(write(tmp_path, GOOD)).sensor("air").driver_kwargs() == {
+        "heater_temp": 320,
+        "heater_ms": 150.0,
+    }
 
 
 def test_every_filter_type_loads_into_a_chain_spec(tmp_path):
@@ -164,12 +228,21 @@ def test_every_filter_type_loads_into_a_chain_spec(tmp_path):
     cfg = load_config(write(tmp_path, yaml.safe_dump(doc)))
     temp, hum = cfg.sensors[0].channels[:2]
     assert temp.chain_spec() == [
-        ("calibrate", -0.5, 1.01), ("calibrate", 0.0, 1.0, 0.001), ("range", -40.0, 85.0, 1.0),
-        ("hampel", 7.0, 3.0), ("median", 5.0), ("mean", 4.0), ("ema", 0.3), ("kalman", 0.01, 0.5),
-        ("throttle", 2.0), ("swing", 0.05, 300.0)]
+        ("calibrate", -0.5, 1.01),
+        ("calibrate", 0.0, 1.0, 0.001),
+        ("range", -40.0, 85.0, 1.0),
+        ("hampel", 7.0, 3.0),
+        ("median", 5.0),
+        ("mean", 4.0),
+        ("ema", 0.3),
+        ("kalman", 0.01, 0.5),
+        ("throttle", 2.0),
+        ("swing", 0.05, 300.0),
+    ]
     assert temp.error_bound == pytest.approx(0.05 + 0.005)
     assert hum.chain_spec()[-1] == ("deadband", 0.2, 0.0, 0.0)  # replaces the swing for this channel
     from edge_agent import dsp
+
     dsp.Chain(temp.chain_spec())  # the core takes it
 
 
@@ -203,17 +276,21 @@ def test_overrides_are_validated(tmp_path):
 def test_check_config_exit_codes(tmp_path):
     good = write(tmp_path, GOOD)
     bad = write(tmp_path, GOOD.replace("window: 5", "window: -5"), "bad.yaml")
-    ok = subprocess.run([sys.executable, "-m", "edge_agent.cli", "check-config", str(good)],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "check-config", str(good)], capture_output=True, text=True
+    )
     assert ok.returncode == 0 and "valid" in ok.stdout
-    ko = subprocess.run([sys.executable, "-m", "edge_agent.cli", "check-config", str(bad)],
-                        capture_output=True, text=True)
+    ko = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "check-config", str(bad)], capture_output=True, text=True
+    )
     assert ko.returncode == 2
     assert "sensors[0].filters[0].window" in ko.stderr
 
 
-@pytest.mark.parametrize("text, seconds", [("10s", 10), ("250ms", 0.25), ("5min", 300), ("2h", 7200),
-                                           ("1d", 86400), (3, 3), ("1.5s", 1.5)])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("10s", 10), ("250ms", 0.25), ("5min", 300), ("2h", 7200), ("1d", 86400), (3, 3), ("1.5s", 1.5)],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -224,8 +301,16 @@ def test_bad_durations(text):
         parse_duration(text)
 
 
-@pytest.mark.parametrize("text, size", [("512MiB", 512 * 2**20), ("10 MB", 10**7), ("4096", 4096),
-                                        (100, 100), ("1GiB", 2**30), ("1.5KiB", 1536)])
+@pytest.mark.parametrize(
+    "text, size",
+    [
+        ("512MiB", 512 * 2**20),
+        ("10 MB", 10**7),
+        ("4096", 4096),
+        (100, 100),
+        ("1GiB", 2**30),
+        ("1.5KiB", 1536),
+    ],
+)
 def test_sizes(text, size):
     assert parse_size(text) == size
-

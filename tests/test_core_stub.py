@@ -44,8 +44,18 @@ def test_the_stub_names_every_public_name_of_the_compiled_core_and_no_other():
     core = compiled_core(required=True)
     declared = {node.name for node in stub_tree().body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
     assert declared == public(dir(core)) - CYTHON_NAMES
-    assert declared == {"Chain", "crc32c", "rc_encode", "rc_decode", "residuals", "pack_simple8b",
-                        "pack_rice", "zigzags", "value_block", "times_section"}
+    assert declared == {
+        "Chain",
+        "crc32c",
+        "rc_encode",
+        "rc_decode",
+        "residuals",
+        "pack_simple8b",
+        "pack_rice",
+        "zigzags",
+        "value_block",
+        "times_section",
+    }
 
 
 def test_the_stubs_parameters_are_the_compiled_functions_parameters():
@@ -84,8 +94,20 @@ def test_mypy_stubtest_finds_the_stub_and_the_module_consistent(tmp_path):
     allowlist.write_text("".join(f"edge_agent._core.{name}\n" for name in sorted(CYTHON_NAMES)))
     env = {k: v for k, v in os.environ.items() if k != "EDGE_AGENT_PUREPYTHON"}
     # Whether stubtest reports Cython's names depends on the mypy configuration it reads
-    out = subprocess.run([sys.executable, "-m", "mypy.stubtest", "--allowlist", str(allowlist),
-                          "--ignore-unused-allowlist", "edge_agent._core"],
-                         env=env, capture_output=True, text=True, cwd=STUB.parent.parent)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy.stubtest",
+            "--allowlist",
+            str(allowlist),
+            "--ignore-unused-allowlist",
+            "edge_agent._core",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=STUB.parent.parent,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Success" in out.stdout, out.stdout

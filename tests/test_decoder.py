@@ -50,19 +50,24 @@ def test_deflate_bombs_and_cut_streams_are_refused():
     packed = wire.encode(wire.Batch("n", "s", 0, 0, chs, period_ms=1000))
     assert packed[3] & wire.FLAG_DEFLATE
     packer = zlib.compressobj(9, zlib.DEFLATED, -15)
-    bomb = b"EA\x02" + bytes([wire.FLAG_DEFLATE]) + packer.compress(bytes(wire.MAX_BODY + 10)) + packer.flush()
+    bomb = (
+        b"EA\x02" + bytes([wire.FLAG_DEFLATE]) + packer.compress(bytes(wire.MAX_BODY + 10)) + packer.flush()
+    )
     with pytest.raises(WireFormatError, match="beyond"):
         wire.decode(recrc(bomb))
     with pytest.raises(WireFormatError, match=r"inflate|cut short"):
         wire.decode(recrc(packed[:-12]))
 
 
-@pytest.mark.parametrize(("at", "byte", "message"), [
-    ("version", 2, "shape says both runs and Rice codes"),  # the coded form in a version-2 payload
-    ("shape", 0xC9, "coded values with predictor bits 1 in the shape"),
-    ("predictor", 7, "unknown predictor 7"),
-    ("season", 0, "season 0"),
-])
+@pytest.mark.parametrize(
+    ("at", "byte", "message"),
+    [
+        ("version", 2, "shape says both runs and Rice codes"),  # the coded form in a version-2 payload
+        ("shape", 0xC9, "coded values with predictor bits 1 in the shape"),
+        ("predictor", 7, "unknown predictor 7"),
+        ("season", 0, "season 0"),
+    ],
+)
 def test_malformed_coded_channels_are_refused_with_what_is_wrong(at, byte, message):
     qs = hourly_days(3)
     ch = wire.ChannelData("t", "", 0.1, tuple(i * 3_600_000 for i in range(len(qs))), tuple(qs))
@@ -72,17 +77,23 @@ def test_malformed_coded_channels_are_refused_with_what_is_wrong(at, byte, messa
     length = bytearray()
     wire.put_uvarint(length, len(block))
     shape = bytes(payload).index(bytes([wire.SHAPE_CODED | wire.SHAPE_REGULAR, 0]) + length + block)
-    pos = {"version": 2, "shape": shape, "predictor": shape + 2 + len(length),
-           "season": shape + 3 + len(length)}[at]
+    pos = {
+        "version": 2,
+        "shape": shape,
+        "predictor": shape + 2 + len(length),
+        "season": shape + 3 + len(length),
+    }[at]
     payload[pos] = byte
     with pytest.raises(WireFormatError, match=message):
         wire.decode(recrc(bytes(payload[:-4])))
 
 
 @settings(max_examples=400, deadline=None)
-@given(vector=st.sampled_from([p for p in VECTORS if "deflate" not in p.stem]),
-       edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
-       cut=st.integers(0, 8))
+@given(
+    vector=st.sampled_from([p for p in VECTORS if "deflate" not in p.stem]),
+    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), min_size=1, max_size=4),
+    cut=st.integers(0, 8),
+)
 def test_damage_behind_a_valid_checksum_is_refused_or_decoded_never_a_crash(vector, edits, cut):
     """A sender with a bug (or a forged message) can produce a body whose CRC is right:
     the decoder says what is wrong (WireFormatError) or decodes it; it never raises
@@ -90,7 +101,7 @@ def test_damage_behind_a_valid_checksum_is_refused_or_decoded_never_a_crash(vect
     body = bytearray(bytes.fromhex(vector.read_text().strip())[:-4])
     for pos, byte in edits:
         body[4 + pos % max(1, len(body) - 4)] = byte  # the header's magic and version stay
-    body = body[:max(4, len(body) - cut)]
+    body = body[: max(4, len(body) - cut)]
     try:
         wire.decode(recrc(bytes(body)))
     except WireFormatError:
@@ -104,8 +115,15 @@ def test_decode_cli_prints_samples_and_checks_topic(tmp_path):
     cmd = [sys.executable, "-m", "edge_agent.cli", "decode", str(f), "--json"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     rows = [json.loads(line) for line in out.stdout.splitlines()]
-    assert rows[0] == {"node": "lamp-0042", "stream": "air", "seq": 7, "channel": "temperature",
-                       "unit": "°C", "t": 1767225600.0, "value": 21.5}
+    assert rows[0] == {
+        "node": "lamp-0042",
+        "stream": "air",
+        "seq": 7,
+        "channel": "temperature",
+        "unit": "°C",
+        "t": 1767225600.0,
+        "value": 21.5,
+    }
     assert len(rows) == 5 and rows[-1]["quality"] == 4
     ok = subprocess.run([*cmd, "--topic", "city/lamp-0042/data/air"], capture_output=True, text=True)
     assert ok.returncode == 0

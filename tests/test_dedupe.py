@@ -21,17 +21,29 @@ def test_tracker_counts_duplicates_and_gaps():
         t.add("n", "air", seq)
     t.add("n", "power", 3)
     air, power = t.report()
-    assert air == {"node": "n", "stream": "air", "received": 6, "first": 0, "last": 9,
-                   "duplicates": 3, "missing": 4, "gaps": [[3, 4], [7, 8]]}
+    assert air == {
+        "node": "n",
+        "stream": "air",
+        "received": 6,
+        "first": 0,
+        "last": 9,
+        "duplicates": 3,
+        "missing": 4,
+        "gaps": [[3, 4], [7, 8]],
+    }
     assert power["received"] == 1 and power["gaps"] == []
 
 
 @pytest.mark.broker
 def test_tail_reports_duplicates_and_gaps(broker, tmp_path):
     out, err = tmp_path / "out", tmp_path / "err"
-    tail = subprocess.Popen(agent_cmd("tail", "--broker", broker.url, "--json", "--prefix", "d",
-                                      "--count", "5", "--timeout", "20"),
-                            stdout=open(out, "wb"), stderr=open(err, "wb"))
+    tail = subprocess.Popen(
+        agent_cmd(
+            "tail", "--broker", broker.url, "--json", "--prefix", "d", "--count", "5", "--timeout", "20"
+        ),
+        stdout=open(out, "wb"),
+        stderr=open(err, "wb"),
+    )
     deadline = time.monotonic() + 15
     while "event=subscribed" not in err.read_text():
         assert time.monotonic() < deadline
@@ -49,5 +61,15 @@ def test_tail_reports_duplicates_and_gaps(broker, tmp_path):
     assert [r["seq"] for r in rows] == [0, 1, 4, 5]  # the duplicate is not printed twice
     assert "duplicate n1/air seq=1" in err.read_text()
     summary = [json.loads(line)["summary"] for line in err.read_text().splitlines() if line.startswith("{")]
-    assert summary == [{"node": "n1", "stream": "air", "received": 4, "first": 0, "last": 5,
-                        "duplicates": 1, "missing": 2, "gaps": [[2, 3]]}]
+    assert summary == [
+        {
+            "node": "n1",
+            "stream": "air",
+            "received": 4,
+            "first": 0,
+            "last": 5,
+            "duplicates": 1,
+            "missing": 2,
+            "gaps": [[2, 3]],
+        }
+    ]

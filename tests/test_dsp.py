@@ -46,13 +46,13 @@ def test_median_matches_statistics_median(Chain):
     xs = [5.0, 1.0, 4.0, 4.0, 9.0, -2.0, 7.5, 3.25, 3.25, 0.0, 11.0]
     for window in (1, 2, 3, 4, 5, 7):
         got = values(Chain([("median", window)]), xs)
-        assert got == [statistics.median(xs[max(0, i - window + 1):i + 1]) for i in range(len(xs))]
+        assert got == [statistics.median(xs[max(0, i - window + 1) : i + 1]) for i in range(len(xs))]
 
 
 def test_mean_matches_a_plain_mean(Chain):
     xs = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
     got = values(Chain([("mean", 3)]), xs)
-    assert got == pytest.approx([statistics.fmean(xs[max(0, i - 2):i + 1]) for i in range(len(xs))])
+    assert got == pytest.approx([statistics.fmean(xs[max(0, i - 2) : i + 1]) for i in range(len(xs))])
 
 
 def test_ema_follows_its_recurrence(Chain):
@@ -88,10 +88,21 @@ def test_throttle_passes_at_most_every_interval(Chain):
 
 
 def test_deadband_absolute_relative_and_heartbeat(Chain):
-    assert values(Chain([("deadband", 0.5, 0.0, 0.0)]), [1.0, 1.2, 1.5, 1.51, 0.9, 0.99, 2.0]) == \
-        [1.0, None, None, 1.51, 0.9, None, 2.0]
-    assert values(Chain([("deadband", 0.1, 1.0, 0.0)]), [100.0, 109.0, 111.0, 10.0]) == \
-        [100.0, None, 111.0, 10.0]
+    assert values(Chain([("deadband", 0.5, 0.0, 0.0)]), [1.0, 1.2, 1.5, 1.51, 0.9, 0.99, 2.0]) == [
+        1.0,
+        None,
+        None,
+        1.51,
+        0.9,
+        None,
+        2.0,
+    ]
+    assert values(Chain([("deadband", 0.1, 1.0, 0.0)]), [100.0, 109.0, 111.0, 10.0]) == [
+        100.0,
+        None,
+        111.0,
+        10.0,
+    ]
     c = Chain([("deadband", 1.0, 0.0, 5.0)])
     kept = [c.push(t, 3.0) for t in range(12)]
     assert [k[0] for k in kept if k] == [0.0, 5.0, 10.0]  # a heartbeat every 5 s without change
@@ -122,17 +133,20 @@ def test_nan_is_dropped_without_touching_state(Chain):
     assert c.push(2.0, 3.0) == (2.0, 1.5)
 
 
-@pytest.mark.parametrize("spec, message", [
-    ([("median", 0)], "median window"),
-    ([("median", 256)], "median window"),
-    ([("hampel", 4, 3.0)], "odd integer"),
-    ([("ema", 0.0)], "ema alpha"),
-    ([("deadband", -1.0, 0.0, 0.0)], "deadband width"),
-    ([("swing", 0.1, 0.0), ("ema", 0.5)], "lossy stage must be the last"),
-    ([("range", 2.0, 1.0, 0.0)], "low <= high"),
-    ([("calibrate",) + (1.0,) * 9], "takes 1..8"),
-    ([("kalmann", 1.0)], "unknown stage"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ([("median", 0)], "median window"),
+        ([("median", 256)], "median window"),
+        ([("hampel", 4, 3.0)], "odd integer"),
+        ([("ema", 0.0)], "ema alpha"),
+        ([("deadband", -1.0, 0.0, 0.0)], "deadband width"),
+        ([("swing", 0.1, 0.0), ("ema", 0.5)], "lossy stage must be the last"),
+        ([("range", 2.0, 1.0, 0.0)], "low <= high"),
+        ([("calibrate",) + (1.0,) * 9], "takes 1..8"),
+        ([("kalmann", 1.0)], "unknown stage"),
+    ],
+)
 def test_bad_stage_parameters_are_refused(Chain, spec, message):
     with pytest.raises(ValueError, match=message):
         Chain(spec)
@@ -161,8 +175,12 @@ def test_batch_call_equals_per_sample_calls(Chain):
 
 def test_batch_call_refuses_short_output(Chain):
     with pytest.raises(ValueError):
-        Chain([("ema", 0.5)]).run(array.array("d", [0.0, 1.0]), array.array("d", [1.0, 2.0]),
-                                  array.array("d", [0.0]), array.array("d", [0.0]))
+        Chain([("ema", 0.5)]).run(
+            array.array("d", [0.0, 1.0]),
+            array.array("d", [1.0, 2.0]),
+            array.array("d", [0.0]),
+            array.array("d", [0.0]),
+        )
 
 
 finite = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, allow_infinity=False)
@@ -181,7 +199,8 @@ lossy = st.one_of(
     st.tuples(st.just("swing"), st.floats(0.0, 50.0), st.floats(0.0, 20.0)),
 )
 times = st.lists(st.floats(0.001, 10.0), min_size=1, max_size=300).map(
-    lambda steps: [sum(steps[:i + 1]) for i in range(len(steps))])
+    lambda steps: [sum(steps[: i + 1]) for i in range(len(steps))]
+)
 
 
 def run_with_flushes(chain, ts, xs, every):
@@ -248,8 +267,12 @@ def test_deadband_hold_reconstruction_stays_within_width(data, width, every):
 
 
 @settings(max_examples=100, deadline=None)
-@given(spec=st.tuples(st.lists(stage, max_size=3), st.one_of(st.none(), lossy)), data=st.data(),
-       cut=st.integers(0, 100), restore_into=st.sampled_from(["python", "cython"]))
+@given(
+    spec=st.tuples(st.lists(stage, max_size=3), st.one_of(st.none(), lossy)),
+    data=st.data(),
+    cut=st.integers(0, 100),
+    restore_into=st.sampled_from(["python", "cython"]),
+)
 def test_state_saved_and_restored_continues_exactly(spec, data, cut, restore_into):
     stages = list(spec[0]) + ([spec[1]] if spec[1] else [])
     ts = data.draw(times)
@@ -276,17 +299,34 @@ def test_selector_honours_purepython_and_require_ext():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     if importlib.util.find_spec("edge_agent._core") is not None:  # built, so chosen
         assert out.stdout.strip() == "cython"
-    hide = ("import sys; sys.modules['edge_agent._core'] = None; " + code)
-    out = subprocess.run([sys.executable, "-c", hide], env=dict(env, EDGE_AGENT_REQUIRE_EXT="0"),
-                         capture_output=True, text=True, check=True)
+    hide = "import sys; sys.modules['edge_agent._core'] = None; " + code
+    out = subprocess.run(
+        [sys.executable, "-c", hide],
+        env=dict(env, EDGE_AGENT_REQUIRE_EXT="0"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "python"
-    out = subprocess.run([sys.executable, "-c", hide], env=dict(env, EDGE_AGENT_REQUIRE_EXT="1"),
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", hide],
+        env=dict(env, EDGE_AGENT_REQUIRE_EXT="1"),
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode != 0 and "EDGE_AGENT_REQUIRE_EXT=1" in out.stderr
 
 
-@pytest.mark.parametrize("first", ["edge_agent.implementation", "edge_agent.wire", "edge_agent.dsp",
-                                   "edge_agent.dsp.stages", "edge_agent._core"])
+@pytest.mark.parametrize(
+    "first",
+    [
+        "edge_agent.implementation",
+        "edge_agent.wire",
+        "edge_agent.dsp",
+        "edge_agent.dsp.stages",
+        "edge_agent._core",
+    ],
+)
 def test_the_compiled_core_is_chosen_whichever_module_a_process_imports_first(first):
     """The core once imported the twin's package at load, which imports the selector: a
     process that imported the selector first got the twin, silently (a cycle)."""
@@ -294,19 +334,32 @@ def test_the_compiled_core_is_chosen_whichever_module_a_process_imports_first(fi
         compiled_core(required=True)  # skips, or fails under EDGE_AGENT_REQUIRE_EXT=1
     code = f"import {first}; import edge_agent.implementation as i; print(i.IMPLEMENTATION)"
     env = {k: v for k, v in os.environ.items() if k != "EDGE_AGENT_PUREPYTHON"}
-    out = subprocess.run([sys.executable, "-c", code], env=dict(env, EDGE_AGENT_REQUIRE_EXT="1"),
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(env, EDGE_AGENT_REQUIRE_EXT="1"),
+        capture_output=True,
+        text=True,
+    )
     assert (out.returncode, out.stdout.strip()) == (0, "cython"), out.stderr
 
 
 @settings(max_examples=60, deadline=None)
-@given(spec=st.sampled_from([[("median", 5)], [("median", 3), ("ema", 0.25)], [("ema", 0.5)],
-                             [("hampel", 7, 3.0), ("median", 5), ("ema", 0.5), ("swing", 0.05, 0.0)],
-                             [("ema", 0.2), ("median", 5), ("deadband", 0.1, 0.0, 0.0)],
-                             [("hampel", 11, 2.0), ("median", 61)]]),
-       xs=st.lists(st.one_of(st.floats(-100, 100), st.just(math.nan), st.integers(-3, 3).map(float)),
-                   max_size=1500),
-       cut=st.floats(0, 1))
+@given(
+    spec=st.sampled_from(
+        [
+            [("median", 5)],
+            [("median", 3), ("ema", 0.25)],
+            [("ema", 0.5)],
+            [("hampel", 7, 3.0), ("median", 5), ("ema", 0.5), ("swing", 0.05, 0.0)],
+            [("ema", 0.2), ("median", 5), ("deadband", 0.1, 0.0, 0.0)],
+            [("hampel", 11, 2.0), ("median", 61)],
+        ]
+    ),
+    xs=st.lists(
+        st.one_of(st.floats(-100, 100), st.just(math.nan), st.integers(-3, 3).map(float)), max_size=1500
+    ),
+    cut=st.floats(0, 1),
+)
 def test_the_compiled_batch_call_in_any_pieces_equals_the_twin_sample_by_sample(spec, xs, cut):
     """The batch call runs stage by stage over blocks (and some stages in their own loops):
     across block and call boundaries, with NaNs dropped, it gives the twin's points."""
@@ -324,11 +377,18 @@ def test_the_compiled_batch_call_in_any_pieces_equals_the_twin_sample_by_sample(
 
 
 @settings(max_examples=400, deadline=None)
-@given(window=st.integers(1, 40), k=st.floats(0.5, 5.0), hampel=st.booleans(),
-       xs=st.lists(st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, 1e300, math.inf, -math.inf, 3.0, 1.0]),
-                   max_size=700),  # beyond a block of the batch call (256): its loops for full windows
-       batch=st.booleans())
-def test_windows_with_ties_signed_zeros_and_non_finite_values_agree_with_the_twin(window, k, hampel, xs, batch):
+@given(
+    window=st.integers(1, 40),
+    k=st.floats(0.5, 5.0),
+    hampel=st.booleans(),
+    xs=st.lists(
+        st.sampled_from([0.0, -0.0, 1.0, -1.0, 2.5, 1e300, math.inf, -math.inf, 3.0, 1.0]), max_size=700
+    ),  # beyond a block of the batch call (256): its loops for full windows
+    batch=st.booleans(),
+)
+def test_windows_with_ties_signed_zeros_and_non_finite_values_agree_with_the_twin(
+    window, k, hampel, xs, batch
+):
     """Short windows are kept sorted branch-free and their MAD taken without a search, longer
     ones by binary searches: every path gives the twin's values, down to which of two equal
     zeros (0.0, -0.0) is the median. Infinities are dropped at the entry, and what the
@@ -362,7 +422,9 @@ def test_a_saved_window_with_a_non_finite_value_is_refused_and_minus_zero_is_zer
     assert repr(chain.get_state()[0]) == "[0.0, 0.0, 0.0, 1.0]"
 
 
-@pytest.mark.parametrize("stage", [("median", w) for w in range(1, 31)] + [("hampel", w, 2.0) for w in range(3, 31, 2)])
+@pytest.mark.parametrize(
+    "stage", [("median", w) for w in range(1, 31)] + [("hampel", w, 2.0) for w in range(3, 31, 2)]
+)
 def test_the_batch_calls_window_loops_agree_with_the_twin_across_blocks(stage):
     """1,000 samples: four blocks of the batch call, so the loops for full windows run (short
     windows kept sorted branch-free, the median-of-5 network), with ties, signed zeros and

@@ -22,6 +22,7 @@ def test_a_regular_series_costs_almost_nothing_per_timestamp():
         times = tuple(t0 + 1000 * i + (3 if i in jitter else 0) for i in range(n))
         ch = wire.ChannelData("temperature", "°C", 0.01, times, (2150,) * n)
         return wire.encode(wire.Batch("lamp-0042", "air", 1, t0, (ch,), period_ms=1000), deflate=False)
+
     # 600 samples on schedule with a constant value: no byte for the 600 times, and the
     # values' first word (8 bytes, as the first value is not followed by others) plus one
     # byte of zero runs, against one trimmed word for a single sample
@@ -68,7 +69,7 @@ def test_a_channel_that_cannot_be_encoded_is_refused():
 
 
 @settings(max_examples=300, deadline=None)
-@given(qs=st.lists(st.integers(-10**6, 10**6), max_size=200), width=st.integers(1, 1000))
+@given(qs=st.lists(st.integers(-(10**6), 10**6), max_size=200), width=st.integers(1, 1000))
 def test_binned_values_are_within_half_a_bin_and_stable(qs, width):
     ch = wire.ChannelData("x", "u", 0.01, tuple(range(len(qs))), tuple(qs), bin_width=width)
     b = wire.Batch("n", "s", 0, 0, (ch,))

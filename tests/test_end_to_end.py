@@ -30,9 +30,13 @@ CHANNELS = {
 
 
 def write_config(path: Path, broker_url: str, backlog_rate: float = 50) -> Path:
-    chans = "\n".join(f"      {n}: {{resolution: {r}, deadband: {d}}}" for n, (r, d, _, _) in CHANNELS.items())
-    sims = "\n".join(f"      {n}: {{mean: {w.mean}, amplitude: {w.amplitude}, period: {w.period}s}}"
-                     for n, (_, _, w, _) in CHANNELS.items())
+    chans = "\n".join(
+        f"      {n}: {{resolution: {r}, deadband: {d}}}" for n, (r, d, _, _) in CHANNELS.items()
+    )
+    sims = "\n".join(
+        f"      {n}: {{mean: {w.mean}, amplitude: {w.amplitude}, period: {w.period}s}}"
+        for n, (_, _, w, _) in CHANNELS.items()
+    )
     path.write_text(f"""\
 node: {{id: e2e-node}}
 flush_interval: 1s
@@ -54,9 +58,11 @@ sensors:
 
 
 def start_tail(broker, out: Path, err: Path, client_id: str) -> subprocess.Popen:
-    proc = subprocess.Popen(agent_cmd("tail", "--broker", broker.url, "--json", "--prefix", "e2e",
-                                      "--client-id", client_id),
-                            stdout=open(out, "wb"), stderr=open(err, "wb"))
+    proc = subprocess.Popen(
+        agent_cmd("tail", "--broker", broker.url, "--json", "--prefix", "e2e", "--client-id", client_id),
+        stdout=open(out, "wb"),
+        stderr=open(err, "wb"),
+    )
     deadline = time.monotonic() + 15
     while "event=subscribed" not in err.read_text():
         assert proc.poll() is None, err.read_text()
@@ -110,10 +116,14 @@ def test_simulated_node_to_broker_to_tail(broker, tmp_path):
     cfg = write_config(tmp_path / "node.yaml", broker.url)
     tail = start_tail(broker, tmp_path / "tail.out", tmp_path / "tail.err", "e2e-tail")
     agent_err = tmp_path / "agent.err"
-    agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
-                                       str(tmp_path / "state")), stderr=open(agent_err, "wb"))
+    agent = subprocess.Popen(
+        agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", str(tmp_path / "state")),
+        stderr=open(agent_err, "wb"),
+    )
     try:
-        wait_for_log(agent, agent_err, lambda text: len(sealed_seqs(text)) >= 4 and "event=uplink_connected" in text)
+        wait_for_log(
+            agent, agent_err, lambda text: len(sealed_seqs(text)) >= 4 and "event=uplink_connected" in text
+        )
         time.sleep(1)
     finally:
         assert stop(agent) == 0, agent_err.read_text()
@@ -140,8 +150,10 @@ def test_broker_outage_keeps_data_until_it_returns(broker, tmp_path):
     tail = start_tail(broker, tmp_path / "tail.out", tmp_path / "tail.err", "outage-tail")
     broker.stop()
     agent_err = tmp_path / "agent.err"
-    agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
-                                       str(tmp_path / "state")), stderr=open(agent_err, "wb"))
+    agent = subprocess.Popen(
+        agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", str(tmp_path / "state")),
+        stderr=open(agent_err, "wb"),
+    )
     try:
         log = wait_for_log(agent, agent_err, lambda text: len(sealed_seqs(text)) >= 4)
         assert "event=uplink_offline" in log, log  # sampling and storing went on without the broker
@@ -162,7 +174,8 @@ def test_broker_outage_keeps_data_until_it_returns(broker, tmp_path):
     got = {r["seq"] for r in rows}
     assert got | pending == set(range(seqs[-1] + 1)), (
         f"missing {set(range(seqs[-1] + 1)) - got - pending}\nagent:\n{agent_err.read_text()}\n"
-        f"tail:\n{(tmp_path / 'tail.err').read_text()}")
+        f"tail:\n{(tmp_path / 'tail.err').read_text()}"
+    )
     check_values(rows)
     # Live first: the backlog (sealed during the outage) is flagged historical and drains at
     # 1 batch/s behind batches sealed after the link came back.
@@ -193,12 +206,21 @@ sensors:
 """)
     tail = start_tail(broker, tmp_path / "tail.out", tmp_path / "tail.err", "five-tail")
     err = tmp_path / "agent.err"
-    agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
-                                       str(tmp_path / "state")), stderr=open(err, "wb"))
+    agent = subprocess.Popen(
+        agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", str(tmp_path / "state")),
+        stderr=open(err, "wb"),
+    )
     try:
         # until every stream sealed a batch (the SCD4x gives its first result after 5 s)
-        wait_for_log(agent, err, lambda text: set(re.findall(r"event=batch_sealed stream=(\w+)", text)) == {
-            "air", "dust", "co2", "mains", "meter"}, timeout=40)
+        wait_for_log(
+            agent,
+            err,
+            lambda text: (
+                set(re.findall(r"event=batch_sealed stream=(\w+)", text))
+                == {"air", "dust", "co2", "mains", "meter"}
+            ),
+            timeout=40,
+        )
         time.sleep(1)
     finally:
         assert stop(agent) == 0, err.read_text()
@@ -218,8 +240,13 @@ sensors:
     assert set(seqs) == {"air", "dust", "co2", "mains", "meter"}, err.read_text()
     assert got == seqs  # every sealed batch of every stream arrived
     channels = {(r["stream"], r["channel"]) for r in rows}
-    for expected in [("air", "gas"), ("dust", "pm2_5"), ("co2", "co2"), ("mains", "current"),
-                     ("meter", "energy")]:
+    for expected in [
+        ("air", "gas"),
+        ("dust", "pm2_5"),
+        ("co2", "co2"),
+        ("mains", "current"),
+        ("meter", "energy"),
+    ]:
         assert expected in channels
     value = {(r["stream"], r["channel"]): r["value"] for r in rows}
     assert value[("co2", "co2")] == 420.0 and value[("dust", "pm2_5")] == 8.0

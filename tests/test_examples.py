@@ -25,8 +25,9 @@ FILES = sorted(EXAMPLES.glob("*.yaml"))
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edge_agent.cli", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_the_examples_are_there_and_the_readme_names_each():
@@ -88,12 +89,28 @@ def test_the_agent_runs_the_example_simulated(tmp_path, name):
     streams = {s.name for s in load_config(path).sensors}
     err = tmp_path / "agent.err"
     with open(err, "wb") as log:
-        proc = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(path), "--state-dir",
-                                          str(tmp_path / "state"), "--flush-interval", "1s",
-                                          "--broker", f"mqtt://127.0.0.1:{free_port()}"), stderr=log)
+        proc = subprocess.Popen(
+            agent_cmd(
+                "run",
+                "--simulate",
+                "--config",
+                str(path),
+                "--state-dir",
+                str(tmp_path / "state"),
+                "--flush-interval",
+                "1s",
+                "--broker",
+                f"mqtt://127.0.0.1:{free_port()}",
+            ),
+            stderr=log,
+        )
         try:
-            text = wait_for_log(proc, err, lambda t: set(re.findall(r"event=batch_sealed stream=(\S+)", t))
-                                >= streams, timeout=60)
+            text = wait_for_log(
+                proc,
+                err,
+                lambda t: set(re.findall(r"event=batch_sealed stream=(\S+)", t)) >= streams,
+                timeout=60,
+            )
         finally:
             os.kill(proc.pid, signal.SIGTERM)
             assert proc.wait(timeout=30) == 0, err.read_text()

@@ -92,8 +92,11 @@ sensors:
   - {{name: air, type: bme680, interval: 200ms, heater: {{duration: 30ms}}}}
 """)
     env = dict(os.environ, EDGE_AGENT_SYSROOT=str(root))
-    agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
-                                       str(tmp_path / "state")), env=env, stderr=subprocess.PIPE)
+    agent = subprocess.Popen(
+        agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", str(tmp_path / "state")),
+        env=env,
+        stderr=subprocess.PIPE,
+    )
     try:
         messages = collect(broker, "hx/health-node/health", 2, timeout=15)
     finally:
@@ -113,8 +116,15 @@ sensors:
     assert h["uplink"]["state"] == "connected"
     assert h["sensors"]["air"]["state"] == "up" and h["sensors"]["air"]["samples"] > 0
     assert h["disk"]["free_bytes"] > 0
-    assert set(h["store"]) == {"batches", "bytes", "max_bytes", "oldest_age_s", "losses",
-                               "unstored_since_start", "recovery"}
+    assert set(h["store"]) == {
+        "batches",
+        "bytes",
+        "max_bytes",
+        "oldest_age_s",
+        "losses",
+        "unstored_since_start",
+        "recovery",
+    }
     assert h["store"]["losses"] == {} and h["store"]["recovery"] is None
     assert h["uptime_s"] >= 0 and h["disk_writes"]["write_bytes"] == 0
     assert h["disk_writes"]["durable_commits"] >= 1  # at least one batch sealed before the 2nd report

@@ -45,15 +45,34 @@ def make_disk(path: Path, scheme: str, *, fat: bool = True, first_type: str | No
     with open(path, "wb") as f:
         f.truncate(272 * MiB)
     if scheme == "mbr":
-        table = (f"label: dos\nstart={BOOT_START}, size={BOOT_SECTORS}, type={first_type or 'c'}\n"
-                 f"start={ROOT_START}, size=16384, type=83\n")
+        table = (
+            f"label: dos\nstart={BOOT_START}, size={BOOT_SECTORS}, type={first_type or 'c'}\n"
+            f"start={ROOT_START}, size=16384, type=83\n"
+        )
     else:
-        table = (f"label: gpt\nstart={BOOT_START}, size={BOOT_SECTORS}, type={first_type or BASIC_DATA}, "
-                 f"name=boot\nstart={ROOT_START}, size=16384, type={LINUX}, name=root\n")
+        table = (
+            f"label: gpt\nstart={BOOT_START}, size={BOOT_SECTORS}, type={first_type or BASIC_DATA}, "
+            f"name=boot\nstart={ROOT_START}, size=16384, type={LINUX}, name=root\n"
+        )
     subprocess.run([sfdisk, "-q", str(path)], input=table.encode(), check=True, capture_output=True)
     if fat:  # mkfs.fat counts 1 KiB blocks
-        subprocess.run([mkfs, "-F", "32", "-s", "2", "-n", "BOOTFS", "--offset", str(BOOT_START), str(path),
-                        str(BOOT_SECTORS // 2)], check=True, capture_output=True)
+        subprocess.run(
+            [
+                mkfs,
+                "-F",
+                "32",
+                "-s",
+                "2",
+                "-n",
+                "BOOTFS",
+                "--offset",
+                str(BOOT_START),
+                str(path),
+                str(BOOT_SECTORS // 2),
+            ],
+            check=True,
+            capture_output=True,
+        )
     return path
 
 
@@ -70,19 +89,48 @@ def inputs(tmp_path, pki):
     pw.write_text("s3cret-Pa55word\n")
     psk = tmp_path / "psk"
     psk.write_text("wifi-pass-phrase-77\n")
-    return {"config": cfg, "password": pw, "psk": psk, "ca": pki / "ca.pem", "cert": pki / "client.pem",
-            "key": pki / "client.key"}
+    return {
+        "config": cfg,
+        "password": pw,
+        "psk": psk,
+        "ca": pki / "ca.pem",
+        "cert": pki / "client.pem",
+        "key": pki / "client.key",
+    }
 
 
 def provision_args(target, inp, *extra):
-    return ["image", "provision", str(target), "--config", str(inp["config"]), "--ca", str(inp["ca"]),
-            "--cert", str(inp["cert"]), "--key", str(inp["key"]), "--password-file", str(inp["password"]),
-            "--wifi-ssid", "city-iot", "--wifi-psk-file", str(inp["psk"]), "--hostname", "lamp-0042", *extra]
+    return [
+        "image",
+        "provision",
+        str(target),
+        "--config",
+        str(inp["config"]),
+        "--ca",
+        str(inp["ca"]),
+        "--cert",
+        str(inp["cert"]),
+        "--key",
+        str(inp["key"]),
+        "--password-file",
+        str(inp["password"]),
+        "--wifi-ssid",
+        "city-iot",
+        "--wifi-psk-file",
+        str(inp["psk"]),
+        "--hostname",
+        "lamp-0042",
+        *extra,
+    ]
 
 
 def mtype(disk: Path, rel: str, offset: int = BOOT_START * 512) -> bytes:
-    return subprocess.run(["mtype", "-i", f"{disk}@@{offset}", f"::/{rel}"], check=True, capture_output=True,
-                          env=dict(os.environ, MTOOLS_SKIP_CHECK="1")).stdout
+    return subprocess.run(
+        ["mtype", "-i", f"{disk}@@{offset}", f"::/{rel}"],
+        check=True,
+        capture_output=True,
+        env=dict(os.environ, MTOOLS_SKIP_CHECK="1"),
+    ).stdout
 
 
 @pytest.mark.parametrize("scheme", ["mbr", "gpt"])
@@ -105,8 +153,11 @@ def test_provision_writes_config_and_credentials_that_mtools_reads_back(tmp_path
     assert cfg.node_id == "lamp-0042"
     # credential paths point where the first-boot import puts the files
     assert (cfg.mqtt.ca_file, cfg.mqtt.cert_file, cfg.mqtt.key_file, cfg.mqtt.password_file) == (
-        "/etc/edge-agent/ca.pem", "/etc/edge-agent/client.pem", "/etc/edge-agent/client.key",
-        "/etc/edge-agent/mqtt-password")
+        "/etc/edge-agent/ca.pem",
+        "/etc/edge-agent/client.pem",
+        "/etc/edge-agent/client.key",
+        "/etc/edge-agent/mqtt-password",
+    )
     assert mtype(disk, "edge-agent/client.key") == inputs["key"].read_bytes()
     assert mtype(disk, "edge-agent/mqtt-password") == b"s3cret-Pa55word\n"
     meta = yaml.safe_load(mtype(disk, "meta-data"))
@@ -128,8 +179,12 @@ def test_provision_writes_config_and_credentials_that_mtools_reads_back(tmp_path
 def test_every_provisioning_gets_a_new_instance_id_and_keeps_the_images_own_cloud_init(tmp_path, inputs):
     disk = make_disk(tmp_path / "disk.img", "mbr")
     target = sdcard.open_target(str(disk))
-    target.write_all({"user-data": b"#cloud-config\nssh_authorized_keys:\n  - ssh-ed25519 AAAA tech\n",
-                      "network-config": b"network:\n  version: 2\n  ethernets:\n    eth0: {dhcp4: true}\n"})
+    target.write_all(
+        {
+            "user-data": b"#cloud-config\nssh_authorized_keys:\n  - ssh-ed25519 AAAA tech\n",
+            "network-config": b"network:\n  version: 2\n  ethernets:\n    eth0: {dhcp4: true}\n",
+        }
+    )
     ids = set()
     for _ in range(2):
         assert main(provision_args(disk, inputs)) == 0
@@ -150,7 +205,12 @@ def test_inspect_shows_what_is_provisioned_and_never_a_secret(tmp_path, inputs, 
     assert main(["image", "inspect", str(disk), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["node_id"] == "lamp-0042" and info["broker"] == ["mqtts://backbone.example.net"]
-    assert info["credentials"] == {"ca.pem": True, "client.pem": True, "client.key": True, "mqtt-password": True}
+    assert info["credentials"] == {
+        "ca.pem": True,
+        "client.pem": True,
+        "client.key": True,
+        "mqtt-password": True,
+    }
     assert info["cloud_init"]["hostname"] == "lamp-0042" and info["cloud_init"]["wifi_ssids"] == ["city-iot"]
     assert "lamp-0042" in text and "city-iot" in text
     key_body = inputs["key"].read_text().splitlines()[1]
@@ -221,17 +281,41 @@ def _untouched(disk: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-@pytest.mark.parametrize("case", ["no-fat", "linux-only", "bad-config", "missing-key", "unreadable-password",
-                                  "not-writable", "no-table", "cert-without-key", "bad-hostname", "short-psk"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no-fat",
+        "linux-only",
+        "bad-config",
+        "missing-key",
+        "unreadable-password",
+        "not-writable",
+        "no-table",
+        "cert-without-key",
+        "bad-hostname",
+        "short-psk",
+    ],
+)
 def test_errors_are_clear_and_nothing_is_written(tmp_path, inputs, case, capsys):
-    disk = make_disk(tmp_path / "disk.img", "gpt" if case == "linux-only" else "mbr",
-                     fat=case != "no-fat", first_type=LINUX if case == "linux-only" else None)
+    disk = make_disk(
+        tmp_path / "disk.img",
+        "gpt" if case == "linux-only" else "mbr",
+        fat=case != "no-fat",
+        first_type=LINUX if case == "linux-only" else None,
+    )
     args = provision_args(disk, inputs)
-    expect = {"no-fat": "no FAT boot partition", "linux-only": "no FAT boot partition",
-              "bad-config": "sensors[0].address", "missing-key": "key", "unreadable-password": "password file",
-              "not-writable": "not writable", "no-table": "no partition table",
-              "cert-without-key": "--cert and --key go together", "bad-hostname": "not a valid host name",
-              "short-psk": "8 to 63"}[case]
+    expect = {
+        "no-fat": "no FAT boot partition",
+        "linux-only": "no FAT boot partition",
+        "bad-config": "sensors[0].address",
+        "missing-key": "key",
+        "unreadable-password": "password file",
+        "not-writable": "not writable",
+        "no-table": "no partition table",
+        "cert-without-key": "--cert and --key go together",
+        "bad-hostname": "not a valid host name",
+        "short-psk": "8 to 63",
+    }[case]
     if case == "bad-config":
         inputs["config"].write_text(NODE_YAML.replace("0x77", "0x99"))
     elif case == "missing-key":
@@ -247,7 +331,7 @@ def test_errors_are_clear_and_nothing_is_written(tmp_path, inputs, case, capsys)
             f.write(bytes(512))
     elif case == "cert-without-key":
         i = args.index("--key")
-        del args[i:i + 2]
+        del args[i : i + 2]
     elif case == "bad-hostname":
         args[args.index("--hostname") + 1] = "lamp_42.example"
     elif case == "short-psk":
@@ -271,7 +355,9 @@ def fake_root(tmp_path, inputs):
     boot = root / "boot" / "firmware"
     boot.mkdir(parents=True)
     (root / "etc").mkdir()
-    (root / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\nedge-agent:x:991:992::/nonexistent:/usr/sbin/nologin\n")
+    (root / "etc" / "passwd").write_text(
+        "root:x:0:0::/root:/bin/sh\nedge-agent:x:991:992::/nonexistent:/usr/sbin/nologin\n"
+    )
     assert main(provision_args(boot, inputs)) == 0
     return root
 
@@ -282,8 +368,13 @@ def test_first_boot_import_moves_everything_with_tight_modes_and_leaves_no_secre
     log = capsys.readouterr().out
     etc = fake_root / "etc" / "edge-agent"
     modes = {p.name: (p.stat().st_mode & 0o777, p.stat().st_uid, p.stat().st_gid) for p in etc.iterdir()}
-    assert modes == {"node.yaml": (0o640, 991, 992), "ca.pem": (0o640, 991, 992), "client.pem": (0o640, 991, 992),
-                     "client.key": (0o600, 991, 992), "mqtt-password": (0o600, 991, 992)}
+    assert modes == {
+        "node.yaml": (0o640, 991, 992),
+        "ca.pem": (0o640, 991, 992),
+        "client.pem": (0o640, 991, 992),
+        "client.key": (0o600, 991, 992),
+        "mqtt-password": (0o600, 991, 992),
+    }
     assert (etc.stat().st_mode & 0o777, etc.stat().st_uid, etc.stat().st_gid) == (0o750, 0, 992)
     assert (etc / "client.key").read_bytes() == inputs["key"].read_bytes()
     assert (etc / "mqtt-password").read_text() == "s3cret-Pa55word\n"
@@ -345,15 +436,23 @@ def test_the_import_unit_runs_before_the_agent_and_verifies(tmp_path):
 
     unit = REPO / "systemd" / "edge-agent-import.service"
     text = unit.read_text()
-    for line in ("Type=oneshot", "Before=edge-agent.service", "ExecStart=/opt/edge-agent/bin/edge-agent image import",
-                 "PrivateNetwork=yes", "ProtectSystem=strict", "WantedBy=multi-user.target"):
+    for line in (
+        "Type=oneshot",
+        "Before=edge-agent.service",
+        "ExecStart=/opt/edge-agent/bin/edge-agent image import",
+        "PrivateNetwork=yes",
+        "ProtectSystem=strict",
+        "WantedBy=multi-user.target",
+    ):
         assert line in text, line
     assert "edge-agent-import.service" in (REPO / "systemd" / "edge-agent.service").read_text()
     analyze = require_tool("systemd-analyze", "the systemd package")
     import sys
 
     copy = tmp_path / "edge-agent-import.service"
-    copy.write_text(text.replace("/opt/edge-agent/bin/edge-agent", str(Path(sys.executable).with_name("edge-agent"))))
+    copy.write_text(
+        text.replace("/opt/edge-agent/bin/edge-agent", str(Path(sys.executable).with_name("edge-agent")))
+    )
     out = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True)
     lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
     assert out.returncode == 0 and lines == [], lines
@@ -365,8 +464,10 @@ def batch_csv(tmp_path, inputs, rows):
     for name in ("ca", "cert", "key", "password"):
         (tmp_path / "creds" / f"{name}").write_bytes(inputs[name].read_bytes())
     csv = tmp_path / "nodes.csv"
-    csv.write_text("node_id,site,hostname,ca,cert,key,password_file\n" + "".join(
-        f"{n},{site},{n},creds/ca,creds/cert,{key},creds/password\n" for n, site, key in rows))
+    csv.write_text(
+        "node_id,site,hostname,ca,cert,key,password_file\n"
+        + "".join(f"{n},{site},{n},creds/ca,creds/cert,{key},creds/password\n" for n, site, key in rows)
+    )
     return csv
 
 
@@ -374,8 +475,21 @@ def test_provision_batch_makes_one_sparse_image_per_node(tmp_path, inputs, capsy
     base = make_disk(tmp_path / "base.img", "mbr")
     csv = batch_csv(tmp_path, inputs, [(f"lamp-{i:04d}", f"Main St {i}", "creds/key") for i in range(3)])
     out = tmp_path / "cards"
-    assert main(["image", "provision-batch", str(base), str(csv), "--out", str(out),
-                 "--config", str(inputs["config"])]) == 0
+    assert (
+        main(
+            [
+                "image",
+                "provision-batch",
+                str(base),
+                str(csv),
+                "--out",
+                str(out),
+                "--config",
+                str(inputs["config"]),
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "3 image(s) in" in captured.out and "3/3" in captured.err
     instances = set()
@@ -403,9 +517,25 @@ def test_provision_batch_checks_every_row_before_writing_any(tmp_path, inputs, p
     if problem == "bad-column":
         csv.write_text(csv.read_text().replace("password_file", "passwd"))
     out = tmp_path / "cards"
-    assert main(["image", "provision-batch", str(base), str(csv), "--out", str(out),
-                 "--config", str(inputs["config"])]) != 0
+    assert (
+        main(
+            [
+                "image",
+                "provision-batch",
+                str(base),
+                str(csv),
+                "--out",
+                str(out),
+                "--config",
+                str(inputs["config"]),
+            ]
+        )
+        != 0
+    )
     err = capsys.readouterr().err
-    assert {"missing-key": "nodes.csv:4 (lamp-0003)", "duplicate": "already on line 2",
-            "bad-column": "unknown: passwd"}[problem] in err, err
+    assert {
+        "missing-key": "nodes.csv:4 (lamp-0003)",
+        "duplicate": "already on line 2",
+        "bad-column": "unknown: passwd",
+    }[problem] in err, err
     assert not out.exists() or not list(out.iterdir())

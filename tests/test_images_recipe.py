@@ -12,8 +12,12 @@ from conftest import REPO, require_tool
 
 IMAGES = REPO / "images"
 STAGE = IMAGES / "pi-gen" / "stage-edge-agent"
-SCRIPTS = [IMAGES / "build.sh", STAGE / "prerun.sh", STAGE / "01-agent" / "00-run.sh",
-           STAGE / "01-agent" / "01-run-chroot.sh"]
+SCRIPTS = [
+    IMAGES / "build.sh",
+    STAGE / "prerun.sh",
+    STAGE / "01-agent" / "00-run.sh",
+    STAGE / "01-agent" / "01-run-chroot.sh",
+]
 
 
 def test_every_script_parses_and_passes_shellcheck():
@@ -24,8 +28,9 @@ def test_every_script_parses_and_passes_shellcheck():
         assert os.access(script, os.X_OK), f"{script} is not executable (pi-gen runs it directly)"
         syntax = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
         assert syntax.returncode == 0, syntax.stderr
-    lint = subprocess.run([shellcheck, "--shell=bash", "--severity=style", *map(str, SCRIPTS)],
-                          capture_output=True, text=True)
+    lint = subprocess.run(
+        [shellcheck, "--shell=bash", "--severity=style", *map(str, SCRIPTS)], capture_output=True, text=True
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
@@ -34,7 +39,12 @@ def test_the_stage_has_pi_gens_layout_and_runs_after_lite():
     assert (STAGE / "01-agent" / "00-packages").is_file()
     config = (IMAGES / "pi-gen" / "config").read_text()
     assert re.search(r'^STAGE_LIST="stage0 stage1 stage2 stage-edge-agent"$', config, re.M)
-    for line in ("PUBKEY_ONLY_SSH=1", "ENABLE_SSH=1", "DISABLE_FIRST_BOOT_USER_RENAME=1", "ENABLE_CLOUD_INIT=1"):
+    for line in (
+        "PUBKEY_ONLY_SSH=1",
+        "ENABLE_SSH=1",
+        "DISABLE_FIRST_BOOT_USER_RENAME=1",
+        "ENABLE_CLOUD_INIT=1",
+    ):
         assert re.search(rf"^{line}$", config, re.M), line
     assert not re.search(r"^FIRST_USER_PASS=", config, re.M)  # no default password
     packages = (STAGE / "01-agent" / "00-packages").read_text().split()
@@ -61,20 +71,28 @@ def test_every_file_the_stage_installs_is_in_the_repository():
 def test_the_image_promises_are_in_the_scripts():
     chroot = (STAGE / "01-agent" / "01-run-chroot.sh").read_text()
     run = (STAGE / "01-agent" / "00-run.sh").read_text()
-    for promise in ("EDGE_AGENT_REQUIRE_EXT=1", "python3 -m venv /opt/edge-agent",
-                    "systemctl enable edge-agent-import.service edge-agent.service",
-                    "raspi-config nonint do_i2c 0", "systemd-sysusers"):
+    for promise in (
+        "EDGE_AGENT_REQUIRE_EXT=1",
+        "python3 -m venv /opt/edge-agent",
+        "systemctl enable edge-agent-import.service edge-agent.service",
+        "raspi-config nonint do_i2c 0",
+        "systemd-sysusers",
+    ):
         assert promise in chroot, promise
     assert "passwd -l root" in run and 'passwd -l "${FIRST_USER_NAME}"' in run
     # pi-gen's cloud-init user entry without FIRST_USER_PASS is an empty, unlocked password:
     # ours, read after it, locks it
-    user_cfg = run[run.index("99_edge-agent.cfg"):]
+    user_cfg = run[run.index("99_edge-agent.cfg") :]
     assert "lock_passwd: true" in user_cfg and "ssh_pwauth: false" in user_cfg
     assert "99_edge-agent.cfg" > "99_default.cfg"
     sshd = (STAGE / "01-agent" / "files" / "sshd-edge-agent.conf").read_text()
-    assert re.search(r"^PasswordAuthentication no$", sshd, re.M) and re.search(r"^PermitRootLogin no$", sshd, re.M)
+    assert re.search(r"^PasswordAuthentication no$", sshd, re.M) and re.search(
+        r"^PermitRootLogin no$", sshd, re.M
+    )
     journald = (STAGE / "01-agent" / "files" / "journald-edge-agent.conf").read_text()
-    assert re.search(r"^Storage=volatile$", journald, re.M) and re.search(r"^RuntimeMaxUse=16M$", journald, re.M)
+    assert re.search(r"^Storage=volatile$", journald, re.M) and re.search(
+        r"^RuntimeMaxUse=16M$", journald, re.M
+    )
 
 
 def test_the_fstab_edit_adds_noatime_to_root_and_boot_only(tmp_path):
@@ -82,11 +100,13 @@ def test_the_fstab_edit_adds_noatime_to_root_and_boot_only(tmp_path):
     sed_line = next(ln for ln in chroot.splitlines() if ln.startswith("sed -i -E") and "/etc/fstab" in ln)
     check_line = next(ln for ln in chroot.splitlines() if ln.startswith("grep -Eq") and "/etc/fstab" in ln)
     fstab = tmp_path / "fstab"
-    fstab.write_text("proc            /proc           proc    defaults          0       0\n"
-                     "PARTUUID=abc-01  /boot/firmware  vfat    defaults          0       2\n"
-                     "PARTUUID=abc-02  /               ext4    defaults          0       1\n"
-                     "# a comment /  defaults\n"
-                     "tmpfs /tmp tmpfs defaults 0 0\n")
+    fstab.write_text(
+        "proc            /proc           proc    defaults          0       0\n"
+        "PARTUUID=abc-01  /boot/firmware  vfat    defaults          0       2\n"
+        "PARTUUID=abc-02  /               ext4    defaults          0       1\n"
+        "# a comment /  defaults\n"
+        "tmpfs /tmp tmpfs defaults 0 0\n"
+    )
     script = f"{sed_line.replace('/etc/fstab', str(fstab))}\n{check_line.replace('/etc/fstab', str(fstab))}\n"
     for _ in range(2):  # a second run changes nothing
         assert subprocess.run(["bash", "-e", "-c", script]).returncode == 0

@@ -39,11 +39,14 @@ def test_ina226_calibration_formula():
         calibration("ina226", 1e-6, 0.001)
 
 
-@pytest.mark.parametrize("Driver, Sim, shunt, max_i, volts, amps, tol_v, tol_i", [
-    (Ina219, Ina219Sim, 0.1, 3.2, 12.34, 1.234, 0.004, 0.0002),
-    (Ina219, Ina219Sim, 0.1, 3.2, 5.0, -0.25, 0.004, 0.0002),
-    (Ina226, Ina226Sim, 0.01, 8.0, 24.5, 4.2, 0.00125, 0.001),  # 2 LSB: Cal and register truncation
-])
+@pytest.mark.parametrize(
+    "Driver, Sim, shunt, max_i, volts, amps, tol_v, tol_i",
+    [
+        (Ina219, Ina219Sim, 0.1, 3.2, 12.34, 1.234, 0.004, 0.0002),
+        (Ina219, Ina219Sim, 0.1, 3.2, 5.0, -0.25, 0.004, 0.0002),
+        (Ina226, Ina226Sim, 0.01, 8.0, 24.5, 4.2, 0.00125, 0.001),  # 2 LSB: Cal and register truncation
+    ],
+)
 def test_readings_match_the_simulated_load(Driver, Sim, shunt, max_i, volts, amps, tol_v, tol_i):
     sim = Sim(shunt_ohms=shunt)
     sim.set(bus_voltage=volts, current=amps)
@@ -74,30 +77,34 @@ def test_energy_is_integrated_across_readings(monkeypatch):
 
 def test_identification_by_registers_not_address():
     with pytest.raises(ChipNotFound, match="IDs"):
-        Ina226(bus=bus_with(Ina219Sim()))        # an INA219 has no ID registers that say TI/2260
+        Ina226(bus=bus_with(Ina219Sim()))  # an INA219 has no ID registers that say TI/2260
     sim = Ina226Sim()
     with pytest.raises(ChipNotFound, match="configuration after reset is 0x4127"):
-        Ina219(bus=bus_with(sim))                # an INA226 resets to 0x4127, not 0x399F
+        Ina219(bus=bus_with(sim))  # an INA226 resets to 0x4127, not 0x399F
     with pytest.raises(ChipNotFound, match="nothing answers"):
         Ina219(bus=bus_with(Bme680Sim(), address=0x77))
 
 
 def test_config_and_simulated_hardware(tmp_path):
     p = tmp_path / "n.yaml"
-    p.write_text(textwrap.dedent("""\
+    p.write_text(
+        textwrap.dedent("""\
         node: {id: power-node}
         mqtt: {broker: "mqtt://127.0.0.1:1883"}
         sensors:
           - {name: mains, type: ina226, address: 0x41, shunt_ohms: 0.002, max_current: 20,
              sim: {bus_voltage: 24.0, current: 7.5}}
-    """))
+    """)
+    )
     cfg = load_config(p)
     s = cfg.sensors[0]
     assert s.driver_kwargs() == {"shunt_ohms": 0.002, "max_current": 20.0}
     assert [c.unit for c in s.channels] == ["V", "mV", "A", "W", "Wh"]
     with SimulatedHardware(cfg) as hw:
         r = hw.make(s).read().values
-    assert r["current"] == pytest.approx(7.5, abs=0.001) and r["bus_voltage"] == pytest.approx(24.0, abs=0.002)
+    assert r["current"] == pytest.approx(7.5, abs=0.001) and r["bus_voltage"] == pytest.approx(
+        24.0, abs=0.002
+    )
     p.write_text(p.read_text().replace("shunt_ohms: 0.002", "shunt_ohms: 0"))
     with pytest.raises(ConfigError, match=r"sensors\[0\]\.shunt_ohms: expected a number in \(0"):
         load_config(p)

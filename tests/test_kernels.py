@@ -15,9 +15,17 @@ from twins import compiled_core
 from edge_agent.implementation import compiled
 from edge_agent.wire import crc32c, kernels, packing, predict, rangecoder, sections, varint
 
-TWINS = {"crc32c": crc32c, "rc_encode": rangecoder, "rc_decode": rangecoder, "pack_simple8b": packing,
-         "pack_rice": packing, "zigzags": varint, "residuals": predict, "times_section": sections,
-         "value_block": sections}
+TWINS = {
+    "crc32c": crc32c,
+    "rc_encode": rangecoder,
+    "rc_decode": rangecoder,
+    "pack_simple8b": packing,
+    "pack_rice": packing,
+    "zigzags": varint,
+    "residuals": predict,
+    "times_section": sections,
+    "value_block": sections,
+}
 
 
 def test_every_kernel_has_a_twin_of_its_name_and_is_bound_once():
@@ -35,14 +43,20 @@ def test_the_compiled_core_is_bound_whichever_module_is_imported_first():
     if os.environ.get("EDGE_AGENT_PUREPYTHON") == "1" or find_spec("edge_agent._core") is None:
         compiled_core()  # not in use: a loud skip (a failure under EDGE_AGENT_REQUIRE_EXT=1)
     for first in ("edge_agent.wire.kernels", "edge_agent.wire.decoder", "edge_agent.wire"):
-        code = (f"import {first}; import edge_agent._core as c, edge_agent.wire.kernels as k; "
-                "assert k.pack_simple8b is c.pack_simple8b and k.crc32c is c.crc32c, 'the twins are bound'")
+        code = (
+            f"import {first}; import edge_agent._core as c, edge_agent.wire.kernels as k; "
+            "assert k.pack_simple8b is c.pack_simple8b and k.crc32c is c.crc32c, 'the twins are bound'"
+        )
         subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @settings(max_examples=300, deadline=None)
-@given(qs=st.lists(st.one_of(st.integers(-300, 300), st.integers(-2**39, 2**39)), max_size=80),
-       kind=st.integers(0, 5), width=st.sampled_from([1, 2, 3, 11, 1001]), season=st.integers(1, 30))
+@given(
+    qs=st.lists(st.one_of(st.integers(-300, 300), st.integers(-(2**39), 2**39)), max_size=80),
+    kind=st.integers(0, 5),
+    width=st.sampled_from([1, 2, 3, 11, 1001]),
+    season=st.integers(1, 30),
+)
 def test_residuals_beyond_the_compiled_range_are_the_twins(qs, kind, width, season):
     assert kernels.residuals(qs, kind, width, season) == predict.residuals(qs, kind, width, season)
     huge = [q * 2**30 for q in qs]  # beyond the compiled range: the twin takes over
@@ -50,8 +64,12 @@ def test_residuals_beyond_the_compiled_range_are_the_twins(qs, kind, width, seas
 
 
 @settings(max_examples=300, deadline=None)
-@given(steps=st.lists(st.one_of(st.just(1000), st.integers(1, 3000), st.integers(-5000, 10**7)), max_size=300),
-       start=st.integers(-10**6, 10**13), t0=st.integers(0, 2 * 10**12), period=st.sampled_from([1, 7, 1000, 60000]))
+@given(
+    steps=st.lists(st.one_of(st.just(1000), st.integers(1, 3000), st.integers(-5000, 10**7)), max_size=300),
+    start=st.integers(-(10**6), 10**13),
+    t0=st.integers(0, 2 * 10**12),
+    period=st.sampled_from([1, 7, 1000, 60000]),
+)
 @example(steps=[1000] * 20, start=0, t0=0, period=1000)  # regular: the first slot only
 def test_time_slots_beyond_the_compiled_range_are_the_twins(steps, start, t0, period):
     times = [start + sum(steps[:i]) for i in range(len(steps))]
@@ -62,7 +80,7 @@ def test_time_slots_beyond_the_compiled_range_are_the_twins(steps, start, t0, pe
 
 
 @settings(max_examples=100, deadline=None)
-@given(qs=st.lists(st.integers(-2**39, 2**39), max_size=40), shift=st.sampled_from([0, 2**45, -(2**50)]))
+@given(qs=st.lists(st.integers(-(2**39), 2**39), max_size=40), shift=st.sampled_from([0, 2**45, -(2**50)]))
 def test_a_value_block_beyond_the_compiled_range_is_the_twins(qs, shift):
     values = [q + shift for q in qs]  # |q| beyond 2**40: the compiled search refuses, the twin answers
     kinds = [0, 1, 2, 3, 4]

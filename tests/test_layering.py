@@ -22,21 +22,65 @@ ALLOWED: dict[str, set[str]] = {
     "edge_agent.durations": set(),
     "edge_agent.implementation": {"edge_agent._core"},
     "edge_agent.dsp": {"edge_agent.errors", "edge_agent.implementation"},
-    "edge_agent.wire": {"edge_agent.errors", "edge_agent.durations", "edge_agent.implementation",
-                        "edge_agent.dsp"},
-    "edge_agent.config": {"edge_agent.errors", "edge_agent.durations", "edge_agent.dsp",
-                          "edge_agent.wire", "drivers"},
-    "edge_agent.node": {"edge_agent.errors", "edge_agent.durations", "edge_agent.implementation",
-                        "edge_agent.dsp", "edge_agent.wire", "edge_agent.config", "drivers"},
-    "edge_agent.field": {"edge_agent.errors", "edge_agent.durations", "edge_agent.dsp",
-                         "edge_agent.wire", "edge_agent.config", "edge_agent.node", "drivers"},
-    "edge_agent.backbone": {"edge_agent.errors", "edge_agent.durations", "edge_agent.dsp",
-                            "edge_agent.wire", "edge_agent.config", "edge_agent.node"},
-    "edge_agent.fleet": {"edge_agent.errors", "edge_agent.durations", "edge_agent.wire",
-                         "edge_agent.config", "edge_agent.node"},
-    "edge_agent.cli": {"edge_agent.errors", "edge_agent.durations", "edge_agent.implementation",
-                       "edge_agent.dsp", "edge_agent.wire", "edge_agent.config", "edge_agent.node",
-                       "edge_agent.field", "edge_agent.backbone", "edge_agent.fleet", "drivers"},
+    "edge_agent.wire": {
+        "edge_agent.errors",
+        "edge_agent.durations",
+        "edge_agent.implementation",
+        "edge_agent.dsp",
+    },
+    "edge_agent.config": {
+        "edge_agent.errors",
+        "edge_agent.durations",
+        "edge_agent.dsp",
+        "edge_agent.wire",
+        "drivers",
+    },
+    "edge_agent.node": {
+        "edge_agent.errors",
+        "edge_agent.durations",
+        "edge_agent.implementation",
+        "edge_agent.dsp",
+        "edge_agent.wire",
+        "edge_agent.config",
+        "drivers",
+    },
+    "edge_agent.field": {
+        "edge_agent.errors",
+        "edge_agent.durations",
+        "edge_agent.dsp",
+        "edge_agent.wire",
+        "edge_agent.config",
+        "edge_agent.node",
+        "drivers",
+    },
+    "edge_agent.backbone": {
+        "edge_agent.errors",
+        "edge_agent.durations",
+        "edge_agent.dsp",
+        "edge_agent.wire",
+        "edge_agent.config",
+        "edge_agent.node",
+    },
+    "edge_agent.fleet": {
+        "edge_agent.errors",
+        "edge_agent.durations",
+        "edge_agent.wire",
+        "edge_agent.config",
+        "edge_agent.node",
+    },
+    "edge_agent.cli": {
+        "edge_agent.errors",
+        "edge_agent.durations",
+        "edge_agent.implementation",
+        "edge_agent.dsp",
+        "edge_agent.wire",
+        "edge_agent.config",
+        "edge_agent.node",
+        "edge_agent.field",
+        "edge_agent.backbone",
+        "edge_agent.fleet",
+        "drivers",
+    },
     "drivers": set(),
 }
 ALLOWED["edge_agent.__main__"] = ALLOWED["edge_agent.cli"] | {"edge_agent.cli"}
@@ -83,8 +127,10 @@ def project_imports(path: Path, me: str | None = None) -> list[tuple[int, str]]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            found += [(node.lineno, f"{target}.{a.name}" if is_module(f"{target}.{a.name}") else target)
-                      for a in node.names]
+            found += [
+                (node.lineno, f"{target}.{a.name}" if is_module(f"{target}.{a.name}") else target)
+                for a in node.names
+            ]
     return [(line, n) for line, n in found if n.split(".")[0] in ("edge_agent", "drivers")]
 
 
@@ -115,8 +161,10 @@ def test_the_checker_sees_a_violation(tmp_path):
     """The check itself can fail: imports inside functions, relative ones and modules named in
     a from-import are all found, and a driver importing the agent is against the rules."""
     bad = tmp_path / "probe.py"
-    bad.write_text("import os\ndef f():\n    from edge_agent.node import store\n"
-                   "    from .. import config\n    from edge_agent import __version__\n")
+    bad.write_text(
+        "import os\ndef f():\n    from edge_agent.node import store\n"
+        "    from .. import config\n    from edge_agent import __version__\n"
+    )
     found = project_imports(bad, me="edge_agent.wire.probe")
     assert found == [(3, "edge_agent.node.store"), (4, "edge_agent.config"), (5, "edge_agent")]
     assert part_of("edge_agent.node.store") not in ALLOWED[part_of("drivers.bme680") or ""]

@@ -27,7 +27,7 @@ def test_repeated_warnings_are_limited_and_counted():
     clock = Clock()
     lim = RepeatLimiter(burst=3, window=60.0, clock=clock)
     assert len(run(lim, 100)) == 3
-    assert len(run(lim, 5, arg="gas")) == 3      # another subject has its own budget
+    assert len(run(lim, 5, arg="gas")) == 3  # another subject has its own budget
     assert lim.suppressed_total == 97 + 2
     clock.t = 61.0
     (first, *rest) = run(lim, 2)
@@ -45,6 +45,7 @@ def test_formatter_is_one_line_key_value():
         raise ValueError("boom\nsecond line")
     except ValueError:
         import sys
+
         rec.exc_info = sys.exc_info()
     line = KeyValueFormatter(with_time=False).format(rec)
     assert "\n" not in line

@@ -31,8 +31,16 @@ def test_rows_and_restamp():
     ch = wire.ChannelData("temperature", "°C", 0.1, (1000, 2000), (215, 216), ((1, wire.QUALITY_STUCK),))
     b = wire.Batch("n", "air", 3, 1000, (ch,), flags=wire.FLAG_HISTORICAL | wire.FLAG_CLOCK_UNSYNCED)
     rows = list(b.rows())
-    assert rows[0] == {"node": "n", "stream": "air", "seq": 3, "channel": "temperature", "unit": "°C",
-                       "t": 1.0, "value": 21.5, "historical": True}
+    assert rows[0] == {
+        "node": "n",
+        "stream": "air",
+        "seq": 3,
+        "channel": "temperature",
+        "unit": "°C",
+        "t": 1.0,
+        "value": 21.5,
+        "historical": True,
+    }
     assert rows[1]["quality"] == wire.QUALITY_STUCK and rows[1]["value"] == 21.6
     moved = wire.restamp(b, 5000)
     assert moved.t0_ms == 6000 and moved.channels[0].times_ms == (6000, 7000)

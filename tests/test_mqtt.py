@@ -53,8 +53,9 @@ def _connack(url, settings, timeout=10.0):
 
 @pytest.mark.broker
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
-def test_password_from_a_file_logs_in_and_a_wrong_one_or_none_is_refused(broker_factory, tmp_path, secret,
-                                                                         protocol):
+def test_password_from_a_file_logs_in_and_a_wrong_one_or_none_is_refused(
+    broker_factory, tmp_path, secret, protocol
+):
     value, path = secret
     b = _authenticated(broker_factory, tmp_path, value)
     rc, _ = _connack(b.url, ClientSettings("t-good", protocol, username=USER, password_file=path))
@@ -99,13 +100,20 @@ def test_mutual_tls_with_a_password(broker_factory, pki, tmp_path, secret):
     value, path = secret
     b = _authenticated(broker_factory, tmp_path, value, _tls(pki, require_cert=True))
     url = f"mqtts://127.0.0.1:{b.port}"
-    full = ClientSettings("t-mtls", ca_file=f"{pki}/ca.pem", cert_file=f"{pki}/client.pem",
-                          key_file=f"{pki}/client.key", username=USER, password_file=path)
+    full = ClientSettings(
+        "t-mtls",
+        ca_file=f"{pki}/ca.pem",
+        cert_file=f"{pki}/client.pem",
+        key_file=f"{pki}/client.key",
+        username=USER,
+        password_file=path,
+    )
     rc, _ = _connack(url, full)
     assert not rc.is_failure, rc
     try:  # no client certificate: the handshake fails, or (TLS 1.3) the link drops after it
-        rc, _ = _connack(url, ClientSettings("t-no-cert", ca_file=f"{pki}/ca.pem", username=USER,
-                                             password_file=path))
+        rc, _ = _connack(
+            url, ClientSettings("t-no-cert", ca_file=f"{pki}/ca.pem", username=USER, password_file=path)
+        )
     except ssl.SSLError:
         rc = None
     assert rc is None
@@ -115,7 +123,7 @@ def test_mutual_tls_with_a_password(broker_factory, pki, tmp_path, secret):
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_a_kept_session_is_there_at_the_next_connect_and_a_clean_one_is_not(broker, protocol):
     kept = ClientSettings(f"t-kept-{protocol}", protocol, session_expiry=3600)
-    assert _connack(broker.url, kept)[1] is False   # first time: nothing to resume
+    assert _connack(broker.url, kept)[1] is False  # first time: nothing to resume
     assert _connack(broker.url, kept)[1] is True
     clean = ClientSettings(f"t-kept-{protocol}", protocol)
     assert _connack(broker.url, clean)[1] is False
@@ -160,5 +168,7 @@ def test_settings_that_cannot_work_are_refused_before_any_connect(tmp_path):
     with pytest.raises(ValueError, match="broker URL"):
         client_for_url("http://127.0.0.1", ClientSettings("x"))
     with pytest.raises(FileNotFoundError):
-        new_client(ClientSettings("x", username="u", password_file=str(tmp_path / "missing")),
-                   client_for_url("mqtt://127.0.0.1", ClientSettings("x"))[1])
+        new_client(
+            ClientSettings("x", username="u", password_file=str(tmp_path / "missing")),
+            client_for_url("mqtt://127.0.0.1", ClientSettings("x"))[1],
+        )

@@ -56,9 +56,15 @@ def test_declared_defaults_load_and_match_the_constructors(stype):
 
 
 def test_mapping_fields_become_keywords_named_by_their_path():
-    declared = {"heater": Mapping(temperature=Int(320, 200, 400), duration=Duration("150ms", unit="ms",
-                                                                                     keyword="heater_ms"))}
-    assert parse_options(Document("t"), declared, {}, "s") == (("heater_temperature", 320), ("heater_ms", 150.0))
+    declared = {
+        "heater": Mapping(
+            temperature=Int(320, 200, 400), duration=Duration("150ms", unit="ms", keyword="heater_ms")
+        )
+    }
+    assert parse_options(Document("t"), declared, {}, "s") == (
+        ("heater_temperature", 320),
+        ("heater_ms", 150.0),
+    )
     got = parse_options(Document("t"), declared, {"heater": {"duration": "2s"}}, "s")
     assert got == (("heater_temperature", 320), ("heater_ms", 2000.0))
 
@@ -73,21 +79,24 @@ DECLARED: dict[str, Option] = {
 }
 
 
-@pytest.mark.parametrize("given, path, expected", [
-    ({"gain": 17}, "s.gain", "an integer in [1, 16], got 17"),
-    ({"gain": 2.5}, "s.gain", "an integer, got 2.5"),
-    ({"shunt": 0}, "s.shunt", "a number in (0.0, inf], got 0"),
-    ({"shunt": "0.1"}, "s.shunt", "a number, got '0.1'"),
-    ({"on": "yes"}, "s.on", "true or false, got 'yes'"),
-    ({"on": 2}, "s.on", "true or false, got 2"),
-    ({"mode": "medium"}, "s.mode", "one of fast, slow, got 'medium'"),
-    ({"settle": "2s"}, "s.settle", "a duration of at most 1s, got '2s'"),
-    ({"settle": "500us"}, "s.settle", "expected a duration"),
-    ({"settle": 0}, "s.settle", "a duration of at least 1ms, got 0"),
-    ({"block": {"depth": 11}}, "s.block.depth", "a number in [-inf, 10.0], got 11"),
-    ({"block": {"width": 1}}, "s.block.width", "no such key (allowed: depth)"),
-    ({"block": 3}, "s.block", "a mapping, got 3"),
-])
+@pytest.mark.parametrize(
+    "given, path, expected",
+    [
+        ({"gain": 17}, "s.gain", "an integer in [1, 16], got 17"),
+        ({"gain": 2.5}, "s.gain", "an integer, got 2.5"),
+        ({"shunt": 0}, "s.shunt", "a number in (0.0, inf], got 0"),
+        ({"shunt": "0.1"}, "s.shunt", "a number, got '0.1'"),
+        ({"on": "yes"}, "s.on", "true or false, got 'yes'"),
+        ({"on": 2}, "s.on", "true or false, got 2"),
+        ({"mode": "medium"}, "s.mode", "one of fast, slow, got 'medium'"),
+        ({"settle": "2s"}, "s.settle", "a duration of at most 1s, got '2s'"),
+        ({"settle": "500us"}, "s.settle", "expected a duration"),
+        ({"settle": 0}, "s.settle", "a duration of at least 1ms, got 0"),
+        ({"block": {"depth": 11}}, "s.block.depth", "a number in [-inf, 10.0], got 11"),
+        ({"block": {"width": 1}}, "s.block.width", "no such key (allowed: depth)"),
+        ({"block": 3}, "s.block", "a mapping, got 3"),
+    ],
+)
 def test_option_errors_name_the_key_path_and_the_expectation(given, path, expected):
     with pytest.raises(ConfigError) as err:
         parse_options(Document("t.yaml"), DECLARED, given, "s")
@@ -97,15 +106,23 @@ def test_option_errors_name_the_key_path_and_the_expectation(given, path, expect
 
 
 def test_option_values_reach_the_driver_in_its_types_and_units():
-    got = dict(parse_options(Document("t"), DECLARED, {"gain": 4, "shunt": 1, "on": 0, "mode": "slow",
-                                                        "settle": "0.25s", "block": {"depth": 3}}, "s"))
+    got = dict(
+        parse_options(
+            Document("t"),
+            DECLARED,
+            {"gain": 4, "shunt": 1, "on": 0, "mode": "slow", "settle": "0.25s", "block": {"depth": 3}},
+            "s",
+        )
+    )
     assert got == {"gain": 4, "shunt": 1.0, "on": False, "mode": "slow", "settle": 250.0, "block_depth": 3.0}
     assert [type(v) for v in got.values()] == [int, float, bool, str, float, float]
 
 
 def test_drivers_import_nothing_from_edge_agent():
-    code = ("import sys, drivers.options, drivers.base, drivers.registry; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'edge_agent'))")
+    code = (
+        "import sys, drivers.options, drivers.base, drivers.registry; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'edge_agent'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -49,7 +49,11 @@ def test_rice_round_trip(impl, values):
 
 
 @settings(max_examples=300, deadline=None)
-@given(residuals=st.lists(st.one_of(st.just(0), st.just(0), st.integers(1, 5), st.integers(0, 2**40)), max_size=300))
+@given(
+    residuals=st.lists(
+        st.one_of(st.just(0), st.just(0), st.integers(1, 5), st.integers(0, 2**40)), max_size=300
+    )
+)
 def test_zero_runs_round_trip(residuals):
     assert packing.from_zero_runs(packing.zero_runs(residuals)) == residuals
 
@@ -63,8 +67,13 @@ def test_rice_codes_win_on_a_laplacian_spread_and_damage_is_caught():
         packing.unpack_rice(block[: len(block) // 2], 500)
     with pytest.raises(WireFormatError, match="bits after"):
         packing.unpack_rice(block + b"\xff", 500)
-    ch = wire.ChannelData("x", "u", 0.1, tuple(range(0, 500_000, 1000)),
-                          tuple(itertools.accumulate(unzigzag(z) for z in residuals)))
+    ch = wire.ChannelData(
+        "x",
+        "u",
+        0.1,
+        tuple(range(0, 500_000, 1000)),
+        tuple(itertools.accumulate(unzigzag(z) for z in residuals)),
+    )
     payload = wire.encode(wire.Batch("n", "s", 0, 0, (ch,), period_ms=1000), deflate=False)
     assert wire.decode(payload) == wire.Batch("n", "s", 0, 0, (ch,), period_ms=1000)
 
@@ -77,8 +86,12 @@ def test_mostly_zeros_go_as_runs():
 
 
 @settings(max_examples=300, deadline=None)
-@given(values=st.lists(st.one_of(st.just(0), st.integers(0, 3), st.integers(0, 2**24 - 1), st.integers(0, 2**60 - 1)),
-                       max_size=900))
+@given(
+    values=st.lists(
+        st.one_of(st.just(0), st.integers(0, 3), st.integers(0, 2**24 - 1), st.integers(0, 2**60 - 1)),
+        max_size=900,
+    )
+)
 def test_the_compiled_packers_write_the_twins_bytes(impl, values):
     block = impl.pack_simple8b(values)
     assert block == packing.pack_simple8b(values) and packing.unpack_simple8b(block, len(values)) == values

@@ -46,8 +46,14 @@ def test_samples_go_through_chain_and_seal_once_per_stream(cfg, tmp_path):
     store = BatchStore(str(tmp_path / "q.sqlite3"))
     sensor = ScriptedSensor([20.0, 20.0, 20.01, 25.0, None, 25.0, 25.0])
     sealed = []
-    s = Sampler(cfg, store, lambda c: sensor, on_sealed=lambda: sealed.append(1),
-                clock=lambda: sensor.t - BOOT, wall=lambda: sensor.t)
+    s = Sampler(
+        cfg,
+        store,
+        lambda c: sensor,
+        on_sealed=lambda: sealed.append(1),
+        clock=lambda: sensor.t - BOOT,
+        wall=lambda: sensor.t,
+    )
     slot = s.slots[0]
     slot.driver = sensor
     for _ in range(7):
@@ -68,8 +74,12 @@ def test_samples_go_through_chain_and_seal_once_per_stream(cfg, tmp_path):
 
 def test_run_seals_on_schedule_and_on_stop(tmp_path):
     cfg = dataclasses.replace(load_config(None), state_dir=str(tmp_path), flush_interval=0.3)
-    sensor_cfg = dataclasses.replace(cfg.sensors[0], interval=0.05, options=(("heater_temp", 320.0), ("heater_ms", 20.0)),
-                                     sim={"temperature": Wave(20.0, 5.0, 2.0)})
+    sensor_cfg = dataclasses.replace(
+        cfg.sensors[0],
+        interval=0.05,
+        options=(("heater_temp", 320.0), ("heater_ms", 20.0)),
+        sim={"temperature": Wave(20.0, 5.0, 2.0)},
+    )
     cfg = dataclasses.replace(cfg, sensors=(sensor_cfg,))
     store = BatchStore(str(tmp_path / "q.sqlite3"))
     stop = threading.Event()
@@ -86,7 +96,9 @@ def test_run_seals_on_schedule_and_on_stop(tmp_path):
 
 def test_a_sensor_that_fails_to_start_does_not_stop_the_others(tmp_path):
     cfg = dataclasses.replace(load_config(None), state_dir=str(tmp_path), flush_interval=0.2)
-    ok = dataclasses.replace(cfg.sensors[0], interval=0.05, options=(("heater_temp", 320.0), ("heater_ms", 20.0)))
+    ok = dataclasses.replace(
+        cfg.sensors[0], interval=0.05, options=(("heater_temp", 320.0), ("heater_ms", 20.0))
+    )
     broken = dataclasses.replace(ok, name="broken", address=0x76)
     cfg = dataclasses.replace(cfg, sensors=(ok, broken))
     factory = SimulatedHardware(cfg).make
@@ -107,15 +119,18 @@ def test_a_sensor_that_fails_to_start_does_not_stop_the_others(tmp_path):
 
 def test_filter_state_survives_a_restart_in_the_same_boot(tmp_path):
     base = load_config(None)
-    sc = dataclasses.replace(base.sensors[0], channels=(dataclasses.replace(
-        base.sensors[0].channels[0], filters=(StageConfig("mean", (50.0,)),)),))
+    sc = dataclasses.replace(
+        base.sensors[0],
+        channels=(dataclasses.replace(base.sensors[0].channels[0], filters=(StageConfig("mean", (50.0,)),)),),
+    )
     cfg = dataclasses.replace(base, sensors=(sc,))
     path = str(tmp_path / "q")
     sensor = ScriptedSensor([float(v) for v in range(10)] + [50.0] * 5)
 
     def make(store, boot):
-        s = Sampler(cfg, store, lambda c: sensor, clock=lambda: sensor.t - BOOT, wall=lambda: sensor.t,
-                    boot_id=boot)
+        s = Sampler(
+            cfg, store, lambda c: sensor, clock=lambda: sensor.t - BOOT, wall=lambda: sensor.t, boot_id=boot
+        )
         s.slots[0].driver = sensor
         return s
 
@@ -126,7 +141,7 @@ def test_filter_state_survives_a_restart_in_the_same_boot(tmp_path):
         s.seal()
         s.save_states()
     with BatchStore(path) as store:
-        s = make(store, "boot-1")   # a restart: the mean window of 0..9 is back
+        s = make(store, "boot-1")  # a restart: the mean window of 0..9 is back
         assert s.restored_states == 1
         s.sample(s.slots[0])
         s.seal()
@@ -140,14 +155,21 @@ def test_a_failing_sensor_is_reinitialised_and_the_others_keep_every_sample(tmp_
     from drivers.sim.bme680 import Bme680Sim
 
     base = load_config(None)
-    fast = dataclasses.replace(base.sensors[0], interval=0.05, options=(("heater_temp", 320.0), ("heater_ms", 1.0)))
-    cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.2,
-                              sensors=(fast, dataclasses.replace(fast, name="flaky", address=0x76)))
+    fast = dataclasses.replace(
+        base.sensors[0], interval=0.05, options=(("heater_temp", 320.0), ("heater_ms", 1.0))
+    )
+    cfg = dataclasses.replace(
+        base,
+        state_dir=str(tmp_path),
+        flush_interval=0.2,
+        sensors=(fast, dataclasses.replace(fast, name="flaky", address=0x76)),
+    )
     hw = SimulatedHardware(cfg)
     make, sims = hw.make, hw.sims
 
     clock = {"t": 0.0}
     import edge_agent.node.sampler as pl
+
     store = BatchStore(str(tmp_path / "q.sqlite3"))
     s = Sampler(cfg, store, make, clock=lambda: clock["t"])
     ok_slot, flaky = s.slots
@@ -172,8 +194,13 @@ def test_a_failing_sensor_is_reinitialised_and_the_others_keep_every_sample(tmp_
 
 def test_out_of_range_and_stuck_samples_are_flagged_not_filtered(tmp_path):
     base = load_config(None)
-    sc = dataclasses.replace(base.sensors[0], stuck_after=3.0, channels=(dataclasses.replace(
-        base.sensors[0].channels[0], filters=(StageConfig("median", (3.0,)),)),))
+    sc = dataclasses.replace(
+        base.sensors[0],
+        stuck_after=3.0,
+        channels=(
+            dataclasses.replace(base.sensors[0].channels[0], filters=(StageConfig("median", (3.0,)),)),
+        ),
+    )
     cfg = dataclasses.replace(base, sensors=(sc,))
     store = BatchStore(str(tmp_path / "q"))
     sensor = ScriptedSensor([20.0, 21.0, 250.0, 22.0, 22.0, 22.0, 22.0, 22.0, 23.0])
@@ -223,9 +250,15 @@ def test_a_failed_read_is_retried_within_its_slot_with_backoff(cfg, tmp_path):
 
 def test_retries_serve_a_flaky_sensor_without_delaying_the_others(tmp_path):
     base = load_config(None)
-    fast = dataclasses.replace(base.sensors[0], interval=0.2, options=(("heater_temp", 320.0), ("heater_ms", 1.0)))
-    cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.5,
-                              sensors=(fast, dataclasses.replace(fast, name="flaky", address=0x76)))
+    fast = dataclasses.replace(
+        base.sensors[0], interval=0.2, options=(("heater_temp", 320.0), ("heater_ms", 1.0))
+    )
+    cfg = dataclasses.replace(
+        base,
+        state_dir=str(tmp_path),
+        flush_interval=0.5,
+        sensors=(fast, dataclasses.replace(fast, name="flaky", address=0x76)),
+    )
     hw = SimulatedHardware(cfg)
     make, sims = hw.make, hw.sims
 
@@ -253,9 +286,13 @@ def test_retries_serve_a_flaky_sensor_without_delaying_the_others(tmp_path):
 
 def test_spikes_and_a_stuck_chip_from_the_simulator_are_flagged_and_counted(tmp_path):
     base = load_config(None)
-    sc = dataclasses.replace(base.sensors[0], interval=0.05, stuck_after=0.3,
-                             options=(("heater_temp", 320.0), ("heater_ms", 1.0)),
-                             sim={"temperature": Wave(20.0, 2.0, 5.0)})
+    sc = dataclasses.replace(
+        base.sensors[0],
+        interval=0.05,
+        stuck_after=0.3,
+        options=(("heater_temp", 320.0), ("heater_ms", 1.0)),
+        sim={"temperature": Wave(20.0, 2.0, 5.0)},
+    )
     cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.5, sensors=(sc,))
     hw = SimulatedHardware(cfg)
     make, sims = hw.make, {"chip": hw.sims[sc.name]}
@@ -289,7 +326,10 @@ def test_spikes_and_a_stuck_chip_from_the_simulator_are_flagged_and_counted(tmp_
     # stuck for 1 s at 20 readings/s, flagged from 0.3 s on: on every channel of the chip
     assert errors["stuck"] == sum(len(v) for (_, q), v in flagged.items() if q == wire.QUALITY_STUCK)
     for channel in ("temperature", "humidity", "pressure", "gas"):
-        assert len(set(flagged[(channel, wire.QUALITY_STUCK)])) == 1 and len(flagged[(channel, wire.QUALITY_STUCK)]) >= 5
+        assert (
+            len(set(flagged[(channel, wire.QUALITY_STUCK)])) == 1
+            and len(flagged[(channel, wire.QUALITY_STUCK)]) >= 5
+        )
 
 
 def seal_scripted(tmp_path, config_text: str, temps: list[float]):
@@ -316,13 +356,17 @@ def test_a_channel_with_a_bound_sends_every_sample_within_it(tmp_path):
     import math
 
     temps = [21 + 0.3 * math.sin(i / 7) for i in range(40)]
-    cfg, payload = seal_scripted(tmp_path, """\
+    cfg, payload = seal_scripted(
+        tmp_path,
+        """\
         node: {id: b1}
         mqtt: {broker: "mqtt://127.0.0.1:1"}
         sensors:
           - type: bme680
             channels: {temperature: {resolution: 0.01, bound: 0.05, filters: []}}
-    """, temps)
+    """,
+        temps,
+    )
     assert cfg.sensors[0].channels[0].bin_width == 11  # +-5 steps of 0.01
     assert cfg.sensors[0].channels[0].error_bound == pytest.approx(0.055)
     ch = wire.decode(payload).channels[0]
@@ -340,14 +384,18 @@ def test_wire_version_caps_what_the_node_sends(tmp_path, wire_version):
     for _ in range(59):
         fahrenheit.append(fahrenheit[-1] + rnd.choice((-2, -1, 0, 0, 1, 2)))
     temps = [(f - 32) / 1.8 for f in fahrenheit]
-    _, payload = seal_scripted(tmp_path, f"""\
+    _, payload = seal_scripted(
+        tmp_path,
+        f"""\
         node: {{id: w{wire_version}}}
         mqtt: {{broker: "mqtt://127.0.0.1:1", wire_version: {wire_version}}}
         sensors:
           - type: bme680
             filters: []
             channels: {{temperature: {{resolution: 0.1}}}}
-    """, temps)
+    """,
+        temps,
+    )
     assert payload[2] == wire_version
     ch = next(c for c in wire.decode(payload).channels if c.name == "temperature")
     assert ch.values_q == tuple(wire.quantise(t, 0.1) for t in temps)

@@ -21,12 +21,14 @@ from edge_agent.node.store import BatchStore
 def dust_node(tmp_path):
     """A node with one PMSA003I named dust."""
     p = tmp_path / "n.yaml"
-    p.write_text(textwrap.dedent("""\
+    p.write_text(
+        textwrap.dedent("""\
         node: {id: n}
         mqtt: {broker: "mqtt://127.0.0.1:1883"}
         sensors:
           - {name: dust, type: pmsa003i}
-    """))
+    """)
+    )
     return load_config(p)
 
 
@@ -97,9 +99,9 @@ def test_samples_during_warm_up_travel_flagged(tmp_path):
         s = Sampler(cfg, store, make)
         slot = s.slots[0]
         s._bring_up(slot, 0.0)
-        s.sample(slot)            # t = 0: warming up
+        s.sample(slot)  # t = 0: warming up
         clock[0] = 31.0
-        s.sample(slot)            # after 30 s: good data
+        s.sample(slot)  # after 30 s: good data
         s.seal()
         ch = next(c for c in wire.decode(store.oldest(1)[0].payload).channels if c.name == "pm2_5")
         assert dict(ch.flags) == {0: wire.QUALITY_WARMING_UP} and len(ch.values_q) == 2

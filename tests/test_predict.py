@@ -33,7 +33,9 @@ def test_the_season_is_a_day_of_whole_periods_in_a_batch_of_more_than_two():
 
 
 @settings(max_examples=300, deadline=None)
-@given(bound=st.floats(0, 1000, allow_nan=False), resolution=st.sampled_from([0.001, 0.01, 0.1, 0.5, 1.0, 3.0]))
+@given(
+    bound=st.floats(0, 1000, allow_nan=False), resolution=st.sampled_from([0.001, 0.01, 0.1, 0.5, 1.0, 3.0])
+)
 def test_bins_are_odd_and_as_wide_as_the_bound_allows(bound, resolution):
     w = predict.bin_width_for(bound, resolution)
     half = w // 2
@@ -42,8 +44,12 @@ def test_bins_are_odd_and_as_wide_as_the_bound_allows(bound, resolution):
 
 
 @settings(max_examples=300, deadline=None)
-@given(qs=st.lists(st.one_of(st.integers(-300, 300), st.integers(-2**39, 2**39)), max_size=80),
-       kind=st.integers(0, 5), width=st.sampled_from([1, 2, 3, 11, 1001]), season=st.integers(1, 30))
+@given(
+    qs=st.lists(st.one_of(st.integers(-300, 300), st.integers(-(2**39), 2**39)), max_size=80),
+    kind=st.integers(0, 5),
+    width=st.sampled_from([1, 2, 3, 11, 1001]),
+    season=st.integers(1, 30),
+)
 def test_the_compiled_predictors_give_the_twins_residuals(impl, qs, kind, width, season):
     residuals, rebuilt = impl.residuals(qs, kind, width, season)
     assert (residuals, rebuilt) == predict.residuals(qs, kind, width, season)

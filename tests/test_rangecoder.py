@@ -17,8 +17,9 @@ from edge_agent.wire import rangecoder
 
 impl = implementations(rangecoder)
 
-residual_lists = st.lists(st.one_of(st.integers(-3, 3), st.integers(-300, 300), st.integers(-2**59, 2**59)),
-                          max_size=400)
+residual_lists = st.lists(
+    st.one_of(st.integers(-3, 3), st.integers(-300, 300), st.integers(-(2**59), 2**59)), max_size=400
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -52,8 +52,10 @@ def test_sighup_reloads_valid_config_and_rejects_invalid(tmp_path):
     cfg = tmp_path / "node.yaml"
     cfg.write_text(CONFIG.format(broker="mqtt://127.0.0.1:9", gas="true"))
     err = tmp_path / "agent.err"
-    agent = subprocess.Popen(agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir",
-                                       str(tmp_path / "state")), stderr=open(err, "wb"))
+    agent = subprocess.Popen(
+        agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", str(tmp_path / "state")),
+        stderr=open(err, "wb"),
+    )
     try:
         wait_for(err, r"batch_sealed stream=air seq=1 ")
         cfg.write_text(CONFIG.format(broker="mqtt://127.0.0.1:9", gas="false"))
@@ -61,8 +63,11 @@ def test_sighup_reloads_valid_config_and_rejects_invalid(tmp_path):
         text = wait_for(err, r"event=reloaded")
         mark = len(text)
         wait_for(err, r"batch_sealed", after=mark)
-        cfg.write_text(CONFIG.format(broker="mqtt://127.0.0.1:9", gas="false").replace(
-            "interval: 100ms", "interval: 100ms\n    filters: [{type: median, window: 0}]"))
+        cfg.write_text(
+            CONFIG.format(broker="mqtt://127.0.0.1:9", gas="false").replace(
+                "interval: 100ms", "interval: 100ms\n    filters: [{type: median, window: 0}]"
+            )
+        )
         os.kill(agent.pid, signal.SIGHUP)
         text = wait_for(err, r"event=reload_rejected", after=mark)
         mark2 = len(text)
@@ -82,6 +87,11 @@ def test_sighup_reloads_valid_config_and_rejects_invalid(tmp_path):
     assert all("gas" in c for c in channels[:before])
     assert all("gas" not in c for c in channels[before:]) and len(channels) > before
     # samples are continuous across the reload: no gap longer than a few intervals
-    times = sorted(t for r in rows for c in wire.decode(r.payload).channels
-                   if c.name == "temperature" for t in c.times_ms)
+    times = sorted(
+        t
+        for r in rows
+        for c in wire.decode(r.payload).channels
+        if c.name == "temperature"
+        for t in c.times_ms
+    )
     assert max(b - a for a, b in itertools.pairwise(times)) < 1000

@@ -42,7 +42,7 @@ def test_bounces_are_not_counted():
     for _ in range(3):
         pin.drive_low()
         pin.drive_high()
-        pin.drive_low()   # contact bounce within microseconds
+        pin.drive_low()  # contact bounce within microseconds
         time.sleep(0.03)
         pin.drive_high()
         time.sleep(0.03)
@@ -69,12 +69,14 @@ def test_power_falls_when_pulses_stop():
 
 def test_energy_total_survives_a_restart(tmp_path):
     cfg_path = tmp_path / "n.yaml"
-    cfg_path.write_text(textwrap.dedent("""\
+    cfg_path.write_text(
+        textwrap.dedent("""\
         node: {id: meter-node}
         mqtt: {broker: "mqtt://127.0.0.1:1883"}
         sensors:
           - {name: mains, type: s0, pin: 12, pulses_per_kwh: 1000}
-    """))
+    """)
+    )
     cfg = load_config(cfg_path)
     pins = MockFactory()
     store_path = str(tmp_path / "q")
@@ -103,12 +105,14 @@ def test_energy_total_survives_a_restart(tmp_path):
 
 def test_config_of_a_gpio_device(tmp_path):
     p = tmp_path / "n.yaml"
-    p.write_text(textwrap.dedent("""\
+    p.write_text(
+        textwrap.dedent("""\
         node: {id: n}
         mqtt: {broker: "mqtt://127.0.0.1:1883"}
         sensors:
           - {name: mains, type: s0, pin: 12, pulses_per_kwh: 800, address: 0x40}
-    """))
+    """)
+    )
     with pytest.raises(ConfigError, match=r"sensors\[0\]\.address: expected no address for a GPIO device"):
         load_config(p)
     p.write_text(p.read_text().replace(", address: 0x40", ""))

@@ -65,8 +65,10 @@ def test_the_driver_and_the_simulator_compute_the_same_crc():
     from drivers.scd4x import crc8 as driver_crc8
 
     assert driver_crc8(b"\xbe\xef") == 0x92
-    assert all(driver_crc8(bytes((w >> 8, w & 0xFF))) == crc8(bytes((w >> 8, w & 0xFF)))
-               for w in range(0, 0x10000, 257))
+    assert all(
+        driver_crc8(bytes((w >> 8, w & 0xFF))) == crc8(bytes((w >> 8, w & 0xFF)))
+        for w in range(0, 0x10000, 257)
+    )
 
 
 def bus_with(sim, address=0x62):
@@ -79,8 +81,8 @@ def test_identify_reads_the_serial_number_with_its_crcs():
     sim = Scd4xSim(serial=0x0123_4567_89AB)
     assert sim.i2c_write(b"\x36\x82") is None
     reply = sim.i2c_read(9)  # three words, each followed by its CRC, as the datasheet has it
-    assert [reply[i:i + 2] for i in (0, 3, 6)] == [b"\x01\x23", b"\x45\x67", b"\x89\xab"]
-    assert all(crc8(reply[i:i + 2]) == reply[i + 2] for i in (0, 3, 6))
+    assert [reply[i : i + 2] for i in (0, 3, 6)] == [b"\x01\x23", b"\x45\x67", b"\x89\xab"]
+    assert all(crc8(reply[i : i + 2]) == reply[i + 2] for i in (0, 3, 6))
     bus = bus_with(Scd4xSim(serial=0x0123_4567_89AB))
     assert Scd4x.identify(bus, 0x62) == "serial number 0x0123456789ab (get_serial_number, CRC-8 valid)"
 

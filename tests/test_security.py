@@ -60,17 +60,23 @@ def test_tls_verified_connects_and_delivers(broker_factory, pki, tmp_path):
 
 
 @pytest.mark.broker
-@pytest.mark.parametrize("server, ca, message", [
-    ("server", "other-ca", "certificate verify failed"),
-    ("wrong-host", "ca", "mismatch, certificate is not valid for .127.0.0.1."),
-    ("expired", "ca", "certificate has expired"),
-])
-def test_bad_certificates_are_refused_with_a_clear_message(broker_factory, pki, tmp_path, server, ca, message):
+@pytest.mark.parametrize(
+    "server, ca, message",
+    [
+        ("server", "other-ca", "certificate verify failed"),
+        ("wrong-host", "ca", "mismatch, certificate is not valid for .127.0.0.1."),
+        ("expired", "ca", "certificate has expired"),
+    ],
+)
+def test_bad_certificates_are_refused_with_a_clear_message(
+    broker_factory, pki, tmp_path, server, ca, message
+):
     b = broker_factory(tls_listener(pki, server))
     log = run_agent(tmp_path, f"mqtts://127.0.0.1:{b.port}", f"  ca_file: {pki}/{ca}.pem")
     assert "event=uplink_connected" not in log
-    assert re.search(rf"event=uplink_connect_failed broker=mqtts://127\.0\.0\.1:{b.port} error=.*{message}",
-                     log), log
+    assert re.search(
+        rf"event=uplink_connect_failed broker=mqtts://127\.0\.0\.1:{b.port} error=.*{message}", log
+    ), log
     assert "event=batch_sealed" in log  # sampling and storing go on meanwhile
 
 
@@ -78,8 +84,11 @@ def test_bad_certificates_are_refused_with_a_clear_message(broker_factory, pki, 
 def test_mutual_tls(broker_factory, pki, tmp_path):
     b = broker_factory(tls_listener(pki, require_cert=True))
     url = f"mqtts://127.0.0.1:{b.port}"
-    with_cert = run_agent(tmp_path / "a", url, f"  ca_file: {pki}/ca.pem\n  cert_file: {pki}/client.pem\n"
-                                                f"  key_file: {pki}/client.key")
+    with_cert = run_agent(
+        tmp_path / "a",
+        url,
+        f"  ca_file: {pki}/ca.pem\n  cert_file: {pki}/client.pem\n  key_file: {pki}/client.key",
+    )
     assert "event=uplink_connected" in with_cert and delivered(with_cert) >= 3, with_cert
     without = run_agent(tmp_path / "b", url, f"  ca_file: {pki}/ca.pem")
     assert delivered(without) == 0, without
@@ -89,8 +98,18 @@ def test_mutual_tls(broker_factory, pki, tmp_path):
 def test_password_from_file_works_and_is_never_logged(broker_factory, tmp_path):
     passwd = tmp_path / "passwd"
     secret = f"s3cr3t-Tr0mb0ne-{os.getpid()}"
-    subprocess.run([require_tool("mosquitto_passwd", "the mosquitto package"), "-b", "-c", str(passwd),
-                    "sec-node", secret], check=True, capture_output=True)
+    subprocess.run(
+        [
+            require_tool("mosquitto_passwd", "the mosquitto package"),
+            "-b",
+            "-c",
+            str(passwd),
+            "sec-node",
+            secret,
+        ],
+        check=True,
+        capture_output=True,
+    )
     os.chmod(passwd, 0o644)
     b = broker_factory(extra=f"password_file {passwd}\n")
     b.stop()
@@ -102,8 +121,7 @@ def test_password_from_file_works_and_is_never_logged(broker_factory, tmp_path):
     assert "event=uplink_connected" in good and delivered(good) >= 3, good
     wrong = tmp_path / "wrong-password"
     wrong.write_text("not-" + secret + "\n")
-    bad = run_agent(tmp_path / "b", b.url, f"  username: sec-node\n  password_file: {wrong}",
-                    seconds=2.0)
+    bad = run_agent(tmp_path / "b", b.url, f"  username: sec-node\n  password_file: {wrong}", seconds=2.0)
     assert "event=uplink_connected" not in bad and "event=uplink_refused" in bad, bad
     for log in (good, bad):
         assert secret not in log

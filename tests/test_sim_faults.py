@@ -78,8 +78,12 @@ class Rig:
 
 
 I2C_KINDS = ["bme680", "ina219", "ina226", "pmsa003i", "scd4x"]
-SPIKES = {"temperature": 60.0, "current": 0.75,  # the INA226 reads up to 81.92 mV / 0.1 Ω
-          "pm2_5": 900.0, "co2": 5000.0}
+SPIKES = {
+    "temperature": 60.0,
+    "current": 0.75,  # the INA226 reads up to 81.92 mV / 0.1 Ω
+    "pm2_5": 900.0,
+    "co2": 5000.0,
+}
 
 
 @pytest.fixture(params=I2C_KINDS)
@@ -104,8 +108,9 @@ def test_a_stuck_chip_repeats_the_value_of_the_moment_it_stuck(rig):
     stuck = [rig.read()[rig.channel] for _ in range(3)]
     assert stuck == [pytest.approx(before, abs=rig.tolerance)] * 3
     rig.sim.unstick()
-    assert rig.read()[rig.channel] == pytest.approx(SPIKES[rig.channel] / 2,
-                                                    abs=max(rig.tolerance, 1e-3 * SPIKES[rig.channel]))
+    assert rig.read()[rig.channel] == pytest.approx(
+        SPIKES[rig.channel] / 2, abs=max(rig.tolerance, 1e-3 * SPIKES[rig.channel])
+    )
 
 
 @pytest.mark.parametrize("err", [errno.EIO, errno.EREMOTEIO, errno.ETIMEDOUT])

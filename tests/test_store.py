@@ -68,6 +68,7 @@ def test_two_connections_see_each_other(tmp_path):
 
 def test_unopenable_path_is_a_store_error(tmp_path):
     from edge_agent.errors import StoreError
+
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot open the queue"):
@@ -104,8 +105,9 @@ def test_a_full_disk_is_a_disk_full_error_and_nothing_of_the_transaction_stays(t
 
 def test_restamping_hands_the_payload_to_the_caller_and_keeps_it_opaque(tmp_path):
     with BatchStore(str(tmp_path / "q.sqlite3")) as s:
-        s.seal("air", lambda q: b"not a wire payload", 100.0, clock_unsynced=True, boot_id="A",
-               wall_offset_ms=10)
+        s.seal(
+            "air", lambda q: b"not a wire payload", 100.0, clock_unsynced=True, boot_id="A", wall_offset_ms=10
+        )
         s.seal("air", lambda q: b"other boot", 100.0, clock_unsynced=True, boot_id="B", wall_offset_ms=10)
         seen = []
 

@@ -99,7 +99,7 @@ def test_corrupt_pages_are_salvaged_as_far_as_sqlite_reads_them(tmp_path):
     data = bytearray(path.read_bytes())
     page = 4096
     mid = len(data) // page // 2
-    data[mid * page:(mid + 3) * page] = random.Random(1).randbytes(3 * page)  # three pages of garbage
+    data[mid * page : (mid + 3) * page] = random.Random(1).randbytes(3 * page)  # three pages of garbage
     path.write_bytes(bytes(data))
     with BatchStore(str(path), recover=True) as s:
         rec = s.recovery
@@ -144,8 +144,9 @@ class OneSensor:
 
 def test_a_full_disk_is_counted_and_storing_resumes(tmp_path):
     base = load_config(None)
-    sc = dataclasses.replace(base.sensors[0], channels=(dataclasses.replace(base.sensors[0].channels[0],
-                                                                            filters=()),))
+    sc = dataclasses.replace(
+        base.sensors[0], channels=(dataclasses.replace(base.sensors[0].channels[0], filters=()),)
+    )
     cfg = dataclasses.replace(base, sensors=(sc,))
     store = BatchStore(str(tmp_path / "q"))
     sensor = OneSensor()
@@ -182,8 +183,19 @@ def test_agent_starts_on_a_corrupt_store_and_keeps_collecting(tmp_path):
     state.mkdir()
     (state / "queue.sqlite3").write_bytes(b"not a database" * 1000)
     err = tmp_path / "agent.err"
-    proc = subprocess.Popen(agent_cmd("run", "--simulate", "--state-dir", str(state), "--flush-interval",
-                                      "500ms", "--broker", "mqtt://127.0.0.1:9"), stderr=open(err, "wb"))
+    proc = subprocess.Popen(
+        agent_cmd(
+            "run",
+            "--simulate",
+            "--state-dir",
+            str(state),
+            "--flush-interval",
+            "500ms",
+            "--broker",
+            "mqtt://127.0.0.1:9",
+        ),
+        stderr=open(err, "wb"),
+    )
     deadline = time.monotonic() + 20
     while "event=batch_sealed" not in err.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, err.read_text()

@@ -82,8 +82,9 @@ def test_watchdog_interval_from_environment():
 def test_watchdog_pings_only_while_checks_pass(notify_socket):
     path, sock = notify_socket
     healthy = {"ok": True}
-    wd = Watchdog(Notifier(path), 1.0, [lambda now: None if healthy["ok"] else "stuck"],
-                  status=lambda: "queue=3")
+    wd = Watchdog(
+        Notifier(path), 1.0, [lambda now: None if healthy["ok"] else "stuck"], status=lambda: "queue=3"
+    )
     assert wd.tick(100.0) == 101.0
     assert sock.recv(100) == b"WATCHDOG=1\nSTATUS=queue=3"
     assert wd.tick(100.5) == 101.0  # not due yet: nothing sent
@@ -117,8 +118,12 @@ class HangingSensor:
 def test_a_stuck_sampler_stops_the_pings(notify_socket, tmp_path):
     path, sock = notify_socket
     base = load_config(None)
-    cfg = dataclasses.replace(base, state_dir=str(tmp_path), flush_interval=0.2,
-                              sensors=(dataclasses.replace(base.sensors[0], interval=0.05),))
+    cfg = dataclasses.replace(
+        base,
+        state_dir=str(tmp_path),
+        flush_interval=0.2,
+        sensors=(dataclasses.replace(base.sensors[0], interval=0.05),),
+    )
     sensor = HangingSensor()
     wd = Watchdog(Notifier(path), 0.1, [lambda now: None])
     stop = threading.Event()
@@ -166,9 +171,20 @@ def test_progress_checks_name_what_is_stuck():
 def test_agent_notifies_ready_status_watchdog_and_stopping(notify_socket, tmp_path):
     path, sock = notify_socket
     env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
-    proc = subprocess.Popen(agent_cmd("run", "--simulate", "--state-dir", str(tmp_path / "s"),
-                                      "--flush-interval", "1s", "--broker", "mqtt://127.0.0.1:9"),
-                            env=env, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        agent_cmd(
+            "run",
+            "--simulate",
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--flush-interval",
+            "1s",
+            "--broker",
+            "mqtt://127.0.0.1:9",
+        ),
+        env=env,
+        stderr=subprocess.PIPE,
+    )
     try:
         messages = receive(sock, 4.0)
     finally:
@@ -209,10 +225,21 @@ def test_unit_verifies_without_warnings(tmp_path):
 
 def test_unit_hardening_essentials():
     text = UNIT.read_text()
-    for line in ("Type=notify", "WatchdogSec=", "Restart=always", "StartLimitIntervalSec=0",
-                 "DeviceAllow=char-i2c rw", "DeviceAllow=char-gpiochip rw", "StateDirectory=edge-agent",
-                 "ConfigurationDirectory=edge-agent", "User=edge-agent", "NoNewPrivileges=yes"):
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=always",
+        "StartLimitIntervalSec=0",
+        "DeviceAllow=char-i2c rw",
+        "DeviceAllow=char-gpiochip rw",
+        "StateDirectory=edge-agent",
+        "ConfigurationDirectory=edge-agent",
+        "User=edge-agent",
+        "NoNewPrivileges=yes",
+    ):
         assert line in text, line
     sysusers = (REPO / "systemd" / "edge-agent.sysusers.conf").read_text()
     assert re.search(r"^u edge-agent ", sysusers, re.M)
-    assert re.search(r"^m edge-agent i2c$", sysusers, re.M) and re.search(r"^m edge-agent gpio$", sysusers, re.M)
+    assert re.search(r"^m edge-agent i2c$", sysusers, re.M) and re.search(
+        r"^m edge-agent gpio$", sysusers, re.M
+    )

@@ -50,8 +50,12 @@ def publish_retained(url: str, settings: ClientSettings) -> wire.Batch:
 
 
 def tail(url: str, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run(agent_cmd("tail", "--broker", url, "--count", "1", "--timeout", "30", "--json",
-                                    *flags), capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        agent_cmd("tail", "--broker", url, "--count", "1", "--timeout", "30", "--json", *flags),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def assert_got(out: subprocess.CompletedProcess, batch: wire.Batch) -> None:
@@ -81,11 +85,25 @@ def test_tail_over_mutual_tls_with_a_password(broker_factory, pki, tmp_path, pas
     value, path = password
     b = authenticated_broker(broker_factory, tmp_path, value, tls_listener(pki, require_cert=True))
     url = f"mqtts://127.0.0.1:{b.port}"
-    creds = ["--ca-file", f"{pki}/ca.pem", "--cert-file", f"{pki}/client.pem",
-             "--key-file", f"{pki}/client.key"]
-    batch = publish_retained(url, ClientSettings("pub", ca_file=f"{pki}/ca.pem", cert_file=f"{pki}/client.pem",
-                                                 key_file=f"{pki}/client.key", username=BROKER_USER,
-                                                 password_file=path))
+    creds = [
+        "--ca-file",
+        f"{pki}/ca.pem",
+        "--cert-file",
+        f"{pki}/client.pem",
+        "--key-file",
+        f"{pki}/client.key",
+    ]
+    batch = publish_retained(
+        url,
+        ClientSettings(
+            "pub",
+            ca_file=f"{pki}/ca.pem",
+            cert_file=f"{pki}/client.pem",
+            key_file=f"{pki}/client.key",
+            username=BROKER_USER,
+            password_file=path,
+        ),
+    )
     assert_got(tail(url, *creds, "--username", BROKER_USER, "--password-file", path), batch)
 
     out = tail(url, "--username", BROKER_USER, "--password-file", path)  # the system CAs: not the test CA

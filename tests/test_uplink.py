@@ -21,14 +21,16 @@ from edge_agent.node.uplink import Backoff
 
 def test_backoff_is_full_jitter_exponential_and_capped():
     b = Backoff(1.0, 60.0, random.Random(7))
-    delays = [[b.next_delay() for _ in range(10)] for b in [Backoff(1.0, 60.0, random.Random(s))
-                                                             for s in range(200)]]
+    delays = [
+        [b.next_delay() for _ in range(10)]
+        for b in [Backoff(1.0, 60.0, random.Random(s)) for s in range(200)]
+    ]
     for n in range(10):
         column = [d[n] for d in delays]
-        ceiling = min(60.0, 2.0 ** n)
+        ceiling = min(60.0, 2.0**n)
         assert all(0.0 <= x <= ceiling for x in column)
-        assert max(column) > 0.8 * ceiling      # spread over the whole range...
-        assert min(column) < 0.2 * ceiling      # ...not bunched at the top
+        assert max(column) > 0.8 * ceiling  # spread over the whole range...
+        assert min(column) < 0.2 * ceiling  # ...not bunched at the top
     b.reset()
     assert b.next_delay() <= 1.0
 
@@ -41,8 +43,9 @@ def test_token_bucket_limits_the_rate():
 
 
 def test_mark_historical_sets_the_flag_and_keeps_the_checksum_valid():
-    payload = bytes.fromhex(open(os.path.join(os.path.dirname(__file__), "vectors",
-                                              "v1-two-channels.hex")).read().strip())
+    payload = bytes.fromhex(
+        open(os.path.join(os.path.dirname(__file__), "vectors", "v1-two-channels.hex")).read().strip()
+    )
     marked = wire.mark_historical(payload)
     b = wire.decode(marked)
     assert b.flags & wire.FLAG_HISTORICAL and b.seq == 7
@@ -54,6 +57,7 @@ def test_mark_historical_sets_the_flag_and_keeps_the_checksum_valid():
 @given(body=st.binary(max_size=600), flags=st.integers(0, 255).filter(lambda f: not f & wire.FLAG_HISTORICAL))
 def test_marking_updates_the_checksum_as_a_recomputation_would_and_keeps_corruption(body, flags):
     from edge_agent.wire.crc32c import crc32c
+
     head = wire.MAGIC + bytes((3, flags)) + body
     payload = head + crc32c(head).to_bytes(4, "little")
     marked = wire.mark_historical(payload)
@@ -111,7 +115,8 @@ def test_a_failed_puback_keeps_the_batch_without_a_hot_loop(broker, tmp_path):
     broker.start()
     log = run_agent(tmp_path, f'"{broker.url}"', 3)
     failed = len(re.findall(r"event=puback_failed", log)) + sum(
-        int(n) for n in re.findall(r"event=puback_failed .*suppressed=(\d+)", log))
+        int(n) for n in re.findall(r"event=puback_failed .*suppressed=(\d+)", log)
+    )
     assert "event=uplink_connected" in log
     assert re.search(r"event=uplink_stop delivered=0 ", log), log
     with BatchStore(str(tmp_path / "state" / "queue.sqlite3")) as s:
@@ -199,11 +204,11 @@ def test_acknowledgements_gather_while_batches_are_in_flight_and_go_at_once_when
     now = 1000.0
     w = up.window
     w.acked, w.inflight = [1, 2], {7: 3}
-    w.hand_over_deletes(now)                  # the first goes at once, and starts the clock
+    w.hand_over_deletes(now)  # the first goes at once, and starts the clock
     assert up.deleter.requests.get_nowait() == [1, 2] and w.deleting == {1, 2}
     w.acked = [4]
     w.hand_over_deletes(now + DELETE_EVERY / 2)
-    assert up.deleter.requests.empty() and w.acked == [4]   # gathering: row 3 still in flight
+    assert up.deleter.requests.empty() and w.acked == [4]  # gathering: row 3 still in flight
     w.acked.append(5)
     w.hand_over_deletes(now + DELETE_EVERY)
     assert up.deleter.requests.get_nowait() == [4, 5]
@@ -229,25 +234,28 @@ def test_publishes_wait_for_the_loops_write_and_leave_together(broker, tmp_path)
     up, path = _uplink(tmp_path, broker.url)
     with BatchStore(path) as s:
         for i in range(3):
-            s.seal("air", lambda q, i=i: wire.encode(wire.Batch("up-node", "air", q, 1_767_225_600_000 + i, ())),
-                   0.0)
+            s.seal(
+                "air",
+                lambda q, i=i: wire.encode(wire.Batch("up-node", "air", q, 1_767_225_600_000 + i, ())),
+                0.0,
+            )
     store = BatchStore(path)
     try:
         up._start_attempt(time.monotonic())
-        assert up.client.want_write()           # the CONNECT waits for the loop...
+        assert up.client.want_write()  # the CONNECT waits for the loop...
         deadline = time.monotonic() + 10
         while not up.connected:
             assert time.monotonic() < deadline
-            up._network(0.1)                    # ...which sends it and reads the CONNACK
+            up._network(0.1)  # ...which sends it and reads the CONNACK
             while not up.events.empty():
                 up._handle(store, *up.events.get_nowait())
-        up._network(0.1)                        # the "online" status
+        up._network(0.1)  # the "online" status
         assert not up.client.want_write()
         for batch in store.oldest(3):
             assert up.window.publish(up.client, batch, historical=True)
         assert len(up.client._out_packet) == 3  # queued, none sent yet
         up._network(0.0)
-        assert not up.client.want_write()       # all three in one turn
+        assert not up.client.want_write()  # all three in one turn
         while up.delivered < 3:
             assert time.monotonic() < deadline
             up._network(0.1)

@@ -15,8 +15,12 @@ impl = implementations(varint)
 
 
 @settings(max_examples=300, deadline=None)
-@given(values=st.lists(st.one_of(st.just(0), st.integers(0, 3), st.integers(0, 2**24 - 1), st.integers(0, 2**60 - 1)),
-                       max_size=900))
+@given(
+    values=st.lists(
+        st.one_of(st.just(0), st.integers(0, 3), st.integers(0, 2**24 - 1), st.integers(0, 2**60 - 1)),
+        max_size=900,
+    )
+)
 def test_the_compiled_zigzags_are_the_twins(impl, values):
     signed = [v - 2**59 for v in values if v < 2**60]
     assert impl.zigzags(signed) == [varint.zigzag(v) for v in signed]

@@ -32,19 +32,28 @@ def test_there_are_vectors():
 
 channel = st.builds(
     lambda name, unit, res, start, steps, qs: wire.ChannelData(
-        name, unit, res, tuple(start + sum(steps[:i + 1]) for i in range(len(qs))), tuple(qs)),
-    st.text(min_size=1, max_size=12), st.text(max_size=4),
+        name, unit, res, tuple(start + sum(steps[: i + 1]) for i in range(len(qs))), tuple(qs)
+    ),
+    st.text(min_size=1, max_size=12),
+    st.text(max_size=4),
     st.sampled_from([0.001, 0.01, 0.1, 0.5, 1.0, 100.0]),
     st.integers(0, 10**6),
     st.lists(st.integers(0, 10**7), min_size=64, max_size=64),
-    st.lists(st.integers(-2**40, 2**40), max_size=60),
+    st.lists(st.integers(-(2**40), 2**40), max_size=60),
 )
 
 
 @settings(max_examples=200, deadline=None)
-@given(node=st.text(min_size=1, max_size=20), stream=st.text(min_size=1, max_size=20),
-       seq=st.integers(0, 2**40), t0=st.integers(0, 2**42), flags=st.integers(0, 3),
-       channels=st.lists(channel, max_size=5), period=st.integers(1, 100_000), deflate=st.booleans())
+@given(
+    node=st.text(min_size=1, max_size=20),
+    stream=st.text(min_size=1, max_size=20),
+    seq=st.integers(0, 2**40),
+    t0=st.integers(0, 2**42),
+    flags=st.integers(0, 3),
+    channels=st.lists(channel, max_size=5),
+    period=st.integers(1, 100_000),
+    deflate=st.booleans(),
+)
 def test_round_trip(node, stream, seq, t0, flags, channels, period, deflate):
     b = wire.Batch(node, stream, seq, t0, tuple(channels), flags=flags, period_ms=period)
     assert wire.decode(wire.encode(b, deflate=deflate)) == b
@@ -54,13 +63,44 @@ def test_round_trip(node, stream, seq, t0, flags, channels, period, deflate):
 
 def test_the_public_names_stay_importable():
     """What the node, the CLI, the backbone, bench/ and the README take from edge_agent.wire."""
-    for name in ("Batch", "ChannelData", "decode", "encode", "encode_v1", "restamp", "mark_historical",
-                 "quantise", "decimals_of", "bin_width_for", "season_for", "value_block", "data_topic",
-                 "status_topic", "health_topic", "parse_data_topic", "put_uvarint", "zigzag", "unzigzag",
-                 "pack_simple8b", "unpack_simple8b", "pack_rice", "unpack_rice", "PREDICTORS",
-                 "KNOWN_CHANNELS", "MAGIC", "MAX_BODY", "FLAG_HISTORICAL", "FLAG_CLOCK_UNSYNCED",
-                 "FLAG_DEFLATE", "QUALITY_OUT_OF_RANGE", "QUALITY_STUCK", "QUALITY_INVALID",
-                 "QUALITY_WARMING_UP", "SHAPE_CODED", "PREDICTOR_SEASONAL"):
+    for name in (
+        "Batch",
+        "ChannelData",
+        "decode",
+        "encode",
+        "encode_v1",
+        "restamp",
+        "mark_historical",
+        "quantise",
+        "decimals_of",
+        "bin_width_for",
+        "season_for",
+        "value_block",
+        "data_topic",
+        "status_topic",
+        "health_topic",
+        "parse_data_topic",
+        "put_uvarint",
+        "zigzag",
+        "unzigzag",
+        "pack_simple8b",
+        "unpack_simple8b",
+        "pack_rice",
+        "unpack_rice",
+        "PREDICTORS",
+        "KNOWN_CHANNELS",
+        "MAGIC",
+        "MAX_BODY",
+        "FLAG_HISTORICAL",
+        "FLAG_CLOCK_UNSYNCED",
+        "FLAG_DEFLATE",
+        "QUALITY_OUT_OF_RANGE",
+        "QUALITY_STUCK",
+        "QUALITY_INVALID",
+        "QUALITY_WARMING_UP",
+        "SHAPE_CODED",
+        "PREDICTOR_SEASONAL",
+    ):
         assert hasattr(wire, name), name
     assert sorted(wire.__all__) == sorted(set(wire.__all__))
     assert all(hasattr(wire, name) for name in wire.__all__)

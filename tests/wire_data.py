@@ -23,10 +23,27 @@ def vector(path: Path) -> tuple[bytes, dict[str, Any]]:
 
 
 def batch_from_json(doc: dict[str, Any]) -> wire.Batch:
-    return wire.Batch(doc["node"], doc["stream"], doc["seq"], doc["t0_ms"], tuple(
-        wire.ChannelData(c["name"], c["unit"], c["resolution"], tuple(c["times_ms"]), tuple(c["values_q"]),
-                         tuple(tuple(f) for f in c["flags"]), c["encoding"]) for c in doc["channels"]),
-        flags=doc["flags"], version=doc["version"], period_ms=doc.get("period_ms", 1))
+    return wire.Batch(
+        doc["node"],
+        doc["stream"],
+        doc["seq"],
+        doc["t0_ms"],
+        tuple(
+            wire.ChannelData(
+                c["name"],
+                c["unit"],
+                c["resolution"],
+                tuple(c["times_ms"]),
+                tuple(c["values_q"]),
+                tuple(tuple(f) for f in c["flags"]),
+                c["encoding"],
+            )
+            for c in doc["channels"]
+        ),
+        flags=doc["flags"],
+        version=doc["version"],
+        period_ms=doc.get("period_ms", 1),
+    )
 
 
 def hourly_days(days: int) -> list[int]:

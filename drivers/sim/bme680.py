@@ -56,27 +56,78 @@ _OS_CYCLES = (0, 1, 2, 4, 8, 16, 16, 16)
 _WRITABLE = set(range(0x50, 0x76)) | {_REG_SOFT_RESET}
 
 # Gas range lookup tables of the BME680 (Bosch BME68x API, "gas low" variant).
-_LOOKUP_TABLE_1 = (2147483647.0, 2147483647.0, 2147483647.0, 2147483647.0, 2147483647.0,
-                   2126008810.0, 2147483647.0, 2130303777.0, 2147483647.0, 2147483647.0,
-                   2143188679.0, 2136746228.0, 2147483647.0, 2126008810.0, 2147483647.0,
-                   2147483647.0)
-_LOOKUP_TABLE_2 = (4096000000.0, 2048000000.0, 1024000000.0, 512000000.0, 255744255.0,
-                   127110228.0, 64000000.0, 32258064.0, 16016016.0, 8000000.0, 4000000.0,
-                   2000000.0, 1000000.0, 500000.0, 250000.0, 125000.0)
+_LOOKUP_TABLE_1 = (
+    2147483647.0,
+    2147483647.0,
+    2147483647.0,
+    2147483647.0,
+    2147483647.0,
+    2126008810.0,
+    2147483647.0,
+    2130303777.0,
+    2147483647.0,
+    2147483647.0,
+    2143188679.0,
+    2136746228.0,
+    2147483647.0,
+    2126008810.0,
+    2147483647.0,
+    2147483647.0,
+)
+_LOOKUP_TABLE_2 = (
+    4096000000.0,
+    2048000000.0,
+    1024000000.0,
+    512000000.0,
+    255744255.0,
+    127110228.0,
+    64000000.0,
+    32258064.0,
+    16016016.0,
+    8000000.0,
+    4000000.0,
+    2000000.0,
+    1000000.0,
+    500000.0,
+    250000.0,
+    125000.0,
+)
 
 # The calibration of the simulated part (plausible values of a real chip).
 CALIBRATION = {
-    "T1": 25939, "T2": 26341, "T3": 3,
-    "P1": 36174, "P2": -10360, "P3": 88, "P4": 6785, "P5": -150, "P6": 30, "P7": 50,
-    "P8": -3043, "P9": -1964, "P10": 30,
-    "H1": 832, "H2": 1024, "H3": 0, "H4": 45, "H5": 20, "H6": 120, "H7": -100,
-    "GH1": -30, "GH2": -12000, "GH3": 18,
-    "res_heat_range": 1, "res_heat_val": 40, "range_sw_err": 0,
+    "T1": 25939,
+    "T2": 26341,
+    "T3": 3,
+    "P1": 36174,
+    "P2": -10360,
+    "P3": 88,
+    "P4": 6785,
+    "P5": -150,
+    "P6": 30,
+    "P7": 50,
+    "P8": -3043,
+    "P9": -1964,
+    "P10": 30,
+    "H1": 832,
+    "H2": 1024,
+    "H3": 0,
+    "H4": 45,
+    "H5": 20,
+    "H6": 120,
+    "H7": -100,
+    "GH1": -30,
+    "GH2": -12000,
+    "GH3": 18,
+    "res_heat_range": 1,
+    "res_heat_val": 40,
+    "range_sw_err": 0,
 }
 
 DEFAULT_ENVIRONMENT = {
-    "temperature": Wave(21.0), "humidity": Wave(45.0),
-    "pressure": Wave(1013.25), "gas": Wave(50000.0),
+    "temperature": Wave(21.0),
+    "humidity": Wave(45.0),
+    "pressure": Wave(1013.25),
+    "gas": Wave(50000.0),
 }
 
 
@@ -114,9 +165,14 @@ def _pressure(adc_p: float, t_fine: int, c: dict) -> float:
 def _humidity(adc_h: float, t_fine: int, c: dict) -> float:
     temp_scaled = ((t_fine * 5) + 128) / 256
     var1 = (adc_h - (c["H1"] * 16)) - ((temp_scaled * c["H3"]) / 200)
-    var2 = (c["H2"] * (((temp_scaled * c["H4"]) / 100)
-                       + (((temp_scaled * ((temp_scaled * c["H5"]) / 100)) / 64) / 100)
-                       + 16384)) / 1024
+    var2 = (
+        c["H2"]
+        * (
+            ((temp_scaled * c["H4"]) / 100)
+            + (((temp_scaled * ((temp_scaled * c["H5"]) / 100)) / 64) / 100)
+            + 16384
+        )
+    ) / 1024
     var3 = var1 * var2
     var4 = c["H6"] * 128
     var4 = (var4 + ((temp_scaled * c["H7"]) / 100)) / 16
@@ -146,12 +202,41 @@ def _bisect(f: Callable[[int], float], target: float, lo: int, hi: int, increasi
 
 def calibration_bytes(c: dict) -> tuple[bytes, bytes]:
     """The two calibration blocks as the chip stores them: 0x8A..0xA1 and 0xE1..0xEE."""
-    block1 = struct.pack("<hbBHhbBhhbbHhhBB", c["T2"], c["T3"], 0, c["P1"], c["P2"], c["P3"], 0,
-                         c["P4"], c["P5"], c["P7"], c["P6"], 0, c["P8"], c["P9"], c["P10"], 0)
+    block1 = struct.pack(
+        "<hbBHhbBhhbbHhhBB",
+        c["T2"],
+        c["T3"],
+        0,
+        c["P1"],
+        c["P2"],
+        c["P3"],
+        0,
+        c["P4"],
+        c["P5"],
+        c["P7"],
+        c["P6"],
+        0,
+        c["P8"],
+        c["P9"],
+        c["P10"],
+        0,
+    )
     e2 = ((c["H2"] & 0x0F) << 4) | (c["H1"] & 0x0F)
-    block2 = struct.pack("<BBBbbbBbHhbb", (c["H2"] >> 4) & 0xFF, e2, (c["H1"] >> 4) & 0xFF,
-                         c["H3"], c["H4"], c["H5"], c["H6"], c["H7"], c["T1"], c["GH2"],
-                         c["GH1"], c["GH3"])
+    block2 = struct.pack(
+        "<BBBbbbBbHhbb",
+        (c["H2"] >> 4) & 0xFF,
+        e2,
+        (c["H1"] >> 4) & 0xFF,
+        c["H3"],
+        c["H4"],
+        c["H5"],
+        c["H6"],
+        c["H7"],
+        c["T1"],
+        c["GH2"],
+        c["GH1"],
+        c["GH3"],
+    )
     return block1, block2
 
 
@@ -166,10 +251,15 @@ class Bme680Sim(SimChip):
 
     ENVIRONMENT = DEFAULT_ENVIRONMENT
 
-    def __init__(self, environment: dict[str, Wave] | None = None, *,
-                 calibration: dict | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, **_driver_options) -> None:
+    def __init__(
+        self,
+        environment: dict[str, Wave] | None = None,
+        *,
+        calibration: dict | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        **_driver_options,
+    ) -> None:
         super().__init__(environment, wall=wall)
         self.cal = dict(CALIBRATION if calibration is None else calibration)
         self.clock = clock
@@ -209,8 +299,8 @@ class Bme680Sim(SimChip):
         regs = self._regs
         regs[:] = bytes(256)
         b1, b2 = calibration_bytes(self.cal)
-        regs[0x8A:0x8A + len(b1)] = b1
-        regs[0xE1:0xE1 + len(b2)] = b2
+        regs[0x8A : 0x8A + len(b1)] = b1
+        regs[0xE1 : 0xE1 + len(b2)] = b2
         regs[_REG_RES_HEAT_VAL] = self.cal["res_heat_val"] & 0xFF
         regs[_REG_RES_HEAT_RANGE] = (self.cal["res_heat_range"] & 0x3) << 4
         regs[_REG_RANGE_SW_ERR] = (self.cal["range_sw_err"] & 0xF) << 4
@@ -231,8 +321,11 @@ class Bme680Sim(SimChip):
 
     def _conversion_seconds(self) -> tuple[float, bool]:
         meas = self._regs[_REG_CTRL_MEAS]
-        cycles = (_OS_CYCLES[(meas >> 5) & 7] + _OS_CYCLES[(meas >> 2) & 7]
-                  + _OS_CYCLES[self._regs[_REG_CTRL_HUM] & 7])
+        cycles = (
+            _OS_CYCLES[(meas >> 5) & 7]
+            + _OS_CYCLES[(meas >> 2) & 7]
+            + _OS_CYCLES[self._regs[_REG_CTRL_HUM] & 7]
+        )
         tph_us = cycles * 1963 + 477 * 4 + 477 * 5 + 500 + 1000
         run_gas = bool(self._regs[_REG_CTRL_GAS_1] & 0x10)
         heater_on = not self._regs[_REG_CTRL_GAS_0] & 0x08
@@ -248,7 +341,7 @@ class Bme680Sim(SimChip):
 
     def _settle(self) -> None:
         if self._done_at is not None and self.clock() >= self._done_at:
-            self._regs[_REG_PRESS_MSB:_REG_PRESS_MSB + len(self._pending)] = self._pending
+            self._regs[_REG_PRESS_MSB : _REG_PRESS_MSB + len(self._pending)] = self._pending
             self._regs[_REG_MEAS_STATUS] = 0x80  # new_data, gas_meas_index 0
             self._regs[_REG_CTRL_MEAS] &= 0xFC  # back to sleep mode
             self._done_at = None
@@ -265,8 +358,9 @@ class Bme680Sim(SimChip):
         var2 = ((c["GH2"] / 32768.0) * 0.0005) + 0.00235
         var3 = c["GH3"] / 1024.0
         var5 = var1 * (1.0 + var2 * target) + var3 * ambient
-        return int(3.4 * (var5 * (4 / (4 + c["res_heat_range"]))
-                          * (1 / (1 + c["res_heat_val"] * 0.002)) - 25))
+        return int(
+            3.4 * (var5 * (4 / (4 + c["res_heat_range"])) * (1 / (1 + c["res_heat_val"] * 0.002)) - 25)
+        )
 
     def _encode(self, env: dict[str, float], gas: bool) -> bytes:
         """Data registers 0x1F..0x2B for the environment: inverted compensation."""

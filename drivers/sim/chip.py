@@ -34,8 +34,9 @@ from drivers.sim.profiles import Wave
 class SimChip:
     ENVIRONMENT: ClassVar[dict[str, Wave]] = {}
 
-    def __init__(self, environment: dict[str, Wave] | None = None, *,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, environment: dict[str, Wave] | None = None, *, wall: Callable[[], float] = time.time
+    ) -> None:
         unknown = set(environment or {}) - set(self.ENVIRONMENT)
         if unknown:
             raise KeyError(f"{type(self).__name__} has no input {sorted(unknown)[0]!r}")

@@ -30,9 +30,16 @@ class _Ina2xxSim(SimChip):
     IDS: ClassVar[dict[int, int]] = {}
     ENVIRONMENT: ClassVar[dict[str, Wave]] = {"bus_voltage": Wave(12.0), "current": Wave(0.5)}
 
-    def __init__(self, environment: dict[str, Wave] | None = None, *, shunt_ohms: float = 0.1,
-                 conversion_s: float = 0.002, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, **_driver_options) -> None:
+    def __init__(
+        self,
+        environment: dict[str, Wave] | None = None,
+        *,
+        shunt_ohms: float = 0.1,
+        conversion_s: float = 0.002,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        **_driver_options,
+    ) -> None:
         super().__init__(environment, wall=wall)
         self.shunt_ohms = shunt_ohms
         self.conversion_s = conversion_s
@@ -95,9 +102,9 @@ class Ina219Sim(_Ina2xxSim):
     SHUNT_LSB = 10e-6
     BUS_LSB = 4e-3
     BUS_SHIFT = 3
-    BUS_MAX = 8000       # 32 V range (BRNG = 1)
-    CURRENT_DIV = 4096   # Current = Shunt * Cal / 4096
-    POWER_DIV = 5000     # Power = Current * Bus / 5000
+    BUS_MAX = 8000  # 32 V range (BRNG = 1)
+    CURRENT_DIV = 4096  # Current = Shunt * Cal / 4096
+    POWER_DIV = 5000  # Power = Current * Bus / 5000
 
 
 class Ina226Sim(_Ina2xxSim):
@@ -105,7 +112,7 @@ class Ina226Sim(_Ina2xxSim):
     SHUNT_LSB = 2.5e-6
     BUS_LSB = 1.25e-3
     BUS_SHIFT = 0
-    BUS_MAX = 0x7FFF     # 40.96 V full scale (36 V rated)
-    CURRENT_DIV = 2048   # Current = Shunt * Cal / 2048
-    POWER_DIV = 20000    # Power = Current * Bus / 20000
+    BUS_MAX = 0x7FFF  # 40.96 V full scale (36 V rated)
+    CURRENT_DIV = 2048  # Current = Shunt * Cal / 2048
+    POWER_DIV = 20000  # Power = Current * Bus / 20000
     IDS: ClassVar[dict[int, int]] = {0xFE: 0x5449, 0xFF: 0x2260}

@@ -19,9 +19,16 @@ from drivers.sim.profiles import Wave
 class S0MeterSim(SimChip):
     ENVIRONMENT: ClassVar[dict[str, Wave]] = {"power": Wave(2000.0)}
 
-    def __init__(self, environment: dict[str, Wave] | None = None, *, pin: float = 17,
-                 pulses_per_kwh: float = 1000.0, pulse_ms: float = 30.0, bounces: int = 0,
-                 **_driver_options) -> None:
+    def __init__(
+        self,
+        environment: dict[str, Wave] | None = None,
+        *,
+        pin: float = 17,
+        pulses_per_kwh: float = 1000.0,
+        pulse_ms: float = 30.0,
+        bounces: int = 0,
+        **_driver_options,
+    ) -> None:
         super().__init__(environment)
         self.pin_number = int(pin)
         self.pulses_per_kwh = pulses_per_kwh

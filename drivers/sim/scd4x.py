@@ -32,11 +32,22 @@ def crc8(data: bytes) -> int:
 
 
 class Scd4xSim(SimChip):
-    ENVIRONMENT: ClassVar[dict[str, Wave]] = {"co2": Wave(420.0), "temperature": Wave(22.0), "humidity": Wave(40.0)}
+    ENVIRONMENT: ClassVar[dict[str, Wave]] = {
+        "co2": Wave(420.0),
+        "temperature": Wave(22.0),
+        "humidity": Wave(40.0),
+    }
 
-    def __init__(self, environment: dict[str, Wave] | None = None, *,
-                 period_s: float = 5.0, serial: int = 0xBEEF_1234_5678, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, **_driver_options) -> None:
+    def __init__(
+        self,
+        environment: dict[str, Wave] | None = None,
+        *,
+        period_s: float = 5.0,
+        serial: int = 0xBEEF_1234_5678,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        **_driver_options,
+    ) -> None:
         super().__init__(environment, wall=wall)
         self.period_s, self.serial, self.clock = period_s, serial, clock
         self.power_on()
@@ -44,8 +55,8 @@ class Scd4xSim(SimChip):
     def power_on(self) -> None:
         self.periodic = False
         self.started = 0.0
-        self.taken = 0          # results read out since the start of periodic mode
-        self.asc = True         # the EEPROM default (persist_settings is not modelled)
+        self.taken = 0  # results read out since the start of periodic mode
+        self.asc = True  # the EEPROM default (persist_settings is not modelled)
         self.reply = b""
 
     def _words(self, *words: int) -> bytes:
@@ -93,7 +104,9 @@ class Scd4xSim(SimChip):
         elif cmd == _GET_ASC:
             self.reply = self._words(int(self.asc))
         elif cmd == _SERIAL:
-            self.reply = self._words((self.serial >> 32) & 0xFFFF, (self.serial >> 16) & 0xFFFF, self.serial & 0xFFFF)
+            self.reply = self._words(
+                (self.serial >> 32) & 0xFFFF, (self.serial >> 16) & 0xFFFF, self.serial & 0xFFFF
+            )
         else:
             raise OSError(_errno.EREMOTEIO, f"command 0x{cmd:04x} not simulated")
 

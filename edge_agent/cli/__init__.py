@@ -23,8 +23,10 @@ GROUPS = (run, config, sensors, commission, image, wire)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-agent", description="Sensor node agent: sample, "
-                                "smooth, compress, store and forward over MQTT.")
+    p = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="Sensor node agent: sample, smooth, compress, store and forward over MQTT.",
+    )
     p.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

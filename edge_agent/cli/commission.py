@@ -19,9 +19,18 @@ def cmd_commission(args: argparse.Namespace) -> int:
         checks = commission(cfg, hw.make, timeout=args.timeout)
     passed = all(c.ok for c in checks)
     if args.json:
-        print(json.dumps({"node": cfg.node_id, "passed": passed,
-                          "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "hint": c.hint}
-                                     for c in checks]}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "node": cfg.node_id,
+                    "passed": passed,
+                    "checks": [
+                        {"name": c.name, "ok": c.ok, "detail": c.detail, "hint": c.hint} for c in checks
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
     else:
         print(f"edge-agent {__version__} commissioning node {cfg.node_id}")
         for c in checks:
@@ -32,10 +41,17 @@ def cmd_commission(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    cm = sub.add_parser("commission", help="on site: one pass/fail report of sensors, store, clock, broker "
-                        "and a round trip (exit 0 only when all pass)")
-    cm.add_argument("--config", metavar="FILE", help="node configuration (default: built-in, with --simulate)")
+    cm = sub.add_parser(
+        "commission",
+        help="on site: one pass/fail report of sensors, store, clock, broker "
+        "and a round trip (exit 0 only when all pass)",
+    )
+    cm.add_argument(
+        "--config", metavar="FILE", help="node configuration (default: built-in, with --simulate)"
+    )
     cm.add_argument("--simulate", action="store_true", help="simulated sensors")
-    cm.add_argument("--timeout", type=float, default=10.0, metavar="S", help="for the broker checks (default 10)")
+    cm.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="for the broker checks (default 10)"
+    )
     cm.add_argument("--json", action="store_true", help="one JSON object")
     cm.set_defaults(func=cmd_commission)

@@ -13,11 +13,21 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.file)
     if args.json:
-        print(json.dumps({"file": args.file, "valid": True, "node": cfg.node_id,
-                          "sensors": [s.name for s in cfg.sensors]}))
+        print(
+            json.dumps(
+                {
+                    "file": args.file,
+                    "valid": True,
+                    "node": cfg.node_id,
+                    "sensors": [s.name for s in cfg.sensors],
+                }
+            )
+        )
     else:
-        print(f"{args.file}: valid (node {cfg.node_id}, {len(cfg.sensors)} sensor(s): "
-              f"{', '.join(s.name for s in cfg.sensors)})")
+        print(
+            f"{args.file}: valid (node {cfg.node_id}, {len(cfg.sensors)} sensor(s): "
+            f"{', '.join(s.name for s in cfg.sensors)})"
+        )
     return EXIT_OK
 
 

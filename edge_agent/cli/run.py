@@ -14,15 +14,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = {"broker": args.broker, "state_dir": args.state_dir, "flush_interval": args.flush_interval}
     cfg = with_overrides(load_config(args.config), **overrides)
     if args.config is None and not args.simulate:
-        raise ConfigError("no --config given: the built-in default node has only simulated "
-                          "sensors, so it needs --simulate")
+        raise ConfigError(
+            "no --config given: the built-in default node has only simulated sensors, so it needs --simulate"
+        )
     return Agent(cfg, simulate=args.simulate, config_path=args.config, overrides=overrides).run()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("run", help="run the agent until SIGTERM/SIGINT")
-    r.add_argument("--config", metavar="FILE", help="node configuration (default: the built-in "
-                   "simulated node, with --simulate)")
+    r.add_argument(
+        "--config",
+        metavar="FILE",
+        help="node configuration (default: the built-in simulated node, with --simulate)",
+    )
     r.add_argument("--simulate", action="store_true", help="use simulated buses and chips")
     r.add_argument("--broker", metavar="URL", help="override mqtt.broker (mqtt://host:port, mqtts://...)")
     r.add_argument("--state-dir", metavar="DIR", help="override state_dir (where the queue lives)")

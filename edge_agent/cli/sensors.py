@@ -34,9 +34,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
                 continue
             for address in bus.scan():
                 kinds = [(t, how) for t, cls in SENSOR_TYPES.items() if (how := cls.identify(bus, address))]
-                found.append({"bus": number, "address": f"0x{address:02x}",
-                              "chip": kinds[0][0] if kinds else None,
-                              "evidence": kinds[0][1] if kinds else "answers, but matches no supported chip's ID"})
+                found.append(
+                    {
+                        "bus": number,
+                        "address": f"0x{address:02x}",
+                        "chip": kinds[0][0] if kinds else None,
+                        "evidence": kinds[0][1] if kinds else "answers, but matches no supported chip's ID",
+                    }
+                )
     if args.json:
         print(json.dumps(found))
     else:
@@ -62,8 +67,10 @@ def cmd_read(args: argparse.Namespace) -> int:
     try:
         sc = cfg.sensor(args.sensor)
     except KeyError:
-        raise ConfigError(f"{cfg.source}: no sensor named {args.sensor!r} (configured: "
-                          f"{', '.join(s.name for s in cfg.sensors)})") from None
+        raise ConfigError(
+            f"{cfg.source}: no sensor named {args.sensor!r} (configured: "
+            f"{', '.join(s.name for s in cfg.sensors)})"
+        ) from None
     where = f"{sc.name} ({sc.type} at {location(sc)})"
     try:
         with SimulatedHardware(cfg) if args.simulate else Hardware() as hw:
@@ -80,9 +87,18 @@ def cmd_read(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     units = {c.name: c.unit for c in SENSOR_TYPES[sc.type].CHANNELS}
     if args.json:
-        print(json.dumps({"sensor": sc.name, "type": sc.type, "address": f"0x{sc.address:02x}",
-                          "t": reading.t, "values": {k: {"value": v, "unit": units[k]}
-                                                     for k, v in reading.values.items()}}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "sensor": sc.name,
+                    "type": sc.type,
+                    "address": f"0x{sc.address:02x}",
+                    "t": reading.t,
+                    "values": {k: {"value": v, "unit": units[k]} for k, v in reading.values.items()},
+                },
+                ensure_ascii=False,
+            )
+        )
     else:
         for k, v in reading.values.items():
             print(f"{sc.name} {k} = {v:.6g} {units[k]}")

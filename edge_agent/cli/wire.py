@@ -45,8 +45,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
     if args.topic:
         where = wire.parse_data_topic(args.topic)
         if where is None or where != (batch.node, batch.stream):
-            print(f"edge-agent decode: topic {args.topic!r} does not match the payload's node "
-                  f"{batch.node!r} and stream {batch.stream!r}", file=sys.stderr)
+            print(
+                f"edge-agent decode: topic {args.topic!r} does not match the payload's node "
+                f"{batch.node!r} and stream {batch.stream!r}",
+                file=sys.stderr,
+            )
             return EXIT_FAIL
     _print_batch(batch, args.json)
     return EXIT_OK
@@ -61,11 +64,16 @@ def _tail_client(args: argparse.Namespace):
 
     persistent = args.client_id is not None
     try:
-        settings = ClientSettings(client_id=args.client_id or f"edge-agent-tail-{uuid.uuid4().hex[:8]}",
-                                  # a persistent session keeps our subscription and queued messages
-                                  session_expiry=7 * 86400 if persistent else 0,
-                                  ca_file=args.ca_file, cert_file=args.cert_file, key_file=args.key_file,
-                                  username=args.username, password_file=args.password_file)
+        settings = ClientSettings(
+            client_id=args.client_id or f"edge-agent-tail-{uuid.uuid4().hex[:8]}",
+            # a persistent session keeps our subscription and queued messages
+            session_expiry=7 * 86400 if persistent else 0,
+            ca_file=args.ca_file,
+            cert_file=args.cert_file,
+            key_file=args.key_file,
+            username=args.username,
+            password_file=args.password_file,
+        )
     except ValueError as exc:
         raise ConfigError(f"command line: {exc}") from None
     try:
@@ -74,8 +82,11 @@ def _tail_client(args: argparse.Namespace):
         raise ConfigError(f"command line: --broker: {exc}") from None
     except OSError as exc:  # an unreadable CA, certificate, key or password file
         name = getattr(exc, "filename", None)
-        print(f"edge-agent tail: cannot set up the client: {exc.strerror or exc}"
-              + (f": {name}" if name else ""), file=sys.stderr)
+        print(
+            f"edge-agent tail: cannot set up the client: {exc.strerror or exc}"
+            + (f": {name}" if name else ""),
+            file=sys.stderr,
+        )
         return None
     return client, broker, settings
 
@@ -111,8 +122,11 @@ def cmd_tail(args: argparse.Namespace) -> int:
         if tracker.add(batch.node, batch.stream, batch.seq) or args.all:
             _print_batch(batch, args.json)
         else:
-            print(f"edge-agent tail: duplicate {batch.node}/{batch.stream} seq={batch.seq} (not printed again)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"edge-agent tail: duplicate {batch.node}/{batch.stream} seq={batch.seq} (not printed again)",
+                file=sys.stderr,
+                flush=True,
+            )
         if args.count and state["messages"] >= args.count:
             done.set()
 
@@ -121,9 +135,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
             state["error"] = f"subscription to {topic!r} refused: {reason_codes[0]}"
             done.set()
         else:
-            logging.getLogger("edge_agent.tail").info("event=subscribed broker=%s topic=%s session=%s",
-                                                      broker.url, topic,
-                                                      "persistent" if persistent else "clean")
+            logging.getLogger("edge_agent.tail").info(
+                "event=subscribed broker=%s topic=%s session=%s",
+                broker.url,
+                topic,
+                "persistent" if persistent else "clean",
+            )
 
     client.on_connect = on_connect
     client.on_message = on_message
@@ -144,15 +161,20 @@ def cmd_tail(args: argparse.Namespace) -> int:
             print(json.dumps({"summary": r}), file=sys.stderr)
         else:
             gaps = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in r["gaps"]) or "none"
-            print(f"edge-agent tail: {r['node']}/{r['stream']}: seq {r['first']}..{r['last']}, "
-                  f"{r['received']} received, {r['duplicates']} duplicates, {r['missing']} missing "
-                  f"(gaps: {gaps})", file=sys.stderr)
+            print(
+                f"edge-agent tail: {r['node']}/{r['stream']}: seq {r['first']}..{r['last']}, "
+                f"{r['received']} received, {r['duplicates']} duplicates, {r['missing']} missing "
+                f"(gaps: {gaps})",
+                file=sys.stderr,
+            )
     if state["error"]:
         print(f"edge-agent tail: {state['error']}", file=sys.stderr)
         return EXIT_FAIL
     if args.count and state["messages"] < args.count:
-        print(f"edge-agent tail: {state['messages']} of {args.count} messages before the timeout",
-              file=sys.stderr)
+        print(
+            f"edge-agent tail: {state['messages']} of {args.count} messages before the timeout",
+            file=sys.stderr,
+        )
         return EXIT_FAIL
     return EXIT_OK
 
@@ -172,27 +194,44 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--json", action="store_true", help="one JSON object per sample")
     t.add_argument("--count", type=int, default=0, metavar="N", help="stop after N data messages")
     t.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds")
-    t.add_argument("--client-id", metavar="ID", help="use a persistent session under this client id, "
-                   "so nothing is missed across restarts of tail")
+    t.add_argument(
+        "--client-id",
+        metavar="ID",
+        help="use a persistent session under this client id, so nothing is missed across restarts of tail",
+    )
     t.add_argument("--prefix", default="edge", help="topic prefix (default: edge)")
     t.add_argument("--topic", metavar="FILTER", help="subscription filter (default: PREFIX/+/data/+)")
     t.add_argument("--ca-file", metavar="FILE", help="CA bundle for mqtts:// brokers (default: the system's)")
-    t.add_argument("--cert-file", metavar="FILE", help="client certificate (PEM) for mutual TLS, with --key-file")
+    t.add_argument(
+        "--cert-file", metavar="FILE", help="client certificate (PEM) for mutual TLS, with --key-file"
+    )
     t.add_argument("--key-file", metavar="FILE", help="the client certificate's private key (PEM)")
     t.add_argument("--username", metavar="NAME", help="log in as NAME, with --password-file")
-    t.add_argument("--password-file", metavar="FILE", help="the password on the file's first line "
-                   "(never on the command line, where ps would show it)")
+    t.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="the password on the file's first line (never on the command line, where ps would show it)",
+    )
     t.add_argument("--all", action="store_true", help="print duplicates too (they are always reported)")
     t.set_defaults(func=cmd_tail)
 
     cr = sub.add_parser("compress-report", help="what the core would do to a CSV of t,value rows")
     cr.add_argument("file", metavar="FILE.csv", help="rows of t,value (Unix seconds), a header allowed")
     cr.add_argument("--resolution", type=float, required=True, metavar="R", help="quantisation step")
-    cr.add_argument("--deviation", type=float, default=None, metavar="E",
-                    help="allowed deviation (omit for lossless at the resolution)")
-    cr.add_argument("--mode", choices=["swing", "bound"], default="swing",
-                    help="with --deviation: the swinging door (points on lines), or error-bounded "
-                    "quantisation of every sample (default swing)")
+    cr.add_argument(
+        "--deviation",
+        type=float,
+        default=None,
+        metavar="E",
+        help="allowed deviation (omit for lossless at the resolution)",
+    )
+    cr.add_argument(
+        "--mode",
+        choices=["swing", "bound"],
+        default="swing",
+        help="with --deviation: the swinging door (points on lines), or error-bounded "
+        "quantisation of every sample (default swing)",
+    )
     cr.add_argument("--json", action="store_true", help="one JSON object")
     cr.set_defaults(func=cmd_compress_report)
 

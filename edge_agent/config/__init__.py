@@ -28,7 +28,19 @@ from edge_agent.config.model import (
 from edge_agent.config.mqtt import is_loopback, parse_broker_url
 
 __all__ = [
-    "DEFAULT_NODE_YAML", "AgentConfig", "BrokerConfig", "ChannelConfig", "MqttConfig", "SensorConfig",
-    "StageConfig", "StoreConfig", "default_node_yaml", "is_loopback", "load_config", "parse_broker_url",
-    "parse_config", "store_path", "with_overrides",
+    "DEFAULT_NODE_YAML",
+    "AgentConfig",
+    "BrokerConfig",
+    "ChannelConfig",
+    "MqttConfig",
+    "SensorConfig",
+    "StageConfig",
+    "StoreConfig",
+    "default_node_yaml",
+    "is_loopback",
+    "load_config",
+    "parse_broker_url",
+    "parse_config",
+    "store_path",
+    "with_overrides",
 ]

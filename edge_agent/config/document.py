@@ -32,30 +32,49 @@ class Document:
         """An error in words of its own (a parser's message), at ``path``."""
         return ConfigError(f"{self.source}: {path}: {message}")
 
-    def mapping(self, value: Any, path: str, allowed: set[str],
-                required: set[str] | frozenset[str] = frozenset()) -> dict:
+    def mapping(
+        self, value: Any, path: str, allowed: set[str], required: set[str] | frozenset[str] = frozenset()
+    ) -> dict:
         if not isinstance(value, dict):
             raise self.fail(path, "a mapping", value)
         for key in value:
             if key not in allowed:
                 sub = f"{path}.{key}" if path else str(key)
-                raise self.fail(sub, "no such key (allowed: " + ", ".join(sorted(allowed)) + ")",
-                                show_got=False)
+                raise self.fail(
+                    sub, "no such key (allowed: " + ", ".join(sorted(allowed)) + ")", show_got=False
+                )
         for key in sorted(required):
             if key not in value:
                 sub = f"{path}.{key}" if path else key
                 raise self.fail(sub, "this key to be present", show_got=False)
         return value
 
-    def number(self, value: Any, path: str, *, low: float | None = None, high: float | None = None,
-               integer: bool = False, low_open: bool = False) -> float:
+    def number(
+        self,
+        value: Any,
+        path: str,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        integer: bool = False,
+        low_open: bool = False,
+    ) -> float:
         kind = "an integer" if integer else "a number"
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (integer and not isinstance(value, int))
+        ):
             raise self.fail(path, kind, value)
-        if value != value or (low is not None and (value < low or (low_open and value == low))) \
-                or (high is not None and value > high):
-            rng = (f"{'(' if low_open else '['}{low if low is not None else '-inf'}, "
-                   f"{high if high is not None else 'inf'}]")
+        if (
+            value != value
+            or (low is not None and (value < low or (low_open and value == low)))
+            or (high is not None and value > high)
+        ):
+            rng = (
+                f"{'(' if low_open else '['}{low if low is not None else '-inf'}, "
+                f"{high if high is not None else 'inf'}]"
+            )
             raise self.fail(path, f"{kind} in {rng}", value)
         return value
 
@@ -74,7 +93,9 @@ class Document:
         except ValueError as exc:
             raise self.error(path, str(exc)) from None
 
-    def string(self, value: Any, path: str, *, pattern: re.Pattern | None = None, what: str = "a string") -> str:
+    def string(
+        self, value: Any, path: str, *, pattern: re.Pattern | None = None, what: str = "a string"
+    ) -> str:
         if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
             raise self.fail(path, what, value)
         return value

@@ -65,7 +65,9 @@ def _params(doc: Document, kind: str, item: dict, p: str) -> tuple[float, ...]:
             return (num("offset", 0.0), num("scale", 1.0))
         coeffs = item["coefficients"]
         if not isinstance(coeffs, list) or not 1 <= len(coeffs) <= MAX_POLY:
-            raise doc.fail(f"{p}.coefficients", f"a list of 1 to {MAX_POLY} numbers (c0 + c1*x + ...)", coeffs)
+            raise doc.fail(
+                f"{p}.coefficients", f"a list of 1 to {MAX_POLY} numbers (c0 + c1*x + ...)", coeffs
+            )
         return tuple(float(doc.number(c, f"{p}.coefficients[{j}]")) for j, c in enumerate(coeffs))
     if kind == "range":
         low, high = num("low"), num("high")
@@ -78,7 +80,12 @@ def _params(doc: Document, kind: str, item: dict, p: str) -> tuple[float, ...]:
     if kind == "throttle":
         return (doc.duration(item["interval"], f"{p}.interval"),)
     if kind == "deadband":
-        return (num("width", low=0.0), 1.0 if doc.boolean(item.get("relative", False), f"{p}.relative") else 0.0,
-                doc.duration(item.get("max_interval", 0), f"{p}.max_interval", positive=False))
-    return (num("deviation", low=0.0),  # swing
-            doc.duration(item.get("max_interval", 0), f"{p}.max_interval", positive=False))
+        return (
+            num("width", low=0.0),
+            1.0 if doc.boolean(item.get("relative", False), f"{p}.relative") else 0.0,
+            doc.duration(item.get("max_interval", 0), f"{p}.max_interval", positive=False),
+        )
+    return (
+        num("deviation", low=0.0),  # swing
+        doc.duration(item.get("max_interval", 0), f"{p}.max_interval", positive=False),
+    )

@@ -73,8 +73,12 @@ def _parse_store(doc: Document, raw: Any) -> StoreConfig:
     max_size = doc.size(store.get("max_size", "256MiB"), "store.max_size")
     if max_size < 64 * 1024:
         raise doc.fail("store.max_size", "at least 64KiB", store.get("max_size"))
-    return StoreConfig(path=doc.string(store.get("path", ""), "store.path"), max_size=max_size,
-                       policy=policy, ttl=doc.duration(store.get("ttl", "30d"), "store.ttl"))
+    return StoreConfig(
+        path=doc.string(store.get("path", ""), "store.path"),
+        max_size=max_size,
+        policy=policy,
+        ttl=doc.duration(store.get("ttl", "30d"), "store.ttl"),
+    )
 
 
 def parse_config(raw: Any, source: str) -> AgentConfig:
@@ -82,8 +86,9 @@ def parse_config(raw: Any, source: str) -> AgentConfig:
     doc = Document(source)
     m = doc.mapping(raw, "", _TOP_KEYS, {"node", "mqtt", "sensors"})
     node = doc.mapping(m["node"], "node", {"id"}, {"id"})
-    node_id = doc.string(node["id"], "node.id", pattern=NAME,
-                         what="a node id of letters, digits, '.', '_' or '-' (at most 64)")
+    node_id = doc.string(
+        node["id"], "node.id", pattern=NAME, what="a node id of letters, digits, '.', '_' or '-' (at most 64)"
+    )
     state_dir = doc.string(m.get("state_dir", _default_state_dir()), "state_dir")
     store = _parse_store(doc, m.get("store", {}))
     clock = doc.mapping(m.get("clock", {}), "clock", {"hold_unsynced"})
@@ -133,8 +138,13 @@ def load_config(path: str | os.PathLike | None = None) -> AgentConfig:
     return replace(parse_config(doc, source), config_hash=hashlib.sha256(raw).hexdigest()[:16])
 
 
-def with_overrides(cfg: AgentConfig, *, broker: str | None = None, state_dir: str | None = None,
-                   flush_interval: str | None = None) -> AgentConfig:
+def with_overrides(
+    cfg: AgentConfig,
+    *,
+    broker: str | None = None,
+    state_dir: str | None = None,
+    flush_interval: str | None = None,
+) -> AgentConfig:
     """Apply command-line flags on top of a loaded configuration, validated the same way."""
     doc = Document("command line")
     if broker is not None:
@@ -143,8 +153,10 @@ def with_overrides(cfg: AgentConfig, *, broker: str | None = None, state_dir: st
         except ValueError as exc:
             raise doc.error("--broker", str(exc)) from None
         if not b.tls and not is_loopback(b.host) and not cfg.mqtt.allow_insecure:
-            raise doc.error("--broker", f"plaintext mqtt:// to {b.host} is refused unless the config sets "
-                                        f"mqtt.allow_insecure: true")
+            raise doc.error(
+                "--broker",
+                f"plaintext mqtt:// to {b.host} is refused unless the config sets mqtt.allow_insecure: true",
+            )
         cfg = replace(cfg, mqtt=replace(cfg.mqtt, brokers=(b,)))
     if state_dir is not None:
         cfg = replace(cfg, state_dir=state_dir)

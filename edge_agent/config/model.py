@@ -89,11 +89,11 @@ class MqttConfig:
     key_file: str | None = None
     username: str | None = None
     password_file: str | None = None
-    session_expiry: float = 3600.0   # s the broker keeps our session after a disconnect (MQTT 5)
-    backlog_rate: float = 50.0       # batches/s at most from the backlog after an outage
-    wire_version: int = 3            # highest payload version sent (2 until the backbone reads 3)
-    reconnect_min: float = 1.0       # s, backoff base (full jitter)
-    reconnect_max: float = 120.0     # s, backoff cap
+    session_expiry: float = 3600.0  # s the broker keeps our session after a disconnect (MQTT 5)
+    backlog_rate: float = 50.0  # batches/s at most from the backlog after an outage
+    wire_version: int = 3  # highest payload version sent (2 until the backbone reads 3)
+    reconnect_min: float = 1.0  # s, backoff base (full jitter)
+    reconnect_max: float = 120.0  # s, backoff cap
 
     @property
     def broker(self) -> BrokerConfig:
@@ -103,9 +103,9 @@ class MqttConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: str
-    max_size: int = 256 * 1024**2   # bytes of payload waiting
-    policy: str = "drop_oldest"     # or "refuse_newest", when max_size is reached
-    ttl: float = 30 * 86400.0       # s a batch may wait before it expires
+    max_size: int = 256 * 1024**2  # bytes of payload waiting
+    policy: str = "drop_oldest"  # or "refuse_newest", when max_size is reached
+    ttl: float = 30 * 86400.0  # s a batch may wait before it expires
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,24 @@ from urllib.parse import urlsplit
 from edge_agent.config.document import Document
 from edge_agent.config.model import BrokerConfig, MqttConfig
 
-_MQTT_KEYS = {"broker", "topic_prefix", "client_id", "keepalive", "protocol", "inflight", "allow_insecure",
-              "ca_file", "cert_file", "key_file", "username", "password_file", "session_expiry",
-              "backlog_rate", "reconnect", "wire_version"}
+_MQTT_KEYS = {
+    "broker",
+    "topic_prefix",
+    "client_id",
+    "keepalive",
+    "protocol",
+    "inflight",
+    "allow_insecure",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "username",
+    "password_file",
+    "session_expiry",
+    "backlog_rate",
+    "reconnect",
+    "wire_version",
+}
 _TOPIC_PREFIX = re.compile(r"^[^#+\s/][^#+\s]*[^#+\s/]$|^[^#+\s/]$")
 
 
@@ -20,10 +35,14 @@ def parse_broker_url(url: str) -> BrokerConfig:
     """``mqtt://host[:port]`` (default 1883) or ``mqtts://host[:port]`` (default 8883)."""
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"expected a broker URL such as mqtt://127.0.0.1:1883 or mqtts://host:8883, got {url!r}")
+        raise ValueError(
+            f"expected a broker URL such as mqtt://127.0.0.1:1883 or mqtts://host:8883, got {url!r}"
+        )
     if parts.path not in ("", "/") or parts.query or parts.username or parts.password:
-        raise ValueError(f"a broker URL carries only scheme, host and port (credentials go in "
-                         f"mqtt.username / mqtt.password_file), got {url!r}")
+        raise ValueError(
+            f"a broker URL carries only scheme, host and port (credentials go in "
+            f"mqtt.username / mqtt.password_file), got {url!r}"
+        )
     try:
         port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
     except ValueError:
@@ -54,8 +73,11 @@ def _parse_brokers(doc: Document, raw: Any, allow_insecure: bool) -> tuple[Broke
         except ValueError as exc:
             raise doc.error(path, str(exc)) from None
         if not broker.tls and not is_loopback(broker.host) and not allow_insecure:
-            raise doc.error(path, f"plaintext mqtt:// to {broker.host} would send data and credentials "
-                                  f"unencrypted; use mqtts:// or set mqtt.allow_insecure: true")
+            raise doc.error(
+                path,
+                f"plaintext mqtt:// to {broker.host} would send data and credentials "
+                f"unencrypted; use mqtts:// or set mqtt.allow_insecure: true",
+            )
         brokers.append(broker)
     return tuple(brokers)
 
@@ -64,16 +86,23 @@ def parse_mqtt(doc: Document, raw: Any, node_id: str) -> MqttConfig:
     m = doc.mapping(raw, "mqtt", _MQTT_KEYS, {"broker"})
     allow_insecure = doc.boolean(m.get("allow_insecure", False), "mqtt.allow_insecure")
     brokers = _parse_brokers(doc, m["broker"], allow_insecure)
-    prefix = doc.string(m.get("topic_prefix", "edge"), "mqtt.topic_prefix", pattern=_TOPIC_PREFIX,
-                        what="a topic prefix without '#', '+', spaces, or a leading/trailing '/'")
+    prefix = doc.string(
+        m.get("topic_prefix", "edge"),
+        "mqtt.topic_prefix",
+        pattern=_TOPIC_PREFIX,
+        what="a topic prefix without '#', '+', spaces, or a leading/trailing '/'",
+    )
     protocol = str(m.get("protocol", "5"))
     if protocol not in ("5", "3.1.1"):
         raise doc.fail("mqtt.protocol", "5 or 3.1.1", m.get("protocol"))
     cert_file = doc.optional_string(m, "cert_file", "mqtt.cert_file")
     key_file = doc.optional_string(m, "key_file", "mqtt.key_file")
     if (cert_file is None) != (key_file is None):
-        raise doc.fail("mqtt.cert_file" if cert_file is None else "mqtt.key_file",
-                       "both cert_file and key_file for mutual TLS, or neither", show_got=False)
+        raise doc.fail(
+            "mqtt.cert_file" if cert_file is None else "mqtt.key_file",
+            "both cert_file and key_file for mutual TLS, or neither",
+            show_got=False,
+        )
     if "password_file" in m and "username" not in m:
         raise doc.fail("mqtt.username", "a username to go with mqtt.password_file", show_got=False)
     reconnect = doc.mapping(m.get("reconnect", {}), "mqtt.reconnect", {"min", "max"})
@@ -82,18 +111,25 @@ def parse_mqtt(doc: Document, raw: Any, node_id: str) -> MqttConfig:
     if rmax < rmin:
         raise doc.fail("mqtt.reconnect.max", f"at least mqtt.reconnect.min ({rmin:g}s)", reconnect.get("max"))
     return MqttConfig(
-        brokers=brokers, topic_prefix=prefix,
+        brokers=brokers,
+        topic_prefix=prefix,
         client_id=doc.string(m.get("client_id", f"edge-agent-{node_id}"), "mqtt.client_id"),
         keepalive=doc.duration(m.get("keepalive", "30s"), "mqtt.keepalive"),
         protocol=protocol,
         inflight=int(doc.number(m.get("inflight", 20), "mqtt.inflight", low=1, high=1000, integer=True)),
         allow_insecure=allow_insecure,
         ca_file=doc.optional_string(m, "ca_file", "mqtt.ca_file"),
-        cert_file=cert_file, key_file=key_file,
+        cert_file=cert_file,
+        key_file=key_file,
         username=doc.optional_string(m, "username", "mqtt.username"),
         password_file=doc.optional_string(m, "password_file", "mqtt.password_file"),
         session_expiry=doc.duration(m.get("session_expiry", "1h"), "mqtt.session_expiry", positive=False),
-        backlog_rate=float(doc.number(m.get("backlog_rate", 50), "mqtt.backlog_rate", low=0.0, low_open=True)),
-        reconnect_min=rmin, reconnect_max=rmax,
-        wire_version=int(doc.number(m.get("wire_version", 3), "mqtt.wire_version", low=2, high=3, integer=True)),
+        backlog_rate=float(
+            doc.number(m.get("backlog_rate", 50), "mqtt.backlog_rate", low=0.0, low_open=True)
+        ),
+        reconnect_min=rmin,
+        reconnect_max=rmax,
+        wire_version=int(
+            doc.number(m.get("wire_version", 3), "mqtt.wire_version", low=2, high=3, integer=True)
+        ),
     )

@@ -17,8 +17,9 @@ _UNITS = {"s": 1.0, "ms": 1e-3}
 _MISSING = object()
 
 
-def parse_options(doc: Document, declared: dict[str, Option], block: dict,
-                  path: str) -> tuple[tuple[str, OptionValue], ...]:
+def parse_options(
+    doc: Document, declared: dict[str, Option], block: dict, path: str
+) -> tuple[tuple[str, OptionValue], ...]:
     """Every declared option of a sensor, from ``block`` (the sensor's mapping, whose other
     keys the caller checks) or its default: ((keyword, value), ...) in declaration order."""
     out: list[tuple[str, OptionValue]] = []
@@ -27,8 +28,14 @@ def parse_options(doc: Document, declared: dict[str, Option], block: dict,
     return tuple(out)
 
 
-def _parse(doc: Document, option: Option, raw: Any, path: str, names: tuple[str, ...],
-           out: list[tuple[str, OptionValue]]) -> None:
+def _parse(
+    doc: Document,
+    option: Option,
+    raw: Any,
+    path: str,
+    names: tuple[str, ...],
+    out: list[tuple[str, OptionValue]],
+) -> None:
     if isinstance(option, Mapping):
         fields = dict(option.fields)
         block = doc.mapping({} if raw is _MISSING else raw, path, set(fields))

@@ -35,25 +35,37 @@ def parse_sensor(doc: Document, raw: Any, path: str) -> SensorConfig:
         raise doc.fail(f"{path}.type", "one of " + ", ".join(sorted(SENSOR_TYPES)), stype)
     driver = SENSOR_TYPES[stype]
     m = doc.mapping(raw, path, _SENSOR_KEYS | set(driver.OPTIONS))
-    name = doc.string(m.get("name", stype), f"{path}.name", pattern=NAME,
-                      what="a name of letters, digits, '.', '_' or '-' (at most 64)")
+    name = doc.string(
+        m.get("name", stype),
+        f"{path}.name",
+        pattern=NAME,
+        what="a name of letters, digits, '.', '_' or '-' (at most 64)",
+    )
     if driver.BUS == "gpio":
         for key in ("bus", "address"):
             if key in m:
-                raise doc.fail(f"{path}.{key}", f"no {key} for a GPIO device ({stype}); it takes a pin",
-                               show_got=False)
+                raise doc.fail(
+                    f"{path}.{key}", f"no {key} for a GPIO device ({stype}); it takes a pin", show_got=False
+                )
         bus, address = 0, 0
     else:
         bus = int(doc.number(m.get("bus", 1), f"{path}.bus", low=0, high=255, integer=True))
-        address = int(doc.number(m.get("address", driver.DEFAULT_ADDRESS), f"{path}.address",
-                                 low=0x08, high=0x77, integer=True))
+        address = int(
+            doc.number(
+                m.get("address", driver.DEFAULT_ADDRESS), f"{path}.address", low=0x08, high=0x77, integer=True
+            )
+        )
         if driver.ADDRESSES and address not in driver.ADDRESSES:
-            raise doc.fail(f"{path}.address", f"one of the {stype}'s addresses ({_addresses(driver.ADDRESSES)}), "
-                                              f"got 0x{address:02x}", show_got=False)
+            raise doc.fail(
+                f"{path}.address",
+                f"one of the {stype}'s addresses ({_addresses(driver.ADDRESSES)}), got 0x{address:02x}",
+                show_got=False,
+            )
     interval = doc.duration(m.get("interval", "1s"), f"{path}.interval")
     default_filters = parse_filters(doc, m.get("filters", []), f"{path}.filters")
-    channels = _parse_channels(doc, m.get("channels", {}), f"{path}.channels", stype, driver.CHANNELS,
-                               default_filters)
+    channels = _parse_channels(
+        doc, m.get("channels", {}), f"{path}.channels", stype, driver.CHANNELS, default_filters
+    )
     options = parse_options(doc, driver.OPTIONS, m, path)
     # the simulator's inputs (drivers/sim), which need not be the channels: an INA226 is
     # simulated by its bus voltage and current, and computes power and energy like the chip
@@ -64,9 +76,18 @@ def parse_sensor(doc: Document, raw: Any, path: str) -> SensorConfig:
     sim_raw = dict(doc.mapping(m.get("sim", {}), f"{path}.sim", inputs | {"absent"}))
     sim_absent = doc.boolean(sim_raw.pop("absent", False), f"{path}.sim.absent")
     sim = {k: _parse_wave(doc, v, f"{path}.sim.{k}") for k, v in sim_raw.items()}
-    return SensorConfig(name=name, type=stype, bus=bus, address=address, interval=interval,
-                        channels=channels, options=options, sim=sim, sim_absent=sim_absent,
-                        stuck_after=doc.duration(m.get("stuck_after", 0), f"{path}.stuck_after", positive=False))
+    return SensorConfig(
+        name=name,
+        type=stype,
+        bus=bus,
+        address=address,
+        interval=interval,
+        channels=channels,
+        options=options,
+        sim=sim,
+        sim_absent=sim_absent,
+        stuck_after=doc.duration(m.get("stuck_after", 0), f"{path}.stuck_after", positive=False),
+    )
 
 
 def _addresses(addresses: tuple[int, ...]) -> str:
@@ -77,20 +98,28 @@ def _addresses(addresses: tuple[int, ...]) -> str:
             runs[-1].append(a)
         else:
             runs.append([a])
-    return ", ".join(f"0x{r[0]:02x}..0x{r[-1]:02x}" if len(r) > 2 else ", ".join(f"0x{a:02x}" for a in r)
-                     for r in runs)
+    return ", ".join(
+        f"0x{r[0]:02x}..0x{r[-1]:02x}" if len(r) > 2 else ", ".join(f"0x{a:02x}" for a in r) for r in runs
+    )
 
 
-def _parse_channels(doc: Document, raw: Any, path: str, stype: str, specs: tuple[ChannelSpec, ...],
-                    default_filters: list[StageConfig]) -> tuple[ChannelConfig, ...]:
+def _parse_channels(
+    doc: Document,
+    raw: Any,
+    path: str,
+    stype: str,
+    specs: tuple[ChannelSpec, ...],
+    default_filters: list[StageConfig],
+) -> tuple[ChannelConfig, ...]:
     """The enabled channels, in the driver's order; a channel not named gets the defaults."""
     if not isinstance(raw, dict):
         raise doc.fail(path, "a mapping of channel name to settings", raw)
     known = {c.name for c in specs}
     for cname in raw:
         if cname not in known:
-            raise doc.fail(f"{path}.{cname}", f"a channel of {stype} ({', '.join(sorted(known))})",
-                           show_got=False)
+            raise doc.fail(
+                f"{path}.{cname}", f"a channel of {stype} ({', '.join(sorted(known))})", show_got=False
+            )
     channels = []
     for spec in specs:
         cpath = f"{path}.{spec.name}"
@@ -102,11 +131,15 @@ def _parse_channels(doc: Document, raw: Any, path: str, stype: str, specs: tuple
     return tuple(channels)
 
 
-def _parse_channel(doc: Document, cm: dict, cpath: str, spec: ChannelSpec,
-                   default_filters: list[StageConfig]) -> ChannelConfig:
-    resolution = float(doc.number(cm.get("resolution", spec.resolution), f"{cpath}.resolution",
-                                  low=0.0, low_open=True))
-    filters = parse_filters(doc, cm["filters"], f"{cpath}.filters") if "filters" in cm else list(default_filters)
+def _parse_channel(
+    doc: Document, cm: dict, cpath: str, spec: ChannelSpec, default_filters: list[StageConfig]
+) -> ChannelConfig:
+    resolution = float(
+        doc.number(cm.get("resolution", spec.resolution), f"{cpath}.resolution", low=0.0, low_open=True)
+    )
+    filters = (
+        parse_filters(doc, cm["filters"], f"{cpath}.filters") if "filters" in cm else list(default_filters)
+    )
     if sum(k in cm for k in ("deadband", "swing", "bound")) > 1:
         raise doc.fail(cpath, "one of deadband, swing or bound", show_got=False)
     lossless = [f for f in filters if f.kind not in LOSSY]
@@ -128,6 +161,8 @@ def _parse_wave(doc: Document, raw: Any, path: str) -> Wave:
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
         return Wave(float(raw))
     m = doc.mapping(raw, path, {"mean", "amplitude", "period"}, {"mean"})
-    return Wave(float(doc.number(m["mean"], f"{path}.mean")),
-                float(doc.number(m.get("amplitude", 0.0), f"{path}.amplitude", low=0.0)),
-                doc.duration(m.get("period", "1h"), f"{path}.period"))
+    return Wave(
+        float(doc.number(m["mean"], f"{path}.mean")),
+        float(doc.number(m.get("amplitude", 0.0), f"{path}.amplitude", low=0.0)),
+        doc.duration(m.get("period", "1h"), f"{path}.period"),
+    )

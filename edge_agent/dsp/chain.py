@@ -301,9 +301,18 @@ class _Swing(_Stage):
         self.p = (float(st[4]), float(st[5])) if len(st) == 6 else None
 
 
-_STAGES = {"calibrate": _Calibrate, "range": _Range, "median": _Median, "hampel": _Hampel,
-           "mean": _Mean, "ema": _Ema, "kalman": _Kalman, "throttle": _Throttle,
-           "deadband": _Deadband, "swing": _Swing}
+_STAGES = {
+    "calibrate": _Calibrate,
+    "range": _Range,
+    "median": _Median,
+    "hampel": _Hampel,
+    "mean": _Mean,
+    "ema": _Ema,
+    "kalman": _Kalman,
+    "throttle": _Throttle,
+    "deadband": _Deadband,
+    "swing": _Swing,
+}
 
 
 class Chain:

@@ -17,9 +17,18 @@ MAX_WINDOW = 255
 MAX_POLY = 8
 MAD_SCALE = 1.4826  # MAD of a normal distribution -> its standard deviation
 LOSSY = ("deadband", "swing")
-ARITY = {"calibrate": (1, MAX_POLY), "range": (3, 3), "hampel": (2, 2), "median": (1, 1),
-         "mean": (1, 1), "ema": (1, 1), "kalman": (2, 2), "throttle": (1, 1),
-         "deadband": (3, 3), "swing": (2, 2)}
+ARITY = {
+    "calibrate": (1, MAX_POLY),
+    "range": (3, 3),
+    "hampel": (2, 2),
+    "median": (1, 1),
+    "mean": (1, 1),
+    "ema": (1, 1),
+    "kalman": (2, 2),
+    "throttle": (1, 1),
+    "deadband": (3, 3),
+    "swing": (2, 2),
+}
 
 
 def check_spec(spec: Sequence[Sequence]) -> tuple[tuple, ...]:

@@ -57,34 +57,60 @@ def check_sensors(cfg: AgentConfig, make: Callable[[SensorConfig], Sensor], wait
         try:
             driver = make(sc)
         except OSError as exc:
-            out.append(Check(name, False, f"not found: {exc.strerror or exc}",
-                             "check the wiring and the address (edge-agent probe lists what answers), "
-                             "and that the chip has power"))
+            out.append(
+                Check(
+                    name,
+                    False,
+                    f"not found: {exc.strerror or exc}",
+                    "check the wiring and the address (edge-agent probe lists what answers), "
+                    "and that the chip has power",
+                )
+            )
             continue
         try:
             values = first_reading(driver, wait, until_present=True).values
             present = shown_present(driver)
         except OSError as exc:
-            out.append(Check(name, False, f"found, but a read failed: {exc.strerror or exc}",
-                             "reseat the cable; a chip that fails reads repeatedly needs replacing"))
+            out.append(
+                Check(
+                    name,
+                    False,
+                    f"found, but a read failed: {exc.strerror or exc}",
+                    "reseat the cable; a chip that fails reads repeatedly needs replacing",
+                )
+            )
             continue
         finally:
             driver.close()
         if not values:
-            out.append(Check(name, False, f"found, but no reading within {wait:.0f} s",
-                             "the sensor may still be starting: run commission again in a minute"))
+            out.append(
+                Check(
+                    name,
+                    False,
+                    f"found, but no reading within {wait:.0f} s",
+                    "the sensor may still be starting: run commission again in a minute",
+                )
+            )
             continue
         if not present and isinstance(driver, SignalledDevice):
             out.append(Check(name, False, f"no {driver.SIGNAL} within {wait:.0f} s", driver.NO_SIGNAL_HINT))
             continue
         specs = {c.name: c for c in cls.CHANNELS}
-        bad = [f"{k}={v:.6g} {specs[k].unit} (range {specs[k].low:g}..{specs[k].high:g})"
-               for k, v in values.items() if k in specs and not (specs[k].low <= v <= specs[k].high
-                                                                 and math.isfinite(v))]
+        bad = [
+            f"{k}={v:.6g} {specs[k].unit} (range {specs[k].low:g}..{specs[k].high:g})"
+            for k, v in values.items()
+            if k in specs and not (specs[k].low <= v <= specs[k].high and math.isfinite(v))
+        ]
         shown = ", ".join(f"{k}={v:.4g} {specs[k].unit}" for k, v in values.items() if k in specs)
         if bad:
-            out.append(Check(name, False, f"implausible: {', '.join(bad)}",
-                             "a value outside what the chip can measure: a damaged or wrong chip"))
+            out.append(
+                Check(
+                    name,
+                    False,
+                    f"implausible: {', '.join(bad)}",
+                    "a value outside what the chip can measure: a damaged or wrong chip",
+                )
+            )
         else:
             out.append(Check(name, True, shown))
     return out
@@ -103,16 +129,27 @@ def check_store(cfg: AgentConfig) -> Check:
             os.close(fd)
             os.unlink(path)
     except OSError as exc:
-        return Check(name, False, f"not writable: {exc.strerror or exc}",
-                     "the card may be read-only or full; check `df` and the service user's rights")
+        return Check(
+            name,
+            False,
+            f"not writable: {exc.strerror or exc}",
+            "the card may be read-only or full; check `df` and the service user's rights",
+        )
     space = disk_space(d) or {"free_bytes": 0}
     free = space["free_bytes"]
     mib = free / 1024 / 1024
     if free < MIN_FREE:
-        return Check(name, False, f"writable, but only {mib:.0f} MiB free (at least {MIN_FREE >> 20} MiB needed)",
-                     "free space on the card, or use a larger card")
-    note = "" if free >= cfg.store.max_size else \
-        f" (less than the {cfg.store.max_size >> 20} MiB queue cap: an outage holds less)"
+        return Check(
+            name,
+            False,
+            f"writable, but only {mib:.0f} MiB free (at least {MIN_FREE >> 20} MiB needed)",
+            "free space on the card, or use a larger card",
+        )
+    note = (
+        ""
+        if free >= cfg.store.max_size
+        else f" (less than the {cfg.store.max_size >> 20} MiB queue cap: an outage holds less)"
+    )
     return Check(name, True, f"writable, {mib:.0f} MiB free{note}")
 
 
@@ -120,15 +157,20 @@ def check_clock(probe: SystemProbe) -> Check:
     state = probe.clock()
     if state.synchronized:
         return Check("clock", True, f"synchronised ({state.source})")
-    return Check("clock", False, f"not synchronised ({state.source})",
-                 "the node needs network time (NTP, UDP 123) to stamp samples; check the network, "
-                 "then `timedatectl timesync-status`")
+    return Check(
+        "clock",
+        False,
+        f"not synchronised ({state.source})",
+        "the node needs network time (NTP, UDP 123) to stamp samples; check the network, "
+        "then `timedatectl timesync-status`",
+    )
 
 
 def _tls_detail(cfg: AgentConfig, broker: BrokerConfig) -> tuple[bool, str]:
     if broker.tls:
         return True, f"TLS verified against {cfg.mqtt.ca_file or 'the system CAs'}" + (
-            ", client certificate" if cfg.mqtt.cert_file else "")
+            ", client certificate" if cfg.mqtt.cert_file else ""
+        )
     if broker.host in ("127.0.0.1", "::1", "localhost"):
         return True, "plaintext, loopback only"
     return False, "plaintext over the network (allow_insecure)"
@@ -147,8 +189,14 @@ def check_broker(cfg: AgentConfig, timeout: float) -> list[Check]:
         try:
             client = make_client(cfg, f"edge-agent-commission-{cfg.node_id}-{nonce[:8]}", broker)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            failures.append(Check(name, False, f"cannot set up the client: {exc}",
-                                  "check ca_file, cert_file, key_file and password_file in the configuration"))
+            failures.append(
+                Check(
+                    name,
+                    False,
+                    f"cannot set up the client: {exc}",
+                    "check ca_file, cert_file, key_file and password_file in the configuration",
+                )
+            )
             continue
 
         def on_connect(c, u, flags, rc, props, result=result, connected=connected, topic=topic):
@@ -169,13 +217,25 @@ def check_broker(cfg: AgentConfig, timeout: float) -> list[Check]:
         try:
             client.connect(broker.host, broker.port, keepalive=30)
         except ssl.SSLCertVerificationError as exc:
-            failures.append(Check(name, False, f"TLS refused: {exc.verify_message or exc}",
-                                  "the broker's certificate does not match ca_file or its host name; "
-                                  "check the clock too (certificates have dates)"))
+            failures.append(
+                Check(
+                    name,
+                    False,
+                    f"TLS refused: {exc.verify_message or exc}",
+                    "the broker's certificate does not match ca_file or its host name; "
+                    "check the clock too (certificates have dates)",
+                )
+            )
             continue
         except (OSError, ssl.SSLError) as exc:
-            failures.append(Check(name, False, f"unreachable: {exc.strerror or exc}",
-                                  "check the network (ping, DNS) and that the broker is up on this port"))
+            failures.append(
+                Check(
+                    name,
+                    False,
+                    f"unreachable: {exc.strerror or exc}",
+                    "check the network (ping, DNS) and that the broker is up on this port",
+                )
+            )
             continue
         deadline = time.monotonic() + timeout
         try:
@@ -187,27 +247,56 @@ def check_broker(cfg: AgentConfig, timeout: float) -> list[Check]:
             client.loop(timeout=0.1)
         rc = result.get("rc")
         if rc is None:
-            failures.append(Check(name, False, f"no answer to CONNECT within {timeout:.0f} s",
-                                  "a firewall may drop the port; check with the backbone team"))
+            failures.append(
+                Check(
+                    name,
+                    False,
+                    f"no answer to CONNECT within {timeout:.0f} s",
+                    "a firewall may drop the port; check with the backbone team",
+                )
+            )
             continue
         if rc.is_failure:
-            failures.append(Check(name, False, f"refused: {rc}",
-                                  "check username and password_file, or the client certificate"))
+            failures.append(
+                Check(
+                    name,
+                    False,
+                    f"refused: {rc}",
+                    "check username and password_file, or the client certificate",
+                )
+            )
             continue
-        checks = [Check(name, tls_ok, f"connected, {tls}",
-                        "use mqtts:// to the backbone; plaintext is for tests only")]
+        checks = [
+            Check(
+                name, tls_ok, f"connected, {tls}", "use mqtts:// to the backbone; plaintext is for tests only"
+            )
+        ]
         if "rtt" in result:
-            checks.append(Check("round trip", True, f"published and received back in {result['rtt'] * 1000:.0f} ms"))
+            checks.append(
+                Check("round trip", True, f"published and received back in {result['rtt'] * 1000:.0f} ms")
+            )
         else:
-            checks.append(Check("round trip", False, f"nothing came back on {topic} within {timeout:.0f} s",
-                                "the backbone's ACL must allow this node to publish and subscribe to "
-                                f"{cfg.mqtt.topic_prefix}/{cfg.node_id}/commission/#"))
+            checks.append(
+                Check(
+                    "round trip",
+                    False,
+                    f"nothing came back on {topic} within {timeout:.0f} s",
+                    "the backbone's ACL must allow this node to publish and subscribe to "
+                    f"{cfg.mqtt.topic_prefix}/{cfg.node_id}/commission/#",
+                )
+            )
         return checks
     return [*failures, Check("round trip", False, "no broker reached", "fix the broker check above first")]
 
 
-def commission(cfg: AgentConfig, make: Callable[[SensorConfig], Sensor], *, probe: SystemProbe | None = None,
-               timeout: float = 10.0, sensor_wait: float = 7.0) -> list[Check]:
+def commission(
+    cfg: AgentConfig,
+    make: Callable[[SensorConfig], Sensor],
+    *,
+    probe: SystemProbe | None = None,
+    timeout: float = 10.0,
+    sensor_wait: float = 7.0,
+) -> list[Check]:
     """Every check, in the report's order; ``make`` is a hardware object's (``hw.make``)."""
     checks = check_sensors(cfg, make, sensor_wait)
     checks.append(check_store(cfg))

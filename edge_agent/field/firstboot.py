@@ -33,8 +33,10 @@ def _owner_ids(owner: str, root: str) -> tuple[int, int]:
                 return int(f[2]), int(f[3])
     except (OSError, ValueError):
         pass
-    raise ProvisionError(f"user {owner!r} does not exist in {os.path.join(root, 'etc/passwd')} "
-                         "(systemd-sysusers creates it from edge-agent.sysusers.conf)")
+    raise ProvisionError(
+        f"user {owner!r} does not exist in {os.path.join(root, 'etc/passwd')} "
+        "(systemd-sysusers creates it from edge-agent.sysusers.conf)"
+    )
 
 
 def _cloud_init_done(root: str, boot: Path) -> bool | None:
@@ -69,8 +71,9 @@ def _install(data: bytes, dest: Path, mode: int, uid: int, gid: int) -> None:
     os.replace(tmp, dest)
 
 
-def import_boot(root: str = "/", boot: str | None = None, dest: str = CONFIG_DIR,
-                owner: str = "edge-agent", log=print) -> dict:
+def import_boot(
+    root: str = "/", boot: str | None = None, dest: str = CONFIG_DIR, owner: str = "edge-agent", log=print
+) -> dict:
     """Move what ``image provision`` put on the boot partition into the configuration directory.
 
     Everything is checked first (the files against the manifest's SHA-256, the
@@ -106,8 +109,10 @@ def import_boot(root: str = "/", boot: str | None = None, dest: str = CONFIG_DIR
             data = (src / name).read_bytes()
             want = (manifest.get("files") or {}).get(f"{AGENT_DIR}/{name}", {}).get("sha256")
             if want is not None and hashlib.sha256(data).hexdigest() != want:
-                raise ProvisionError(f"{src / name}: does not match its SHA-256 in {MANIFEST} (a damaged "
-                                     "card?); nothing imported")
+                raise ProvisionError(
+                    f"{src / name}: does not match its SHA-256 in {MANIFEST} (a damaged "
+                    "card?); nothing imported"
+                )
             files[name] = data
         if "node.yaml" in files:
             try:
@@ -126,9 +131,13 @@ def import_boot(root: str = "/", boot: str | None = None, dest: str = CONFIG_DIR
             (src / name).unlink()
             result["removed"].append(f"{AGENT_DIR}/{name}")
             log(f"event=removed_from_card file={src / name}")
-        receipt = {"imported_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   "node_id": manifest.get("node_id"), "instance_id": manifest.get("instance_id"),
-                   "files": result["imported"], "to": dest}
+        receipt = {
+            "imported_at": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "node_id": manifest.get("node_id"),
+            "instance_id": manifest.get("instance_id"),
+            "files": result["imported"],
+            "to": dest,
+        }
         (src / "imported.json").write_text(json.dumps(receipt, indent=2) + "\n")
         _fsync_dir(src)
     net_data = _read_or_none(net)
@@ -139,9 +148,14 @@ def import_boot(root: str = "/", boot: str | None = None, dest: str = CONFIG_DIR
             result["psk_kept"] = True
         else:
             doc = yaml_mapping(net_data, "network-config", str(boot_dir))
-            BootDir(str(boot_dir)).write_all({"network-config": (
-                "# Wi-Fi passphrases removed by edge-agent-import once cloud-init had applied them\n"
-                + yaml.safe_dump(_without_passwords(doc), sort_keys=False)).encode()})
+            BootDir(str(boot_dir)).write_all(
+                {
+                    "network-config": (
+                        "# Wi-Fi passphrases removed by edge-agent-import once cloud-init had applied them\n"
+                        + yaml.safe_dump(_without_passwords(doc), sort_keys=False)
+                    ).encode()
+                }
+            )
             _fsync_dir(boot_dir)
             result["removed"].append("network-config passwords")
             why = "applied by cloud-init" if done else "cloud-init is not installed"

@@ -39,10 +39,10 @@ class ProvisionError(EdgeAgentError, ValueError):
 # --- partition tables -------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Partition:
-    number: int      # 1-based, as the partition table numbers it
-    offset: int      # bytes from the start of the image
-    size: int        # bytes
-    kind: str        # "mbr type 0x0c", "gpt Microsoft basic data", ...
+    number: int  # 1-based, as the partition table numbers it
+    offset: int  # bytes from the start of the image
+    size: int  # bytes
+    kind: str  # "mbr type 0x0c", "gpt Microsoft basic data", ...
 
 
 def _read_at(f, offset: int, length: int) -> bytes:
@@ -71,8 +71,11 @@ def partitions(path: str) -> tuple[str, list[Partition]]:
             entries = [struct.unpack_from("<B3xB3xII", mbr, 446 + 16 * i) for i in range(4)]
             if any(e[1] == _MBR_PROTECTIVE for e in entries):
                 return "gpt", _gpt_partitions(f, path)
-            return "mbr", [Partition(i + 1, start * SECTOR, count * SECTOR, f"mbr type 0x{ptype:02x}")
-                           for i, (_, ptype, start, count) in enumerate(entries) if ptype and count]
+            return "mbr", [
+                Partition(i + 1, start * SECTOR, count * SECTOR, f"mbr type 0x{ptype:02x}")
+                for i, (_, ptype, start, count) in enumerate(entries)
+                if ptype and count
+            ]
     except OSError as exc:
         raise ProvisionError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
@@ -93,13 +96,19 @@ def _gpt_partitions(f, path: str) -> list[Partition]:
         raise ProvisionError(f"{path}: GPT partition entries checksum does not match (a damaged table)")
     out = []
     for i in range(count):
-        e = table[i * entry_size:(i + 1) * entry_size]
+        e = table[i * entry_size : (i + 1) * entry_size]
         type_guid = str(uuid.UUID(bytes_le=bytes(e[:16])))
         if type_guid == "00000000-0000-0000-0000-000000000000":
             continue
         first, last = struct.unpack_from("<QQ", e, 32)
-        out.append(Partition(i + 1, first * SECTOR, (last - first + 1) * SECTOR,
-                             f"gpt {_GPT_FAT_TYPES.get(type_guid, type_guid)}"))
+        out.append(
+            Partition(
+                i + 1,
+                first * SECTOR,
+                (last - first + 1) * SECTOR,
+                f"gpt {_GPT_FAT_TYPES.get(type_guid, type_guid)}",
+            )
+        )
     return out
 
 
@@ -108,13 +117,15 @@ def boot_partition(path: str) -> Partition:
     scheme, parts = partitions(path)
     with open(path, "rb") as f:
         for p in parts:
-            typed_fat = (p.kind.startswith("mbr") and int(p.kind[-2:], 16) in _MBR_FAT_TYPES) or \
-                        (p.kind.startswith("gpt") and p.kind[4:] in _GPT_FAT_TYPES.values())
+            typed_fat = (p.kind.startswith("mbr") and int(p.kind[-2:], 16) in _MBR_FAT_TYPES) or (
+                p.kind.startswith("gpt") and p.kind[4:] in _GPT_FAT_TYPES.values()
+            )
             if typed_fat and _is_fat(_read_at(f, p.offset, SECTOR)):
                 return p
     found = ", ".join(f"{p.number}: {p.kind}" for p in parts) or "none"
-    raise ProvisionError(f"{path}: no FAT boot partition in its {scheme.upper()} partition table "
-                         f"(partitions: {found})")
+    raise ProvisionError(
+        f"{path}: no FAT boot partition in its {scheme.upper()} partition table (partitions: {found})"
+    )
 
 
 # --- the two kinds of target --------------------------------------------------------------------
@@ -162,8 +173,10 @@ class FatImage(_Target):
 
     def __init__(self, path: str, partition: Partition) -> None:
         if shutil.which("mcopy") is None:
-            raise ProvisionError("mtools is not installed (Debian: apt-get install mtools); it writes the "
-                                 "FAT partition without root")
+            raise ProvisionError(
+                "mtools is not installed (Debian: apt-get install mtools); it writes the "
+                "FAT partition without root"
+            )
         self.path = path
         self.partition = partition
         self.name = f"{path} partition {partition.number}"
@@ -193,13 +206,16 @@ class FatImage(_Target):
         proc = self._mtools("mdir", "-b", "-i", self._drive, f"::/{rel_dir}")
         if proc.returncode != 0:
             return set()
-        return {line.rstrip("/").rpartition("/")[2] for line in proc.stdout.decode(errors="replace").splitlines()
-                if line.strip() and not line.endswith("/")}
+        return {
+            line.rstrip("/").rpartition("/")[2]
+            for line in proc.stdout.decode(errors="replace").splitlines()
+            if line.strip() and not line.endswith("/")
+        }
 
     def _mkdirs(self, rel_dir: str) -> None:
         parts = [p for p in rel_dir.split("/") if p]
         for i in range(len(parts)):
-            d = "/".join(parts[:i + 1])
+            d = "/".join(parts[: i + 1])
             if self._mtools("mdir", "-b", "-i", self._drive, f"::/{d}").returncode != 0:
                 proc = self._mtools("mmd", "-i", self._drive, f"::/{d}")
                 if proc.returncode != 0:

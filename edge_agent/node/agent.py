@@ -23,8 +23,9 @@ log = logging.getLogger("edge_agent.service")
 UPLINK_STALL = 15.0  # s without a turn of the uplink loop before the watchdog is withheld
 
 
-def progress_checks(sampler: Sampler, uplink: Uplink,
-                    flush_interval: float) -> list[Callable[[float], str | None]]:
+def progress_checks(
+    sampler: Sampler, uplink: Uplink, flush_interval: float
+) -> list[Callable[[float], str | None]]:
     """The watchdog's conditions: sealing on schedule, and an uplink loop that turns."""
 
     def sealing(now: float) -> str | None:
@@ -51,8 +52,14 @@ class Agent:
     configuration keeps running.
     """
 
-    def __init__(self, cfg: AgentConfig, *, simulate: bool, config_path: str | None = None,
-                 overrides: dict | None = None) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        *,
+        simulate: bool,
+        config_path: str | None = None,
+        overrides: dict | None = None,
+    ) -> None:
         self.cfg = cfg
         self.simulate = simulate
         self.config_path = config_path
@@ -66,31 +73,53 @@ class Agent:
         os.umask(0o077)  # the queue, its WAL and everything else we write: owner only
         ensure_private_dir(cfg.state_dir)
         path = store_path(cfg)
-        log.info("event=start version=%s core=%s node=%s config=%s hash=%s simulate=%s store=%s "
-                 "flush_interval=%gs", __version__, dsp.IMPLEMENTATION, cfg.node_id, cfg.source,
-                 cfg.config_hash, simulate, path, cfg.flush_interval)
+        log.info(
+            "event=start version=%s core=%s node=%s config=%s hash=%s simulate=%s store=%s "
+            "flush_interval=%gs",
+            __version__,
+            dsp.IMPLEMENTATION,
+            cfg.node_id,
+            cfg.source,
+            cfg.config_hash,
+            simulate,
+            path,
+            cfg.flush_interval,
+        )
         if cfg.mqtt.allow_insecure and not cfg.mqtt.broker.tls:
-            log.warning("event=insecure_broker broker=%s reason=%r", cfg.mqtt.broker.url,
-                        "mqtt.allow_insecure is set: data and credentials travel unencrypted")
+            log.warning(
+                "event=insecure_broker broker=%s reason=%r",
+                cfg.mqtt.broker.url,
+                "mqtt.allow_insecure is set: data and credentials travel unencrypted",
+            )
         self.store = BatchStore(path, max_size=cfg.store.max_size, policy=cfg.store.policy, recover=True)
         self.uplink = Uplink(cfg, path)
         probe = SystemProbe()
         self.hardware = self._hardware(cfg)
-        self.sampler = Sampler(cfg, self.store, self.hardware.make, on_sealed=self.uplink.notify,
-                               clock_synchronized=lambda: probe.clock().synchronized,
-                               boot_id=probe.boot_id())
+        self.sampler = Sampler(
+            cfg,
+            self.store,
+            self.hardware.make,
+            on_sealed=self.uplink.notify,
+            clock_synchronized=lambda: probe.clock().synchronized,
+            boot_id=probe.boot_id(),
+        )
         self.notifier = Notifier.from_env()
-        self.watchdog = Watchdog(self.notifier, watchdog_interval(),
-                                 progress_checks(self.sampler, self.uplink, cfg.flush_interval),
-                                 status=self.status)
+        self.watchdog = Watchdog(
+            self.notifier,
+            watchdog_interval(),
+            progress_checks(self.sampler, self.uplink, cfg.flush_interval),
+            status=self.status,
+        )
 
     def _hardware(self, cfg: AgentConfig) -> Hardware | SimulatedHardware:
         return SimulatedHardware(cfg) if self.simulate else Hardware()
 
     def status(self) -> str:
         n, size = self.store.depth()
-        return (f"queue={n} batches ({size} B), link={'up' if self.uplink.connected else 'down'}, "
-                f"sensors={self.sampler.sensors_up()}/{len(self.sampler.slots)} up")
+        return (
+            f"queue={n} batches ({size} B), link={'up' if self.uplink.connected else 'down'}, "
+            f"sensors={self.sampler.sensors_up()}/{len(self.sampler.slots)} up"
+        )
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
@@ -104,13 +133,17 @@ class Agent:
 
         self.reload_event.clear()
         if self.config_path is None:
-            log.warning("event=reload_ignored reason=%r", "running the built-in default node, no file to re-read")
+            log.warning(
+                "event=reload_ignored reason=%r", "running the built-in default node, no file to re-read"
+            )
             return
         try:
             new = with_overrides(load_config(self.config_path), **self.overrides)
             if store_path(new) != store_path(self.cfg):
-                raise ConfigError(f"{self.config_path}: state_dir/store.path: the queue cannot move "
-                                  f"while running (restart the service to move it)")
+                raise ConfigError(
+                    f"{self.config_path}: state_dir/store.path: the queue cannot move "
+                    f"while running (restart the service to move it)"
+                )
         except ConfigError as exc:
             self.rejected_reloads += 1
             log.error("event=reload_rejected error=%r keeping=%s", str(exc), self.cfg.config_hash)
@@ -130,8 +163,13 @@ class Agent:
         self.watchdog.checks = progress_checks(self.sampler, self.uplink, new.flush_interval)
         self.reloads += 1
         self.notifier.ready(self.status())
-        log.info("event=reloaded config=%s hash=%s previous=%s sensors=%d", new.source, new.config_hash,
-                 old.config_hash, len(new.sensors))
+        log.info(
+            "event=reloaded config=%s hash=%s previous=%s sensors=%d",
+            new.source,
+            new.config_hash,
+            old.config_hash,
+            len(new.sensors),
+        )
 
     def _tick(self, now: float) -> float:
         if self.reload_event.is_set():
@@ -144,8 +182,12 @@ class Agent:
 
     def _on_ready(self) -> None:
         self.notifier.ready(self.status())
-        log.info("event=ready sensors_up=%d sensors=%d watchdog=%s", self.sampler.sensors_up(),
-                 len(self.sampler.slots), f"{self.watchdog.interval:g}s" if self.watchdog.interval else "off")
+        log.info(
+            "event=ready sensors_up=%d sensors=%d watchdog=%s",
+            self.sampler.sensors_up(),
+            len(self.sampler.slots),
+            f"{self.watchdog.interval:g}s" if self.watchdog.interval else "off",
+        )
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; seal and commit open batches, then close everything."""
@@ -163,6 +205,11 @@ class Agent:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             self.notifier.close()
-        log.info("event=stop sealed_batches=%d sealed_bytes=%d delivered=%d reloads=%d",
-                 self.sampler.sealed_batches, self.sampler.sealed_bytes, self.uplink.delivered, self.reloads)
+        log.info(
+            "event=stop sealed_batches=%d sealed_bytes=%d delivered=%d reloads=%d",
+            self.sampler.sealed_batches,
+            self.sampler.sealed_bytes,
+            self.uplink.delivered,
+            self.reloads,
+        )
         return 0

@@ -34,9 +34,9 @@ from edge_agent.node.store import BatchStore, StoredBatch
 
 log = logging.getLogger("edge_agent.uplink")
 
-FAILED_RETRY_DELAY = 5.0      # s before a batch whose PUBACK failed is offered again
-RESCAN_INTERVAL = 5.0         # s between reads of the whole queue for rows passed over
-DELETE_EVERY = 0.1            # s acknowledgements gather while batches are in flight
+FAILED_RETRY_DELAY = 5.0  # s before a batch whose PUBACK failed is offered again
+RESCAN_INTERVAL = 5.0  # s between reads of the whole queue for rows passed over
+DELETE_EVERY = 0.1  # s acknowledgements gather while batches are in flight
 
 
 class TokenBucket:
@@ -96,8 +96,12 @@ class Deleter(threading.Thread):
                 try:
                     store.delete_many(pending)
                 except sqlite3.OperationalError as exc:
-                    log.error("event=delete_failed rows=%d error=%r retry_in=%gs", len(pending), str(exc),
-                              self.RETRY)
+                    log.error(
+                        "event=delete_failed rows=%d error=%r retry_in=%gs",
+                        len(pending),
+                        str(exc),
+                        self.RETRY,
+                    )
                     if stopping:
                         break  # delivered but not deleted: sent again next time, deduplicated
                     time.sleep(self.RETRY)
@@ -116,16 +120,16 @@ class DeliveryWindow:
         self.cfg = cfg
         self.started = time.monotonic() if started is None else started  # for mqtt's clock hold
         self.stopping = False  # set by Uplink.stop() (another thread): acks go to the deleter at once
-        self.inflight: dict[int, int] = {}     # mid -> store row id, for the current connection
-        self.hold: dict[int, float] = {}       # row id -> monotonic time it may be retried
-        self.acked: list[int] = []             # row ids acknowledged this turn, deleted together
-        self.deleting: set[int] = set()        # acknowledged, handed to the deleter, not yet gone
+        self.inflight: dict[int, int] = {}  # mid -> store row id, for the current connection
+        self.hold: dict[int, float] = {}  # row id -> monotonic time it may be retried
+        self.acked: list[int] = []  # row ids acknowledged this turn, deleted together
+        self.deleting: set[int] = set()  # acknowledged, handed to the deleter, not yet gone
         self.historical_ids: set[int] = set()
         self.delivered = 0
         self.delivered_historical = 0
         self.failed_acks = 0
         self.backlog_bucket = TokenBucket(cfg.mqtt.backlog_rate, max(1.0, cfg.mqtt.backlog_rate))
-        self.live_from_id = 0              # rows with a larger id were sealed while connected: live
+        self.live_from_id = 0  # rows with a larger id were sealed while connected: live
         # Read cursors: the highest row id handed to paho from each part of the queue, so a
         # turn reads only new rows. A rescan every RESCAN_INTERVAL (and at each connection)
         # goes back for rows passed over: held after a failed PUBACK, or held for the clock.
@@ -155,8 +159,12 @@ class DeliveryWindow:
         if reason_code.is_failure:
             self.failed_acks += 1
             self.hold[row_id] = time.monotonic() + FAILED_RETRY_DELAY
-            log.warning("event=puback_failed row=%d reason=%r retry_in=%ds", row_id, str(reason_code),
-                        FAILED_RETRY_DELAY)
+            log.warning(
+                "event=puback_failed row=%d reason=%r retry_in=%ds",
+                row_id,
+                str(reason_code),
+                FAILED_RETRY_DELAY,
+            )
             return
         self.acked.append(row_id)
         self.delivered += 1
@@ -227,8 +235,9 @@ class DeliveryWindow:
         room -= len(live)
         if room <= 0:
             return
-        for batch in store.oldest(room, skip, hold_unsynced=hold_unsynced, after_id=self.cursor_backlog,
-                                  up_to_id=self.live_from_id):
+        for batch in store.oldest(
+            room, skip, hold_unsynced=hold_unsynced, after_id=self.cursor_backlog, up_to_id=self.live_from_id
+        ):
             if not self.backlog_bucket.take(now) or not self.publish(client, batch, historical=True):
                 return
             self.cursor_backlog = batch.id
@@ -237,8 +246,9 @@ class DeliveryWindow:
         """Queue one batch with paho at QoS 1; False when the link is going down."""
         topic = self._topics.get(batch.stream)
         if topic is None:
-            topic = self._topics[batch.stream] = wire.data_topic(self.cfg.mqtt.topic_prefix, self.cfg.node_id,
-                                                                 batch.stream)
+            topic = self._topics[batch.stream] = wire.data_topic(
+                self.cfg.mqtt.topic_prefix, self.cfg.node_id, batch.stream
+            )
         payload = wire.mark_historical(batch.payload) if historical else batch.payload
         info = client.publish(topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:

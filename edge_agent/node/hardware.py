@@ -33,7 +33,7 @@ from drivers.sim.chip import SimChip
 from edge_agent.config import AgentConfig, SensorConfig
 
 FIRST_READING_WAIT = 12.0  # s: an SCD4x has its first result 5 s after it starts measuring
-POLL = 0.25                # s between reads while a sensor has no result yet
+POLL = 0.25  # s between reads while a sensor has no result yet
 
 
 @runtime_checkable
@@ -62,9 +62,14 @@ def shown_present(driver: Sensor) -> bool:
     return driver.present() if isinstance(driver, SignalledDevice) else True
 
 
-def first_reading(driver: Sensor, wait: float = FIRST_READING_WAIT, *, until_present: bool = False,
-                  clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] = time.sleep) -> Reading:
+def first_reading(
+    driver: Sensor,
+    wait: float = FIRST_READING_WAIT,
+    *,
+    until_present: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Reading:
     """The driver's first reading with values, polled every POLL s for at most ``wait`` s
     (an SCD4x gives none until its first 5 s result), or the last, empty one. With
     ``until_present`` a signalled device is polled until it shows itself too, within the
@@ -112,8 +117,9 @@ class _Hardware:
     def __enter__(self) -> _Hardware:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 

@@ -32,12 +32,18 @@ class HealthReport:
         io = self.probe.process_io()
         t0, wb0, sc0 = self._io_base
         hours = max(now - t0, 1.0) / 3600.0
-        out: dict = {"durable_commits": durable_commits,
-                     "durable_commits_per_hour": round(durable_commits / hours)}
+        out: dict = {
+            "durable_commits": durable_commits,
+            "durable_commits_per_hour": round(durable_commits / hours),
+        }
         if io is not None and wb0 is not None:
-            out.update({"write_bytes": io.get("write_bytes", 0) - wb0,
-                        "write_bytes_per_hour": round((io.get("write_bytes", 0) - wb0) / hours),
-                        "write_syscalls_per_hour": round((io.get("syscw", 0) - (sc0 or 0)) / hours)})
+            out.update(
+                {
+                    "write_bytes": io.get("write_bytes", 0) - wb0,
+                    "write_bytes_per_hour": round((io.get("write_bytes", 0) - wb0) / hours),
+                    "write_syscalls_per_hour": round((io.get("syscw", 0) - (sc0 or 0)) / hours),
+                }
+            )
         return out
 
     def build(self, *, sampler: dict, uplink: dict, store: BatchStore) -> dict:
@@ -61,10 +67,15 @@ class HealthReport:
             "memory": p.memory(),
             "disk": disk_space(self.cfg.state_dir),
             "disk_writes": self._disk_writes(now, sampler["durable_commits"]),
-            "store": {"batches": batches, "bytes": size, "max_bytes": self.cfg.store.max_size,
-                      "oldest_age_s": round(time.time() - oldest, 1) if oldest is not None else None,
-                      "losses": store.losses(), "unstored_since_start": sampler["unstored"],
-                      "recovery": sampler["store_recovery"]},
+            "store": {
+                "batches": batches,
+                "bytes": size,
+                "max_bytes": self.cfg.store.max_size,
+                "oldest_age_s": round(time.time() - oldest, 1) if oldest is not None else None,
+                "losses": store.losses(),
+                "unstored_since_start": sampler["unstored"],
+                "recovery": sampler["store_recovery"],
+            },
             "uplink": uplink,
             "sensors": sampler["sensors"],
             "clock": {"synchronized": clock.synchronized, "source": clock.source},

@@ -33,8 +33,9 @@ class RepeatLimiter(logging.Filter):
     """Pass at most ``burst`` records per (logger, message template, first argument) per
     ``window`` seconds at WARNING and above; count the rest."""
 
-    def __init__(self, burst: int = 5, window: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, burst: int = 5, window: float = 300.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__()
         self.burst, self.window, self.clock = burst, window, clock
         self._state: dict[tuple, list] = {}  # key -> [window start, passed, suppressed]

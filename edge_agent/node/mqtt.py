@@ -41,8 +41,8 @@ class ClientSettings:
     protocol: str = "5"
     keepalive: float = 30.0
     session_expiry: float = 0.0
-    ca_file: str | None = None      # None: the system's CAs
-    cert_file: str | None = None    # with key_file: a client certificate for mutual TLS (PEM)
+    ca_file: str | None = None  # None: the system's CAs
+    cert_file: str | None = None  # with key_file: a client certificate for mutual TLS (PEM)
     key_file: str | None = None
     username: str | None = None
     password_file: str | None = None  # the password on its first line
@@ -64,10 +64,17 @@ class ClientSettings:
         """The node's settings (``mqtt:`` in its configuration). ``persistent=False`` asks for
         a clean session whatever ``mqtt.session_expiry`` says (commission's short check)."""
         keep = m.session_expiry > 0 if persistent is None else persistent
-        return cls(client_id=client_id, protocol=m.protocol, keepalive=m.keepalive,
-                   session_expiry=m.session_expiry if keep else 0.0, ca_file=m.ca_file,
-                   cert_file=m.cert_file, key_file=m.key_file, username=m.username,
-                   password_file=m.password_file)
+        return cls(
+            client_id=client_id,
+            protocol=m.protocol,
+            keepalive=m.keepalive,
+            session_expiry=m.session_expiry if keep else 0.0,
+            ca_file=m.ca_file,
+            cert_file=m.cert_file,
+            key_file=m.key_file,
+            username=m.username,
+            password_file=m.password_file,
+        )
 
 
 def read_secret(path: str) -> str:
@@ -76,8 +83,9 @@ def read_secret(path: str) -> str:
         return f.readline().rstrip("\r\n")
 
 
-def tls_context(ca_file: str | None = None, cert_file: str | None = None,
-                key_file: str | None = None) -> ssl.SSLContext:
+def tls_context(
+    ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+) -> ssl.SSLContext:
     """A client context that verifies the broker's chain (``ca_file``, else the system's CAs)
     and host name, with a client certificate when one is given."""
     ctx = ssl.create_default_context(cafile=ca_file)
@@ -95,8 +103,12 @@ def new_client(settings: ClientSettings, broker: BrokerConfig) -> mqtt.Client:
     protocol = PROTOCOLS[settings.protocol]
     # MQTT 3.1.1 asks for a clean or kept session in the client; MQTT 5 at connect().
     clean_session = not settings.persistent if protocol == mqtt.MQTTv311 else None
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id, protocol=protocol,
-                         clean_session=clean_session)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=settings.client_id,
+        protocol=protocol,
+        clean_session=clean_session,
+    )
     if broker.tls:
         client.tls_set_context(tls_context(settings.ca_file, settings.cert_file, settings.key_file))
     if settings.username is not None:
@@ -130,7 +142,8 @@ def client_for_url(url: str, settings: ClientSettings) -> tuple[mqtt.Client, Bro
     return new_client(settings, broker), broker
 
 
-def make_client(cfg: AgentConfig, client_id: str, broker: BrokerConfig, *,
-                persistent: bool = False) -> mqtt.Client:
+def make_client(
+    cfg: AgentConfig, client_id: str, broker: BrokerConfig, *, persistent: bool = False
+) -> mqtt.Client:
     """A client for one of the node's brokers, from its configuration. Not yet connected."""
     return new_client(ClientSettings.from_config(cfg.mqtt, client_id, persistent=persistent), broker)

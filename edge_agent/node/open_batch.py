@@ -17,8 +17,11 @@ from drivers.registry import SENSOR_TYPES
 from edge_agent import dsp, wire
 from edge_agent.config import ChannelConfig, SensorConfig
 
-QUALITY_KINDS = {wire.QUALITY_OUT_OF_RANGE: "out_of_range", wire.QUALITY_STUCK: "stuck",
-                 wire.QUALITY_WARMING_UP: "warming_up"}
+QUALITY_KINDS = {
+    wire.QUALITY_OUT_OF_RANGE: "out_of_range",
+    wire.QUALITY_STUCK: "stuck",
+    wire.QUALITY_WARMING_UP: "warming_up",
+}
 
 
 class ChannelPipeline:
@@ -77,9 +80,15 @@ class ChannelPipeline:
         self._keep(self.chain.flush())
         if not self.mono_ms:
             return None
-        data = wire.ChannelData(self.cfg.name, self.cfg.unit, self.cfg.resolution,
-                                tuple(t + wall_offset_ms for t in self.mono_ms), tuple(self.values_q),
-                                tuple(self.flags), bin_width=self.cfg.bin_width)
+        data = wire.ChannelData(
+            self.cfg.name,
+            self.cfg.unit,
+            self.cfg.resolution,
+            tuple(t + wall_offset_ms for t in self.mono_ms),
+            tuple(self.values_q),
+            tuple(self.flags),
+            bin_width=self.cfg.bin_width,
+        )
         self.mono_ms, self.values_q, self.flags = [], [], []
         return data
 
@@ -95,14 +104,22 @@ def take_channels(pipes: Iterable[ChannelPipeline], wall_offset_ms: int) -> tupl
     return tuple(c for c in (p.take(wall_offset_ms) for p in pipes) if c is not None)
 
 
-def batch_encoder(node_id: str, stream: str, channels: tuple[wire.ChannelData, ...], *, flags: int,
-                  period_ms: int, version: int) -> Callable[[int], bytes]:
+def batch_encoder(
+    node_id: str,
+    stream: str,
+    channels: tuple[wire.ChannelData, ...],
+    *,
+    flags: int,
+    period_ms: int,
+    version: int,
+) -> Callable[[int], bytes]:
     """``encode(seq)`` for the store's seal: the batch's payload once its number is known."""
     t0 = min(min(c.times_ms) for c in channels)
 
     def encode(seq: int) -> bytes:
-        return wire.encode(wire.Batch(node_id, stream, seq, t0, channels, flags=flags, period_ms=period_ms),
-                           version=version)
+        return wire.encode(
+            wire.Batch(node_id, stream, seq, t0, channels, flags=flags, period_ms=period_ms), version=version
+        )
 
     return encode
 

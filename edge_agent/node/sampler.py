@@ -35,25 +35,29 @@ __all__ = ["SLOT_TOLERANCE", "ChannelPipeline", "Sampler", "SensorSlot", "restam
 log = logging.getLogger("edge_agent.sampler")
 
 REINIT_INTERVAL = 30.0  # seconds before the first attempt to bring a failed sensor up again
-REINIT_MAX = 300.0      # ... doubling per failed attempt up to this
-FAILING_AFTER = 5       # consecutive failed sample slots that mark a sensor failing (closed, re-initialised)
-READ_RETRIES = 3        # retries of a failed read within its sample slot ...
-RETRY_DELAY = 0.02      # ... the first after this many seconds, doubling, all within half the interval
+REINIT_MAX = 300.0  # ... doubling per failed attempt up to this
+FAILING_AFTER = 5  # consecutive failed sample slots that mark a sensor failing (closed, re-initialised)
+READ_RETRIES = 3  # retries of a failed read within its sample slot ...
+RETRY_DELAY = 0.02  # ... the first after this many seconds, doubling, all within half the interval
 EXPIRE_INTERVAL = 60.0  # seconds between passes of the store's time to live
 STATE_SAVE_INTERVAL = 60.0  # seconds between saves of the filter state (and at a clean stop)
-STATE_MAX_AGE = 600.0   # a saved filter state older than this (or of another boot) is not restored
+STATE_MAX_AGE = 600.0  # a saved filter state older than this (or of another boot) is not restored
 
 
 class Sampler:
     """Reads sensors, runs chains, seals batches into the store every flush interval."""
 
-    def __init__(self, cfg: AgentConfig, store: BatchStore,
-                 factory: Callable[[SensorConfig], Sensor],
-                 on_sealed: Callable[[], None] = lambda: None,
-                 clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time,
-                 clock_synchronized: Callable[[], bool] = lambda: True,
-                 boot_id: str | None = None) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        store: BatchStore,
+        factory: Callable[[SensorConfig], Sensor],
+        on_sealed: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        clock_synchronized: Callable[[], bool] = lambda: True,
+        boot_id: str | None = None,
+    ) -> None:
         self.cfg = cfg
         self.store = store
         self.on_sealed = on_sealed
@@ -89,8 +93,12 @@ class Sampler:
             slot.init_failures = 0
             slot.consecutive_failures = 0
             slot.next_due = max(slot.next_due, now)
-            log.info("event=sensor_up sensor=%s type=%s address=0x%02x", slot.cfg.name,
-                     slot.cfg.type, slot.cfg.address)
+            log.info(
+                "event=sensor_up sensor=%s type=%s address=0x%02x",
+                slot.cfg.name,
+                slot.cfg.type,
+                slot.cfg.address,
+            )
         except OSError as exc:
             slot.count_error("init")
             if slot.state != "failing":
@@ -121,13 +129,23 @@ class Sampler:
             delay = RETRY_DELAY * 2 ** (slot.attempt - 1)
             if slot.attempt <= READ_RETRIES and now + delay <= slot.slot_deadline:
                 slot.retry_at = now + delay
-                log.info("event=read_retry sensor=%s error=%r attempt=%d retry_in=%.3fs", slot.cfg.name,
-                         str(exc), slot.attempt, delay)
+                log.info(
+                    "event=read_retry sensor=%s error=%r attempt=%d retry_in=%.3fs",
+                    slot.cfg.name,
+                    str(exc),
+                    slot.attempt,
+                    delay,
+                )
                 return
             slot.missed += 1
             slot.consecutive_failures += 1
-            log.warning("event=read_failed sensor=%s error=%r attempts=%d missed=%d", slot.cfg.name,
-                        str(exc), slot.attempt, slot.missed)
+            log.warning(
+                "event=read_failed sensor=%s error=%r attempts=%d missed=%d",
+                slot.cfg.name,
+                str(exc),
+                slot.attempt,
+                slot.missed,
+            )
             if slot.consecutive_failures >= FAILING_AFTER:
                 state = driver_state(driver)
                 if state is not None:  # its totals come back with the next bring-up
@@ -137,8 +155,12 @@ class Sampler:
                 slot.state = "failing"
                 slot.init_failures = 0
                 delay = self._retry_later(slot, self.clock())
-                log.error("event=sensor_failing sensor=%s consecutive_failures=%d reinit_in=%.0fs",
-                          slot.cfg.name, slot.consecutive_failures, delay)
+                log.error(
+                    "event=sensor_failing sensor=%s consecutive_failures=%d reinit_in=%.0fs",
+                    slot.cfg.name,
+                    slot.consecutive_failures,
+                    delay,
+                )
             return
         slot.consecutive_failures = 0
         slot.samples += 1
@@ -152,8 +174,13 @@ class Sampler:
                 kind = QUALITY_KINDS.get(quality, "flagged")
                 slot.count_error(kind)
                 if kind != "warming_up":  # expected after power-on: counted, not logged
-                    log.warning("event=bad_sample sensor=%s channel=%s kind=%s value=%r", slot.cfg.name,
-                                name, kind, value)
+                    log.warning(
+                        "event=bad_sample sensor=%s channel=%s kind=%s value=%r",
+                        slot.cfg.name,
+                        name,
+                        kind,
+                        value,
+                    )
                 pipe.flag(mono, value, quality)
             else:
                 pipe.push(mono, value)
@@ -176,15 +203,19 @@ class Sampler:
                     pipe.chain.set_state(json.loads(spec_state[1]))
                     n += 1
                 except (ValueError, TypeError) as exc:
-                    log.warning("event=state_not_restored stream=%s channel=%s error=%r", stream, channel, str(exc))
+                    log.warning(
+                        "event=state_not_restored stream=%s channel=%s error=%r", stream, channel, str(exc)
+                    )
         if n:
             log.info("event=filter_state_restored channels=%d", n)
         return n
 
     def save_states(self) -> None:
         """Save every chain's state (after a seal, so lossy stages hold nothing)."""
-        rows = [(stream, channel, pipe.spec_json, json.dumps(pipe.chain.get_state()))
-                for stream, channel, pipe in self._pipes()]
+        rows = [
+            (stream, channel, pipe.spec_json, json.dumps(pipe.chain.get_state()))
+            for stream, channel, pipe in self._pipes()
+        ]
         for slot in self.slots:
             state = driver_state(slot.driver)
             if state is not None:
@@ -201,8 +232,9 @@ class Sampler:
             return
         self.next_expire = now + EXPIRE_INTERVAL
         try:
-            self.store.expire(self.cfg.store.ttl, now=self.wall(), now_mono=now, boot_id=self.boot_id,
-                              wall_trusted=synced)
+            self.store.expire(
+                self.cfg.store.ttl, now=self.wall(), now_mono=now, boot_id=self.boot_id, wall_trusted=synced
+            )
         except DiskFullError as exc:
             log.error("event=expire_failed reason=%r", str(exc))
 
@@ -231,19 +263,34 @@ class Sampler:
             if not channels:
                 continue
             stream = slot.cfg.name
-            encode = batch_encoder(self.cfg.node_id, stream, channels, flags=flags,
-                                   period_ms=max(1, round(slot.cfg.interval * 1000)),
-                                   version=self.cfg.mqtt.wire_version)
+            encode = batch_encoder(
+                self.cfg.node_id,
+                stream,
+                channels,
+                flags=flags,
+                period_ms=max(1, round(slot.cfg.interval * 1000)),
+                version=self.cfg.mqtt.wire_version,
+            )
             try:
-                seq, size = self.store.seal(stream, encode, self.wall(), clock_unsynced=not synced,
-                                            boot_id=self.boot_id, wall_offset_ms=wall_offset_ms,
-                                            sealed_mono=self.clock())
+                seq, size = self.store.seal(
+                    stream,
+                    encode,
+                    self.wall(),
+                    clock_unsynced=not synced,
+                    boot_id=self.boot_id,
+                    wall_offset_ms=wall_offset_ms,
+                    sealed_mono=self.clock(),
+                )
             except DiskFullError as exc:
                 # Keep sampling: count what could not be stored; storing resumes with space.
                 self.unstored[stream] = self.unstored.get(stream, 0) + 1
                 self.store.count_unstored(stream)
-                log.error("event=batch_unstored stream=%s reason=%r unstored=%d", stream, str(exc),
-                          self.unstored[stream])
+                log.error(
+                    "event=batch_unstored stream=%s reason=%r unstored=%d",
+                    stream,
+                    str(exc),
+                    self.unstored[stream],
+                )
                 continue
             if size == 0:
                 continue  # refused by the cap: counted by the store
@@ -283,22 +330,39 @@ class Sampler:
         """What the sampler owns of the health message: sensors, store recovery, disk-full losses."""
         rec = self.store.recovery
         return {
-            "sensors": {s.cfg.name: {"type": s.cfg.type, "state": s.state,
-                                     "samples": s.samples, "missed": s.missed,
-                                     "errors": dict(s.errors_by_kind)}
-                        for s in self.slots},
+            "sensors": {
+                s.cfg.name: {
+                    "type": s.cfg.type,
+                    "state": s.state,
+                    "samples": s.samples,
+                    "missed": s.missed,
+                    "errors": dict(s.errors_by_kind),
+                }
+                for s in self.slots
+            },
             "unstored": dict(self.unstored),
             "durable_commits": self.store.commits,
-            "store_recovery": None if rec is None else {
-                "moved_to": rec.moved_to, "error": rec.error, "salvaged": rec.salvaged,
-                "unreadable": rec.unreadable, "at": rec.at},
+            "store_recovery": None
+            if rec is None
+            else {
+                "moved_to": rec.moved_to,
+                "error": rec.error,
+                "salvaged": rec.salvaged,
+                "unreadable": rec.unreadable,
+                "at": rec.at,
+            },
         }
 
     def sensors_up(self) -> int:
         return sum(1 for s in self.slots if s.driver is not None)
 
-    def run(self, stop: threading.Event, *, on_ready: Callable[[], None] = lambda: None,
-            tick: Callable[[float], float] = lambda now: float("inf")) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        on_ready: Callable[[], None] = lambda: None,
+        tick: Callable[[float], float] = lambda now: float("inf"),
+    ) -> None:
         """Sample on schedule until ``stop`` is set, then seal what is open.
 
         ``on_ready`` is called once every sensor had its first bring-up attempt;
@@ -329,11 +393,15 @@ class Sampler:
                         slot.slot_deadline = self.clock() + slot.cfg.interval / 2
                         self.sample(slot)
                         # Keep the grid: skip missed slots instead of bursting to catch up.
-                        slot.next_due += slot.cfg.interval * max(1, int((now - slot.next_due) // slot.cfg.interval) + 1)
+                        slot.next_due += slot.cfg.interval * max(
+                            1, int((now - slot.next_due) // slot.cfg.interval) + 1
+                        )
                 if now >= next_flush:
                     self.seal()
                     self.last_seal_cycle = now
-                    next_flush += self.cfg.flush_interval * max(1, int((now - next_flush) // self.cfg.flush_interval) + 1)
+                    next_flush += self.cfg.flush_interval * max(
+                        1, int((now - next_flush) // self.cfg.flush_interval) + 1
+                    )
                 next_tick = tick(self.clock())
                 wake = min([next_flush, next_tick] + [s.wake() for s in self.slots])
                 stop.wait(max(0.0, wake - self.clock()))

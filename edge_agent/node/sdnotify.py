@@ -59,7 +59,9 @@ class Notifier:
         return self.notify("WATCHDOG=1")
 
     def reloading(self) -> bool:
-        return self.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        return self.notify(
+            "RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
+        )
 
     def stopping(self) -> bool:
         return self.notify("STOPPING=1")
@@ -96,9 +98,13 @@ class Watchdog:
     either way the pings stop and systemd restarts the service.
     """
 
-    def __init__(self, notifier: Notifier, interval: float | None,
-                 checks: list[Callable[[float], str | None]],
-                 status: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self,
+        notifier: Notifier,
+        interval: float | None,
+        checks: list[Callable[[float], str | None]],
+        status: Callable[[], str] | None = None,
+    ) -> None:
         self.notifier = notifier
         self.interval = interval
         self.checks = checks

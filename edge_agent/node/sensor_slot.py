@@ -10,7 +10,9 @@ from drivers.base import Sensor
 from edge_agent.config import SensorConfig
 from edge_agent.node.open_batch import ChannelPipeline
 
-SLOT_TOLERANCE = 0.1    # a first-attempt read this close to its slot (fraction of the interval) is stamped with it
+SLOT_TOLERANCE = (
+    0.1  # a first-attempt read this close to its slot (fraction of the interval) is stamped with it
+)
 
 
 @dataclass
@@ -23,8 +25,8 @@ class SensorSlot:
     driver: Sensor | None = None
     next_due: float = 0.0
     next_init: float = 0.0
-    missed: int = 0             # sample slots that gave no reading, all retries failed
-    attempt: int = 0            # failed reads so far in the current slot
+    missed: int = 0  # sample slots that gave no reading, all retries failed
+    attempt: int = 0  # failed reads so far in the current slot
     retry_at: float | None = None
     slot_time: float | None = None  # monotonic time the current slot is scheduled at
     slot_deadline: float = 0.0  # no retry of the current slot after this
@@ -47,8 +49,11 @@ class SensorSlot:
         within SLOT_TOLERANCE of an interval from it at the first attempt, which is the rule,
         so that the wire format stores a regular series as its schedule alone; else the
         time it was read (a retry, a late loop: an exception on the wire)."""
-        if self.slot_time is not None and self.attempt == 0 and \
-                abs(mono - self.slot_time) <= SLOT_TOLERANCE * self.cfg.interval:
+        if (
+            self.slot_time is not None
+            and self.attempt == 0
+            and abs(mono - self.slot_time) <= SLOT_TOLERANCE * self.cfg.interval
+        ):
             return self.slot_time
         return mono
 

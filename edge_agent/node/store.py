@@ -36,8 +36,17 @@ from edge_agent.node.store_file import (
     open_checked,
 )
 
-__all__ = ["DRIVER_STATE", "POLICIES", "SCHEMA_VERSION", "BatchStore", "DiskFullError", "Recovery",
-           "StoredBatch", "ensure_private_dir", "is_disk_full"]
+__all__ = [
+    "DRIVER_STATE",
+    "POLICIES",
+    "SCHEMA_VERSION",
+    "BatchStore",
+    "DiskFullError",
+    "Recovery",
+    "StoredBatch",
+    "ensure_private_dir",
+    "is_disk_full",
+]
 
 log = logging.getLogger("edge_agent.store")
 
@@ -64,7 +73,8 @@ class StoredBatch(NamedTuple):
 def is_disk_full(exc: BaseException) -> bool:
     """Whether SQLite failed for want of space (SQLITE_FULL: the disk, or max_page_count)."""
     return isinstance(exc, sqlite3.OperationalError) and (
-        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc))
+        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
+    )
 
 
 class BatchStore:
@@ -75,8 +85,9 @@ class BatchStore:
     corrupt file aside instead of failing.
     """
 
-    def __init__(self, path: str, *, max_size: int | None = None, policy: str = "drop_oldest",
-                 recover: bool = False) -> None:
+    def __init__(
+        self, path: str, *, max_size: int | None = None, policy: str = "drop_oldest", recover: bool = False
+    ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"store policy must be one of {POLICIES}, got {policy!r}")
         self.path = path
@@ -119,9 +130,17 @@ class BatchStore:
             raise
 
     # --- writing ------------------------------------------------------------------------------
-    def seal(self, stream: str, encode: Callable[[int], bytes], sealed_at: float, *,
-             clock_unsynced: bool = False, boot_id: str | None = None,
-             wall_offset_ms: int | None = None, sealed_mono: float | None = None) -> tuple[int, int]:
+    def seal(
+        self,
+        stream: str,
+        encode: Callable[[int], bytes],
+        sealed_at: float,
+        *,
+        clock_unsynced: bool = False,
+        boot_id: str | None = None,
+        wall_offset_ms: int | None = None,
+        sealed_mono: float | None = None,
+    ) -> tuple[int, int]:
         """Commit one batch in one transaction; ``encode(seq)`` gives its payload.
 
         Returns (sequence number, payload size), or (sequence number, 0) when the
@@ -133,25 +152,40 @@ class BatchStore:
             row = db.execute("SELECT next_seq FROM stream_seq WHERE stream = ?", (stream,)).fetchone()
             seq = row[0] if row else 0
             payload = encode(seq)
-            db.execute("INSERT INTO stream_seq (stream, next_seq) VALUES (?, ?) "
-                       "ON CONFLICT (stream) DO UPDATE SET next_seq = excluded.next_seq",
-                       (stream, seq + 1))
+            db.execute(
+                "INSERT INTO stream_seq (stream, next_seq) VALUES (?, ?) "
+                "ON CONFLICT (stream) DO UPDATE SET next_seq = excluded.next_seq",
+                (stream, seq + 1),
+            )
             stored = self.max_size is None or store_bounds.make_room(
-                db, stream, len(payload), used=self.depth()[1], max_size=self.max_size, policy=self.policy)
+                db, stream, len(payload), used=self.depth()[1], max_size=self.max_size, policy=self.policy
+            )
             if stored:
-                db.execute("INSERT INTO batches (stream, seq, sealed, payload, clock_unsynced, boot_id, "
-                           "wall_offset_ms, sealed_mono) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           (stream, seq, sealed_at, payload, int(clock_unsynced), boot_id,
-                            wall_offset_ms, sealed_mono))
+                db.execute(
+                    "INSERT INTO batches (stream, seq, sealed, payload, clock_unsynced, boot_id, "
+                    "wall_offset_ms, sealed_mono) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        stream,
+                        seq,
+                        sealed_at,
+                        payload,
+                        int(clock_unsynced),
+                        boot_id,
+                        wall_offset_ms,
+                        sealed_mono,
+                    ),
+                )
         self.commits += 1
         return seq, len(payload) if stored else 0
 
-    def expire(self, ttl: float, *, now: float, now_mono: float, boot_id: str | None,
-               wall_trusted: bool) -> dict[str, int]:
+    def expire(
+        self, ttl: float, *, now: float, now_mono: float, boot_id: str | None, wall_trusted: bool
+    ) -> dict[str, int]:
         """Delete batches older than ``ttl`` seconds; count them per stream as expired
         (store_bounds.expired_where says how a batch's age is measured)."""
-        where = store_bounds.expired_where(ttl, now=now, now_mono=now_mono, boot_id=boot_id,
-                                           wall_trusted=wall_trusted)
+        where = store_bounds.expired_where(
+            ttl, now=now, now_mono=now_mono, boot_id=boot_id, wall_trusted=wall_trusted
+        )
         if where is None:
             return {}
         with self._transaction() as db:
@@ -169,8 +203,15 @@ class BatchStore:
             return False
 
     # --- reading and deleting --------------------------------------------------------------
-    def oldest(self, limit: int, skip: Collection[int] = (), *, hold_unsynced: bool = False,
-               after_id: int | None = None, up_to_id: int | None = None) -> list[StoredBatch]:
+    def oldest(
+        self,
+        limit: int,
+        skip: Collection[int] = (),
+        *,
+        hold_unsynced: bool = False,
+        after_id: int | None = None,
+        up_to_id: int | None = None,
+    ) -> list[StoredBatch]:
         """Up to ``limit`` batches, oldest first, leaving out the row ids in ``skip``;
         with ``hold_unsynced``, not those stamped before the clock was synchronised;
         optionally only row ids in (after_id, up_to_id]."""
@@ -186,7 +227,8 @@ class BatchStore:
         where = ("WHERE " + " AND ".join(conds) + " ") if conds else ""
         rows = self._db.execute(
             f"SELECT id, stream, seq, payload FROM batches {where}ORDER BY id LIMIT ?",
-            (*args, limit + len(skip))).fetchall()
+            (*args, limit + len(skip)),
+        ).fetchall()
         return [StoredBatch._make(r) for r in rows if r[0] not in skip][:limit]
 
     def newest_id(self) -> int:
@@ -194,8 +236,9 @@ class BatchStore:
         row = self._db.execute("SELECT max(id) FROM batches").fetchone()
         return row[0] or 0
 
-    def restamp_unsynced(self, boot_id: str, wall_offset_ms: int,
-                         restamp: Callable[[bytes, int], bytes]) -> int:
+    def restamp_unsynced(
+        self, boot_id: str, wall_offset_ms: int, restamp: Callable[[bytes, int], bytes]
+    ) -> int:
         """Re-time this boot's batches stamped before the clock was synchronised.
 
         Their samples were taken on this boot's monotonic clock, so shifting them
@@ -205,16 +248,20 @@ class BatchStore:
         keep their clock_unsynced flag. Returns how many batches were restamped
         (in one transaction).
         """
-        rows = self._db.execute("SELECT id, payload, wall_offset_ms FROM batches "
-                                "WHERE clock_unsynced = 1 AND boot_id = ?", (boot_id,)).fetchall()
+        rows = self._db.execute(
+            "SELECT id, payload, wall_offset_ms FROM batches WHERE clock_unsynced = 1 AND boot_id = ?",
+            (boot_id,),
+        ).fetchall()
         if not rows:
             return 0
         with self._transaction() as db:
             for row_id, payload, old_offset in rows:
                 shift = wall_offset_ms - (old_offset or 0)
-                db.execute("UPDATE batches SET payload = ?, clock_unsynced = 0, wall_offset_ms = ?, "
-                           "sealed = sealed + ? WHERE id = ?",
-                           (restamp(payload, shift), wall_offset_ms, shift / 1000.0, row_id))
+                db.execute(
+                    "UPDATE batches SET payload = ?, clock_unsynced = 0, wall_offset_ms = ?, "
+                    "sealed = sealed + ? WHERE id = ?",
+                    (restamp(payload, shift), wall_offset_ms, shift / 1000.0, row_id),
+                )
         return len(rows)
 
     def delete(self, row_id: int) -> bool:
@@ -227,8 +274,10 @@ class BatchStore:
         with self._transaction() as db:
             # One statement: SQLite runs it without the GIL from start to end, where
             # executemany would take the GIL back between rows.
-            return db.execute("DELETE FROM batches WHERE id IN (SELECT value FROM json_each(?))",
-                              (json.dumps(list(row_ids)),)).rowcount
+            return db.execute(
+                "DELETE FROM batches WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(row_ids)),),
+            ).rowcount
 
     def checkpoint(self) -> None:
         """Copy the WAL into the main file and truncate it."""
@@ -257,26 +306,34 @@ class BatchStore:
             out.setdefault(stream, {})[reason] = count
         return out
 
-    def save_chain_states(self, states: list[tuple[str, str, str, str]], boot_id: str | None,
-                          mono: float) -> None:
+    def save_chain_states(
+        self, states: list[tuple[str, str, str, str]], boot_id: str | None, mono: float
+    ) -> None:
         """Keep (stream, channel, spec JSON, state JSON) rows, replacing older ones, in one transaction."""
         with self._transaction() as db:
-            db.executemany("INSERT OR REPLACE INTO chain_state VALUES (?, ?, ?, ?, ?, ?)",
-                           [(*row, boot_id, mono) for row in states])
+            db.executemany(
+                "INSERT OR REPLACE INTO chain_state VALUES (?, ?, ?, ?, ?, ?)",
+                [(*row, boot_id, mono) for row in states],
+            )
 
-    def chain_states(self, boot_id: str | None, newer_than_mono: float) -> dict[tuple[str, str], tuple[str, str]]:
+    def chain_states(
+        self, boot_id: str | None, newer_than_mono: float
+    ) -> dict[tuple[str, str], tuple[str, str]]:
         """Saved states of this boot younger than the given monotonic time: (stream, channel) -> (spec, state)."""
         if boot_id is None:
             return {}
-        rows = self._db.execute("SELECT stream, channel, spec, state FROM chain_state "
-                                "WHERE boot_id = ? AND mono >= ?", (boot_id, newer_than_mono)).fetchall()
+        rows = self._db.execute(
+            "SELECT stream, channel, spec, state FROM chain_state WHERE boot_id = ? AND mono >= ?",
+            (boot_id, newer_than_mono),
+        ).fetchall()
         return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
     def driver_states(self) -> dict[str, str]:
         """Saved driver states (JSON) by stream, whatever boot or age: totals such as an energy
         meter's must survive reboots too."""
-        rows = self._db.execute("SELECT stream, state FROM chain_state WHERE channel = ?",
-                                (DRIVER_STATE,)).fetchall()
+        rows = self._db.execute(
+            "SELECT stream, state FROM chain_state WHERE channel = ?", (DRIVER_STATE,)
+        ).fetchall()
         return dict(rows)
 
     def next_seq(self, stream: str) -> int:

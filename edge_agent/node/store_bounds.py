@@ -19,13 +19,16 @@ POLICIES = ("drop_oldest", "refuse_newest")
 
 def count_loss(db: sqlite3.Connection, stream: str, reason: str, n: int = 1) -> None:
     """Add ``n`` batches lost for ``reason`` (dropped, refused, expired, unstored) to the stream's count."""
-    db.execute("INSERT INTO losses (stream, reason, count) VALUES (?, ?, ?) ON CONFLICT "
-               "(stream, reason) DO UPDATE SET count = count + excluded.count",
-               (stream, reason, n))
+    db.execute(
+        "INSERT INTO losses (stream, reason, count) VALUES (?, ?, ?) ON CONFLICT "
+        "(stream, reason) DO UPDATE SET count = count + excluded.count",
+        (stream, reason, n),
+    )
 
 
-def make_room(db: sqlite3.Connection, stream: str, size: int, *, used: int, max_size: int,
-              policy: str) -> bool:
+def make_room(
+    db: sqlite3.Connection, stream: str, size: int, *, used: int, max_size: int, policy: str
+) -> bool:
     """Apply the cap for a new payload of ``size`` bytes with ``used`` bytes waiting;
     False if it must not be stored (refused and counted)."""
     if used + size <= max_size:
@@ -51,8 +54,9 @@ def make_room(db: sqlite3.Connection, stream: str, size: int, *, used: int, max_
     return True
 
 
-def expired_where(ttl: float, *, now: float, now_mono: float, boot_id: str | None,
-                  wall_trusted: bool) -> tuple[str, list] | None:
+def expired_where(
+    ttl: float, *, now: float, now_mono: float, boot_id: str | None, wall_trusted: bool
+) -> tuple[str, list] | None:
     """The SQL condition (and its arguments) of batches older than ``ttl`` seconds, or None
     when no batch can be aged.
 
@@ -67,8 +71,9 @@ def expired_where(ttl: float, *, now: float, now_mono: float, boot_id: str | Non
         args += [boot_id, now_mono - ttl]
     if wall_trusted:
         # a batch sealed on an unsynchronised clock has no trustworthy wall age: the cap bounds it
-        clauses.append("(clock_unsynced = 0 AND (boot_id IS NULL OR boot_id != ? OR sealed_mono IS NULL) "
-                       "AND sealed < ?)")
+        clauses.append(
+            "(clock_unsynced = 0 AND (boot_id IS NULL OR boot_id != ? OR sealed_mono IS NULL) AND sealed < ?)"
+        )
         args += [boot_id or "", now - ttl]
     if not clauses:
         return None
@@ -77,8 +82,9 @@ def expired_where(ttl: float, *, now: float, now_mono: float, boot_id: str | Non
 
 def delete_expired(db: sqlite3.Connection, where: str, args: list) -> dict[str, int]:
     """Delete the batches ``where`` selects; count them per stream as expired."""
-    counts = dict(db.execute(f"SELECT stream, count(*) FROM batches WHERE {where} GROUP BY stream",
-                             args).fetchall())
+    counts = dict(
+        db.execute(f"SELECT stream, count(*) FROM batches WHERE {where} GROUP BY stream", args).fetchall()
+    )
     if counts:
         db.execute(f"DELETE FROM batches WHERE {where}", args)
         for s, n in counts.items():

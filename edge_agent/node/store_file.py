@@ -139,8 +139,12 @@ def recover(path: str, error: Exception) -> tuple[sqlite3.Connection, Recovery]:
     db = open_checked(path)
     rec = Recovery(moved_to=aside, error=str(error))
     _salvage(db, aside, rec)
-    log.error("event=store_recovered moved_to=%s salvaged_batches=%d unreadable=%d",
-              aside, rec.salvaged, rec.unreadable)
+    log.error(
+        "event=store_recovered moved_to=%s salvaged_batches=%d unreadable=%d",
+        aside,
+        rec.salvaged,
+        rec.unreadable,
+    )
     return db, rec
 
 
@@ -158,16 +162,23 @@ def _salvage(db: sqlite3.Connection, aside: str, rec: Recovery) -> None:
             rec.unreadable += 1
         for row_id in _readable_ids(old):
             try:
-                row = old.execute("SELECT stream, seq, sealed, payload, clock_unsynced, boot_id, "
-                                  "wall_offset_ms, sealed_mono FROM batches WHERE id = ?",
-                                  (row_id,)).fetchone()
-                db.execute("INSERT OR IGNORE INTO batches (stream, seq, sealed, payload, "
-                           "clock_unsynced, boot_id, wall_offset_ms, sealed_mono) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+                row = old.execute(
+                    "SELECT stream, seq, sealed, payload, clock_unsynced, boot_id, "
+                    "wall_offset_ms, sealed_mono FROM batches WHERE id = ?",
+                    (row_id,),
+                ).fetchone()
+                db.execute(
+                    "INSERT OR IGNORE INTO batches (stream, seq, sealed, payload, "
+                    "clock_unsynced, boot_id, wall_offset_ms, sealed_mono) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
                 # never hand out a salvaged batch's number again
-                db.execute("INSERT INTO stream_seq (stream, next_seq) VALUES (?, ?) ON CONFLICT "
-                           "(stream) DO UPDATE SET next_seq = max(next_seq, excluded.next_seq)",
-                           (row[0], row[1] + 1))
+                db.execute(
+                    "INSERT INTO stream_seq (stream, next_seq) VALUES (?, ?) ON CONFLICT "
+                    "(stream) DO UPDATE SET next_seq = max(next_seq, excluded.next_seq)",
+                    (row[0], row[1] + 1),
+                )
                 rec.salvaged += 1
             except (sqlite3.DatabaseError, TypeError):
                 rec.unreadable += 1

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 # get_throttled bits (Raspberry Pi firmware): now in the low half, "since boot" in the high half.
 THROTTLE_BITS = {
-    "under_voltage": 0, "freq_capped": 1, "throttled": 2, "soft_temp_limit": 3,
+    "under_voltage": 0,
+    "freq_capped": 1,
+    "throttled": 2,
+    "soft_temp_limit": 3,
 }
 _SINCE_BOOT_SHIFT = 16
 _TIME_ERROR = 5  # adjtimex(2): "clock not synchronized"

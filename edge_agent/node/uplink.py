@@ -56,9 +56,9 @@ from edge_agent.node.store import BatchStore
 
 log = logging.getLogger("edge_agent.uplink")
 
-OFFLINE_LOG_INTERVAL = 30.0   # s between "still offline" log lines
-CONNECT_TIMEOUT = 10.0        # s for TCP + TLS + CONNACK before an attempt counts as failed
-POLL = 0.05                   # s the network wait may last while nothing else happens
+OFFLINE_LOG_INTERVAL = 30.0  # s between "still offline" log lines
+CONNECT_TIMEOUT = 10.0  # s for TCP + TLS + CONNACK before an attempt counts as failed
+POLL = 0.05  # s the network wait may last while nothing else happens
 
 Event = tuple[str, int | None, Any]  # (kind, client generation or None, argument)
 
@@ -110,7 +110,7 @@ class Uplink(threading.Thread):
         self.settings = ClientSettings.from_config(cfg.mqtt, client_id)
         self.broker_index = 0
         self.client: mqtt.Client | None = None
-        self.generation = 0                # which client the events belong to
+        self.generation = 0  # which client the events belong to
         self.attempt_started: float | None = None
         self.next_attempt = 0.0
 
@@ -135,19 +135,22 @@ class Uplink(threading.Thread):
         return self.window.inflight
 
     # --- paho's callbacks: they run inside _network(), on the uplink's own thread ---------------
-    def _on_connect(self, client: mqtt.Client, gen: int, flags: Any, reason_code: ReasonCode,
-                    properties: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, gen: int, flags: Any, reason_code: ReasonCode, properties: Any
+    ) -> None:
         self.events.put(("connect", gen, reason_code))
 
     def _on_connect_fail(self, client: mqtt.Client, gen: int) -> None:
         self.events.put(("connect_fail", gen, None))
 
-    def _on_disconnect(self, client: mqtt.Client, gen: int, flags: Any, reason_code: ReasonCode,
-                       properties: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, gen: int, flags: Any, reason_code: ReasonCode, properties: Any
+    ) -> None:
         self.events.put(("disconnect", gen, reason_code))
 
-    def _on_publish(self, client: mqtt.Client, gen: int, mid: int, reason_code: ReasonCode,
-                    properties: Any) -> None:
+    def _on_publish(
+        self, client: mqtt.Client, gen: int, mid: int, reason_code: ReasonCode, properties: Any
+    ) -> None:
         # Runs inside _network() on the uplink thread: book the ack directly (no queue).
         if gen == self.generation:
             self.window.acknowledge(mid, reason_code)
@@ -170,8 +173,10 @@ class Uplink(threading.Thread):
 
     # --- the uplink's own thread ---------------------------------------------------------------
     def _status_payload(self, state: str) -> bytes:
-        return json.dumps({"node": self.cfg.node_id, "state": state, "version": __version__,
-                           "core": dsp.IMPLEMENTATION}, separators=(",", ":")).encode()
+        return json.dumps(
+            {"node": self.cfg.node_id, "state": state, "version": __version__, "core": dsp.IMPLEMENTATION},
+            separators=(",", ":"),
+        ).encode()
 
     def _start_attempt(self, now: float) -> None:
         m = self.cfg.mqtt
@@ -262,8 +267,13 @@ class Uplink(threading.Thread):
         m = self.cfg.mqtt
         store = BatchStore(self.store_path)
         self.deleter.start()
-        log.info("event=uplink_start brokers=%s protocol=%s inflight=%d session_expiry=%gs",
-                 ",".join(b.url for b in m.brokers), m.protocol, m.inflight, m.session_expiry)
+        log.info(
+            "event=uplink_start brokers=%s protocol=%s inflight=%d session_expiry=%gs",
+            ",".join(b.url for b in m.brokers),
+            m.protocol,
+            m.inflight,
+            m.session_expiry,
+        )
         # First "offline" line 2 s after start if no broker answers; then every 30 s.
         last_offline_log = time.monotonic() - OFFLINE_LOG_INTERVAL + 2.0
         try:
@@ -271,8 +281,11 @@ class Uplink(threading.Thread):
                 now = self.last_tick = time.monotonic()
                 if self.client is None and not self._stop_requested.is_set() and now >= self.next_attempt:
                     self._start_attempt(now)
-                elif (not self.connected and self.attempt_started is not None
-                      and now - self.attempt_started > CONNECT_TIMEOUT + 2.0):
+                elif (
+                    not self.connected
+                    and self.attempt_started is not None
+                    and now - self.attempt_started > CONNECT_TIMEOUT + 2.0
+                ):
                     self.connect_failures += 1
                     self._schedule_retry(now)
                 if self.client is not None:
@@ -282,8 +295,9 @@ class Uplink(threading.Thread):
                     self._network(0.0 if self.events.qsize() else POLL)
                 try:
                     if self.client is None:
-                        self._handle(store, *self.events.get(
-                            timeout=max(0.05, min(0.5, self.next_attempt - now))))
+                        self._handle(
+                            store, *self.events.get(timeout=max(0.05, min(0.5, self.next_attempt - now)))
+                        )
                     while True:  # everything already queued before publishing more
                         self._handle(store, *self.events.get_nowait())
                 except queue.Empty:
@@ -294,16 +308,23 @@ class Uplink(threading.Thread):
                 elif time.monotonic() - last_offline_log >= OFFLINE_LOG_INTERVAL:
                     last_offline_log = time.monotonic()
                     n, size = store.depth()
-                    log.warning("event=uplink_offline broker=%s backlog_batches=%d backlog_bytes=%d "
-                                "failed_attempts=%d", self.broker.url, n, size, self.connect_failures)
+                    log.warning(
+                        "event=uplink_offline broker=%s backlog_batches=%d backlog_bytes=%d "
+                        "failed_attempts=%d",
+                        self.broker.url,
+                        n,
+                        size,
+                        self.connect_failures,
+                    )
                 if self._stop_requested.is_set():
                     drained = self.window.drained(store, connected=self.connected)
                     if drained or time.monotonic() >= (self._drain_deadline or 0):
                         break
         finally:
             if self.connected and self.client is not None:
-                info = self.client.publish(self.status_topic, self._status_payload("offline"), qos=1,
-                                           retain=True)
+                info = self.client.publish(
+                    self.status_topic, self._status_payload("offline"), qos=1, retain=True
+                )
                 deadline = time.monotonic() + 2.0
                 while not info.is_published() and time.monotonic() < deadline:
                     if self._network(0.1) != mqtt.MQTT_ERR_SUCCESS:
@@ -313,8 +334,12 @@ class Uplink(threading.Thread):
             self.deleter.join()
             n, _ = store.depth()
             store.close()
-            log.info("event=uplink_stop delivered=%d historical=%d pending=%d", self.delivered,
-                     self.delivered_historical, n)
+            log.info(
+                "event=uplink_stop delivered=%d historical=%d pending=%d",
+                self.delivered,
+                self.delivered_historical,
+                n,
+            )
 
     def _handle(self, store: BatchStore, kind: str, gen: int | None, arg) -> None:
         if gen is not None and gen != self.generation:
@@ -343,8 +368,12 @@ class Uplink(threading.Thread):
         elif kind in ("disconnect", "connect_fail"):
             if self.connected:
                 self.reconnects += 1
-                log.warning("event=uplink_disconnected broker=%s reason=%r inflight=%d",
-                            self.broker.url, str(arg), len(self.inflight))
+                log.warning(
+                    "event=uplink_disconnected broker=%s reason=%r inflight=%d",
+                    self.broker.url,
+                    str(arg),
+                    len(self.inflight),
+                )
                 self.backoff.reset()
             else:
                 self.connect_failures += 1
@@ -353,11 +382,16 @@ class Uplink(threading.Thread):
             self._schedule_retry(now)
 
     def _publish_health(self, store: BatchStore, part: dict) -> None:
-        uplink = {"state": "connected" if self.connected else "disconnected",
-                  "broker": self.broker.url, "reconnects": self.reconnects,
-                  "connect_failures": self.connect_failures, "delivered": self.delivered,
-                  "delivered_historical": self.delivered_historical, "failed_acks": self.failed_acks,
-                  "inflight": len(self.inflight)}
+        uplink = {
+            "state": "connected" if self.connected else "disconnected",
+            "broker": self.broker.url,
+            "reconnects": self.reconnects,
+            "connect_failures": self.connect_failures,
+            "delivered": self.delivered,
+            "delivered_historical": self.delivered_historical,
+            "failed_acks": self.failed_acks,
+            "inflight": len(self.inflight),
+        }
         report = self.health.build(sampler=part, uplink=uplink, store=store)
         assert self.client is not None  # only while connected
         self.client.publish(self.health_topic, json.dumps(report, separators=(",", ":")).encode(), qos=1)

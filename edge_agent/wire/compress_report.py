@@ -47,10 +47,14 @@ def read_series(path: str) -> tuple[list[float], list[float]]:
                 except ValueError:
                     if lineno == 1 and not ts:
                         continue  # a header
-                    raise ConfigError(f"{path}:{lineno}: expected two numbers t,value, got {','.join(row)!r}") from None
+                    raise ConfigError(
+                        f"{path}:{lineno}: expected two numbers t,value, got {','.join(row)!r}"
+                    ) from None
                 if ts and t <= ts[-1]:
-                    raise ConfigError(f"{path}:{lineno}: time {t:g} does not come after {ts[-1]:g} "
-                                      f"(rows must be in increasing time)")
+                    raise ConfigError(
+                        f"{path}:{lineno}: time {t:g} does not come after {ts[-1]:g} "
+                        f"(rows must be in increasing time)"
+                    )
                 ts.append(t)
                 xs.append(x)
     except OSError as exc:
@@ -72,8 +76,9 @@ def schedule_ms(ts: list[float]) -> int:
 MODES = ("swing", "bound")
 
 
-def compress_report(ts: list[float], xs: list[float], resolution: float,
-                    deviation: float | None = None, mode: str = "swing") -> dict:
+def compress_report(
+    ts: list[float], xs: list[float], resolution: float, deviation: float | None = None, mode: str = "swing"
+) -> dict:
     """Run, encode, decode and compare; the figures `compress-report` prints."""
     if not resolution > 0:
         raise ConfigError(f"--resolution must be greater than zero, got {resolution!r}")
@@ -90,8 +95,14 @@ def compress_report(ts: list[float], xs: list[float], resolution: float,
         if end is not None:
             pts.append(end)
     t0 = round(ts[0] * 1000)
-    ch = wire.ChannelData("value", "", step, tuple(round(t * 1000) for t, _ in pts),
-                          tuple(wire.quantise(y, step) for _, y in pts), bin_width=width)
+    ch = wire.ChannelData(
+        "value",
+        "",
+        step,
+        tuple(round(t * 1000) for t, _ in pts),
+        tuple(wire.quantise(y, step) for _, y in pts),
+        bin_width=width,
+    )
     batch = wire.Batch("report", "series", 0, t0, (ch,), period_ms=schedule_ms(ts))
     payload = wire.encode(batch)
     raw = wire.encode(batch, deflate=False) if payload[3] & wire.FLAG_DEFLATE else payload
@@ -109,7 +120,9 @@ def compress_report(ts: list[float], xs: list[float], resolution: float,
         else:
             y = ky[j] + (ky[j + 1] - ky[j]) * (tm - kt[j]) / (kt[j + 1] - kt[j])
         worst = max(worst, abs(y - x))
-    value_bytes = len(wire.value_block(ch.values_q, width, season=wire.season_for(batch.period_ms, len(pts)))[0])
+    value_bytes = len(
+        wire.value_block(ch.values_q, width, season=wire.season_for(batch.period_ms, len(pts)))[0]
+    )
     n = len(ts)
     return {
         "samples": n,
@@ -131,15 +144,21 @@ def compress_report(ts: list[float], xs: list[float], resolution: float,
 
 
 def format_report(name: str, r: dict) -> str:
-    mode = {"swing": f"swinging door, deviation {r['deviation']:g}",
-            "bound": f"error-bounded quantisation, deviation {r['deviation']:g}",
-            "lossless": "lossless"}[r["mode"]]
-    return "\n".join([
-        f"{Path(name).name}: {r['samples']} samples, {mode}, resolution {r['resolution']:g}",
-        f"  points kept        {r['points_kept']} ({r['points_kept'] / r['samples']:.1%})",
-        (f"  on the wire        {r['payload_bytes']} B: {r['bits_per_sample']} bits/sample, "
-         f"{r['bits_per_value']} bits/value for the values (wire version {r['wire_version']}, "
-         f"predictor {r['predictor']})"),
-        f"  largest error      {r['max_abs_error']:.6g} (bound {r['bound']:g})",
-        f"  compression ratio  {r['compression_ratio']}x against 16 B per raw (t, value) sample",
-    ])
+    mode = {
+        "swing": f"swinging door, deviation {r['deviation']:g}",
+        "bound": f"error-bounded quantisation, deviation {r['deviation']:g}",
+        "lossless": "lossless",
+    }[r["mode"]]
+    return "\n".join(
+        [
+            f"{Path(name).name}: {r['samples']} samples, {mode}, resolution {r['resolution']:g}",
+            f"  points kept        {r['points_kept']} ({r['points_kept'] / r['samples']:.1%})",
+            (
+                f"  on the wire        {r['payload_bytes']} B: {r['bits_per_sample']} bits/sample, "
+                f"{r['bits_per_value']} bits/value for the values (wire version {r['wire_version']}, "
+                f"predictor {r['predictor']})"
+            ),
+            f"  largest error      {r['max_abs_error']:.6g} (bound {r['bound']:g})",
+            f"  compression ratio  {r['compression_ratio']}x against 16 B per raw (t, value) sample",
+        ]
+    )

@@ -46,16 +46,21 @@ def decode(payload: bytes) -> Batch:
     if len(payload) < 8:
         raise WireFormatError(f"payload of {len(payload)} bytes is too short to be a batch")
     if payload[:2] != MAGIC:
-        raise WireFormatError(f"bad magic {payload[:2].hex()} (expected {MAGIC.hex()}): not an edge-agent batch")
+        raise WireFormatError(
+            f"bad magic {payload[:2].hex()} (expected {MAGIC.hex()}): not an edge-agent batch"
+        )
     version = payload[2]
     if version not in VERSIONS:
-        raise WireFormatError(f"unsupported wire format version {version} (this decoder knows "
-                              f"{', '.join(map(str, VERSIONS))})")
+        raise WireFormatError(
+            f"unsupported wire format version {version} (this decoder knows {', '.join(map(str, VERSIONS))})"
+        )
     (crc,) = struct.unpack_from("<I", payload, len(payload) - 4)
     actual = kernels.crc32c(payload[:-4])
     if crc != actual:
-        raise WireFormatError(f"checksum mismatch: payload says {crc:08x}, content gives {actual:08x} "
-                              f"(corrupted in the store or on the way)")
+        raise WireFormatError(
+            f"checksum mismatch: payload says {crc:08x}, content gives {actual:08x} "
+            f"(corrupted in the store or on the way)"
+        )
     if version >= 2:
         return _decode_v2(payload, payload[3])
     return _decode_v1(payload)
@@ -103,8 +108,9 @@ def _decode_v1(payload: bytes) -> Batch:
         channels.append(ChannelData(name, unit, resolution, tuple(times), tuple(values), tuple(qflags)))
     if r.pos != r.end:
         raise WireFormatError(f"{r.end - r.pos} unexpected bytes after the last channel")
-    return Batch(node=node, stream=stream, seq=seq, t0_ms=t0, channels=tuple(channels),
-                 flags=flags, version=1)
+    return Batch(
+        node=node, stream=stream, seq=seq, t0_ms=t0, channels=tuple(channels), flags=flags, version=1
+    )
 
 
 def _decode_v2(payload: bytes, flags: int) -> Batch:
@@ -154,12 +160,32 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
         block = r.block(f"{what} values")
         values, predictor, season = _read_values(block, shape, n, width, version, what, name)
         qflags = _read_flags(r, what, name, n) if shape & SHAPE_FLAGS else []
-        channels.append(ChannelData(name, unit, resolution, tuple(times), tuple(values), tuple(qflags),
-                                    encoding=version, bin_width=width, predictor=predictor, season=season))
+        channels.append(
+            ChannelData(
+                name,
+                unit,
+                resolution,
+                tuple(times),
+                tuple(values),
+                tuple(qflags),
+                encoding=version,
+                bin_width=width,
+                predictor=predictor,
+                season=season,
+            )
+        )
     if r.pos != r.end:
         raise WireFormatError(f"{r.end - r.pos} unexpected bytes after the last channel")
-    return Batch(node=node, stream=stream, seq=seq, t0_ms=t0, channels=tuple(channels),
-                 flags=flags & ~FLAG_DEFLATE, version=version, period_ms=period)
+    return Batch(
+        node=node,
+        stream=stream,
+        seq=seq,
+        t0_ms=t0,
+        channels=tuple(channels),
+        flags=flags & ~FLAG_DEFLATE,
+        version=version,
+        period_ms=period,
+    )
 
 
 def _read_times(r: Reader, shape: int, n: int, t0: int, period: int, what: str, name: str) -> list[int]:
@@ -184,8 +210,9 @@ def _read_times(r: Reader, shape: int, n: int, t0: int, period: int, what: str, 
     return [t0 + k * period + offsets.get(i, 0) for i, k in enumerate(ks)]
 
 
-def _read_values(block: bytes, shape: int, n: int, width: int, version: int, what: str,
-                 name: str) -> tuple[list[int], int, int]:
+def _read_values(
+    block: bytes, shape: int, n: int, width: int, version: int, what: str, name: str
+) -> tuple[list[int], int, int]:
     """A channel's values from its value block: (values, predictor, season)."""
     predictor = (shape & SHAPE_PREDICTOR) >> 3
     season = 0
@@ -193,8 +220,10 @@ def _read_values(block: bytes, shape: int, n: int, width: int, version: int, wha
         if version < 3:
             raise WireFormatError(f"{what} ({name}): shape says both runs and Rice codes")
         if predictor:
-            raise WireFormatError(f"{what} ({name}): coded values with predictor bits {predictor} "
-                                  "in the shape (the block names the predictor)")
+            raise WireFormatError(
+                f"{what} ({name}): coded values with predictor bits {predictor} "
+                "in the shape (the block names the predictor)"
+            )
         rb = Reader(block, len(block))
         predictor = rb.uvarint(f"{what} predictor")
         if predictor >= len(PREDICTORS):
@@ -203,7 +232,7 @@ def _read_values(block: bytes, shape: int, n: int, width: int, version: int, wha
             season = rb.uvarint(f"{what} season")
             if season < 1:
                 raise WireFormatError(f"{what} ({name}): season 0")
-        residuals = kernels.rc_decode(block[rb.pos:], n, f"{what} values")
+        residuals = kernels.rc_decode(block[rb.pos :], n, f"{what} values")
     elif shape & SHAPE_RICE:
         residuals = unpack_rice(block, n, f"{what} values")
     elif shape & SHAPE_RUNS:
@@ -211,7 +240,7 @@ def _read_values(block: bytes, shape: int, n: int, width: int, version: int, wha
         nonzero = rb.uvarint(f"{what} non-zero count")
         if nonzero > n:
             raise WireFormatError(f"{what} ({name}): {nonzero} non-zero residuals of {n}")
-        items = unpack_simple8b(block[rb.pos:], 2 * nonzero + 1, f"{what} values")
+        items = unpack_simple8b(block[rb.pos :], 2 * nonzero + 1, f"{what} values")
         residuals = from_zero_runs(items)
         if len(residuals) != n:
             raise WireFormatError(f"{what} ({name}): runs make {len(residuals)} values, not {n}")

@@ -46,7 +46,16 @@ class SeqTracker:
         out = []
         for (node, stream), st in sorted(self.streams.items()):
             gaps = st.gaps()
-            out.append({"node": node, "stream": stream, "received": len(st.seen),
-                        "first": min(st.seen), "last": max(st.seen), "duplicates": st.duplicates,
-                        "missing": sum(b - a + 1 for a, b in gaps), "gaps": [list(g) for g in gaps]})
+            out.append(
+                {
+                    "node": node,
+                    "stream": stream,
+                    "received": len(st.seen),
+                    "first": min(st.seen),
+                    "last": max(st.seen),
+                    "duplicates": st.duplicates,
+                    "missing": sum(b - a + 1 for a, b in gaps),
+                    "gaps": [list(g) for g in gaps],
+                }
+            )
         return out

@@ -36,8 +36,9 @@ from edge_agent.wire.predict import season_for
 from edge_agent.wire.varint import put_str, put_uvarint, zigzag
 
 
-def value_block(qs: Sequence[int], width: int = 1, predictor: int | None = None, season: int = 0,
-                coded: bool = True) -> tuple[bytes, int, int]:
+def value_block(
+    qs: Sequence[int], width: int = 1, predictor: int | None = None, season: int = 0, coded: bool = True
+) -> tuple[bytes, int, int]:
     """The smallest block of the predictors' residuals: (block, predictor, shape bits of the
     predictor and form). ``season`` > 0 adds the seasonal predictor with that period;
     ``coded`` False keeps to version 2's forms and predictors.
@@ -97,8 +98,11 @@ def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> byt
             body += struct.pack("<d", ch.resolution)
         put_uvarint(body, n)
         regular, has_exceptions, times = kernels.times_section(ch.times_ms, batch.t0_ms, period)
-        shape = (SHAPE_REGULAR if regular else 0) | (SHAPE_EXCEPTIONS if has_exceptions else 0) | \
-            (SHAPE_FLAGS if ch.flags else 0)
+        shape = (
+            (SHAPE_REGULAR if regular else 0)
+            | (SHAPE_EXCEPTIONS if has_exceptions else 0)
+            | (SHAPE_FLAGS if ch.flags else 0)
+        )
         shape_at = len(body)
         body.append(shape)
         body += times
@@ -205,4 +209,6 @@ def mark_historical(payload: bytes) -> bytes:
         flag[3] = FLAG_HISTORICAL
         delta = _HISTORICAL_DELTA[n] = kernels.crc32c(bytes(flag)) ^ kernels.crc32c(bytes(n))
     crc = int.from_bytes(payload[-4:], "little") ^ delta
-    return b"".join((payload[:3], bytes((payload[3] | FLAG_HISTORICAL,)), payload[4:-4], crc.to_bytes(4, "little")))
+    return b"".join(
+        (payload[:3], bytes((payload[3] | FLAG_HISTORICAL,)), payload[4:-4], crc.to_bytes(4, "little"))
+    )

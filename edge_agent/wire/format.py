@@ -5,44 +5,59 @@ flags of a sample and the limits a decoder holds. Codes here are never reused.""
 from __future__ import annotations
 
 MAGIC = b"EA"
-VERSION = 3                # what encode() writes when a channel needs it (else 2, for older decoders)
-VERSIONS = (1, 2, 3)       # what decode() reads
+VERSION = 3  # what encode() writes when a channel needs it (else 2, for older decoders)
+VERSIONS = (1, 2, 3)  # what decode() reads
 ENCODING_DELTA_VARINT = 1  # version 1: timestamps delta-of-delta ms; values zigzag deltas as varints
-FLAG_HISTORICAL = 0x01     # sent from the backlog, not live
+FLAG_HISTORICAL = 0x01  # sent from the backlog, not live
 FLAG_CLOCK_UNSYNCED = 0x02  # wall clock was not known to be synchronised when sampled
-FLAG_DEFLATE = 0x04        # versions 2, 3: the body after the flags byte is raw DEFLATE (RFC 1951)
+FLAG_DEFLATE = 0x04  # versions 2, 3: the body after the flags byte is raw DEFLATE (RFC 1951)
 # Version 2, per channel: what follows its sample count
-SHAPE_REGULAR = 0x01       # consecutive slots from the first one: no time block
-SHAPE_EXCEPTIONS = 0x02    # some times are off their slot: a list of offsets follows
-SHAPE_FLAGS = 0x04         # some samples carry quality flags: the sparse list follows
-SHAPE_PREDICTOR = 0x18     # bits 3-4: how values are predicted from the ones before (PREDICTORS)
+SHAPE_REGULAR = 0x01  # consecutive slots from the first one: no time block
+SHAPE_EXCEPTIONS = 0x02  # some times are off their slot: a list of offsets follows
+SHAPE_FLAGS = 0x04  # some samples carry quality flags: the sparse list follows
+SHAPE_PREDICTOR = 0x18  # bits 3-4: how values are predicted from the ones before (PREDICTORS)
 PREDICTORS = ("previous", "linear", "mean8", "trend8", "zero", "seasonal")  # 0-3 also in shape bits 3-4
-PREDICTOR_ZERO = 4         # version 3, coded form only: the residual is the value itself
-PREDICTOR_SEASONAL = 5     # version 3, coded form only: the step one season ago repeats
-SHAPE_BINNED = 0x20        # residuals are in bins of `width` steps: lossy within width / 2
-SHAPE_RUNS = 0x40          # the residuals are sent as runs of zeros and the values between
-SHAPE_RICE = 0x80          # the residuals are Rice codes, a parameter per partition of RICE_PART
-SHAPE_CODED = 0xC0         # version 3 (runs and Rice together): predictor in the block, range-coded
+PREDICTOR_ZERO = 4  # version 3, coded form only: the residual is the value itself
+PREDICTOR_SEASONAL = 5  # version 3, coded form only: the step one season ago repeats
+SHAPE_BINNED = 0x20  # residuals are in bins of `width` steps: lossy within width / 2
+SHAPE_RUNS = 0x40  # the residuals are sent as runs of zeros and the values between
+SHAPE_RICE = 0x80  # the residuals are Rice codes, a parameter per partition of RICE_PART
+SHAPE_CODED = 0xC0  # version 3 (runs and Rice together): predictor in the block, range-coded
 RICE_PART = 64
-DAY_MS = 86_400_000        # the season the encoder tries when a batch holds more than two of it
+DAY_MS = 86_400_000  # the season the encoder tries when a batch holds more than two of it
 
 # Version 2: channels every decoder knows by a one-byte kind, so a batch need not spell out
 # their names and units. Kind 0 is a channel named in the payload. Codes are never reused.
 KNOWN_CHANNELS: dict[int, tuple[str, str]] = {
-    1: ("temperature", "°C"), 2: ("humidity", "%"), 3: ("pressure", "hPa"), 4: ("gas", "Ω"),
-    5: ("co2", "ppm"), 6: ("pm1_0", "µg/m³"), 7: ("pm2_5", "µg/m³"), 8: ("pm10", "µg/m³"),
-    9: ("particles_0_3um", "/0.1L"), 10: ("particles_0_5um", "/0.1L"), 11: ("particles_1_0um", "/0.1L"),
-    12: ("particles_2_5um", "/0.1L"), 13: ("particles_5_0um", "/0.1L"), 14: ("particles_10um", "/0.1L"),
-    15: ("bus_voltage", "V"), 16: ("shunt_voltage", "mV"), 17: ("current", "A"), 18: ("power", "W"),
-    19: ("energy", "Wh"), 20: ("energy", "kWh"), 21: ("pulses", ""),
+    1: ("temperature", "°C"),
+    2: ("humidity", "%"),
+    3: ("pressure", "hPa"),
+    4: ("gas", "Ω"),
+    5: ("co2", "ppm"),
+    6: ("pm1_0", "µg/m³"),
+    7: ("pm2_5", "µg/m³"),
+    8: ("pm10", "µg/m³"),
+    9: ("particles_0_3um", "/0.1L"),
+    10: ("particles_0_5um", "/0.1L"),
+    11: ("particles_1_0um", "/0.1L"),
+    12: ("particles_2_5um", "/0.1L"),
+    13: ("particles_5_0um", "/0.1L"),
+    14: ("particles_10um", "/0.1L"),
+    15: ("bus_voltage", "V"),
+    16: ("shunt_voltage", "mV"),
+    17: ("current", "A"),
+    18: ("power", "W"),
+    19: ("energy", "Wh"),
+    20: ("energy", "kWh"),
+    21: ("pulses", ""),
 }
 KIND_OF: dict[tuple[str, str], int] = {v: k for k, v in KNOWN_CHANNELS.items()}  # (name, unit) -> kind
 # Quality flags of one sample (the sparse exception list): a flagged sample is the raw value
 # as read, kept outside the filter chain and not part of the reconstruction.
 QUALITY_OUT_OF_RANGE = 0x01  # outside the chip's physical range
-QUALITY_STUCK = 0x02         # the same raw value for longer than the sensor's stuck_after
-QUALITY_INVALID = 0x04       # failed the chip's checksum/CRC or validity bit
-QUALITY_WARMING_UP = 0x08    # taken while the sensor was warming up (e.g. a PMSA003I's first 30 s)
+QUALITY_STUCK = 0x02  # the same raw value for longer than the sensor's stuck_after
+QUALITY_INVALID = 0x04  # failed the chip's checksum/CRC or validity bit
+QUALITY_WARMING_UP = 0x08  # taken while the sensor was warming up (e.g. a PMSA003I's first 30 s)
 
 MAX_BODY = 1 << 20  # a version-2 body inflates to at most this many bytes
 MAX_CHANNEL_SAMPLES = 1 << 20  # a decoder refuses channels claiming more samples

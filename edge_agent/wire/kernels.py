@@ -39,8 +39,17 @@ from edge_agent.wire import rangecoder as _rangecoder
 from edge_agent.wire import sections as _sections
 from edge_agent.wire import varint as _varint
 
-__all__ = ["crc32c", "pack_rice", "pack_simple8b", "rc_decode", "rc_encode", "residuals",
-           "times_section", "value_block", "zigzags"]
+__all__ = [
+    "crc32c",
+    "pack_rice",
+    "pack_simple8b",
+    "rc_decode",
+    "rc_encode",
+    "residuals",
+    "times_section",
+    "value_block",
+    "zigzags",
+]
 
 crc32c: Callable[..., int] = compiled.crc32c if compiled else _crc32c.crc32c
 rc_encode: Callable[..., bytes] = compiled.rc_encode if compiled else _rangecoder.rc_encode
@@ -75,7 +84,8 @@ def times_section(times_ms: Sequence[int], t0_ms: int, period: int) -> tuple[boo
     return _compiled_or_twin(_compiled_times_section, _sections.times_section, times_ms, t0_ms, period)
 
 
-def value_block(qs: Sequence[int], width: int, kinds: list[int], season: int,
-                coded: bool) -> tuple[bytes, int, int]:
+def value_block(
+    qs: Sequence[int], width: int, kinds: list[int], season: int, coded: bool
+) -> tuple[bytes, int, int]:
     """(block, predictor, shape bits), the smallest of ``kinds``: see sections.value_block."""
     return _compiled_or_twin(_compiled_value_block, _sections.value_block, qs, width, kinds, season, coded)

@@ -38,7 +38,9 @@ class ChannelData:
     values_q: tuple[int, ...]
     flags: tuple[tuple[int, int], ...] = ()  # (sample index, quality flags), only where non-zero
     encoding: int = field(default=ENCODING_DELTA_VARINT, compare=False)  # as decoded: the payload's version
-    bin_width: int = 1  # versions 2, 3, error-bounded: each value within bin_width // 2 steps of its quantised value
+    bin_width: int = (
+        1  # versions 2, 3, error-bounded: each value within bin_width // 2 steps of its quantised value
+    )
     predictor: int | None = field(default=None, compare=False)  # as decoded; re-encoding keeps it
     season: int = field(default=0, compare=False)  # as decoded: the seasonal predictor's period in samples
 
@@ -64,8 +66,15 @@ class Batch:
         for ch in self.channels:
             qflags = dict(ch.flags)
             for i, (t_ms, value) in enumerate(zip(ch.times_ms, ch.values())):
-                row = {"node": self.node, "stream": self.stream, "seq": self.seq,
-                       "channel": ch.name, "unit": ch.unit, "t": t_ms / 1000.0, "value": value}
+                row = {
+                    "node": self.node,
+                    "stream": self.stream,
+                    "seq": self.seq,
+                    "channel": ch.name,
+                    "unit": ch.unit,
+                    "t": t_ms / 1000.0,
+                    "value": value,
+                }
                 if i in qflags:
                     row["quality"] = qflags[i]
                 if self.flags & FLAG_HISTORICAL:
@@ -76,8 +85,9 @@ class Batch:
 def restamp(batch: Batch, shift_ms: int) -> Batch:
     """The batch with every time moved by ``shift_ms`` and its clock_unsynced flag cleared."""
     channels = tuple(replace(c, times_ms=tuple(t + shift_ms for t in c.times_ms)) for c in batch.channels)
-    return replace(batch, t0_ms=batch.t0_ms + shift_ms, channels=channels,
-                   flags=batch.flags & ~FLAG_CLOCK_UNSYNCED)
+    return replace(
+        batch, t0_ms=batch.t0_ms + shift_ms, channels=channels, flags=batch.flags & ~FLAG_CLOCK_UNSYNCED
+    )
 
 
 def decimal_resolution(resolution: float) -> tuple[int, int]:
@@ -95,4 +105,4 @@ def decimal_resolution(resolution: float) -> tuple[int, int]:
 
 def resolution_of(m: int, e: int) -> float:
     """m * 10**e as the float the encoder's decimal_resolution checked against."""
-    return m * 10.0 ** e if e >= 0 else m / 10 ** -e
+    return m * 10.0**e if e >= 0 else m / 10**-e

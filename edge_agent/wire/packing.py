@@ -19,8 +19,24 @@ from edge_agent.wire.varint import put_uvarint
 # byte, not eight: its high 4 bits say how many runs in a row (1 to 16), so one byte stands
 # for up to 3840 zeros. The block's last word may hold fewer values than its selector says
 # (the count of values is known) and is cut after its last non-zero byte.
-_S8B = ((240, 0), (120, 0), (60, 1), (30, 2), (20, 3), (15, 4), (12, 5), (10, 6), (8, 7), (7, 8),
-        (6, 10), (5, 12), (4, 15), (3, 20), (2, 30), (1, 60))
+_S8B = (
+    (240, 0),
+    (120, 0),
+    (60, 1),
+    (30, 2),
+    (20, 3),
+    (15, 4),
+    (12, 5),
+    (10, 6),
+    (8, 7),
+    (7, 8),
+    (6, 10),
+    (5, 12),
+    (4, 15),
+    (3, 20),
+    (2, 30),
+    (1, 60),
+)
 
 
 def pack_simple8b(values: list[int]) -> bytes:
@@ -51,7 +67,7 @@ def pack_simple8b(values: list[int]) -> bytes:
             if max(values[i:end]) < (1 << bits):
                 break
         else:
-            raise ValueError(f"value {max(values[i:i + 60])} does not fit Simple-8b (at most 2**60 - 1)")
+            raise ValueError(f"value {max(values[i : i + 60])} does not fit Simple-8b (at most 2**60 - 1)")
         if min(values[i:end]) < 0:
             raise ValueError("Simple-8b holds non-negative integers")
         word, shift = sel, 4
@@ -81,7 +97,7 @@ def unpack_simple8b(block: bytes, n: int, what: str = "block") -> list[int]:
             out.extend([0] * min(count * runs, n - len(out)))
             pos += 1
             continue
-        word = int.from_bytes(block[pos:pos + 8], "little") >> 4
+        word = int.from_bytes(block[pos : pos + 8], "little") >> 4
         pos += 8
         mask = (1 << bits) - 1
         for _ in range(min(count, n - len(out))):
@@ -121,7 +137,7 @@ def pack_rice(values: list[int]) -> bytes:
     with zeros."""
     bits: list[str] = []
     for start in range(0, len(values), RICE_PART):
-        part = values[start:start + RICE_PART]
+        part = values[start : start + RICE_PART]
         k0 = max(0, int(math.log2(sum(part) / len(part) + 1)) - 1)
         k = min(range(k0, min(k0 + 4, 61)), key=lambda k: sum((v >> k) for v in part) + len(part) * (k + 1))
         bits.append(format(k, "06b"))
@@ -142,13 +158,13 @@ def unpack_rice(block: bytes, n: int, what: str = "block") -> list[int]:
     pos = 0
     try:
         while len(out) < n:
-            k = int(text[pos:pos + 6], 2)
+            k = int(text[pos : pos + 6], 2)
             pos += 6
             for _ in range(min(RICE_PART, n - len(out))):
                 end = text.index("0", pos)
                 q = end - pos
                 pos = end + 1
-                low = int(text[pos:pos + k], 2) if k else 0
+                low = int(text[pos : pos + k], 2) if k else 0
                 if k and pos + k > len(text):
                     raise ValueError
                 pos += k

@@ -31,7 +31,7 @@ def predict(kind: int, hist: list[int], i: int, season: int = 0) -> int:
         return hist[i - 1]
     if kind == 1:
         return 2 * hist[i - 1] - hist[i - 2]
-    window = hist[max(0, i - 8):i]
+    window = hist[max(0, i - 8) : i]
     m = len(window)
     if kind == 2 or m < 2:
         return (2 * sum(window) + m) // (2 * m)

@@ -59,8 +59,9 @@ def coded_block(residuals: list[int], kind: int, season: int) -> bytes:
     return bytes(head) + rc_encode(residuals).ljust(-(-len(residuals) // MAX_PER_BYTE), b"\0")
 
 
-def value_block(qs: Sequence[int], width: int, kinds: list[int], season: int,
-                coded: bool) -> tuple[bytes, int, int]:
+def value_block(
+    qs: Sequence[int], width: int, kinds: list[int], season: int, coded: bool
+) -> tuple[bytes, int, int]:
     """Every predictor of ``kinds`` in each of its forms, the smallest block kept (the
     earlier on a tie): (block, predictor, shape bits of the predictor and form). Version
     2's forms come first for predictors 0-3, so a tie keeps the payload readable by older

@@ -52,8 +52,9 @@ class Reader:
 
     def need(self, n: int, what: str) -> None:
         if self.pos + n > self.end:
-            raise WireFormatError(f"truncated payload: {what} at byte {self.pos} needs {n} bytes, "
-                                  f"{self.end - self.pos} left")
+            raise WireFormatError(
+                f"truncated payload: {what} at byte {self.pos} needs {n} bytes, {self.end - self.pos} left"
+            )
 
     def byte(self, what: str) -> int:
         self.need(1, what)
@@ -79,7 +80,7 @@ class Reader:
     def string(self, what: str) -> str:
         n = self.uvarint(f"{what} length")
         self.need(n, what)
-        raw = bytes(self.buf[self.pos:self.pos + n])
+        raw = bytes(self.buf[self.pos : self.pos + n])
         self.pos += n
         try:
             return raw.decode("utf-8")
@@ -90,7 +91,7 @@ class Reader:
         n = self.uvarint(f"{what} length")
         self.need(n, what)
         self.pos += n
-        return bytes(self.buf[self.pos - n:self.pos])
+        return bytes(self.buf[self.pos - n : self.pos])
 
     def f64(self, what: str) -> float:
         self.need(8, what)
