@@ -13,8 +13,15 @@ from edge_agent.cli.exitcodes import EXIT_OK
 def _credentials(args: argparse.Namespace):
     from edge_agent.field.provision import Credentials
 
-    return Credentials(ca=args.ca, cert=args.cert, key=args.key, password_file=args.password_file,
-                       wifi_ssid=args.wifi_ssid, wifi_psk_file=args.wifi_psk_file, hostname=args.hostname)
+    return Credentials(
+        ca=args.ca,
+        cert=args.cert,
+        key=args.key,
+        password_file=args.password_file,
+        wifi_ssid=args.wifi_ssid,
+        wifi_psk_file=args.wifi_psk_file,
+        hostname=args.hostname,
+    )
 
 
 def cmd_image_provision(args: argparse.Namespace) -> int:
@@ -25,8 +32,10 @@ def cmd_image_provision(args: argparse.Namespace) -> int:
         print(json.dumps(m))
     else:
         secrets = [rel for rel, f in m["files"].items() if f["secret"]]
-        print(f"{args.target}: provisioned node {m['node_id']} (instance {m['instance_id']}), "
-              f"{len(m['files'])} files, {len(secrets)} of them secret: removed from the card at first boot")
+        print(
+            f"{args.target}: provisioned node {m['node_id']} (instance {m['instance_id']}), "
+            f"{len(m['files'])} files, {len(secrets)} of them secret: removed from the card at first boot"
+        )
     return EXIT_OK
 
 
@@ -49,13 +58,15 @@ def cmd_image_inspect(args: argparse.Namespace) -> int:
     present = [n for n, there in info["credentials"].items() if there]
     print(f"  credentials present: {', '.join(present) or 'none'}")
     ci = info["cloud_init"]
-    print(f"  cloud-init: instance {ci['instance_id'] or '-'}, hostname {ci['hostname'] or '-'}, "
-          f"Wi-Fi {', '.join(ci['wifi_ssids']) or '-'}")
+    print(
+        f"  cloud-init: instance {ci['instance_id'] or '-'}, hostname {ci['hostname'] or '-'}, "
+        f"Wi-Fi {', '.join(ci['wifi_ssids']) or '-'}"
+    )
     return EXIT_OK
 
 
 def cmd_image_provision_batch(args: argparse.Namespace) -> int:
-    from edge_agent.field.provision import provision_batch
+    from edge_agent.field.batch import provision_batch
 
     tty = sys.stderr.isatty()
 
@@ -72,8 +83,10 @@ def cmd_image_provision_batch(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         for img in summary["images"]:
-            print(f"{img['image']}: node {img['node_id']}{' at ' + img['site'] if img['site'] else ''}, "
-                  f"instance {img['instance_id']}")
+            print(
+                f"{img['image']}: node {img['node_id']}{' at ' + img['site'] if img['site'] else ''}, "
+                f"instance {img['instance_id']}"
+            )
         print(f"{len(summary['images'])} image(s) in {summary['out']} in {summary['seconds']} s")
     return EXIT_OK
 
@@ -81,8 +94,13 @@ def cmd_image_provision_batch(args: argparse.Namespace) -> int:
 def cmd_image_import(args: argparse.Namespace) -> int:
     from edge_agent.field.firstboot import import_boot
 
-    result = import_boot(root=args.root, boot=args.boot, dest=args.dest, owner=args.owner,
-                         log=lambda line: print(line, flush=True))
+    result = import_boot(
+        root=args.root,
+        boot=args.boot,
+        dest=args.dest,
+        owner=args.owner,
+        log=lambda line: print(line, flush=True),
+    )
     if args.json:
         print(json.dumps(result))
     return EXIT_OK
@@ -91,10 +109,15 @@ def cmd_image_import(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     im = sub.add_parser("image", help="SD images: provision a node's card, inspect one")
     isub = im.add_subparsers(dest="image_command", required=True, metavar="ACTION")
-    ip = isub.add_parser("provision", help="write one node's configuration and credentials onto the "
-                         "boot partition of an image, a card or a mounted boot directory")
+    ip = isub.add_parser(
+        "provision",
+        help="write one node's configuration and credentials onto the "
+        "boot partition of an image, a card or a mounted boot directory",
+    )
     ip.add_argument("target", metavar="IMAGE_OR_BOOT_DIR")
-    ip.add_argument("--config", required=True, metavar="FILE", help="the node configuration (validated first)")
+    ip.add_argument(
+        "--config", required=True, metavar="FILE", help="the node configuration (validated first)"
+    )
     ip.add_argument("--ca", metavar="FILE", help="CA certificate of the broker (PEM)")
     ip.add_argument("--cert", metavar="FILE", help="client certificate for mutual TLS (PEM)")
     ip.add_argument("--key", metavar="FILE", help="its private key (PEM)")
@@ -111,19 +134,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     ib = isub.add_parser("provision-batch", help="one provisioned card image per row of a CSV of nodes")
     ib.add_argument("base", metavar="BASE_IMAGE")
-    ib.add_argument("csv", metavar="NODES_CSV", help="header: node_id[,site,hostname,config,ca,cert,key,"
-                    "password_file,wifi_ssid,wifi_psk_file]; paths relative to the CSV")
+    ib.add_argument(
+        "csv",
+        metavar="NODES_CSV",
+        help="header: node_id[,site,hostname,config,ca,cert,key,"
+        "password_file,wifi_ssid,wifi_psk_file]; paths relative to the CSV",
+    )
     ib.add_argument("--out", required=True, metavar="DIR", help="where NODE_ID.img files are made")
-    ib.add_argument("--config", metavar="TEMPLATE", help="configuration for rows without a config column "
-                    "(node.id is set from the row)")
+    ib.add_argument(
+        "--config",
+        metavar="TEMPLATE",
+        help="configuration for rows without a config column (node.id is set from the row)",
+    )
     ib.add_argument("--json", action="store_true", help="print the summary as JSON")
     ib.set_defaults(func=cmd_image_provision_batch)
 
-    it = isub.add_parser("import", help="first boot, as root: move the provisioned files from the boot "
-                         "partition into the configuration directory (edge-agent-import.service)")
+    it = isub.add_parser(
+        "import",
+        help="first boot, as root: move the provisioned files from the boot "
+        "partition into the configuration directory (edge-agent-import.service)",
+    )
     it.add_argument("--root", default="/", metavar="DIR", help="the system's root (default /)")
-    it.add_argument("--boot", default=None, metavar="DIR", help="the boot partition (default /boot/firmware, "
-                    "else /boot)")
+    it.add_argument(
+        "--boot", default=None, metavar="DIR", help="the boot partition (default /boot/firmware, else /boot)"
+    )
     it.add_argument("--dest", default="/etc/edge-agent", metavar="DIR", help="configuration directory")
     it.add_argument("--owner", default="edge-agent", metavar="USER", help="the service user (or UID:GID)")
     it.add_argument("--json", action="store_true", help="print what was done as JSON")

@@ -1,7 +1,7 @@
 """Provisioning SD cards: one node's configuration and credentials onto the FAT boot
 partition of an image file, a card (a block device) or a mounted boot directory
 (``edge_agent.field.sdcard`` finds and writes it, without root); one card image per
-row of a CSV; what a card carries (``inspect``). The node's first boot takes the files
+row of a CSV (``edge_agent.field.batch``); what a card carries (``inspect``). The node's first boot takes the files
 from there (``edge_agent.field.firstboot``). Everything is checked before anything is
 written: the node configuration validates, every credentials file is readable, the
 target has a FAT boot partition and is writable.
@@ -29,7 +29,6 @@ import dataclasses
 import datetime as _dt
 import hashlib
 import json
-import os
 import uuid
 from pathlib import Path
 
@@ -37,7 +36,7 @@ import yaml
 
 from edge_agent import __version__
 from edge_agent.config import parse_config
-from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.errors import ConfigError
 from edge_agent.field.sdcard import BootDir, FatImage, ProvisionError, open_target
 
 AGENT_DIR = "edge-agent"
@@ -51,6 +50,7 @@ CREDENTIALS = {
     "client.key": ("key_file", True),
     "mqtt-password": ("password_file", True),
 }
+
 
 # --- provisioning -----------------------------------------------------------------------------
 @dataclasses.dataclass
@@ -87,8 +87,13 @@ def _first_line(data: bytes, what: str, path: str) -> str:
 def _valid_hostname(name: str) -> bool:
     labels = name.split(".")
     return 0 < len(name) <= 253 and all(
-        0 < len(lb) <= 63 and lb[0] != "-" and lb[-1] != "-" and all(c.isalnum() or c == "-" for c in lb)
-        and lb.isascii() for lb in labels)
+        0 < len(lb) <= 63
+        and lb[0] != "-"
+        and lb[-1] != "-"
+        and all(c.isalnum() or c == "-" for c in lb)
+        and lb.isascii()
+        for lb in labels
+    )
 
 
 def yaml_mapping(data: bytes | None, what: str, target: str) -> dict:
@@ -105,8 +110,14 @@ def yaml_mapping(data: bytes | None, what: str, target: str) -> dict:
     return doc
 
 
-def plan(target: BootDir | FatImage, config_path: str, creds: Credentials, *,
-         node_id: str | None = None, site: str | None = None) -> tuple[dict[str, bytes], dict]:
+def plan(
+    target: BootDir | FatImage,
+    config_path: str,
+    creds: Credentials,
+    *,
+    node_id: str | None = None,
+    site: str | None = None,
+) -> tuple[dict[str, bytes], dict]:
     """Everything to write, checked: (files by path on the partition, the manifest).
     ``node_id`` replaces the configuration's ``node.id`` (a template for many nodes)."""
     try:
@@ -119,8 +130,12 @@ def plan(target: BootDir | FatImage, config_path: str, creds: Credentials, *,
     if node_id is not None and isinstance(doc, dict) and isinstance(doc.get("node"), dict):
         doc["node"]["id"] = node_id
     files: dict[str, bytes] = {}
-    given = {"ca.pem": creds.ca, "client.pem": creds.cert, "client.key": creds.key,
-             "mqtt-password": creds.password_file}
+    given = {
+        "ca.pem": creds.ca,
+        "client.pem": creds.cert,
+        "client.key": creds.key,
+        "mqtt-password": creds.password_file,
+    }
     if (creds.cert is None) != (creds.key is None):
         raise ProvisionError("--cert and --key go together (mutual TLS needs both)")
     if isinstance(doc, dict) and isinstance(doc.get("mqtt"), dict):
@@ -133,8 +148,15 @@ def plan(target: BootDir | FatImage, config_path: str, creds: Credentials, *,
     cfg = parse_config(doc, config_path)  # raises ConfigError naming the key
     for name, src in given.items():
         if src is not None:
-            data = _read_input(src, {"ca.pem": "CA file", "client.pem": "certificate", "client.key": "key",
-                                     "mqtt-password": "password file"}[name])
+            data = _read_input(
+                src,
+                {
+                    "ca.pem": "CA file",
+                    "client.pem": "certificate",
+                    "client.key": "key",
+                    "mqtt-password": "password file",
+                }[name],
+            )
             if name in ("ca.pem", "client.pem") and b"-----BEGIN CERTIFICATE-----" not in data:
                 raise ProvisionError(f"{src}: not a PEM certificate")
             if name == "client.key" and b"PRIVATE KEY-----" not in data:
@@ -144,15 +166,20 @@ def plan(target: BootDir | FatImage, config_path: str, creds: Credentials, *,
             files[f"{AGENT_DIR}/{name}"] = data
     files[f"{AGENT_DIR}/node.yaml"] = (
         f"# provisioned by edge-agent {__version__} image provision\n"
-        + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)).encode()
+        + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    ).encode()
 
     instance_id = f"edge-agent-{cfg.node_id}-{uuid.uuid4().hex[:12]}"
     cloud: dict[str, str] = {"instance_id": instance_id}
-    files["meta-data"] = f"instance-id: {instance_id}\nlocal-hostname: {creds.hostname or cfg.node_id}\n".encode()
+    files["meta-data"] = (
+        f"instance-id: {instance_id}\nlocal-hostname: {creds.hostname or cfg.node_id}\n".encode()
+    )
     if creds.hostname is not None:
         if not _valid_hostname(creds.hostname):
-            raise ProvisionError(f"--hostname {creds.hostname!r}: not a valid host name "
-                                 "(letters, digits and '-', dot-separated labels of at most 63)")
+            raise ProvisionError(
+                f"--hostname {creds.hostname!r}: not a valid host name "
+                "(letters, digits and '-', dot-separated labels of at most 63)"
+            )
         user = yaml_mapping(target.read("user-data"), "user-data", target.name)
         user.update({"hostname": creds.hostname.split(".")[0], "manage_etc_hosts": True})
         if "." in creds.hostname:
@@ -162,11 +189,13 @@ def plan(target: BootDir | FatImage, config_path: str, creds: Credentials, *,
     if (creds.wifi_ssid is None) != (creds.wifi_psk_file is None):
         raise ProvisionError("--wifi-ssid and --wifi-psk-file go together")
     if creds.wifi_ssid is not None and creds.wifi_psk_file is not None:
-        psk = _first_line(_read_input(creds.wifi_psk_file, "Wi-Fi PSK file"), "Wi-Fi PSK file",
-                          creds.wifi_psk_file)
+        psk = _first_line(
+            _read_input(creds.wifi_psk_file, "Wi-Fi PSK file"), "Wi-Fi PSK file", creds.wifi_psk_file
+        )
         if not (8 <= len(psk) <= 63 or (len(psk) == 64 and all(c in "0123456789abcdefABCDEF" for c in psk))):
-            raise ProvisionError(f"{creds.wifi_psk_file}: a WPA passphrase has 8 to 63 characters "
-                                 "(or 64 hex digits)")
+            raise ProvisionError(
+                f"{creds.wifi_psk_file}: a WPA passphrase has 8 to 63 characters (or 64 hex digits)"
+            )
         if not 1 <= len(creds.wifi_ssid.encode()) <= 32:
             raise ProvisionError(f"--wifi-ssid {creds.wifi_ssid!r}: an SSID has 1 to 32 bytes")
         net = yaml_mapping(target.read("network-config"), "network-config", target.name)
@@ -175,8 +204,11 @@ def plan(target: BootDir | FatImage, config_path: str, creds: Credentials, *,
         inner = net["network"] if isinstance(net.get("network"), dict) else net  # both forms are v2
         inner["version"] = 2
         wifis = inner["wifis"] if isinstance(inner.get("wifis"), dict) else {}
-        wifis["wlan0"] = {"dhcp4": True, "optional": True,
-                          "access-points": {creds.wifi_ssid: {"password": psk}}}
+        wifis["wlan0"] = {
+            "dhcp4": True,
+            "optional": True,
+            "access-points": {creds.wifi_ssid: {"password": psk}},
+        }
         inner["wifis"] = wifis
         files["network-config"] = yaml.safe_dump(net, sort_keys=False).encode()
         cloud["wifi_ssid"] = creds.wifi_ssid
@@ -190,9 +222,10 @@ def plan(target: BootDir | FatImage, config_path: str, creds: Credentials, *,
         "broker": [b.url for b in cfg.mqtt.brokers],
         "username": cfg.mqtt.username,
         "cloud_init": cloud,
-        "files": {rel: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-                        "secret": is_secret(rel)}
-                  for rel, data in files.items()},
+        "files": {
+            rel: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "secret": is_secret(rel)}
+            for rel, data in files.items()
+        },
     }
     files[f"{AGENT_DIR}/{MANIFEST}"] = (json.dumps(manifest, indent=2) + "\n").encode()
     return files, manifest
@@ -203,8 +236,14 @@ def is_secret(rel: str) -> bool:
     return rel == "network-config" or CREDENTIALS.get(name, (None, False))[1]
 
 
-def provision(target_path: str, config_path: str, creds: Credentials, *, node_id: str | None = None,
-              site: str | None = None) -> dict:
+def provision(
+    target_path: str,
+    config_path: str,
+    creds: Credentials,
+    *,
+    node_id: str | None = None,
+    site: str | None = None,
+) -> dict:
     """Check everything, then write one node's files onto the boot partition; returns the manifest."""
     target = open_target(target_path)
     if not target.writable():
@@ -212,129 +251,6 @@ def provision(target_path: str, config_path: str, creds: Credentials, *, node_id
     files, manifest = plan(target, config_path, creds, node_id=node_id, site=site)
     target.write_all(files)
     return manifest
-
-
-# --- many cards at once -----------------------------------------------------------------------
-BATCH_COLUMNS = ("node_id", "site", "hostname", "config", "ca", "cert", "key", "password_file",
-                 "wifi_ssid", "wifi_psk_file")
-
-
-@dataclasses.dataclass
-class BatchRow:
-    line: int
-    node_id: str
-    site: str | None
-    config: str
-    creds: Credentials
-
-
-def read_batch(csv_path: str, template: str | None) -> list[BatchRow]:
-    """Rows of nodes.csv (a header row naming columns of BATCH_COLUMNS; node_id required).
-    Relative paths are taken from the CSV file's directory."""
-    import csv
-
-    base = Path(csv_path).resolve().parent
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            unknown = [c for c in header if c not in BATCH_COLUMNS]
-            if "node_id" not in header or unknown:
-                raise ProvisionError(f"{csv_path}: the header must name node_id and only columns of "
-                                     f"{', '.join(BATCH_COLUMNS)}" + (f" (unknown: {', '.join(unknown)})"
-                                                                      if unknown else ""))
-            rows: list[BatchRow] = []
-            seen: dict[str, int] = {}
-            for rec in reader:
-                line = reader.line_num
-                cells = {k: (v or "").strip() for k, v in rec.items() if k is not None}
-
-                def get(k: str, cells: dict[str, str] = cells) -> str | None:
-                    return cells.get(k) or None
-
-                def path(k: str, cells: dict[str, str] = cells) -> str | None:
-                    return str(base / cells[k]) if cells.get(k) else None
-
-                node_id = get("node_id")
-                if node_id is None:
-                    raise ProvisionError(f"{csv_path}:{line}: node_id is empty")
-                if node_id in seen:
-                    raise ProvisionError(f"{csv_path}:{line}: node_id {node_id!r} already on line {seen[node_id]}")
-                seen[node_id] = line
-                config = path("config") or template
-                if config is None:
-                    raise ProvisionError(f"{csv_path}:{line}: no config column and no --config template")
-                rows.append(BatchRow(line, node_id, get("site"), config, Credentials(
-                    ca=path("ca"), cert=path("cert"), key=path("key"), password_file=path("password_file"),
-                    wifi_ssid=get("wifi_ssid"), wifi_psk_file=path("wifi_psk_file"),
-                    hostname=get("hostname"))))
-    except OSError as exc:
-        raise ProvisionError(f"{csv_path}: cannot read: {exc.strerror or exc}") from None
-    if not rows:
-        raise ProvisionError(f"{csv_path}: no nodes in it")
-    return rows
-
-
-def _sparse_copy(src: str, dst: str, chunk: int = 1 << 20) -> None:
-    """Copy a disk image, leaving runs of zeros as holes: an 8 GB image of 2 GB data costs 2 GB."""
-    zero = bytes(chunk)
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with open(src, "rb") as f, os.fdopen(fd, "wb", closefd=False) as out:
-            while block := f.read(chunk):
-                if block == zero[:len(block)]:
-                    out.seek(len(block), os.SEEK_CUR)
-                else:
-                    out.write(block)
-            out.truncate()
-            out.flush()
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def provision_batch(base_image: str, csv_path: str, out_dir: str, template: str | None = None,
-                    progress=lambda done, total, node: None) -> dict:
-    """One provisioned image per row of the CSV, as OUT/NODE_ID.img. Every row is checked
-    against the base image before the first copy; an image that fails half-way is removed."""
-    import time
-
-    rows = read_batch(csv_path, template)
-    base = open_target(base_image)
-    if not isinstance(base, FatImage):
-        raise ProvisionError(f"{base_image}: provision-batch needs an image file, not a directory")
-    for row in rows:  # everything checked before anything is written
-        try:
-            plan(base, row.config, row.creds, node_id=row.node_id, site=row.site)
-        except EdgeAgentError as exc:
-            raise type(exc)(f"{csv_path}:{row.line} ({row.node_id}): {exc}") from None
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ProvisionError(f"{out_dir}: cannot create: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK):
-        raise ProvisionError(f"{out_dir}: not writable by this user")
-    existing = [r.node_id for r in rows if (out / f"{r.node_id}.img").exists()]
-    if existing:
-        raise ProvisionError(f"{out_dir}: images already there for {', '.join(existing[:5])}"
-                             f"{' ...' if len(existing) > 5 else ''}; nothing written")
-    started = time.monotonic()
-    made: list[dict] = []
-    for i, row in enumerate(rows):
-        progress(i, len(rows), row.node_id)
-        dest = out / f"{row.node_id}.img"
-        try:
-            _sparse_copy(base_image, str(dest))
-            m = provision(str(dest), row.config, row.creds, node_id=row.node_id, site=row.site)
-        except (OSError, EdgeAgentError) as exc:
-            dest.unlink(missing_ok=True)
-            raise ProvisionError(f"{row.node_id}: {getattr(exc, 'strerror', None) or exc}; "
-                                 f"{len(made)} image(s) made before it, in {out_dir}") from None
-        made.append({"node_id": row.node_id, "site": row.site, "image": str(dest),
-                     "instance_id": m["instance_id"]})
-    progress(len(rows), len(rows), "")
-    return {"base": base_image, "out": str(out), "images": made, "seconds": round(time.monotonic() - started, 1)}
 
 
 def inspect(target_path: str) -> dict:
@@ -348,15 +264,25 @@ def inspect(target_path: str) -> dict:
         except ValueError:
             m = {}
             out["manifest_error"] = "provision.json is not valid JSON"
-        out.update({k: m.get(k) for k in ("node_id", "site", "instance_id", "provisioned_at", "tool", "broker",
-                                          "username")})
+        out.update(
+            {
+                k: m.get(k)
+                for k in ("node_id", "site", "instance_id", "provisioned_at", "tool", "broker", "username")
+            }
+        )
         out["provisioned"] = True
     node = target.read(f"{AGENT_DIR}/node.yaml")
     if node is not None:
         try:
             cfg = parse_config(yaml.safe_load(node), "node.yaml on the card")
-            out.update({"node_id": cfg.node_id, "broker": [b.url for b in cfg.mqtt.brokers],
-                        "username": cfg.mqtt.username, "sensors": [f"{s.name} ({s.type})" for s in cfg.sensors]})
+            out.update(
+                {
+                    "node_id": cfg.node_id,
+                    "broker": [b.url for b in cfg.mqtt.brokers],
+                    "username": cfg.mqtt.username,
+                    "sensors": [f"{s.name} ({s.type})" for s in cfg.sensors],
+                }
+            )
             out["config_valid"] = True
         except (ConfigError, yaml.YAMLError) as exc:
             out["config_valid"] = False
@@ -368,6 +294,9 @@ def inspect(target_path: str) -> dict:
     net = yaml_mapping(target.read("network-config"), "network-config", target.name)
     wifis = (net.get("network", net) or {}).get("wifis") or {}
     ssids = [ssid for w in wifis.values() if isinstance(w, dict) for ssid in (w.get("access-points") or {})]
-    out["cloud_init"] = {"instance_id": meta.get("instance-id"), "hostname": user.get("fqdn") or user.get("hostname"),
-                         "wifi_ssids": ssids}
+    out["cloud_init"] = {
+        "instance_id": meta.get("instance-id"),
+        "hostname": user.get("fqdn") or user.get("hostname"),
+        "wifi_ssids": ssids,
+    }
     return out
