@@ -27,10 +27,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-# dsp first: edge_agent._core imports edge_agent.dsp.chain as it loads, and edge_agent.dsp
-# imports edge_agent.implementation; entered from implementation, that cycle fails and the
-# decision silently falls to the twins. Through dsp (below wire in the layering) it holds.
-from edge_agent import dsp as _dsp  # noqa: F401
 from edge_agent.implementation import compiled
 from edge_agent.wire import crc32c as _crc32c
 from edge_agent.wire import packing as _packing
