@@ -45,7 +45,7 @@ include "windows.pxi"     # sorted windows, median and MAD      twin: edge_agent
 include "stages.pxi"      # kinds, one stage's state, step, block  twin: edge_agent/dsp/chain.py (_Stage)
 include "chain.pxi"       # the filter chain                     twin: edge_agent/dsp/chain.py (Chain)
 include "crc32c.pxi"      # CRC-32C, slicing-by-8                twin: edge_agent/wire/crc32c.py
-include "packing.pxi"     # Simple-8b, Rice, zigzags             twin: edge_agent/wire/packing.py
+include "packing.pxi"     # Simple-8b, Rice, zigzags             twins: edge_agent/wire/packing.py, varint.py
 include "rangecoder.pxi"  # adaptive binary range coder          twin: edge_agent/wire/rangecoder.py
 include "predict.pxi"     # the predictors' residuals            twin: edge_agent/wire/predict.py
 include "sections.pxi"    # value block and times section        twin: edge_agent/wire/sections.py

@@ -196,7 +196,7 @@ def pack_rice(values, int part_size=64):
 
 
 def zigzags(values):
-    """[zigzag(v) for v in values] (the twin in edge_agent/wire/packing.py), for values of int64."""
+    """[zigzag(v) for v in values] (the twin in edge_agent/wire/varint.py), for values of int64."""
     cdef Py_ssize_t n = len(values), i
     cdef int64_t v
     out = [None] * n

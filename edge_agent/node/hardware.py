@@ -51,7 +51,7 @@ class SignalledDevice(Protocol):
 def location(sc: SensorConfig) -> str:
     """Where the sensor is connected, as a technician finds it: "0x77 on i2c-1", "GPIO 17"."""
     if SENSOR_TYPES[sc.type].BUS == "gpio":
-        return f"GPIO {int(dict(sc.options).get('pin', 17))}"
+        return f"GPIO {int(dict(sc.options)['pin'])}"
     return f"0x{sc.address:02x} on i2c-{sc.bus}"
 
 
