@@ -59,6 +59,10 @@ def read_series(path: str) -> tuple[list[float], list[float]]:
                 xs.append(x)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8)") from None
+    except csv.Error as exc:  # a field over csv's size limit, and the like
+        raise ConfigError(f"{path}: not a CSV of t,value rows ({exc})") from None
     if not ts:
         raise ConfigError(f"{path}: no t,value rows")
     return ts, xs
