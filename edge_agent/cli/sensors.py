@@ -101,7 +101,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         )
     else:
         for k, v in reading.values.items():
-            print(f"{sc.name} {k} = {v:.6g} {units[k]}")
+            print(f"{sc.name} {k} = {v:.6g} {units[k]}".rstrip())
     return EXIT_OK
 
 
