@@ -40,7 +40,11 @@ def test_bins_are_odd_and_as_wide_as_the_bound_allows(bound, resolution):
     w = predict.bin_width_for(bound, resolution)
     half = w // 2
     assert w % 2 == 1  # an even bin rebuilds within W/2 on one side only: a step wasted
-    assert half * resolution <= bound * (1 + 1e-9) + 1e-12 < (half + 1) * resolution
+    # within the bound, and one more step would break it: up to the 1e-9 of a step that
+    # bin_width_for allows for a bound written as a decimal (0.3 / 0.1 = 2.9999999999999996)
+    tol = 1e-9 * resolution + 1e-12 * bound
+    assert half * resolution <= bound + tol
+    assert (half + 1) * resolution > bound - tol
 
 
 @settings(max_examples=300, deadline=None)
