@@ -36,18 +36,29 @@ def test_pulses_power_and_energy_from_a_simulated_meter():
 
 
 def test_bounces_are_not_counted():
+    """Edges within debounce_ms of a counted one are bounces. The driver's clock is the
+    test's (gpiozero's mock pins call back in the thread that drives them), so a loaded
+    machine cannot stretch a bounce past the debounce time."""
     pins = MockFactory()
-    meter = S0Meter(pin_factory=pins, pin=6, pulses_per_kwh=1000, debounce_ms=20)
+    clock = [100.0]
+    meter = S0Meter(pin_factory=pins, pin=6, pulses_per_kwh=1000, debounce_ms=20, clock=lambda: clock[0])
     pin = pins.pin(6)
     for _ in range(3):
         pin.drive_low()
         pin.drive_high()
-        pin.drive_low()  # contact bounce within microseconds
-        time.sleep(0.03)
+        clock[0] += 0.001
+        pin.drive_low()  # contact bounce 1 ms after the pulse's edge
+        clock[0] += 0.03
         pin.drive_high()
-        time.sleep(0.03)
-    time.sleep(0.05)
+        clock[0] += 0.03
     assert meter.pulses == 3 and meter.bounces == 3
+    clock[0] += 0.019  # 80 ms after the last counted edge: a pulse
+    pin.drive_low()
+    assert (meter.pulses, meter.bounces) == (4, 3)
+    pin.drive_high()
+    clock[0] += 0.019  # 19 ms after that one: a bounce
+    pin.drive_low()
+    assert (meter.pulses, meter.bounces) == (4, 4)
     meter.close()
 
 
