@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -118,13 +119,14 @@ def test_kills_and_broker_restarts_lose_nothing_sealed(broker, tmp_path):
     for r in rows:
         by_seq.setdefault(r["seq"], []).append((r["t"], r["value"]))
     times = sorted({t for pts in by_seq.values() for t, _ in pts})
-    # Loss at each kill is at most the open batch: the data stops at most one flush
-    # interval (plus a sampling interval or two) before the kill.
-    for k in kills:
-        before = [t for t in times if t <= k]
-        assert before, "data before each kill"
-        # the open batch (one flush interval) plus scheduling slack on a loaded machine
-        assert k - before[-1] <= FLUSH + 0.5, (k, k - before[-1])
+    # Loss at each kill is at most the open batch: every batch a run logged as sealed before
+    # it was killed arrived (counted from the agent's own log, not timed: a loaded machine
+    # samples later, it does not lose more). How much data that was is printed below.
+    for k, log in zip(kills, logs):
+        sealed = {int(m) for m in re.findall(r"event=batch_sealed stream=air seq=(\d+)", log.read_text())}
+        assert sealed, f"the run killed at {k} sealed nothing"
+        assert sealed <= got, f"sealed before the kill but never delivered: {sorted(sealed - got)}"
+        assert any(t <= k for t in times), "data before each kill"
     print(
         f"\nchaos: {len(kills)} kills, {broker_restarts} broker restarts, {last + 1} batches, "
         f"{summary[0]['duplicates']} duplicates, 0 missing, "
