@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 
 import pytest
 
@@ -266,22 +267,38 @@ def test_retries_serve_a_flaky_sensor_without_delaying_the_others(tmp_path):
     s = Sampler(cfg, store, make)
     stop = threading.Event()
 
+    done = []
+
     def faults():
-        for _ in range(4):
-            stop.wait(0.35)
-            sims["flaky"].fail_next(2)  # two transfers fail: the third attempt reads
-        stop.wait(0.35)
-        stop.set()
+        """Four times: two transfers of the flaky chip fail, then wait (by counting its
+        samples, not by the clock) until the retries have read it and it read once more."""
+        flaky = lambda: s.slots[1]  # noqa: E731
+
+        def wait_for(cond) -> None:
+            deadline = time.monotonic() + 60  # a bound on a hung sampler, not a speed
+            while not cond() and time.monotonic() < deadline and not stop.is_set():
+                stop.wait(0.01)
+
+        try:
+            wait_for(lambda: flaky().samples >= 1)
+            for _ in range(4):
+                before = flaky().samples
+                sims["flaky"].fail_next(2)  # two transfers fail: the third attempt reads
+                wait_for(lambda n=before + 2: flaky().samples >= n)
+                done.append(flaky().samples >= before + 2)
+        finally:
+            stop.set()
 
     t = threading.Thread(target=faults)
     t.start()
     s.run(stop)
     t.join()
+    assert done == [True] * 4, "the flaky sensor stopped reading"
     ok_slot, flaky = s.slots
     store.close()
-    assert flaky.errors_by_kind.get("read", 0) >= 6 and flaky.missed == 0
+    assert flaky.errors_by_kind.get("read", 0) == 8 and flaky.missed == 0
     assert ok_slot.errors_by_kind == {} and ok_slot.missed == 0
-    assert abs(flaky.samples - ok_slot.samples) <= 1 and ok_slot.samples >= 7
+    assert abs(flaky.samples - ok_slot.samples) <= 1 and ok_slot.samples >= 9
 
 
 def test_spikes_and_a_stuck_chip_from_the_simulator_are_flagged_and_counted(tmp_path):
