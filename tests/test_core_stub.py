@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import compiled_core
+from twins import compiled_core
 
 STUB = Path(__file__).resolve().parent.parent / "edge_agent" / "_core.pyi"
 # Cython's own module attributes, not the core's API
@@ -41,7 +41,7 @@ def runtime_params(obj) -> list[tuple[str, str | None]]:
 
 
 def test_the_stub_names_every_public_name_of_the_compiled_core_and_no_other():
-    core = compiled_core(required=True)
+    core = compiled_core()
     declared = {node.name for node in stub_tree().body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
     assert declared == public(dir(core)) - CYTHON_NAMES
     assert declared == {
@@ -59,7 +59,7 @@ def test_the_stub_names_every_public_name_of_the_compiled_core_and_no_other():
 
 
 def test_the_stubs_parameters_are_the_compiled_functions_parameters():
-    core = compiled_core(required=True)
+    core = compiled_core()
     checked = 0
     for node in stub_tree().body:
         if isinstance(node, ast.FunctionDef):
@@ -85,7 +85,7 @@ def test_mypy_stubtest_finds_the_stub_and_the_module_consistent(tmp_path):
     must be built (a loud skip, or a failure under EDGE_AGENT_REQUIRE_EXT=1); mypy is a dev
     tool (`pip install -e '.[dev]'`, `make check`), so without it this is a loud skip."""
     if importlib.util.find_spec("edge_agent._core") is None:
-        compiled_core(required=True)  # skips or fails as the environment says
+        compiled_core()  # skips or fails as the environment says
         pytest.skip("EDGE_AGENT_PUREPYTHON=1 and the compiled core is not built")
     if importlib.util.find_spec("mypy") is None:
         print("\n*** SKIPPING: mypy is not installed (the dev extra) ***", file=sys.stderr)

@@ -8,7 +8,7 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import agent_cmd
+from helpers import agent_cmd
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent import wire

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import agent_cmd
+from helpers import agent_cmd
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.node.sysinfo import SystemProbe

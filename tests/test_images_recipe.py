@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 
-from conftest import REPO, require_tool
+from helpers import REPO, require_tool
 
 IMAGES = REPO / "images"
 STAGE = IMAGES / "pi-gen" / "stage-edge-agent"

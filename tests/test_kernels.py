@@ -41,7 +41,7 @@ def test_the_compiled_core_is_bound_whichever_module_is_imported_first():
     """edge_agent._core imports edge_agent.dsp as it loads: entered in the wrong order, the
     decision once fell silently to the twins."""
     if os.environ.get("EDGE_AGENT_PUREPYTHON") == "1" or find_spec("edge_agent._core") is None:
-        compiled_core()  # not in use: a loud skip (a failure under EDGE_AGENT_REQUIRE_EXT=1)
+        compiled_core()  # not in use: a skip (a failure under EDGE_AGENT_REQUIRE_EXT=1)
     for first in ("edge_agent.wire.kernels", "edge_agent.wire.decoder", "edge_agent.wire"):
         code = (
             f"import {first}; import edge_agent._core as c, edge_agent.wire.kernels as k; "

@@ -177,7 +177,7 @@ def test_agent_starts_on_a_corrupt_store_and_keeps_collecting(tmp_path):
     import subprocess
     import time
 
-    from conftest import agent_cmd
+    from helpers import agent_cmd
 
     state = tmp_path / "state"
     state.mkdir()

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, agent_cmd, require_tool
+from helpers import REPO, agent_cmd, require_tool
 
 from drivers.base import Reading
 from edge_agent.config import load_config

@@ -9,7 +9,7 @@ import re
 import sqlite3
 
 import pytest
-from conftest import run_agent_for
+from helpers import run_agent_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
-from conftest import agent_cmd
-from helpers import BROKER_USER, authenticated_broker, tls_listener
+from helpers import BROKER_USER, agent_cmd, authenticated_broker, tls_listener
 from pki import make_pki
+from wire_data import V2_AIR
 
 from edge_agent import wire
 from edge_agent.node.mqtt import ClientSettings, client_for_url, connect
 
-VECTOR = Path(__file__).parent / "vectors" / "v2-air-schedule.hex"
+VECTOR = V2_AIR
 
 
 @pytest.fixture(scope="module")
