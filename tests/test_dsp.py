@@ -4,13 +4,9 @@ compiled core against its pure-Python twin, bit for bit."""
 from __future__ import annotations
 
 import array
-import importlib.util
 import math
-import os
 import random
 import statistics
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given, settings
@@ -288,59 +284,6 @@ def test_state_saved_and_restored_continues_exactly(spec, data, cut, restore_int
     second.set_state(state)
     got += [second.push(t, x) for t, x in zip(ts[cut:], xs[cut:])]
     assert got == expected
-
-
-def test_selector_honours_purepython_and_require_ext():
-    code = "import edge_agent.dsp as d; print(d.IMPLEMENTATION)"
-    env = dict(os.environ, EDGE_AGENT_PUREPYTHON="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "python"
-    env = {k: v for k, v in os.environ.items() if k != "EDGE_AGENT_PUREPYTHON"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    if importlib.util.find_spec("edge_agent._core") is not None:  # built, so chosen
-        assert out.stdout.strip() == "cython"
-    hide = "import sys; sys.modules['edge_agent._core'] = None; " + code
-    out = subprocess.run(
-        [sys.executable, "-c", hide],
-        env=dict(env, EDGE_AGENT_REQUIRE_EXT="0"),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == "python"
-    out = subprocess.run(
-        [sys.executable, "-c", hide],
-        env=dict(env, EDGE_AGENT_REQUIRE_EXT="1"),
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode != 0 and "EDGE_AGENT_REQUIRE_EXT=1" in out.stderr
-
-
-@pytest.mark.parametrize(
-    "first",
-    [
-        "edge_agent.implementation",
-        "edge_agent.wire",
-        "edge_agent.dsp",
-        "edge_agent.dsp.stages",
-        "edge_agent._core",
-    ],
-)
-def test_the_compiled_core_is_chosen_whichever_module_a_process_imports_first(first):
-    """The core once imported the twin's package at load, which imports the selector: a
-    process that imported the selector first got the twin, silently (a cycle)."""
-    if importlib.util.find_spec("edge_agent._core") is None:
-        compiled_core()  # skips, or fails under EDGE_AGENT_REQUIRE_EXT=1
-    code = f"import {first}; import edge_agent.implementation as i; print(i.IMPLEMENTATION)"
-    env = {k: v for k, v in os.environ.items() if k != "EDGE_AGENT_PUREPYTHON"}
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=dict(env, EDGE_AGENT_REQUIRE_EXT="1"),
-        capture_output=True,
-        text=True,
-    )
-    assert (out.returncode, out.stdout.strip()) == (0, "cython"), out.stderr
 
 
 @settings(max_examples=60, deadline=None)

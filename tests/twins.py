@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -19,6 +20,10 @@ import pytest
 
 import edge_agent.wire  # noqa: F401  (binds the core through dsp: see edge_agent/wire/kernels.py)
 from edge_agent.implementation import compiled
+
+# The compiled core's stub, and Cython's own module attributes (not the core's API)
+CORE_STUB = Path(__file__).resolve().parent.parent / "edge_agent" / "_core.pyi"
+CYTHON_NAMES = {"__reduce_cython__", "__setstate_cython__", "__test__"}
 
 
 def compiled_core() -> ModuleType:
