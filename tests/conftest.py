@@ -1,7 +1,9 @@
-"""Shared fixtures: a real Mosquitto on a free loopback port, started and stopped by its pid.
-Plain helpers are in helpers.py."""
+"""Shared fixtures: a real Mosquitto on a free loopback port, started and stopped by its pid;
+an sd_notify socket. Plain helpers are in helpers.py."""
 
 from __future__ import annotations
+
+import socket
 
 import pytest
 from helpers import Broker, find_mosquitto, missing
@@ -38,3 +40,13 @@ def broker_factory(tmp_path):
 @pytest.fixture
 def broker(broker_factory):
     return broker_factory()
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(0.2)
+    yield path, sock
+    sock.close()

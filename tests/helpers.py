@@ -128,6 +128,17 @@ def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:
     return err.read_text()
 
 
+def receive(sock, seconds: float) -> list[str]:
+    """Every datagram that arrives within ``seconds``."""
+    out, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            out.append(sock.recv(4096).decode())
+        except TimeoutError:
+            pass
+    return out
+
+
 def agent_cmd(*args: str) -> list[str]:
     """The installed console script, run with this interpreter's environment."""
     return [sys.executable, "-m", "edge_agent.cli", *args]
