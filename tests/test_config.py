@@ -9,7 +9,6 @@ import yaml
 from config_data import GOOD, write
 
 from edge_agent.config import default_node_yaml, load_config, with_overrides
-from edge_agent.durations import parse_duration, parse_size
 from edge_agent.errors import ConfigError
 
 
@@ -243,32 +242,3 @@ def test_overrides_are_validated(tmp_path):
         with_overrides(cfg, flush_interval="soon")
     with pytest.raises(ConfigError, match="allow_insecure"):
         with_overrides(cfg, broker="mqtt://192.0.2.1")
-
-
-@pytest.mark.parametrize(
-    "text, seconds",
-    [("10s", 10), ("250ms", 0.25), ("5min", 300), ("2h", 7200), ("1d", 86400), (3, 3), ("1.5s", 1.5)],
-)
-def test_durations(text, seconds):
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "s", "10 parsecs", "-1s", True, "1e3s"])
-def test_bad_durations(text):
-    with pytest.raises(ValueError):
-        parse_duration(text)
-
-
-@pytest.mark.parametrize(
-    "text, size",
-    [
-        ("512MiB", 512 * 2**20),
-        ("10 MB", 10**7),
-        ("4096", 4096),
-        (100, 100),
-        ("1GiB", 2**30),
-        ("1.5KiB", 1536),
-    ],
-)
-def test_sizes(text, size):
-    assert parse_size(text) == size
