@@ -1,13 +1,147 @@
-"""Helpers that tests share (not fixtures: those are in conftest.py)."""
+"""Helpers that tests share (not fixtures: those are in conftest.py): the repository root,
+host tools, free ports, a mosquitto process, and running the agent's CLI as a subprocess."""
 
 from __future__ import annotations
 
+import getpass
 import os
+import shutil
+import signal
+import socket
 import subprocess
+import sys
+import time
+from pathlib import Path
 
-from conftest import require_tool
+import pytest
 
+REPO = Path(__file__).resolve().parent.parent
 BROKER_USER = "tail-user"
+
+
+def missing(reason: str) -> None:
+    """A missing tool: a loud skip, or a failure where CI requires the tools."""
+    if os.environ.get("EDGE_AGENT_REQUIRE_BROKER") == "1":
+        pytest.fail(reason + "; EDGE_AGENT_REQUIRE_BROKER=1 makes this a failure")
+    print(f"\n*** SKIPPING: {reason} ***", file=sys.stderr)
+    pytest.skip(reason)
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of a host tool the test needs (`make test` installs its Debian package)."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/bin/{name}", f"/usr/sbin/{name}") if os.access(p, os.X_OK)), None
+    )
+    if path is None:
+        missing(f"{name} is not installed ({package}; `make test` installs it with apt-get as root)")
+    return path
+
+
+def find_mosquitto() -> str | None:
+    return shutil.which("mosquitto") or next(
+        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """One mosquitto process on 127.0.0.1:port; stop() and start() again on the same port."""
+
+    def __init__(self, binary: str, workdir: Path, listener_options: str = "") -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.conf = workdir / "mosquitto.conf"
+        # Persistence (saved on SIGTERM) keeps sessions and queued messages across stop/start.
+        # `user`: as root, mosquitto would otherwise drop to its own user and fail to save here.
+        self.conf.write_text(
+            f"per_listener_settings false\nlistener {self.port} 127.0.0.1\n"
+            f"{listener_options}allow_anonymous true\n"
+            f"user {getpass.getuser()}\n"
+            f"persistence true\npersistence_location {workdir}/\n"
+            f"max_queued_messages 100000\n"
+        )
+        self.log = workdir / "mosquitto.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log, stderr=log)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.log.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start listening within 10 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+
+def wait_for_log(proc: subprocess.Popen, log: Path, done, timeout: float = 30) -> str:
+    """Poll the process's log until ``done(text)`` holds; fail (with the log) if the process
+    ends first or ``timeout`` seconds pass. A slow machine starts Python later, so tests
+    wait for what they need instead of sleeping a fixed time from launch."""
+    deadline = time.monotonic() + timeout
+    while not done(text := log.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline, text
+        time.sleep(0.05)
+    return text
+
+
+def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:
+    """Run `edge-agent run --simulate` on a configuration for some seconds after it is
+    ready (a slow machine takes longer to start Python, not to run the agent), stop it
+    with SIGTERM (by its pid), check it exited cleanly, and return its log."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "node.yaml"
+    cfg.write_text(config_text)
+    err = workdir / "agent.err"
+    with open(err, "wb") as log:
+        proc = subprocess.Popen(
+            agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", str(workdir / "state")),
+            stderr=log,
+        )
+        wait_for_log(proc, err, lambda text: "event=ready" in text)
+        time.sleep(seconds)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, err.read_text()
+    return err.read_text()
+
+
+def receive(sock, seconds: float) -> list[str]:
+    """Every datagram that arrives within ``seconds``."""
+    out, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            out.append(sock.recv(4096).decode())
+        except TimeoutError:
+            pass
+    return out
+
+
+def agent_cmd(*args: str) -> list[str]:
+    """The installed console script, run with this interpreter's environment."""
+    return [sys.executable, "-m", "edge_agent.cli", *args]
 
 
 def authenticated_broker(broker_factory, tmp_path, password: str, listener_options: str = ""):

@@ -3,42 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import yaml
+from config_data import GOOD, write
 
 from edge_agent.config import default_node_yaml, load_config, with_overrides
-from edge_agent.durations import parse_duration, parse_size
 from edge_agent.errors import ConfigError
-
-GOOD = """\
-node: {id: lamp-0042}
-flush_interval: 30s
-state_dir: /tmp/x
-mqtt:
-  broker: mqtts://backbone.example.net
-  topic_prefix: city/north
-sensors:
-  - name: air
-    type: bme680
-    address: 0x76
-    interval: 2s
-    filters:
-      - {type: median, window: 5}
-      - {type: ema, alpha: 0.3}
-    channels:
-      temperature: {resolution: 0.1, deadband: 0.1}
-      gas: {enabled: false}
-"""
-
-
-def write(tmp_path, text, name="node.yaml"):
-    p = tmp_path / name
-    p.write_text(textwrap.dedent(text))
-    return p
 
 
 def test_good_file_loads_into_frozen_typed_objects(tmp_path):
@@ -271,46 +242,3 @@ def test_overrides_are_validated(tmp_path):
         with_overrides(cfg, flush_interval="soon")
     with pytest.raises(ConfigError, match="allow_insecure"):
         with_overrides(cfg, broker="mqtt://192.0.2.1")
-
-
-def test_check_config_exit_codes(tmp_path):
-    good = write(tmp_path, GOOD)
-    bad = write(tmp_path, GOOD.replace("window: 5", "window: -5"), "bad.yaml")
-    ok = subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", "check-config", str(good)], capture_output=True, text=True
-    )
-    assert ok.returncode == 0 and "valid" in ok.stdout
-    ko = subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", "check-config", str(bad)], capture_output=True, text=True
-    )
-    assert ko.returncode == 2
-    assert "sensors[0].filters[0].window" in ko.stderr
-
-
-@pytest.mark.parametrize(
-    "text, seconds",
-    [("10s", 10), ("250ms", 0.25), ("5min", 300), ("2h", 7200), ("1d", 86400), (3, 3), ("1.5s", 1.5)],
-)
-def test_durations(text, seconds):
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "s", "10 parsecs", "-1s", True, "1e3s"])
-def test_bad_durations(text):
-    with pytest.raises(ValueError):
-        parse_duration(text)
-
-
-@pytest.mark.parametrize(
-    "text, size",
-    [
-        ("512MiB", 512 * 2**20),
-        ("10 MB", 10**7),
-        ("4096", 4096),
-        (100, 100),
-        ("1GiB", 2**30),
-        ("1.5KiB", 1536),
-    ],
-)
-def test_sizes(text, size):
-    assert parse_size(text) == size

@@ -1,22 +1,13 @@
 """edge_agent/_core.pyi against the compiled core it describes: the same public names, the
-same parameters (names, kinds, defaults) and, where mypy is installed, mypy's stubtest."""
+same parameters (names, kinds, defaults). mypy's stubtest is in integration/test_stubtest.py."""
 
 from __future__ import annotations
 
 import ast
-import importlib.util
 import inspect
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
-from conftest import compiled_core
-
-STUB = Path(__file__).resolve().parent.parent / "edge_agent" / "_core.pyi"
-# Cython's own module attributes, not the core's API
-CYTHON_NAMES = {"__reduce_cython__", "__setstate_cython__", "__test__"}
+from twins import CORE_STUB as STUB
+from twins import CYTHON_NAMES, compiled_core
 
 
 def stub_tree() -> ast.Module:
@@ -41,7 +32,7 @@ def runtime_params(obj) -> list[tuple[str, str | None]]:
 
 
 def test_the_stub_names_every_public_name_of_the_compiled_core_and_no_other():
-    core = compiled_core(required=True)
+    core = compiled_core()
     declared = {node.name for node in stub_tree().body if isinstance(node, ast.FunctionDef | ast.ClassDef)}
     assert declared == public(dir(core)) - CYTHON_NAMES
     assert declared == {
@@ -59,7 +50,7 @@ def test_the_stub_names_every_public_name_of_the_compiled_core_and_no_other():
 
 
 def test_the_stubs_parameters_are_the_compiled_functions_parameters():
-    core = compiled_core(required=True)
+    core = compiled_core()
     checked = 0
     for node in stub_tree().body:
         if isinstance(node, ast.FunctionDef):
@@ -78,36 +69,3 @@ def test_the_stubs_parameters_are_the_compiled_functions_parameters():
                     assert stub_params(m) == runtime_params(getattr(cls, name)), f"{node.name}.{name}"
                 checked += 1
     assert checked == 9 + 10  # nine functions; Chain's __init__, six methods, three attributes
-
-
-def test_mypy_stubtest_finds_the_stub_and_the_module_consistent(tmp_path):
-    """stubtest imports the built module and checks every name and type in the stub. The core
-    must be built (a loud skip, or a failure under EDGE_AGENT_REQUIRE_EXT=1); mypy is a dev
-    tool (`pip install -e '.[dev]'`, `make check`), so without it this is a loud skip."""
-    if importlib.util.find_spec("edge_agent._core") is None:
-        compiled_core(required=True)  # skips or fails as the environment says
-        pytest.skip("EDGE_AGENT_PUREPYTHON=1 and the compiled core is not built")
-    if importlib.util.find_spec("mypy") is None:
-        print("\n*** SKIPPING: mypy is not installed (the dev extra) ***", file=sys.stderr)
-        pytest.skip("mypy is not installed (pip install -e '.[dev]')")
-    allowlist = tmp_path / "allowlist.txt"
-    allowlist.write_text("".join(f"edge_agent._core.{name}\n" for name in sorted(CYTHON_NAMES)))
-    env = {k: v for k, v in os.environ.items() if k != "EDGE_AGENT_PUREPYTHON"}
-    # Whether stubtest reports Cython's names depends on the mypy configuration it reads
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mypy.stubtest",
-            "--allowlist",
-            str(allowlist),
-            "--ignore-unused-allowlist",
-            "edge_agent._core",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=STUB.parent.parent,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "Success" in out.stdout, out.stdout

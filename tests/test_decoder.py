@@ -1,12 +1,9 @@
 """The decoder refuses what it must: every bit flip, DEFLATE bombs, malformed coded
 channels, damage behind a valid checksum (WireFormatError, never another exception), and
-says what is wrong; `edge-agent decode` prints the samples."""
+says what is wrong (`edge-agent decode`: integration/test_decode_cli.py)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import zlib
 
 import pytest
@@ -106,29 +103,3 @@ def test_damage_behind_a_valid_checksum_is_refused_or_decoded_never_a_crash(vect
         wire.decode(recrc(bytes(body)))
     except WireFormatError:
         pass
-
-
-def test_decode_cli_prints_samples_and_checks_topic(tmp_path):
-    payload = bytes.fromhex(TWO_CHANNELS.read_text().strip())
-    f = tmp_path / "msg.bin"
-    f.write_bytes(payload)
-    cmd = [sys.executable, "-m", "edge_agent.cli", "decode", str(f), "--json"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    rows = [json.loads(line) for line in out.stdout.splitlines()]
-    assert rows[0] == {
-        "node": "lamp-0042",
-        "stream": "air",
-        "seq": 7,
-        "channel": "temperature",
-        "unit": "°C",
-        "t": 1767225600.0,
-        "value": 21.5,
-    }
-    assert len(rows) == 5 and rows[-1]["quality"] == 4
-    ok = subprocess.run([*cmd, "--topic", "city/lamp-0042/data/air"], capture_output=True, text=True)
-    assert ok.returncode == 0
-    bad = subprocess.run([*cmd, "--topic", "city/lamp-0001/data/air"], capture_output=True, text=True)
-    assert bad.returncode == 1 and "does not match" in bad.stderr
-    f.write_bytes(payload[:-2])
-    corrupt = subprocess.run(cmd, capture_output=True, text=True)
-    assert corrupt.returncode == 1 and "checksum" in corrupt.stderr

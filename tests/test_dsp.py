@@ -4,18 +4,14 @@ compiled core against its pure-Python twin, bit for bit."""
 from __future__ import annotations
 
 import array
-import importlib.util
 import math
-import os
 import random
 import statistics
-import subprocess
-import sys
 
 import pytest
-from conftest import compiled_core
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twins import compiled_core
 
 from edge_agent import dsp
 from edge_agent.dsp import chain as twin
@@ -26,7 +22,7 @@ from edge_agent.implementation import compiled
 def impl(request):
     """Each implementation as a module: the twin, and the compiled core (skipped loudly when
     it is not built, a failure under EDGE_AGENT_REQUIRE_EXT=1)."""
-    return request.param or compiled_core(required=True)
+    return request.param or compiled_core()
 
 
 @pytest.fixture
@@ -216,7 +212,7 @@ def run_with_flushes(chain, ts, xs, every):
 @settings(max_examples=300, deadline=None)
 @given(spec=st.tuples(st.lists(stage, max_size=4), st.one_of(st.none(), lossy)), data=st.data())
 def test_compiled_core_agrees_with_twin_bit_for_bit(spec, data):
-    core = compiled_core(required=True)
+    core = compiled_core()
     stages = list(spec[0]) + ([spec[1]] if spec[1] else [])
     ts = data.draw(times)
     xs = data.draw(st.lists(finite, min_size=len(ts), max_size=len(ts)))
@@ -283,64 +279,11 @@ def test_state_saved_and_restored_continues_exactly(spec, data, cut, restore_int
     first = dsp.Chain(stages)
     got = [first.push(t, x) for t, x in zip(ts[:cut], xs[:cut])]
     state = first.get_state()
-    Impl = twin.Chain if restore_into == "python" else compiled_core(required=True).Chain
+    Impl = twin.Chain if restore_into == "python" else compiled_core().Chain
     second = Impl(stages)
     second.set_state(state)
     got += [second.push(t, x) for t, x in zip(ts[cut:], xs[cut:])]
     assert got == expected
-
-
-def test_selector_honours_purepython_and_require_ext():
-    code = "import edge_agent.dsp as d; print(d.IMPLEMENTATION)"
-    env = dict(os.environ, EDGE_AGENT_PUREPYTHON="1")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "python"
-    env = {k: v for k, v in os.environ.items() if k != "EDGE_AGENT_PUREPYTHON"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    if importlib.util.find_spec("edge_agent._core") is not None:  # built, so chosen
-        assert out.stdout.strip() == "cython"
-    hide = "import sys; sys.modules['edge_agent._core'] = None; " + code
-    out = subprocess.run(
-        [sys.executable, "-c", hide],
-        env=dict(env, EDGE_AGENT_REQUIRE_EXT="0"),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == "python"
-    out = subprocess.run(
-        [sys.executable, "-c", hide],
-        env=dict(env, EDGE_AGENT_REQUIRE_EXT="1"),
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode != 0 and "EDGE_AGENT_REQUIRE_EXT=1" in out.stderr
-
-
-@pytest.mark.parametrize(
-    "first",
-    [
-        "edge_agent.implementation",
-        "edge_agent.wire",
-        "edge_agent.dsp",
-        "edge_agent.dsp.stages",
-        "edge_agent._core",
-    ],
-)
-def test_the_compiled_core_is_chosen_whichever_module_a_process_imports_first(first):
-    """The core once imported the twin's package at load, which imports the selector: a
-    process that imported the selector first got the twin, silently (a cycle)."""
-    if importlib.util.find_spec("edge_agent._core") is None:
-        compiled_core(required=True)  # skips, or fails under EDGE_AGENT_REQUIRE_EXT=1
-    code = f"import {first}; import edge_agent.implementation as i; print(i.IMPLEMENTATION)"
-    env = {k: v for k, v in os.environ.items() if k != "EDGE_AGENT_PUREPYTHON"}
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        env=dict(env, EDGE_AGENT_REQUIRE_EXT="1"),
-        capture_output=True,
-        text=True,
-    )
-    assert (out.returncode, out.stdout.strip()) == (0, "cython"), out.stderr
 
 
 @settings(max_examples=60, deadline=None)
@@ -363,7 +306,7 @@ def test_the_compiled_core_is_chosen_whichever_module_a_process_imports_first(fi
 def test_the_compiled_batch_call_in_any_pieces_equals_the_twin_sample_by_sample(spec, xs, cut):
     """The batch call runs stage by stage over blocks (and some stages in their own loops):
     across block and call boundaries, with NaNs dropped, it gives the twin's points."""
-    core = compiled_core(required=True)
+    core = compiled_core()
     n = len(xs)
     ts = [float(i) for i in range(n)]
     oracle = twin.Chain(spec)
@@ -393,7 +336,7 @@ def test_windows_with_ties_signed_zeros_and_non_finite_values_agree_with_the_twi
     ones by binary searches: every path gives the twin's values, down to which of two equal
     zeros (0.0, -0.0) is the median. Infinities are dropped at the entry, and what the
     calibration makes infinite (1e300 -> 1e10 * 1e600) is kept out of the window."""
-    core = compiled_core(required=True)
+    core = compiled_core()
     stage = ("hampel", max(3, window | 1), k) if hampel else ("median", window)
     spec = [("calibrate", -0.0, 1.0, 1e10), stage]  # keeps the sign of a zero (+ -0.0)
     ts = [float(i) for i in range(len(xs))]
@@ -429,7 +372,7 @@ def test_the_batch_calls_window_loops_agree_with_the_twin_across_blocks(stage):
     """1,000 samples: four blocks of the batch call, so the loops for full windows run (short
     windows kept sorted branch-free, the median-of-5 network), with ties, signed zeros and
     values the calibration overflows into infinities, which the block checks for."""
-    core = compiled_core(required=True)
+    core = compiled_core()
     rnd = random.Random(repr(stage))
     pool = [0.0, -0.0, 1.0, -1.0, 2.5, 3.0, 7.25]
     xs = [rnd.choice(pool) if rnd.random() < 0.5 else rnd.gauss(0, 3) for _ in range(1000)]

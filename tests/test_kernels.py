@@ -3,14 +3,8 @@ else the twins'; and the twins' answer wherever numbers pass the compiled int64.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from importlib.util import find_spec
-
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from twins import compiled_core
 
 from edge_agent.implementation import compiled
 from edge_agent.wire import crc32c, kernels, packing, predict, rangecoder, sections, varint
@@ -35,19 +29,6 @@ def test_every_kernel_has_a_twin_of_its_name_and_is_bound_once():
         if name in ("residuals", "times_section", "value_block"):  # the int64 fallback wraps these
             continue
         assert getattr(kernels, name) is getattr(compiled if compiled else twin, name), name
-
-
-def test_the_compiled_core_is_bound_whichever_module_is_imported_first():
-    """edge_agent._core imports edge_agent.dsp as it loads: entered in the wrong order, the
-    decision once fell silently to the twins."""
-    if os.environ.get("EDGE_AGENT_PUREPYTHON") == "1" or find_spec("edge_agent._core") is None:
-        compiled_core()  # not in use: a loud skip (a failure under EDGE_AGENT_REQUIRE_EXT=1)
-    for first in ("edge_agent.wire.kernels", "edge_agent.wire.decoder", "edge_agent.wire"):
-        code = (
-            f"import {first}; import edge_agent._core as c, edge_agent.wire.kernels as k; "
-            "assert k.pack_simple8b is c.pack_simple8b and k.crc32c is c.crc32c, 'the twins are bound'"
-        )
-        subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @settings(max_examples=300, deadline=None)

@@ -9,7 +9,7 @@ import subprocess
 import textwrap
 
 import pytest
-from conftest import agent_cmd
+from helpers import agent_cmd
 from pki import make_pki
 
 CONFIG = textwrap.dedent("""\

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 
-from conftest import agent_cmd
+from helpers import agent_cmd
 
 from edge_agent import wire
 from edge_agent.node.store import BatchStore

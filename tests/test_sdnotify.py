@@ -1,20 +1,15 @@
-"""systemd integration: sd_notify over a socket the test creates, the watchdog, and the unit file."""
+"""sd_notify (edge_agent/node/sdnotify.py) over a socket the test creates, the watchdog, and the
+progress checks that hold its pings."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
-import pytest
-from conftest import REPO, agent_cmd, require_tool
+from helpers import receive
 
 from drivers.base import Reading
 from edge_agent.config import load_config
@@ -22,29 +17,6 @@ from edge_agent.node.agent import progress_checks
 from edge_agent.node.sampler import Sampler
 from edge_agent.node.sdnotify import Notifier, Watchdog, watchdog_interval
 from edge_agent.node.store import BatchStore
-
-UNIT = REPO / "systemd" / "edge-agent.service"
-
-
-@pytest.fixture
-def notify_socket(tmp_path):
-    path = str(tmp_path / "notify.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(0.2)
-    yield path, sock
-    sock.close()
-
-
-def receive(sock, seconds: float) -> list[str]:
-    """Every datagram that arrives within ``seconds``."""
-    out, deadline = [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            out.append(sock.recv(4096).decode())
-        except TimeoutError:
-            pass
-    return out
 
 
 def test_notifier_speaks_the_protocol(notify_socket):
@@ -166,80 +138,3 @@ def test_progress_checks_name_what_is_stuck():
     assert "stalled" in uplink(116.0)
     u.alive = False
     assert "not running" in uplink(100.0)
-
-
-def test_agent_notifies_ready_status_watchdog_and_stopping(notify_socket, tmp_path):
-    path, sock = notify_socket
-    env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
-    proc = subprocess.Popen(
-        agent_cmd(
-            "run",
-            "--simulate",
-            "--state-dir",
-            str(tmp_path / "s"),
-            "--flush-interval",
-            "1s",
-            "--broker",
-            "mqtt://127.0.0.1:9",
-        ),
-        env=env,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        messages = receive(sock, 4.0)
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        _, err = proc.communicate(timeout=20)
-    messages += receive(sock, 0.5)
-    ready = [m for m in messages if m.startswith("READY=1")]
-    assert len(ready) == 1, messages
-    assert re.search(r"STATUS=queue=\d+ batches \(\d+ B\), link=down, sensors=1/1 up", ready[0])
-    pings = [m for m in messages if m.startswith("WATCHDOG=1")]
-    assert len(pings) >= 4, messages  # every 0.5 s while the pipeline moves
-    assert messages[-1] == "STOPPING=1"
-    assert proc.returncode == 0, err.decode()
-
-
-def analyze(*args: str) -> subprocess.CompletedProcess:
-    binary = require_tool("systemd-analyze", "the systemd package")
-    return subprocess.run([binary, *args], capture_output=True, text=True)
-
-
-def test_unit_exposure_score_is_at_most_1_5():
-    out = analyze("security", "--offline=true", str(UNIT))
-    m = re.search(r"Overall exposure level for edge-agent\.service: ([0-9.]+)", out.stdout)
-    assert m, out.stdout + out.stderr
-    assert float(m.group(1)) <= 1.5
-
-
-def test_unit_verifies_without_warnings(tmp_path):
-    # verify checks ExecStart= exists: point it at this checkout's console script.
-    exe = Path(sys.executable).with_name("edge-agent")
-    unit = tmp_path / "edge-agent.service"
-    unit.write_text(UNIT.read_text().replace("/opt/edge-agent/bin/edge-agent", str(exe)))
-    out = analyze("verify", str(unit))
-    assert out.returncode == 0
-    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
-    assert lines == [], lines
-
-
-def test_unit_hardening_essentials():
-    text = UNIT.read_text()
-    for line in (
-        "Type=notify",
-        "WatchdogSec=",
-        "Restart=always",
-        "StartLimitIntervalSec=0",
-        "DeviceAllow=char-i2c rw",
-        "DeviceAllow=char-gpiochip rw",
-        "StateDirectory=edge-agent",
-        "ConfigurationDirectory=edge-agent",
-        "User=edge-agent",
-        "NoNewPrivileges=yes",
-    ):
-        assert line in text, line
-    sysusers = (REPO / "systemd" / "edge-agent.sysusers.conf").read_text()
-    assert re.search(r"^u edge-agent ", sysusers, re.M)
-    assert re.search(r"^m edge-agent i2c$", sysusers, re.M) and re.search(
-        r"^m edge-agent gpio$", sysusers, re.M
-    )

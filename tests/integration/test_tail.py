@@ -4,19 +4,22 @@ credential is a clear error and an exit code, never a traceback."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
-from pathlib import Path
+import time
 
+import paho.mqtt.client as mqtt
 import pytest
-from conftest import agent_cmd
-from helpers import BROKER_USER, authenticated_broker, tls_listener
+from helpers import BROKER_USER, agent_cmd, authenticated_broker, tls_listener
+from paho.mqtt.enums import CallbackAPIVersion
 from pki import make_pki
+from wire_data import V2_AIR
 
 from edge_agent import wire
 from edge_agent.node.mqtt import ClientSettings, client_for_url, connect
 
-VECTOR = Path(__file__).parent / "vectors" / "v2-air-schedule.hex"
+VECTOR = V2_AIR
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +127,44 @@ def test_credentials_that_cannot_work_are_clear_errors(tmp_path):
         out = tail(url, *flags)
         assert (out.returncode, said in out.stderr) == (code, True), (flags, out.stderr)
         assert "Traceback" not in out.stderr
+
+
+@pytest.mark.broker
+def test_tail_reports_duplicates_and_gaps(broker, tmp_path):
+    out, err = tmp_path / "out", tmp_path / "err"
+    tail = subprocess.Popen(
+        agent_cmd(
+            "tail", "--broker", broker.url, "--json", "--prefix", "d", "--count", "5", "--timeout", "20"
+        ),
+        stdout=open(out, "wb"),
+        stderr=open(err, "wb"),
+    )
+    deadline = time.monotonic() + 15
+    while "event=subscribed" not in err.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    for seq in (0, 1, 1, 4, 5):
+        batch = wire.Batch("n1", "air", seq, 1_000, (wire.ChannelData("t", "°C", 0.1, (1_000,), (seq,)),))
+        c.publish("d/n1/data/air", wire.encode(batch), qos=1).wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()
+    assert tail.wait(timeout=30) == 0, err.read_text()
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["seq"] for r in rows] == [0, 1, 4, 5]  # the duplicate is not printed twice
+    assert "duplicate n1/air seq=1" in err.read_text()
+    summary = [json.loads(line)["summary"] for line in err.read_text().splitlines() if line.startswith("{")]
+    assert summary == [
+        {
+            "node": "n1",
+            "stream": "air",
+            "received": 4,
+            "first": 0,
+            "last": 5,
+            "duplicates": 1,
+            "missing": 2,
+            "gaps": [[2, 3]],
+        }
+    ]

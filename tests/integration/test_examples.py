@@ -9,18 +9,17 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import agent_cmd, free_port, wait_for_log
 from gpiozero.pins.mock import MockFactory
+from helpers import REPO, agent_cmd, free_port, wait_for_log
 
 from drivers.bus import I2CBus
 from drivers.registry import SENSOR_TYPES, SIMULATORS
 from drivers.sim.bus import SimulatedSMBus
 from edge_agent.config import load_config
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = REPO / "examples"
 FILES = sorted(EXAMPLES.glob("*.yaml"))
 
 

@@ -9,7 +9,7 @@ import stat
 import subprocess
 
 import pytest
-from conftest import agent_cmd, require_tool, run_agent_for
+from helpers import agent_cmd, require_tool, run_agent_for
 from pki import make_pki
 
 CONFIG = """\

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from conftest import require_tool
+from helpers import require_tool
 
 
 def _run(*args: str, cwd: Path) -> None:

@@ -8,7 +8,7 @@ import random
 import subprocess
 
 import pytest
-from conftest import agent_cmd
+from helpers import agent_cmd
 
 
 def write_csv(path, n=2000, header=True, seed=5):

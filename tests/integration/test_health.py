@@ -1,4 +1,5 @@
-"""Health telemetry against a fake /sys, /proc and /run tree."""
+"""The agent publishes its health report with the system facts of a fake /sys, /proc and /run
+tree."""
 
 from __future__ import annotations
 
@@ -8,56 +9,12 @@ import os
 import queue
 import signal
 import subprocess
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from conftest import agent_cmd
+from fake_sysroot import fake_root
+from helpers import agent_cmd
 from paho.mqtt.enums import CallbackAPIVersion
-
-from edge_agent.node.sysinfo import SystemProbe
-
-FILES = {
-    "sys/class/thermal/thermal_zone0/temp": "48312\n",
-    "sys/devices/platform/soc/soc:firmware/get_throttled": "50005\n",
-    "proc/loadavg": "0.42 0.30 0.12 1/123 4567\n",
-    "proc/meminfo": "MemTotal:         439592 kB\nMemFree:          100000 kB\nMemAvailable:     251200 kB\n",
-    "proc/sys/kernel/random/boot_id": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\n",
-    "proc/uptime": "12345.67 20000.00\n",
-    "proc/self/io": "rchar: 1\nwchar: 2\nsyscr: 3\nsyscw: 4\nread_bytes: 0\nwrite_bytes: 8192\n",
-    "run/systemd/timesync/synchronized": "",
-}
-
-
-def fake_root(tmp_path: Path, files=FILES) -> Path:
-    root = tmp_path / "root"
-    for rel, text in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return root
-
-
-def test_probe_reads_the_fake_tree(tmp_path):
-    p = SystemProbe(str(fake_root(tmp_path)))
-    assert p.cpu_temperature() == 48.312
-    t = p.throttled()
-    assert t["raw"] == "0x50005"
-    assert t["under_voltage"] and t["throttled"] and not t["freq_capped"]
-    assert t["under_voltage_since_boot"] and t["throttled_since_boot"] and not t["soft_temp_limit_since_boot"]
-    assert p.load() == [0.42, 0.30, 0.12]
-    assert p.memory() == {"total_bytes": 439592 * 1024, "available_bytes": 251200 * 1024}
-    assert p.boot_id() == "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
-    assert p.uptime() == 12345.67
-    assert p.process_io()["write_bytes"] == 8192
-    assert p.clock().synchronized and p.clock().source == "timesyncd"
-
-
-def test_probe_reports_missing_facts_as_none(tmp_path):
-    p = SystemProbe(str(fake_root(tmp_path, {"proc/loadavg": "garbage\n"})))
-    assert p.cpu_temperature() is None and p.throttled() is None and p.memory() is None
-    assert p.load() is None and p.boot_id() is None
-    assert not p.clock().synchronized
 
 
 def collect(broker, topic: str, count: int, timeout: float) -> list[tuple[str, bytes]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import require_tool
+from helpers import REPO, require_tool
 from pki import make_pki
 
 from edge_agent.cli import main
@@ -432,8 +432,6 @@ def test_a_damaged_card_or_missing_user_imports_nothing(fake_root, damage, capsy
 
 
 def test_the_import_unit_runs_before_the_agent_and_verifies(tmp_path):
-    from conftest import REPO
-
     unit = REPO / "systemd" / "edge-agent-import.service"
     text = unit.read_text()
     for line in (

@@ -15,7 +15,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import agent_cmd, wait_for_log
+from helpers import agent_cmd, wait_for_log
 
 from edge_agent.node.store import BatchStore
 

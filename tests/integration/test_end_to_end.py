@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import agent_cmd, wait_for_log
+from helpers import agent_cmd, wait_for_log
 
 from drivers.sim.profiles import Wave
 from edge_agent.node.store import BatchStore

@@ -6,7 +6,7 @@ import json
 import subprocess
 import textwrap
 
-from conftest import agent_cmd
+from helpers import agent_cmd
 
 CONFIG = textwrap.dedent("""\
     node: {id: n}
