@@ -1,5 +1,6 @@
 # The API of the compiled core, edge_agent._core (ext/_core.pyx and its .pxi parts), checked
-# against the built module by tests/test_core_stub.py (mypy's stubtest). Every name has a
+# against the built module by tests/test_core_stub.py (names and parameters) and
+# tests/integration/test_stubtest.py (mypy's stubtest). Every name has a
 # pure-Python twin: Chain in edge_agent/dsp/chain.py, the kernels in edge_agent/wire.
 # Import it through edge_agent.implementation (``compiled``), never directly.
 
