@@ -1,5 +1,7 @@
 """Exceptions of edge-agent. Each also inherits the matching builtin, so callers can catch either."""
 
+import sqlite3
+
 
 class EdgeAgentError(Exception):
     """Base of every error edge-agent raises on purpose."""
@@ -15,3 +17,14 @@ class WireFormatError(EdgeAgentError, ValueError):
 
 class StoreError(EdgeAgentError, OSError):
     """The on-disk queue could not be opened or written."""
+
+
+class DiskFullError(StoreError, sqlite3.OperationalError):
+    """A transaction failed for want of space (the disk, or the file's page limit).
+
+    Also a sqlite3.OperationalError, as SQLite raised it. Nothing of the transaction
+    was kept; storing resumes once there is space."""
+
+
+class ProvisionError(EdgeAgentError, ValueError):
+    """An image, a configuration or a credentials file cannot be provisioned: says what and where."""

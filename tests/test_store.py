@@ -88,8 +88,7 @@ def test_the_transaction_rolls_back_on_any_exception_and_the_store_goes_on(tmp_p
 def test_a_full_disk_is_a_disk_full_error_and_nothing_of_the_transaction_stays(tmp_path):
     import sqlite3
 
-    from edge_agent.errors import StoreError
-    from edge_agent.node.store import DiskFullError
+    from edge_agent.errors import DiskFullError, StoreError
 
     with BatchStore(str(tmp_path / "q.sqlite3")) as s:
         s.seal("air", lambda q: b"x", 0.0)

@@ -8,9 +8,9 @@ import dataclasses
 import os
 from pathlib import Path
 
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import EdgeAgentError, ProvisionError
 from edge_agent.field.provision import Credentials, plan, provision
-from edge_agent.field.sdcard import FatImage, ProvisionError, open_target
+from edge_agent.field.sdcard import FatImage, open_target
 
 BATCH_COLUMNS = (
     "node_id",

@@ -14,9 +14,9 @@ from pathlib import Path
 import yaml
 
 from edge_agent.config import parse_config
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, ProvisionError
 from edge_agent.field.provision import AGENT_DIR, CONFIG_DIR, CREDENTIALS, MANIFEST, is_secret, yaml_mapping
-from edge_agent.field.sdcard import BootDir, ProvisionError
+from edge_agent.field.sdcard import BootDir
 
 
 def _owner_ids(owner: str, root: str) -> tuple[int, int]:

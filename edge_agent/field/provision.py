@@ -36,8 +36,8 @@ import yaml
 
 from edge_agent import __version__
 from edge_agent.config import parse_config
-from edge_agent.errors import ConfigError
-from edge_agent.field.sdcard import BootDir, FatImage, ProvisionError, open_target
+from edge_agent.errors import ConfigError, ProvisionError
+from edge_agent.field.sdcard import BootDir, FatImage, open_target
 
 AGENT_DIR = "edge-agent"
 CONFIG_DIR = "/etc/edge-agent"  # where the first-boot import puts the files

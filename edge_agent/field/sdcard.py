@@ -21,7 +21,7 @@ import uuid
 import zlib
 from pathlib import Path
 
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import ProvisionError
 
 SECTOR = 512
 _MBR_FAT_TYPES = {0x01, 0x04, 0x06, 0x0B, 0x0C, 0x0E, 0xEF}
@@ -30,10 +30,6 @@ _GPT_FAT_TYPES = {
     "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7": "Microsoft basic data",
     "c12a7328-f81f-11d2-ba4b-00a0c93ec93b": "EFI system",
 }
-
-
-class ProvisionError(EdgeAgentError, ValueError):
-    """An image, a configuration or a credentials file cannot be provisioned: says what and where."""
 
 
 # --- partition tables -------------------------------------------------------------------------

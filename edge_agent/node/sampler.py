@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from drivers.base import ChecksumError, Sensor
 from edge_agent import wire
 from edge_agent.config import AgentConfig, SensorConfig
+from edge_agent.errors import DiskFullError
 from edge_agent.node.open_batch import (
     QUALITY_KINDS,
     ChannelPipeline,
@@ -27,7 +28,7 @@ from edge_agent.node.open_batch import (
     take_channels,
 )
 from edge_agent.node.sensor_slot import SLOT_TOLERANCE, SensorSlot, driver_state
-from edge_agent.node.store import DRIVER_STATE, BatchStore, DiskFullError
+from edge_agent.node.store import DRIVER_STATE, BatchStore
 
 # ChannelPipeline, SensorSlot, SLOT_TOLERANCE and restamp_payload lived here: kept importable
 __all__ = ["SLOT_TOLERANCE", "ChannelPipeline", "Sampler", "SensorSlot", "restamp_payload"]

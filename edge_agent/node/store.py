@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
-from edge_agent.errors import StoreError
+from edge_agent.errors import DiskFullError, StoreError
 from edge_agent.node import store_bounds, store_file
 from edge_agent.node.store_bounds import POLICIES
 from edge_agent.node.store_file import (
@@ -51,13 +51,6 @@ __all__ = [
 log = logging.getLogger("edge_agent.store")
 
 DRIVER_STATE = "__driver__"  # chain_state rows with this channel hold a driver's own state
-
-
-class DiskFullError(StoreError, sqlite3.OperationalError):
-    """A transaction failed for want of space (the disk, or the file's page limit).
-
-    Also a sqlite3.OperationalError, as SQLite raised it. Nothing of the transaction
-    was kept; storing resumes once there is space."""
 
 
 class StoredBatch(NamedTuple):
