@@ -68,11 +68,17 @@ def test_the_compiled_core_is_chosen_whichever_module_a_process_imports_first(fi
 
 
 def test_the_compiled_core_is_bound_whichever_module_is_imported_first():
-    """edge_agent._core imports edge_agent.dsp as it loads: entered in the wrong order, the
-    decision once fell silently to the twins."""
+    """edge_agent._core once imported edge_agent.dsp as it loaded, and a process that imported
+    edge_agent.implementation first silently got the twins; it now reads the stages at the
+    first Chain. Checked from each module that binds the core."""
     if os.environ.get("EDGE_AGENT_PUREPYTHON") == "1" or find_spec("edge_agent._core") is None:
         compiled_core()  # not in use: a skip (a failure under EDGE_AGENT_REQUIRE_EXT=1)
-    for first in ("edge_agent.wire.kernels", "edge_agent.wire.decoder", "edge_agent.wire"):
+    for first in (
+        "edge_agent.implementation",
+        "edge_agent.wire.kernels",
+        "edge_agent.wire.decoder",
+        "edge_agent.wire",
+    ):
         code = (
             f"import {first}; import edge_agent._core as c, edge_agent.wire.kernels as k; "
             "assert k.pack_simple8b is c.pack_simple8b and k.crc32c is c.crc32c, 'the twins are bound'"
