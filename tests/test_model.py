@@ -40,8 +40,10 @@ def test_rows_and_restamp():
         "t": 1.0,
         "value": 21.5,
         "historical": True,
+        "clock_unsynced": True,  # untrusted times are never printed as trusted ones
     }
     assert rows[1]["quality"] == wire.QUALITY_STUCK and rows[1]["value"] == 21.6
     moved = wire.restamp(b, 5000)
     assert moved.t0_ms == 6000 and moved.channels[0].times_ms == (6000, 7000)
     assert moved.flags == wire.FLAG_HISTORICAL and moved.channels[0].values_q == ch.values_q
+    assert not any("clock_unsynced" in r for r in moved.rows())

@@ -2,17 +2,19 @@
 ``add_parser(subparsers)`` and its handlers.
 
 Exit codes (``edge_agent.cli.exitcodes``): 0 success; 1 a runtime failure (broker
-unreachable for tail, bad payload for decode); 2 bad usage or an invalid configuration.
+unreachable for tail, bad payload for decode); 2 bad usage or an invalid configuration;
+141 the reader of the output went away (as a shell reports a SIGPIPE).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from edge_agent import __version__
 from edge_agent.cli import commission, config, image, run, sensors, wire
-from edge_agent.cli.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_USAGE
+from edge_agent.cli.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_PIPE, EXIT_USAGE
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.node.logfmt import setup_logging
 
@@ -46,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeAgentError as exc:
         print(f"edge-agent: {exc}", file=sys.stderr)
         return EXIT_FAIL
+    except BrokenPipeError:
+        # The reader went away (`edge-agent decode x | head`): stop quietly, as Unix tools
+        # do, and keep Python from complaining again as it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
 
 
 if __name__ == "__main__":

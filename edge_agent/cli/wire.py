@@ -17,10 +17,18 @@ from edge_agent.cli.exitcodes import EXIT_FAIL, EXIT_OK
 from edge_agent.errors import ConfigError, WireFormatError
 from edge_agent.wire.dedupe import SeqTracker
 
+MAX_INPUT = 64 << 20  # bytes decode reads: many hex lines of payloads of at most 1 MiB each
+_HEX = frozenset(b"0123456789abcdefABCDEF \t\r\n")
+
 
 def _sample_line(row: dict) -> str:
     t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(row["t"])) + f".{int(row['t'] * 1000) % 1000:03d}Z"
-    return f"{row['node']} {row['stream']} seq={row['seq']} {t} {row['channel']}={row['value']} {row['unit']}"
+    tags = "".join(f" {k}" for k in ("historical", "clock_unsynced") if row.get(k))
+    quality = f" quality={row['quality']:#04x}" if "quality" in row else ""
+    return (
+        f"{row['node']} {row['stream']} seq={row['seq']} {t} {row['channel']}={row['value']} {row['unit']}"
+        f"{quality}{tags}"
+    )
 
 
 def _print_batch(batch, as_json: bool) -> None:
@@ -28,31 +36,72 @@ def _print_batch(batch, as_json: bool) -> None:
         print(json.dumps(row, ensure_ascii=False) if as_json else _sample_line(row), flush=True)
 
 
+def payloads_of(data: bytes, name: str) -> list[tuple[str, bytes]]:
+    """The payloads in what decode read, each with where it came from: the bytes of one
+    payload as they are (a batch starts with its magic, "EA"), or hex text with one payload
+    per line, as ``mosquitto_sub -F %x`` prints them and tests/vectors/*.hex hold them."""
+    from edge_agent import wire
+
+    if data.startswith(wire.MAGIC) or not data.strip() or not _HEX.issuperset(data):
+        return [(name, data)]
+    found = []
+    for lineno, line in enumerate(data.splitlines(), 1):
+        text = b"".join(line.split())
+        if not text:
+            continue
+        if len(text) % 2:
+            raise WireFormatError(f"{name}:{lineno}: an odd number of hex digits ({len(text)})")
+        found.append((f"{name}:{lineno}", bytes.fromhex(text.decode("ascii"))))
+    return found
+
+
+def _read_input(path: str) -> bytes:
+    """The file, or standard input for "-"; OSError, or ValueError beyond MAX_INPUT."""
+    if path == "-":
+        data = sys.stdin.buffer.read(MAX_INPUT + 1)
+    else:
+        with open(path, "rb") as f:
+            data = f.read(MAX_INPUT + 1)
+    if len(data) > MAX_INPUT:
+        raise ValueError(f"more than {MAX_INPUT >> 20} MiB: not a payload, nor a list of them")
+    return data
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     from edge_agent import wire
 
+    name = "stdin" if args.file == "-" else args.file
     try:
-        with open(args.file, "rb") as f:
-            payload = f.read()
+        found = payloads_of(_read_input(args.file), name)
     except OSError as exc:
-        print(f"edge-agent decode: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"edge-agent decode: {name}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAIL
-    try:
-        batch = wire.decode(payload)
-    except WireFormatError as exc:
-        print(f"edge-agent decode: {args.file}: {exc}", file=sys.stderr)
+    except WireFormatError as exc:  # hex that is not (it names the line)
+        print(f"edge-agent decode: {exc}", file=sys.stderr)
         return EXIT_FAIL
-    if args.topic:
-        where = wire.parse_data_topic(args.topic)
-        if where is None or where != (batch.node, batch.stream):
-            print(
-                f"edge-agent decode: topic {args.topic!r} does not match the payload's node "
-                f"{batch.node!r} and stream {batch.stream!r}",
-                file=sys.stderr,
-            )
-            return EXIT_FAIL
-    _print_batch(batch, args.json)
-    return EXIT_OK
+    except ValueError as exc:  # too much input
+        print(f"edge-agent decode: {name}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    failed = 0
+    for where, payload in found:
+        try:
+            batch = wire.decode(payload)
+        except WireFormatError as exc:
+            print(f"edge-agent decode: {where}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.topic:
+            topic = wire.parse_data_topic(args.topic)
+            if topic is None or topic != (batch.node, batch.stream):
+                print(
+                    f"edge-agent decode: {where}: topic {args.topic!r} does not match the payload's node "
+                    f"{batch.node!r} and stream {batch.stream!r}",
+                    file=sys.stderr,
+                )
+                failed += 1
+                continue
+        _print_batch(batch, args.json)
+    return EXIT_FAIL if failed else EXIT_OK
 
 
 def _tail_client(args: argparse.Namespace):
@@ -235,8 +284,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cr.add_argument("--json", action="store_true", help="one JSON object")
     cr.set_defaults(func=cmd_compress_report)
 
-    d = sub.add_parser("decode", help="decode one saved payload and print its samples")
-    d.add_argument("file", metavar="FILE")
+    d = sub.add_parser(
+        "decode",
+        help="decode saved payloads and print their samples",
+        description="FILE (or - for standard input) holds one payload as its bytes, or hex text "
+        "with one payload per line (what mosquitto_sub -F %%x prints). Exit 1 if any does not decode.",
+    )
+    d.add_argument("file", metavar="FILE", help="the payload file, or - for standard input")
     d.add_argument("--json", action="store_true", help="one JSON object per sample")
     d.add_argument("--topic", help="the topic it was received on, checked against the payload")
     d.set_defaults(func=cmd_decode)

@@ -62,7 +62,9 @@ class Batch:
     #                     1: every millisecond is a slot, i.e. no schedule
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        """One dict per sample, in channel order: node, stream, seq, channel, unit, t, value."""
+        """One dict per sample, in channel order: node, stream, seq, channel, unit, t, value;
+        ``quality`` where the sample carries flags, ``historical`` and ``clock_unsynced``
+        where the batch does."""
         for ch in self.channels:
             qflags = dict(ch.flags)
             for i, (t_ms, value) in enumerate(zip(ch.times_ms, ch.values())):
@@ -79,6 +81,8 @@ class Batch:
                     row["quality"] = qflags[i]
                 if self.flags & FLAG_HISTORICAL:
                     row["historical"] = True
+                if self.flags & FLAG_CLOCK_UNSYNCED:
+                    row["clock_unsynced"] = True  # the node's clock was not known good: t may be wrong
                 yield row
 
 
