@@ -232,7 +232,7 @@ def cmd_compress_report(args: argparse.Namespace) -> int:
     from edge_agent.wire.compress_report import compress_report, format_report, read_series
 
     ts, xs = read_series(args.file)
-    r = compress_report(ts, xs, args.resolution, args.deviation, args.mode)
+    r = compress_report(ts, xs, args.resolution, args.deviation, args.mode, source=args.file)
     print(json.dumps(r) if args.json else format_report(args.file, r))
     return EXIT_OK
 

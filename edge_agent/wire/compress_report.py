@@ -26,7 +26,7 @@ import math
 from pathlib import Path
 
 from edge_agent import dsp, wire
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, WireFormatError
 
 
 def read_series(path: str) -> tuple[list[float], list[float]]:
@@ -42,14 +42,14 @@ def read_series(path: str) -> tuple[list[float], list[float]]:
                     if len(row) != 2:
                         raise ValueError
                     t, x = float(row[0]), float(row[1])
-                    if not (math.isfinite(t) and math.isfinite(x)):
-                        raise ValueError
                 except ValueError:
                     if lineno == 1 and not ts:
                         continue  # a header
                     raise ConfigError(
                         f"{path}:{lineno}: expected two numbers t,value, got {','.join(row)!r}"
                     ) from None
+                if not (math.isfinite(t) and math.isfinite(x)):  # numbers, so not a header
+                    raise ConfigError(f"{path}:{lineno}: t and value must be finite, got {','.join(row)!r}")
                 if ts and t <= ts[-1]:
                     raise ConfigError(
                         f"{path}:{lineno}: time {t:g} does not come after {ts[-1]:g} "
@@ -81,11 +81,20 @@ MODES = ("swing", "bound")
 
 
 def compress_report(
-    ts: list[float], xs: list[float], resolution: float, deviation: float | None = None, mode: str = "swing"
+    ts: list[float],
+    xs: list[float],
+    resolution: float,
+    deviation: float | None = None,
+    mode: str = "swing",
+    *,
+    source: str = "the series",
 ) -> dict:
-    """Run, encode, decode and compare; the figures `compress-report` prints."""
-    if not resolution > 0:
-        raise ConfigError(f"--resolution must be greater than zero, got {resolution!r}")
+    """Run, encode, decode and compare; the figures `compress-report` prints. ConfigError
+    for flags out of range and for a series the wire cannot carry at ``resolution``."""
+    if not (resolution > 0 and math.isfinite(resolution)):
+        raise ConfigError(f"--resolution must be a finite number greater than zero, got {resolution!r}")
+    if deviation is not None and not (deviation >= 0 and math.isfinite(deviation)):
+        raise ConfigError(f"--deviation must be a finite number >= 0, got {deviation!r}")
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     step, width = resolution, 1
@@ -99,18 +108,26 @@ def compress_report(
         if end is not None:
             pts.append(end)
     t0 = round(ts[0] * 1000)
-    ch = wire.ChannelData(
-        "value",
-        "",
-        step,
-        tuple(round(t * 1000) for t, _ in pts),
-        tuple(wire.quantise(y, step) for _, y in pts),
-        bin_width=width,
-    )
-    batch = wire.Batch("report", "series", 0, t0, (ch,), period_ms=schedule_ms(ts))
-    payload = wire.encode(batch)
+    try:
+        ch = wire.ChannelData(
+            "value",
+            "",
+            step,
+            tuple(round(t * 1000) for t, _ in pts),
+            tuple(wire.quantise(y, step) for _, y in pts),
+            bin_width=width,
+        )
+        batch = wire.Batch("report", "series", 0, t0, (ch,), period_ms=schedule_ms(ts))
+        payload = wire.encode(batch)
+    except (ValueError, OverflowError) as exc:  # values (or times) beyond what the wire carries
+        raise ConfigError(
+            f"{source}: cannot be put on the wire at resolution {resolution:g}: {exc}"
+        ) from None
     raw = wire.encode(batch, deflate=False) if payload[3] & wire.FLAG_DEFLATE else payload
-    decoded = wire.decode(payload).channels[0]
+    try:
+        decoded = wire.decode(payload).channels[0]
+    except WireFormatError as exc:  # the encoder took what the decoder's limits refuse (issue 13)
+        raise ConfigError(f"{source}: its payload does not decode: {exc}") from None
     kt = [t / 1000.0 for t in decoded.times_ms]
     ky = [q * step for q in decoded.values_q]
     worst = 0.0

@@ -71,7 +71,9 @@ def value_block(
         residuals = predictor_residuals(qs, kind, width, season)[0]
         widest = max(max(residuals), -min(residuals)) if residuals else 0
         if widest >= 1 << 59:  # beyond Simple-8b's zigzag values
-            raise ValueError(f"a residual of {widest} steps: values too far apart to encode")
+            raise ValueError(
+                f"a residual of about 2**{widest.bit_length() - 1} steps: values too far apart to encode"
+            )
         forms = []
         if kind < PREDICTOR_ZERO:
             block, form = pack_residuals(zigzags(residuals))
