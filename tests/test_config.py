@@ -155,6 +155,19 @@ def test_builtin_default_node_has_one_simulated_bme680():
             "sensors[1].sim.power",
             "no such key (allowed: absent, bus_voltage, current)",
         ),
+        # values that once passed and then broke the agent (issue 14)
+        (
+            lambda d: d["sensors"][0].update(type=["bme680"]),
+            "sensors[0].type",
+            "one of bme680, ina219, ina226, pmsa003i, s0, scd4x, got ['bme680']",
+        ),
+        (
+            lambda d: d["mqtt"].update(keepalive=100000),
+            "mqtt.keepalive",
+            "a duration of at most 65535s (MQTT's limit), got 100000",
+        ),
+        (lambda d: d.update(flush_interval=10**400), "flush_interval", "a duration of at most 3650d"),
+        (lambda d: d.update(store={"max_size": 10**400}), "store.max_size", "a size of at most 8PiB"),
     ],
 )
 def test_errors_name_file_key_path_and_expectation(tmp_path, mutate, path, expected):

@@ -35,3 +35,18 @@ def test_bad_durations(text):
 )
 def test_sizes(text, size):
     assert parse_size(text) == size
+
+
+def test_numbers_of_hundreds_of_digits_and_infinities_are_refused_shortly():
+    from edge_agent.durations import parse_duration, parse_size
+
+    huge = "9" * 400
+    for bad in (huge, int(huge), float("inf"), "1e400", "3651d"):
+        with pytest.raises(ValueError) as caught:
+            parse_duration(bad)
+        assert len(str(caught.value)) < 120
+    for bad in (huge, int(huge), f"{huge}GiB", 1 << 53):
+        with pytest.raises(ValueError, match="at most 8PiB") as caught:
+            parse_size(bad)
+        assert len(str(caught.value)) < 120
+    assert parse_duration("3650d") == 3650 * 86400 and parse_size((1 << 53) - 1) == (1 << 53) - 1

@@ -11,6 +11,13 @@ from edge_agent.errors import ConfigError
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+def shown(value: Any, limit: int = 120) -> str:
+    """A value for an error message, cut short: a long list or a number of hundreds of digits
+    says what it is without flooding a terminal (or the journal)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
 class Document:
     """One configuration being validated (``source``: its file name, for error messages).
 
@@ -25,7 +32,7 @@ class Document:
         where = f"{self.source}: {path}" if path else self.source
         msg = f"{where}: expected {expected}"
         if show_got:
-            msg += f", got {got!r}"
+            msg += f", got {shown(got)}"
         return ConfigError(msg)
 
     def error(self, path: str, message: str) -> ConfigError:

@@ -17,6 +17,7 @@ from edge_agent.config.document import NAME, Document
 from edge_agent.config.model import AgentConfig, StoreConfig
 from edge_agent.config.mqtt import is_loopback, parse_broker_url, parse_mqtt
 from edge_agent.config.sensors import parse_sensor
+from edge_agent.config.yamlfile import load_yaml
 from edge_agent.errors import ConfigError
 
 _TOP_KEYS = {"node", "flush_interval", "state_dir", "mqtt", "store", "sensors", "health_interval", "clock"}
@@ -129,7 +130,7 @@ def load_config(path: str | os.PathLike | None = None) -> AgentConfig:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -31,6 +31,18 @@ _MQTT_KEYS = {
 _TOPIC_PREFIX = re.compile(r"^[^#+\s/][^#+\s]*[^#+\s/]$|^[^#+\s/]$")
 
 
+# MQTT's own limits: keepalive is a 16-bit count of seconds (0 turns it off, which a node
+# must not), the session expiry interval a 32-bit one.
+KEEPALIVE_MAX = 65535.0
+SESSION_EXPIRY_MAX = float(2**32 - 1)
+
+
+def _at_most(doc: Document, seconds: float, most: float, path: str, raw: Any) -> float:
+    if seconds > most:
+        raise doc.fail(path, f"a duration of at most {most:.0f}s (MQTT's limit)", raw)
+    return seconds
+
+
 def parse_broker_url(url: str) -> BrokerConfig:
     """``mqtt://host[:port]`` (default 1883) or ``mqtts://host[:port]`` (default 8883)."""
     parts = urlsplit(url)
@@ -114,7 +126,13 @@ def parse_mqtt(doc: Document, raw: Any, node_id: str) -> MqttConfig:
         brokers=brokers,
         topic_prefix=prefix,
         client_id=doc.string(m.get("client_id", f"edge-agent-{node_id}"), "mqtt.client_id"),
-        keepalive=doc.duration(m.get("keepalive", "30s"), "mqtt.keepalive"),
+        keepalive=_at_most(
+            doc,
+            doc.duration(m.get("keepalive", "30s"), "mqtt.keepalive"),
+            KEEPALIVE_MAX,
+            "mqtt.keepalive",
+            m.get("keepalive"),
+        ),
         protocol=protocol,
         inflight=int(doc.number(m.get("inflight", 20), "mqtt.inflight", low=1, high=1000, integer=True)),
         allow_insecure=allow_insecure,
@@ -123,7 +141,13 @@ def parse_mqtt(doc: Document, raw: Any, node_id: str) -> MqttConfig:
         key_file=key_file,
         username=doc.optional_string(m, "username", "mqtt.username"),
         password_file=doc.optional_string(m, "password_file", "mqtt.password_file"),
-        session_expiry=doc.duration(m.get("session_expiry", "1h"), "mqtt.session_expiry", positive=False),
+        session_expiry=_at_most(
+            doc,
+            doc.duration(m.get("session_expiry", "1h"), "mqtt.session_expiry", positive=False),
+            SESSION_EXPIRY_MAX,
+            "mqtt.session_expiry",
+            m.get("session_expiry"),
+        ),
         backlog_rate=float(
             doc.number(m.get("backlog_rate", 50), "mqtt.backlog_rate", low=0.0, low_open=True)
         ),

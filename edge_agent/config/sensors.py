@@ -31,7 +31,7 @@ def parse_sensor(doc: Document, raw: Any, path: str) -> SensorConfig:
     if "type" not in raw:
         raise doc.fail(f"{path}.type", "this key to be present", show_got=False)
     stype = raw["type"]
-    if stype not in SENSOR_TYPES:
+    if not isinstance(stype, str) or stype not in SENSOR_TYPES:
         raise doc.fail(f"{path}.type", "one of " + ", ".join(sorted(SENSOR_TYPES)), stype)
     driver = SENSOR_TYPES[stype]
     m = doc.mapping(raw, path, _SENSOR_KEYS | set(driver.OPTIONS))
