@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -73,8 +74,10 @@ class Document:
             or (integer and not isinstance(value, int))
         ):
             raise self.fail(path, kind, value)
+        if isinstance(value, int) and abs(value) > 1 << 53:  # past a double's integers (or its range)
+            raise self.fail(path, f"{kind} of at most 2**53 in size", value)
         if (
-            value != value
+            (isinstance(value, float) and not math.isfinite(value))
             or (low is not None and (value < low or (low_open and value == low)))
             or (high is not None and value > high)
         ):
@@ -103,7 +106,8 @@ class Document:
     def string(
         self, value: Any, path: str, *, pattern: re.Pattern | None = None, what: str = "a string"
     ) -> str:
-        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+        # fullmatch: a pattern's $ would let a trailing newline through ("lamp-1\n")
+        if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
             raise self.fail(path, what, value)
         return value
 

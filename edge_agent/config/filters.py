@@ -32,7 +32,7 @@ def parse_filters(doc: Document, raw: Any, path: str) -> list[StageConfig]:
         if not isinstance(item, dict) or "type" not in item:
             raise doc.fail(p, "a mapping with a 'type' (one of " + ", ".join(STAGE_KINDS) + ")", item)
         kind = item["type"]
-        if kind not in _FILTER_KEYS:
+        if not isinstance(kind, str) or kind not in _FILTER_KEYS:
             raise doc.fail(f"{p}.type", "one of " + ", ".join(STAGE_KINDS), kind)
         allowed, required = _FILTER_KEYS[kind]
         doc.mapping(item, p, allowed | {"type"}, required)

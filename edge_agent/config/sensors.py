@@ -159,7 +159,7 @@ def _parse_channel(
 
 def _parse_wave(doc: Document, raw: Any, path: str) -> Wave:
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        return Wave(float(raw))
+        return Wave(float(doc.number(raw, path)))  # a constant: bounded like every number
     m = doc.mapping(raw, path, {"mean", "amplitude", "period"}, {"mean"})
     return Wave(
         float(doc.number(m["mean"], f"{path}.mean")),
