@@ -10,7 +10,6 @@ import textwrap
 
 import pytest
 from helpers import agent_cmd
-from pki import make_pki
 
 CONFIG = textwrap.dedent("""\
     node:
@@ -28,11 +27,6 @@ CONFIG = textwrap.dedent("""\
         address: 0x40
         {absent}
 """)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def sysroot(tmp_path, synced=True):

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import REPO, require_tool
-from pki import make_pki
 
 from edge_agent.cli import main
 from edge_agent.config import parse_config
@@ -74,11 +73,6 @@ def make_disk(path: Path, scheme: str, *, fat: bool = True, first_type: str | No
             capture_output=True,
         )
     return path
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from a file, TLS verified by default, mutual TLS, MQTT 5 and 3.1.1, clean and ke
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 import time
 
@@ -12,24 +11,9 @@ import pytest
 from helpers import BROKER_USER as USER
 from helpers import authenticated_broker as _authenticated
 from helpers import tls_listener as _tls
-from pki import make_pki
 
 from edge_agent.config import load_config
 from edge_agent.node.mqtt import ClientSettings, client_for_url, connect, make_client, new_client, read_secret
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def secret(tmp_path):
-    """(the password, a file holding it): a file as the node and tail read it."""
-    value = f"pw-Oboe-{os.getpid()}"
-    path = tmp_path / "mqtt-password"
-    path.write_text(value + "\n")
-    return value, str(path)
 
 
 def _connack(url, settings, timeout=10.0):
@@ -54,9 +38,9 @@ def _connack(url, settings, timeout=10.0):
 @pytest.mark.broker
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_password_from_a_file_logs_in_and_a_wrong_one_or_none_is_refused(
-    broker_factory, tmp_path, secret, protocol
+    broker_factory, tmp_path, mqtt_password, protocol
 ):
-    value, path = secret
+    value, path = mqtt_password
     b = _authenticated(broker_factory, tmp_path, value)
     rc, _ = _connack(b.url, ClientSettings("t-good", protocol, username=USER, password_file=path))
     assert not rc.is_failure, rc
@@ -69,8 +53,8 @@ def test_password_from_a_file_logs_in_and_a_wrong_one_or_none_is_refused(
 
 
 @pytest.mark.broker
-def test_the_password_is_never_logged(broker_factory, tmp_path, secret, caplog):
-    value, path = secret
+def test_the_password_is_never_logged(broker_factory, tmp_path, mqtt_password, caplog):
+    value, path = mqtt_password
     b = _authenticated(broker_factory, tmp_path, value)
     settings = ClientSettings("t-log", username=USER, password_file=path)
     client, broker = client_for_url(b.url, settings)
@@ -96,8 +80,8 @@ def test_tls_is_verified_against_the_ca_and_by_default_against_the_system_cas(br
 
 
 @pytest.mark.broker
-def test_mutual_tls_with_a_password(broker_factory, pki, tmp_path, secret):
-    value, path = secret
+def test_mutual_tls_with_a_password(broker_factory, pki, tmp_path, mqtt_password):
+    value, path = mqtt_password
     b = _authenticated(broker_factory, tmp_path, value, _tls(pki, require_cert=True))
     url = f"mqtts://127.0.0.1:{b.port}"
     full = ClientSettings(
@@ -129,8 +113,8 @@ def test_a_kept_session_is_there_at_the_next_connect_and_a_clean_one_is_not(brok
     assert _connack(broker.url, clean)[1] is False
 
 
-def test_settings_from_the_node_configuration(tmp_path, secret):
-    value, path = secret
+def test_settings_from_the_node_configuration(tmp_path, mqtt_password):
+    value, path = mqtt_password
     conf = tmp_path / "node.yaml"
     conf.write_text(f"""\
 node: {{id: cfg-node}}

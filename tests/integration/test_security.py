@@ -10,7 +10,6 @@ import subprocess
 
 import pytest
 from helpers import agent_cmd, require_tool, run_agent_for
-from pki import make_pki
 
 CONFIG = """\
 node: {{id: sec-node}}
@@ -29,11 +28,6 @@ sensors:
     channels: {{temperature: {{deadband: 0}}}}
     sim: {{temperature: {{mean: 20, amplitude: 5, period: 5s}}}}
 """
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def run_agent(tmp_path, broker_url, mqtt_extra="", seconds=2.5):

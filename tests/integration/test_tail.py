@@ -5,7 +5,6 @@ credential is a clear error and an exit code, never a traceback."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 
@@ -13,26 +12,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from helpers import BROKER_USER, agent_cmd, authenticated_broker, tls_listener
 from paho.mqtt.enums import CallbackAPIVersion
-from pki import make_pki
 from wire_data import V2_AIR
 
 from edge_agent import wire
 from edge_agent.node.mqtt import ClientSettings, client_for_url, connect
 
 VECTOR = V2_AIR
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def password(tmp_path):
-    value = f"pw-Tail-{os.getpid()}"
-    path = tmp_path / "mqtt-password"
-    path.write_text(value + "\n")
-    return value, str(path)
 
 
 def publish_retained(url: str, settings: ClientSettings) -> wire.Batch:
@@ -68,8 +53,10 @@ def assert_got(out: subprocess.CompletedProcess, batch: wire.Batch) -> None:
 
 
 @pytest.mark.broker
-def test_tail_logs_in_with_a_password_file_and_a_wrong_one_is_refused(broker_factory, tmp_path, password):
-    value, path = password
+def test_tail_logs_in_with_a_password_file_and_a_wrong_one_is_refused(
+    broker_factory, tmp_path, mqtt_password
+):
+    value, path = mqtt_password
     b = authenticated_broker(broker_factory, tmp_path, value)
     batch = publish_retained(b.url, ClientSettings("pub", username=BROKER_USER, password_file=path))
     assert_got(tail(b.url, "--username", BROKER_USER, "--password-file", path), batch)
@@ -84,8 +71,8 @@ def test_tail_logs_in_with_a_password_file_and_a_wrong_one_is_refused(broker_fac
 
 
 @pytest.mark.broker
-def test_tail_over_mutual_tls_with_a_password(broker_factory, pki, tmp_path, password):
-    value, path = password
+def test_tail_over_mutual_tls_with_a_password(broker_factory, pki, tmp_path, mqtt_password):
+    value, path = mqtt_password
     b = authenticated_broker(broker_factory, tmp_path, value, tls_listener(pki, require_cert=True))
     url = f"mqtts://127.0.0.1:{b.port}"
     creds = [
