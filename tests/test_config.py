@@ -168,6 +168,12 @@ def test_builtin_default_node_has_one_simulated_bme680():
         ),
         (lambda d: d.update(flush_interval=10**400), "flush_interval", "a duration of at most 3650d"),
         (lambda d: d.update(store={"max_size": 10**400}), "store.max_size", "a size of at most 8PiB"),
+        (lambda d: d["mqtt"].update(broker="mqtt://10.0.0.1:0"), "mqtt.broker", "a broker port is 1..65535"),
+        (lambda d: d["mqtt"].update(client_id="node\x00x"), "mqtt.client_id", "no control characters"),
+        (lambda d: d["mqtt"].update(client_id="x" * 65536), "mqtt.client_id", "at most 65535 bytes"),
+        (lambda d: d["mqtt"].update(username="a\tb"), "mqtt.username", "no control characters"),
+        (lambda d: d["mqtt"].update(topic_prefix="city\x00"), "mqtt.topic_prefix", "no control characters"),
+        (lambda d: d["mqtt"].update(topic_prefix="c" * 1025), "mqtt.topic_prefix", "at most 1024 bytes"),
     ],
 )
 def test_errors_name_file_key_path_and_expectation(tmp_path, mutate, path, expected):

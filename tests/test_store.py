@@ -136,3 +136,30 @@ def test_the_store_does_not_know_the_wire_format():
             else:
                 continue
             assert not any(n.startswith("edge_agent.wire") for n in names), (path.name, names)
+
+
+def test_a_state_directory_others_may_write_to_is_refused_not_changed(tmp_path):
+    """Anyone who can write to the queue's directory can replace the queue or its WAL: such a
+    directory is refused with what to do, and left as it is (it may be shared, like /tmp)."""
+    import stat
+
+    from edge_agent.errors import StoreError
+    from edge_agent.node.store_file import ensure_private_dir
+
+    made = tmp_path / "new" / "state"
+    ensure_private_dir(str(made))
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    for mode, who in ((0o777, "its group and every user"), (0o770, "its group"), (0o703, "every user")):
+        shared = tmp_path / f"shared{mode:o}"
+        shared.mkdir()
+        shared.chmod(mode)
+        with pytest.raises(StoreError, match=f"writable by {who} \\(mode 0{mode:o}\\).*chmod go-w"):
+            ensure_private_dir(str(shared))
+        assert stat.S_IMODE(shared.stat().st_mode) == mode
+        with pytest.raises(StoreError, match="writable by"):
+            BatchStore(str(shared / "q.sqlite3"))
+        assert not (shared / "q.sqlite3").exists()
+    readable = tmp_path / "readable"
+    readable.mkdir()
+    readable.chmod(0o755)  # systemd's StateDirectory default: others may read, not write
+    BatchStore(str(readable / "q.sqlite3")).close()

@@ -37,6 +37,19 @@ KEEPALIVE_MAX = 65535.0
 SESSION_EXPIRY_MAX = float(2**32 - 1)
 
 
+# MQTT's strings: UTF-8 of at most 65535 bytes, no U+0000, and (SHOULD) no control characters.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+PREFIX_MAX = 1024  # bytes: the prefix leaves room in a topic for /{node}/data/{stream}
+
+
+def _mqtt_string(doc: Document, value: str, path: str, most: int = 65535) -> str:
+    if _CONTROL.search(value):
+        raise doc.fail(path, "no control characters (MQTT strings may not carry them)", value)
+    if len(value.encode()) > most:
+        raise doc.fail(path, f"at most {most} bytes of UTF-8", value)
+    return value
+
+
 def _at_most(doc: Document, seconds: float, most: float, path: str, raw: Any) -> float:
     if seconds > most:
         raise doc.fail(path, f"a duration of at most {most:.0f}s (MQTT's limit)", raw)
@@ -56,9 +69,13 @@ def parse_broker_url(url: str) -> BrokerConfig:
             f"mqtt.username / mqtt.password_file), got {url!r}"
         )
     try:
-        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        port = parts.port
     except ValueError:
         raise ValueError(f"bad port in broker URL {url!r}") from None
+    if port is None:
+        port = 8883 if parts.scheme == "mqtts" else 1883
+    elif not 1 <= port <= 65535:  # urlsplit takes 0, which connect() would not
+        raise ValueError(f"a broker port is 1..65535, got {port} in {url!r}")
     return BrokerConfig(url=url, scheme=parts.scheme, host=parts.hostname, port=port)
 
 
@@ -104,6 +121,7 @@ def parse_mqtt(doc: Document, raw: Any, node_id: str) -> MqttConfig:
         pattern=_TOPIC_PREFIX,
         what="a topic prefix without '#', '+', spaces, or a leading/trailing '/'",
     )
+    _mqtt_string(doc, prefix, "mqtt.topic_prefix", PREFIX_MAX)
     protocol = str(m.get("protocol", "5"))
     if protocol not in ("5", "3.1.1"):
         raise doc.fail("mqtt.protocol", "5 or 3.1.1", m.get("protocol"))
@@ -125,7 +143,9 @@ def parse_mqtt(doc: Document, raw: Any, node_id: str) -> MqttConfig:
     return MqttConfig(
         brokers=brokers,
         topic_prefix=prefix,
-        client_id=doc.string(m.get("client_id", f"edge-agent-{node_id}"), "mqtt.client_id"),
+        client_id=_mqtt_string(
+            doc, doc.string(m.get("client_id", f"edge-agent-{node_id}"), "mqtt.client_id"), "mqtt.client_id"
+        ),
         keepalive=_at_most(
             doc,
             doc.duration(m.get("keepalive", "30s"), "mqtt.keepalive"),
@@ -139,7 +159,9 @@ def parse_mqtt(doc: Document, raw: Any, node_id: str) -> MqttConfig:
         ca_file=doc.optional_string(m, "ca_file", "mqtt.ca_file"),
         cert_file=cert_file,
         key_file=key_file,
-        username=doc.optional_string(m, "username", "mqtt.username"),
+        username=None
+        if "username" not in m
+        else _mqtt_string(doc, doc.string(m["username"], "mqtt.username"), "mqtt.username"),
         password_file=doc.optional_string(m, "password_file", "mqtt.password_file"),
         session_expiry=_at_most(
             doc,

@@ -12,8 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass, field
+
+from edge_agent.errors import StoreError
 
 log = logging.getLogger("edge_agent.store")
 
@@ -82,8 +85,17 @@ class Recovery:
 
 
 def ensure_private_dir(path: str) -> None:
-    """Create a directory (and parents) readable by the agent's user only."""
+    """Create a directory (and parents) readable by the agent's user only. One that exists
+    and that others may write to is refused, not changed (it may be shared, like /tmp): anyone
+    who can write there can replace the queue or its WAL."""
     os.makedirs(path, mode=0o700, exist_ok=True)
+    mode = os.stat(path).st_mode
+    if mode & 0o022:
+        who = " and ".join(w for bit, w in ((0o020, "its group"), (0o002, "every user")) if mode & bit)
+        raise StoreError(
+            f"{path}: writable by {who} (mode {stat.S_IMODE(mode):04o}): a queue there is open to "
+            f"them; give the agent a directory of its own, or chmod go-w {path}"
+        )
 
 
 def create_private(path: str) -> None:
