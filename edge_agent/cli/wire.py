@@ -15,6 +15,7 @@ from typing import Any
 
 from edge_agent.cli.exitcodes import EXIT_FAIL, EXIT_OK
 from edge_agent.errors import ConfigError, WireFormatError
+from edge_agent.files import TooLarge, read_at_most
 from edge_agent.wire.dedupe import SeqTracker
 
 MAX_INPUT = 64 << 20  # bytes decode reads: many hex lines of payloads of at most 1 MiB each
@@ -57,13 +58,11 @@ def payloads_of(data: bytes, name: str) -> list[tuple[str, bytes]]:
 
 def _read_input(path: str) -> bytes:
     """The file, or standard input for "-"; OSError, or ValueError beyond MAX_INPUT."""
-    if path == "-":
-        data = sys.stdin.buffer.read(MAX_INPUT + 1)
-    else:
-        with open(path, "rb") as f:
-            data = f.read(MAX_INPUT + 1)
+    if path != "-":
+        return read_at_most(path, MAX_INPUT)
+    data = sys.stdin.buffer.read(MAX_INPUT + 1)
     if len(data) > MAX_INPUT:
-        raise ValueError(f"more than {MAX_INPUT >> 20} MiB: not a payload, nor a list of them")
+        raise TooLarge(f"more than {MAX_INPUT:,} bytes")
     return data
 
 

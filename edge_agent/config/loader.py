@@ -8,7 +8,6 @@ import os
 import re
 import socket
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -19,6 +18,7 @@ from edge_agent.config.mqtt import is_loopback, parse_broker_url, parse_mqtt
 from edge_agent.config.sensors import parse_sensor
 from edge_agent.config.yamlfile import load_yaml
 from edge_agent.errors import ConfigError
+from edge_agent.files import CONFIG_MAX, TooLarge, read_at_most
 
 _TOP_KEYS = {"node", "flush_interval", "state_dir", "mqtt", "store", "sensors", "health_interval", "clock"}
 
@@ -123,8 +123,10 @@ def load_config(path: str | os.PathLike | None = None) -> AgentConfig:
         return replace(cfg, config_hash=hashlib.sha256(text.encode()).hexdigest()[:16])
     source = str(path)
     try:
-        raw = Path(path).read_bytes()
+        raw = read_at_most(path, CONFIG_MAX)
         text = raw.decode("utf-8")
+    except TooLarge as exc:
+        raise ConfigError(f"{source}: {exc}: not a node configuration") from None
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:

@@ -14,9 +14,11 @@ from pathlib import Path
 import yaml
 
 from edge_agent.config import parse_config
+from edge_agent.config.yamlfile import load_yaml
 from edge_agent.errors import ConfigError, ProvisionError
 from edge_agent.field.provision import AGENT_DIR, CONFIG_DIR, CREDENTIALS, MANIFEST, is_secret, yaml_mapping
 from edge_agent.field.sdcard import BootDir
+from edge_agent.files import CONFIG_MAX, TooLarge, read_at_most
 
 
 def _owner_ids(owner: str, root: str) -> tuple[int, int]:
@@ -53,9 +55,11 @@ def _cloud_init_done(root: str, boot: Path) -> bool | None:
 
 def _read_or_none(p: Path) -> bytes | None:
     try:
-        return p.read_bytes()
+        return read_at_most(p, CONFIG_MAX)
     except FileNotFoundError:
         return None
+    except TooLarge as exc:
+        raise ProvisionError(f"{p}: {exc} (a damaged card?); nothing imported") from None
 
 
 def _install(data: bytes, dest: Path, mode: int, uid: int, gid: int) -> None:
@@ -106,7 +110,10 @@ def import_boot(
             if name not in CREDENTIALS and name != "node.yaml":
                 log(f"event=import_skipped file={name} reason=unknown")
                 continue
-            data = (src / name).read_bytes()
+            try:
+                data = read_at_most(src / name, CONFIG_MAX)
+            except TooLarge as exc:
+                raise ProvisionError(f"{src / name}: {exc} (a damaged card?); nothing imported") from None
             want = (manifest.get("files") or {}).get(f"{AGENT_DIR}/{name}", {}).get("sha256")
             if want is not None and hashlib.sha256(data).hexdigest() != want:
                 raise ProvisionError(
@@ -116,8 +123,8 @@ def import_boot(
             files[name] = data
         if "node.yaml" in files:
             try:
-                parse_config(yaml.safe_load(files["node.yaml"]), str(src / "node.yaml"))
-            except yaml.YAMLError as exc:
+                parse_config(load_yaml(files["node.yaml"].decode("utf-8")), str(src / "node.yaml"))
+            except (yaml.YAMLError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"{src / 'node.yaml'}: not valid YAML: {exc}; nothing imported") from None
         dest_dir.mkdir(parents=True, exist_ok=True)
         os.chown(dest_dir, 0, gid)

@@ -30,14 +30,15 @@ import datetime as _dt
 import hashlib
 import json
 import uuid
-from pathlib import Path
 
 import yaml
 
 from edge_agent import __version__
 from edge_agent.config import parse_config
+from edge_agent.config.yamlfile import load_yaml
 from edge_agent.errors import ConfigError, ProvisionError
 from edge_agent.field.sdcard import BootDir, FatImage, open_target
+from edge_agent.files import CONFIG_MAX, TooLarge, read_at_most
 
 AGENT_DIR = "edge-agent"
 CONFIG_DIR = "/etc/edge-agent"  # where the first-boot import puts the files
@@ -66,7 +67,9 @@ class Credentials:
 
 def _read_input(path: str, what: str) -> bytes:
     try:
-        data = Path(path).read_bytes()
+        data = read_at_most(path, CONFIG_MAX)
+    except TooLarge as exc:
+        raise ProvisionError(f"{what} {path}: {exc}") from None
     except OSError as exc:
         raise ProvisionError(f"{what} {path}: cannot read: {exc.strerror or exc}") from None
     if not data.strip():
@@ -120,9 +123,10 @@ def plan(
 ) -> tuple[dict[str, bytes], dict]:
     """Everything to write, checked: (files by path on the partition, the manifest).
     ``node_id`` replaces the configuration's ``node.id`` (a template for many nodes)."""
-    try:
-        text = Path(config_path).read_bytes().decode("utf-8")
-        doc = yaml.safe_load(text)
+    try:  # read as the node will: bounded, and the strict YAML of the configuration loader
+        doc = load_yaml(read_at_most(config_path, CONFIG_MAX).decode("utf-8"))
+    except TooLarge as exc:
+        raise ProvisionError(f"{config_path}: {exc}: not a node configuration") from None
     except OSError as exc:
         raise ProvisionError(f"{config_path}: cannot read: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -274,7 +278,7 @@ def inspect(target_path: str) -> dict:
     node = target.read(f"{AGENT_DIR}/node.yaml")
     if node is not None:
         try:
-            cfg = parse_config(yaml.safe_load(node), "node.yaml on the card")
+            cfg = parse_config(load_yaml(node.decode("utf-8")), "node.yaml on the card")
             out.update(
                 {
                     "node_id": cfg.node_id,
@@ -284,7 +288,7 @@ def inspect(target_path: str) -> dict:
                 }
             )
             out["config_valid"] = True
-        except (ConfigError, yaml.YAMLError) as exc:
+        except (ConfigError, yaml.YAMLError, UnicodeDecodeError) as exc:
             out["config_valid"] = False
             out["config_error"] = str(exc)
     present = target.names(AGENT_DIR)

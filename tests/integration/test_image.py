@@ -403,7 +403,7 @@ def test_the_psk_stays_until_cloud_init_has_applied_it(fake_root, capsys):
     assert "wifi-pass-phrase" not in (boot / "network-config").read_text()
 
 
-@pytest.mark.parametrize("damage", ["sha", "config", "owner"])
+@pytest.mark.parametrize("damage", ["sha", "config", "owner", "huge", "duplicate"])
 def test_a_damaged_card_or_missing_user_imports_nothing(fake_root, damage, capsys):
     card = fake_root / "boot" / "firmware" / "edge-agent"
     args = ["image", "import", "--root", str(fake_root)]
@@ -415,12 +415,27 @@ def test_a_damaged_card_or_missing_user_imports_nothing(fake_root, damage, capsy
         (card / "node.yaml").write_bytes(bad)
         m["files"]["edge-agent/node.yaml"]["sha256"] = __import__("hashlib").sha256(bad).hexdigest()
         (card / "provision.json").write_text(json.dumps(m))
+    elif damage == "huge":  # read bounded: a card's file may be anything
+        (card / "client.key").write_bytes(b"k" * (1024 * 1024 + 1))
+    elif damage == "duplicate":  # read as the node's own loader reads: strictly
+        m = json.loads((card / "provision.json").read_text())
+        bad = (NODE_YAML + "node: {id: other}\n").encode()
+        (card / "node.yaml").write_bytes(bad)
+        m["files"]["edge-agent/node.yaml"]["sha256"] = __import__("hashlib").sha256(bad).hexdigest()
+        (card / "provision.json").write_text(json.dumps(m))
     else:
         args += ["--owner", "nobody-here"]
     before = sorted(p.name for p in card.iterdir())
     assert main(args) != 0
     err = capsys.readouterr().err
-    assert {"sha": "SHA-256", "config": "node.id", "owner": "nobody-here"}[damage] in err, err
+    said = {
+        "sha": "SHA-256",
+        "config": "node.id",
+        "owner": "nobody-here",
+        "huge": "more than 1,048,576 bytes",
+        "duplicate": "the key 'node' again",
+    }
+    assert said[damage] in err and "Traceback" not in err, err
     assert not (fake_root / "etc" / "edge-agent").exists()
     assert sorted(p.name for p in card.iterdir()) == before
 
