@@ -22,14 +22,14 @@ $(STAMP): $(SOURCES)
 run: $(STAMP)
 	$(BIN)/edge-agent run --simulate --state-dir state
 
-test: $(STAMP)
+test: $(DEV)
 	sh scripts/host-deps.sh test
 	$(MAKE) test-compiled test-python
 
-test-compiled: $(STAMP)
+test-compiled: $(DEV)
 	$(BIN)/python -m pytest -q
 
-test-python: $(STAMP)
+test-python: $(DEV)
 	EDGE_AGENT_PUREPYTHON=1 $(BIN)/python -m pytest -q
 
 DEV := $(VENV)/.dev-installed
