@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEV    := $(VENV)/.dev-installed
 SOURCES := setup.py pyproject.toml $(wildcard ext/*.pyx ext/*.pxd ext/*.pxi)
 
 .PHONY: run test test-compiled test-python check lint typecheck fmt bench clean help
@@ -32,7 +33,6 @@ test-compiled: $(DEV)
 test-python: $(DEV)
 	EDGE_AGENT_PUREPYTHON=1 $(BIN)/python -m pytest -q
 
-DEV := $(VENV)/.dev-installed
 $(DEV): $(STAMP)
 	$(BIN)/python -m pip install -q --no-build-isolation -e '.[test,dev]'
 	touch $@
