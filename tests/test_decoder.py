@@ -68,7 +68,9 @@ def test_deflate_bombs_and_cut_streams_are_refused():
 def test_malformed_coded_channels_are_refused_with_what_is_wrong(at, byte, message):
     qs = hourly_days(3)
     ch = wire.ChannelData("t", "", 0.1, tuple(i * 3_600_000 for i in range(len(qs))), tuple(qs))
-    payload = bytearray(wire.encode(wire.Batch("n", "s", 0, 0, (ch,), period_ms=3_600_000), deflate=False))
+    payload = bytearray(
+        wire.encode(wire.Batch("n", "s", 0, 0, (ch,), period_ms=3_600_000), deflate=False, version=3)
+    )
     block = wire.value_block(qs, season=24)[0]
     assert payload[2] == 3 and block[:2] == bytes([wire.PREDICTOR_SEASONAL, 24])
     length = bytearray()

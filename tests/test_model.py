@@ -29,16 +29,19 @@ def test_a_short_decimal_resolution_travels_exactly(m, e):
 
 def test_rows_and_restamp():
     ch = wire.ChannelData("temperature", "°C", 0.1, (1000, 2000), (215, 216), ((1, wire.QUALITY_STUCK),))
-    b = wire.Batch("n", "air", 3, 1000, (ch,), flags=wire.FLAG_HISTORICAL | wire.FLAG_CLOCK_UNSYNCED)
+    b = wire.Batch("n", "air", 3, 1000, (ch,), flags=wire.FLAG_HISTORICAL | wire.FLAG_CLOCK_UNSYNCED, epoch=7)
     rows = list(b.rows())
     assert rows[0] == {
         "node": "n",
         "stream": "air",
+        "epoch": 7,
         "seq": 3,
         "channel": "temperature",
         "unit": "°C",
         "t": 1.0,
         "value": 21.5,
+        "reconstruction": "every",
+        "bound": 0.05,  # nothing lossy: half the resolution
         "historical": True,
         "clock_unsynced": True,  # untrusted times are never printed as trusted ones
     }

@@ -48,7 +48,7 @@ def test_the_reader_says_what_is_cut_short_and_where():
     r = varint.Reader(b"\x05abc", 4)
     with pytest.raises(WireFormatError, match="truncated payload: node id at byte 1 needs 5 bytes, 3 left"):
         r.string("node id")
-    with pytest.raises(WireFormatError, match="varint too long: count at byte 0"):
+    with pytest.raises(WireFormatError, match="varint longer than 10 bytes: count at byte 0"):
         varint.Reader(b"\xff" * 11, 11).uvarint("count")
     with pytest.raises(WireFormatError, match="name at byte 1 is not UTF-8"):
         varint.Reader(b"\x01\xff", 2).string("name")

@@ -34,8 +34,8 @@ channel = st.builds(
     lambda name, unit, res, start, steps, qs: wire.ChannelData(
         name, unit, res, tuple(start + sum(steps[: i + 1]) for i in range(len(qs))), tuple(qs)
     ),
-    st.text(min_size=1, max_size=12),
-    st.text(max_size=4),
+    st.from_regex(wire.NAME_PATTERN, fullmatch=True),
+    st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=4),
     st.sampled_from([0.001, 0.01, 0.1, 0.5, 1.0, 100.0]),
     st.integers(0, 10**6),
     st.lists(st.integers(0, 10**7), min_size=64, max_size=64),
@@ -45,17 +45,18 @@ channel = st.builds(
 
 @settings(max_examples=200, deadline=None)
 @given(
-    node=st.text(min_size=1, max_size=20),
-    stream=st.text(min_size=1, max_size=20),
-    seq=st.integers(0, 2**40),
+    node=st.from_regex(wire.NAME_PATTERN, fullmatch=True),
+    stream=st.from_regex(wire.NAME_PATTERN, fullmatch=True),
+    seq=st.integers(0, wire.MAX_SEQ),
+    epoch=st.integers(0, 2**32 - 1),
     t0=st.integers(0, 2**42),
     flags=st.integers(0, 3),
     channels=st.lists(channel, max_size=5),
     period=st.integers(1, 100_000),
     deflate=st.booleans(),
 )
-def test_round_trip(node, stream, seq, t0, flags, channels, period, deflate):
-    b = wire.Batch(node, stream, seq, t0, tuple(channels), flags=flags, period_ms=period)
+def test_round_trip(node, stream, seq, epoch, t0, flags, channels, period, deflate):
+    b = wire.Batch(node, stream, seq, t0, tuple(channels), flags=flags, period_ms=period, epoch=epoch)
     assert wire.decode(wire.encode(b, deflate=deflate)) == b
     v1 = wire.decode(wire.encode_v1(b))
     assert v1.channels == b.channels and v1.version == 1

@@ -1,4 +1,4 @@
-"""The batch payload: its encoder (versions 2 and 3) and its decoder (versions 1 to 3).
+"""The batch payload: its encoder (versions 2 to 4) and its decoder (versions 1 to 4).
 
 docs/wire-format.md is the normative specification; this package implements it, and
 tests/vectors/ holds payload bytes with their decoded contents. The names here are the
@@ -6,7 +6,8 @@ package's public API; each lives in the module of its concern:
 
 - format: the specification's numbers (magic, versions, flags, shape bits, limits,
   the known channels, quality flags);
-- model: Batch, ChannelData, restamp, quantise and the resolution's decimals;
+- model: Batch, ChannelData, restamp, quantise and the resolution's decimals; limits:
+  the checks of names, units, times and counts that encoder and decoder share;
 - varint: zigzag, varints, strings, the Reader;
 - packing: Simple-8b, runs of zeros, Rice codes; predict: the predictors and their
   residuals; sections: a channel's time slots and the value block search; rangecoder:
@@ -25,14 +26,24 @@ from edge_agent.wire.encoder import encode, encode_v1, mark_historical, value_bl
 from edge_agent.wire.format import (
     DAY_MS,
     ENCODING_DELTA_VARINT,
+    EPOCH_BITS,
     FLAG_CLOCK_UNSYNCED,
     FLAG_DEFLATE,
     FLAG_HISTORICAL,
     KNOWN_CHANNELS,
     MAGIC,
+    MAX_BATCH_SAMPLES,
     MAX_BODY,
     MAX_CHANNEL_SAMPLES,
+    MAX_CHANNELS,
+    MAX_NAME,
+    MAX_PAYLOAD,
     MAX_PER_BYTE,
+    MAX_PERIOD_MS,
+    MAX_SEQ,
+    MAX_TIME_MS,
+    MAX_UNIT,
+    NAME_PATTERN,
     PREDICTOR_SEASONAL,
     PREDICTOR_ZERO,
     PREDICTORS,
@@ -40,6 +51,11 @@ from edge_agent.wire.format import (
     QUALITY_OUT_OF_RANGE,
     QUALITY_STUCK,
     QUALITY_WARMING_UP,
+    RECON_BOUND,
+    RECON_MASK,
+    RECON_RELATIVE,
+    RECONSTRUCTIONS,
+    RESOLUTION_EXP,
     RICE_PART,
     SHAPE_BINNED,
     SHAPE_CODED,
@@ -62,14 +78,24 @@ from edge_agent.wire.varint import put_str, put_uvarint, unzigzag, zigzag
 __all__ = [
     "DAY_MS",
     "ENCODING_DELTA_VARINT",
+    "EPOCH_BITS",
     "FLAG_CLOCK_UNSYNCED",
     "FLAG_DEFLATE",
     "FLAG_HISTORICAL",
     "KNOWN_CHANNELS",
     "MAGIC",
+    "MAX_BATCH_SAMPLES",
     "MAX_BODY",
+    "MAX_CHANNELS",
     "MAX_CHANNEL_SAMPLES",
+    "MAX_NAME",
+    "MAX_PAYLOAD",
+    "MAX_PERIOD_MS",
     "MAX_PER_BYTE",
+    "MAX_SEQ",
+    "MAX_TIME_MS",
+    "MAX_UNIT",
+    "NAME_PATTERN",
     "PREDICTORS",
     "PREDICTOR_SEASONAL",
     "PREDICTOR_ZERO",
@@ -77,6 +103,11 @@ __all__ = [
     "QUALITY_OUT_OF_RANGE",
     "QUALITY_STUCK",
     "QUALITY_WARMING_UP",
+    "RECONSTRUCTIONS",
+    "RECON_BOUND",
+    "RECON_MASK",
+    "RECON_RELATIVE",
+    "RESOLUTION_EXP",
     "RICE_PART",
     "SHAPE_BINNED",
     "SHAPE_CODED",

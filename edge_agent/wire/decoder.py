@@ -1,9 +1,12 @@
-"""The decoder: a payload of version 1, 2 or 3 to its Batch, or a WireFormatError that says
+"""The decoder: a payload of version 1 to 4 to its Batch, or a WireFormatError that says
 what is wrong and where (docs/wire-format.md is the normative specification).
 
 A payload may come from a sender with a bug or from anyone on the broker: every count is
-bounded by the bytes that carry it, a deflated body by MAX_BODY, and nothing but
-WireFormatError leaves decode() for any input.
+bounded by the bytes that carry it and by the limits (format.py: a payload and a
+deflated body by MAX_PAYLOAD, the samples of a batch by MAX_BATCH_SAMPLES), and nothing
+but WireFormatError leaves decode() for any input. Byte offsets in errors count from the
+payload's first byte, or, in a deflated body, from the body's first byte after inflating
+(the message says so).
 """
 
 from __future__ import annotations
@@ -19,11 +22,18 @@ from edge_agent.wire.format import (
     FLAG_DEFLATE,
     KNOWN_CHANNELS,
     MAGIC,
+    MAX_BATCH_SAMPLES,
     MAX_BODY,
     MAX_CHANNEL_SAMPLES,
+    MAX_PAYLOAD,
     MAX_PER_BYTE,
     PREDICTOR_SEASONAL,
     PREDICTORS,
+    RECON_BOUND,
+    RECON_MASK,
+    RECON_RELATIVE,
+    RECONSTRUCTIONS,
+    RESOLUTION_EXP,
     SHAPE_BINNED,
     SHAPE_CODED,
     SHAPE_EXCEPTIONS,
@@ -34,6 +44,7 @@ from edge_agent.wire.format import (
     SHAPE_RUNS,
     VERSIONS,
 )
+from edge_agent.wire.limits import header_problem, name_problem, time_problem, unit_problem
 from edge_agent.wire.model import Batch, ChannelData, resolution_of
 from edge_agent.wire.packing import from_zero_runs, unpack_rice, unpack_simple8b
 from edge_agent.wire.predict import values_from
@@ -43,6 +54,8 @@ from edge_agent.wire.varint import Reader, unzigzag
 def decode(payload: bytes) -> Batch:
     """Decode one payload; WireFormatError says what is wrong and where."""
     payload = bytes(payload)
+    if len(payload) > MAX_PAYLOAD:
+        raise WireFormatError(f"payload of {len(payload)} bytes: the limit is {MAX_PAYLOAD}")
     if len(payload) < 8:
         raise WireFormatError(f"payload of {len(payload)} bytes is too short to be a batch")
     if payload[:2] != MAGIC:
@@ -75,11 +88,13 @@ def _decode_v1(payload: bytes) -> Batch:
     seq = r.uvarint("sequence number")
     t0 = r.uvarint("time base")
     nch = r.uvarint("channel count")
+    _check_header(node, stream, seq, t0, 1, nch, 0)
     channels = []
     for c in range(nch):
         what = f"channel {c}"
         name = r.string(f"{what} name")
         unit = r.string(f"{what} unit")
+        _check_names(name, unit, what)
         resolution = r.f64(f"{what} resolution")
         if not (resolution > 0 and math.isfinite(resolution)):
             raise WireFormatError(f"{what} ({name}): resolution {resolution!r} is not a positive number")
@@ -104,6 +119,7 @@ def _decode_v1(payload: bytes) -> Batch:
         for i in range(n):
             q += r.svarint(f"{what} value {i}")
             values.append(q)
+        _check_times(times, what, name)
         qflags = _read_flags(r, what, name, n)
         channels.append(ChannelData(name, unit, resolution, tuple(times), tuple(values), tuple(qflags)))
     if r.pos != r.end:
@@ -114,7 +130,8 @@ def _decode_v1(payload: bytes) -> Batch:
 
 
 def _decode_v2(payload: bytes, flags: int) -> Batch:
-    """Versions 2 and 3 (version 3 adds the coded form)."""
+    """Versions 2 to 4 (version 3 adds the coded form, version 4 the epoch and each
+    channel's reconstruction and bound)."""
     version = payload[2]
     body = payload[4:-4]
     if flags & FLAG_DEFLATE:
@@ -125,35 +142,51 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
             raise WireFormatError(f"deflated body does not inflate: {exc}") from None
         if inflater.unconsumed_tail or not inflater.eof:
             raise WireFormatError(f"deflated body is cut short or inflates beyond {MAX_BODY} bytes")
-    r = Reader(body, len(body))
+        if inflater.unused_data:
+            raise WireFormatError(
+                f"{len(inflater.unused_data)} bytes after the end of the deflated body (before the checksum)"
+            )
+        where = "the inflated body's "
+    else:
+        body, where = payload[:-4], ""
+    r = Reader(body, len(body), where)
+    r.pos = 0 if flags & FLAG_DEFLATE else 4
     node = r.string("node id")
     stream = r.string("stream")
+    epoch = int.from_bytes(r.take(4, "epoch"), "little") if version >= 4 else 0
     seq = r.uvarint("sequence number")
     t0 = r.uvarint("time base")
     period = r.uvarint("period")
-    if period == 0:
-        raise WireFormatError("period 0: the schedule needs a period of at least 1 ms")
     nch = r.uvarint("channel count")
+    _check_header(node, stream, seq, t0, period, nch, epoch)
     channels = []
+    total = 0
     for c in range(nch):
         what = f"channel {c}"
         kind = r.byte(f"{what} kind")
         if kind == 0:
             name, unit = r.string(f"{what} name"), r.string(f"{what} unit")
+            _check_names(name, unit, what)
         elif kind in KNOWN_CHANNELS:
             name, unit = KNOWN_CHANNELS[kind]
         else:
             raise WireFormatError(f"{what}: unknown channel kind {kind}")
-        m = r.uvarint(f"{what} resolution")
-        e = r.svarint(f"{what} resolution exponent")
-        resolution = r.f64(f"{what} resolution") if m == 0 else resolution_of(m, e) if -30 <= e <= 30 else 0.0
-        if not (resolution > 0 and math.isfinite(resolution)):
+        resolution = _read_decimal(r, f"{what} ({name}) resolution")
+        if not resolution > 0:
             raise WireFormatError(f"{what} ({name}): resolution {resolution!r} is not a positive number")
+        recon, bound, relative = (
+            _read_reconstruction(r, what, name) if version >= 4 else ("every", 0.0, False)
+        )
         n = r.uvarint(f"{what} sample count")
-        if n > min(MAX_CHANNEL_SAMPLES, MAX_PER_BYTE * (r.end - r.pos)):
-            raise WireFormatError(f"{what} ({name}): sample count {n} exceeds the payload or the limit")
+        total += n
+        if n > min(MAX_CHANNEL_SAMPLES, MAX_PER_BYTE * (r.end - r.pos)) or total > MAX_BATCH_SAMPLES:
+            raise WireFormatError(
+                f"{what} ({name}): sample count {n} exceeds the payload or the limits "
+                f"({MAX_CHANNEL_SAMPLES} a channel, {MAX_BATCH_SAMPLES} a batch)"
+            )
         shape = r.byte(f"{what} shape")
         times = _read_times(r, shape, n, t0, period, what, name)
+        _check_times(times, what, name)
         width = r.uvarint(f"{what} bin width") if shape & SHAPE_BINNED else 1
         if width < 1:
             raise WireFormatError(f"{what} ({name}): bin width 0")
@@ -172,6 +205,9 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
                 bin_width=width,
                 predictor=predictor,
                 season=season,
+                reconstruction=recon,
+                bound=bound,
+                bound_relative=relative,
             )
         )
     if r.pos != r.end:
@@ -185,7 +221,57 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
         flags=flags & ~FLAG_DEFLATE,
         version=version,
         period_ms=period,
+        epoch=epoch,
     )
+
+
+def _read_decimal(r: Reader, what: str) -> float:
+    """A resolution or bound: m x 10^e (m > 0, |e| <= RESOLUTION_EXP), or m = 0 and an f64."""
+    at = r.pos
+    m = r.uvarint(what)
+    e = r.svarint(f"{what} exponent")
+    if m == 0:
+        value = r.f64(what)
+    elif -RESOLUTION_EXP <= e <= RESOLUTION_EXP:
+        value = resolution_of(m, e)
+    else:
+        raise WireFormatError(f"{what} at {r.at(at)}: exponent {e} is outside ±{RESOLUTION_EXP}")
+    if not math.isfinite(value):
+        raise WireFormatError(f"{what} at {r.at(at)}: {value!r} is not a finite number")
+    return value
+
+
+def _read_reconstruction(r: Reader, what: str, name: str) -> tuple[str, float, bool]:
+    """Version 4: (reconstruction, bound, bound is relative) of a channel."""
+    code = r.byte(f"{what} reconstruction")
+    if code & ~(RECON_MASK | RECON_BOUND | RECON_RELATIVE) or (code & RECON_MASK) >= len(RECONSTRUCTIONS):
+        raise WireFormatError(f"{what} ({name}): reconstruction byte {code:#04x} has bits no version defines")
+    if code & RECON_RELATIVE and not code & RECON_BOUND:
+        raise WireFormatError(f"{what} ({name}): a relative bound is flagged but no bound follows")
+    bound = _read_decimal(r, f"{what} ({name}) bound") if code & RECON_BOUND else 0.0
+    if code & RECON_BOUND and not bound > 0:
+        raise WireFormatError(f"{what} ({name}): bound {bound!r} is not a positive number")
+    return RECONSTRUCTIONS[code & RECON_MASK], bound, bool(code & RECON_RELATIVE)
+
+
+def _check_header(node: str, stream: str, seq: int, t0: int, period: int, nch: int, epoch: int) -> None:
+    problem = name_problem(node, "node id") or name_problem(stream, "stream")
+    problem = problem or header_problem(seq, t0, period, nch, epoch)
+    if problem:
+        raise WireFormatError(problem)
+
+
+def _check_names(name: str, unit: str, what: str) -> None:
+    problem = name_problem(name, f"{what} name") or unit_problem(unit, f"{what} unit")
+    if problem:
+        raise WireFormatError(problem)
+
+
+def _check_times(times: list[int], what: str, name: str) -> None:
+    if times:
+        problem = time_problem(min(times), f"{what} ({name})") or time_problem(max(times), f"{what} ({name})")
+        if problem:
+            raise WireFormatError(problem)
 
 
 def _read_times(r: Reader, shape: int, n: int, t0: int, period: int, what: str, name: str) -> list[int]:
@@ -224,7 +310,7 @@ def _read_values(
                 f"{what} ({name}): coded values with predictor bits {predictor} "
                 "in the shape (the block names the predictor)"
             )
-        rb = Reader(block, len(block))
+        rb = Reader(block, len(block), "the value block's ")
         predictor = rb.uvarint(f"{what} predictor")
         if predictor >= len(PREDICTORS):
             raise WireFormatError(f"{what} ({name}): unknown predictor {predictor}")
@@ -236,7 +322,7 @@ def _read_values(
     elif shape & SHAPE_RICE:
         residuals = unpack_rice(block, n, f"{what} values")
     elif shape & SHAPE_RUNS:
-        rb = Reader(block, len(block))
+        rb = Reader(block, len(block), "the value block's ")
         nonzero = rb.uvarint(f"{what} non-zero count")
         if nonzero > n:
             raise WireFormatError(f"{what} ({name}): {nonzero} non-zero residuals of {n}")
@@ -261,5 +347,9 @@ def _read_flags(r: Reader, what: str, name: str, n: int) -> list[tuple[int, int]
         fl = r.byte(f"{what} flag")
         if idx >= n:
             raise WireFormatError(f"{what} ({name}): quality flag for sample {idx} of {n}")
+        if fl == 0:
+            raise WireFormatError(
+                f"{what} ({name}): quality flag 0 for sample {idx} (only flagged samples are listed)"
+            )
         qflags.append((idx, fl))
     return qflags

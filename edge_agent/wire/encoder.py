@@ -1,4 +1,4 @@
-"""The encoder: a Batch to its payload (versions 2 and 3; version 1 for test vectors and old
+"""The encoder: a Batch to its payload (versions 2 to 4; version 1 for test vectors and old
 backbones), and the ``historical`` flag set on a payload without decoding it.
 
 docs/wire-format.md is the normative specification. The compiled core does the searches
@@ -20,9 +20,16 @@ from edge_agent.wire.format import (
     FLAG_HISTORICAL,
     KIND_OF,
     MAGIC,
+    MAX_BATCH_SAMPLES,
+    MAX_BODY,
+    MAX_CHANNEL_SAMPLES,
+    MAX_PAYLOAD,
     PREDICTOR_SEASONAL,
     PREDICTOR_ZERO,
     PREDICTORS,
+    RECON_BOUND,
+    RECON_RELATIVE,
+    RECONSTRUCTIONS,
     SHAPE_BINNED,
     SHAPE_CODED,
     SHAPE_EXCEPTIONS,
@@ -31,6 +38,7 @@ from edge_agent.wire.format import (
     VERSION,
     VERSIONS,
 )
+from edge_agent.wire.limits import header_problem, name_problem, time_problem, unit_problem
 from edge_agent.wire.model import Batch, ChannelData, decimal_resolution
 from edge_agent.wire.predict import season_for
 from edge_agent.wire.varint import put_str, put_uvarint, zigzag
@@ -61,41 +69,44 @@ def value_block(
 
 
 def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> bytes:
-    """The payload of a batch (see docs/wire-format.md): version 3 when a channel's values
-    are smallest in its coded form, else version 2; ``version=2`` keeps to version 2 for
-    backbones whose decoders do not read version 3 yet.
+    """The payload of a batch (see docs/wire-format.md): version 4 by default (the epoch,
+    each channel's reconstruction and bound); ``version=3`` writes version 3 when a
+    channel's values are smallest in its coded form, else version 2, and ``version=2``
+    keeps to version 2, for backbones whose decoders are older.
 
     Times are written as slots of the batch's schedule (``period_ms``; 1 when it has
     none) plus the offsets of points that are not on it; values as the residuals of the
     predictor whose block is smallest, in the smallest of the forms (Simple-8b, runs of
     zeros, Rice codes, range-coded). With ``deflate`` the body is compressed when that
-    makes the payload smaller.
+    makes the payload smaller. A batch beyond the limits (format.py, the spec's "Limits")
+    raises ValueError: what the encoder writes, the decoder reads.
     """
+    if version not in (2, 3, 4):
+        raise ValueError(f"encode writes wire versions 2, 3 and 4, not {version}")
+    _check_header(batch)
     period = batch.period_ms
-    if period < 1:
-        raise ValueError(f"period_ms must be at least 1 (got {period})")
-    if version not in (2, 3):
-        raise ValueError(f"encode writes wire versions 2 and 3, not {version}")
-    coded, version = version == 3, 2
+    coded, written = version >= 3, 4 if version == 4 else 2
     body = bytearray()
     put_str(body, batch.node)
     put_str(body, batch.stream)
+    if version == 4:
+        body += batch.epoch.to_bytes(4, "little")
     put_uvarint(body, batch.seq)
     put_uvarint(body, batch.t0_ms)
     put_uvarint(body, period)
     put_uvarint(body, len(batch.channels))
+    total = 0
     for ch in batch.channels:
         n = _check_channel(ch)
+        total += n
         kind = KIND_OF.get((ch.name, ch.unit), 0)
         body.append(kind)
         if kind == 0:
             put_str(body, ch.name)
             put_str(body, ch.unit)
-        m, e = decimal_resolution(ch.resolution)
-        put_uvarint(body, m)
-        put_uvarint(body, zigzag(e))
-        if m == 0:
-            body += struct.pack("<d", ch.resolution)
+        _put_decimal(body, ch.resolution)
+        if version == 4:
+            _put_reconstruction(body, ch)
         put_uvarint(body, n)
         regular, has_exceptions, times = kernels.times_section(ch.times_ms, batch.t0_ms, period)
         shape = (
@@ -112,12 +123,16 @@ def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> byt
         season = ch.season if ch.predictor == PREDICTOR_SEASONAL else season_for(period, n)
         block, _, shape_bits = value_block(ch.values_q, ch.bin_width, ch.predictor, season, coded)
         body[shape_at] |= shape_bits
-        if shape_bits & SHAPE_CODED == SHAPE_CODED:
-            version = 3
+        if shape_bits & SHAPE_CODED == SHAPE_CODED and version == 3:
+            written = 3
         put_uvarint(body, len(block))
         body += block
         if ch.flags:
             _put_flags(body, ch, n)
+    if total > MAX_BATCH_SAMPLES:
+        raise ValueError(f"{total} samples: at most {MAX_BATCH_SAMPLES} in a batch")
+    if len(body) > MAX_BODY:
+        raise ValueError(f"a body of {len(body)} bytes: at most {MAX_BODY}; seal smaller batches")
     flags = batch.flags & ~FLAG_DEFLATE & 0xFF
     if deflate:
         packer = zlib.compressobj(9, zlib.DEFLATED, -15)
@@ -125,16 +140,54 @@ def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> byt
         if len(packed) < len(body):
             body, flags = bytearray(packed), flags | FLAG_DEFLATE
     out = bytearray(MAGIC)
-    out.append(version)
+    out.append(written)
     out.append(flags)
     out += body
     out += struct.pack("<I", kernels.crc32c(bytes(out)))
+    if len(out) > MAX_PAYLOAD:
+        raise ValueError(f"a payload of {len(out)} bytes: at most {MAX_PAYLOAD}; seal smaller batches")
     return bytes(out)
+
+
+def _put_decimal(out: bytearray, x: float) -> None:
+    """A resolution or bound: m x 10^e when that is exactly x, else m = 0 and the f64."""
+    m, e = decimal_resolution(x)
+    put_uvarint(out, m)
+    put_uvarint(out, zigzag(e))
+    if m == 0:
+        out += struct.pack("<d", x)
+
+
+def _put_reconstruction(out: bytearray, ch: ChannelData) -> None:
+    """Version 4: the reconstruction byte, then the bound when it is not 0."""
+    if ch.reconstruction not in RECONSTRUCTIONS:
+        raise ValueError(
+            f"channel {ch.name}: reconstruction {ch.reconstruction!r} is not one of {', '.join(RECONSTRUCTIONS)}"
+        )
+    if not (ch.bound >= 0 and math.isfinite(ch.bound)):
+        raise ValueError(f"channel {ch.name}: bound {ch.bound!r} is not a finite number >= 0")
+    code = RECONSTRUCTIONS.index(ch.reconstruction)
+    if ch.bound > 0:
+        code |= RECON_BOUND | (RECON_RELATIVE if ch.bound_relative else 0)
+    out.append(code)
+    if ch.bound > 0:
+        _put_decimal(out, ch.bound)
+
+
+def _check_header(batch: Batch) -> None:
+    for problem in (
+        name_problem(batch.node, "node id"),
+        name_problem(batch.stream, "stream"),
+        header_problem(batch.seq, batch.t0_ms, batch.period_ms, len(batch.channels), batch.epoch),
+    ):
+        if problem:
+            raise ValueError(problem)
 
 
 def encode_v1(batch: Batch) -> bytes:
     """The version-1 payload of a batch (see docs/wire-format.md): for test vectors and for
-    backbones that still need it; nodes send version 2."""
+    backbones that still need it; nodes send version 4."""
+    _check_header(batch)
     out = bytearray(MAGIC)
     out.append(1)
     out.append(batch.flags & 0xFF)
@@ -169,8 +222,19 @@ def _check_channel(ch: ChannelData) -> int:
     n = len(ch.times_ms)
     if len(ch.values_q) != n:
         raise ValueError(f"channel {ch.name}: {n} timestamps but {len(ch.values_q)} values")
+    problem = name_problem(ch.name, "channel name") or unit_problem(ch.unit, f"channel {ch.name}: unit")
+    if problem:
+        raise ValueError(problem)
     if not (ch.resolution > 0 and math.isfinite(ch.resolution)):
         raise ValueError(f"channel {ch.name}: resolution must be a positive number")
+    if n > MAX_CHANNEL_SAMPLES:
+        raise ValueError(f"channel {ch.name}: {n} samples, at most {MAX_CHANNEL_SAMPLES} in a channel")
+    if n:
+        problem = time_problem(min(ch.times_ms), f"channel {ch.name}") or time_problem(
+            max(ch.times_ms), f"channel {ch.name}"
+        )
+        if problem:
+            raise ValueError(problem)
     return n
 
 

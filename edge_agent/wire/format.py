@@ -5,8 +5,8 @@ flags of a sample and the limits a decoder holds. Codes here are never reused.""
 from __future__ import annotations
 
 MAGIC = b"EA"
-VERSION = 3  # what encode() writes when a channel needs it (else 2, for older decoders)
-VERSIONS = (1, 2, 3)  # what decode() reads
+VERSION = 4  # what encode() writes by default (``version=3`` or ``2`` for older backbones)
+VERSIONS = (1, 2, 3, 4)  # what decode() reads
 ENCODING_DELTA_VARINT = 1  # version 1: timestamps delta-of-delta ms; values zigzag deltas as varints
 FLAG_HISTORICAL = 0x01  # sent from the backlog, not live
 FLAG_CLOCK_UNSYNCED = 0x02  # wall clock was not known to be synchronised when sampled
@@ -24,6 +24,14 @@ SHAPE_RUNS = 0x40  # the residuals are sent as runs of zeros and the values betw
 SHAPE_RICE = 0x80  # the residuals are Rice codes, a parameter per partition of RICE_PART
 SHAPE_CODED = 0xC0  # version 3 (runs and Rice together): predictor in the block, range-coded
 RICE_PART = 64
+# Version 4, per channel: how the decoded points stand for the samples they came from
+# (the low two bits of the channel's reconstruction byte), and whether an error bound
+# follows (absolute, or as a fraction of the held value).
+RECONSTRUCTIONS = ("every", "hold", "linear")  # every sample / hold until the next / interpolate
+RECON_MASK = 0x03
+RECON_BOUND = 0x04  # a bound (a decimal, as the resolution) follows: the lossy part's error
+RECON_RELATIVE = 0x08  # the bound is a fraction of the held value's magnitude
+EPOCH_BITS = 32  # version 4: random bits drawn at each start of the node, in every batch
 DAY_MS = 86_400_000  # the season the encoder tries when a batch holds more than two of it
 
 # Version 2: channels every decoder knows by a one-byte kind, so a batch need not spell out
@@ -59,6 +67,18 @@ QUALITY_STUCK = 0x02  # the same raw value for longer than the sensor's stuck_af
 QUALITY_INVALID = 0x04  # failed the chip's checksum/CRC or validity bit
 QUALITY_WARMING_UP = 0x08  # taken while the sensor was warming up (e.g. a PMSA003I's first 30 s)
 
-MAX_BODY = 1 << 20  # a version-2 body inflates to at most this many bytes
-MAX_CHANNEL_SAMPLES = 1 << 20  # a decoder refuses channels claiming more samples
+# Limits, held by the encoder (ValueError) and the decoder (WireFormatError) alike, so a
+# decoder can bound its memory from the payload's length before it allocates.
+MAX_PAYLOAD = 1 << 20  # bytes of a payload, and of a body after inflating (versions 2-4)
+MAX_BODY = MAX_PAYLOAD
+MAX_CHANNEL_SAMPLES = 1 << 20  # samples of one channel
+MAX_BATCH_SAMPLES = 1 << 20  # samples of all channels of a batch together
 MAX_PER_BYTE = 16 * 240  # the most values one byte of a channel stands for (a Simple-8b run byte)
+MAX_CHANNELS = 64  # channels of a batch (the widest driver has 12)
+MAX_NAME = 64  # bytes of a node id, stream or channel name: NAME_PATTERN
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+MAX_UNIT = 16  # bytes of a unit's UTF-8, no control characters
+MAX_TIME_MS = (1 << 53) - 1  # every time (and t0) in [0, MAX_TIME_MS] Unix ms: exact as a double
+MAX_PERIOD_MS = 1 << 40  # a schedule's step (about 35 years)
+MAX_SEQ = (1 << 53) - 1  # sequence numbers, exact as a double (JSON)
+RESOLUTION_EXP = 30  # a decimal resolution or bound m x 10^e has |e| <= this

@@ -43,10 +43,24 @@ class ChannelData:
     )
     predictor: int | None = field(default=None, compare=False)  # as decoded; re-encoding keeps it
     season: int = field(default=0, compare=False)  # as decoded: the seasonal predictor's period in samples
+    # Version 4: how the points stand for the samples they came from (RECONSTRUCTIONS), and
+    # the lossy part's error bound in the channel's unit (a fraction of the held value when
+    # ``bound_relative``); quantisation adds resolution / 2 to it. Versions 1-3 carry
+    # neither: decoded, they say "every" and 0, which is what the payload promises.
+    reconstruction: str = "every"
+    bound: float = 0.0
+    bound_relative: bool = False
 
     def values(self) -> list[float]:
         d = decimals_of(self.resolution)
         return [round(q * self.resolution, d) for q in self.values_q]
+
+    def max_error(self, value: float = 0.0) -> float:
+        """How far a sample that went through the chain may be from this channel's
+        reconstruction at its time: the stated bound (times ``|value|``, the held value,
+        when relative) plus half the resolution."""
+        bound = self.bound * abs(value) if self.bound_relative else self.bound
+        return bound + self.resolution / 2
 
 
 @dataclass(frozen=True)
@@ -60,9 +74,16 @@ class Batch:
     version: int = field(default=VERSION, compare=False)  # as decoded; encode() chooses its own
     period_ms: int = 1  # the sampling schedule (version 2): times are t0 + k * period (+ exceptions);
     #                     1: every millisecond is a slot, i.e. no schedule
+    epoch: int = 0  # version 4: drawn at each start of the node (EPOCH_BITS); 0 in versions 1-3
+
+    @property
+    def key(self) -> tuple[str, str, int, int]:
+        """The dedupe key: (node, stream, epoch, seq)."""
+        return self.node, self.stream, self.epoch, self.seq
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        """One dict per sample, in channel order: node, stream, seq, channel, unit, t, value;
+        """One dict per sample, in channel order: node, stream, epoch, seq, channel, unit,
+        t, value, reconstruction, bound (the channel's max_error at that value);
         ``quality`` where the sample carries flags, ``historical`` and ``clock_unsynced``
         where the batch does."""
         for ch in self.channels:
@@ -71,11 +92,14 @@ class Batch:
                 row = {
                     "node": self.node,
                     "stream": self.stream,
+                    "epoch": self.epoch,
                     "seq": self.seq,
                     "channel": ch.name,
                     "unit": ch.unit,
                     "t": t_ms / 1000.0,
                     "value": value,
+                    "reconstruction": ch.reconstruction,
+                    "bound": ch.max_error(value),
                 }
                 if i in qflags:
                     row["quality"] = qflags[i]
@@ -108,5 +132,5 @@ def decimal_resolution(resolution: float) -> tuple[int, int]:
 
 
 def resolution_of(m: int, e: int) -> float:
-    """m * 10**e as the float the encoder's decimal_resolution checked against."""
-    return m * 10.0**e if e >= 0 else m / 10**-e
+    """The double nearest to the decimal m x 10**e (ties to even), as the spec says."""
+    return float(m * 10**e) if e >= 0 else m / 10**-e

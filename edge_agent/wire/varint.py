@@ -45,16 +45,26 @@ class Reader:
     """Reads ``buf[pos:end]`` front to back; every read says what it reads, so a payload
     cut short or malformed raises WireFormatError naming the field and the byte."""
 
-    __slots__ = ("buf", "end", "pos")
+    __slots__ = ("buf", "end", "pos", "where")
 
-    def __init__(self, buf: bytes, end: int) -> None:
-        self.buf, self.pos, self.end = buf, 0, end
+    def __init__(self, buf: bytes, end: int, where: str = "") -> None:
+        # ``where`` names what byte offsets count from when it is not the payload's first byte
+        self.buf, self.pos, self.end, self.where = buf, 0, end, where
+
+    def at(self, pos: int | None = None) -> str:
+        """``byte N`` of this reader's buffer, saying which buffer when it is not the payload."""
+        return f"{self.where}byte {self.pos if pos is None else pos}"
 
     def need(self, n: int, what: str) -> None:
         if self.pos + n > self.end:
             raise WireFormatError(
-                f"truncated payload: {what} at byte {self.pos} needs {n} bytes, {self.end - self.pos} left"
+                f"truncated payload: {what} at {self.at()} needs {n} bytes, {self.end - self.pos} left"
             )
+
+    def take(self, n: int, what: str) -> bytes:
+        self.need(n, what)
+        self.pos += n
+        return bytes(self.buf[self.pos - n : self.pos])
 
     def byte(self, what: str) -> int:
         self.need(1, what)
@@ -69,10 +79,12 @@ class Reader:
             b = self.byte(what)
             n |= (b & 0x7F) << shift
             if not b & 0x80:
+                if n >> 64:
+                    raise WireFormatError(f"varint beyond 64 bits: {what} at {self.at(start)}")
                 return n
             shift += 7
             if shift > 63:
-                raise WireFormatError(f"varint too long: {what} at byte {start}")
+                raise WireFormatError(f"varint longer than 10 bytes: {what} at {self.at(start)}")
 
     def svarint(self, what: str) -> int:
         return unzigzag(self.uvarint(what))
@@ -85,13 +97,10 @@ class Reader:
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise WireFormatError(f"{what} at byte {self.pos - n} is not UTF-8") from None
+            raise WireFormatError(f"{what} at {self.at(self.pos - n)} is not UTF-8") from None
 
     def block(self, what: str) -> bytes:
-        n = self.uvarint(f"{what} length")
-        self.need(n, what)
-        self.pos += n
-        return bytes(self.buf[self.pos - n : self.pos])
+        return self.take(self.uvarint(f"{what} length"), what)
 
     def f64(self, what: str) -> float:
         self.need(8, what)
