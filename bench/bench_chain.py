@@ -94,9 +94,11 @@ def bench_wire(seconds: int) -> None:
     )
     print(
         f"wire: {seconds} s of a BME680 at 1 Hz ({samples} samples), median(5) -> EMA(0.5) -> lossy stage "
-        f"(none; deadband, swinging door, or error-bounded bins with the same width); wire version 3 (what a node "
-        f"sends) beside versions 2 and 1 (version 1 cannot carry bins: its figure there is lossless)"
+        f"(none; deadband, swinging door, or error-bounded bins with the same width); wire version 4 (what a node "
+        f"sends: the epoch, each channel's reconstruction and bound) beside versions 3, 2 and 1 (version 1 "
+        f"cannot carry bins: its figure there is lossless)"
     )
+    epoch = random.Random(4).getrandbits(32)  # a node draws one per start: fixed here, so the digest holds
     digest = hashlib.sha256()  # the day's bytes: a change of the wire shows here first
     for lossy in ("none", "deadband", "swing", "bound"):
         for flush in (10, 60):
@@ -112,7 +114,8 @@ def bench_wire(seconds: int) -> None:
                 )
                 for k, (_, d, _) in chans.items()
             }
-            v1_bytes = v2_bytes = v3_bytes = kept = seq = 0
+            v1_bytes = v2_bytes = v3_bytes = v4_bytes = kept = seq = 0
+            recon = {"none": "every", "deadband": "hold", "swing": "linear", "bound": "every"}[lossy]
             t0 = 1_767_225_600_000
             for start in range(0, seconds, flush):
                 chs = []
@@ -129,6 +132,7 @@ def bench_wire(seconds: int) -> None:
                         pts.append(end)
                     if pts:
                         width = wire.bin_width_for(chans[k][1], res) if lossy == "bound" else 1
+                        bound = {"none": 0.0, "bound": (width // 2) * res}.get(lossy, chans[k][1])
                         chs.append(
                             wire.ChannelData(
                                 k,
@@ -137,6 +141,8 @@ def bench_wire(seconds: int) -> None:
                                 tuple(t0 + round(t * 1000) for t, _ in pts),
                                 tuple(wire.quantise(y, res) for _, y in pts),
                                 bin_width=width,
+                                reconstruction=recon,
+                                bound=bound,
                             )
                         )
                 if chs:
@@ -147,22 +153,30 @@ def bench_wire(seconds: int) -> None:
                         min(min(c.times_ms) for c in chs),
                         tuple(chs),
                         period_ms=1000,
+                        epoch=epoch,
                     )
-                    payloads = (wire.encode_v1(batch), wire.encode(batch, version=2), wire.encode(batch))
+                    payloads = (
+                        wire.encode_v1(batch),
+                        wire.encode(batch, version=2),
+                        wire.encode(batch, version=3),
+                        wire.encode(batch),
+                    )
                     for payload in payloads:
                         digest.update(payload)
                     v1_bytes += len(payloads[0])
                     v2_bytes += len(payloads[1])
                     v3_bytes += len(payloads[2])
+                    v4_bytes += len(payloads[3])
                     kept += sum(len(c.times_ms) for c in chs)
                     seq += 1
             print(
                 f"  {lossy:<8} flush {flush:>2} s: {seq} batches, {kept} points kept ({kept / samples:5.1%}); "
-                f"v3 {v3_bytes} B = {v3_bytes / samples:.3f} B/sample ({8 * v3_bytes / samples:.2f} bits), "
-                f"v2 {v2_bytes / samples:.3f}, v1 {v1_bytes / samples:.3f} B/sample: v3/v2 {v3_bytes / v2_bytes:.2f}, "
-                f"v3/v1 {v3_bytes / v1_bytes:.2f}; JSON lines {json_bytes / v3_bytes:.0f}x v3"
+                f"v4 {v4_bytes} B = {v4_bytes / samples:.3f} B/sample ({8 * v4_bytes / samples:.2f} bits), "
+                f"v3 {v3_bytes / samples:.3f}, v2 {v2_bytes / samples:.3f}, v1 {v1_bytes / samples:.3f} B/sample: "
+                f"v4/v3 {v4_bytes / v3_bytes:.3f} (+{(v4_bytes - v3_bytes) / seq:.1f} B a batch), "
+                f"v3/v2 {v3_bytes / v2_bytes:.2f}, v4/v1 {v4_bytes / v1_bytes:.2f}; JSON lines {json_bytes / v4_bytes:.0f}x v4"
             )
-    print(f"  sha256 of every payload above (v1, v2, v3 of each batch, in order): {digest.hexdigest()}")
+    print(f"  sha256 of every payload above (v1, v2, v3, v4 of each batch, in order): {digest.hexdigest()}")
 
 
 def main() -> None:

@@ -24,6 +24,10 @@ from __future__ import annotations
 from edge_agent.wire.decoder import decode
 from edge_agent.wire.encoder import encode, encode_v1, mark_historical, value_block
 from edge_agent.wire.format import (
+    BOUND_DECIMAL,
+    BOUND_RELATIVE,
+    BOUND_SHIFT,
+    BOUND_STEPS_MAX,
     DAY_MS,
     ENCODING_DELTA_VARINT,
     EPOCH_BITS,
@@ -51,9 +55,7 @@ from edge_agent.wire.format import (
     QUALITY_OUT_OF_RANGE,
     QUALITY_STUCK,
     QUALITY_WARMING_UP,
-    RECON_BOUND,
     RECON_MASK,
-    RECON_RELATIVE,
     RECONSTRUCTIONS,
     RESOLUTION_EXP,
     RICE_PART,
@@ -76,6 +78,10 @@ from edge_agent.wire.topics import data_topic, health_topic, parse_data_topic, s
 from edge_agent.wire.varint import put_str, put_uvarint, unzigzag, zigzag
 
 __all__ = [
+    "BOUND_DECIMAL",
+    "BOUND_RELATIVE",
+    "BOUND_SHIFT",
+    "BOUND_STEPS_MAX",
     "DAY_MS",
     "ENCODING_DELTA_VARINT",
     "EPOCH_BITS",
@@ -104,9 +110,7 @@ __all__ = [
     "QUALITY_STUCK",
     "QUALITY_WARMING_UP",
     "RECONSTRUCTIONS",
-    "RECON_BOUND",
     "RECON_MASK",
-    "RECON_RELATIVE",
     "RESOLUTION_EXP",
     "RICE_PART",
     "SHAPE_BINNED",

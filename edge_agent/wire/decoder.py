@@ -18,6 +18,9 @@ import zlib
 from edge_agent.errors import WireFormatError
 from edge_agent.wire import kernels
 from edge_agent.wire.format import (
+    BOUND_DECIMAL,
+    BOUND_RELATIVE,
+    BOUND_SHIFT,
     ENCODING_DELTA_VARINT,
     FLAG_DEFLATE,
     KNOWN_CHANNELS,
@@ -29,9 +32,7 @@ from edge_agent.wire.format import (
     MAX_PER_BYTE,
     PREDICTOR_SEASONAL,
     PREDICTORS,
-    RECON_BOUND,
     RECON_MASK,
-    RECON_RELATIVE,
     RECONSTRUCTIONS,
     RESOLUTION_EXP,
     SHAPE_BINNED,
@@ -45,7 +46,7 @@ from edge_agent.wire.format import (
     VERSIONS,
 )
 from edge_agent.wire.limits import header_problem, name_problem, time_problem, unit_problem
-from edge_agent.wire.model import Batch, ChannelData, resolution_of
+from edge_agent.wire.model import Batch, ChannelData, decimals_of, resolution_of
 from edge_agent.wire.packing import from_zero_runs, unpack_rice, unpack_simple8b
 from edge_agent.wire.predict import values_from
 from edge_agent.wire.varint import Reader, unzigzag
@@ -175,7 +176,7 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
         if not resolution > 0:
             raise WireFormatError(f"{what} ({name}): resolution {resolution!r} is not a positive number")
         recon, bound, relative = (
-            _read_reconstruction(r, what, name) if version >= 4 else ("every", 0.0, False)
+            _read_reconstruction(r, what, name, resolution) if version >= 4 else ("every", 0.0, False)
         )
         n = r.uvarint(f"{what} sample count")
         total += n
@@ -241,17 +242,18 @@ def _read_decimal(r: Reader, what: str) -> float:
     return value
 
 
-def _read_reconstruction(r: Reader, what: str, name: str) -> tuple[str, float, bool]:
+def _read_reconstruction(r: Reader, what: str, name: str, resolution: float) -> tuple[str, float, bool]:
     """Version 4: (reconstruction, bound, bound is relative) of a channel."""
     code = r.byte(f"{what} reconstruction")
-    if code & ~(RECON_MASK | RECON_BOUND | RECON_RELATIVE) or (code & RECON_MASK) >= len(RECONSTRUCTIONS):
-        raise WireFormatError(f"{what} ({name}): reconstruction byte {code:#04x} has bits no version defines")
-    if code & RECON_RELATIVE and not code & RECON_BOUND:
-        raise WireFormatError(f"{what} ({name}): a relative bound is flagged but no bound follows")
-    bound = _read_decimal(r, f"{what} ({name}) bound") if code & RECON_BOUND else 0.0
-    if code & RECON_BOUND and not bound > 0:
+    if (code & RECON_MASK) >= len(RECONSTRUCTIONS):
+        raise WireFormatError(f"{what} ({name}): reconstruction {code & RECON_MASK} is not defined")
+    b = code >> BOUND_SHIFT
+    if b < BOUND_DECIMAL:  # none, or that many steps, rounded as the values are
+        return RECONSTRUCTIONS[code & RECON_MASK], round(b * resolution, decimals_of(resolution)), False
+    bound = _read_decimal(r, f"{what} ({name}) bound")
+    if not bound > 0:
         raise WireFormatError(f"{what} ({name}): bound {bound!r} is not a positive number")
-    return RECONSTRUCTIONS[code & RECON_MASK], bound, bool(code & RECON_RELATIVE)
+    return RECONSTRUCTIONS[code & RECON_MASK], bound, b == BOUND_RELATIVE
 
 
 def _check_header(node: str, stream: str, seq: int, t0: int, period: int, nch: int, epoch: int) -> None:

@@ -15,6 +15,10 @@ from collections.abc import Sequence
 from edge_agent.errors import WireFormatError
 from edge_agent.wire import kernels
 from edge_agent.wire.format import (
+    BOUND_DECIMAL,
+    BOUND_RELATIVE,
+    BOUND_SHIFT,
+    BOUND_STEPS_MAX,
     ENCODING_DELTA_VARINT,
     FLAG_DEFLATE,
     FLAG_HISTORICAL,
@@ -27,8 +31,6 @@ from edge_agent.wire.format import (
     PREDICTOR_SEASONAL,
     PREDICTOR_ZERO,
     PREDICTORS,
-    RECON_BOUND,
-    RECON_RELATIVE,
     RECONSTRUCTIONS,
     SHAPE_BINNED,
     SHAPE_CODED,
@@ -39,7 +41,7 @@ from edge_agent.wire.format import (
     VERSIONS,
 )
 from edge_agent.wire.limits import header_problem, name_problem, time_problem, unit_problem
-from edge_agent.wire.model import Batch, ChannelData, decimal_resolution
+from edge_agent.wire.model import Batch, ChannelData, decimal_resolution, decimals_of
 from edge_agent.wire.predict import season_for
 from edge_agent.wire.varint import put_str, put_uvarint, zigzag
 
@@ -159,7 +161,8 @@ def _put_decimal(out: bytearray, x: float) -> None:
 
 
 def _put_reconstruction(out: bytearray, ch: ChannelData) -> None:
-    """Version 4: the reconstruction byte, then the bound when it is not 0."""
+    """Version 4: the reconstruction byte; the bound in it as steps of the resolution when
+    it is a small whole number of them (read back exactly), else a decimal after it."""
     if ch.reconstruction not in RECONSTRUCTIONS:
         raise ValueError(
             f"channel {ch.name}: reconstruction {ch.reconstruction!r} is not one of {', '.join(RECONSTRUCTIONS)}"
@@ -167,10 +170,14 @@ def _put_reconstruction(out: bytearray, ch: ChannelData) -> None:
     if not (ch.bound >= 0 and math.isfinite(ch.bound)):
         raise ValueError(f"channel {ch.name}: bound {ch.bound!r} is not a finite number >= 0")
     code = RECONSTRUCTIONS.index(ch.reconstruction)
-    if ch.bound > 0:
-        code |= RECON_BOUND | (RECON_RELATIVE if ch.bound_relative else 0)
-    out.append(code)
-    if ch.bound > 0:
+    steps = round(ch.bound / ch.resolution)
+    if ch.bound_relative and ch.bound > 0:
+        out.append(code | BOUND_RELATIVE << BOUND_SHIFT)
+        _put_decimal(out, ch.bound)
+    elif steps <= BOUND_STEPS_MAX and round(steps * ch.resolution, decimals_of(ch.resolution)) == ch.bound:
+        out.append(code | steps << BOUND_SHIFT)
+    else:
+        out.append(code | BOUND_DECIMAL << BOUND_SHIFT)
         _put_decimal(out, ch.bound)
 
 

@@ -24,13 +24,16 @@ SHAPE_RUNS = 0x40  # the residuals are sent as runs of zeros and the values betw
 SHAPE_RICE = 0x80  # the residuals are Rice codes, a parameter per partition of RICE_PART
 SHAPE_CODED = 0xC0  # version 3 (runs and Rice together): predictor in the block, range-coded
 RICE_PART = 64
-# Version 4, per channel: how the decoded points stand for the samples they came from
-# (the low two bits of the channel's reconstruction byte), and whether an error bound
-# follows (absolute, or as a fraction of the held value).
+# Version 4, per channel, one byte: how the decoded points stand for the samples they came
+# from (bits 0-1), and the lossy part's error bound (bits 2-7, ``b``): 0 none, 1 to 61
+# that many steps of the resolution (one byte says the usual bound), 62 a decimal bound
+# follows, 63 a decimal fraction of the held value's magnitude follows.
 RECONSTRUCTIONS = ("every", "hold", "linear")  # every sample / hold until the next / interpolate
 RECON_MASK = 0x03
-RECON_BOUND = 0x04  # a bound (a decimal, as the resolution) follows: the lossy part's error
-RECON_RELATIVE = 0x08  # the bound is a fraction of the held value's magnitude
+BOUND_SHIFT = 2
+BOUND_STEPS_MAX = 61
+BOUND_DECIMAL = 62
+BOUND_RELATIVE = 63
 EPOCH_BITS = 32  # version 4: random bits drawn at each start of the node, in every batch
 DAY_MS = 86_400_000  # the season the encoder tries when a batch holds more than two of it
 
