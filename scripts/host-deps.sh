@@ -3,7 +3,8 @@
 # packages with apt-get where they are missing and we are root.
 #   host-deps.sh build   -> python3 venv support, a C compiler, Python headers
 #   host-deps.sh test    -> mosquitto (integration tests), systemd-analyze (unit checks), openssl (test PKI),
-#                           dosfstools + mtools + fdisk (SD image provisioning), shellcheck (image recipe)
+#                           dosfstools + mtools + fdisk (SD image provisioning), fusefat (a FAT driver
+#                           in FUSE: the card-wipe test), shellcheck (image recipe)
 # Without root, a missing piece is reported and the caller decides what to do.
 set -eu
 
@@ -31,6 +32,7 @@ test)
     command -v mcopy >/dev/null 2>&1 || need_pkg mtools
     command -v sfdisk >/dev/null 2>&1 || [ -x /usr/sbin/sfdisk ] || need_pkg fdisk
     command -v shellcheck >/dev/null 2>&1 || need_pkg shellcheck
+    command -v fusefat >/dev/null 2>&1 || need_pkg fusefat
     ;;
 *)
     echo "usage: $0 build|test" >&2

@@ -3,8 +3,12 @@ file far too large: check-config, provisioning and decode refuse it without read
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
+from edge_agent import files
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError, ProvisionError
 from edge_agent.field.provision import Credentials, plan
@@ -41,3 +45,46 @@ def test_provisioning_reads_its_inputs_bounded_and_strictly(tmp_path):
     )
     with pytest.raises(ProvisionError, match="/dev/zero: more than"):
         plan(None, str(ok), Credentials(ca="/dev/zero"))  # type: ignore[arg-type]
+
+
+def test_a_wiped_file_is_zeroed_where_it_was_before_it_goes(tmp_path, monkeypatch):
+    secret = tmp_path / "client.key"
+    secret.write_bytes(b"PRIVATE" * 20_000)  # more than one 64 KiB write
+    seen = {}
+    real_unlink = files.os.unlink
+
+    def unlink(path):
+        seen["bytes"] = Path(path).read_bytes()  # what the clusters hold when they are freed
+        real_unlink(path)
+
+    monkeypatch.setattr(files.os, "unlink", unlink)
+    files.unlink_wiped(secret)
+    assert not secret.exists() and seen["bytes"] == bytes(140_000)
+
+
+def test_a_symlink_is_never_followed_to_wipe_what_it_points_to(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"keep me")
+    (tmp_path / "link").symlink_to(target)
+    with pytest.raises(OSError):
+        files.unlink_wiped(tmp_path / "link")
+    with pytest.raises(OSError):
+        files.replace_wiped(tmp_path / "link", b"new")
+    assert target.read_bytes() == b"keep me" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "elsewhere",
+        "link",
+    ]
+
+
+def test_replace_wiped_gives_new_contents_and_zeroes_the_old_ones_first(tmp_path, monkeypatch):
+    net = tmp_path / "network-config"
+    net.write_bytes(b"password: hunter22\n")
+    old = os.open(net, os.O_RDONLY)  # the old file's data stays reachable through this descriptor
+    try:
+        files.replace_wiped(net, b"wifis: {}\n")
+        assert net.read_bytes() == b"wifis: {}\n" and (net.stat().st_mode & 0o777) == 0o600
+        assert os.pread(old, 64, 0) == bytes(len(b"password: hunter22\n"))
+    finally:
+        os.close(old)
+    files.replace_wiped(tmp_path / "new", b"x")  # no old file: just written
+    assert (tmp_path / "new").read_bytes() == b"x" and not (tmp_path / "new.tmp").exists()

@@ -17,8 +17,7 @@ from edge_agent.config import parse_config
 from edge_agent.config.yamlfile import load_yaml
 from edge_agent.errors import ConfigError, ProvisionError
 from edge_agent.field.provision import AGENT_DIR, CONFIG_DIR, CREDENTIALS, MANIFEST, is_secret, yaml_mapping
-from edge_agent.field.sdcard import BootDir
-from edge_agent.files import CONFIG_MAX, TooLarge, read_at_most
+from edge_agent.files import CONFIG_MAX, TooLarge, read_at_most, replace_wiped, unlink_wiped
 
 
 def _owner_ids(owner: str, root: str) -> tuple[int, int]:
@@ -134,8 +133,8 @@ def import_boot(
             _install(data, dest_dir / name, mode, uid, gid)
             result["imported"].append(name)
             log(f"event=imported file={dest_dir / name} mode={mode:04o} owner={uid}:{gid} bytes={len(data)}")
-        for name in names:
-            (src / name).unlink()
+        for name in names:  # zeroed first: FAT leaves an unlinked file's bytes in free clusters
+            unlink_wiped(src / name)
             result["removed"].append(f"{AGENT_DIR}/{name}")
             log(f"event=removed_from_card file={src / name}")
         receipt = {
@@ -155,13 +154,12 @@ def import_boot(
             result["psk_kept"] = True
         else:
             doc = yaml_mapping(net_data, "network-config", str(boot_dir))
-            BootDir(str(boot_dir)).write_all(
-                {
-                    "network-config": (
-                        "# Wi-Fi passphrases removed by edge-agent-import once cloud-init had applied them\n"
-                        + yaml.safe_dump(_without_passwords(doc), sort_keys=False)
-                    ).encode()
-                }
+            replace_wiped(
+                net,
+                (
+                    "# Wi-Fi passphrases removed by edge-agent-import once cloud-init had applied them\n"
+                    + yaml.safe_dump(_without_passwords(doc), sort_keys=False)
+                ).encode(),
             )
             _fsync_dir(boot_dir)
             result["removed"].append("network-config passwords")
