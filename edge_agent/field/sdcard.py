@@ -76,19 +76,42 @@ def partitions(path: str) -> tuple[str, list[Partition]]:
         raise ProvisionError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
+GPT_MAX_ENTRIES = 1024  # UEFI asks for room for at least 128; no tool writes more than a few hundred
+GPT_MAX_ENTRY_SIZE = 4096  # 128 x 2^n bytes; 128 in every table in use
+
+
 def _gpt_partitions(f, path: str) -> list[Partition]:
-    header = _read_at(f, SECTOR, 92)
-    if header[:8] != b"EFI PART":
+    """The partitions of a GPT, every field bounds-checked before it is used: a card from
+    the field, or an image from anywhere, may hold any bytes."""
+    header = _read_at(f, SECTOR, SECTOR)
+    if len(header) < 92 or header[:8] != b"EFI PART":
         raise ProvisionError(f"{path}: protective MBR but no GPT header at LBA 1")
     header_size = struct.unpack_from("<I", header, 12)[0]
+    if not 92 <= header_size <= SECTOR:
+        raise ProvisionError(
+            f"{path}: GPT header size {header_size} is outside 92..{SECTOR} (a damaged table)"
+        )
     crc = struct.unpack_from("<I", header, 16)[0]
-    full = bytearray(_read_at(f, SECTOR, header_size))
+    full = bytearray(header[:header_size])
     full[16:20] = b"\0\0\0\0"
     if zlib.crc32(full) != crc:
         raise ProvisionError(f"{path}: GPT header checksum does not match (a damaged table)")
     entries_lba, count, entry_size, entries_crc = struct.unpack_from("<QIII", header, 72)
+    if not (128 <= entry_size <= GPT_MAX_ENTRY_SIZE and entry_size % 128 == 0):
+        raise ProvisionError(
+            f"{path}: GPT entry size {entry_size} is not a multiple of 128 up to {GPT_MAX_ENTRY_SIZE} (a damaged table)"
+        )
+    if count > GPT_MAX_ENTRIES:
+        raise ProvisionError(
+            f"{path}: GPT claims {count} partition entries, more than {GPT_MAX_ENTRIES} (a damaged table)"
+        )
+    size = os.fstat(f.fileno()).st_size or _device_size(f)
+    if entries_lba < 2 or (size and (entries_lba * SECTOR + count * entry_size > size)):
+        raise ProvisionError(
+            f"{path}: GPT partition entries at LBA {entries_lba} are outside the disk (a damaged table)"
+        )
     table = _read_at(f, entries_lba * SECTOR, count * entry_size)
-    if zlib.crc32(table) != entries_crc:
+    if len(table) != count * entry_size or zlib.crc32(table) != entries_crc:
         raise ProvisionError(f"{path}: GPT partition entries checksum does not match (a damaged table)")
     out = []
     for i in range(count):
@@ -97,6 +120,10 @@ def _gpt_partitions(f, path: str) -> list[Partition]:
         if type_guid == "00000000-0000-0000-0000-000000000000":
             continue
         first, last = struct.unpack_from("<QQ", e, 32)
+        if first > last or (size and last * SECTOR >= size):
+            raise ProvisionError(
+                f"{path}: GPT partition {i + 1} spans LBA {first}..{last}, which is not on the disk (a damaged table)"
+            )
         out.append(
             Partition(
                 i + 1,
@@ -106,6 +133,14 @@ def _gpt_partitions(f, path: str) -> list[Partition]:
             )
         )
     return out
+
+
+def _device_size(f) -> int:
+    """A block device's size (fstat says 0 for one), or 0 when it cannot be told."""
+    try:
+        return f.seek(0, os.SEEK_END)
+    except OSError:
+        return 0
 
 
 def boot_partition(path: str) -> Partition:
