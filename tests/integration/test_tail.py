@@ -117,11 +117,23 @@ def test_credentials_that_cannot_work_are_clear_errors(tmp_path):
 
 
 @pytest.mark.broker
-def test_tail_reports_duplicates_and_gaps(broker, tmp_path):
+def test_tail_deduplicates_by_epoch_and_reports_gaps_and_a_store_loss(broker, tmp_path):
+    """Epoch A sends 0, 1, 1 (again), 4, 5; the store is lost and epoch B starts at 0 again:
+    B's batches are new (the old key, without the epoch, called them duplicates)."""
     out, err = tmp_path / "out", tmp_path / "err"
+    sent = [(0xA, 0), (0xA, 1), (0xA, 1), (0xA, 4), (0xA, 5), (0xB, 0), (0xB, 1)]
     tail = subprocess.Popen(
         agent_cmd(
-            "tail", "--broker", broker.url, "--json", "--prefix", "d", "--count", "5", "--timeout", "20"
+            "tail",
+            "--broker",
+            broker.url,
+            "--json",
+            "--prefix",
+            "d",
+            "--count",
+            str(len(sent)),
+            "--timeout",
+            "20",
         ),
         stdout=open(out, "wb"),
         stderr=open(err, "wb"),
@@ -133,25 +145,63 @@ def test_tail_reports_duplicates_and_gaps(broker, tmp_path):
     c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     c.connect("127.0.0.1", broker.port)
     c.loop_start()
-    for seq in (0, 1, 1, 4, 5):
-        batch = wire.Batch("n1", "air", seq, 1_000, (wire.ChannelData("t", "°C", 0.1, (1_000,), (seq,)),))
+    for i, (epoch, seq) in enumerate(sent):
+        t0 = 1_000 + 60_000 * i
+        ch = wire.ChannelData("t", "°C", 0.1, (t0,), (seq,), reconstruction="hold", bound=0.2)
+        batch = wire.Batch("n1", "air", seq, t0, (ch,), epoch=epoch)
         c.publish("d/n1/data/air", wire.encode(batch), qos=1).wait_for_publish(5)
     c.disconnect()
     c.loop_stop()
     assert tail.wait(timeout=30) == 0, err.read_text()
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["seq"] for r in rows] == [0, 1, 4, 5]  # the duplicate is not printed twice
-    assert "duplicate n1/air seq=1" in err.read_text()
+    assert [(r["epoch"], r["seq"]) for r in rows] == [
+        ("0000000a", 0),
+        ("0000000a", 1),
+        ("0000000a", 4),
+        ("0000000a", 5),
+        ("0000000b", 0),  # after the store loss: new
+        ("0000000b", 1),
+    ]
+    assert {(r["version"], r["reconstruction"], r["bound"]) for r in rows} == {(4, "hold", 0.25)}
+    assert "duplicate n1/air epoch=0000000a seq=1 (not printed again)" in err.read_text()
     summary = [json.loads(line)["summary"] for line in err.read_text().splitlines() if line.startswith("{")]
     assert summary == [
         {
             "node": "n1",
             "stream": "air",
-            "received": 4,
-            "first": 0,
-            "last": 5,
+            "received": 6,
             "duplicates": 1,
             "missing": 2,
-            "gaps": [[2, 3]],
+            "epochs": [
+                {
+                    "epoch": "0000000a",
+                    "first": 0,
+                    "last": 5,
+                    "received": 4,
+                    "missing": 2,
+                    "gaps": [[2, 3]],
+                    "t0_ms": 1_000,
+                    "clock_unsynced": False,
+                },
+                {
+                    "epoch": "0000000b",
+                    "first": 0,
+                    "last": 1,
+                    "received": 2,
+                    "missing": 0,
+                    "gaps": [],
+                    "t0_ms": 301_000,
+                    "clock_unsynced": False,
+                },
+            ],
+            "store_losses": [
+                {
+                    "epoch_before": "0000000a",
+                    "epoch_after": "0000000b",
+                    "last_seq_before": 5,
+                    "first_seq_after": 0,
+                    "clock_unsynced": False,
+                }
+            ],
         }
     ]
