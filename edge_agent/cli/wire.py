@@ -195,7 +195,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     client, broker, settings = made
     persistent = settings.persistent
     done = threading.Event()
-    state: dict[str, Any] = {"messages": 0, "error": None}
+    state: dict[str, Any] = {"messages": 0, "error": None, "connected": False}
     topic = args.topic or f"{args.prefix}/+/data/+"
     tracker = SeqTracker()
 
@@ -204,7 +204,19 @@ def cmd_tail(args: argparse.Namespace) -> int:
             state["error"] = f"broker refused the connection: {reason_code}"
             done.set()
             return
+        state["connected"] = True
         c.subscribe(topic, qos=1)
+
+    def on_disconnect(c, userdata, flags, reason_code, properties):
+        # Before any CONNACK: the broker ended the TLS session (TLS 1.3 checks a client
+        # certificate after the handshake the client saw succeed) or the connection.
+        if not state["connected"] and not done.is_set():
+            state["error"] = (
+                f"the broker closed the connection before accepting it ({reason_code}): "
+                "does it require a client certificate (--cert-file, --key-file) it did not get, "
+                "or refuse the one given?"
+            )
+            done.set()
 
     def on_message(c, userdata, msg):
         try:
@@ -241,6 +253,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     client.on_connect = on_connect
     client.on_message = on_message
     client.on_subscribe = on_subscribe
+    client.on_disconnect = on_disconnect
     try:
         connect(client, broker, settings)
     except OSError as exc:

@@ -101,6 +101,39 @@ def test_tail_over_mutual_tls_with_a_password(broker_factory, pki, tmp_path, mqt
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.broker
+def test_tail_over_tls_with_a_password(broker_factory, pki, tmp_path, mqtt_password):
+    """TLS verified against the CA file, the login by password (no client certificate)."""
+    value, path = mqtt_password
+    b = authenticated_broker(broker_factory, tmp_path, value, tls_listener(pki))
+    url = f"mqtts://127.0.0.1:{b.port}"
+    ca = f"{pki}/ca.pem"
+    batch = publish_retained(url, ClientSettings("pub", ca_file=ca, username=BROKER_USER, password_file=path))
+    assert_got(tail(url, "--ca-file", ca, "--username", BROKER_USER, "--password-file", path), batch)
+    out = tail(url, "--ca-file", ca)  # TLS alone is no login
+    assert out.returncode == 1 and "refused the connection" in out.stderr, out.stderr
+    out = tail(url, "--ca-file", f"{pki}/other-ca.pem", "--username", BROKER_USER, "--password-file", path)
+    assert out.returncode == 1 and "certificate verify failed" in out.stderr, out.stderr
+    assert value not in out.stderr + out.stdout and "Traceback" not in out.stderr
+
+
+@pytest.mark.broker
+def test_tail_over_mutual_tls_with_the_certificate_alone(broker_factory, pki, tmp_path):
+    """The client certificate is the login (its name the username): no password at all."""
+    b = broker_factory(tls_listener(pki, require_cert=True) + "use_identity_as_username true\n")
+    b.stop()
+    b.conf.write_text(b.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    b.start()
+    url = f"mqtts://127.0.0.1:{b.port}"
+    ca, cert, key = f"{pki}/ca.pem", f"{pki}/client.pem", f"{pki}/client.key"
+    batch = publish_retained(url, ClientSettings("pub", ca_file=ca, cert_file=cert, key_file=key))
+    assert_got(tail(url, "--ca-file", ca, "--cert-file", cert, "--key-file", key), batch)
+    out = tail(url, "--ca-file", ca)  # no certificate: the broker ends the session at once
+    assert out.returncode == 1 and "closed the connection before accepting it" in out.stderr, out.stderr
+    assert "0 of 1 messages" not in out.stderr  # said at once, not after the timeout
+    assert "Traceback" not in out.stderr
+
+
 def test_credentials_that_cannot_work_are_clear_errors(tmp_path):
     """No broker needed: each is refused before any connection, with what and where."""
     url = "mqtts://127.0.0.1:1"
