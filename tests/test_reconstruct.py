@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 import random
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -203,3 +205,14 @@ def test_a_relative_deadband_holds_within_the_stated_bound():
     ((_, held, _), (x, value, bound)) = relative_run(0.1, 1.0, [10.49, 11.539])
     assert held == value == 10.0 and math.isclose(bound, 1.5)
     assert abs(x - value) <= bound  # 1.539 > 1.5
+
+
+def test_the_example_in_docs_backbone_runs_as_it_says(capsys):
+    text = (Path(__file__).resolve().parent.parent / "docs" / "backbone.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    exec(compile(code, "docs/backbone.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "('lamp-0042', 'air', 195948557, 7)"
+    assert out[1] == "1767225600.0 temperature 21.5 °C within 0.055"
+    assert [line.split()[1] for line in out[4:12]] == ["21.5"] * 2 + ["21.9"] * 4 + ["21.49"] * 2
+    assert "'duplicates': 1" in out[12] and "'store_losses': []" in out[12]
