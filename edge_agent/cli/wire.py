@@ -22,19 +22,65 @@ MAX_INPUT = 64 << 20  # bytes decode reads: many hex lines of payloads of at mos
 _HEX = frozenset(b"0123456789abcdefABCDEF \t\r\n")
 
 
+def _row(batch, row: dict, duplicate: bool = False) -> dict:
+    """A sample as printed: Batch.rows() with the epoch as its 8 hex digits (as docs and
+    logs show it), the payload's version, and ``duplicate`` where tail saw its key before."""
+    out = dict(row, epoch=f"{batch.epoch:08x}", version=batch.version)
+    if duplicate:
+        out["duplicate"] = True
+    return out
+
+
 def _sample_line(row: dict) -> str:
     t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(row["t"])) + f".{int(row['t'] * 1000) % 1000:03d}Z"
-    tags = "".join(f" {k}" for k in ("historical", "clock_unsynced") if row.get(k))
+    tags = "".join(f" {k}" for k in ("historical", "clock_unsynced", "duplicate") if row.get(k))
     quality = f" quality={row['quality']:#04x}" if "quality" in row else ""
     return (
-        f"{row['node']} {row['stream']} seq={row['seq']} {t} {row['channel']}={row['value']} {row['unit']}"
+        f"{row['node']} {row['stream']} epoch={row['epoch']} seq={row['seq']} v{row['version']} {t} "
+        f"{row['channel']}={row['value']} {row['unit']} ({row['reconstruction']} ±{row['bound']:g})"
         f"{quality}{tags}"
     )
 
 
-def _print_batch(batch, as_json: bool) -> None:
+def _print_batch(batch, as_json: bool, duplicate: bool = False) -> None:
     for row in batch.rows():
-        print(json.dumps(row, ensure_ascii=False) if as_json else _sample_line(row), flush=True)
+        out = _row(batch, row, duplicate)
+        print(json.dumps(out, ensure_ascii=False) if as_json else _sample_line(out), flush=True)
+
+
+def _hex_epochs(report: dict) -> dict:
+    """A tracker's stream report with its epochs as 8 hex digits, as tail prints them."""
+    epochs = [dict(e, epoch=f"{e['epoch']:08x}") for e in report["epochs"]]
+    losses = [
+        dict(x, epoch_before=f"{x['epoch_before']:08x}", epoch_after=f"{x['epoch_after']:08x}")
+        for x in report["store_losses"]
+    ]
+    return dict(report, epochs=epochs, store_losses=losses)
+
+
+def report_lines(report: dict) -> list[str]:
+    """tail's closing report of one stream in words: the stream, each epoch, each store loss."""
+    r = _hex_epochs(report)
+    where = f"{r['node']}/{r['stream']}"
+    lines = [
+        (
+            f"{where}: {r['received']} received, {r['duplicates']} duplicates, {r['missing']} missing, "
+            f"{len(r['store_losses'])} store losses"
+        )
+    ]
+    for e in r["epochs"]:
+        gaps = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in e["gaps"]) or "none"
+        unsynced = " (clock unsynchronised: its order is a guess)" if e["clock_unsynced"] else ""
+        lines.append(
+            f"{where} epoch {e['epoch']}: seq {e['first']}..{e['last']}, {e['received']} received, "
+            f"{e['missing']} missing (gaps: {gaps}){unsynced}"
+        )
+    for x in r["store_losses"]:
+        lines.append(
+            f"{where}: store lost between epoch {x['epoch_before']} (last seq {x['last_seq_before']}) "
+            f"and epoch {x['epoch_after']} (first seq {x['first_seq_after']})"
+        )
+    return lines
 
 
 def payloads_of(data: bytes, name: str) -> list[tuple[str, bytes]]:
@@ -149,7 +195,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     client, broker, settings = made
     persistent = settings.persistent
     done = threading.Event()
-    state: dict[str, Any] = {"messages": 0, "error": None}
+    state: dict[str, Any] = {"messages": 0, "error": None, "connected": False}
     topic = args.topic or f"{args.prefix}/+/data/+"
     tracker = SeqTracker()
 
@@ -158,7 +204,19 @@ def cmd_tail(args: argparse.Namespace) -> int:
             state["error"] = f"broker refused the connection: {reason_code}"
             done.set()
             return
+        state["connected"] = True
         c.subscribe(topic, qos=1)
+
+    def on_disconnect(c, userdata, flags, reason_code, properties):
+        # Before any CONNACK: the broker ended the TLS session (TLS 1.3 checks a client
+        # certificate after the handshake the client saw succeed) or the connection.
+        if not state["connected"] and not done.is_set():
+            state["error"] = (
+                f"the broker closed the connection before accepting it ({reason_code}): "
+                "does it require a client certificate (--cert-file, --key-file) it did not get, "
+                "or refuse the one given?"
+            )
+            done.set()
 
     def on_message(c, userdata, msg):
         try:
@@ -167,11 +225,13 @@ def cmd_tail(args: argparse.Namespace) -> int:
             print(f"edge-agent tail: {msg.topic}: {exc}", file=sys.stderr, flush=True)
             return
         state["messages"] += 1
-        if tracker.add(batch.node, batch.stream, batch.seq) or args.all:
-            _print_batch(batch, args.json)
-        else:
+        new = tracker.add(batch)
+        if new or args.all:
+            _print_batch(batch, args.json, duplicate=not new)
+        if not new:
             print(
-                f"edge-agent tail: duplicate {batch.node}/{batch.stream} seq={batch.seq} (not printed again)",
+                f"edge-agent tail: duplicate {batch.node}/{batch.stream} epoch={batch.epoch:08x} "
+                f"seq={batch.seq}" + ("" if args.all else " (not printed again)"),
                 file=sys.stderr,
                 flush=True,
             )
@@ -193,6 +253,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     client.on_connect = on_connect
     client.on_message = on_message
     client.on_subscribe = on_subscribe
+    client.on_disconnect = on_disconnect
     try:
         connect(client, broker, settings)
     except OSError as exc:
@@ -206,15 +267,10 @@ def cmd_tail(args: argparse.Namespace) -> int:
     client.loop_stop()
     for r in tracker.report():
         if args.json:
-            print(json.dumps({"summary": r}), file=sys.stderr)
+            print(json.dumps({"summary": _hex_epochs(r)}), file=sys.stderr)
         else:
-            gaps = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in r["gaps"]) or "none"
-            print(
-                f"edge-agent tail: {r['node']}/{r['stream']}: seq {r['first']}..{r['last']}, "
-                f"{r['received']} received, {r['duplicates']} duplicates, {r['missing']} missing "
-                f"(gaps: {gaps})",
-                file=sys.stderr,
-            )
+            for line in report_lines(r):
+                print(f"edge-agent tail: {line}", file=sys.stderr)
     if state["error"]:
         print(f"edge-agent tail: {state['error']}", file=sys.stderr)
         return EXIT_FAIL
@@ -260,7 +316,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="the password on the file's first line (never on the command line, where ps would show it)",
     )
-    t.add_argument("--all", action="store_true", help="print duplicates too (they are always reported)")
+    t.add_argument(
+        "--all",
+        action="store_true",
+        help="print duplicates too, marked duplicate (they are always reported on stderr)",
+    )
     t.set_defaults(func=cmd_tail)
 
     cr = sub.add_parser("compress-report", help="what the core would do to a CSV of t,value rows")

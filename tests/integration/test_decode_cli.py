@@ -19,11 +19,15 @@ def test_decode_cli_prints_samples_and_checks_topic(tmp_path):
     assert rows[0] == {
         "node": "lamp-0042",
         "stream": "air",
+        "epoch": "00000000",
         "seq": 7,
+        "version": 1,
         "channel": "temperature",
         "unit": "°C",
         "t": 1767225600.0,
         "value": 21.5,
+        "reconstruction": "every",
+        "bound": 0.005,
     }
     assert len(rows) == 5 and rows[-1]["quality"] == 4
     ok = subprocess.run([*cmd, "--topic", "city/lamp-0042/data/air"], capture_output=True, text=True)

@@ -101,6 +101,39 @@ def test_tail_over_mutual_tls_with_a_password(broker_factory, pki, tmp_path, mqt
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.broker
+def test_tail_over_tls_with_a_password(broker_factory, pki, tmp_path, mqtt_password):
+    """TLS verified against the CA file, the login by password (no client certificate)."""
+    value, path = mqtt_password
+    b = authenticated_broker(broker_factory, tmp_path, value, tls_listener(pki))
+    url = f"mqtts://127.0.0.1:{b.port}"
+    ca = f"{pki}/ca.pem"
+    batch = publish_retained(url, ClientSettings("pub", ca_file=ca, username=BROKER_USER, password_file=path))
+    assert_got(tail(url, "--ca-file", ca, "--username", BROKER_USER, "--password-file", path), batch)
+    out = tail(url, "--ca-file", ca)  # TLS alone is no login
+    assert out.returncode == 1 and "refused the connection" in out.stderr, out.stderr
+    out = tail(url, "--ca-file", f"{pki}/other-ca.pem", "--username", BROKER_USER, "--password-file", path)
+    assert out.returncode == 1 and "certificate verify failed" in out.stderr, out.stderr
+    assert value not in out.stderr + out.stdout and "Traceback" not in out.stderr
+
+
+@pytest.mark.broker
+def test_tail_over_mutual_tls_with_the_certificate_alone(broker_factory, pki, tmp_path):
+    """The client certificate is the login (its name the username): no password at all."""
+    b = broker_factory(tls_listener(pki, require_cert=True) + "use_identity_as_username true\n")
+    b.stop()
+    b.conf.write_text(b.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    b.start()
+    url = f"mqtts://127.0.0.1:{b.port}"
+    ca, cert, key = f"{pki}/ca.pem", f"{pki}/client.pem", f"{pki}/client.key"
+    batch = publish_retained(url, ClientSettings("pub", ca_file=ca, cert_file=cert, key_file=key))
+    assert_got(tail(url, "--ca-file", ca, "--cert-file", cert, "--key-file", key), batch)
+    out = tail(url, "--ca-file", ca)  # no certificate: the broker ends the session at once
+    assert out.returncode == 1 and "closed the connection before accepting it" in out.stderr, out.stderr
+    assert "0 of 1 messages" not in out.stderr  # said at once, not after the timeout
+    assert "Traceback" not in out.stderr
+
+
 def test_credentials_that_cannot_work_are_clear_errors(tmp_path):
     """No broker needed: each is refused before any connection, with what and where."""
     url = "mqtts://127.0.0.1:1"
@@ -117,11 +150,23 @@ def test_credentials_that_cannot_work_are_clear_errors(tmp_path):
 
 
 @pytest.mark.broker
-def test_tail_reports_duplicates_and_gaps(broker, tmp_path):
+def test_tail_deduplicates_by_epoch_and_reports_gaps_and_a_store_loss(broker, tmp_path):
+    """Epoch A sends 0, 1, 1 (again), 4, 5; the store is lost and epoch B starts at 0 again:
+    B's batches are new (the old key, without the epoch, called them duplicates)."""
     out, err = tmp_path / "out", tmp_path / "err"
+    sent = [(0xA, 0), (0xA, 1), (0xA, 1), (0xA, 4), (0xA, 5), (0xB, 0), (0xB, 1)]
     tail = subprocess.Popen(
         agent_cmd(
-            "tail", "--broker", broker.url, "--json", "--prefix", "d", "--count", "5", "--timeout", "20"
+            "tail",
+            "--broker",
+            broker.url,
+            "--json",
+            "--prefix",
+            "d",
+            "--count",
+            str(len(sent)),
+            "--timeout",
+            "20",
         ),
         stdout=open(out, "wb"),
         stderr=open(err, "wb"),
@@ -133,25 +178,63 @@ def test_tail_reports_duplicates_and_gaps(broker, tmp_path):
     c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     c.connect("127.0.0.1", broker.port)
     c.loop_start()
-    for seq in (0, 1, 1, 4, 5):
-        batch = wire.Batch("n1", "air", seq, 1_000, (wire.ChannelData("t", "°C", 0.1, (1_000,), (seq,)),))
+    for i, (epoch, seq) in enumerate(sent):
+        t0 = 1_000 + 60_000 * i
+        ch = wire.ChannelData("t", "°C", 0.1, (t0,), (seq,), reconstruction="hold", bound=0.2)
+        batch = wire.Batch("n1", "air", seq, t0, (ch,), epoch=epoch)
         c.publish("d/n1/data/air", wire.encode(batch), qos=1).wait_for_publish(5)
     c.disconnect()
     c.loop_stop()
     assert tail.wait(timeout=30) == 0, err.read_text()
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["seq"] for r in rows] == [0, 1, 4, 5]  # the duplicate is not printed twice
-    assert "duplicate n1/air seq=1" in err.read_text()
+    assert [(r["epoch"], r["seq"]) for r in rows] == [
+        ("0000000a", 0),
+        ("0000000a", 1),
+        ("0000000a", 4),
+        ("0000000a", 5),
+        ("0000000b", 0),  # after the store loss: new
+        ("0000000b", 1),
+    ]
+    assert {(r["version"], r["reconstruction"], r["bound"]) for r in rows} == {(4, "hold", 0.25)}
+    assert "duplicate n1/air epoch=0000000a seq=1 (not printed again)" in err.read_text()
     summary = [json.loads(line)["summary"] for line in err.read_text().splitlines() if line.startswith("{")]
     assert summary == [
         {
             "node": "n1",
             "stream": "air",
-            "received": 4,
-            "first": 0,
-            "last": 5,
+            "received": 6,
             "duplicates": 1,
             "missing": 2,
-            "gaps": [[2, 3]],
+            "epochs": [
+                {
+                    "epoch": "0000000a",
+                    "first": 0,
+                    "last": 5,
+                    "received": 4,
+                    "missing": 2,
+                    "gaps": [[2, 3]],
+                    "t0_ms": 1_000,
+                    "clock_unsynced": False,
+                },
+                {
+                    "epoch": "0000000b",
+                    "first": 0,
+                    "last": 1,
+                    "received": 2,
+                    "missing": 0,
+                    "gaps": [],
+                    "t0_ms": 301_000,
+                    "clock_unsynced": False,
+                },
+            ],
+            "store_losses": [
+                {
+                    "epoch_before": "0000000a",
+                    "epoch_after": "0000000b",
+                    "last_seq_before": 5,
+                    "first_seq_after": 0,
+                    "clock_unsynced": False,
+                }
+            ],
         }
     ]
