@@ -57,10 +57,12 @@ class ChannelData:
 
     def max_error(self, value: float = 0.0) -> float:
         """How far a sample that went through the chain may be from this channel's
-        reconstruction at its time: the stated bound (times ``|value|``, the held value,
-        when relative) plus half the resolution."""
-        bound = self.bound * abs(value) if self.bound_relative else self.bound
-        return bound + self.resolution / 2
+        reconstruction at its time: the stated bound plus half the resolution. A relative
+        bound is a fraction of the value the node held before quantising it, which may be
+        half a step further from 0 than the decoded ``value``."""
+        if self.bound_relative:
+            return self.bound * (abs(value) + self.resolution / 2) + self.resolution / 2
+        return self.bound + self.resolution / 2
 
 
 @dataclass(frozen=True)
