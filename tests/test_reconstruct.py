@@ -48,8 +48,10 @@ def test_hold_linear_and_every_between_and_beyond_the_points():
 
 def test_the_bound_follows_the_value_when_relative():
     ch = channel((0, 10), (10.0, -20.0), how="hold", bound=0.01, relative=True)
-    assert [r.bound for r in rebuild(ch, (0, 5, 10))] == pytest.approx([0.3525, 0.3525, 0.4525])  # 1% of |v| + 0.25, + 0.25
-    assert rebuild(ch, (5,), "linear")[0].bound == 0.45  # the larger end's
+    assert [r.bound for r in rebuild(ch, (0, 5, 10))] == pytest.approx(
+        [0.3525, 0.3525, 0.4525]
+    )  # 1% of |v| + 0.25, + 0.25
+    assert rebuild(ch, (5,), "linear")[0].bound == pytest.approx(0.4525)  # the larger end's
 
 
 def test_points_at_one_time_and_a_reconstruction_of_another_kind():
