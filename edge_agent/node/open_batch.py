@@ -35,7 +35,9 @@ class ChannelPipeline:
     def __init__(self, cfg: ChannelConfig, low: float = -math.inf, high: float = math.inf) -> None:
         self.cfg = cfg
         self.low, self.high = low, high  # the chip's physical range for this channel
-        self.spec_json = json.dumps(cfg.chain_spec())
+        # What a saved filter state belongs to: the chain, and the unit its values are in
+        # (an S0 meter's energy went from kWh to Wh: a window of kWh must not come back).
+        self.spec_json = json.dumps([cfg.unit, cfg.chain_spec()])
         self.chain = dsp.Chain(cfg.chain_spec())
         self.mono_ms: list[int] = []
         self.values_q: list[int] = []
