@@ -221,3 +221,21 @@ def test_a_node_sends_version_4_unless_told_otherwise(tmp_path):
     with BatchStore(str(tmp_path / "q")) as store:
         run(node(tmp_path), store, [20.0], seal_every=10)
         assert store.oldest(1)[0].payload[2] == 4
+
+
+def test_a_lost_queue_starts_at_0_again_under_keys_not_seen_before(tmp_path):
+    """The card swapped, or the file and its WAL deleted: numbers restart at 0, and only the
+    new epoch keeps the backbone from taking every new batch for a duplicate."""
+    cfg = node(tmp_path)
+    path = tmp_path / "q"
+    with BatchStore(str(path)) as store:
+        run(cfg, store, [20.0, 21.0, 22.0, 23.0], seal_every=2)
+        before = {wire.decode(r.payload).key for r in store.oldest(10)}
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"q{suffix}").unlink(missing_ok=True)
+    with BatchStore(str(path)) as store:
+        run(cfg, store, [24.0, 25.0, 26.0, 27.0], seal_every=2)
+        after = [wire.decode(r.payload) for r in store.oldest(10)]
+    assert [b.seq for b in after] == [0, 1]  # the numbers went back ...
+    assert {(b.node, b.stream, b.seq) for b in after} <= {(k[0], k[1], k[3]) for k in before}
+    assert not {b.key for b in after} & before  # ... and no key repeats
