@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from drivers.options import Option
+from drivers.options import Option, OptionValue
 
 
 class DriverError(Exception):
@@ -77,7 +77,8 @@ class Sensor:
       defaults must equal the declared ones (tests/test_options.py checks).
 
     and may override ``identify()`` (for ``edge-agent probe``), ``close()`` (when it holds
-    a resource) and ``get_state()``/``set_state()`` (what must survive a restart).
+    a resource), ``get_state()``/``set_state()`` (what must survive a restart) and
+    ``default_resolution()`` (when a channel's step depends on an option).
     """
 
     TYPE: ClassVar[str] = ""
@@ -105,6 +106,13 @@ class Sensor:
 
     def set_state(self, state: dict) -> None:
         """Take back what get_state() gave, after a restart."""
+
+    @classmethod
+    def default_resolution(cls, name: str, options: dict[str, OptionValue]) -> float:
+        """The resolution of channel ``name`` when the configuration gives none, under the
+        driver's options as configured (keyword -> value, defaults filled in): the
+        ChannelSpec's, unless the step depends on an option (an S0 meter's pulse)."""
+        return cls.channel(name).resolution
 
     @classmethod
     def channel(cls, name: str) -> ChannelSpec:

@@ -7,20 +7,34 @@ one are bounces and only counted as such.
 
 Channels: ``power`` (W) from the interval between the last two pulses (falling as
 time passes without a pulse, so a load switched off reads towards zero), ``energy``
-(kWh: the running total, which the agent keeps across restarts through
-``get_state``/``set_state``) and ``pulses`` (since the driver started).
+(Wh, like every driver's energy: the running total, which the agent keeps across
+restarts through ``get_state``/``set_state``) and ``pulses`` (since the driver started).
+
+Energy's default resolution is the largest power of ten not above one pulse's energy
+(1000 / pulses_per_kwh Wh): 1 Wh for the common 1000 imp/kWh, 0.1 Wh for 10000. A pulse
+is the finest step the meter tells, so a finer step would only carry digits that are
+never set, and a coarser one would hide single pulses; a power of ten keeps the values
+short decimals, exact on the wire.
+
+An older agent sent and saved the total in kWh (state ``energy_kwh``): ``set_state``
+takes that form too (x 1000), so an upgraded node goes on with the same energy in the
+new unit. The state keeps ``energy_kwh`` beside ``energy_wh``, for a node rolled back.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from decimal import Decimal
 from typing import ClassVar
 
 from gpiozero import DigitalInputDevice
 
 from drivers.base import ChannelSpec, Reading, Sensor
-from drivers.options import Float, Int, Option
+from drivers.options import Float, Int, Option, OptionValue
+
+WH_PER_KWH = 1000.0
 
 
 class S0Meter(Sensor):
@@ -29,7 +43,7 @@ class S0Meter(Sensor):
     DEFAULT_ADDRESS = 0
     CHANNELS = (
         ChannelSpec("power", "W", 1.0, 0.0, 1.0e6),
-        ChannelSpec("energy", "kWh", 0.001, 0.0, 1.0e12),
+        ChannelSpec("energy", "Wh", 1.0, 0.0, 1.0e12),  # at 1000 imp/kWh: see default_resolution
         ChannelSpec("pulses", "", 1.0, 0.0, 1.0e15),
     )
     OPTIONS: ClassVar[dict[str, Option]] = {
@@ -58,11 +72,23 @@ class S0Meter(Sensor):
         self._lock = threading.Lock()
         self.pulses = 0
         self.bounces = 0
-        self.base_kwh = 0.0
+        self.base_wh = 0.0  # energy counted before this driver started (set_state)
         self._last: float | None = None  # monotonic time of the last counted pulse
         self._interval: float | None = None  # seconds between the last two pulses
         self._dev = DigitalInputDevice(int(pin), pull_up=True, pin_factory=pin_factory)
         self._dev.when_activated = self._edge  # pulled up: active = pulled low = a pulse
+
+    @classmethod
+    def default_resolution(cls, name: str, options: dict[str, OptionValue]) -> float:
+        """Energy: the largest power of ten (Wh) not above one pulse (see the module's text)."""
+        if name != "energy":
+            return super().default_resolution(name, options)
+        pulse_wh = WH_PER_KWH / float(options.get("pulses_per_kwh", 1000.0))
+        return float(Decimal(10) ** math.floor(math.log10(pulse_wh) + 1e-9))
+
+    @property
+    def wh_per_pulse(self) -> float:
+        return WH_PER_KWH / self.pulses_per_kwh
 
     SIGNAL = "pulse"
     NO_SIGNAL_HINT = (
@@ -101,18 +127,25 @@ class S0Meter(Sensor):
             mono=mono,
             values={
                 "power": power,
-                "energy": self.base_kwh + pulses / self.pulses_per_kwh,
+                "energy": self.base_wh + pulses * self.wh_per_pulse,
                 "pulses": float(pulses),
             },
         )
 
     def get_state(self) -> dict:
         with self._lock:
-            return {"energy_kwh": self.base_kwh + self.pulses / self.pulses_per_kwh}
+            wh = self.base_wh + self.pulses * self.wh_per_pulse
+        return {"energy_wh": wh, "energy_kwh": wh / WH_PER_KWH}
 
     def set_state(self, state: dict) -> None:
+        """The total saved before (Wh; an older agent's kWh, converted), and the pulses
+        counted since this driver started on top of it."""
+        if "energy_wh" in state:
+            wh = float(state["energy_wh"])
+        else:
+            wh = float(state.get("energy_kwh", 0.0)) * WH_PER_KWH
         with self._lock:
-            self.base_kwh = float(state.get("energy_kwh", 0.0)) - self.pulses / self.pulses_per_kwh
+            self.base_wh = wh - self.pulses * self.wh_per_pulse
 
     def close(self) -> None:
         self._dev.close()

@@ -391,9 +391,10 @@ def test_a_channel_with_a_bound_sends_every_sample_within_it(tmp_path):
     assert max(abs(v - t) for v, t in zip(ch.values(), temps)) <= 0.055 + 1e-9
 
 
-@pytest.mark.parametrize("wire_version", [2, 3])
+@pytest.mark.parametrize("wire_version", [2, 3, 4])
 def test_wire_version_caps_what_the_node_sends(tmp_path, wire_version):
-    """A backbone whose decoders predate version 3 gets version 2: the same values, more bytes."""
+    """A backbone whose decoders predate version 4 (or 3) gets version 3 (or 2): the same
+    values, more bytes, and no epoch or bounds."""
     import random
 
     rnd = random.Random(3)
@@ -414,5 +415,6 @@ def test_wire_version_caps_what_the_node_sends(tmp_path, wire_version):
         temps,
     )
     assert payload[2] == wire_version
+    assert (wire.decode(payload).epoch != 0) == (wire_version == 4)  # 1 in 2**32 that 4 drew 0
     ch = next(c for c in wire.decode(payload).channels if c.name == "temperature")
     assert ch.values_q == tuple(wire.quantise(t, 0.1) for t in temps)

@@ -31,7 +31,7 @@ def test_pulses_power_and_energy_from_a_simulated_meter():
         meter.close()
     # ~10 pulses in a second; fewer on a loaded machine, never more than were sent
     assert abs(r["pulses"] - sim.sent) <= 1 and 5 <= r["pulses"] <= 11
-    assert r["energy"] == r["pulses"] / 1000
+    assert r["energy"] == r["pulses"]  # Wh: one per pulse at 1000 imp/kWh
     assert r["power"] == pytest.approx(36000.0, rel=0.5)  # from one pulse interval: scheduler jitter
 
 
@@ -104,14 +104,14 @@ def test_energy_total_survives_a_restart(tmp_path):
                 pin.drive_high()
             time.sleep(0.05)
             s.sample(slot)
-            energy = slot.channels["energy"].values_q[-1] * 0.001
+            energy = slot.channels["energy"].values_q[-1] * slot.channels["energy"].cfg.resolution
             s.seal()
             s.save_states()
             slot.driver.close()
             return energy
 
-    assert run_once(3) == pytest.approx(0.003)
-    assert run_once(2) == pytest.approx(0.005)  # the total went on from where it was
+    assert run_once(3) == pytest.approx(3.0)  # Wh
+    assert run_once(2) == pytest.approx(5.0)  # the total went on from where it was
 
 
 def test_config_of_a_gpio_device(tmp_path):

@@ -1,6 +1,7 @@
-"""A simulated S0 kWh meter: it pulses a gpiozero MockFactory pin at the rate its power
-profile implies (one pulse per 1/pulses_per_kwh kWh, each 30 ms low), on its own thread.
-``bounces`` adds that many short extra edges to each pulse (contact bounce).
+"""A simulated S0 electricity meter: it pulses a gpiozero MockFactory pin at the rate its
+power profile implies (one pulse per 1000 / pulses_per_kwh Wh, each 30 ms low), on its own
+thread; ``energy_wh`` is what it has pulsed out, in the driver's unit (Wh, like every
+driver's energy). ``bounces`` adds that many short extra edges to each pulse (contact bounce).
 
 Faults (``drivers.sim.chip``): ``unplug()`` leaves the line high, as an open S0 output
 with its pull-up does, and no pulse comes; ``stick()`` freezes the power the pulses are
@@ -67,6 +68,11 @@ class S0MeterSim(SimChip):
 
         self._thread = threading.Thread(target=run, name=f"s0-sim-{self.pin_number}", daemon=True)
         self._thread.start()
+
+    @property
+    def energy_wh(self) -> float:
+        """Energy the pulses sent so far stand for (Wh): what a driver counting them reads."""
+        return self.sent * 1000.0 / self.pulses_per_kwh
 
     @property
     def running(self) -> bool:

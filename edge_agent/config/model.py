@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from drivers.options import OptionValue
 from drivers.sim.profiles import Wave
@@ -26,22 +27,55 @@ class ChannelConfig:
     filters: tuple[StageConfig, ...]
     bin_width: int = 1  # error-bounded encoding (`bound`): residual bins this many steps wide
 
+    def __post_init__(self) -> None:
+        if self.bin_width > 1 and self._lossy() is not None:  # the loader never makes one
+            raise ValueError(f"channel {self.name}: a binned bound and a lossy stage do not combine")
+
     def chain_spec(self) -> list[tuple]:
         return [(s.kind, *s.params) for s in self.filters]
+
+    def _lossy(self) -> StageConfig | None:
+        """The lossy stage (deadband, swing: at most one, and last), or None."""
+        last = self.filters[-1] if self.filters else None
+        return last if last is not None and last.kind in LOSSY else None
+
+    @property
+    def reconstruction(self) -> str:
+        """How a decoder rebuilds the samples from the points sent (wire.RECONSTRUCTIONS):
+        "hold" each point until the next (a deadband), "linear" between them (a swinging
+        door), or "every" sample is a point (no lossy stage, or a binned ``bound``)."""
+        lossy = self._lossy()
+        if lossy is None:
+            return "every"
+        return "hold" if lossy.kind == "deadband" else "linear"
+
+    @property
+    def bound(self) -> float:
+        """The lossy part's error bound as the wire states it, in the channel's unit (a
+        fraction of the held value when ``bound_relative``): the deadband's width or the
+        door's deviation; binned, ``bin_width // 2`` steps; lossless, 0. What
+        quantisation adds (resolution / 2) is not in it."""
+        lossy = self._lossy()
+        if lossy is not None:
+            return lossy.params[0]
+        if self.bin_width > 1:  # in decimal, as values decode: 3 x 0.1 is 0.3, not 0.30000000000000004
+            return float(Decimal(repr(self.resolution)) * (self.bin_width // 2))
+        return 0.0
+
+    @property
+    def bound_relative(self) -> bool:
+        """Whether ``bound`` is a fraction of the held value's magnitude (a relative deadband;
+        false for a zero width, which the wire states as no bound at all)."""
+        lossy = self._lossy()
+        return lossy is not None and lossy.kind == "deadband" and bool(lossy.params[1]) and self.bound > 0
 
     @property
     def error_bound(self) -> float:
         """Largest difference between a filtered sample and its decoded reconstruction:
         the lossy stage's bound plus half the resolution (a relative deadband: +inf)."""
-        if self.bin_width > 1:
-            return (self.bin_width // 2) * self.resolution + self.resolution / 2
-        lossy = [s for s in self.filters if s.kind in LOSSY]
-        if not lossy:
-            return self.resolution / 2
-        last = lossy[-1]
-        if last.kind == "deadband" and last.params[1]:
+        if self.bound_relative:
             return math.inf
-        return last.params[0] + self.resolution / 2
+        return self.bound + self.resolution / 2
 
 
 @dataclass(frozen=True)
@@ -91,7 +125,7 @@ class MqttConfig:
     password_file: str | None = None
     session_expiry: float = 3600.0  # s the broker keeps our session after a disconnect (MQTT 5)
     backlog_rate: float = 50.0  # batches/s at most from the backlog after an outage
-    wire_version: int = 3  # highest payload version sent (2 until the backbone reads 3)
+    wire_version: int = 4  # highest payload version sent (3 or 2 for a backbone whose decoders are older)
     reconnect_min: float = 1.0  # s, backoff base (full jitter)
     reconnect_max: float = 120.0  # s, backoff cap
 

@@ -28,6 +28,9 @@ _MQTT_KEYS = {
     "reconnect",
     "wire_version",
 }
+# The payload versions wire.encode writes: 4 by default, 3 or 2 for a backbone whose
+# decoders are older (version 1 is decoded, never written by a node).
+WIRE_VERSIONS = (2, 3, 4)
 _TOPIC_PREFIX = re.compile(r"^[^#+\s/][^#+\s]*[^#+\s/]$|^[^#+\s/]$")
 
 
@@ -175,7 +178,12 @@ def parse_mqtt(doc: Document, raw: Any, node_id: str) -> MqttConfig:
         ),
         reconnect_min=rmin,
         reconnect_max=rmax,
-        wire_version=int(
-            doc.number(m.get("wire_version", 3), "mqtt.wire_version", low=2, high=3, integer=True)
-        ),
+        wire_version=_wire_version(doc, m.get("wire_version", WIRE_VERSIONS[-1])),
     )
+
+
+def _wire_version(doc: Document, raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw not in WIRE_VERSIONS:
+        allowed = ", ".join(map(str, WIRE_VERSIONS[:-1])) + f" or {WIRE_VERSIONS[-1]}"
+        raise doc.fail("mqtt.wire_version", f"a payload version the node writes: {allowed}", raw)
+    return int(raw)

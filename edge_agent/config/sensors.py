@@ -2,14 +2,16 @@
 
 Nothing here knows a sensor type: what depends on it comes from the driver's declarations
 in the registry (``BUS``, ``DEFAULT_ADDRESS``, ``ADDRESSES``, ``CHANNELS`` with their units and default
-resolutions, ``OPTIONS``, and the simulator's ``ENVIRONMENT`` for the ``sim:`` block).
+resolutions (``default_resolution`` under the options), ``OPTIONS``, and the simulator's ``ENVIRONMENT``
+for the ``sim:`` block).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from drivers.base import ChannelSpec
+from drivers.base import ChannelSpec, Sensor
+from drivers.options import OptionValue
 from drivers.registry import SENSOR_TYPES, SIMULATORS
 from drivers.sim.chip import SimChip
 from drivers.sim.profiles import Wave
@@ -63,10 +65,10 @@ def parse_sensor(doc: Document, raw: Any, path: str) -> SensorConfig:
             )
     interval = doc.duration(m.get("interval", "1s"), f"{path}.interval")
     default_filters = parse_filters(doc, m.get("filters", []), f"{path}.filters")
-    channels = _parse_channels(
-        doc, m.get("channels", {}), f"{path}.channels", stype, driver.CHANNELS, default_filters
-    )
     options = parse_options(doc, driver.OPTIONS, m, path)
+    channels = _parse_channels(
+        doc, m.get("channels", {}), f"{path}.channels", stype, driver, default_filters, dict(options)
+    )
     # the simulator's inputs (drivers/sim), which need not be the channels: an INA226 is
     # simulated by its bus voltage and current, and computes power and energy like the chip
     inputs = {c.name for c in driver.CHANNELS}
@@ -108,10 +110,13 @@ def _parse_channels(
     raw: Any,
     path: str,
     stype: str,
-    specs: tuple[ChannelSpec, ...],
+    driver: type[Sensor],
     default_filters: list[StageConfig],
+    options: dict[str, OptionValue],
 ) -> tuple[ChannelConfig, ...]:
-    """The enabled channels, in the driver's order; a channel not named gets the defaults."""
+    """The enabled channels, in the driver's order; a channel not named gets the defaults
+    (its resolution the driver's under the sensor's options)."""
+    specs = driver.CHANNELS
     if not isinstance(raw, dict):
         raise doc.fail(path, "a mapping of channel name to settings", raw)
     known = {c.name for c in specs}
@@ -125,17 +130,23 @@ def _parse_channels(
         cpath = f"{path}.{spec.name}"
         cm = doc.mapping(raw.get(spec.name) or {}, cpath, _CHANNEL_KEYS)
         if doc.boolean(cm.get("enabled", True), f"{cpath}.enabled"):
-            channels.append(_parse_channel(doc, cm, cpath, spec, default_filters))
+            resolution = driver.default_resolution(spec.name, options)
+            channels.append(_parse_channel(doc, cm, cpath, spec, resolution, default_filters))
     if not channels:
         raise doc.fail(path, "at least one enabled channel", show_got=False)
     return tuple(channels)
 
 
 def _parse_channel(
-    doc: Document, cm: dict, cpath: str, spec: ChannelSpec, default_filters: list[StageConfig]
+    doc: Document,
+    cm: dict,
+    cpath: str,
+    spec: ChannelSpec,
+    default_resolution: float,
+    default_filters: list[StageConfig],
 ) -> ChannelConfig:
     resolution = float(
-        doc.number(cm.get("resolution", spec.resolution), f"{cpath}.resolution", low=0.0, low_open=True)
+        doc.number(cm.get("resolution", default_resolution), f"{cpath}.resolution", low=0.0, low_open=True)
     )
     filters = (
         parse_filters(doc, cm["filters"], f"{cpath}.filters") if "filters" in cm else list(default_filters)

@@ -73,9 +73,12 @@ class Agent:
         os.umask(0o077)  # the queue, its WAL and everything else we write: owner only
         ensure_private_dir(cfg.state_dir)
         path = store_path(cfg)
+        # Opened first, so the start event names the epoch of the batches this run seals
+        # (a damaged file is moved aside and logged before it).
+        self.store = BatchStore(path, max_size=cfg.store.max_size, policy=cfg.store.policy, recover=True)
         log.info(
             "event=start version=%s core=%s node=%s config=%s hash=%s simulate=%s store=%s "
-            "flush_interval=%gs",
+            "epoch=%08x wire_version=%d flush_interval=%gs",
             __version__,
             dsp.IMPLEMENTATION,
             cfg.node_id,
@@ -83,6 +86,8 @@ class Agent:
             cfg.config_hash,
             simulate,
             path,
+            self.store.epoch,
+            cfg.mqtt.wire_version,
             cfg.flush_interval,
         )
         if cfg.mqtt.allow_insecure and not cfg.mqtt.broker.tls:
@@ -91,7 +96,6 @@ class Agent:
                 cfg.mqtt.broker.url,
                 "mqtt.allow_insecure is set: data and credentials travel unencrypted",
             )
-        self.store = BatchStore(path, max_size=cfg.store.max_size, policy=cfg.store.policy, recover=True)
         self.uplink = Uplink(cfg, path)
         probe = SystemProbe()
         self.hardware = self._hardware(cfg)

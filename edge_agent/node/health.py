@@ -68,6 +68,7 @@ class HealthReport:
             "disk": disk_space(self.cfg.state_dir),
             "disk_writes": self._disk_writes(now, sampler["durable_commits"]),
             "store": {
+                "epoch": sampler["store_epoch"],  # of the batches sealed since start: 8 hex digits
                 "batches": batches,
                 "bytes": size,
                 "max_bytes": self.cfg.store.max_size,

@@ -35,7 +35,9 @@ class ChannelPipeline:
     def __init__(self, cfg: ChannelConfig, low: float = -math.inf, high: float = math.inf) -> None:
         self.cfg = cfg
         self.low, self.high = low, high  # the chip's physical range for this channel
-        self.spec_json = json.dumps(cfg.chain_spec())
+        # What a saved filter state belongs to: the chain, and the unit its values are in
+        # (an S0 meter's energy went from kWh to Wh: a window of kWh must not come back).
+        self.spec_json = json.dumps([cfg.unit, cfg.chain_spec()])
         self.chain = dsp.Chain(cfg.chain_spec())
         self.mono_ms: list[int] = []
         self.values_q: list[int] = []
@@ -75,7 +77,9 @@ class ChannelPipeline:
     def take(self, wall_offset_ms: int) -> wire.ChannelData | None:
         """The kept points as a batch channel stamped ``mono + wall_offset``; empties the open batch.
 
-        The chain's open segment is closed first, so the batch decodes on its own.
+        The chain's open segment is closed first, so the batch decodes on its own. The
+        channel states how its points stand for the samples and within what bound
+        (ChannelConfig.reconstruction, bound, bound_relative): version 4 carries them.
         """
         self._keep(self.chain.flush())
         if not self.mono_ms:
@@ -88,6 +92,9 @@ class ChannelPipeline:
             tuple(self.values_q),
             tuple(self.flags),
             bin_width=self.cfg.bin_width,
+            reconstruction=self.cfg.reconstruction,
+            bound=self.cfg.bound,
+            bound_relative=self.cfg.bound_relative,
         )
         self.mono_ms, self.values_q, self.flags = [], [], []
         return data
@@ -112,20 +119,22 @@ def batch_encoder(
     flags: int,
     period_ms: int,
     version: int,
+    epoch: int,
 ) -> Callable[[int], bytes]:
-    """``encode(seq)`` for the store's seal: the batch's payload once its number is known."""
+    """``encode(seq)`` for the store's seal: the batch's payload once its number is known,
+    under the store's ``epoch`` (written from version 4 on)."""
     t0 = min(min(c.times_ms) for c in channels)
 
     def encode(seq: int) -> bytes:
-        return wire.encode(
-            wire.Batch(node_id, stream, seq, t0, channels, flags=flags, period_ms=period_ms), version=version
-        )
+        batch = wire.Batch(node_id, stream, seq, t0, channels, flags=flags, period_ms=period_ms, epoch=epoch)
+        return wire.encode(batch, version=version)
 
     return encode
 
 
 def restamp_payload(payload: bytes, shift_ms: int) -> bytes:
     """A sealed payload with its times shifted by ``shift_ms`` and its clock-unsynced flag
-    cleared (wire.restamp); its version stays (at least 2, for old backbones)."""
+    cleared (wire.restamp); its version stays (at least 2, for old backbones), and so do
+    its epoch and each channel's reconstruction and bound (decoded, and written again)."""
     batch = wire.restamp(wire.decode(payload), shift_ms)
     return wire.encode(batch, version=max(2, batch.version))

@@ -271,6 +271,7 @@ class Sampler:
                 flags=flags,
                 period_ms=max(1, round(slot.cfg.interval * 1000)),
                 version=self.cfg.mqtt.wire_version,
+                epoch=self.store.epoch,
             )
             try:
                 seq, size = self.store.seal(
@@ -328,7 +329,8 @@ class Sampler:
                 pipe.chain.set_state(before.chain.get_state())
 
     def health_part(self) -> dict:
-        """What the sampler owns of the health message: sensors, store recovery, disk-full losses."""
+        """What the sampler owns of the health message: sensors, the epoch of its batches,
+        store recovery, disk-full losses."""
         rec = self.store.recovery
         return {
             "sensors": {
@@ -343,6 +345,7 @@ class Sampler:
             },
             "unstored": dict(self.unstored),
             "durable_commits": self.store.commits,
+            "store_epoch": f"{self.store.epoch:08x}",
             "store_recovery": None
             if rec is None
             else {

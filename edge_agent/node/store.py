@@ -13,6 +13,12 @@ the salvage of a damaged file) in store_file.py.
 
 Each thread opens its own BatchStore on the same file (SQLite connections are
 not shared between threads); WAL lets the uplink read while the sampler writes.
+
+Each opening draws an epoch (EPOCH_BITS random bits); the sampler writes its
+store's epoch into every batch it seals, so the backbone's dedupe key (node, stream,
+epoch, seq) stays unique when a lost or replaced file starts the numbers again at 0.
+The epoch lives in the payloads only: a batch sent again after a restart is the same
+bytes, under the epoch it was sealed with.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import sqlite3
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -38,6 +45,7 @@ from edge_agent.node.store_file import (
 
 __all__ = [
     "DRIVER_STATE",
+    "EPOCH_BITS",
     "POLICIES",
     "SCHEMA_VERSION",
     "BatchStore",
@@ -51,6 +59,7 @@ __all__ = [
 log = logging.getLogger("edge_agent.store")
 
 DRIVER_STATE = "__driver__"  # chain_state rows with this channel hold a driver's own state
+EPOCH_BITS = 32  # an opening's epoch: as many random bits as wire.EPOCH_BITS (tests/test_node_v4.py)
 
 
 class StoredBatch(NamedTuple):
@@ -75,7 +84,8 @@ class BatchStore:
 
     ``max_size`` (bytes of payload waiting, None for no cap) and ``policy`` apply
     to ``seal``; ``recover=True`` (the sampler's store, opened first) moves a
-    corrupt file aside instead of failing.
+    corrupt file aside instead of failing. ``epoch`` is drawn anew at each opening
+    (a recovered file gets one of its own with its new connection).
     """
 
     def __init__(
@@ -87,6 +97,7 @@ class BatchStore:
         self.max_size = max_size
         self.policy = policy
         self.recovery: Recovery | None = None
+        self.epoch = secrets.randbits(EPOCH_BITS)  # for the batches sealed through this opening
         self.commits = 0  # durable (fsync'ed, synchronous=FULL) seals on this connection
         parent = os.path.dirname(os.path.abspath(path))
         try:

@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS losses (
 CREATE TABLE IF NOT EXISTS chain_state (
     stream   TEXT NOT NULL,
     channel  TEXT NOT NULL,
-    spec     TEXT NOT NULL,             -- JSON of the chain spec the state belongs to
+    spec     TEXT NOT NULL,             -- JSON [unit, chain spec] the state belongs to
     state    TEXT NOT NULL,             -- JSON of Chain.get_state()
     boot_id  TEXT,
     mono     REAL NOT NULL,             -- monotonic time saved (s), within boot_id

@@ -27,7 +27,7 @@ Connections: brokers are tried in turn with exponential backoff and full jitter
 (a city of nodes must not reconnect in the same second when the backbone comes
 back). Each attempt uses a fresh paho client, so nothing of an old connection
 is re-sent behind our back; what was in flight when a link dropped is sent
-again from the store (the backbone deduplicates by node, stream and sequence).
+again from the store (the backbone deduplicates by node, stream, epoch and sequence).
 """
 
 from __future__ import annotations

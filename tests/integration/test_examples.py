@@ -134,6 +134,9 @@ def test_the_power_node_has_a_dc_monitor_and_a_pulse_meter():
     assert battery.driver_kwargs() == {"shunt_ohms": 0.002, "max_current": 20.0}
     assert (mains.type, mains.bus, mains.address) == ("s0", 0, 0)
     assert mains.driver_kwargs() == {"pin": 17, "pulses_per_kwh": 1000.0, "debounce_ms": 20.0}
+    energy = [c for c in (*battery.channels, *mains.channels) if c.name == "energy"]
+    assert [(c.unit, c.resolution) for c in energy] == [("Wh", 0.001), ("Wh", 1.0)]
+    assert [(c.reconstruction, c.bound) for c in energy] == [("linear", 0.01), ("linear", 1.0)]
 
 
 def test_the_production_uplink_is_mutual_tls_with_a_password_file_and_two_brokers():

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 
@@ -74,6 +75,7 @@ sensors:
     assert h["sensors"]["air"]["state"] == "up" and h["sensors"]["air"]["samples"] > 0
     assert h["disk"]["free_bytes"] > 0
     assert set(h["store"]) == {
+        "epoch",
         "batches",
         "bytes",
         "max_bytes",
@@ -83,5 +85,8 @@ sensors:
         "recovery",
     }
     assert h["store"]["losses"] == {} and h["store"]["recovery"] is None
+    # the epoch of this run's batches: 8 hex digits, as the start event logged it
+    assert re.fullmatch(r"[0-9a-f]{8}", h["store"]["epoch"])
+    assert "event=start " in err.decode() and f" epoch={h['store']['epoch']} " in err.decode()
     assert h["uptime_s"] >= 0 and h["disk_writes"]["write_bytes"] == 0
     assert h["disk_writes"]["durable_commits"] >= 1  # at least one batch sealed before the 2nd report

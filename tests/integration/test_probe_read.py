@@ -78,9 +78,10 @@ def test_read_a_gpio_meter_on_simulated_pins(tmp_path):
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["type"] == "s0" and set(r["values"]) == {"power", "energy", "pulses"}
-    assert r["values"]["energy"]["unit"] == "kWh"
+    assert r["values"]["energy"]["unit"] == "Wh"  # like an INA226's: one unit per quantity
     text = run("read", "meter", "--simulate", "--config", str(cfg))
-    assert text.returncode == 0 and "meter energy = " in text.stdout and "kWh" in text.stdout
+    assert text.returncode == 0 and "meter energy = " in text.stdout and " Wh" in text.stdout
+    assert "kWh" not in text.stdout
 
 
 def test_read_a_gpio_meter_without_gpio_says_so(tmp_path):
