@@ -86,8 +86,8 @@ def test_decode_prints_every_field_a_batch_carries(tmp_path, capsys):
         "clock_unsynced": True,
     }
     assert [r["bound"] for r in rows] == pytest.approx(
-        [0.105, 0.105, 0.105, 10.5]
-    )  # relative: 5% of 200 W + 0.5
+        [0.105, 0.105, 0.105, 10.525]
+    )  # relative: 5% of (200 W + the half step held beyond) + 0.5
     assert "quality" not in rows[0]
     assert cmd_decode(argparse.Namespace(file=str(f), json=False, topic=None)) == 0
     text = capsys.readouterr().out.splitlines()
@@ -95,7 +95,7 @@ def test_decode_prints_every_field_a_batch_carries(tmp_path, capsys):
         "n-1 air epoch=0badf00d seq=12 v4 1970-01-01T00:01:01.000Z temperature=21.9 °C (hold ±0.105) "
         "quality=0x02 historical clock_unsynced"
     )
-    assert text[3].endswith("power=200.0 W (hold ±10.5) historical clock_unsynced")
+    assert text[3].endswith("power=200.0 W (hold ±10.525) historical clock_unsynced")
 
 
 def test_tail_marks_a_duplicate_and_reports_in_words():

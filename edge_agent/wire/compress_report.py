@@ -116,6 +116,8 @@ def compress_report(
             tuple(round(t * 1000) for t, _ in pts),
             tuple(wire.quantise(y, step) for _, y in pts),
             bin_width=width,
+            reconstruction="linear" if deviation and mode == "swing" else "every",
+            bound=(width // 2) * step if width > 1 else (deviation or 0.0) if mode == "swing" else 0.0,
         )
         batch = wire.Batch("report", "series", 0, t0, (ch,), period_ms=schedule_ms(ts))
         payload = wire.encode(batch)

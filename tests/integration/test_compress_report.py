@@ -102,5 +102,5 @@ def test_the_report_names_the_wire_version_and_predictor_it_chose(tmp_path):
         )
     )
     r = json.loads(report(str(f), "--resolution", "0.1", "--json").stdout)
-    assert (r["wire_version"], r["predictor"], r["period_ms"]) == (3, "seasonal", 3_600_000)
-    assert "wire version 3, predictor seasonal" in report(str(f), "--resolution", "0.1").stdout
+    assert (r["wire_version"], r["predictor"], r["period_ms"]) == (4, "seasonal", 3_600_000)
+    assert "wire version 4, predictor seasonal" in report(str(f), "--resolution", "0.1").stdout

@@ -36,11 +36,6 @@ def delivered(log: str) -> int:
 
 
 @pytest.mark.broker
-@pytest.mark.xfail(
-    strict=True,
-    reason="the node does not yet write the epoch (node/open_batch.py batch_encoder passes none): "
-    "both runs send epoch 0, so the second run's batches are duplicates to tail",
-)
 def test_batches_after_a_lost_store_are_new_and_the_loss_is_reported(broker, tmp_path):
     out, err = tmp_path / "tail.out", tmp_path / "tail.err"
 
