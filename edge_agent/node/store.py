@@ -23,6 +23,7 @@ bytes, under the epoch it was sealed with.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -72,6 +73,19 @@ class StoredBatch(NamedTuple):
     payload: bytes
 
 
+def _no_space(directory: str, exc: BaseException) -> bool:
+    """Whether an I/O error of SQLite's (it says "disk I/O error" when the WAL or its index
+    cannot be created) came with next to no space left where the queue lives (under 1 MiB:
+    the WAL index alone takes 32 KiB)."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_IOERR:
+        return False
+    try:
+        st = os.statvfs(directory)
+        return st.f_bavail * st.f_frsize < 1 << 20
+    except OSError:
+        return False
+
+
 def is_disk_full(exc: BaseException) -> bool:
     """Whether SQLite failed for want of space (SQLITE_FULL: the disk, or max_page_count)."""
     return isinstance(exc, sqlite3.OperationalError) and (
@@ -100,16 +114,33 @@ class BatchStore:
         self.epoch = secrets.randbits(EPOCH_BITS)  # for the batches sealed through this opening
         self.commits = 0  # durable (fsync'ed, synchronous=FULL) seals on this connection
         parent = os.path.dirname(os.path.abspath(path))
+        damage: Exception | None = None
+        if os.path.islink(path):  # the state directory is private: someone meant it, or means harm
+            raise StoreError(
+                f"{path}: is a symbolic link (to {os.readlink(path)}): the queue must be a file of "
+                "its own; set store.path to where it should be"
+            )
         try:
             ensure_private_dir(parent)
-            create_private(path)
+            if os.path.lexists(path) and not os.path.isfile(path):
+                damage = StoreError(f"{path}: is not a regular file (a directory?)")
+            else:
+                create_private(path)
         except OSError as exc:
             raise StoreError(f"{path}: cannot open the queue: {exc.strerror or exc}") from exc
         try:
             # The integrity check reads the whole file: only the opening that can recover
             # from a failure (the sampler's, first at start) pays for it.
+            if damage is not None:
+                raise damage
             self._db = open_checked(path, check=recover)
-        except sqlite3.DatabaseError as exc:
+        except Exception as exc:  # any failure to open or check takes the recovery path...
+            if is_disk_full(exc) or getattr(exc, "errno", None) == errno.ENOSPC or _no_space(parent, exc):
+                # ...but a full disk, which is no damage: the queue stays as it is
+                raise DiskFullError(f"{path}: the disk is full; the queue is kept as it is: {exc}") from exc
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
+                # ...and an I/O error, which moving the file aside would not mend
+                raise StoreError(f"{path}: cannot read or write the queue (the card?): {exc}") from exc
             if not recover:
                 raise StoreError(f"{path}: cannot open the queue: {exc}") from exc
             self._db, self.recovery = store_file.recover(path, exc)

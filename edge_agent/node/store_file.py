@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sqlite3
 import stat
 import time
@@ -73,6 +74,9 @@ END;
 """
 
 
+_OBJECTS = set(re.findall(r"CREATE (?:TABLE|TRIGGER) IF NOT EXISTS (\w+)", _SCHEMA))
+
+
 @dataclass
 class Recovery:
     """What happened to a store file that could not be used."""
@@ -100,7 +104,7 @@ def ensure_private_dir(path: str) -> None:
 
 def create_private(path: str) -> None:
     """Create the file (if missing) ourselves, so it is 0600 whatever the umask."""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -126,8 +130,13 @@ def open_checked(path: str, *, check: bool = True) -> sqlite3.Connection:
         result = db.execute("PRAGMA quick_check").fetchone()[0] if check else "ok"
         if result != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {result}")
-        db.executescript(_SCHEMA)
-        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # Written only when something is missing: a store that is whole opens without a
+        # write, so a restart on a full disk finds its queue as it was.
+        have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if not _OBJECTS <= have or version != SCHEMA_VERSION:
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
     except BaseException:
         db.close()
         raise
@@ -144,7 +153,7 @@ def recover(path: str, error: Exception) -> tuple[sqlite3.Connection, Recovery]:
         n += 1
         aside = f"{path}.corrupt-{stamp}-{n}"
     for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(path + suffix):
+        if os.path.lexists(path + suffix):  # a directory in the file's place goes aside too
             os.replace(path + suffix, aside + suffix)
     log.error("event=store_corrupt path=%s error=%r moved_to=%s", path, str(error), aside)
     create_private(path)
