@@ -558,3 +558,35 @@ def test_the_encoder_refuses_exactly_what_is_beyond_the_limits(
         return
     assert within_limits(b)
     assert wire.decode(raw).key == b.key  # never written and then refused
+
+
+def test_the_spec_states_every_limit():
+    """docs/wire-format.md's "Limits" names each number of format.py (so neither changes
+    alone)."""
+    from pathlib import Path
+
+    spec = (Path(__file__).resolve().parent.parent / "docs" / "wire-format.md").read_text()
+    limits = spec[spec.index("## Limits") : spec.index("## Test vectors\n")]
+    assert (MAX_PAYLOAD, MAX_BODY, MAX_CHANNEL_SAMPLES, MAX_BATCH_SAMPLES) == (2**20,) * 4
+    assert (MAX_PER_BYTE, MAX_CHANNELS, wire.MAX_NAME, wire.MAX_UNIT) == (3840, 64, 64, 16)
+    assert (MAX_TIME_MS, MAX_SEQ, MAX_PERIOD_MS) == (2**53 - 1, 2**53 - 1, 2**40)
+    assert (wire.RESOLUTION_EXP, wire.EPOCH_BITS, wire.MAX_RESIDUAL_BITS) == (30, 32, 60)
+    for text in (
+        "| payload | 1 MiB (1,048,576 bytes)",
+        "| inflated body | 1 MiB",
+        "| samples of a channel | 2^20",
+        "| samples of a batch | 2^20",
+        "| samples per byte | 3840",
+        "| channels | 64",
+        "| names | 1 to 64 characters of `A-Z a-z 0-9 . _ -`",
+        "| units | at most 16 bytes",
+        "`[0, 2^53 - 1]` ms",
+        "| period | `[1, 2^40]` ms",
+        "| sequence number | `[0, 2^53 - 1]`",
+        "| epoch | 32 bits",
+        "`|e| <= 30`",
+        "zigzag below 2^60",
+        "| bin width | `[1, 2^64 - 1]`",
+        "| quality flags | flags 1 to 255",
+    ):
+        assert text in limits, text

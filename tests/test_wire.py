@@ -224,3 +224,22 @@ def test_the_public_names_stay_importable():
     assert sorted(wire.__all__) == sorted(set(wire.__all__))
     assert all(hasattr(wire, name) for name in wire.__all__)
     assert callable(wire.decode) and callable(wire.encode)  # the functions, not the modules
+
+
+SPEC = VECTOR_DIR.parent.parent / "docs" / "wire-format.md"
+
+
+@pytest.mark.parametrize("name", ["v1-two-channels", "v2-air-schedule", "v4-air-hold"])
+def test_the_specs_walk_through_is_the_vectors_bytes(name):
+    """The hex of the spec's annotated dump (each line's leading even-length hex groups)."""
+    spec = SPEC.read_text()
+    at = spec.index(f"`tests/vectors/{name}.hex`")
+    dump = spec[spec.index("```\n", at) + 4 : spec.index("\n```", spec.index("```\n", at) + 4)]
+    groups = []
+    for line in dump.splitlines():
+        for token in line.split():
+            if len(token) % 2 or not all(c in "0123456789abcdef" for c in token):
+                break
+            groups.append(token)
+    payload, _ = vector(VECTOR_DIR / f"{name}.hex")
+    assert bytes.fromhex("".join(groups)) == payload
