@@ -1,6 +1,7 @@
 """The decoder refuses what it must: every bit flip, DEFLATE bombs, malformed coded
-channels, damage behind a valid checksum (WireFormatError, never another exception), and
-says what is wrong (`edge-agent decode`: integration/test_decode_cli.py)."""
+channels, damage behind a valid checksum, random bytes and mutated version-4 payloads
+(WireFormatError, never another exception), and says what is wrong (`edge-agent decode`:
+integration/test_decode_cli.py; the limits: test_limits.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ import zlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from wire_data import TWO_CHANNELS, V2_AIR, VECTORS, hourly_days, recrc
+from wire_data import TWO_CHANNELS, V2_AIR, V4_AIR, VECTORS, hourly_days, recrc
 
 from edge_agent import wire
 from edge_agent.errors import WireFormatError
 
 
-@pytest.mark.parametrize("vector", [TWO_CHANNELS, V2_AIR], ids=["v1", "v2"])
+@pytest.mark.parametrize("vector", [TWO_CHANNELS, V2_AIR, V4_AIR], ids=["v1", "v2", "v4"])
 def test_every_single_bit_flip_is_detected(vector):
     payload = bytes.fromhex(vector.read_text().strip())
     for i in range(len(payload)):
@@ -105,3 +106,55 @@ def test_damage_behind_a_valid_checksum_is_refused_or_decoded_never_a_crash(vect
         wire.decode(recrc(bytes(body)))
     except WireFormatError:
         pass
+
+
+def _deflate(body: bytes) -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return packer.compress(body) + packer.flush()
+
+
+def _decodes_or_says_why(raw: bytes) -> None:
+    try:
+        wire.decode(raw)
+    except WireFormatError as exc:
+        assert str(exc)  # says something
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=400), version=st.sampled_from([1, 2, 3, 4, 5]), flags=st.integers(0, 255))
+def test_random_bytes_only_ever_raise_wire_format_error(data, version, flags):
+    """As they come, behind a valid header and checksum, and as a deflated body."""
+    _decodes_or_says_why(data)
+    _decodes_or_says_why(recrc(wire.MAGIC + bytes((version, flags)) + data))
+    _decodes_or_says_why(recrc(wire.MAGIC + bytes((version, flags | wire.FLAG_DEFLATE)) + _deflate(data)))
+
+
+V4 = [p for p in VECTORS if p.stem.startswith("v4-")]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    vector=st.sampled_from(V4),
+    edits=st.lists(
+        st.tuples(
+            st.sampled_from(["set", "insert", "delete", "flip"]), st.integers(0, 10_000), st.integers(0, 255)
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_mutated_version_4_payloads_only_ever_raise_wire_format_error(vector, edits):
+    """Bytes set, inserted, deleted or flipped in a version-4 body (inflated first when it is
+    deflated, and deflated again), behind a valid checksum: decoded or refused, nothing else."""
+    payload = bytes.fromhex(vector.read_text().strip())
+    deflated = payload[3] & wire.FLAG_DEFLATE
+    body = bytearray(zlib.decompress(payload[4:-4], -15) if deflated else payload[4:-4])
+    for op, pos, byte in edits:
+        at = pos % (len(body) + 1)
+        if op == "insert":
+            body[at:at] = bytes((byte,))
+        elif body and op == "delete":
+            del body[at % len(body)]
+        elif body:
+            body[at % len(body)] = byte if op == "set" else body[at % len(body)] ^ (1 << byte % 8)
+    _decodes_or_says_why(recrc(payload[:4] + (_deflate(bytes(body)) if deflated else bytes(body))))

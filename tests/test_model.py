@@ -3,6 +3,8 @@ resolution, rows, and restamping."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +27,25 @@ def test_a_short_decimal_resolution_travels_exactly(m, e):
     if m % 10:  # no trailing zero: the shortest form is the one given
         assert (dm, de) in ((m, e), (0, 0))
     assert model.decimal_resolution(1 / 3) == (0, 0)
+
+
+@settings(max_examples=500, deadline=None)
+@given(m=st.integers(1, 2**64 - 1), e=st.integers(-30, 30))
+def test_a_decimal_is_the_double_nearest_to_it(m, e):
+    """m x 10^e rounded once, to nearest with ties to even (Fraction's float() does)."""
+    assert model.resolution_of(m, e) == float(Fraction(m) * Fraction(10) ** e)
+
+
+def test_a_decimal_form_keeps_to_the_exponent_a_decoder_reads():
+    assert model.decimal_resolution(1e-30) == (1, -30) and model.decimal_resolution(1e30) == (1, 30)
+    assert model.decimal_resolution(1e-31) == (0, 0) and model.decimal_resolution(1e31) == (0, 0)
+    assert model.decimal_resolution(0.25) == (25, -2) and model.decimal_resolution(2**40 + 0.5) == (0, 0)
+
+
+def test_what_was_decoded_does_not_make_channels_differ():
+    a = wire.ChannelData("x", "", 1.0, (0,), (1,), predictor=2, season=0, form="rice")
+    assert a == wire.ChannelData("x", "", 1.0, (0,), (1,), form="coded")
+    assert a != wire.ChannelData("x", "", 1.0, (0,), (1,), reconstruction="hold", bound=0.5)
 
 
 def test_rows_and_restamp():

@@ -50,5 +50,20 @@ def test_the_reader_says_what_is_cut_short_and_where():
         r.string("node id")
     with pytest.raises(WireFormatError, match="varint longer than 10 bytes: count at byte 0"):
         varint.Reader(b"\xff" * 11, 11).uvarint("count")
+    # ten bytes hold 70 bits: beyond 64 is refused, 2**64 - 1 (and a longer zero) is not
+    with pytest.raises(WireFormatError, match="varint beyond 64 bits: count at byte 0"):
+        varint.Reader(b"\xff" * 9 + b"\x02", 10).uvarint("count")
+    assert varint.Reader(b"\xff" * 9 + b"\x01", 10).uvarint("count") == 2**64 - 1
+    assert varint.Reader(b"\x80\x80\x00", 3).uvarint("count") == 0
     with pytest.raises(WireFormatError, match="name at byte 1 is not UTF-8"):
         varint.Reader(b"\x01\xff", 2).string("name")
+    # an encoded surrogate or an overlong form is not UTF-8 either (RFC 3629)
+    for raw in (b"\x03\xed\xa0\x80", b"\x02\xc0\xaf"):
+        with pytest.raises(WireFormatError, match="is not UTF-8"):
+            varint.Reader(raw, len(raw)).string("unit")
+    # offsets count from the start of the reader's buffer, which it names when not the
+    # payload; a field cut short is placed at the byte that is missing
+    r = varint.Reader(b"\x00\x80", 2, "the value block's ")
+    r.pos = 1
+    with pytest.raises(WireFormatError, match="predictor at the value block's byte 2 needs 1 bytes, 0 left"):
+        r.uvarint("predictor")

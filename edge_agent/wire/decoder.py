@@ -23,6 +23,7 @@ from edge_agent.wire.format import (
     BOUND_SHIFT,
     ENCODING_DELTA_VARINT,
     FLAG_DEFLATE,
+    FORMS,
     KNOWN_CHANNELS,
     MAGIC,
     MAX_BATCH_SAMPLES,
@@ -30,6 +31,7 @@ from edge_agent.wire.format import (
     MAX_CHANNEL_SAMPLES,
     MAX_PAYLOAD,
     MAX_PER_BYTE,
+    MAX_RESIDUAL_BITS,
     PREDICTOR_SEASONAL,
     PREDICTORS,
     RECON_MASK,
@@ -137,12 +139,14 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
     body = payload[4:-4]
     if flags & FLAG_DEFLATE:
         inflater = zlib.decompressobj(-15)
-        try:
-            body = inflater.decompress(body, MAX_BODY)
+        try:  # one byte more than the limit: a body of exactly MAX_BODY bytes is not refused
+            body = inflater.decompress(body, MAX_BODY + 1)
         except zlib.error as exc:
             raise WireFormatError(f"deflated body does not inflate: {exc}") from None
-        if inflater.unconsumed_tail or not inflater.eof:
-            raise WireFormatError(f"deflated body is cut short or inflates beyond {MAX_BODY} bytes")
+        if len(body) > MAX_BODY:
+            raise WireFormatError(f"deflated body inflates beyond {MAX_BODY} bytes")
+        if not inflater.eof:
+            raise WireFormatError("deflated body is cut short (the DEFLATE stream does not end)")
         if inflater.unused_data:
             raise WireFormatError(
                 f"{len(inflater.unused_data)} bytes after the end of the deflated body (before the checksum)"
@@ -192,7 +196,7 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
         if width < 1:
             raise WireFormatError(f"{what} ({name}): bin width 0")
         block = r.block(f"{what} values")
-        values, predictor, season = _read_values(block, shape, n, width, version, what, name)
+        values, predictor, season, form = _read_values(block, shape, n, width, version, what, name)
         qflags = _read_flags(r, what, name, n) if shape & SHAPE_FLAGS else []
         channels.append(
             ChannelData(
@@ -206,6 +210,7 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
                 bin_width=width,
                 predictor=predictor,
                 season=season,
+                form=form,
                 reconstruction=recon,
                 bound=bound,
                 bound_relative=relative,
@@ -300,10 +305,11 @@ def _read_times(r: Reader, shape: int, n: int, t0: int, period: int, what: str, 
 
 def _read_values(
     block: bytes, shape: int, n: int, width: int, version: int, what: str, name: str
-) -> tuple[list[int], int, int]:
-    """A channel's values from its value block: (values, predictor, season)."""
+) -> tuple[list[int], int, int, str]:
+    """A channel's values from its value block: (values, predictor, season, form)."""
     predictor = (shape & SHAPE_PREDICTOR) >> 3
     season = 0
+    form = FORMS[(shape & SHAPE_CODED) >> 6]
     if shape & SHAPE_CODED == SHAPE_CODED:
         if version < 3:
             raise WireFormatError(f"{what} ({name}): shape says both runs and Rice codes")
@@ -323,20 +329,23 @@ def _read_values(
         residuals = kernels.rc_decode(block[rb.pos :], n, f"{what} values")
     elif shape & SHAPE_RICE:
         residuals = unpack_rice(block, n, f"{what} values")
+        if residuals and max(residuals) >> MAX_RESIDUAL_BITS:
+            raise WireFormatError(f"{what} ({name}): a Rice-coded residual of 2^{MAX_RESIDUAL_BITS} or more")
     elif shape & SHAPE_RUNS:
         rb = Reader(block, len(block), "the value block's ")
         nonzero = rb.uvarint(f"{what} non-zero count")
         if nonzero > n:
             raise WireFormatError(f"{what} ({name}): {nonzero} non-zero residuals of {n}")
         items = unpack_simple8b(block[rb.pos :], 2 * nonzero + 1, f"{what} values")
+        made = sum(items[0::2]) + nonzero  # counted before the zeros are made
+        if made != n:
+            raise WireFormatError(f"{what} ({name}): runs make {made} values, not {n}")
         residuals = from_zero_runs(items)
-        if len(residuals) != n:
-            raise WireFormatError(f"{what} ({name}): runs make {len(residuals)} values, not {n}")
     else:
         residuals = unpack_simple8b(block, n, f"{what} values")
     if shape & SHAPE_CODED != SHAPE_CODED:
         residuals = [unzigzag(z) for z in residuals]
-    return values_from(residuals, predictor, width, season), predictor, season
+    return values_from(residuals, predictor, width, season), predictor, season, form
 
 
 def _read_flags(r: Reader, what: str, name: str, n: int) -> list[tuple[int, int]]:

@@ -28,6 +28,7 @@ from edge_agent.wire.format import (
     MAX_BODY,
     MAX_CHANNEL_SAMPLES,
     MAX_PAYLOAD,
+    MAX_PER_BYTE,
     PREDICTOR_SEASONAL,
     PREDICTOR_ZERO,
     PREDICTORS,
@@ -43,6 +44,7 @@ from edge_agent.wire.format import (
 from edge_agent.wire.limits import header_problem, name_problem, time_problem, unit_problem
 from edge_agent.wire.model import Batch, ChannelData, decimal_resolution, decimals_of
 from edge_agent.wire.predict import season_for
+from edge_agent.wire.sections import coded_block
 from edge_agent.wire.varint import put_str, put_uvarint, zigzag
 
 
@@ -59,6 +61,8 @@ def value_block(
     here is kernels.value_block."""
     if predictor is not None and width > 1:
         kinds = [predictor]
+        if not 0 <= predictor < len(PREDICTORS) or (predictor == PREDICTOR_SEASONAL and season < 1):
+            raise ValueError(f"predictor {predictor} (season {season}) is not one the format has")
         if predictor >= PREDICTOR_ZERO and not coded:
             raise ValueError(f"predictor {PREDICTORS[predictor]} needs wire version 3")
     else:
@@ -86,6 +90,9 @@ def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> byt
     if version not in (2, 3, 4):
         raise ValueError(f"encode writes wire versions 2, 3 and 4, not {version}")
     _check_header(batch)
+    counts = [_check_channel(ch) for ch in batch.channels]  # all of them before any search
+    if sum(counts) > MAX_BATCH_SAMPLES:
+        raise ValueError(f"{sum(counts)} samples: at most {MAX_BATCH_SAMPLES} in a batch")
     period = batch.period_ms
     coded, written = version >= 3, 4 if version == 4 else 2
     body = bytearray()
@@ -97,10 +104,7 @@ def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> byt
     put_uvarint(body, batch.t0_ms)
     put_uvarint(body, period)
     put_uvarint(body, len(batch.channels))
-    total = 0
-    for ch in batch.channels:
-        n = _check_channel(ch)
-        total += n
+    for ch, n in zip(batch.channels, counts):
         kind = KIND_OF.get((ch.name, ch.unit), 0)
         body.append(kind)
         if kind == 0:
@@ -119,11 +123,15 @@ def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> byt
         shape_at = len(body)
         body.append(shape)
         body += times
+        if not 1 <= ch.bin_width < 1 << 64:
+            raise ValueError(f"channel {ch.name}: bin width {ch.bin_width} is not in 1..2**64-1")
         if ch.bin_width > 1:
             body[shape_at] |= SHAPE_BINNED
             put_uvarint(body, ch.bin_width)
         season = ch.season if ch.predictor == PREDICTOR_SEASONAL else season_for(period, n)
-        block, _, shape_bits = value_block(ch.values_q, ch.bin_width, ch.predictor, season, coded)
+        block, predictor, shape_bits = value_block(ch.values_q, ch.bin_width, ch.predictor, season, coded)
+        if len(block) * MAX_PER_BYTE < n:  # runs of zeros: denser than a decoder admits
+            block, shape_bits = _dense_block(ch, predictor, season, coded)
         body[shape_at] |= shape_bits
         if shape_bits & SHAPE_CODED == SHAPE_CODED and version == 3:
             written = 3
@@ -131,8 +139,6 @@ def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> byt
         body += block
         if ch.flags:
             _put_flags(body, ch, n)
-    if total > MAX_BATCH_SAMPLES:
-        raise ValueError(f"{total} samples: at most {MAX_BATCH_SAMPLES} in a batch")
     if len(body) > MAX_BODY:
         raise ValueError(f"a body of {len(body)} bytes: at most {MAX_BODY}; seal smaller batches")
     flags = batch.flags & ~FLAG_DEFLATE & 0xFF
@@ -149,6 +155,19 @@ def encode(batch: Batch, *, deflate: bool = True, version: int = VERSION) -> byt
     if len(out) > MAX_PAYLOAD:
         raise ValueError(f"a payload of {len(out)} bytes: at most {MAX_PAYLOAD}; seal smaller batches")
     return bytes(out)
+
+
+def _dense_block(ch: ChannelData, predictor: int, season: int, coded: bool) -> tuple[bytes, int]:
+    """The residuals of ``predictor`` in a form of at least one byte per MAX_PER_BYTE values,
+    the decoder's bound on a sample count (the runs form can pack far more): Simple-8b, or
+    the coded form (padded to the bound) when smaller. (block, shape bits)."""
+    residuals = kernels.residuals(ch.values_q, predictor, ch.bin_width, season)[0]
+    best = kernels.pack_simple8b(kernels.zigzags(residuals)), predictor << 3
+    if coded:
+        block = coded_block(residuals, predictor, season)
+        if len(block) < len(best[0]):
+            best = block, SHAPE_CODED
+    return best
 
 
 def _put_decimal(out: bytearray, x: float) -> None:
@@ -170,7 +189,8 @@ def _put_reconstruction(out: bytearray, ch: ChannelData) -> None:
     if not (ch.bound >= 0 and math.isfinite(ch.bound)):
         raise ValueError(f"channel {ch.name}: bound {ch.bound!r} is not a finite number >= 0")
     code = RECONSTRUCTIONS.index(ch.reconstruction)
-    steps = round(ch.bound / ch.resolution)
+    ratio = ch.bound / ch.resolution
+    steps = round(ratio) if ratio <= BOUND_STEPS_MAX else BOUND_STEPS_MAX + 1
     if ch.bound_relative and ch.bound > 0:
         out.append(code | BOUND_RELATIVE << BOUND_SHIFT)
         _put_decimal(out, ch.bound)
@@ -218,10 +238,14 @@ def encode_v1(batch: Batch) -> bytes:
             prev_t, prev_dt = t, dt
         prev_q = 0
         for q in ch.values_q:
+            if zigzag(q - prev_q) >> 64:
+                raise ValueError(f"channel {ch.name}: value {q} is too far from the one before for version 1")
             put_uvarint(out, zigzag(q - prev_q))
             prev_q = q
         _put_flags(out, ch, n)
     out += struct.pack("<I", kernels.crc32c(bytes(out)))
+    if len(out) > MAX_PAYLOAD:
+        raise ValueError(f"a payload of {len(out)} bytes: at most {MAX_PAYLOAD}; seal smaller batches")
     return bytes(out)
 
 

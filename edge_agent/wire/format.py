@@ -24,6 +24,8 @@ SHAPE_RUNS = 0x40  # the residuals are sent as runs of zeros and the values betw
 SHAPE_RICE = 0x80  # the residuals are Rice codes, a parameter per partition of RICE_PART
 SHAPE_CODED = 0xC0  # version 3 (runs and Rice together): predictor in the block, range-coded
 RICE_PART = 64
+FORMS = ("simple8b", "runs", "rice", "coded")  # a value block's form, as the decoder names it
+MAX_RESIDUAL_BITS = 60  # every form's residuals: zigzag (or magnitude, coded) below 2**60
 # Version 4, per channel, one byte: how the decoded points stand for the samples they came
 # from (bits 0-1), and the lossy part's error bound (bits 2-7, ``b``): 0 none, 1 to 61
 # that many steps of the resolution (one byte says the usual bound), 62 a decimal bound

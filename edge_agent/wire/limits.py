@@ -32,7 +32,11 @@ def name_problem(text: str, what: str) -> str | None:
 
 def unit_problem(text: str, what: str) -> str | None:
     """A unit: at most MAX_UNIT bytes of UTF-8, no control characters (may be empty)."""
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_UNIT or _CONTROL.search(text):
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 holds it
+        return f"{what} {_shown(text)} is not text (a lone surrogate)"
+    if len(raw) > MAX_UNIT or _CONTROL.search(text):
         return f"{what} {_shown(text)} is not at most {MAX_UNIT} bytes of text without control characters"
     return None
 

@@ -9,7 +9,13 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
-from edge_agent.wire.format import ENCODING_DELTA_VARINT, FLAG_CLOCK_UNSYNCED, FLAG_HISTORICAL, VERSION
+from edge_agent.wire.format import (
+    ENCODING_DELTA_VARINT,
+    FLAG_CLOCK_UNSYNCED,
+    FLAG_HISTORICAL,
+    RESOLUTION_EXP,
+    VERSION,
+)
 
 
 def quantise(value: float, resolution: float) -> int:
@@ -43,6 +49,7 @@ class ChannelData:
     )
     predictor: int | None = field(default=None, compare=False)  # as decoded; re-encoding keeps it
     season: int = field(default=0, compare=False)  # as decoded: the seasonal predictor's period in samples
+    form: str | None = field(default=None, compare=False)  # as decoded (versions 2-4): one of FORMS
     # Version 4: how the points stand for the samples they came from (RECONSTRUCTIONS), and
     # the lossy part's error bound in the channel's unit (a fraction of the held value when
     # ``bound_relative``); quantisation adds resolution / 2 to it. Versions 1-3 carry
@@ -121,18 +128,20 @@ def restamp(batch: Batch, shift_ms: int) -> Batch:
 
 
 def decimal_resolution(resolution: float) -> tuple[int, int]:
-    """(m, e) with resolution == m * 10**e exactly as a float, or (0, 0) when there is none short."""
+    """(m, e) with resolution == m * 10**e exactly as a float, or (0, 0) when there is none short
+    (m below 2**32, |e| at most RESOLUTION_EXP: the decoder refuses a longer exponent)."""
     sign, digits, exp = Decimal(repr(float(resolution))).as_tuple()
     if not isinstance(exp, int):  # not finite: the encoder has refused it already
         return 0, 0
     m = int("".join(map(str, digits)))
     while m and m % 10 == 0:
         m, exp = m // 10, exp + 1
-    if sign or m == 0 or m >= 1 << 32 or resolution_of(m, exp) != resolution:
+    if sign or m == 0 or m >= 1 << 32 or abs(exp) > RESOLUTION_EXP or resolution_of(m, exp) != resolution:
         return 0, 0
     return m, exp
 
 
 def resolution_of(m: int, e: int) -> float:
-    """The double nearest to the decimal m x 10**e (ties to even), as the spec says."""
+    """The double nearest to the decimal m x 10**e (ties to even), as the spec says: Python
+    rounds an int's conversion and an int's true division once, correctly."""
     return float(m * 10**e) if e >= 0 else m / 10**-e
