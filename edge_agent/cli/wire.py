@@ -222,7 +222,17 @@ def cmd_tail(args: argparse.Namespace) -> int:
         try:
             batch = wire.decode(msg.payload)
         except WireFormatError as exc:
-            print(f"edge-agent tail: {msg.topic}: {exc}", file=sys.stderr, flush=True)
+            print(f"edge-agent tail: {msg.topic!r}: {exc}", file=sys.stderr, flush=True)
+            return
+        if wire.parse_data_topic(msg.topic) != (batch.node, batch.stream):
+            # Broker ACLs make the topic the sender's identity: a payload naming another
+            # node (or stream) than its topic is forged or misrouted, and never counted.
+            print(
+                f"edge-agent tail: {msg.topic!r}: refused: the payload says node {batch.node} "
+                f"stream {batch.stream}, not what its topic says",
+                file=sys.stderr,
+                flush=True,
+            )
             return
         state["messages"] += 1
         new = tracker.add(batch)

@@ -15,13 +15,15 @@ package's public API; each lives in the module of its concern:
   twins of the compiled kernels, under the same names;
 - kernels: the one binding of the compiled kernels or their twins;
 - encoder (encode, encode_v1, mark_historical), decoder (decode); topics: the MQTT
-  topics; dedupe: the backbone's duplicate and gap tracker; compress_report:
+  topics; dedupe: the backbone's duplicate and gap tracker; reconstruct: a channel's
+  series rebuilt from its reconstruction, with its bound; compress_report:
   ``edge-agent compress-report``.
 """
 
 from __future__ import annotations
 
 from edge_agent.wire.decoder import decode
+from edge_agent.wire.dedupe import SeqRanges, SeqTracker
 from edge_agent.wire.encoder import encode, encode_v1, mark_historical, value_block
 from edge_agent.wire.format import (
     BOUND_DECIMAL,
@@ -76,6 +78,7 @@ from edge_agent.wire.kernels import pack_rice, pack_simple8b, zigzags
 from edge_agent.wire.model import Batch, ChannelData, decimals_of, quantise, restamp
 from edge_agent.wire.packing import unpack_rice, unpack_simple8b
 from edge_agent.wire.predict import bin_width_for, season_for
+from edge_agent.wire.reconstruct import Rebuilt, points, rebuild
 from edge_agent.wire.topics import data_topic, health_topic, parse_data_topic, status_topic
 from edge_agent.wire.varint import put_str, put_uvarint, unzigzag, zigzag
 
@@ -129,6 +132,9 @@ __all__ = [
     "VERSIONS",
     "Batch",
     "ChannelData",
+    "Rebuilt",
+    "SeqRanges",
+    "SeqTracker",
     "bin_width_for",
     "data_topic",
     "decimals_of",
@@ -140,9 +146,11 @@ __all__ = [
     "pack_rice",
     "pack_simple8b",
     "parse_data_topic",
+    "points",
     "put_str",
     "put_uvarint",
     "quantise",
+    "rebuild",
     "restamp",
     "season_for",
     "status_topic",

@@ -178,6 +178,10 @@ def test_tail_deduplicates_by_epoch_and_reports_gaps_and_a_store_loss(broker, tm
     c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     c.connect("127.0.0.1", broker.port)
     c.loop_start()
+    forged = wire.Batch(
+        "n1", "air", 99, 1_000, (wire.ChannelData("t", "°C", 0.1, (1_000,), (0,)),), epoch=0xA
+    )
+    c.publish("d/n2/data/air", wire.encode(forged), qos=1).wait_for_publish(5)  # n1's name on n2's topic
     for i, (epoch, seq) in enumerate(sent):
         t0 = 1_000 + 60_000 * i
         ch = wire.ChannelData("t", "°C", 0.1, (t0,), (seq,), reconstruction="hold", bound=0.2)
@@ -197,6 +201,7 @@ def test_tail_deduplicates_by_epoch_and_reports_gaps_and_a_store_loss(broker, tm
     ]
     assert {(r["version"], r["reconstruction"], r["bound"]) for r in rows} == {(4, "hold", 0.25)}
     assert "duplicate n1/air epoch=0000000a seq=1 (not printed again)" in err.read_text()
+    assert "'d/n2/data/air': refused: the payload says node n1 stream air" in err.read_text()
     summary = [json.loads(line)["summary"] for line in err.read_text().splitlines() if line.startswith("{")]
     assert summary == [
         {
