@@ -48,11 +48,11 @@ class S0Meter(Sensor):
     )
     OPTIONS: ClassVar[dict[str, Option]] = {
         "pin": Int(17, 0, 27, doc="the GPIO pin, BCM number (0..27 on the 40-pin header)"),
-        "pulses_per_kwh": Float(
+        "pulses_per_kwh": Float(  # meters print 1 to 100,000 imp/kWh; beyond is a typo
             1000.0,
-            min=0.0,
-            min_exclusive=True,
-            doc="pulses per kWh, printed on the meter (e.g. 1000 imp/kWh)",
+            min=0.01,
+            max=1e6,
+            doc="pulses per kWh, printed on the meter (e.g. 1000 imp/kWh), 0.01 to 1,000,000",
         ),
         "debounce_ms": Float(20.0, min=0.0, doc="ms after a counted edge in which further edges are bounces"),
     }
