@@ -30,7 +30,7 @@ def value_block(qs, int64_t width, kinds, Py_ssize_t season, bint coded):
     cdef Py_ssize_t rice_bits, pad, head
     cdef int kind, best_kind = 0, best_shape = 0, shape
     cdef int64_t limit = (<int64_t> 1) << RES_LIMIT_BITS
-    cdef int64_t widest, zmax
+    cdef int64_t widest, zmax, too_wide = 0
     cdef uint64_t z
     if not 0 < width < limit:
         raise OverflowError("bin width beyond the compiled predictors' range")
@@ -72,8 +72,9 @@ def value_block(qs, int64_t width, kinds, Py_ssize_t season, bint coded):
                         widest = res[i]
                     elif -res[i] > widest:
                         widest = -res[i]
-            if widest >= (<int64_t> 1) << 59:
-                raise ValueError(f"a residual of {widest} steps: values too far apart to encode")
+            if widest >= (<int64_t> 1) << 59:  # beyond every form: another predictor may do
+                too_wide = widest
+                continue
             with nogil:
                 if kind < VB_PREDICTOR_ZERO:
                     # version 2's forms: Simple-8b of the zigzags, runs of zeros, Rice codes
@@ -134,6 +135,8 @@ def value_block(qs, int64_t width, kinds, Py_ssize_t season, bint coded):
                         best_len = head + clen
                         best_kind = kind
                         best_shape = VB_SHAPE_CODED
+        if best_len < 0 and too_wide:
+            raise ValueError(f"a residual of {too_wide} steps: values too far apart to encode")
         return best[:best_len] if best_len > 0 else b"", best_kind, best_shape
     finally:
         free(kind_of)

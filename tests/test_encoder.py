@@ -149,3 +149,17 @@ def test_the_historical_flag_is_set_and_the_checksum_brought_along(body, flags, 
     assert wire.mark_historical(marked) == marked
     with pytest.raises(WireFormatError, match="known version"):
         wire.mark_historical(b"EA\x09" + payload[3:])
+
+
+def test_a_predictor_too_wide_for_the_forms_is_skipped_not_the_channel():
+    """(0, 2^58, 0, 2^58): the linear predictor's residuals pass 2^59, the previous value's
+    do not; the channel is written with the one that fits (it was refused whole)."""
+    qs = (0, 1 << 58, 0, 1 << 58)
+    ch = wire.ChannelData("x", "u", 1.0, (0, 1000, 2000, 3000), qs)
+    for version in (2, 3, 4):
+        payload = wire.encode(wire.Batch("n", "s", 0, 0, (ch,), period_ms=1000), version=version)
+        assert wire.decode(payload).channels[0].values_q == qs
+    block, kind, _ = wire.value_block(list(qs), coded=False)  # version 2's forms: previous fits
+    assert kind == 0 and block
+    with pytest.raises(ValueError, match="values too far apart"):  # none fits: still refused
+        wire.value_block([0, 1 << 59])

@@ -66,14 +66,13 @@ def value_block(
     earlier on a tie): (block, predictor, shape bits of the predictor and form). Version
     2's forms come first for predictors 0-3, so a tie keeps the payload readable by older
     decoders; ``coded`` adds the range-coded form (version 3)."""
-    best = None
+    best, too_wide = None, 0
     for kind in kinds:
         residuals = predictor_residuals(qs, kind, width, season)[0]
         widest = max(max(residuals), -min(residuals)) if residuals else 0
-        if widest >= 1 << 59:  # beyond Simple-8b's zigzag values
-            raise ValueError(
-                f"a residual of about 2**{widest.bit_length() - 1} steps: values too far apart to encode"
-            )
+        if widest >= 1 << 59:  # beyond Simple-8b's zigzag values: another predictor may do
+            too_wide = widest
+            continue
         forms = []
         if kind < PREDICTOR_ZERO:
             block, form = pack_residuals(zigzags(residuals))
@@ -83,6 +82,10 @@ def value_block(
         for block, shape in forms:
             if best is None or len(block) < len(best[0]):
                 best = (block, kind, shape)
+    if best is None and too_wide:
+        raise ValueError(
+            f"a residual of about 2**{too_wide.bit_length() - 1} steps: values too far apart to encode"
+        )
     if best is None:
         raise ValueError("value_block needs at least one predictor")
     return best
