@@ -80,7 +80,10 @@ def test_kills_and_broker_restarts_lose_nothing_sealed(broker, tmp_path):
             log = tmp_path / f"agent{round_}.err"
             logs.append(log)
             agent = subprocess.Popen(cmd, stderr=open(log, "wb"))
-            time.sleep(rng.uniform(1.0, 2.0))
+            # killed at a random moment after its first seal (waited for, not timed from
+            # launch: a loaded machine starts Python later, it does not seal less)
+            wait_for_log(agent, log, lambda text: "event=batch_sealed stream=air" in text, timeout=60)
+            time.sleep(rng.uniform(0.0, 1.0))
             if round_ % 2 == 1:  # the broker goes away under a running agent, and comes back
                 broker.stop()
                 time.sleep(rng.uniform(0.3, 1.0))
