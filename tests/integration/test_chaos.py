@@ -97,7 +97,12 @@ def test_kills_and_broker_restarts_lose_nothing_sealed(broker, tmp_path):
         logs.append(log)
         agent = subprocess.Popen(cmd, stderr=open(log, "wb"))
         wait_for_log(agent, log, lambda text: "event=uplink_connected" in text)
-        time.sleep(2.0)
+        deadline = time.monotonic() + 60  # the backlog drains: waited for, as a slow machine needs
+        while time.monotonic() < deadline and agent.poll() is None:
+            with BatchStore(os.path.join(state, "queue.sqlite3")) as s:
+                if s.depth()[0] == 0:
+                    break
+            time.sleep(0.2)
         os.kill(agent.pid, signal.SIGTERM)
         assert agent.wait(timeout=30) == 0, log.read_text()
         with BatchStore(os.path.join(state, "queue.sqlite3")) as s:
