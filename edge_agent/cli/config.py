@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 from edge_agent.cli.exitcodes import EXIT_OK
+from edge_agent.config import AgentConfig
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
 
     cfg = load_config(args.file)
+    warnings = missing_files(cfg)
     if args.json:
         print(
             json.dumps(
@@ -20,6 +24,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                     "valid": True,
                     "node": cfg.node_id,
                     "sensors": [s.name for s in cfg.sensors],
+                    "warnings": warnings,
                 }
             )
         )
@@ -28,7 +33,28 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             f"{args.file}: valid (node {cfg.node_id}, {len(cfg.sensors)} sensor(s): "
             f"{', '.join(s.name for s in cfg.sensors)})"
         )
+        for w in warnings:
+            print(f"{args.file}: warning: {w}", file=sys.stderr)
     return EXIT_OK
+
+
+def missing_files(cfg: AgentConfig) -> list[str]:
+    """The files the configuration names that cannot be read here: a warning, not an error,
+    since a card's configuration is often checked on a laptop before the card holds them; the
+    agent logs the same and retries until they are there."""
+    out = []
+    for key in ("ca_file", "cert_file", "key_file", "password_file"):
+        path = getattr(cfg.mqtt, key)
+        if path is None:
+            continue
+        if not os.path.isfile(path):
+            why = "is not a file" if os.path.exists(path) else "does not exist"
+        elif not os.access(path, os.R_OK):
+            why = "is not readable by this user"
+        else:
+            continue
+        out.append(f"mqtt.{key} {path} {why} here: the agent cannot connect until it is")
+    return out
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

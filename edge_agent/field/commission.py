@@ -28,7 +28,7 @@ from drivers.base import Sensor
 from drivers.registry import SENSOR_TYPES
 from edge_agent.config import AgentConfig, BrokerConfig, SensorConfig
 from edge_agent.node.hardware import SignalledDevice, first_reading, location, shown_present
-from edge_agent.node.mqtt import make_client
+from edge_agent.node.mqtt import CLOSED_BEFORE_CONNACK, explain, make_client
 from edge_agent.node.sysinfo import SystemProbe, disk_space
 
 MIN_FREE = 64 * 1024 * 1024  # bytes the store's file system must have free
@@ -213,33 +213,20 @@ def check_broker(cfg: AgentConfig, timeout: float) -> list[Check]:
             if msg.payload == nonce.encode():
                 result["rtt"] = time.monotonic() - result.get("sent_at", time.monotonic())
 
+        def on_disconnect(c, u, flags, rc, props, result=result, connected=connected):
+            if not connected.is_set():
+                result["closed"] = True  # before any CONNACK: the TLS or listener side said no
+
         client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
+        client.on_disconnect = on_disconnect
         try:
             client.connect(broker.host, broker.port, keepalive=30)
-        except ssl.SSLCertVerificationError as exc:
-            failures.append(
-                Check(
-                    name,
-                    False,
-                    f"TLS refused: {exc.verify_message or exc}",
-                    "the broker's certificate does not match ca_file or its host name; "
-                    "check the clock too (certificates have dates)",
-                )
-            )
-            continue
         except (OSError, ssl.SSLError) as exc:
-            failures.append(
-                Check(
-                    name,
-                    False,
-                    f"unreachable: {exc.strerror or exc}",
-                    "check the network (ping, DNS) and that the broker is up on this port",
-                )
-            )
+            failures.append(Check(name, False, *explain(exc, broker)))
             continue
         deadline = time.monotonic() + timeout
         try:
-            while time.monotonic() < deadline and "rtt" not in result:
+            while time.monotonic() < deadline and "rtt" not in result and "closed" not in result:
                 if client.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS and connected.is_set():
                     break
         finally:
@@ -251,8 +238,12 @@ def check_broker(cfg: AgentConfig, timeout: float) -> list[Check]:
                 Check(
                     name,
                     False,
-                    f"no answer to CONNECT within {timeout:.0f} s",
-                    "a firewall may drop the port; check with the backbone team",
+                    "closed before CONNACK"
+                    if result.get("closed")
+                    else f"no answer to CONNECT within {timeout:.0f} s",
+                    CLOSED_BEFORE_CONNACK
+                    if result.get("closed")
+                    else "a firewall may drop the port; check with the backbone team",
                 )
             )
             continue

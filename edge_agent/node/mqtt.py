@@ -15,6 +15,7 @@ themselves (the uplink through paho's external-loop interface, the others with
 
 from __future__ import annotations
 
+import socket
 import ssl
 from dataclasses import dataclass
 
@@ -79,19 +80,103 @@ class ClientSettings:
 
 def read_secret(path: str) -> str:
     """A secret from a file (first line, without its newline); the value is never logged."""
-    with open(path, encoding="utf-8") as f:
-        return f.readline().rstrip("\r\n")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OSError(f"mqtt.password_file {path}: {_why(exc)}") from None
 
 
 def tls_context(
     ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
 ) -> ssl.SSLContext:
     """A client context that verifies the broker's chain (``ca_file``, else the system's CAs)
-    and host name, with a client certificate when one is given."""
-    ctx = ssl.create_default_context(cafile=ca_file)
+    and host name, with a client certificate when one is given. A file it cannot use is
+    an OSError naming the setting and the file."""
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise OSError(f"mqtt.ca_file {ca_file}: {_why(exc)}") from None
     if cert_file:
-        ctx.load_cert_chain(cert_file, key_file)
+        try:
+            ctx.load_cert_chain(cert_file, key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise OSError(f"mqtt.cert_file {cert_file} / mqtt.key_file {key_file}: {_why(exc)}") from None
     return ctx
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"not a usable certificate or key ({exc.reason or exc})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+# Why a connection to a broker failed, and what to do about it: what a node logs, and what
+# `commission` and `tail` print, so a technician reads the cause and not a guess.
+_PLAINTEXT_REPLY = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"}
+_CERT_REFUSED = (
+    "CERTIFICATE_REQUIRED",
+    "BAD_CERTIFICATE",
+    "UNKNOWN_CA",
+    "CERTIFICATE_UNKNOWN",
+    "HANDSHAKE_FAILURE",
+)
+CLOSED_BEFORE_CONNACK = (
+    "the broker closed the connection before accepting it: a TLS port spoken to in plaintext "
+    "(use mqtts://), a client certificate it requires (cert_file, key_file) or refuses, or its "
+    "connection limit"
+)
+
+
+def explain(exc: BaseException, broker: BrokerConfig) -> tuple[str, str]:
+    """(what went wrong, what to check) for an exception of ``connect``."""
+    where = f"{broker.host}:{broker.port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the broker's certificate does not verify: {exc.verify_message or exc}",
+            (
+                "ca_file must hold the CA that signed the broker's certificate and the URL's host "
+                "must be a name in it; check the node's clock too (certificates have dates)"
+            ),
+        )
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or ""
+        if reason in _PLAINTEXT_REPLY:
+            return (
+                f"the broker answered in plaintext ({reason})",
+                f"{where} has no TLS listener: use the broker's TLS port, or mqtt:// where plaintext is allowed",
+            )
+        if any(r in reason for r in _CERT_REFUSED):
+            return (
+                f"the broker refused the TLS handshake ({reason})",
+                "it wants a client certificate its CA signed: check cert_file and key_file",
+            )
+        return f"TLS failed: {reason or exc}", "check ca_file, cert_file and key_file"
+    if isinstance(exc, ConnectionResetError) and broker.tls:  # a plaintext listener drops a ClientHello
+        return (
+            "the broker reset the connection during the TLS handshake",
+            f"{where} may have no TLS listener (mqtts:// to a plaintext port?), or it refuses this client",
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return (
+            "connection refused",
+            f"nothing listens on {where}: check the URL's port and that the broker is up",
+        )
+    if isinstance(exc, socket.gaierror):
+        return f"{broker.host} does not resolve ({exc.strerror})", "check the URL's host name and the DNS"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return (
+            f"no answer from {where}",
+            "a firewall may drop the port; check the route and with the backbone team",
+        )
+    if isinstance(exc, OSError):
+        return (
+            f"unreachable: {exc.strerror or exc}",
+            "check the network (ping, DNS) and that the broker is up",
+        )
+    return str(exc), "check the configuration's mqtt section"
 
 
 def new_client(settings: ClientSettings, broker: BrokerConfig) -> mqtt.Client:

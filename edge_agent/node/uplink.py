@@ -51,7 +51,15 @@ from edge_agent.node.delivery import DeliveryWindow
 from edge_agent.node.health import HealthReport
 
 # make_client and read_secret lived here before node/mqtt.py: kept importable
-from edge_agent.node.mqtt import ClientSettings, connect, make_client, new_client, read_secret  # noqa: F401
+from edge_agent.node.mqtt import (  # noqa: F401
+    CLOSED_BEFORE_CONNACK,
+    ClientSettings,
+    connect,
+    explain,
+    make_client,
+    new_client,
+    read_secret,
+)
 from edge_agent.node.store import BatchStore
 
 log = logging.getLogger("edge_agent.uplink")
@@ -207,7 +215,8 @@ class Uplink(threading.Thread):
             connect(client, broker, self.settings)
         except (OSError, ssl.SSLError, ValueError) as exc:
             self.connect_failures += 1
-            log.warning("event=uplink_connect_failed broker=%s error=%r", broker.url, str(exc))
+            what, hint = explain(exc, broker)
+            log.warning("event=uplink_connect_failed broker=%s error=%r hint=%r", broker.url, what, hint)
             self.client = client
             self._schedule_retry(now)
             return
@@ -348,7 +357,12 @@ class Uplink(threading.Thread):
         if kind == "connect":
             if arg.is_failure:
                 self.connect_failures += 1
-                log.warning("event=uplink_refused broker=%s reason=%r", self.broker.url, str(arg))
+                log.warning(
+                    "event=uplink_refused broker=%s reason=%r hint=%r",
+                    self.broker.url,
+                    str(arg),
+                    "check mqtt.username and mqtt.password_file, or that the broker's ACL lets this client id in",
+                )
                 self._schedule_retry(now)
                 return
             self.connected = True
@@ -377,7 +391,12 @@ class Uplink(threading.Thread):
                 self.backoff.reset()
             else:
                 self.connect_failures += 1
-                log.debug("event=uplink_connect_failed broker=%s", self.broker.url)
+                log.warning(
+                    "event=uplink_connect_failed broker=%s error=%r hint=%r",
+                    self.broker.url,
+                    f"closed before CONNACK ({arg})" if arg is not None else "closed before CONNACK",
+                    CLOSED_BEFORE_CONNACK,
+                )
             self.connected = False
             self._schedule_retry(now)
 

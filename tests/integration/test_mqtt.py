@@ -151,7 +151,7 @@ def test_settings_that_cannot_work_are_refused_before_any_connect(tmp_path):
         ClientSettings("x", protocol="4")
     with pytest.raises(ValueError, match="broker URL"):
         client_for_url("http://127.0.0.1", ClientSettings("x"))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(OSError, match=r"mqtt.password_file .*missing: No such file"):
         new_client(
             ClientSettings("x", username="u", password_file=str(tmp_path / "missing")),
             client_for_url("mqtt://127.0.0.1", ClientSettings("x"))[1],

@@ -57,7 +57,7 @@ def test_tls_verified_connects_and_delivers(broker_factory, pki, tmp_path):
 @pytest.mark.parametrize(
     "server, ca, message",
     [
-        ("server", "other-ca", "certificate verify failed"),
+        ("server", "other-ca", "certificate does not verify: self-signed certificate"),
         ("wrong-host", "ca", "mismatch, certificate is not valid for .127.0.0.1."),
         ("expired", "ca", "certificate has expired"),
     ],
@@ -86,6 +86,8 @@ def test_mutual_tls(broker_factory, pki, tmp_path):
     assert "event=uplink_connected" in with_cert and delivered(with_cert) >= 3, with_cert
     without = run_agent(tmp_path / "b", url, f"  ca_file: {pki}/ca.pem")
     assert delivered(without) == 0, without
+    # the cause is logged with what to check (it used to be a debug line, or nothing)
+    assert re.search(r"event=uplink_connect_failed .*hint=.*client certificate", without), without
 
 
 @pytest.mark.broker
@@ -134,3 +136,23 @@ def test_files_the_agent_writes_are_owner_only(tmp_path):
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     for p in state.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, p
+
+
+@pytest.mark.broker
+def test_the_wrong_scheme_for_a_port_is_logged_with_the_right_hint(broker_factory, pki, tmp_path):
+    """mqtt:// to a TLS listener, and mqtts:// to a plaintext one: nothing was logged for the
+    first (even at debug), and the second said only "wrong version number"."""
+    tls = broker_factory(tls_listener(pki))
+    plain_to_tls = run_agent(tmp_path / "a", f"mqtt://127.0.0.1:{tls.port}")
+    assert delivered(plain_to_tls) == 0, plain_to_tls
+    assert re.search(r"event=uplink_connect_failed .*hint=.*plaintext \(use mqtts://\)", plain_to_tls), (
+        plain_to_tls
+    )
+    plain = broker_factory()
+    tls_to_plain = run_agent(tmp_path / "b", f"mqtts://127.0.0.1:{plain.port}", f"  ca_file: {pki}/ca.pem")
+    assert delivered(tls_to_plain) == 0, tls_to_plain
+    assert re.search(
+        r"event=uplink_connect_failed .*error='the broker (answered in plaintext|reset the connection during "
+        r"the TLS handshake).*hint='127\.0\.0\.1:\d+ (has|may have) no TLS listener",
+        tls_to_plain,
+    ), tls_to_plain
