@@ -95,3 +95,57 @@ def test_sighup_reloads_valid_config_and_rejects_invalid(tmp_path):
         for t in c.times_ms
     )
     assert max(b - a for a, b in itertools.pairwise(times)) < 1000
+
+
+BAD_FILES = {
+    "a sensor type that is a list": lambda good: good.replace("type: bme680", "type: [bme680]"),
+    "not YAML": lambda good: good + "\n  - : : [\n",
+    "binary": lambda good: "\x00\xff\xfe garbage \x01",
+    "duplicate keys": lambda good: good.replace("node: {id: reload-node}", "node: {id: reload-node, id: x}"),
+    "an alias bomb": lambda good: (
+        "a: &a ["
+        + ",".join(["x"] * 50)
+        + "]\n"
+        + "".join(f"{c}: &{c} [" + ",".join([f"*{p}"] * 50) + "]\n" for p, c in zip("abcd", "bcde"))
+    ),
+    "over 1 MiB": lambda good: good + "#" * (1 << 20),
+    "an empty file": lambda good: "",
+}
+
+
+def test_sighup_with_any_bad_file_keeps_the_running_configuration(tmp_path):
+    """The docs promise: an invalid file on SIGHUP is refused and the old configuration keeps
+    running, whatever the file holds (a list for a type stopped the agent once)."""
+    good = CONFIG.format(broker="mqtt://127.0.0.1:9", gas="true")
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(good)
+    err = tmp_path / "agent.err"
+    agent = subprocess.Popen(
+        agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", str(tmp_path / "state")),
+        stderr=open(err, "wb"),
+    )
+    try:
+        text = wait_for(err, r"batch_sealed stream=air seq=0 ")
+        for what, bad in [*BAD_FILES.items(), ("a deleted file", None), ("a directory", "dir")]:
+            mark = len(text)
+            if bad is None:
+                cfg.unlink()
+            elif bad == "dir":
+                cfg.mkdir()
+            else:
+                cfg.write_bytes(bad(good).encode("utf-8", "surrogateescape"))
+            os.kill(agent.pid, signal.SIGHUP)
+            text = wait_for(err, r"event=reload_rejected", after=mark)
+            assert "Traceback" not in text, what
+            text = wait_for(err, r"batch_sealed stream=air", after=len(text))  # still sampling
+            assert agent.poll() is None, what
+            if cfg.is_dir():
+                cfg.rmdir()
+        cfg.write_text(good.replace("gas: {enabled: true", "gas: {enabled: false"))
+        mark = len(text)
+        os.kill(agent.pid, signal.SIGHUP)
+        wait_for(err, r"event=reloaded", after=mark)
+    finally:
+        os.kill(agent.pid, signal.SIGTERM)
+        assert agent.wait(timeout=20) == 0, err.read_text()
+    assert err.read_text().count("event=reload_rejected") == len(BAD_FILES) + 2
