@@ -340,12 +340,6 @@ def test_the_spec_decoder_refuses_a_runs_residual_of_2_to_the_60():
         spec_decoder.decode(RUNS_2_TO_THE_60)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="edge_agent.wire decodes a runs residual z = z' + 1 = 2^60 (to q = 2^59) where Limits says "
-    "a decoder MUST refuse a zigzag residual of 2^60 or more in the runs form",
-)
 def test_edge_agent_refuses_a_runs_residual_of_2_to_the_60():
     try:
         wire.decode(RUNS_2_TO_THE_60)

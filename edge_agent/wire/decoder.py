@@ -340,6 +340,8 @@ def _read_values(
         made = sum(items[0::2]) + nonzero  # counted before the zeros are made
         if made != n:
             raise WireFormatError(f"{what} ({name}): runs make {made} values, not {n}")
+        if nonzero and max(items[1::2]) + 1 >> MAX_RESIDUAL_BITS:
+            raise WireFormatError(f"{what} ({name}): a residual of 2^{MAX_RESIDUAL_BITS} or more in runs")
         residuals = from_zero_runs(items)
     else:
         residuals = unpack_simple8b(block, n, f"{what} values")
