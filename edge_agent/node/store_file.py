@@ -110,6 +110,10 @@ def create_private(path: str) -> None:
 def connect(path: str) -> sqlite3.Connection:
     """A connection in WAL mode, synchronous=FULL, transactions begun explicitly."""
     db = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=True)
+    # Text that damage left not UTF-8 (a stream name in a row the integrity check cannot
+    # see into) is read with replacement characters rather than failing every read of it:
+    # the payload carries its own checksum, and the backbone refuses a topic it does not name.
+    db.text_factory = lambda raw: raw.decode("utf-8", "replace")
     # Small pages: every commit writes whole pages to the WAL, and a batch is a few hundred
     # bytes, so 1 KiB pages write a quarter of what the 4 KiB default would to the SD card.
     # (Takes effect when the file is created; an existing file keeps its page size.)
@@ -169,17 +173,24 @@ def recover(path: str, error: Exception) -> tuple[sqlite3.Connection, Recovery]:
     return db, rec
 
 
+# What reading a damaged file may raise: SQLite's errors, and text that is not UTF-8 (or
+# a value of the wrong type) from bytes the damage changed.
+_UNREADABLE = (sqlite3.DatabaseError, TypeError, ValueError)  # UnicodeDecodeError is a ValueError
+
+
 def _salvage(db: sqlite3.Connection, aside: str, rec: Recovery) -> None:
     """Copy every batch and sequence counter SQLite can still read from the old file."""
     try:
         old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
-    except sqlite3.DatabaseError:
+    except _UNREADABLE:
         return
     try:
+        # Damaged text comes back as bytes that are not UTF-8: a UnicodeDecodeError, as any
+        # other failure to read a row, makes that row unreadable, never the recovery fail.
         try:
             for stream, next_seq in old.execute("SELECT stream, next_seq FROM stream_seq"):
                 db.execute("INSERT OR REPLACE INTO stream_seq VALUES (?, ?)", (stream, next_seq))
-        except sqlite3.DatabaseError:
+        except _UNREADABLE:
             rec.unreadable += 1
         for row_id in _readable_ids(old):
             try:
@@ -188,12 +199,15 @@ def _salvage(db: sqlite3.Connection, aside: str, rec: Recovery) -> None:
                     "wall_offset_ms, sealed_mono FROM batches WHERE id = ?",
                     (row_id,),
                 ).fetchone()
-                db.execute(
+                copied = db.execute(
                     "INSERT OR IGNORE INTO batches (stream, seq, sealed, payload, "
                     "clock_unsynced, boot_id, wall_offset_ms, sealed_mono) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     row,
-                )
+                ).rowcount
+                if copied != 1:  # a (stream, seq) the damage made twice: the first one is kept
+                    rec.unreadable += 1
+                    continue
                 # never hand out a salvaged batch's number again
                 db.execute(
                     "INSERT INTO stream_seq (stream, next_seq) VALUES (?, ?) ON CONFLICT "
@@ -201,7 +215,7 @@ def _salvage(db: sqlite3.Connection, aside: str, rec: Recovery) -> None:
                     (row[0], row[1] + 1),
                 )
                 rec.salvaged += 1
-            except (sqlite3.DatabaseError, TypeError):
+            except _UNREADABLE:
                 rec.unreadable += 1
     finally:
         old.close()
@@ -215,17 +229,17 @@ def _readable_ids(old: sqlite3.Connection) -> list[int]:
         for (row_id,) in old.execute("SELECT id FROM batches ORDER BY id"):
             ids.append(row_id)
         return ids
-    except sqlite3.DatabaseError:
+    except _UNREADABLE:
         pass
     try:
         row = old.execute("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").fetchone()
         top = row[0] if row else 0
-    except sqlite3.DatabaseError:
+    except _UNREADABLE:
         top = 0
     for row_id in range((ids[-1] if ids else 0) + 1, top + 1):
         try:
             if old.execute("SELECT 1 FROM batches WHERE id = ?", (row_id,)).fetchone():
                 ids.append(row_id)
-        except sqlite3.DatabaseError:
+        except _UNREADABLE:
             continue
     return ids

@@ -7,7 +7,8 @@ import signal
 import subprocess
 import time
 
-from helpers import agent_cmd
+import pytest
+from helpers import agent_cmd, wait_for_log
 
 from edge_agent.node.store import BatchStore
 
@@ -42,3 +43,46 @@ def test_agent_starts_on_a_corrupt_store_and_keeps_collecting(tmp_path):
     assert aside and (state / aside[0]).read_bytes() == b"not a database" * 1000
     with BatchStore(str(state / "queue.sqlite3")) as s:
         assert s.depth()[0] >= 1
+
+
+@pytest.mark.parametrize("seed", [3, 24, 25, 533, 71, 150])
+def test_the_agent_starts_and_collects_on_a_randomly_damaged_store(tmp_path, seed):
+    """Damage as tests/test_store_damage.py makes it (these seeds once crash-looped the
+    agent: text that is not UTF-8 at open, in the salvage, in a row), under the real agent."""
+    import random
+    import shutil
+
+    from test_store_damage import _crashed_store
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _crashed_store(str(src / "q.sqlite3"))
+    state = tmp_path / "state"
+    state.mkdir()
+    q = state / "queue.sqlite3"
+    for suffix, name in (("", "main"), ("-wal", "wal"), ("-shm", "shm")):
+        shutil.copy(src / f"q.sqlite3.{name}", str(q) + suffix)
+    rnd = random.Random(seed)
+    path = str(q) + rnd.choice(["", "-wal", "-shm"])
+    with open(path, "r+b") as f:
+        size = os.path.getsize(path)
+        f.seek(rnd.randrange(max(1, size - 64)))
+        f.write(rnd.randbytes(64))
+    err = tmp_path / "agent.err"
+    proc = subprocess.Popen(
+        agent_cmd(
+            "run",
+            "--simulate",
+            "--state-dir",
+            str(state),
+            "--flush-interval",
+            "500ms",
+            "--broker",
+            "mqtt://127.0.0.1:9",
+        ),
+        stderr=open(err, "wb"),
+    )
+    wait_for_log(proc, err, lambda text: "event=ready" in text and "event=batch_sealed" in text)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0, err.read_text()
+    assert "Traceback" not in err.read_text()
