@@ -9,6 +9,7 @@ sensor's schedule and counters in sensor_slot.py; this module is the loop.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -28,7 +29,7 @@ from edge_agent.node.open_batch import (
     take_channels,
 )
 from edge_agent.node.sensor_slot import SLOT_TOLERANCE, SensorSlot, driver_state
-from edge_agent.node.store import DRIVER_STATE, BatchStore
+from edge_agent.node.store import DRIVER_STATE, EXPIRE_CHUNK, EXPIRE_SCAN, BatchStore
 
 # ChannelPipeline, SensorSlot, SLOT_TOLERANCE and restamp_payload lived here: kept importable
 __all__ = ["SLOT_TOLERANCE", "ChannelPipeline", "Sampler", "SensorSlot", "restamp_payload"]
@@ -40,7 +41,8 @@ REINIT_MAX = 300.0  # ... doubling per failed attempt up to this
 FAILING_AFTER = 5  # consecutive failed sample slots that mark a sensor failing (closed, re-initialised)
 READ_RETRIES = 3  # retries of a failed read within its sample slot ...
 RETRY_DELAY = 0.02  # ... the first after this many seconds, doubling, all within half the interval
-EXPIRE_INTERVAL = 60.0  # seconds between passes of the store's time to live
+EXPIRE_INTERVAL = 60.0  # seconds between passes of the store's time to live (one at the first seal)
+RESTAMP_PER_SEAL = 64  # batches restamped per seal once the clock synchronised, the rest at the next
 STATE_SAVE_INTERVAL = 60.0  # seconds between saves of the filter state (and at a clean stop)
 STATE_MAX_AGE = 600.0  # a saved filter state older than this (or of another boot) is not restored
 
@@ -233,9 +235,16 @@ class Sampler:
             return
         self.next_expire = now + EXPIRE_INTERVAL
         try:
-            self.store.expire(
-                self.cfg.store.ttl, now=self.wall(), now_mono=now, boot_id=self.boot_id, wall_trusted=synced
+            expired = self.store.expire(
+                self.cfg.store.ttl,
+                now=self.wall(),
+                now_mono=now,
+                boot_id=self.boot_id,
+                wall_trusted=synced,
+                budget=EXPIRE_SCAN,  # a bounded pass, so the seals that follow are on time
             )
+            if sum(expired.values()) >= EXPIRE_CHUNK:
+                self.next_expire = now  # more may have expired: the next pass at the next seal
         except DiskFullError as exc:
             log.error("event=expire_failed reason=%r", str(exc))
 
@@ -246,7 +255,9 @@ class Sampler:
             log.info("event=clock state=%s", "synchronized" if synced else "unsynchronized")
             self.clock_synced = synced
         if synced and self.boot_id is not None:
-            n = self.store.restamp_unsynced(self.boot_id, wall_offset_ms, restamp_payload)
+            n = self.store.restamp_unsynced(
+                self.boot_id, wall_offset_ms, restamp_payload, limit=RESTAMP_PER_SEAL
+            )
             if n:
                 self.restamped += n
                 log.info("event=batches_restamped count=%d boot_id=%s", n, self.boot_id)
@@ -333,28 +344,12 @@ class Sampler:
         store recovery, disk-full losses."""
         rec = self.store.recovery
         return {
-            "sensors": {
-                s.cfg.name: {
-                    "type": s.cfg.type,
-                    "state": s.state,
-                    "samples": s.samples,
-                    "missed": s.missed,
-                    "errors": dict(s.errors_by_kind),
-                }
-                for s in self.slots
-            },
+            "sensors": {s.cfg.name: s.health() for s in self.slots},
             "unstored": dict(self.unstored),
             "durable_commits": self.store.commits,
             "store_epoch": f"{self.store.epoch:08x}",
-            "store_recovery": None
-            if rec is None
-            else {
-                "moved_to": rec.moved_to,
-                "error": rec.error,
-                "salvaged": rec.salvaged,
-                "unreadable": rec.unreadable,
-                "at": rec.at,
-            },
+            # moved_to, error, salvaged, unreadable, at
+            "store_recovery": None if rec is None else dataclasses.asdict(rec),
         }
 
     def sensors_up(self) -> int:

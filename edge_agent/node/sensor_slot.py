@@ -44,6 +44,16 @@ class SensorSlot:
     def count_error(self, kind: str) -> None:
         self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
 
+    def health(self) -> dict:
+        """The sensor's part of the health message."""
+        return {
+            "type": self.cfg.type,
+            "state": self.state,
+            "samples": self.samples,
+            "missed": self.missed,
+            "errors": dict(self.errors_by_kind),
+        }
+
     def stamp(self, mono: float) -> float:
         """The time a sample is stamped with: its slot on the sensor's schedule when it was read
         within SLOT_TOLERANCE of an interval from it at the first attempt, which is the rule,
