@@ -28,8 +28,8 @@ from edge_agent.node.open_batch import (
     restamp_payload,
     take_channels,
 )
-from edge_agent.node.sensor_slot import SLOT_TOLERANCE, SensorSlot, driver_state
-from edge_agent.node.store import DRIVER_STATE, EXPIRE_CHUNK, EXPIRE_SCAN, BatchStore
+from edge_agent.node.sensor_slot import SLOT_TOLERANCE, DriverStates, SensorSlot
+from edge_agent.node.store import EXPIRE_CHUNK, EXPIRE_SCAN, BatchStore
 
 # ChannelPipeline, SensorSlot, SLOT_TOLERANCE and restamp_payload lived here: kept importable
 __all__ = ["SLOT_TOLERANCE", "ChannelPipeline", "Sampler", "SensorSlot", "restamp_payload"]
@@ -74,7 +74,7 @@ class Sampler:
         self.next_expire = 0.0
         self.next_state_save = clock() + STATE_SAVE_INTERVAL
         self.slots = [SensorSlot(s, factory, channel_pipelines(s)) for s in cfg.sensors]
-        self._driver_states: dict[str, str] = {}  # JSON by stream: saved, applied at each bring-up
+        self.driver_states = DriverStates(store.driver_states())  # totals, whatever their age
         self.restored_states = self._restore_states()
         self.sealed_batches = 0
         self.sealed_bytes = 0
@@ -89,9 +89,7 @@ class Sampler:
     def _bring_up(self, slot: SensorSlot, now: float) -> None:
         try:
             slot.driver = slot.factory(slot.cfg)
-            saved = self._driver_states.get(slot.cfg.name)
-            if saved is not None:
-                slot.driver.set_state(json.loads(saved))
+            self.driver_states.restore(slot)
             slot.state = "up"
             slot.init_failures = 0
             slot.consecutive_failures = 0
@@ -150,9 +148,7 @@ class Sampler:
                 slot.missed,
             )
             if slot.consecutive_failures >= FAILING_AFTER:
-                state = driver_state(driver)
-                if state is not None:  # its totals come back with the next bring-up
-                    self._driver_states[slot.cfg.name] = json.dumps(state)
+                self.driver_states.note(slot)  # its totals come back with the next bring-up
                 driver.close()
                 slot.driver = None
                 slot.state = "failing"
@@ -194,9 +190,8 @@ class Sampler:
                 yield slot.cfg.name, name, pipe
 
     def _restore_states(self) -> int:
-        """Filter state saved by this boot's previous run, for chains configured the same;
-        driver states (totals) whatever their age, applied when each driver comes up."""
-        self._driver_states = self.store.driver_states()
+        """Filter state saved by this boot's previous run, for chains configured the same
+        (driver states are applied when each driver comes up)."""
         saved = self.store.chain_states(self.boot_id, self.clock() - STATE_MAX_AGE)
         n = 0
         for stream, channel, pipe in self._pipes():
@@ -219,15 +214,14 @@ class Sampler:
             (stream, channel, pipe.spec_json, json.dumps(pipe.chain.get_state()))
             for stream, channel, pipe in self._pipes()
         ]
-        for slot in self.slots:
-            state = driver_state(slot.driver)
-            if state is not None:
-                self._driver_states[slot.cfg.name] = json.dumps(state)
-                rows.append((slot.cfg.name, DRIVER_STATE, "", self._driver_states[slot.cfg.name]))
+        drivers = [row for row in map(self.driver_states.row, self.slots) if row is not None]
         try:
-            self.store.save_chain_states(rows, self.boot_id, self.clock())
+            self.store.save_chain_states(rows + drivers, self.boot_id, self.clock())
         except DiskFullError as exc:
             log.error("event=state_not_saved reason=%r", str(exc))
+            return
+        for row in drivers:
+            self.driver_states.stored(row)
 
     def _expire(self, synced: bool) -> None:
         now = self.clock()
@@ -284,6 +278,7 @@ class Sampler:
                 version=self.cfg.mqtt.wire_version,
                 epoch=self.store.epoch,
             )
+            state = self.driver_states.row(slot)  # after the values: at least what they carry
             try:
                 seq, size = self.store.seal(
                     stream,
@@ -293,6 +288,7 @@ class Sampler:
                     boot_id=self.boot_id,
                     wall_offset_ms=wall_offset_ms,
                     sealed_mono=self.clock(),
+                    states=() if state is None else (state,),
                 )
             except DiskFullError as exc:
                 # Keep sampling: count what could not be stored; storing resumes with space.
@@ -305,6 +301,8 @@ class Sampler:
                     self.unstored[stream],
                 )
                 continue
+            if state is not None:
+                self.driver_states.stored(state)
             if size == 0:
                 continue  # refused by the cap: counted by the store
             n = sum(len(c.times_ms) for c in channels)

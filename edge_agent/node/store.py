@@ -29,7 +29,7 @@ import logging
 import os
 import secrets
 import sqlite3
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -75,6 +75,15 @@ class StoredBatch(NamedTuple):
     stream: str
     seq: int
     payload: bytes
+
+
+def _save_states(
+    db: sqlite3.Connection, states: Sequence[tuple[str, str, str, str]], boot_id: str | None, mono: float
+) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO chain_state VALUES (?, ?, ?, ?, ?, ?)",
+        [(*row, boot_id, mono) for row in states],
+    )
 
 
 class BatchStore:
@@ -160,13 +169,20 @@ class BatchStore:
         boot_id: str | None = None,
         wall_offset_ms: int | None = None,
         sealed_mono: float | None = None,
+        states: Sequence[tuple[str, str, str, str]] = (),
     ) -> tuple[int, int]:
         """Commit one batch in one transaction; ``encode(seq)`` gives its payload.
 
+        ``states`` are (stream, channel, spec JSON, state JSON) rows kept in the same
+        transaction, as of ``sealed_mono``, replacing older ones: a driver's total (an
+        energy meter's) is written with the batch that carries it, so no kill leaves a
+        total older than a batch sealed, at no cost of a transaction of its own.
+
         Returns (sequence number, payload size), or (sequence number, 0) when the
         cap and the ``refuse_newest`` policy turned it away (its number is used up
-        so the backbone sees the gap, and the refusal is counted). Nothing is
-        stored if encode raises. A full disk raises DiskFullError.
+        so the backbone sees the gap, and the refusal is counted; the states are kept
+        all the same). Nothing is stored, states included, if encode raises or the
+        commit fails. A full disk raises DiskFullError.
         """
         with self._transaction() as db:
             row = db.execute("SELECT next_seq FROM stream_seq WHERE stream = ?", (stream,)).fetchone()
@@ -195,6 +211,8 @@ class BatchStore:
                         sealed_mono,
                     ),
                 )
+            if states:
+                _save_states(db, states, boot_id, sealed_mono or 0.0)
         self.commits += 1
         return seq, len(payload) if stored else 0
 
@@ -359,10 +377,7 @@ class BatchStore:
     ) -> None:
         """Keep (stream, channel, spec JSON, state JSON) rows, replacing older ones, in one transaction."""
         with self._transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO chain_state VALUES (?, ?, ?, ?, ?, ?)",
-                [(*row, boot_id, mono) for row in states],
-            )
+            _save_states(db, states, boot_id, mono)
 
     def chain_states(
         self, boot_id: str | None, newer_than_mono: float
