@@ -13,6 +13,8 @@ import sqlite3
 
 import pytest
 
+from drivers.base import Reading
+from edge_agent import wire
 from edge_agent.config import load_config
 from edge_agent.node import store_bounds, store_file
 from edge_agent.node.sampler import RESTAMP_PER_SEAL, Sampler
@@ -234,6 +236,44 @@ def test_the_sampler_deletes_a_mass_expiry_a_chunk_per_seal(tmp_path):
             clock[0] += 1.0
         assert per_seal == [[2 * EXPIRE_CHUNK + 1]] * 5
         assert s.losses() == {"air": {"expired": 5 * EXPIRE_CHUNK}}
+
+
+class Thermometer:
+    def __init__(self, clock):
+        self.clock = clock
+
+    def read(self):
+        return Reading(t=1.7e9 + self.clock[0], mono=self.clock[0], values={"temperature": 21.0})
+
+    def close(self):
+        pass
+
+
+def test_the_seal_commits_before_the_upkeep(tmp_path):
+    """A cycle's batches are committed first; restamping and the time to live come after,
+    so what a power cut loses never waits on them."""
+    clock = [10.0 + 3600 + 5000]
+    with BatchStore(str(tmp_path / "q")) as s:
+        batch = wire.Batch("n", "air", 0, 0, (wire.ChannelData("t", "C", 0.01, (0,), (2100,), ()),))
+        unsynced = [
+            (*r[:3], wire.encode(batch), *r[4:]) for r in queue(300, boot="this", start=5100.0, unsynced=True)
+        ]
+        fill(s, queue(5000, boot="this", start=10.0) + unsynced)
+        sampler = _sampler(tmp_path, s, clock)
+        slot = sampler.slots[0]
+        slot.driver = Thermometer(clock)
+        sampler.sample(slot)
+        statements: list[str] = []
+        s._db.set_trace_callback(statements.append)
+        assert sampler.seal() == 1
+        s._db.set_trace_callback(None)
+        seal = next(i for i, q in enumerate(statements) if q.startswith("INSERT INTO batches"))
+        committed = next(i for i, q in enumerate(statements) if q == "COMMIT" and i > seal)
+        upkeep = [
+            i for i, q in enumerate(statements) if q.startswith(("UPDATE batches", "DELETE FROM batches"))
+        ]
+        assert upkeep and committed < min(upkeep)
+        assert sampler.restamped == RESTAMP_PER_SEAL and s.losses() == {"air": {"expired": EXPIRE_CHUNK}}
 
 
 def test_restamping_looks_through_its_own_index(tmp_path):

@@ -42,7 +42,7 @@ FAILING_AFTER = 5  # consecutive failed sample slots that mark a sensor failing 
 READ_RETRIES = 3  # retries of a failed read within its sample slot ...
 RETRY_DELAY = 0.02  # ... the first after this many seconds, doubling, all within half the interval
 EXPIRE_INTERVAL = 60.0  # seconds between passes of the store's time to live (one at the first seal)
-RESTAMP_PER_SEAL = 64  # batches restamped per seal once the clock synchronised, the rest at the next
+RESTAMP_PER_SEAL = 128  # batches restamped per seal once the clock synchronised, the rest at the next
 STATE_SAVE_INTERVAL = 60.0  # seconds between saves of the filter state (and at a clean stop)
 STATE_MAX_AGE = 600.0  # a saved filter state older than this (or of another boot) is not restored
 
@@ -242,12 +242,16 @@ class Sampler:
         except DiskFullError as exc:
             log.error("event=expire_failed reason=%r", str(exc))
 
-    def _check_clock(self, wall_offset_ms: int) -> bool:
-        """Note a change of sync state; on sync, restamp this boot's unsynced batches."""
+    def _check_clock(self) -> bool:
+        """Whether the clock is synchronised now; a change is logged."""
         synced = self.clock_synchronized()
         if synced != self.clock_synced:
             log.info("event=clock state=%s", "synchronized" if synced else "unsynchronized")
             self.clock_synced = synced
+        return synced
+
+    def _restamp(self, synced: bool, wall_offset_ms: int) -> None:
+        """Once synchronised, restamp this boot's unsynced batches, RESTAMP_PER_SEAL a seal."""
         if synced and self.boot_id is not None:
             n = self.store.restamp_unsynced(
                 self.boot_id, wall_offset_ms, restamp_payload, limit=RESTAMP_PER_SEAL
@@ -255,13 +259,14 @@ class Sampler:
             if n:
                 self.restamped += n
                 log.info("event=batches_restamped count=%d boot_id=%s", n, self.boot_id)
-        return synced
 
     def seal(self) -> int:
-        """Seal every stream's open batch into the store; returns how many were sealed."""
+        """Seal every stream's open batch into the store; returns how many were sealed.
+
+        The store's upkeep (restamping, the time to live) comes after the commits, so they
+        never wait on it, and is bounded, so the next ones do not either."""
         wall_offset_ms = round((self.wall() - self.clock()) * 1000)
-        synced = self._check_clock(wall_offset_ms)
-        self._expire(synced)
+        synced = self._check_clock()
         flags = 0 if synced else wire.FLAG_CLOCK_UNSYNCED
         sealed = 0
         for slot in self.slots:
@@ -310,8 +315,10 @@ class Sampler:
             self.sealed_bytes += size
             sealed += 1
             log.info("event=batch_sealed stream=%s seq=%d points=%d bytes=%d", stream, seq, n, size)
+        self._restamp(synced, wall_offset_ms)
         if sealed:
             self.on_sealed()
+        self._expire(synced)
         if self.clock() >= self.next_state_save:
             self.next_state_save = self.clock() + STATE_SAVE_INTERVAL
             self.save_states()
