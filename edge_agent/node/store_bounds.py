@@ -101,11 +101,11 @@ class Sweep:
 
     A pass looks at the head of the queue first: the oldest batches, where they expire in
     the normal course (past a leading run that no pass of this boot can expire, stepped
-    over once for good, on the pass's budget). Then it goes on through the queue from where the last pass
-    stopped, wrapping round, so that a batch expired behind younger ones (after the wall
-    clock was set back, or of this boot behind an earlier boot's while the clock is not
-    trusted) is found within one round: the whole queue every len(queue) / EXPIRE_SCAN
-    passes. Which batches expire is expired_where's alone.
+    over once for good, on the pass's budget). Then it goes on through the queue from
+    where the last pass stopped, wrapping round, so that a batch expired behind younger
+    ones (after the wall clock was set back, or of this boot behind an earlier boot's while
+    the clock is not trusted) is found within one round: the whole queue every
+    len(queue) / EXPIRE_SCAN passes. Which batches expire is expired_where's alone.
     """
 
     def __init__(self) -> None:
