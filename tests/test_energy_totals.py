@@ -263,3 +263,24 @@ def test_a_total_unchanged_since_the_last_seal_is_not_written_again(tmp_path):
         assert sum(q == "COMMIT" for q in statements) == 3  # and no transaction of its own
         assert state_of(store, "mains")["energy_wh"] == pytest.approx(0.3)
         slot.driver.close()
+
+
+def test_a_total_kept_with_a_seal_costs_one_page_more(tmp_path):
+    """The SD card's side: the state is updated in place (not deleted and inserted again),
+    so a seal that keeps a total writes one WAL frame more than one that does not."""
+    frames = {}
+    for with_state in (False, True):
+        path = tmp_path / f"q{with_state}"
+        with BatchStore(str(path)) as s:
+            s.seal("mains", lambda q: b"x", 0.0, states=[("mains", DRIVER_STATE, "", "{}")])
+            s.checkpoint()
+            s._db.execute("PRAGMA wal_autocheckpoint=0")
+            wal = tmp_path / f"q{with_state}-wal"
+            before = wal.stat().st_size
+            for i in range(50):
+                total = [("mains", DRIVER_STATE, "", json.dumps({"energy_wh": i / 10}))] if with_state else []
+                s.seal("mains", lambda q: bytes(80), 1.0 + i, boot_id="b", sealed_mono=float(i), states=total)
+            frames[with_state] = (wal.stat().st_size - before) / (
+                s._db.execute("PRAGMA page_size").fetchone()[0] + 24
+            )
+    assert frames[True] - frames[False] == 50
