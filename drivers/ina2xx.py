@@ -10,12 +10,15 @@ The calibration register is computed as the datasheets give it:
   shunt voltage LSB 2.5 µV, bus voltage LSB 1.25 mV.
 
 Energy (Wh) is integrated on the node across readings (trapezoids of power over the
-monotonic clock), since neither chip accumulates it.
+monotonic clock), since neither chip accumulates it. The total is kept across restarts
+through ``get_state``/``set_state`` (``energy_wh``, like the S0 meter's): the agent stores it
+with every sealed batch, so after a power cut it goes on from at least the last total sent.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import struct
 import time
 from typing import ClassVar
@@ -92,7 +95,8 @@ class _Ina2xx(Sensor):
             raise ChipNotFound(f"{self.TYPE}: nothing answers at 0x{address:02x} on {bus.name}")
         self._identify()
         self._write(_REG_CALIBRATION, self.cal)
-        self.energy_wh = 0.0
+        self.energy_wh = 0.0  # the running total: what set_state gave, and what was integrated since
+        self._restored = 0.0  # the part of it that set_state gave
         self._last: tuple[float, float] | None = None  # (monotonic s, power W)
 
     def _read(self, reg: int) -> int:
@@ -141,6 +145,18 @@ class _Ina2xx(Sensor):
                 "energy": self.energy_wh,
             },
         )
+
+    def get_state(self) -> dict:
+        return {"energy_wh": self.energy_wh}
+
+    def set_state(self, state: dict) -> None:
+        """The total saved before, with the energy integrated since this driver started on top
+        (nothing, when the agent gives it back at once, as it does)."""
+        wh = float(state["energy_wh"])
+        if not math.isfinite(wh) or wh < 0:
+            raise ValueError(f"{self.TYPE}: a saved energy total must be a number >= 0 Wh, got {wh!r}")
+        self.energy_wh += wh - self._restored
+        self._restored = wh
 
 
 def _peek(bus: I2CBus, address: int, reg: int) -> int | None:

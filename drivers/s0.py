@@ -8,7 +8,9 @@ one are bounces and only counted as such.
 Channels: ``power`` (W) from the interval between the last two pulses (falling as
 time passes without a pulse, so a load switched off reads towards zero), ``energy``
 (Wh, like every driver's energy: the running total, which the agent keeps across
-restarts through ``get_state``/``set_state``) and ``pulses`` (since the driver started).
+restarts through ``get_state``/``set_state``, stored with every sealed batch, so after a
+power cut it goes on from at least the last total sent) and ``pulses`` (since the
+driver started).
 
 Energy's default resolution is the largest power of ten not above one pulse's energy
 (1000 / pulses_per_kwh Wh): 1 Wh for the common 1000 imp/kWh, 0.1 Wh for 10000. A pulse
@@ -144,6 +146,8 @@ class S0Meter(Sensor):
             wh = float(state["energy_wh"])
         else:
             wh = float(state.get("energy_kwh", 0.0)) * WH_PER_KWH
+        if not math.isfinite(wh) or wh < 0:
+            raise ValueError(f"s0: a saved energy total must be a number >= 0 Wh, got {wh!r}")
         with self._lock:
             self.base_wh = wh - self.pulses * self.wh_per_pulse
 

@@ -9,6 +9,7 @@ sensor's schedule and counters in sensor_slot.py; this module is the loop.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -27,8 +28,8 @@ from edge_agent.node.open_batch import (
     restamp_payload,
     take_channels,
 )
-from edge_agent.node.sensor_slot import SLOT_TOLERANCE, SensorSlot, driver_state
-from edge_agent.node.store import DRIVER_STATE, BatchStore
+from edge_agent.node.sensor_slot import SLOT_TOLERANCE, DriverStates, SensorSlot
+from edge_agent.node.store import EXPIRE_CHUNK, EXPIRE_SCAN, BatchStore
 
 # ChannelPipeline, SensorSlot, SLOT_TOLERANCE and restamp_payload lived here: kept importable
 __all__ = ["SLOT_TOLERANCE", "ChannelPipeline", "Sampler", "SensorSlot", "restamp_payload"]
@@ -40,7 +41,8 @@ REINIT_MAX = 300.0  # ... doubling per failed attempt up to this
 FAILING_AFTER = 5  # consecutive failed sample slots that mark a sensor failing (closed, re-initialised)
 READ_RETRIES = 3  # retries of a failed read within its sample slot ...
 RETRY_DELAY = 0.02  # ... the first after this many seconds, doubling, all within half the interval
-EXPIRE_INTERVAL = 60.0  # seconds between passes of the store's time to live
+EXPIRE_INTERVAL = 60.0  # seconds between passes of the store's time to live (one at the first seal)
+RESTAMP_PER_SEAL = 128  # batches restamped per seal once the clock synchronised, the rest at the next
 STATE_SAVE_INTERVAL = 60.0  # seconds between saves of the filter state (and at a clean stop)
 STATE_MAX_AGE = 600.0  # a saved filter state older than this (or of another boot) is not restored
 
@@ -72,7 +74,7 @@ class Sampler:
         self.next_expire = 0.0
         self.next_state_save = clock() + STATE_SAVE_INTERVAL
         self.slots = [SensorSlot(s, factory, channel_pipelines(s)) for s in cfg.sensors]
-        self._driver_states: dict[str, str] = {}  # JSON by stream: saved, applied at each bring-up
+        self.driver_states = DriverStates(store.driver_states())  # totals, whatever their age
         self.restored_states = self._restore_states()
         self.sealed_batches = 0
         self.sealed_bytes = 0
@@ -87,9 +89,7 @@ class Sampler:
     def _bring_up(self, slot: SensorSlot, now: float) -> None:
         try:
             slot.driver = slot.factory(slot.cfg)
-            saved = self._driver_states.get(slot.cfg.name)
-            if saved is not None:
-                slot.driver.set_state(json.loads(saved))
+            self.driver_states.restore(slot)
             slot.state = "up"
             slot.init_failures = 0
             slot.consecutive_failures = 0
@@ -148,9 +148,7 @@ class Sampler:
                 slot.missed,
             )
             if slot.consecutive_failures >= FAILING_AFTER:
-                state = driver_state(driver)
-                if state is not None:  # its totals come back with the next bring-up
-                    self._driver_states[slot.cfg.name] = json.dumps(state)
+                self.driver_states.note(slot)  # its totals come back with the next bring-up
                 driver.close()
                 slot.driver = None
                 slot.state = "failing"
@@ -192,9 +190,8 @@ class Sampler:
                 yield slot.cfg.name, name, pipe
 
     def _restore_states(self) -> int:
-        """Filter state saved by this boot's previous run, for chains configured the same;
-        driver states (totals) whatever their age, applied when each driver comes up."""
-        self._driver_states = self.store.driver_states()
+        """Filter state saved by this boot's previous run, for chains configured the same
+        (driver states are applied when each driver comes up)."""
         saved = self.store.chain_states(self.boot_id, self.clock() - STATE_MAX_AGE)
         n = 0
         for stream, channel, pipe in self._pipes():
@@ -217,15 +214,14 @@ class Sampler:
             (stream, channel, pipe.spec_json, json.dumps(pipe.chain.get_state()))
             for stream, channel, pipe in self._pipes()
         ]
-        for slot in self.slots:
-            state = driver_state(slot.driver)
-            if state is not None:
-                self._driver_states[slot.cfg.name] = json.dumps(state)
-                rows.append((slot.cfg.name, DRIVER_STATE, "", self._driver_states[slot.cfg.name]))
+        drivers = [row for row in map(self.driver_states.row, self.slots) if row is not None]
         try:
-            self.store.save_chain_states(rows, self.boot_id, self.clock())
+            self.store.save_chain_states(rows + drivers, self.boot_id, self.clock())
         except DiskFullError as exc:
             log.error("event=state_not_saved reason=%r", str(exc))
+            return
+        for row in drivers:
+            self.driver_states.stored(row)
 
     def _expire(self, synced: bool) -> None:
         now = self.clock()
@@ -233,30 +229,44 @@ class Sampler:
             return
         self.next_expire = now + EXPIRE_INTERVAL
         try:
-            self.store.expire(
-                self.cfg.store.ttl, now=self.wall(), now_mono=now, boot_id=self.boot_id, wall_trusted=synced
+            expired = self.store.expire(
+                self.cfg.store.ttl,
+                now=self.wall(),
+                now_mono=now,
+                boot_id=self.boot_id,
+                wall_trusted=synced,
+                budget=EXPIRE_SCAN,  # a bounded pass, so the seals that follow are on time
             )
+            if sum(expired.values()) >= EXPIRE_CHUNK:
+                self.next_expire = now  # more may have expired: the next pass at the next seal
         except DiskFullError as exc:
             log.error("event=expire_failed reason=%r", str(exc))
 
-    def _check_clock(self, wall_offset_ms: int) -> bool:
-        """Note a change of sync state; on sync, restamp this boot's unsynced batches."""
+    def _check_clock(self) -> bool:
+        """Whether the clock is synchronised now; a change is logged."""
         synced = self.clock_synchronized()
         if synced != self.clock_synced:
             log.info("event=clock state=%s", "synchronized" if synced else "unsynchronized")
             self.clock_synced = synced
+        return synced
+
+    def _restamp(self, synced: bool, wall_offset_ms: int) -> None:
+        """Once synchronised, restamp this boot's unsynced batches, RESTAMP_PER_SEAL a seal."""
         if synced and self.boot_id is not None:
-            n = self.store.restamp_unsynced(self.boot_id, wall_offset_ms, restamp_payload)
+            n = self.store.restamp_unsynced(
+                self.boot_id, wall_offset_ms, restamp_payload, limit=RESTAMP_PER_SEAL
+            )
             if n:
                 self.restamped += n
                 log.info("event=batches_restamped count=%d boot_id=%s", n, self.boot_id)
-        return synced
 
     def seal(self) -> int:
-        """Seal every stream's open batch into the store; returns how many were sealed."""
+        """Seal every stream's open batch into the store; returns how many were sealed.
+
+        The store's upkeep (restamping, the time to live) comes after the commits, so they
+        never wait on it, and is bounded, so the next ones do not either."""
         wall_offset_ms = round((self.wall() - self.clock()) * 1000)
-        synced = self._check_clock(wall_offset_ms)
-        self._expire(synced)
+        synced = self._check_clock()
         flags = 0 if synced else wire.FLAG_CLOCK_UNSYNCED
         sealed = 0
         for slot in self.slots:
@@ -273,6 +283,7 @@ class Sampler:
                 version=self.cfg.mqtt.wire_version,
                 epoch=self.store.epoch,
             )
+            state = self.driver_states.row(slot)  # after the values: at least what they carry
             try:
                 seq, size = self.store.seal(
                     stream,
@@ -282,6 +293,7 @@ class Sampler:
                     boot_id=self.boot_id,
                     wall_offset_ms=wall_offset_ms,
                     sealed_mono=self.clock(),
+                    states=() if state is None else (state,),
                 )
             except DiskFullError as exc:
                 # Keep sampling: count what could not be stored; storing resumes with space.
@@ -294,6 +306,8 @@ class Sampler:
                     self.unstored[stream],
                 )
                 continue
+            if state is not None:
+                self.driver_states.stored(state)
             if size == 0:
                 continue  # refused by the cap: counted by the store
             n = sum(len(c.times_ms) for c in channels)
@@ -301,8 +315,10 @@ class Sampler:
             self.sealed_bytes += size
             sealed += 1
             log.info("event=batch_sealed stream=%s seq=%d points=%d bytes=%d", stream, seq, n, size)
+        self._restamp(synced, wall_offset_ms)
         if sealed:
             self.on_sealed()
+        self._expire(synced)
         if self.clock() >= self.next_state_save:
             self.next_state_save = self.clock() + STATE_SAVE_INTERVAL
             self.save_states()
@@ -333,28 +349,12 @@ class Sampler:
         store recovery, disk-full losses."""
         rec = self.store.recovery
         return {
-            "sensors": {
-                s.cfg.name: {
-                    "type": s.cfg.type,
-                    "state": s.state,
-                    "samples": s.samples,
-                    "missed": s.missed,
-                    "errors": dict(s.errors_by_kind),
-                }
-                for s in self.slots
-            },
+            "sensors": {s.cfg.name: s.health() for s in self.slots},
             "unstored": dict(self.unstored),
             "durable_commits": self.store.commits,
             "store_epoch": f"{self.store.epoch:08x}",
-            "store_recovery": None
-            if rec is None
-            else {
-                "moved_to": rec.moved_to,
-                "error": rec.error,
-                "salvaged": rec.salvaged,
-                "unreadable": rec.unreadable,
-                "at": rec.at,
-            },
+            # moved_to, error, salvaged, unreadable, at
+            "store_recovery": None if rec is None else dataclasses.asdict(rec),
         }
 
     def sensors_up(self) -> int:

@@ -3,12 +3,17 @@ channels' open batch, its sample slots and retries, and what went wrong so far."
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from drivers.base import Sensor
 from edge_agent.config import SensorConfig
 from edge_agent.node.open_batch import ChannelPipeline
+from edge_agent.node.store import DRIVER_STATE
+
+log = logging.getLogger("edge_agent.sampler")
 
 SLOT_TOLERANCE = (
     0.1  # a first-attempt read this close to its slot (fraction of the interval) is stamped with it
@@ -44,6 +49,16 @@ class SensorSlot:
     def count_error(self, kind: str) -> None:
         self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
 
+    def health(self) -> dict:
+        """The sensor's part of the health message."""
+        return {
+            "type": self.cfg.type,
+            "state": self.state,
+            "samples": self.samples,
+            "missed": self.missed,
+            "errors": dict(self.errors_by_kind),
+        }
+
     def stamp(self, mono: float) -> float:
         """The time a sample is stamped with: its slot on the sensor's schedule when it was read
         within SLOT_TOLERANCE of an interval from it at the first attempt, which is the rule,
@@ -68,3 +83,47 @@ def driver_state(driver: Sensor | None) -> dict | None:
     """A driver's own state to keep (drivers without any may not define get_state)."""
     get = getattr(driver, "get_state", None)
     return get() if get is not None else None
+
+
+class DriverStates:
+    """The drivers' own states (energy totals) by stream, as JSON: the newest known, applied
+    at each bring-up, and what the store holds, so a row is written only when it changed.
+
+    The sampler hands ``row()`` to the store's seal of the stream's batch: read after the
+    batch's values were taken, the total it keeps is at least every total the batch carries,
+    and it is committed with it, so a kill at any moment never leaves the store a total
+    below one the backbone may have received.
+    """
+
+    def __init__(self, saved: dict[str, str]) -> None:
+        self.known = dict(saved)
+        self.written = dict(saved)
+
+    def restore(self, slot: SensorSlot) -> None:
+        """Give the driver just made its saved state; a damaged one is logged, not raised."""
+        saved = self.known.get(slot.cfg.name)
+        if saved is None or slot.driver is None:
+            return
+        try:
+            slot.driver.set_state(json.loads(saved))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.error("event=state_not_restored sensor=%s error=%r", slot.cfg.name, str(exc))
+
+    def note(self, slot: SensorSlot) -> None:
+        """Take the driver's state now (before it closes, and before a seal)."""
+        state = driver_state(slot.driver)
+        if state is not None:
+            self.known[slot.cfg.name] = json.dumps(state)
+
+    def row(self, slot: SensorSlot) -> tuple[str, str, str, str] | None:
+        """The state as a chain_state row (stream, DRIVER_STATE, "", JSON) when it changed
+        since the store took it last; a driver that is down keeps what it had."""
+        self.note(slot)
+        saved = self.known.get(slot.cfg.name)
+        if saved is None or saved == self.written.get(slot.cfg.name):
+            return None
+        return (slot.cfg.name, DRIVER_STATE, "", saved)
+
+    def stored(self, row: tuple[str, str, str, str]) -> None:
+        """The store committed ``row``."""
+        self.written[row[0]] = row[3]

@@ -29,24 +29,28 @@ import logging
 import os
 import secrets
 import sqlite3
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple
 
 from edge_agent.errors import DiskFullError, StoreError
 from edge_agent.node import store_bounds, store_file
-from edge_agent.node.store_bounds import POLICIES
+from edge_agent.node.store_bounds import EXPIRE_CHUNK, EXPIRE_SCAN, POLICIES
 from edge_agent.node.store_file import (
     SCHEMA_VERSION,
     Recovery,
     create_private,
     ensure_private_dir,
+    is_disk_full,
+    no_space,
     open_checked,
 )
 
 __all__ = [
     "DRIVER_STATE",
     "EPOCH_BITS",
+    "EXPIRE_CHUNK",
+    "EXPIRE_SCAN",
     "POLICIES",
     "SCHEMA_VERSION",
     "BatchStore",
@@ -73,23 +77,15 @@ class StoredBatch(NamedTuple):
     payload: bytes
 
 
-def _no_space(directory: str, exc: BaseException) -> bool:
-    """Whether an I/O error of SQLite's (it says "disk I/O error" when the WAL or its index
-    cannot be created) came with next to no space left where the queue lives (under 1 MiB:
-    the WAL index alone takes 32 KiB)."""
-    if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_IOERR:
-        return False
-    try:
-        st = os.statvfs(directory)
-        return st.f_bavail * st.f_frsize < 1 << 20
-    except OSError:
-        return False
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether SQLite failed for want of space (SQLITE_FULL: the disk, or max_page_count)."""
-    return isinstance(exc, sqlite3.OperationalError) and (
-        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
+def _save_states(
+    db: sqlite3.Connection, states: Sequence[tuple[str, str, str, str]], boot_id: str | None, mono: float
+) -> None:
+    """Upsert chain_state rows. Updated in place, not replaced (a delete and an insert): the
+    key's index is left alone, so a seal that keeps a total writes one page more, not two."""
+    db.executemany(
+        "INSERT INTO chain_state VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (stream, channel) DO UPDATE SET "
+        "spec = excluded.spec, state = excluded.state, boot_id = excluded.boot_id, mono = excluded.mono",
+        [(*row, boot_id, mono) for row in states],
     )
 
 
@@ -113,6 +109,7 @@ class BatchStore:
         self.recovery: Recovery | None = None
         self.epoch = secrets.randbits(EPOCH_BITS)  # for the batches sealed through this opening
         self.commits = 0  # durable (fsync'ed, synchronous=FULL) seals on this connection
+        self._sweep = store_bounds.Sweep()  # where the time to live looks next
         parent = os.path.dirname(os.path.abspath(path))
         damage: Exception | None = None
         if os.path.islink(path):  # the state directory is private: someone meant it, or means harm
@@ -135,7 +132,7 @@ class BatchStore:
                 raise damage
             self._db = open_checked(path, check=recover)
         except Exception as exc:  # any failure to open or check takes the recovery path...
-            if is_disk_full(exc) or getattr(exc, "errno", None) == errno.ENOSPC or _no_space(parent, exc):
+            if is_disk_full(exc) or getattr(exc, "errno", None) == errno.ENOSPC or no_space(parent, exc):
                 # ...but a full disk, which is no damage: the queue stays as it is
                 raise DiskFullError(f"{path}: the disk is full; the queue is kept as it is: {exc}") from exc
             if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
@@ -175,13 +172,20 @@ class BatchStore:
         boot_id: str | None = None,
         wall_offset_ms: int | None = None,
         sealed_mono: float | None = None,
+        states: Sequence[tuple[str, str, str, str]] = (),
     ) -> tuple[int, int]:
         """Commit one batch in one transaction; ``encode(seq)`` gives its payload.
 
+        ``states`` are (stream, channel, spec JSON, state JSON) rows kept in the same
+        transaction, as of ``sealed_mono``, replacing older ones: a driver's total (an
+        energy meter's) is written with the batch that carries it, so no kill leaves a
+        total older than a batch sealed, at no cost of a transaction of its own.
+
         Returns (sequence number, payload size), or (sequence number, 0) when the
         cap and the ``refuse_newest`` policy turned it away (its number is used up
-        so the backbone sees the gap, and the refusal is counted). Nothing is
-        stored if encode raises. A full disk raises DiskFullError.
+        so the backbone sees the gap, and the refusal is counted; the states are kept
+        all the same). Nothing is stored, states included, if encode raises or the
+        commit fails. A full disk raises DiskFullError.
         """
         with self._transaction() as db:
             row = db.execute("SELECT next_seq FROM stream_seq WHERE stream = ?", (stream,)).fetchone()
@@ -210,21 +214,42 @@ class BatchStore:
                         sealed_mono,
                     ),
                 )
+            if states:
+                _save_states(db, states, boot_id, sealed_mono or 0.0)
         self.commits += 1
         return seq, len(payload) if stored else 0
 
     def expire(
-        self, ttl: float, *, now: float, now_mono: float, boot_id: str | None, wall_trusted: bool
+        self,
+        ttl: float,
+        *,
+        now: float,
+        now_mono: float,
+        boot_id: str | None,
+        wall_trusted: bool,
+        budget: int | None = None,
     ) -> dict[str, int]:
-        """Delete batches older than ``ttl`` seconds; count them per stream as expired
-        (store_bounds.expired_where says how a batch's age is measured)."""
+        """Delete batches older than ``ttl`` seconds (store_bounds.expired_where says how a
+        batch's age is measured); count them per stream as expired.
+
+        Batches are looked at outside any transaction and deleted in transactions of at
+        most EXPIRE_CHUNK, so no hold of the write lock grows with the queue. With a
+        ``budget`` (for the sampler, which must seal on time) a pass looks at the head of
+        the queue and ``budget`` batches more, and deletes at most one transaction's worth
+        (store_bounds.Sweep: the next pass goes on); without, the whole queue.
+        """
         where = store_bounds.expired_where(
             ttl, now=now, now_mono=now_mono, boot_id=boot_id, wall_trusted=wall_trusted
         )
         if where is None:
             return {}
-        with self._transaction() as db:
-            counts = store_bounds.delete_expired(db, *where)
+        cap = None if budget is None else EXPIRE_CHUNK
+        ids = self._sweep.expired(self._db, where, boot_id, budget, cap)
+        counts: dict[str, int] = {}
+        for at in range(0, len(ids), EXPIRE_CHUNK):
+            with self._transaction() as db:
+                for s, n in store_bounds.delete_expired(db, ids[at : at + EXPIRE_CHUNK], where).items():
+                    counts[s] = counts.get(s, 0) + n
         for s, n in counts.items():
             log.warning("event=batches_expired stream=%s count=%d ttl=%gs", s, n, ttl)
         return counts
@@ -272,7 +297,12 @@ class BatchStore:
         return row[0] or 0
 
     def restamp_unsynced(
-        self, boot_id: str, wall_offset_ms: int, restamp: Callable[[bytes, int], bytes]
+        self,
+        boot_id: str,
+        wall_offset_ms: int,
+        restamp: Callable[[bytes, int], bytes],
+        *,
+        limit: int | None = None,
     ) -> int:
         """Re-time this boot's batches stamped before the clock was synchronised.
 
@@ -281,11 +311,15 @@ class BatchStore:
         ``restamp(payload, shift_ms)`` gives the payload shifted (the sampler's, which
         knows the wire format). Batches of an earlier boot cannot be re-timed and
         keep their clock_unsynced flag. Returns how many batches were restamped
-        (in one transaction).
+        (in one transaction): the oldest ``limit`` (None: all), so that a caller that
+        must seal on time takes the rest at its next turn. Looked for through an index
+        of the unsynchronised batches alone, so finding none costs nothing however
+        long the queue.
         """
         rows = self._db.execute(
-            "SELECT id, payload, wall_offset_ms FROM batches WHERE clock_unsynced = 1 AND boot_id = ?",
-            (boot_id,),
+            "SELECT id, payload, wall_offset_ms FROM batches INDEXED BY batches_unsynced "
+            "WHERE clock_unsynced = 1 AND boot_id = ? ORDER BY id LIMIT ?",
+            (boot_id, -1 if limit is None else limit),
         ).fetchall()
         if not rows:
             return 0
@@ -346,10 +380,7 @@ class BatchStore:
     ) -> None:
         """Keep (stream, channel, spec JSON, state JSON) rows, replacing older ones, in one transaction."""
         with self._transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO chain_state VALUES (?, ?, ?, ?, ?, ?)",
-                [(*row, boot_id, mono) for row in states],
-            )
+            _save_states(db, states, boot_id, mono)
 
     def chain_states(
         self, boot_id: str | None, newer_than_mono: float

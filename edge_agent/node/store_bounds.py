@@ -9,6 +9,7 @@ store's transactions, on the connection they are given.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 
@@ -54,6 +55,10 @@ def make_room(
     return True
 
 
+EXPIRE_CHUNK = 256  # batches the time to live deletes per transaction, and looks at in the head per pass
+EXPIRE_SCAN = 4096  # batches a pass of the time to live looks at beyond the head (see Sweep)
+
+
 def expired_where(
     ttl: float, *, now: float, now_mono: float, boot_id: str | None, wall_trusted: bool
 ) -> tuple[str, list] | None:
@@ -80,13 +85,96 @@ def expired_where(
     return " OR ".join(clauses), args
 
 
-def delete_expired(db: sqlite3.Connection, where: str, args: list) -> dict[str, int]:
-    """Delete the batches ``where`` selects; count them per stream as expired."""
-    counts = dict(
-        db.execute(f"SELECT stream, count(*) FROM batches WHERE {where} GROUP BY stream", args).fetchall()
-    )
+def _never_where(boot_id: str | None) -> tuple[str, list]:
+    """Batches that expired_where can select under no clock while this boot lasts: sealed on
+    an unsynchronised clock by another boot (only this boot's are ever restamped)."""
+    if boot_id is None:
+        return "clock_unsynced = 1", []
+    return "clock_unsynced = 1 AND (boot_id IS NULL OR boot_id != ?)", [boot_id]
+
+
+class Sweep:
+    """Where the time to live looks for expired batches, kept between the passes of one
+    connection. Batches are looked at in row-id order, a bounded number per pass, outside
+    any transaction: no index is needed (none is written at each seal, for the SD card's
+    sake), and no pass costs more however long the queue.
+
+    A pass looks at the head of the queue first: the oldest batches, where they expire in
+    the normal course (past a leading run that no pass of this boot can expire, stepped
+    over once for good, on the pass's budget). Then it goes on through the queue from
+    where the last pass stopped, wrapping round, so that a batch expired behind younger
+    ones (after the wall clock was set back, or of this boot behind an earlier boot's while
+    the clock is not trusted) is found within one round: the whole queue every
+    len(queue) / EXPIRE_SCAN passes. Which batches expire is expired_where's alone.
+    """
+
+    def __init__(self) -> None:
+        self.boot: str | None = None
+        self.head_after = 0  # batches up to this row id never expire in self.boot (or are gone)
+        self.after = 0  # where the round goes on
+
+    def _look(self, db: sqlite3.Connection, where: tuple[str, list], after: int, n: int) -> list:
+        """(row id, expired, never) of the ``n`` batches after row id ``after``."""
+        never, never_args = _never_where(self.boot)
+        return db.execute(
+            f"SELECT id, ({where[0]}), ({never}) FROM batches WHERE id > ? ORDER BY id LIMIT ?",
+            (*where[1], *never_args, after, n),
+        ).fetchall()
+
+    def expired(
+        self,
+        db: sqlite3.Connection,
+        where: tuple[str, list],
+        boot_id: str | None,
+        budget: int | None,
+        cap: int | None,
+    ) -> list[int]:
+        """Row ids of expired batches: the head's, then those of ``budget`` more batches of the
+        round (None: the rest of the queue), at most ``cap`` (None: all); a pass stopped by
+        the cap goes on from there the next time."""
+        if boot_id != self.boot:
+            self.boot, self.head_after = boot_id, 0
+        left = budget
+        while True:
+            rows = self._look(db, where, self.head_after, EXPIRE_CHUNK)
+            for row_id, _, never in rows:
+                if not never:
+                    break
+                self.head_after = row_id
+            else:  # the whole head never expires: step over the next one too, on the budget
+                if len(rows) == EXPIRE_CHUNK and (left is None or left >= EXPIRE_CHUNK):
+                    left = None if left is None else left - EXPIRE_CHUNK
+                    continue
+            break
+        found = dict.fromkeys(r[0] for r in rows if r[1])  # an ordered set
+        after = self.head_after if budget is None else self.after
+        while left is None or left > 0:
+            n = EXPIRE_SCAN if left is None else min(left, EXPIRE_SCAN)
+            rows = self._look(db, where, after, n)
+            for row_id, expired, _ in rows:
+                if expired and row_id not in found:
+                    if cap is not None and len(found) >= cap:
+                        self.after = after  # this one first, the next time
+                        return list(found)
+                    found[row_id] = None
+                after = row_id
+            if len(rows) < n:
+                after = 0  # the end of the queue: the round starts again at the beginning
+                break
+            if left is not None:
+                left -= n
+        self.after = after if budget is not None else 0
+        return list(found)
+
+
+def delete_expired(db: sqlite3.Connection, ids: list[int], where: tuple[str, list]) -> dict[str, int]:
+    """Delete the batches of ``ids`` that ``where`` still selects (the uplink may have sent
+    some since they were looked at); count them per stream as expired."""
+    picked = f"FROM batches WHERE id IN (SELECT value FROM json_each(?)) AND ({where[0]})"
+    args = (json.dumps(ids), *where[1])
+    counts = dict(db.execute(f"SELECT stream, count(*) {picked} GROUP BY stream", args).fetchall())
     if counts:
-        db.execute(f"DELETE FROM batches WHERE {where}", args)
+        db.execute(f"DELETE {picked}", args)
         for s, n in counts.items():
             count_loss(db, s, "expired", n)
     return counts

@@ -21,7 +21,7 @@ from edge_agent.errors import StoreError
 
 log = logging.getLogger("edge_agent.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the index of the batches to restamp
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -71,10 +71,14 @@ END;
 CREATE TRIGGER IF NOT EXISTS batches_upd AFTER UPDATE OF payload ON batches BEGIN
     UPDATE queue_stats SET bytes = bytes - length(OLD.payload) + length(NEW.payload) WHERE id = 0;
 END;
+-- The batches waiting to be restamped once the clock synchronises, looked for at every
+-- seal without reading the rest of the queue; while the clock is synchronised, no seal
+-- writes to it. (The time to live needs no index: store_bounds.Sweep.)
+CREATE INDEX IF NOT EXISTS batches_unsynced ON batches (boot_id) WHERE clock_unsynced = 1;
 """
 
 
-_OBJECTS = set(re.findall(r"CREATE (?:TABLE|TRIGGER) IF NOT EXISTS (\w+)", _SCHEMA))
+_OBJECTS = set(re.findall(r"CREATE (?:TABLE|TRIGGER|INDEX) IF NOT EXISTS (\w+)", _SCHEMA))
 
 
 @dataclass
@@ -86,6 +90,26 @@ class Recovery:
     salvaged: int = 0
     unreadable: int = 0
     at: float = field(default_factory=time.time)
+
+
+def no_space(directory: str, exc: BaseException) -> bool:
+    """Whether an I/O error of SQLite's (it says "disk I/O error" when the WAL or its index
+    cannot be created) came with next to no space left where the queue lives (under 1 MiB:
+    the WAL index alone takes 32 KiB)."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_IOERR:
+        return False
+    try:
+        st = os.statvfs(directory)
+        return st.f_bavail * st.f_frsize < 1 << 20
+    except OSError:
+        return False
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether SQLite failed for want of space (SQLITE_FULL: the disk, or max_page_count)."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
+    )
 
 
 def ensure_private_dir(path: str) -> None:
@@ -135,12 +159,16 @@ def open_checked(path: str, *, check: bool = True) -> sqlite3.Connection:
         if result != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {result}")
         # Written only when something is missing: a store that is whole opens without a
-        # write, so a restart on a full disk finds its queue as it was.
-        have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
+        # write, so a restart on a full disk finds its queue as it was. A file of an older
+        # version gets what it lacks (version 2's index, built from its rows) in one
+        # transaction: a kill half-way leaves it as it was, to be done at the next opening.
+        have = {
+            r[0]
+            for r in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger', 'index')")
+        }
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if not _OBJECTS <= have or version != SCHEMA_VERSION:
-            db.executescript(_SCHEMA)
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            db.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;")
     except BaseException:
         db.close()
         raise
