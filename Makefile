@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_bits.py --json bench-bits.json
 	$(BIN)/python bench/bench_chain.py
 	$(BIN)/python bench/bench_drain.py
+	$(BIN)/python bench/bench_ttl.py
 
 help:
 	@echo 'make run        the agent on simulated sensors, with its defaults'
