@@ -10,7 +10,6 @@ import sqlite3
 import pytest
 
 from edge_agent.errors import DiskFullError, StoreError
-from edge_agent.node import store as store_mod
 from edge_agent.node import store_file
 from edge_agent.node.store import BatchStore
 
@@ -62,7 +61,6 @@ def test_any_failure_to_open_or_check_takes_the_recovery_path(tmp_path, monkeypa
             raise error
         return real(path, check=check)
 
-    monkeypatch.setattr(store_mod, "open_checked", failing_once)
     monkeypatch.setattr(store_file, "open_checked", failing_once)
     s = BatchStore(q, recover=True)
     assert s.recovery is not None and s.recovery.salvaged == 3 and len(s.oldest(10)) == 3
@@ -78,7 +76,7 @@ def test_a_full_disk_at_open_is_no_damage(tmp_path, monkeypatch):
     def full(path, *, check=True):
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(store_mod, "open_checked", full)
+    monkeypatch.setattr(store_file, "open_checked", full)
     with pytest.raises(DiskFullError, match="kept as it is"):
         BatchStore(q, recover=True)
     assert sorted(p.name for p in tmp_path.iterdir() if ".corrupt-" in p.name) == []

@@ -76,6 +76,7 @@ class HealthReport:
                 "losses": store.losses(),
                 "unstored_since_start": sampler["unstored"],
                 "recovery": sampler["store_recovery"],
+                "wal_loss": sampler["store_wal_loss"],
             },
             "uplink": uplink,
             "sensors": sampler["sensors"],

@@ -355,6 +355,9 @@ class Sampler:
             "store_epoch": f"{self.store.epoch:08x}",
             # moved_to, error, salvaged, unreadable, at
             "store_recovery": None if rec is None else dataclasses.asdict(rec),
+            "store_wal_loss": None
+            if self.store.wal_loss is None
+            else dataclasses.asdict(self.store.wal_loss),
         }
 
     def sensors_up(self) -> int:

@@ -23,27 +23,23 @@ bytes, under the epoch it was sealed with.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
-import os
 import secrets
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NamedTuple
 
-from edge_agent.errors import DiskFullError, StoreError
+from edge_agent.errors import DiskFullError
 from edge_agent.node import store_bounds, store_file
 from edge_agent.node.store_bounds import EXPIRE_CHUNK, EXPIRE_SCAN, POLICIES
 from edge_agent.node.store_file import (
     SCHEMA_VERSION,
     Recovery,
-    create_private,
+    WalLoss,
     ensure_private_dir,
     is_disk_full,
-    no_space,
-    open_checked,
 )
 
 __all__ = [
@@ -57,6 +53,7 @@ __all__ = [
     "DiskFullError",
     "Recovery",
     "StoredBatch",
+    "WalLoss",
     "ensure_private_dir",
     "is_disk_full",
 ]
@@ -107,40 +104,25 @@ class BatchStore:
         self.max_size = max_size
         self.policy = policy
         self.recovery: Recovery | None = None
+        self.wal_loss: WalLoss | None = None  # (recover=True) the last run's WAL found missing
+        self._marked = False
         self.epoch = secrets.randbits(EPOCH_BITS)  # for the batches sealed through this opening
         self.commits = 0  # durable (fsync'ed, synchronous=FULL) seals on this connection
         self._sweep = store_bounds.Sweep()  # where the time to live looks next
-        parent = os.path.dirname(os.path.abspath(path))
-        damage: Exception | None = None
-        if os.path.islink(path):  # the state directory is private: someone meant it, or means harm
-            raise StoreError(
-                f"{path}: is a symbolic link (to {os.readlink(path)}): the queue must be a file of "
-                "its own; set store.path to where it should be"
-            )
+        self._db, self.recovery, wal_was_there = store_file.open_queue(path, recover)
+        if recover:
+            self._mark_open(wal_was_there)
+
+    def _mark_open(self, wal_was_there: bool) -> None:
+        """The agent's opening (recover=True): a lost WAL of the last run is reported, and
+        this run's marker set. On a full disk the marker waits: the queue works without it."""
         try:
-            ensure_private_dir(parent)
-            if os.path.lexists(path) and not os.path.isfile(path):
-                damage = StoreError(f"{path}: is not a regular file (a directory?)")
-            else:
-                create_private(path)
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot open the queue: {exc.strerror or exc}") from exc
-        try:
-            # The integrity check reads the whole file: only the opening that can recover
-            # from a failure (the sampler's, first at start) pays for it.
-            if damage is not None:
-                raise damage
-            self._db = open_checked(path, check=recover)
-        except Exception as exc:  # any failure to open or check takes the recovery path...
-            if is_disk_full(exc) or getattr(exc, "errno", None) == errno.ENOSPC or no_space(parent, exc):
-                # ...but a full disk, which is no damage: the queue stays as it is
-                raise DiskFullError(f"{path}: the disk is full; the queue is kept as it is: {exc}") from exc
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
-                # ...and an I/O error, which moving the file aside would not mend
-                raise StoreError(f"{path}: cannot read or write the queue (the card?): {exc}") from exc
-            if not recover:
-                raise StoreError(f"{path}: cannot open the queue: {exc}") from exc
-            self._db, self.recovery = store_file.recover(path, exc)
+            self.wal_loss = store_file.mark_open(self._db, self.path, wal_was_there, self.epoch)
+            self._marked = True
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            log.warning("event=store_marker_skipped path=%s reason=%r", self.path, str(exc))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -408,6 +390,11 @@ class BatchStore:
         return row[0] if row else 0
 
     def close(self) -> None:
+        if self._marked:  # a clean stop: the next start has no WAL to miss
+            try:
+                store_file.mark_closed(self._db)
+            except sqlite3.OperationalError as exc:
+                log.warning("event=store_marker_kept path=%s reason=%r", self.path, str(exc))
         self._db.close()
 
     def __enter__(self) -> BatchStore:

@@ -9,6 +9,7 @@ can still read from it is copied into a fresh file, and the outcome is kept in a
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -17,7 +18,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 
-from edge_agent.errors import StoreError
+from edge_agent.errors import DiskFullError, StoreError
 
 log = logging.getLogger("edge_agent.store")
 
@@ -55,6 +56,13 @@ CREATE TABLE IF NOT EXISTS chain_state (
     mono     REAL NOT NULL,             -- monotonic time saved (s), within boot_id
     PRIMARY KEY (stream, channel)
 );
+-- Set while the agent has the queue open, checkpointed into the main file at once, cleared
+-- at a clean stop: found set with no WAL beside the file, the WAL of an unclean stop is gone.
+CREATE TABLE IF NOT EXISTS open_marker (
+    id       INTEGER PRIMARY KEY CHECK (id = 0),
+    opened   REAL    NOT NULL,          -- Unix time the run opened the queue (s)
+    epoch    INTEGER NOT NULL           -- that run's epoch
+);
 -- Depth kept by triggers, so reading it costs O(1) however long the queue.
 CREATE TABLE IF NOT EXISTS queue_stats (
     id       INTEGER PRIMARY KEY CHECK (id = 0),
@@ -79,6 +87,49 @@ CREATE INDEX IF NOT EXISTS batches_unsynced ON batches (boot_id) WHERE clock_uns
 
 
 _OBJECTS = set(re.findall(r"CREATE (?:TABLE|TRIGGER|INDEX) IF NOT EXISTS (\w+)", _SCHEMA))
+
+
+@dataclass
+class WalLoss:
+    """A WAL found missing after an unclean stop: the batches sealed in that run since its
+    last checkpoint are gone, and their sequence numbers may be handed out again (under the
+    new run's epoch, so a backbone takes them for new ones)."""
+
+    run_opened: float  # when the run that lost it had opened the queue (Unix s)
+    run_epoch: str  # its epoch, 8 hex digits
+    at: float = field(default_factory=time.time)
+
+
+def mark_open(db: sqlite3.Connection, path: str, wal_was_there: bool, epoch: int) -> WalLoss | None:
+    """At the agent's start: what the last run's marker says (a lost WAL, or nothing), then
+    this run's marker, checkpointed into the main file so a later loss of the WAL shows."""
+    row = db.execute("SELECT opened, epoch FROM open_marker WHERE id = 0").fetchone()
+    lost = WalLoss(row[0], f"{row[1]:08x}") if row is not None and not wal_was_there else None
+    if lost is not None:
+        log.error(
+            "event=store_wal_lost path=%s run_opened=%.0f run_epoch=%s: the batches that run sealed "
+            "since its last checkpoint are gone; its sequence numbers may come again, under a new epoch",
+            path,
+            lost.run_opened,
+            lost.run_epoch,
+        )
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(
+            "INSERT OR REPLACE INTO open_marker (id, opened, epoch) VALUES (0, ?, ?)", (time.time(), epoch)
+        )
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    return lost
+
+
+def mark_closed(db: sqlite3.Connection) -> None:
+    """At a clean stop: no marker, so the next start knows there is no WAL to miss."""
+    db.execute("DELETE FROM open_marker WHERE id = 0")
 
 
 @dataclass
@@ -175,7 +226,48 @@ def open_checked(path: str, *, check: bool = True) -> sqlite3.Connection:
     return db
 
 
-def recover(path: str, error: Exception) -> tuple[sqlite3.Connection, Recovery]:
+def open_queue(path: str, recover: bool) -> tuple[sqlite3.Connection, Recovery | None, bool]:
+    """The queue's connection, with ``recover`` the recovery of a damaged file, and whether a
+    WAL was there before SQLite made one (for the open marker: see ``mark_open``).
+
+    Any failure to open or check takes the recovery path, but a full disk (DiskFullError)
+    and an I/O error (StoreError), which moving the file aside would not mend: the queue
+    stays as it is. A symbolic link in the queue's place is refused, a directory moved aside.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    damage: Exception | None = None
+    if os.path.islink(path):  # the state directory is private: someone meant it, or means harm
+        raise StoreError(
+            f"{path}: is a symbolic link (to {os.readlink(path)}): the queue must be a file of "
+            "its own; set store.path to where it should be"
+        )
+    try:
+        ensure_private_dir(parent)
+        if os.path.lexists(path) and not os.path.isfile(path):
+            damage = StoreError(f"{path}: is not a regular file (a directory?)")
+        else:
+            create_private(path)
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot open the queue: {exc.strerror or exc}") from exc
+    wal_was_there = os.path.exists(path + "-wal")  # before SQLite makes one
+    try:
+        if damage is not None:
+            raise damage
+        # The integrity check reads the whole file: only the opening that can recover from
+        # a failure (the agent's, first at start) pays for it.
+        return open_checked(path, check=recover), None, wal_was_there
+    except Exception as exc:
+        if is_disk_full(exc) or getattr(exc, "errno", None) == errno.ENOSPC or no_space(parent, exc):
+            raise DiskFullError(f"{path}: the disk is full; the queue is kept as it is: {exc}") from exc
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
+            raise StoreError(f"{path}: cannot read or write the queue (the card?): {exc}") from exc
+        if not recover:
+            raise StoreError(f"{path}: cannot open the queue: {exc}") from exc
+        db, rec = recover_file(path, exc)
+        return db, rec, True  # a fresh file: no marker to compare
+
+
+def recover_file(path: str, error: Exception) -> tuple[sqlite3.Connection, Recovery]:
     """Move the damaged file (and its WAL) aside, open a fresh one, copy into it what
     can still be read; the new connection, and what happened."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())

@@ -86,3 +86,34 @@ def test_the_agent_starts_and_collects_on_a_randomly_damaged_store(tmp_path, see
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=20) == 0, err.read_text()
     assert "Traceback" not in err.read_text()
+
+
+def test_a_wal_deleted_after_a_kill_is_logged_at_the_next_start(tmp_path):
+    state = tmp_path / "state"
+    cmd = agent_cmd(
+        "run",
+        "--simulate",
+        "--state-dir",
+        str(state),
+        "--flush-interval",
+        "300ms",
+        "--broker",
+        "mqtt://127.0.0.1:9",
+    )
+    first = tmp_path / "first.err"
+    proc = subprocess.Popen(cmd, stderr=open(first, "wb"))
+    wait_for_log(proc, first, lambda text: text.count("event=batch_sealed") >= 3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    epoch = first.read_text().split(" epoch=")[1].split()[0]
+    for suffix in ("-wal", "-shm"):  # what an operator's `rm` or a damaged card does
+        (state / f"queue.sqlite3{suffix}").unlink()
+    second = tmp_path / "second.err"
+    proc = subprocess.Popen(cmd, stderr=open(second, "wb"))
+    wait_for_log(proc, second, lambda text: "event=batch_sealed" in text)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=20) == 0
+    log = second.read_text()
+    assert f"event=store_wal_lost path={state}/queue.sqlite3 " in log and f"run_epoch={epoch}" in log, log
+    start = next(line for line in log.splitlines() if "event=start " in line)
+    assert start.split(" epoch=")[1].split()[0] != epoch  # this run seals under an epoch of its own

@@ -83,8 +83,9 @@ sensors:
         "losses",
         "unstored_since_start",
         "recovery",
+        "wal_loss",
     }
-    assert h["store"]["losses"] == {} and h["store"]["recovery"] is None
+    assert h["store"]["losses"] == {} and h["store"]["recovery"] is None and h["store"]["wal_loss"] is None
     # the epoch of this run's batches: 8 hex digits, as the start event logged it
     assert re.fullmatch(r"[0-9a-f]{8}", h["store"]["epoch"])
     assert "event=start " in err.decode() and f" epoch={h['store']['epoch']} " in err.decode()
