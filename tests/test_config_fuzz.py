@@ -46,11 +46,10 @@ WEIRD = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(doc_index=st.integers(0, len(DOCS) - 1), data=st.data(), delete=st.booleans())
-def test_every_key_with_any_value_loads_or_is_a_clear_error(tmp_path, doc_index, data, delete):
-    doc = copy.deepcopy(DOCS[doc_index])
-    path = data.draw(st.sampled_from(paths(doc)))
+def mutated(doc: dict, data, delete: bool, keep=lambda path: True) -> dict:
+    """A copy of ``doc`` with one key path (one ``keep`` takes) deleted or given any value."""
+    doc = copy.deepcopy(doc)
+    path = data.draw(st.sampled_from([p for p in paths(doc) if keep(p)]))
     parent = doc
     for key in path[:-1]:
         parent = parent[key]
@@ -58,6 +57,13 @@ def test_every_key_with_any_value_loads_or_is_a_clear_error(tmp_path, doc_index,
         del parent[path[-1]]
     else:
         parent[path[-1]] = data.draw(WEIRD)
+    return doc
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc_index=st.integers(0, len(DOCS) - 1), data=st.data(), delete=st.booleans())
+def test_every_key_with_any_value_loads_or_is_a_clear_error(tmp_path, doc_index, data, delete):
+    doc = mutated(DOCS[doc_index], data, delete)
     f = tmp_path / "fuzzed.yaml"
     f.write_text(yaml.safe_dump(doc, allow_unicode=True))
     try:

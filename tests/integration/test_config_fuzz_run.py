@@ -5,13 +5,11 @@ What check-config accepts is exactly what the runtime can run (issue 14)."""
 
 from __future__ import annotations
 
-import copy
-
 import yaml
 from helpers import run_agent_for
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_config_fuzz import DOCS, WEIRD, paths
+from test_config_fuzz import DOCS, mutated
 
 from edge_agent.config import load_config
 from edge_agent.errors import ConfigError
@@ -30,15 +28,7 @@ LOOPBACK = "mqtt://127.0.0.1:9"  # nothing listens: the uplink retries, sampling
 )
 @given(doc_index=st.integers(0, len(DOCS) - 1), data=st.data(), delete=st.booleans())
 def test_every_configuration_check_config_takes_runs(tmp_path_factory, doc_index, data, delete):
-    doc = copy.deepcopy(DOCS[doc_index])
-    path = data.draw(st.sampled_from([p for p in paths(doc) if p[:1] != ("mqtt",) or len(p) > 1]))
-    parent = doc
-    for key in path[:-1]:
-        parent = parent[key]
-    if delete and isinstance(parent, dict):
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = data.draw(WEIRD)
+    doc = mutated(DOCS[doc_index], data, delete, keep=lambda p: p[:1] != ("mqtt",) or len(p) > 1)
     assume(isinstance(doc.get("mqtt"), dict))
     doc["mqtt"].pop("brokers", None)
     doc["mqtt"]["broker"] = LOOPBACK  # never the examples' real hosts

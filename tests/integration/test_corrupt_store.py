@@ -13,24 +13,26 @@ from helpers import agent_cmd, wait_for_log
 from edge_agent.node.store import BatchStore
 
 
+def agent_on(state, flush: str) -> list[str]:
+    """The agent on simulated sensors, its queue in ``state``, a broker nobody answers."""
+    return agent_cmd(
+        "run",
+        "--simulate",
+        "--state-dir",
+        str(state),
+        "--flush-interval",
+        flush,
+        "--broker",
+        "mqtt://127.0.0.1:9",
+    )
+
+
 def test_agent_starts_on_a_corrupt_store_and_keeps_collecting(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
     (state / "queue.sqlite3").write_bytes(b"not a database" * 1000)
     err = tmp_path / "agent.err"
-    proc = subprocess.Popen(
-        agent_cmd(
-            "run",
-            "--simulate",
-            "--state-dir",
-            str(state),
-            "--flush-interval",
-            "500ms",
-            "--broker",
-            "mqtt://127.0.0.1:9",
-        ),
-        stderr=open(err, "wb"),
-    )
+    proc = subprocess.Popen(agent_on(state, "500ms"), stderr=open(err, "wb"))
     deadline = time.monotonic() + 20
     while "event=batch_sealed" not in err.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
@@ -69,19 +71,7 @@ def test_the_agent_starts_and_collects_on_a_randomly_damaged_store(tmp_path, see
         f.seek(rnd.randrange(max(1, size - 64)))
         f.write(rnd.randbytes(64))
     err = tmp_path / "agent.err"
-    proc = subprocess.Popen(
-        agent_cmd(
-            "run",
-            "--simulate",
-            "--state-dir",
-            str(state),
-            "--flush-interval",
-            "500ms",
-            "--broker",
-            "mqtt://127.0.0.1:9",
-        ),
-        stderr=open(err, "wb"),
-    )
+    proc = subprocess.Popen(agent_on(state, "500ms"), stderr=open(err, "wb"))
     wait_for_log(proc, err, lambda text: "event=ready" in text and "event=batch_sealed" in text)
     os.kill(proc.pid, signal.SIGTERM)
     try:
@@ -95,16 +85,7 @@ def test_the_agent_starts_and_collects_on_a_randomly_damaged_store(tmp_path, see
 
 def test_a_wal_deleted_after_a_kill_is_logged_at_the_next_start(tmp_path):
     state = tmp_path / "state"
-    cmd = agent_cmd(
-        "run",
-        "--simulate",
-        "--state-dir",
-        str(state),
-        "--flush-interval",
-        "300ms",
-        "--broker",
-        "mqtt://127.0.0.1:9",
-    )
+    cmd = agent_on(state, "300ms")
     first = tmp_path / "first.err"
     proc = subprocess.Popen(cmd, stderr=open(first, "wb"))
     wait_for_log(proc, first, lambda text: text.count("event=batch_sealed") >= 3)
