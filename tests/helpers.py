@@ -108,6 +108,20 @@ def wait_for_log(proc: subprocess.Popen, log: Path, done, timeout: float = 30) -
     return text
 
 
+def stop_agent(proc: subprocess.Popen, log: Path, timeout: float = 60) -> int:
+    """SIGTERM by pid and the exit code; a stop that does not come within ``timeout`` fails
+    with the agent's log and every thread's stack (SIGUSR1: faulthandler), then SIGKILL."""
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(1.0)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        raise AssertionError(f"no clean stop within {timeout:.0f} s:\n{log.read_text()}") from None
+
+
 def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:
     """Run `edge-agent run --simulate` on a configuration for some seconds after it is
     ready (a slow machine takes longer to start Python, not to run the agent), stop it

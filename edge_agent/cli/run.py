@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
+import signal
 
 from edge_agent.errors import ConfigError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # `kill -USR1 PID` writes every thread's stack to stderr (the journal): what a node that
+    # will not stop is waiting on, without stopping it
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from edge_agent.config import load_config, with_overrides
     from edge_agent.node.agent import Agent
 

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import agent_cmd, wait_for_log
+from helpers import agent_cmd, stop_agent, wait_for_log
 
 from edge_agent.node.store import BatchStore
 
@@ -73,13 +73,7 @@ def test_the_agent_starts_and_collects_on_a_randomly_damaged_store(tmp_path, see
     err = tmp_path / "agent.err"
     proc = subprocess.Popen(agent_on(state, "500ms"), stderr=open(err, "wb"))
     wait_for_log(proc, err, lambda text: "event=ready" in text and "event=batch_sealed" in text)
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        code = proc.wait(timeout=60)  # a busy machine stops later; a hang shows with its log
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        raise AssertionError("no clean stop within 60 s:\n" + err.read_text()) from None
-    assert code == 0, err.read_text()
+    assert stop_agent(proc, err) == 0, err.read_text()  # a hang fails with its log and stacks
     assert "Traceback" not in err.read_text()
 
 

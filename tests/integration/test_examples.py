@@ -4,15 +4,13 @@ on the simulation with the options as written."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 
 import pytest
 from gpiozero.pins.mock import MockFactory
-from helpers import REPO, agent_cmd, free_port, wait_for_log
+from helpers import REPO, agent_cmd, free_port, stop_agent, wait_for_log
 
 from drivers.bus import I2CBus
 from drivers.registry import SENSOR_TYPES, SIMULATORS
@@ -111,8 +109,7 @@ def test_the_agent_runs_the_example_simulated(tmp_path, name):
                 timeout=60,
             )
         finally:
-            os.kill(proc.pid, signal.SIGTERM)
-            assert proc.wait(timeout=30) == 0, err.read_text()
+            assert stop_agent(proc, err) == 0, err.read_text()
     assert "event=sensor_down" not in text
 
 
