@@ -25,7 +25,7 @@ def test_sequence_numbers_survive_reopen(tmp_path):
         assert [s.seal("air", lambda q: b"a%d" % q, 0.0)[0] for _ in range(3)] == [0, 1, 2]
         assert s.seal("power", lambda q: b"p", 0.0)[0] == 0
         for b in s.oldest(10):
-            s.delete(b.id)
+            s.delete_many([b.id])
         assert s.depth() == (0, 0)
     with BatchStore(path) as s:
         assert s.seal("air", lambda q: b"a%d" % q, 0.0) == (3, 2)
@@ -52,7 +52,7 @@ def test_oldest_first_skipping_in_flight(tmp_path):
         rows = s.oldest(3)
         assert [r.seq for r in rows] == [0, 1, 2]
         assert [r.seq for r in s.oldest(3, skip={rows[0].id, rows[1].id})] == [2, 3, 4]
-        assert s.delete(rows[0].id) and not s.delete(rows[0].id)
+        assert s.delete_many([rows[0].id]) == 1 and s.delete_many([rows[0].id]) == 0
         assert s.depth() == (4, 4)
 
 
@@ -62,7 +62,7 @@ def test_two_connections_see_each_other(tmp_path):
         writer.seal("air", lambda q: b"abc", 0.0)
         (row,) = reader.oldest(5)
         assert row.payload == b"abc"
-        reader.delete(row.id)
+        reader.delete_many([row.id])
         assert writer.depth() == (0, 0)
 
 

@@ -39,7 +39,7 @@ def test_refuse_newest_uses_up_the_number_so_the_gap_shows(tmp_path):
         assert [r.seq for r in s.oldest(100)] == [0, 1, 2, 3, 4]
         assert s.losses() == {"air": {"refused": 2}}
         for r in s.oldest(2):
-            s.delete(r.id)
+            s.delete_many([r.id])
         assert s.seal("air", lambda q: b"x" * 100, 0.0) == (7, 100)  # seq 5 and 6 are the gap
 
 

@@ -1,10 +1,9 @@
 """The sampler: drivers -> channel chains -> open batches -> sealed batches in the store.
 
-One thread owns all of it. Sensors are read on their own schedule on the
-monotonic clock; every flush interval each stream's open batch is encoded once
-and committed once. Nothing here waits on the network. A stream's open batch
-(its channels' chains and kept points, the payload) is in open_batch.py; a
-sensor's schedule and counters in sensor_slot.py; this module is the loop.
+One thread owns all of it. Sensors are read on their own schedule on the monotonic clock;
+every flush interval the streams' open batches are encoded and committed in one transaction.
+Nothing here waits on the network. A stream's open batch is in open_batch.py, a sensor's
+schedule and counters in sensor_slot.py: this module is the loop.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from edge_agent.node.store import EXPIRE_CHUNK, EXPIRE_SCAN, BatchStore
 __all__ = ["SLOT_TOLERANCE", "ChannelPipeline", "Sampler", "SensorSlot", "restamp_payload"]
 
 log = logging.getLogger("edge_agent.sampler")
+Encode = Callable[[int], bytes]  # a batch's payload once its sequence number is known
 
 REINIT_INTERVAL = 30.0  # seconds before the first attempt to bring a failed sensor up again
 REINIT_MAX = 300.0  # ... doubling per failed attempt up to this
@@ -208,20 +208,22 @@ class Sampler:
             log.info("event=filter_state_restored channels=%d", n)
         return n
 
-    def save_states(self) -> None:
-        """Save every chain's state (after a seal, so lossy stages hold nothing)."""
-        rows = [
+    def _chain_rows(self) -> list[tuple[str, str, str, str]]:
+        return [
             (stream, channel, pipe.spec_json, json.dumps(pipe.chain.get_state()))
             for stream, channel, pipe in self._pipes()
         ]
+
+    def save_states(self) -> None:
+        """Save every chain's state (after a seal, so lossy stages hold nothing)."""
+        rows = self._chain_rows()
         drivers = [row for row in map(self.driver_states.row, self.slots) if row is not None]
         try:
             self.store.save_chain_states(rows + drivers, self.boot_id, self.clock())
         except DiskFullError as exc:
             log.error("event=state_not_saved reason=%r", str(exc))
             return
-        for row in drivers:
-            self.driver_states.stored(row)
+        self.driver_states.stored(drivers)
 
     def _expire(self, synced: bool) -> None:
         now = self.clock()
@@ -260,68 +262,65 @@ class Sampler:
                 self.restamped += n
                 log.info("event=batches_restamped count=%d boot_id=%s", n, self.boot_id)
 
-    def seal(self) -> int:
-        """Seal every stream's open batch into the store; returns how many were sealed.
+    def _commit(self, batches: list[tuple[str, Encode, int]], synced: bool, offset_ms: int) -> int:
+        """One transaction: the cycle's (stream, encode, points) batches, the drivers' totals
+        (read after the values were taken: at least what the batches carry), the chains'
+        states when due. Returns how many batches were stored."""
+        drivers = [row for row in map(self.driver_states.row, self.slots) if row is not None]
+        chains = self._chain_rows() if self.clock() >= self.next_state_save else []
+        try:
+            results = self.store.seal_many(
+                [(stream, encode) for stream, encode, _ in batches],
+                self.wall(),
+                clock_unsynced=not synced,
+                boot_id=self.boot_id,
+                wall_offset_ms=offset_ms,
+                sealed_mono=self.clock(),
+                states=chains + drivers,
+            )
+        except DiskFullError as exc:
+            # Keep sampling: count what could not be stored; storing resumes with space.
+            for stream, _, _ in batches:
+                n = self.unstored[stream] = self.unstored.get(stream, 0) + 1
+                self.store.count_unstored(stream)
+                log.error("event=batch_unstored stream=%s reason=%r unstored=%d", stream, str(exc), n)
+            return 0
+        self.driver_states.stored(drivers)
+        if chains:
+            self.next_state_save = self.clock() + STATE_SAVE_INTERVAL
+        stored = [(b, r) for b, r in zip(batches, results) if r[1]]  # size 0: refused by the cap
+        for (stream, _, n), (seq, size) in stored:
+            self.sealed_batches += 1
+            self.sealed_bytes += size
+            log.info("event=batch_sealed stream=%s seq=%d points=%d bytes=%d", stream, seq, n, size)
+        return len(stored)
 
-        The store's upkeep (restamping, the time to live) comes after the commits, so they
-        never wait on it, and is bounded, so the next ones do not either."""
+    def seal(self) -> int:
+        """Seal every stream's open batch, all in one transaction (``_commit``); returns how
+        many were sealed. The store's upkeep (restamping, the time to live) comes after the
+        commit, and is bounded."""
         wall_offset_ms = round((self.wall() - self.clock()) * 1000)
         synced = self._check_clock()
         flags = 0 if synced else wire.FLAG_CLOCK_UNSYNCED
-        sealed = 0
+        batches: list[tuple[str, Encode, int]] = []  # (stream, encode, points)
         for slot in self.slots:
             channels = take_channels(slot.channels.values(), wall_offset_ms)
-            if not channels:
-                continue
-            stream = slot.cfg.name
-            encode = batch_encoder(
-                self.cfg.node_id,
-                stream,
-                channels,
-                flags=flags,
-                period_ms=max(1, round(slot.cfg.interval * 1000)),
-                version=self.cfg.mqtt.wire_version,
-                epoch=self.store.epoch,
-            )
-            state = self.driver_states.row(slot)  # after the values: at least what they carry
-            try:
-                seq, size = self.store.seal(
-                    stream,
-                    encode,
-                    self.wall(),
-                    clock_unsynced=not synced,
-                    boot_id=self.boot_id,
-                    wall_offset_ms=wall_offset_ms,
-                    sealed_mono=self.clock(),
-                    states=() if state is None else (state,),
+            if channels:
+                encode = batch_encoder(
+                    self.cfg.node_id,
+                    slot.cfg.name,
+                    channels,
+                    flags=flags,
+                    period_ms=max(1, round(slot.cfg.interval * 1000)),
+                    version=self.cfg.mqtt.wire_version,
+                    epoch=self.store.epoch,
                 )
-            except DiskFullError as exc:
-                # Keep sampling: count what could not be stored; storing resumes with space.
-                self.unstored[stream] = self.unstored.get(stream, 0) + 1
-                self.store.count_unstored(stream)
-                log.error(
-                    "event=batch_unstored stream=%s reason=%r unstored=%d",
-                    stream,
-                    str(exc),
-                    self.unstored[stream],
-                )
-                continue
-            if state is not None:
-                self.driver_states.stored(state)
-            if size == 0:
-                continue  # refused by the cap: counted by the store
-            n = sum(len(c.times_ms) for c in channels)
-            self.sealed_batches += 1
-            self.sealed_bytes += size
-            sealed += 1
-            log.info("event=batch_sealed stream=%s seq=%d points=%d bytes=%d", stream, seq, n, size)
+                batches.append((slot.cfg.name, encode, sum(len(c.times_ms) for c in channels)))
+        sealed = self._commit(batches, synced, wall_offset_ms) if batches else 0
         self._restamp(synced, wall_offset_ms)
         if sealed:
             self.on_sealed()
         self._expire(synced)
-        if self.clock() >= self.next_state_save:
-            self.next_state_save = self.clock() + STATE_SAVE_INTERVAL
-            self.save_states()
         return sealed
 
     def reconfigure(self, cfg: AgentConfig, factory: Callable[[SensorConfig], Sensor]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from drivers.base import Sensor
@@ -89,8 +89,8 @@ class DriverStates:
     """The drivers' own states (energy totals) by stream, as JSON: the newest known, applied
     at each bring-up, and what the store holds, so a row is written only when it changed.
 
-    The sampler hands ``row()`` to the store's seal of the stream's batch: read after the
-    batch's values were taken, the total it keeps is at least every total the batch carries,
+    The sampler hands ``row()`` to the store's seal of the cycle's batches: read after the
+    values were taken, the total it keeps is at least every total the batch carries,
     and it is committed with it, so a kill at any moment never leaves the store a total
     below one the backbone may have received.
     """
@@ -124,6 +124,7 @@ class DriverStates:
             return None
         return (slot.cfg.name, DRIVER_STATE, "", saved)
 
-    def stored(self, row: tuple[str, str, str, str]) -> None:
-        """The store committed ``row``."""
-        self.written[row[0]] = row[3]
+    def stored(self, rows: Iterable[tuple[str, str, str, str]]) -> None:
+        """The store committed these rows."""
+        for row in rows:
+            self.written[row[0]] = row[3]

@@ -1,24 +1,18 @@
 """The durable on-disk queue of sealed batches: SQLite in WAL mode, synchronous=FULL.
 
-One transaction per sealed batch takes the stream's next sequence number, lets
-the caller encode the payload with it, and commits both, so a sequence number
-is never reused, across restarts and power cuts alike. The uplink reads the
-oldest rows and deletes a row only once the broker acknowledged it. Payloads
-are opaque bytes here: whatever needs the wire format is done by the caller that
-knows it (the sampler encodes and restamps, the uplink marks historical).
+A flush cycle's batches are committed in one transaction that takes each stream's next
+sequence number, lets the caller encode the payload with it, and commits both, so a number
+is never reused, across restarts and power cuts alike. The uplink reads the oldest rows and
+deletes a row once the broker acknowledged it. Payloads are opaque bytes here (the sampler
+encodes and restamps, the uplink marks historical). The bounds (a byte cap and its policy,
+a time to live, every loss counted) are in store_bounds.py; the file itself (schema,
+pragmas, the integrity check, the salvage of a damaged file) in store_file.py.
 
-The bounds (a byte cap with its policy, a time to live, every loss counted) are
-in store_bounds.py; the file itself (schema, pragmas, the integrity check and
-the salvage of a damaged file) in store_file.py.
-
-Each thread opens its own BatchStore on the same file (SQLite connections are
-not shared between threads); WAL lets the uplink read while the sampler writes.
-
-Each opening draws an epoch (EPOCH_BITS random bits); the sampler writes its
-store's epoch into every batch it seals, so the backbone's dedupe key (node, stream,
-epoch, seq) stays unique when a lost or replaced file starts the numbers again at 0.
-The epoch lives in the payloads only: a batch sent again after a restart is the same
-bytes, under the epoch it was sealed with.
+Each thread opens its own BatchStore on the same file; WAL lets the uplink read while the
+sampler writes. Each opening draws an epoch (EPOCH_BITS random bits) that the sampler
+writes into every batch it seals, so the backbone's dedupe key (node, stream, epoch, seq)
+stays unique when a lost or replaced file starts the numbers again at 0. The epoch lives in
+the payloads only: a batch sent again after a restart is the same bytes.
 """
 
 from __future__ import annotations
@@ -156,50 +150,79 @@ class BatchStore:
         sealed_mono: float | None = None,
         states: Sequence[tuple[str, str, str, str]] = (),
     ) -> tuple[int, int]:
-        """Commit one batch in one transaction; ``encode(seq)`` gives its payload.
+        """``seal_many`` of one batch: (sequence number, payload size)."""
+        return self.seal_many(
+            [(stream, encode)],
+            sealed_at,
+            clock_unsynced=clock_unsynced,
+            boot_id=boot_id,
+            wall_offset_ms=wall_offset_ms,
+            sealed_mono=sealed_mono,
+            states=states,
+        )[0]
+
+    def seal_many(
+        self,
+        batches: Sequence[tuple[str, Callable[[int], bytes]]],
+        sealed_at: float,
+        *,
+        clock_unsynced: bool = False,
+        boot_id: str | None = None,
+        wall_offset_ms: int | None = None,
+        sealed_mono: float | None = None,
+        states: Sequence[tuple[str, str, str, str]] = (),
+    ) -> list[tuple[int, int]]:
+        """Commit a flush cycle's batches, (stream, encode) each, in one transaction:
+        ``encode(seq)`` gives a batch's payload once its number is known.
+
+        One commit a cycle, not one a stream: each is an fsync and whole pages of the card,
+        and the cycle's batches share most of theirs (the counters, the last leaf). What a
+        cycle seals is durable when this returns, as when its last stream's commit did.
 
         ``states`` are (stream, channel, spec JSON, state JSON) rows kept in the same
-        transaction, as of ``sealed_mono``, replacing older ones: a driver's total (an
-        energy meter's) is written with the batch that carries it, so no kill leaves a
-        total older than a batch sealed, at no cost of a transaction of its own.
+        transaction, as of ``sealed_mono``: a driver's total (an energy meter's) is written
+        with the batch that carries it, so no kill leaves a total older than a batch sealed.
 
-        Returns (sequence number, payload size), or (sequence number, 0) when the
-        cap and the ``refuse_newest`` policy turned it away (its number is used up
-        so the backbone sees the gap, and the refusal is counted; the states are kept
-        all the same). Nothing is stored, states included, if encode raises or the
-        commit fails. A full disk raises DiskFullError.
+        Returns (sequence number, payload size) per batch, or (sequence number, 0) for one
+        the cap and the ``refuse_newest`` policy turned away (its number is used up so the
+        backbone sees the gap; the refusal is counted). Nothing is stored, states included,
+        if an encode raises or the commit fails. A full disk raises DiskFullError.
         """
+        stamp = (sealed_at, int(clock_unsynced), boot_id, wall_offset_ms, sealed_mono)
         with self._transaction() as db:
-            row = db.execute("SELECT next_seq FROM stream_seq WHERE stream = ?", (stream,)).fetchone()
-            seq = row[0] if row else 0
-            payload = encode(seq)
-            db.execute(
-                "INSERT INTO stream_seq (stream, next_seq) VALUES (?, ?) "
-                "ON CONFLICT (stream) DO UPDATE SET next_seq = excluded.next_seq",
-                (stream, seq + 1),
-            )
-            stored = self.max_size is None or store_bounds.make_room(
-                db, stream, len(payload), used=self.depth()[1], max_size=self.max_size, policy=self.policy
-            )
-            if stored:
-                db.execute(
-                    "INSERT INTO batches (stream, seq, sealed, payload, clock_unsynced, boot_id, "
-                    "wall_offset_ms, sealed_mono) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        stream,
-                        seq,
-                        sealed_at,
-                        payload,
-                        int(clock_unsynced),
-                        boot_id,
-                        wall_offset_ms,
-                        sealed_mono,
-                    ),
-                )
+            out = [self._seal_one(db, stream, encode, stamp) for stream, encode in batches]
             if states:
                 _save_states(db, states, boot_id, sealed_mono or 0.0)
         self.commits += 1
-        return seq, len(payload) if stored else 0
+        return out
+
+    def _seal_one(
+        self,
+        db: sqlite3.Connection,
+        stream: str,
+        encode: Callable[[int], bytes],
+        stamp: tuple[float, int, str | None, int | None, float | None],
+    ) -> tuple[int, int]:
+        """One batch of ``seal_many``'s transaction; ``stamp`` is the rest of its row."""
+        row = db.execute("SELECT next_seq FROM stream_seq WHERE stream = ?", (stream,)).fetchone()
+        seq = row[0] if row else 0
+        payload = encode(seq)
+        db.execute(
+            "INSERT INTO stream_seq (stream, next_seq) VALUES (?, ?) "
+            "ON CONFLICT (stream) DO UPDATE SET next_seq = excluded.next_seq",
+            (stream, seq + 1),
+        )
+        stored = self.max_size is None or store_bounds.make_room(
+            db, stream, len(payload), used=self.depth()[1], max_size=self.max_size, policy=self.policy
+        )
+        if not stored:
+            return seq, 0
+        db.execute(
+            "INSERT INTO batches (stream, seq, payload, sealed, clock_unsynced, boot_id, "
+            "wall_offset_ms, sealed_mono) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (stream, seq, payload, *stamp),
+        )
+        return seq, len(payload)
 
     def expire(
         self,
@@ -288,15 +311,12 @@ class BatchStore:
     ) -> int:
         """Re-time this boot's batches stamped before the clock was synchronised.
 
-        Their samples were taken on this boot's monotonic clock, so shifting them
-        by the change of (wall - monotonic) gives their true times:
-        ``restamp(payload, shift_ms)`` gives the payload shifted (the sampler's, which
-        knows the wire format). Batches of an earlier boot cannot be re-timed and
-        keep their clock_unsynced flag. Returns how many batches were restamped
-        (in one transaction): the oldest ``limit`` (None: all), so that a caller that
-        must seal on time takes the rest at its next turn. Looked for through an index
-        of the unsynchronised batches alone, so finding none costs nothing however
-        long the queue.
+        Their samples were taken on this boot's monotonic clock, so shifting them by the
+        change of (wall - monotonic) gives their true times: ``restamp(payload, shift_ms)``
+        gives the payload shifted. Batches of an earlier boot keep their clock_unsynced flag.
+        Returns how many were restamped, in one transaction: the oldest ``limit`` (None:
+        all), the rest at the caller's next turn. Found through an index of the
+        unsynchronised batches alone, so finding none costs nothing however long the queue.
         """
         rows = self._db.execute(
             "SELECT id, payload, wall_offset_ms FROM batches INDEXED BY batches_unsynced "
@@ -314,11 +334,6 @@ class BatchStore:
                     (restamp(payload, shift), wall_offset_ms, shift / 1000.0, row_id),
                 )
         return len(rows)
-
-    def delete(self, row_id: int) -> bool:
-        """Remove an acknowledged batch; False if it was already gone."""
-        cur = self._db.execute("DELETE FROM batches WHERE id = ?", (row_id,))
-        return cur.rowcount > 0
 
     def delete_many(self, row_ids: Collection[int]) -> int:
         """Remove acknowledged batches in one transaction; how many were there."""

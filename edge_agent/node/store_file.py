@@ -189,10 +189,11 @@ def connect(path: str) -> sqlite3.Connection:
     # see into) is read with replacement characters rather than failing every read of it:
     # the payload carries its own checksum, and the backbone refuses a topic it does not name.
     db.text_factory = lambda raw: raw.decode("utf-8", "replace")
-    # Small pages: every commit writes whole pages to the WAL, and a batch is a few hundred
-    # bytes, so 1 KiB pages write a quarter of what the 4 KiB default would to the SD card.
+    # Small pages: every commit writes whole pages to the WAL, and a cycle's batches are a
+    # few hundred bytes, so 512-byte pages write less of the card than larger ones
+    # (bench/bench_writes.py: 41 against 47 bytes per payload byte with 1 KiB pages).
     # (Takes effect when the file is created; an existing file keeps its page size.)
-    db.execute("PRAGMA page_size=1024")
+    db.execute("PRAGMA page_size=512")
     mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if mode.lower() != "wal":
         db.close()
