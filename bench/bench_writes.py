@@ -1,7 +1,7 @@
 """Bytes the agent writes to the card per byte of payload it stores, from the kernel's own
 counter (/proc/PID/io write_bytes), the old store beside the new, in one run.
 
-    .venv/bin/python bench/bench_writes.py [--cycles 6] [--flush 10] [--dir DIR] [--json FILE]
+    .venv/bin/python bench/bench_writes.py [--cycles 12] [--flush 10] [--dir DIR] [--json FILE]
 
 The real agent (`edge-agent run --simulate`) with six simulated sensors sampled at 1 Hz,
 sealing every --flush seconds, its queue in --dir (default a temporary directory: it must
@@ -142,7 +142,7 @@ def run_agent(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cycles", type=int, default=6, help="flush cycles counted (default 6)")
+    ap.add_argument("--cycles", type=int, default=12, help="flush cycles counted (default 12)")
     ap.add_argument("--flush", type=float, default=10.0, help="flush interval, s (default 10: the default)")
     ap.add_argument("--dir", help="where the queues live (a disk, not a tmpfs)")
     ap.add_argument("--json", help="write the figures here too")

@@ -34,7 +34,9 @@ class Scripted:
         self.clock = clock
 
     def read(self) -> Reading:
-        return Reading(t=WALL0 + self.clock.t, mono=self.clock.t, values={"temperature": 20.0 + self.clock.t % 7})
+        return Reading(
+            t=WALL0 + self.clock.t, mono=self.clock.t, values={"temperature": 20.0 + self.clock.t % 7}
+        )
 
     def close(self) -> None:
         pass
@@ -96,7 +98,7 @@ def transactions(store: BatchStore, call) -> list[list[str]]:
         if sql.startswith("BEGIN"):
             current = []
         elif sql in ("COMMIT", "ROLLBACK") and current is not None:
-            out.append(current + [sql])
+            out.append([*current, sql])
             current = None
         elif current is not None:
             current.append(sql)
