@@ -4,7 +4,8 @@
 #   host-deps.sh build   -> python3 venv support, a C compiler, Python headers
 #   host-deps.sh test    -> mosquitto (integration tests), systemd-analyze (unit checks), openssl (test PKI),
 #                           dosfstools + mtools + fdisk (SD image provisioning), fusefat (a FAT driver
-#                           in FUSE: the card-wipe test), shellcheck (image recipe)
+#                           in FUSE: the card-wipe test), libfuse2 + fuse (the power-cut filesystem on
+#                           mfusepy, and fusermount), shellcheck (image recipe)
 # Without root, a missing piece is reported and the caller decides what to do.
 set -eu
 
@@ -33,6 +34,9 @@ test)
     command -v sfdisk >/dev/null 2>&1 || [ -x /usr/sbin/sfdisk ] || need_pkg fdisk
     command -v shellcheck >/dev/null 2>&1 || need_pkg shellcheck
     command -v fusefat >/dev/null 2>&1 || need_pkg fusefat
+    # mfusepy loads libfuse.so.2 (or libfuse3.so.3); fuse3 would replace fuse's fusermount
+    { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -q 'libfuse\.so\.2\|libfuse3\.so\.3' || need_pkg libfuse2
+    command -v fusermount >/dev/null 2>&1 || command -v fusermount3 >/dev/null 2>&1 || need_pkg fuse
     ;;
 *)
     echo "usage: $0 build|test" >&2
