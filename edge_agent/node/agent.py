@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import queue
 import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import Concatenate, ParamSpec
 
 from edge_agent import __version__, dsp
 from edge_agent.config import AgentConfig, store_path
@@ -21,6 +24,45 @@ from edge_agent.node.uplink import Uplink
 log = logging.getLogger("edge_agent.service")
 
 UPLINK_STALL = 15.0  # s without a turn of the uplink loop before the watchdog is withheld
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+P = ParamSpec("P")
+
+
+class SignalRelay:
+    """SIGTERM/SIGINT set ``stop``, SIGHUP sets ``reload``, with no lock taken in the handler.
+
+    A Python signal handler runs on the main thread between two bytecodes, wherever that
+    thread is, inside ``Event.wait()`` too, which holds the event's lock for a few bytecodes
+    around its real wait; a handler that called ``Event.set()`` there waited for that lock
+    forever, the main thread on itself (the signal module's documentation: locks "should not
+    be used within signal handlers"). The handler only puts the signal's number on a
+    SimpleQueue, whose put() is reentrant (made for this), and a thread of its own sets the
+    events. Installed when the agent is made, so a SIGTERM while the store opens (a salvage
+    can take a while) stops the agent cleanly after it rather than killing it half-way.
+    """
+
+    def __init__(self, stop: threading.Event, reload: threading.Event) -> None:
+        self.stop, self.reload = stop, reload
+        self.received: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self.previous = {s: signal.signal(s, self._handler) for s in SIGNALS}
+        self.thread = threading.Thread(target=self._relay, name="signals", daemon=True)
+        self.thread.start()
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.received.put(signum)  # nothing else here: see the class's docstring
+
+    def _relay(self) -> None:
+        while (signum := self.received.get()) is not None:
+            (self.reload if signum == signal.SIGHUP else self.stop).set()
+
+    def restore(self) -> None:
+        """The previous handlers back, the relay's thread ended (idempotent)."""
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}
+        self.received.put(None)
+        self.thread.join(timeout=1.0)
 
 
 def progress_checks(
@@ -41,6 +83,21 @@ def progress_checks(
     return [sealing, uplink_alive]
 
 
+def _restores_signals(init: Callable[Concatenate[Agent, P], None]) -> Callable[Concatenate[Agent, P], None]:
+    """An Agent that fails to open (its store, its hardware) gives the signals back."""
+
+    @functools.wraps(init)
+    def wrapper(self: Agent, *args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except BaseException:
+            if hasattr(self, "signals"):
+                self.signals.restore()
+            raise
+
+    return wrapper
+
+
 class Agent:
     """The agent: sampler on the calling thread, uplink on its own, systemd in the loop.
 
@@ -52,6 +109,7 @@ class Agent:
     configuration keeps running.
     """
 
+    @_restores_signals
     def __init__(
         self,
         cfg: AgentConfig,
@@ -66,6 +124,7 @@ class Agent:
         self.overrides = overrides or {}
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
+        self.signals = SignalRelay(self.stop_event, self.reload_event)  # before the store opens
         self.reloads = 0
         self.rejected_reloads = 0
         self.next_health = 0.0  # right after start, then every health_interval
@@ -124,12 +183,6 @@ class Agent:
             f"queue={n} batches ({size} B), link={'up' if self.uplink.connected else 'down'}, "
             f"sensors={self.sampler.sensors_up()}/{len(self.sampler.slots)} up"
         )
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
-            self.reload_event.set()
-        else:
-            self.stop_event.set()
 
     def _reload(self) -> None:
         from edge_agent.config import load_config, with_overrides
@@ -195,8 +248,6 @@ class Agent:
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; seal and commit open batches, then close everything."""
-        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-        previous = {s: signal.signal(s, self._on_signal) for s in signals}
         self.uplink.start()
         try:
             self.sampler.run(self.stop_event, on_ready=self._on_ready, tick=self._tick)
@@ -206,8 +257,7 @@ class Agent:
             self.store.close()
             self.uplink.stop()
             self.uplink.join()
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            self.signals.restore()
             self.notifier.close()
         log.info(
             "event=stop sealed_batches=%d sealed_bytes=%d delivered=%d reloads=%d",
