@@ -67,6 +67,7 @@ class Deleter(threading.Thread):
     """
 
     RETRY = 1.0
+    STOP = 3.0  # s at a stop for its last transaction (rows it leaves are sent again)
 
     def __init__(self, store_path: str) -> None:
         super().__init__(name="uplink-delete", daemon=True)
@@ -110,6 +111,21 @@ class Deleter(threading.Thread):
                 pending = []
         finally:
             store.close()
+
+    def finish(self, timeout: float) -> bool:
+        """Stop after the rows already handed over; wait at most ``timeout`` (a transaction
+        may be waiting out SQLite's busy timeout): False if it is still at work, left behind."""
+        self.requests.put(None)  # wakes the wait for requests, however long it was to be
+        if self.ident is not None:
+            self.join(timeout=timeout)
+        if not self.is_alive():
+            return True
+        log.warning(
+            "event=deleter_stop_timeout waited=%gs reason=%r",
+            timeout,
+            "acknowledged batches it has not deleted yet are sent again next time",
+        )
+        return False
 
 
 class DeliveryWindow:
