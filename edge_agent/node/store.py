@@ -404,9 +404,14 @@ class BatchStore:
         row = self._db.execute("SELECT next_seq FROM stream_seq WHERE stream = ?", (stream,)).fetchone()
         return row[0] if row else 0
 
+    CLOSE_BUSY = 2.0  # s the marker's DELETE waits for another connection's write lock
+
     def close(self) -> None:
         if self._marked:  # a clean stop: the next start has no WAL to miss
             try:
+                # Not the connection's 10 s: the agent closes its store after the uplink's
+                # connections, so a lock still held is a stuck writer, not one about to finish.
+                self._db.execute(f"PRAGMA busy_timeout={int(self.CLOSE_BUSY * 1000)}")
                 store_file.mark_closed(self._db)
             except sqlite3.OperationalError as exc:
                 log.warning("event=store_marker_kept path=%s reason=%r", self.path, str(exc))
