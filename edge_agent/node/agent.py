@@ -286,9 +286,13 @@ class Agent:
         other connection writes, so its open marker's DELETE waits on no lock.
         """
         self.uplink.start()
+        # The few deletes a live link acknowledges each cycle ride in the next seal's
+        # transaction (store_handoff): the pages they touch are written once.
+        self.store.take_deletes(wait=2 * self.cfg.flush_interval + 1.0)
         try:
             self.sampler.run(self.stop_event, on_ready=self._on_ready, tick=self._tick)
         finally:
+            self.store.take_deletes(None)  # sealing is over: the deleter does them all
             self.notifier.stopping()
             uplink_ends = self._stop_uplink(drain_timeout=DRAIN_TIMEOUT)
             self.hardware.close()

@@ -237,12 +237,22 @@ class DeliveryWindow:
             if until <= now:
                 del self.hold[row_id]
         skip: set[int]
+        read_to = (self.cursor_live, self.cursor_backlog)  # what the cursors had passed
         if now >= self.next_rescan:
             self.next_rescan = now + RESCAN_INTERVAL
             self.cursor_live, self.cursor_backlog = self.live_from_id, 0
             skip = set(self.inflight.values()) | set(self.hold) | set(self.acked) | self.deleting
         else:
             skip = set(self.hold)
+        try:
+            self._send(client, store, room, skip, now)
+        finally:
+            # A rescan goes back for the rows passed over, not past the cursors' marks: the
+            # rows it skipped there (in flight, being deleted) are not read again next turn.
+            self.cursor_live = max(self.cursor_live, read_to[0])
+            self.cursor_backlog = max(self.cursor_backlog, read_to[1])
+
+    def _send(self, client: mqtt.Client, store: BatchStore, room: int, skip: set[int], now: float) -> None:
         hold_unsynced = self._holding_unsynced(now)
         live = store.oldest(room, skip, hold_unsynced=hold_unsynced, after_id=self.cursor_live)
         for batch in live:
