@@ -337,3 +337,11 @@ def test_the_commands_build_and_verify_and_say_why_they_refuse(site, tmp_path, c
     assert listing(root) == before  # verify records nothing and leaves no staging behind
     assert main(["fleet", "bundle", "--key", str(key / "operator.key"), *args, str(wheels[1])]) == 2
     assert "no edge_agent-0.2.0-*.whl" in capsys.readouterr().err
+
+
+def test_a_bundle_is_never_written_over(site):
+    bundle = make(site)
+    before = bundle.read_bytes()
+    with pytest.raises(ValueError, match="exists; a bundle is never written over"):
+        make(site, counter=101)
+    assert bundle.read_bytes() == before

@@ -135,8 +135,12 @@ def build(
         issued=issued,
     )
     dest = Path(out)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:  # never over an existing file; a half-written bundle does not stay
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        raise ValueError(f"{dest}: exists; a bundle is never written over") from None
+    except OSError as exc:
+        raise ValueError(f"{dest}: cannot write: {exc.strerror or exc}") from None
     try:
         with (
             os.fdopen(fd, "wb") as raw,
@@ -149,11 +153,9 @@ def build(
             tar.close()
             raw.flush()
             os.fsync(raw.fileno())
-        if os.path.lexists(dest):
-            raise ValueError(f"{dest}: exists; a bundle is never written over")
-        os.link(tmp, dest)  # fails rather than replaces, should one appear meanwhile
-    finally:
-        os.unlink(tmp)
+    except BaseException:
+        os.unlink(dest)
+        raise
     return {
         "bundle": str(dest),
         "version": version,
