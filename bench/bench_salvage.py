@@ -20,14 +20,14 @@ the old path's worst case: its scan stops at once and it looks up every id up to
 - the agent end to end on the last: `edge-agent run --simulate` on the damaged queue,
   from the process's start to its event=ready line.
 
-Then the salvage of SALVAGE_ROWS batches behind READY: its rate, its chunks' write-lock
-holds, and a seal every 20 ms meanwhile, how long each waited for the lock (what the
-salvage adds to the loss window), beside the same seals with no salvage running. And at
-the store's default cap (256 MiB of payload: CAP_ROWS batches of 65 bytes) the full check
-against the bounded one, from a cold cache (the file's pages dropped with posix_fadvise)
-and a warm one, and the agent's time to READY on it, whole and damaged, cold. Figures
-only: times depend on the machine, its load and its disk (SD cards are slower; --dir puts
-the files there).
+Then the salvage of SALVAGE_ROWS batches behind READY: its rate, its chunks' transactions
+(a seal's commit they wait for included), and a seal every 20 ms meanwhile, how long each
+waited for the lock (what the salvage adds to the loss window), beside the same seals with
+no salvage running. And at the store's default cap (256 MiB of payload: CAP_ROWS batches
+of 65 bytes) the full check against the bounded one, from a cold cache (the file's pages
+dropped with posix_fadvise) and a warm one, and the agent's time to READY on it, whole and
+damaged, cold. Figures only: times depend on the machine, its load and its disk (SD cards
+are slower; --dir puts the files there).
 """
 
 from __future__ import annotations
@@ -193,7 +193,8 @@ def lock_waits(store: BatchStore, until: threading.Event | None, n: int = 100) -
 
 
 def timed_commits(salvage: store_salvage.Salvage) -> list[float]:
-    """The salvage's transactions (a chunk each), BEGIN IMMEDIATE to the end of COMMIT."""
+    """The salvage's transactions (a chunk each), from BEGIN IMMEDIATE (its wait for a seal
+    holding the lock included) to the end of COMMIT."""
     holds: list[float] = []
     plain = salvage._commit
 
@@ -330,7 +331,7 @@ def main() -> None:
         print(
             f"\nthe salvage of {a.salvage_rows:,} batches behind READY: {new['salvage']:.1f} s "
             f"({new['salvaged'] / new['salvage']:,.0f} batches/s), {new['queries']:.0f} queries; "
-            f"a chunk's write-lock hold: longest {ms(new['hold max'])}, median {ms(new['hold median'])}"
+            f"a chunk's transaction (its wait for the lock, the copy, the commit): longest {ms(new['hold max'])}, median {ms(new['hold median'])}"
         )
         print(
             f"  a seal every 20 ms meanwhile waited for the lock: longest {ms(new['wait max'])}, 99th "
