@@ -63,7 +63,8 @@ def test_any_failure_to_open_or_check_takes_the_recovery_path(tmp_path, monkeypa
 
     monkeypatch.setattr(store_file, "open_checked", failing_once)
     s = BatchStore(q, recover=True)
-    assert s.recovery is not None and s.recovery.salvaged == 3 and len(s.oldest(10)) == 3
+    assert s.recovery is not None and s.background is not None and s.background.finish_salvage(60)
+    assert s.recovery.complete and s.recovery.salvaged == 3 and len(s.oldest(10)) == 3
     s.close()
 
 

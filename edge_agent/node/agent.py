@@ -149,8 +149,11 @@ class Agent:
         ensure_private_dir(cfg.state_dir)
         path = store_path(cfg)
         # Opened first, so the start event names the epoch of the batches this run seals
-        # (a damaged file is moved aside and logged before it).
+        # (a damaged file is moved aside and logged before it). Its check reads what the
+        # run reads first, whatever the queue's size; the whole file is checked, and a
+        # damaged one's batches copied in, behind READY (store.background).
         self.store = BatchStore(path, max_size=cfg.store.max_size, policy=cfg.store.policy, recover=True)
+        self._recovering = False  # damage found behind READY: the uplink is stopping for it
         log.info(
             "event=start version=%s core=%s node=%s config=%s hash=%s simulate=%s store=%s "
             "epoch=%08x wire_version=%d flush_interval=%gs",
@@ -260,8 +263,33 @@ class Agent:
             len(new.sensors),
         )
 
+    def _store_damage(self) -> bool:
+        """Damage the check behind READY found: the uplink is stopped (its connections are
+        to the file), the store recovers as at a start, a new uplink starts. The sampler
+        seals on meanwhile; what it seals into the damaged file is salvaged with the rest.
+        Whether that is under way (a reload waits for it)."""
+        bg = self.store.background
+        if bg is None or bg.damage is None:
+            return False
+        if not self._recovering:
+            self._recovering = True
+            self.uplink.stop(drain_timeout=0.0)
+        if self.uplink.is_alive():
+            return True
+        self.uplink.join()
+        self.store.recover_now()
+        log.warning("event=store_reopened epoch=%08x: the batches sealed from now on", self.store.epoch)
+        self.uplink = Uplink(self.cfg, store_path(self.cfg))
+        self.sampler.on_sealed = self.uplink.notify
+        self.watchdog.checks = progress_checks(self.sampler, self.uplink, self.cfg.flush_interval)
+        self.uplink.start()
+        if self.store.background is not None:
+            self.store.background.start()
+        self._recovering = False
+        return False
+
     def _tick(self, now: float) -> float:
-        if self.reload_event.is_set():
+        if not self._store_damage() and self.reload_event.is_set():
             self._reload()
         if now >= self.next_health:
             self.uplink.post_health(self.sampler.health_part())
@@ -277,6 +305,8 @@ class Agent:
             len(self.sampler.slots),
             f"{self.watchdog.interval:g}s" if self.watchdog.interval else "off",
         )
+        if self.store.background is not None:
+            self.store.background.start()  # the whole file's check, a damaged one's salvage
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT; seal and commit open batches, then close everything.

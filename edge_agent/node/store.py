@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import NamedTuple
 
 from edge_agent.errors import DiskFullError
-from edge_agent.node import store_bounds, store_file, store_handoff
+from edge_agent.node import store_bounds, store_check, store_file, store_handoff
 from edge_agent.node.store_bounds import EXPIRE_CHUNK, EXPIRE_SCAN, POLICIES
 from edge_agent.node.store_file import (
     SCHEMA_VERSION,
@@ -82,8 +82,8 @@ class BatchStore(SavedStates):
 
     ``max_size`` (bytes of payload waiting, None for no cap) and ``policy`` apply
     to ``seal``; ``recover=True`` (the sampler's store, opened first) moves a
-    corrupt file aside instead of failing. ``epoch`` is drawn anew at each opening
-    (a recovered file gets one of its own with its new connection).
+    corrupt file aside instead of failing (``background``: its work behind READY).
+    ``epoch`` is drawn anew at each opening (a recovered file gets one of its own).
     """
 
     def __init__(
@@ -101,20 +101,23 @@ class BatchStore(SavedStates):
         self.commits = 0  # durable (fsync'ed, synchronous=FULL) seals on this connection
         self._sweep = store_bounds.Sweep()  # where the time to live looks next
         self._handoff: store_handoff.Handoff | None = None  # see take_deletes
-        self._db, self.recovery, wal_was_there = store_file.open_queue(path, recover)
-        if recover:
-            self._mark_open(wal_was_there)
+        self.background: store_check.Background | None = None  # (recover=True) behind READY
+        self._open(store_file.open_store(path, recover, self.epoch))
 
-    def _mark_open(self, wal_was_there: bool) -> None:
-        """The agent's opening (recover=True): a lost WAL of the last run is reported, and
-        this run's marker set. On a full disk the marker waits: the queue works without it."""
-        try:
-            self.wal_loss = store_file.mark_open(self._db, self.path, wal_was_there, self.epoch)
-            self._marked = True
-        except sqlite3.OperationalError as exc:
-            if not is_disk_full(exc):
-                raise
-            log.warning("event=store_marker_skipped path=%s reason=%r", self.path, str(exc))
+    def _open(self, o: store_file.Opened) -> None:
+        self._db, self.recovery, self._marked, self.background = o.db, o.recovery, o.marked, o.background
+        self.wal_loss = o.wal_loss or self.wal_loss
+
+    def recover_now(self) -> None:
+        """Damage found behind READY (``background.damage``): as at a start, moved aside, a
+        fresh file under a new epoch, the salvage to start. On this store's thread, every
+        other connection to the file closed (the uplink's)."""
+        assert self.background is not None and self.background.damage is not None
+        damage = self.background.damage
+        self.background.stop()
+        self._db.close()
+        self.epoch = secrets.randbits(EPOCH_BITS)
+        self._open(store_file.open_store(self.path, True, self.epoch, damaged=damage))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -397,6 +400,8 @@ class BatchStore(SavedStates):
     def close(self) -> None:
         if self._handoff is not None:
             self.take_deletes(None)
+        if self.background is not None:
+            self.background.stop()
         if self._marked:  # a clean stop: the next start has no WAL to miss
             try:
                 # Not the connection's 10 s: the agent closes its store after the uplink's

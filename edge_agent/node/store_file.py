@@ -1,10 +1,15 @@
 """The queue's SQLite file: created owner-only, opened in WAL mode with synchronous=FULL
 and its schema, checked, and moved aside and salvaged when it is damaged.
 
-A store file that SQLite cannot open or that fails its integrity check never
-blocks start-up: it is moved aside with a timestamp (never deleted), what SQLite
-can still read from it is copied into a fresh file, and the outcome is kept in a
-``Recovery`` for the log and the health message.
+A store file that SQLite cannot open or that fails its check never blocks start-up:
+it is moved aside with a timestamp (never deleted), a fresh file takes its place with
+what the first seal needs from it (store_salvage.prepare), and what SQLite can still
+read from it is copied in behind READY (store_salvage.Salvage); the outcome is kept in
+a ``Recovery`` for the log and the health message, updated as the copy goes on.
+
+The check at opening reads what the agent reads first, whatever the queue's size; the
+whole file is checked behind READY (store_check.py says how), and damage found there is
+recovered from the same way (``open_store`` with ``damaged``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from edge_agent.errors import DiskFullError, StoreError
+from edge_agent.node import store_check, store_salvage
 
 log = logging.getLogger("edge_agent.store")
 
@@ -134,13 +140,17 @@ def mark_closed(db: sqlite3.Connection) -> None:
 
 @dataclass
 class Recovery:
-    """What happened to a store file that could not be used."""
+    """What happened to a store file that could not be used: its batches ``salvaged`` and
+    ``unreadable`` so far, ``complete`` once the copy behind READY is done (``unreadable``
+    is then what its own count, ``expected``, says is missing, if that was readable)."""
 
     moved_to: str
     error: str
     salvaged: int = 0
     unreadable: int = 0
     at: float = field(default_factory=time.time)
+    complete: bool = True
+    expected: int | None = None
 
 
 def no_space(directory: str, exc: BaseException) -> bool:
@@ -203,11 +213,11 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 def open_checked(path: str, *, check: bool = True) -> sqlite3.Connection:
-    """``connect`` and the schema; with ``check``, the integrity check first (it reads the
-    whole file). Raises sqlite3.DatabaseError for a file that is not a usable store."""
+    """``connect`` and the schema; with ``check``, store_check.bounded_check first. Raises
+    sqlite3.DatabaseError for a file that is not a usable store."""
     db = connect(path)
     try:
-        result = db.execute("PRAGMA quick_check").fetchone()[0] if check else "ok"
+        result = store_check.bounded_check(db) if check else "ok"
         if result != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {result}")
         # Written only when something is missing: a store that is whole opens without a
@@ -254,9 +264,14 @@ def open_queue(path: str, recover: bool) -> tuple[sqlite3.Connection, Recovery |
     try:
         if damage is not None:
             raise damage
-        # The integrity check reads the whole file: only the opening that can recover from
-        # a failure (the agent's, first at start) pays for it.
-        return open_checked(path, check=recover), None, wal_was_there
+        # Only the opening that can recover from a failure (the agent's, first at start)
+        # checks, and goes on with a salvage a kill interrupted.
+        db = open_checked(path, check=recover)
+        try:
+            jobs = store_salvage.pending(db) if recover else []
+        except BaseException:
+            db.close()
+            raise
     except Exception as exc:
         if is_disk_full(exc) or getattr(exc, "errno", None) == errno.ENOSPC or no_space(parent, exc):
             raise DiskFullError(f"{path}: the disk is full; the queue is kept as it is: {exc}") from exc
@@ -266,11 +281,17 @@ def open_queue(path: str, recover: bool) -> tuple[sqlite3.Connection, Recovery |
             raise StoreError(f"{path}: cannot open the queue: {exc}") from exc
         db, rec = recover_file(path, exc)
         return db, rec, True  # a fresh file: no marker to compare
+    if not jobs:
+        return db, None, wal_was_there
+    moved_to, error, at, salvaged, unreadable, expected = jobs[-1]
+    log.warning("event=store_salvage_resumed moved_to=%s salvaged_batches=%d", moved_to, salvaged)
+    return db, Recovery(moved_to, error, salvaged, unreadable, at, False, expected), wal_was_there
 
 
 def recover_file(path: str, error: Exception) -> tuple[sqlite3.Connection, Recovery]:
-    """Move the damaged file (and its WAL) aside, open a fresh one, copy into it what
-    can still be read; the new connection, and what happened."""
+    """Move the damaged file (and its WAL) aside, open a fresh one with what the first seal
+    needs from it (store_salvage.prepare, in one transaction); the new connection, and what
+    happened, the copy of its batches still to come (store_salvage.Salvage)."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
     aside = f"{path}.corrupt-{stamp}"
     n = 1
@@ -283,84 +304,52 @@ def recover_file(path: str, error: Exception) -> tuple[sqlite3.Connection, Recov
     log.error("event=store_corrupt path=%s error=%r moved_to=%s", path, str(error), aside)
     create_private(path)
     db = open_checked(path)
-    rec = Recovery(moved_to=aside, error=str(error))
-    _salvage(db, aside, rec)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        expected, whole = store_salvage.prepare(db, aside, str(error))
+        db.execute("COMMIT")
+    except BaseException:
+        db.close()
+        raise
+    rec = Recovery(moved_to=aside, error=str(error), complete=False, expected=expected)
     log.error(
-        "event=store_recovered moved_to=%s salvaged_batches=%d unreadable=%d",
+        "event=store_recovered moved_to=%s batches=%s counters=%s: the readable batches are copied behind READY",
         aside,
-        rec.salvaged,
-        rec.unreadable,
+        "unknown" if expected is None else expected,
+        "exact" if whole else "from the index and the newest rows (stream_seq unreadable)",
     )
     return db, rec
 
 
-# What reading a damaged file may raise: SQLite's errors, and text that is not UTF-8 (or
-# a value of the wrong type) from bytes the damage changed.
-_UNREADABLE = (sqlite3.DatabaseError, TypeError, ValueError)  # UnicodeDecodeError is a ValueError
+@dataclass
+class Opened:
+    """A queue opened, as a BatchStore keeps it."""
+
+    db: sqlite3.Connection
+    recovery: Recovery | None = None
+    wal_loss: WalLoss | None = None
+    marked: bool = False
+    background: store_check.Background | None = None
 
 
-def _salvage(db: sqlite3.Connection, aside: str, rec: Recovery) -> None:
-    """Copy every batch and sequence counter SQLite can still read from the old file."""
-    try:
-        old = sqlite3.connect(f"file:{aside}?mode=ro", uri=True)
-    except _UNREADABLE:
-        return
-    try:
-        # Damaged text comes back as bytes that are not UTF-8: a UnicodeDecodeError, as any
-        # other failure to read a row, makes that row unreadable, never the recovery fail.
+def open_store(path: str, recover: bool, epoch: int, *, damaged: str | None = None) -> Opened:
+    """``open_queue`` (with ``damaged``, what the check behind READY found: straight to
+    ``recover_file``); for the agent's opening (``recover``) also this run's open marker
+    (``mark_open``; on a full disk it waits: the queue works without it) and the work
+    behind READY, not yet started (store_check.Background)."""
+    if damaged is None:
+        db, rec, wal_was_there = open_queue(path, recover)
+    else:
+        (db, rec), wal_was_there = recover_file(path, sqlite3.DatabaseError(damaged)), True
+    out = Opened(db, rec)
+    if recover:
         try:
-            for stream, next_seq in old.execute("SELECT stream, next_seq FROM stream_seq"):
-                db.execute("INSERT OR REPLACE INTO stream_seq VALUES (?, ?)", (stream, next_seq))
-        except _UNREADABLE:
-            rec.unreadable += 1
-        for row_id in _readable_ids(old):
-            try:
-                row = old.execute(
-                    "SELECT stream, seq, sealed, payload, clock_unsynced, boot_id, "
-                    "wall_offset_ms, sealed_mono FROM batches WHERE id = ?",
-                    (row_id,),
-                ).fetchone()
-                copied = db.execute(
-                    "INSERT OR IGNORE INTO batches (stream, seq, sealed, payload, "
-                    "clock_unsynced, boot_id, wall_offset_ms, sealed_mono) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    row,
-                ).rowcount
-                if copied != 1:  # a (stream, seq) the damage made twice: the first one is kept
-                    rec.unreadable += 1
-                    continue
-                # never hand out a salvaged batch's number again
-                db.execute(
-                    "INSERT INTO stream_seq (stream, next_seq) VALUES (?, ?) ON CONFLICT "
-                    "(stream) DO UPDATE SET next_seq = max(next_seq, excluded.next_seq)",
-                    (row[0], row[1] + 1),
-                )
-                rec.salvaged += 1
-            except _UNREADABLE:
-                rec.unreadable += 1
-    finally:
-        old.close()
-
-
-def _readable_ids(old: sqlite3.Connection) -> list[int]:
-    """Row ids of batches: a scan up to the first damaged page, then one lookup per id
-    up to the highest id ever given (lookups descend the tree and step over bad leaves)."""
-    ids: list[int] = []
-    try:
-        for (row_id,) in old.execute("SELECT id FROM batches ORDER BY id"):
-            ids.append(row_id)
-        return ids
-    except _UNREADABLE:
-        pass
-    try:
-        row = old.execute("SELECT seq FROM sqlite_sequence WHERE name = 'batches'").fetchone()
-        top = row[0] if row else 0
-    except _UNREADABLE:
-        top = 0
-    for row_id in range((ids[-1] if ids else 0) + 1, top + 1):
-        try:
-            if old.execute("SELECT 1 FROM batches WHERE id = ?", (row_id,)).fetchone():
-                ids.append(row_id)
-        except _UNREADABLE:
-            continue
-    return ids
+            out.wal_loss = mark_open(db, path, wal_was_there, epoch)
+            out.marked = True
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                db.close()
+                raise
+            log.warning("event=store_marker_skipped path=%s reason=%r", path, str(exc))
+        out.background = store_check.Background(path, rec, connect)
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 
@@ -97,3 +98,121 @@ def test_a_wal_deleted_after_a_kill_is_logged_at_the_next_start(tmp_path):
     assert f"event=store_wal_lost path={state}/queue.sqlite3 " in log and f"run_epoch={epoch}" in log, log
     start = next(line for line in log.splitlines() if "event=start " in line)
     assert start.split(" epoch=")[1].split()[0] != epoch  # this run seals under an epoch of its own
+
+
+def damaged_queue(state, ids: list[int], leaf: str) -> set[tuple]:
+    """A queue of batches at ``ids`` (its sqlite_sequence at the highest), one leaf of its
+    table zeroed (the "head", or the "middle", past what the opening reads); what SQLite
+    can still read of it, (stream, seq, payload) by id."""
+    from test_store_salvage import btree, build
+
+    state.mkdir(exist_ok=True)
+    q = str(state / "queue.sqlite3")
+    build(q, ids)
+    db = sqlite3.connect(q)
+    db.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'batches'", (max(ids),))
+    db.commit()
+    db.close()
+    leaves = [pg for pg, _, kind, _ in sorted(btree(q), key=lambda r: r[1]) if kind == "leaf"]
+    with open(q, "r+b") as f:
+        f.seek((leaves[0 if leaf == "head" else len(leaves) // 2] - 1) * 1024)
+        f.write(bytes(1024))
+    db = sqlite3.connect(f"file:{q}?mode=ro", uri=True)
+    readable = set()
+    for i in ids:
+        try:
+            readable |= set(
+                db.execute("SELECT stream, seq, payload FROM batches WHERE id = ?", (i,)).fetchall()
+            )
+        except sqlite3.DatabaseError:
+            pass
+    db.close()
+    return readable
+
+
+def queue_rows(state) -> list[tuple]:
+    db = sqlite3.connect(f"file:{state / 'queue.sqlite3'}?mode=ro", uri=True)
+    rows = db.execute("SELECT stream, seq, payload FROM batches").fetchall()
+    db.close()
+    return rows
+
+
+def test_the_agent_is_ready_before_the_salvage_of_ten_million_ids(tmp_path):
+    """20,000 batches waiting at ids up to 10 M, the oldest leaf damaged: READY comes before
+    the salvage, which takes a few queries (the old one looked up all 10 M ids before READY)
+    and brings back every batch SQLite can read."""
+    state = tmp_path / "state"
+    readable = damaged_queue(state, list(range(9_980_001, 10_000_001)), "head")
+    err = tmp_path / "agent.err"
+    proc = subprocess.Popen(agent_on(state, "500ms"), stderr=open(err, "wb"))
+    log = wait_for_log(
+        proc, err, lambda text: "event=store_salvaged" in text and "event=batch_sealed" in text, 120
+    )
+    assert stop_agent(proc, err) == 0
+    log = err.read_text()
+    assert log.index("event=ready") < log.index("event=store_salvaged")
+    salvaged = next(line for line in log.splitlines() if "event=store_salvaged" in line)
+    assert (
+        f"salvaged_batches={len(readable)} " in salvaged
+        and f"unreadable={20_000 - len(readable)} " in salvaged
+    )
+    assert int(salvaged.split("queries=")[1].split()[0]) <= 10
+    rows = queue_rows(state)
+    assert readable <= set(rows) and len({r[:2] for r in rows}) == len(rows)
+    assert "Traceback" not in log
+
+
+def test_an_agent_killed_during_its_salvage_goes_on_and_loses_nothing_readable(tmp_path):
+    state = tmp_path / "state"
+    readable = damaged_queue(state, list(range(1, 200_001)), "head")
+    err = tmp_path / "first.err"
+    proc = subprocess.Popen(agent_on(state, "500ms"), stderr=open(err, "wb"))
+    wait_for_log(proc, err, lambda text: "event=ready" in text, 60)
+    deadline = time.monotonic() + 60
+    copied = 0
+    while not copied:  # the salvage under way: the kill comes in its middle
+        assert time.monotonic() < deadline and "event=store_salvaged" not in err.read_text(), err.read_text()
+        try:
+            db = sqlite3.connect(f"file:{state / 'queue.sqlite3'}?mode=ro", uri=True)
+            copied = db.execute("SELECT max(salvaged) FROM salvage").fetchone()[0] or 0
+            db.close()
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert "event=store_salvaged" not in err.read_text()
+    aside = [p for p in os.listdir(state) if ".corrupt-" in p and not p.endswith(("-wal", "-shm"))]
+    assert len(aside) == 1  # kept, and the salvage's row with it, for the next start
+    second = tmp_path / "second.err"
+    proc = subprocess.Popen(agent_on(state, "500ms"), stderr=open(second, "wb"))
+    wait_for_log(proc, second, lambda text: "event=store_salvaged" in text, 180)
+    assert stop_agent(proc, second) == 0
+    log = second.read_text()
+    assert "event=store_salvage_resumed" in log and "event=store_corrupt" not in log
+    rows = queue_rows(state)
+    assert readable <= set(rows)  # every readable batch, after the kill as before it
+    assert len({r[:2] for r in rows}) == len(rows)  # and none twice
+    assert os.path.exists(state / aside[0])
+
+
+def test_damage_the_opening_does_not_read_is_recovered_while_the_agent_runs(tmp_path):
+    """A damaged page in the middle of the queue passes the bounded check at opening; the
+    whole file's check behind READY finds it, and the running agent moves the file aside
+    and salvages it as at a start, sealing on meanwhile and after."""
+    state = tmp_path / "state"
+    readable = damaged_queue(state, list(range(1, 30_001)), "middle")
+    err = tmp_path / "agent.err"
+    proc = subprocess.Popen(agent_on(state, "300ms"), stderr=open(err, "wb"))
+    wait_for_log(proc, err, lambda text: "event=store_salvaged" in text, 120)
+    sealed = err.read_text().count("event=batch_sealed")
+    wait_for_log(proc, err, lambda text: text.count("event=batch_sealed") >= sealed + 3, 60)
+    assert stop_agent(proc, err) == 0
+    log = err.read_text()
+    order = ["event=ready", "event=store_damage_found", "event=store_corrupt", "event=store_reopened"]
+    assert [log.index(e) for e in order] == sorted(log.index(e) for e in order), log
+    epochs = [log.split(" epoch=")[1].split()[0], log.split("event=store_reopened epoch=")[1].split(":")[0]]
+    assert epochs[0] != epochs[1]  # batches sealed after it under an epoch of their own
+    rows = queue_rows(state)
+    assert readable <= set(rows) and len({r[:2] for r in rows}) == len(rows)
+    assert "Traceback" not in log
