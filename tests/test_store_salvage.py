@@ -68,7 +68,15 @@ def rows_under(tree: list[tuple[int, str, str, int]], pages: list[int]) -> int:
     return sum(n for _, p, kind, n in tree if kind == "leaf" and any(p.startswith(q) for q in paths))
 
 
-def damage(path: str, pages: list[int], rnd: random.Random, size: int = 1024) -> None:
+def page_size(path: str) -> int:
+    with open(path, "rb") as f:
+        f.seek(16)
+        size = int.from_bytes(f.read(2), "big")
+    return 65536 if size == 1 else size
+
+
+def damage(path: str, pages: list[int], rnd: random.Random, size: int | None = None) -> None:
+    size = size or page_size(path)
     with open(path, "r+b") as f:
         for page in pages:
             how = rnd.choice(["zero", "random", "64 bytes", "cell pointers"])
@@ -165,8 +173,8 @@ def test_the_work_does_not_grow_with_the_highest_id(tmp_path, leaf):
         build(q, list(range(base, base + 3000)))
         leaves = [pg for pg, _, kind, _ in sorted(btree(q), key=lambda r: r[1]) if kind == "leaf"]
         with open(q, "r+b") as f:
-            f.seek((leaves[leaf] - 1) * 1024)
-            f.write(bytes(1024))
+            f.seek((leaves[leaf] - 1) * page_size(q))
+            f.write(bytes(page_size(q)))
         got = Counted(q)
         assert set(got.ids) == oracle(q, list(range(base, base + 3000)))
         counts.append((got.walk.queries, got.steps, len(got.ids)))
@@ -181,7 +189,7 @@ def test_a_damaged_root_costs_a_lookup_per_row_and_no_more(tmp_path):
     build(q, ids)
     root = next(pg for pg, path, *_ in btree(q) if path == "/")
     with open(q, "r+b") as f:  # garbage over part of the root's cells: SQLite's scans fail
-        f.seek((root - 1) * 1024 + 40)
+        f.seek((root - 1) * page_size(q) + 40)
         f.write(random.Random(5).randbytes(200))
     got = Counted(q)
     assert oracle(q, ids) <= set(got.ids)
@@ -248,7 +256,7 @@ def test_pages_read_the_wal_as_sqlite_does(tmp_path):
     q = str(tmp_path / "q.sqlite3")
     build(q, list(range(1, 3001)), wal_from=1500)
     wal = open(q + "-wal", "rb").read()
-    frame = 24 + 1024
+    frame = 24 + page_size(q)
     frames = (len(wal) - 32) // frame
     cases = {"whole": wal, "cut": wal[: 32 + frames // 2 * frame + 500], "damaged frame": bytearray(wal)}
     cases["damaged frame"][32 + frames // 3 * frame + 100] ^= 0xFF
@@ -283,8 +291,8 @@ def recovered(tmp_path, n: int = 600, *, extra: tuple[str, ...] = ()) -> tuple[s
         hit += leaves[-2:]
     with open(q, "r+b") as f:
         for page in hit:
-            f.seek((page - 1) * 1024)
-            f.write(bytes(1024))
+            f.seek((page - 1) * page_size(q))
+            f.write(bytes(page_size(q)))
     db = sqlite3.connect(f"file:{q}?mode=ro", uri=True)
     readable = set()
     for i in range(1, n + 1):
@@ -347,8 +355,8 @@ def test_a_number_the_damage_hid_everywhere_is_counted_not_dropped(tmp_path, cap
     hit += [pg for pg, _, kind, _ in btree(q, "sqlite_autoindex_batches_1") if kind == "leaf"]
     with open(q, "r+b") as f:
         for page in hit:
-            f.seek((page - 1) * 1024)
-            f.write(bytes(1024))
+            f.seek((page - 1) * page_size(q))
+            f.write(bytes(page_size(q)))
     s = BatchStore(q, recover=True)
     try:
         for _ in range(20):
@@ -435,8 +443,8 @@ def test_damage_the_opening_does_not_read_is_found_behind_ready_and_salvaged(tmp
     build(q, ids)
     leaves = [pg for pg, _, kind, _ in sorted(btree(q), key=lambda r: r[1]) if kind == "leaf"]
     with open(q, "r+b") as f:  # the middle of the queue: past the head the opening reads
-        f.seek((leaves[len(leaves) // 2] - 1) * 1024)
-        f.write(bytes(1024))
+        f.seek((leaves[len(leaves) // 2] - 1) * page_size(q))
+        f.write(bytes(page_size(q)))
     want = oracle(q, ids)
     s = BatchStore(q, recover=True)
     try:
@@ -479,8 +487,8 @@ def test_the_opening_of_a_damaged_queue_costs_the_same_whatever_its_size_or_ids(
         build(q, list(range(base, base + rows)))
         leaves = [pg for pg, _, kind, _ in sorted(btree(q), key=lambda r: r[1]) if kind == "leaf"]
         with open(q, "r+b") as f:
-            f.seek((leaves[0] - 1) * 1024)
-            f.write(bytes(1024))
+            f.seek((leaves[0] - 1) * page_size(q))
+            f.write(bytes(page_size(q)))
         steps.append(0)
         with BatchStore(q, recover=True) as s:
             assert s.recovery is not None and not s.recovery.complete and s.recovery.expected == rows
