@@ -13,7 +13,9 @@ Mosquitto (the uplink deletes each batch once acknowledged: a node's usual day),
 from the first seal over --cycles flush cycles:
 
 - old: one transaction per stream and seal, 1 KiB pages (the store before group commit);
-- new: one transaction a cycle (BatchStore.seal_many), 512-byte pages.
+- new: one transaction a cycle (BatchStore.seal_many), 512-byte pages, and (with a broker)
+  the acknowledged deletes carried in the next seal's transaction (store_handoff);
+- new without hand-over (with a broker): the same, the deleter committing its own deletes.
 
 Also printed, the floor of this design: a durable commit per cycle dirties at least one
 4 KiB page of the WAL (write_bytes counts whole pages when they become dirty), so the
@@ -61,6 +63,17 @@ def one_per_stream(self, batches, sealed_at, *, states=(), **stamp):
         out += seal_many(self, [b], sealed_at, states=states if i == len(batches) - 1 else (), **stamp)
     return out
 BatchStore.seal_many = one_per_stream
+sys.exit(main(sys.argv[1:]))
+"""
+
+# The new store without the hand-over of acknowledged deletes (store_handoff): the uplink's
+# deleter commits them itself, as before it.
+NO_HANDOFF = """\
+import sys
+from edge_agent.cli import main
+from edge_agent.node.store import BatchStore
+
+BatchStore.take_deletes = lambda self, wait: None
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -146,6 +159,8 @@ def main() -> None:
     ap.add_argument("--flush", type=float, default=10.0, help="flush interval, s (default 10: the default)")
     ap.add_argument("--dir", help="where the queues live (a disk, not a tmpfs)")
     ap.add_argument("--json", help="write the figures here too")
+    ap.add_argument("--only", action="append", help="run only this variant (old, new, ...; repeatable)")
+    ap.add_argument("--link", choices=("offline", "broker"), help="run only with this link")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench-writes-", dir=args.dir or "/var/tmp")
     root = os.path.join(work, "root")  # a sysroot whose clock is synchronised
@@ -168,6 +183,8 @@ def main() -> None:
                 [mosquitto, "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
         for link in ("offline", "broker") if broker else ("offline",):
+            if args.link and link != args.link:
+                continue
             url = f"mqtt://127.0.0.1:{port if link == 'broker' else 1}"
             config = os.path.join(work, f"{link}.yaml")
             with open(config, "w") as f:
@@ -180,11 +197,16 @@ def main() -> None:
                     """)
                     + SENSORS
                 )
-            for name, code, page in (("old", OLD, 1024), ("new", NEW, 512)):
+            variants = [("old", OLD, 1024), ("new", NEW, 512)]
+            if link == "broker":
+                variants.insert(1, ("new without hand-over", NO_HANDOFF, 512))
+            for name, code, page in variants:
+                if args.only and name not in args.only:
+                    continue
                 r = run_agent(code, page, config, os.path.join(work, "state"), root, args.cycles, args.flush)
                 results[f"{name}/{link}"] = r
                 print(
-                    f"{name:3} {link:7}  {r['written_bytes']:8,} B written  {r['batches']:3} batches  "
+                    f"{name:21} {link:7}  {r['written_bytes']:8,} B written  {r['batches']:3} batches  "
                     f"{r['payload_bytes']:6,} B payload  {r['bytes_per_payload_byte']:7} B/B  "
                     f"(floor {r['floor']})",
                     flush=True,

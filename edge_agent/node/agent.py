@@ -174,7 +174,10 @@ class Agent:
                 cfg.mqtt.broker.url,
                 "mqtt.allow_insecure is set: data and credentials travel unencrypted",
             )
-        self.uplink = Uplink(cfg, path)
+        # Set by the sampler while this boot's batches of an unsynchronised clock wait to be
+        # restamped: the uplink holds them back meanwhile, so they leave with their true times.
+        self.restamping = threading.Event()
+        self.uplink = Uplink(cfg, path, restamping=self.restamping)
         probe = SystemProbe()
         self.hardware = self._hardware(cfg)
         self.sampler = Sampler(
@@ -185,6 +188,7 @@ class Agent:
             clock_synchronized=lambda: probe.clock().synchronized,
             boot_id=probe.boot_id(),
         )
+        self.sampler.restamping = self.restamping
         self.notifier = Notifier.from_env()
         self.watchdog = Watchdog(
             self.notifier,
@@ -248,7 +252,7 @@ class Agent:
         if (new.mqtt, new.node_id, new.clock_hold) != (old.mqtt, old.node_id, old.clock_hold):
             # what stays unacknowledged, the new one sends
             self._join_uplink(self._stop_uplink(drain_timeout=1.0))
-            self.uplink = Uplink(new, store_path(new))
+            self.uplink = Uplink(new, store_path(new), restamping=self.restamping)
             self.sampler.on_sealed = self.uplink.notify
             self.uplink.start()
         self.cfg = new
@@ -279,7 +283,7 @@ class Agent:
         self.uplink.join()
         self.store.recover_now()
         log.warning("event=store_reopened epoch=%08x: the batches sealed from now on", self.store.epoch)
-        self.uplink = Uplink(self.cfg, store_path(self.cfg))
+        self.uplink = Uplink(self.cfg, store_path(self.cfg), restamping=self.restamping)
         self.sampler.on_sealed = self.uplink.notify
         self.watchdog.checks = progress_checks(self.sampler, self.uplink, self.cfg.flush_interval)
         self.uplink.start()

@@ -133,8 +133,16 @@ class DeliveryWindow:
     """The batches of the current connection on their way: handed to paho, acknowledged,
     being deleted, or held back for a retry; and the counters of what was delivered."""
 
-    def __init__(self, cfg: AgentConfig, store_path: str, *, started: float | None = None) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        store_path: str,
+        *,
+        started: float | None = None,
+        restamping: threading.Event | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.restamping = restamping  # set while the sampler restamps this boot's batches
         self.started = time.monotonic() if started is None else started  # for mqtt's clock hold
         self.stopping = False  # set by Uplink.stop() (another thread): acks go to the deleter at once
         self.inflight: dict[int, int] = {}  # mid -> store row id, for the current connection
@@ -210,8 +218,10 @@ class DeliveryWindow:
             pass
 
     def _holding_unsynced(self, now: float) -> bool:
-        """Batches stamped on an unsynchronised clock wait a while for the sync that restamps them."""
-        return now - self.started < self.cfg.clock_hold
+        """Batches stamped on an unsynchronised clock wait a while for the sync that restamps
+        them, and once it came, until the sampler has restamped them all."""
+        restamping = self.restamping is not None and self.restamping.is_set()
+        return restamping or now - self.started < self.cfg.clock_hold
 
     def drained(self, store: BatchStore, *, connected: bool) -> bool:
         """Nothing in flight or being deleted, and (while connected) nothing left to send."""

@@ -70,6 +70,7 @@ class Sampler:
         self.boot_id = boot_id
         self.clock_synced: bool | None = None  # as last seen at a seal
         self.restamped = 0
+        self.restamping = threading.Event()  # set while this boot's unsynced batches remain
         self.unstored: dict[str, int] = {}  # batches lost to a full disk, per stream
         self.next_expire = 0.0
         self.next_state_save = clock() + STATE_SAVE_INTERVAL
@@ -209,10 +210,7 @@ class Sampler:
         return n
 
     def _chain_rows(self) -> list[tuple[str, str, str, str]]:
-        return [
-            (stream, channel, pipe.spec_json, json.dumps(pipe.chain.get_state()))
-            for stream, channel, pipe in self._pipes()
-        ]
+        return [(st, ch, p.spec_json, json.dumps(p.chain.get_state())) for st, ch, p in self._pipes()]
 
     def save_states(self) -> None:
         """Save every chain's state (after a seal, so lossy stages hold nothing)."""
@@ -261,6 +259,8 @@ class Sampler:
             if n:
                 self.restamped += n
                 log.info("event=batches_restamped count=%d boot_id=%s", n, self.boot_id)
+            # more at the next seal: the uplink holds them back meanwhile
+            (self.restamping.set if n == RESTAMP_PER_SEAL else self.restamping.clear)()
 
     def _commit(self, batches: list[tuple[str, Encode, int]], synced: bool, offset_ms: int) -> int:
         """One transaction: the cycle's (stream, encode, points) batches, the drivers' totals
@@ -296,9 +296,8 @@ class Sampler:
         return len(stored)
 
     def seal(self) -> int:
-        """Seal every stream's open batch, all in one transaction (``_commit``); returns how
-        many were sealed. The store's upkeep (restamping, the time to live) comes after the
-        commit, and is bounded."""
+        """Seal every stream's open batch, in one transaction (``_commit``): how many. The
+        store's upkeep (restamping, the time to live) comes after the commit, bounded."""
         wall_offset_ms = round((self.wall() - self.clock()) * 1000)
         synced = self._check_clock()
         flags = 0 if synced else wire.FLAG_CLOCK_UNSYNCED

@@ -1,24 +1,19 @@
 """The uplink: store -> MQTT (paho-mqtt 2.x, QoS 1).
 
-One thread owns the uplink: its own store connection for reading, all
-bookkeeping, and paho's network work, which it drives through paho's interface
-for external event loops (``socket()``, ``loop_read()``, ``loop_write()``,
-``loop_misc()``) rather than a separate paho thread. paho's callbacks therefore
-run on this thread (they never block or raise); the sampler reaches it only
-through a queue of small events. Deleting acknowledged rows is handed to a
-second thread with its own connection: SQLite works without the GIL, so that
-cost leaves the network thread's path (see ``Deleter``).
+One thread owns the uplink: its own store connection for reading, all bookkeeping,
+and paho's network work, driven through paho's interface for external event loops
+(``socket()``, ``loop_read()``, ``loop_write()``, ``loop_misc()``), so paho's callbacks
+run on this thread (they never block or raise); the sampler reaches it only through a
+queue of small events. Deleting acknowledged rows is a second thread's, with its own
+connection: SQLite works without the GIL (see ``Deleter``).
 
-Measured on a 2-core VM (bench/bench_drain.py): a paho network thread plus ours,
-handing each PUBACK over a queue, drained a backlog at about 0.6x a bare paho
-publish loop, the two threads fighting over the GIL; one thread doing it all,
-0.55-0.86x. What closed the rest: paho's writes wait for the end of each turn
-(``on_socket_register_write``), so the publishes a burst of PUBACKs releases
-leave back to back and the kernel coalesces them, where paho alone sends each
-the moment it is queued, a segment and a broker wake-up per message (A/B in one
-run: median 0.79x -> 1.02x); the store is read a window's worth of rows at a
-time; acknowledged rows go to the deleter ten times a second while batches are
-in flight, so it takes the GIL from this thread that often, not every turn.
+Measured on a 2-core VM (bench/bench_drain.py): a paho network thread plus ours drained
+a backlog at about 0.6x a bare paho publish loop, the two fighting over the GIL; one
+thread doing it all, 0.55-0.86x. What closed the rest: paho's writes wait for the end of
+each turn (``on_socket_register_write``), so the publishes a burst of PUBACKs releases
+leave back to back and the kernel coalesces them (A/B in one run: median 0.79x -> 1.02x);
+the store is read a window's worth of rows at a time; acknowledged rows go to the deleter
+ten times a second while batches are in flight, not every turn.
 
 Which batches are on the wire, their acknowledgements and their deletion are the
 delivery window's (edge_agent/node/delivery.py); this module is the connection loop.
@@ -96,7 +91,14 @@ class Backoff:
 class Uplink(threading.Thread):
     """Publishes stored batches; deletes each on a successful PUBACK."""
 
-    def __init__(self, cfg: AgentConfig, store_path: str, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        store_path: str,
+        *,
+        rng: random.Random | None = None,
+        restamping: threading.Event | None = None,
+    ) -> None:
         super().__init__(name="uplink", daemon=True)
         self.cfg = cfg
         self.store_path = store_path
@@ -104,7 +106,7 @@ class Uplink(threading.Thread):
         self._stop_requested = threading.Event()
         self.connected = False
         self.started = time.monotonic()
-        self.window = DeliveryWindow(cfg, store_path, started=self.started)
+        self.window = DeliveryWindow(cfg, store_path, started=self.started, restamping=restamping)
         self.deleter = self.window.deleter
         self.reconnects = 0
         self.connect_failures = 0
