@@ -14,8 +14,8 @@ refuses becomes a dead letter with PostgreSQL's reason, so one bad message never
 others or comes back in a loop. A connection that fails is the caller's (OperationalError:
 nothing of the group was committed; write it again).
 
-Stream and channel ids are looked up once and cached; new ones are inserted in their own
-short transaction before the group's (an id nobody uses yet harms nobody).
+Stream and channel ids are looked up once and cached; the new ones of a group are inserted in
+their own short transaction before the group's (an id nobody uses yet harms nobody).
 """
 
 from __future__ import annotations
@@ -89,6 +89,26 @@ _INSERT_DEAD = (
     "INSERT INTO dead_letters (topic, payload, reason, received) VALUES (%s, %s, %s, to_timestamp(%s))"
 )
 
+_INSERT_STREAMS = """
+INSERT INTO streams (node, stream) SELECT * FROM unnest(%s::text[], %s::text[]) ORDER BY 1, 2
+ON CONFLICT DO NOTHING
+"""
+_SELECT_STREAMS = """
+SELECT s.id, s.node, s.stream FROM streams s JOIN unnest(%s::text[], %s::text[]) AS u(node, stream)
+    ON (s.node, s.stream) = (u.node, u.stream)
+"""
+_CHANNEL_COLUMNS = "stream_id, name, unit, resolution, reconstruction, bound, bound_relative"
+_CHANNEL_ARRAYS = "%s::int4[], %s::text[], %s::text[], %s::float8[], %s::text[], %s::float8[], %s::bool[]"
+_INSERT_CHANNELS = f"""
+INSERT INTO channels ({_CHANNEL_COLUMNS}) SELECT * FROM unnest({_CHANNEL_ARRAYS}) ORDER BY 1, 2, 3, 4, 5, 6, 7
+ON CONFLICT DO NOTHING
+"""
+_SELECT_CHANNELS = f"""
+SELECT c.id, c.stream_id, c.name, c.unit, c.resolution, c.reconstruction, c.bound, c.bound_relative
+FROM channels c JOIN unnest({_CHANNEL_ARRAYS}) AS u({_CHANNEL_COLUMNS})
+    ON ({", ".join("c." + x for x in _CHANNEL_COLUMNS.split(", "))}) = ({", ".join("u." + x for x in _CHANNEL_COLUMNS.split(", "))})
+"""
+
 # What PostgreSQL refuses because of a message's content, not because of the database.
 REFUSED = (psycopg.DataError, psycopg.IntegrityError)
 
@@ -110,6 +130,11 @@ class Counts:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+def _channel_key(sid: int, ch: wire.ChannelData) -> tuple:
+    """A channel's identity: its stream and its whole description."""
+    return (sid, ch.name, ch.unit, ch.resolution, ch.reconstruction, ch.bound, ch.bound_relative)
+
+
 def _text(s: str) -> str:
     """A str PostgreSQL's text takes (it has no NUL)."""
     return s.replace("\x00", "\\x00")
@@ -126,37 +151,26 @@ class Writer:
 
     # --- ids -------------------------------------------------------------------------------
 
-    def _stream_id(self, node: str, stream: str) -> int:
-        key = (node, stream)
-        sid = self._streams.get(key)
-        if sid is None:
+    def _resolve_ids(self, batches: list[wire.Batch]) -> None:
+        """Every stream and channel of these batches into the caches; the new ones inserted in
+        one short transaction (two statements each), sorted, so workers do not deadlock."""
+        streams = sorted({(b.node, b.stream) for b in batches} - self._streams.keys())
+        if streams:
+            cols = [list(c) for c in zip(*streams)]
             with self.conn.transaction():
-                self.conn.execute(
-                    "INSERT INTO streams (node, stream) VALUES (%s, %s) ON CONFLICT DO NOTHING", key
-                )
-                sid = self.conn.execute(
-                    "SELECT id FROM streams WHERE node = %s AND stream = %s", key
-                ).fetchone()[0]
-            self._streams[key] = sid
-        return sid
-
-    def _channel_id(self, sid: int, ch: wire.ChannelData) -> int:
-        key = (sid, ch.name, ch.unit, ch.resolution, ch.reconstruction, ch.bound, ch.bound_relative)
-        cid = self._channels.get(key)
-        if cid is None:
+                self.conn.execute(_INSERT_STREAMS, cols)
+                for sid, *key in self.conn.execute(_SELECT_STREAMS, cols):
+                    self._streams[tuple(key)] = sid
+        channels = sorted(
+            {_channel_key(self._streams[(b.node, b.stream)], ch) for b in batches for ch in b.channels}
+            - self._channels.keys()
+        )
+        if channels:
+            cols = [list(c) for c in zip(*channels)]
             with self.conn.transaction():
-                self.conn.execute(
-                    "INSERT INTO channels (stream_id, name, unit, resolution, reconstruction, bound, bound_relative) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    key,
-                )
-                cid = self.conn.execute(
-                    "SELECT id FROM channels WHERE stream_id = %s AND name = %s AND unit = %s AND resolution = %s "
-                    "AND reconstruction = %s AND bound = %s AND bound_relative = %s",
-                    key,
-                ).fetchone()[0]
-            self._channels[key] = cid
-        return cid
+                self.conn.execute(_INSERT_CHANNELS, cols)
+                for cid, *key in self.conn.execute(_SELECT_CHANNELS, cols):
+                    self._channels[tuple(key)] = cid
 
     # --- one group -------------------------------------------------------------------------
 
@@ -164,14 +178,16 @@ class Writer:
         """All of ``records`` in one transaction; raises what psycopg raises (nothing committed)."""
         counts = Counts()
         batches: dict[tuple[int, int, int], tuple[BatchRecord, list[int], int, float]] = {}
+        self._resolve_ids([r.batch for r in records if isinstance(r, BatchRecord)])
         for r in records:
             if isinstance(r, BatchRecord):
                 b = r.batch
-                sid = self._stream_id(b.node, b.stream)
+                sid = self._streams[(b.node, b.stream)]
                 key = (sid, b.epoch, b.seq)
                 seen = batches.get(key)
                 if seen is None:
-                    batches[key] = (r, [self._channel_id(sid, ch) for ch in b.channels], 1, r.msg.received)
+                    cids = [self._channels[_channel_key(sid, ch)] for ch in b.channels]
+                    batches[key] = (r, cids, 1, r.msg.received)
                 else:
                     batches[key] = (seen[0], seen[1], seen[2] + 1, max(seen[3], r.msg.received))
         statuses = sorted(
