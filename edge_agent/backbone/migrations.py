@@ -103,7 +103,7 @@ CREATE TABLE dead_letters (
 -- Monthly partitions of samples (UTC months) from months_back before this one to
 -- months_ahead after it; rows already in samples_default for a new month move into it.
 -- Returns how many it made. Old months are detached with
--- ALTER TABLE samples DETACH PARTITION samples_YYYYMM [CONCURRENTLY].
+-- ALTER TABLE samples DETACH PARTITION samples_YYYYMM (not CONCURRENTLY: there is a default).
 CREATE FUNCTION ensure_sample_partitions(months_back integer DEFAULT 1, months_ahead integer DEFAULT 3)
 RETURNS integer LANGUAGE plpgsql AS $fn$
 DECLARE
