@@ -108,6 +108,20 @@ def wait_for_log(proc: subprocess.Popen, log: Path, done, timeout: float = 30) -
     return text
 
 
+def kill_agent(proc: subprocess.Popen, log: Path) -> str:
+    """An agent still running: every thread's stack into its log (SIGUSR1: faulthandler),
+    then SIGKILL, both by pid; returns the log. For a test's ``finally`` as for a hang."""
+    if proc.poll() is None:
+        before = log.read_text().count("(most recent call first)")
+        os.kill(proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 5  # the dump is written from the signal handler
+        while log.read_text().count("(most recent call first)") == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    return log.read_text()
+
+
 def stop_agent(proc: subprocess.Popen, log: Path, timeout: float = 60) -> int:
     """SIGTERM by pid and the exit code; a stop that does not come within ``timeout`` fails
     with the agent's log and every thread's stack (SIGUSR1: faulthandler), then SIGKILL."""
@@ -115,11 +129,8 @@ def stop_agent(proc: subprocess.Popen, log: Path, timeout: float = 60) -> int:
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGUSR1)
-        time.sleep(1.0)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-        raise AssertionError(f"no clean stop within {timeout:.0f} s:\n{log.read_text()}") from None
+        text = kill_agent(proc, log)
+        raise AssertionError(f"no clean stop within {timeout:.0f} s:\n{text}") from None
 
 
 def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:
@@ -135,10 +146,12 @@ def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:
             agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", str(workdir / "state")),
             stderr=log,
         )
-        wait_for_log(proc, err, lambda text: "event=ready" in text)
-        time.sleep(seconds)
-        os.kill(proc.pid, signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0, err.read_text()
+        try:
+            wait_for_log(proc, err, lambda text: "event=ready" in text)
+            time.sleep(seconds)
+            assert stop_agent(proc, err) == 0, err.read_text()
+        finally:
+            kill_agent(proc, err)
     return err.read_text()
 
 

@@ -21,6 +21,7 @@ def _credentials(args: argparse.Namespace):
         wifi_ssid=args.wifi_ssid,
         wifi_psk_file=args.wifi_psk_file,
         hostname=args.hostname,
+        trust=tuple(args.trust),
     )
 
 
@@ -35,6 +36,7 @@ def cmd_image_provision(args: argparse.Namespace) -> int:
         print(
             f"{args.target}: provisioned node {m['node_id']} (instance {m['instance_id']}), "
             f"{len(m['files'])} files, {len(secrets)} of them secret: removed from the card at first boot"
+            + (f"; trusts key {', '.join(m['trust'])}" if m["trust"] else "")
         )
     return EXIT_OK
 
@@ -57,6 +59,7 @@ def cmd_image_inspect(args: argparse.Namespace) -> int:
         print(f"  configuration INVALID: {info['config_error']}")
     present = [n for n, there in info["credentials"].items() if there]
     print(f"  credentials present: {', '.join(present) or 'none'}")
+    print(f"  trusted keys: {', '.join(info['trust']) or 'none'}")
     ci = info["cloud_init"]
     print(
         f"  cloud-init: instance {ci['instance_id'] or '-'}, hostname {ci['hostname'] or '-'}, "
@@ -125,6 +128,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ip.add_argument("--wifi-ssid", metavar="SSID", help="Wi-Fi network (cloud-init network-config)")
     ip.add_argument("--wifi-psk-file", metavar="FILE", help="its passphrase, on the first line")
     ip.add_argument("--hostname", metavar="NAME", help="host name (cloud-init user-data)")
+    ip.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="KEY.pub",
+        help="an operator's public key (keys new) the node trusts for signed updates; repeatable",
+    )
     ip.add_argument("--json", action="store_true", help="print the manifest as JSON")
     ip.set_defaults(func=cmd_image_provision)
     ii = isub.add_parser("inspect", help="what a card or image carries (never a secret)")

@@ -1,6 +1,10 @@
 """The node's first boot, as root (edge-agent-import.service): what ``image provision``
 put on the boot partition moves into /etc/edge-agent, checked, with tight modes, and
 every secret leaves the card. Nothing here runs on the technician's laptop.
+
+Operators' public keys (``trust-<id>.pub``) go into the node's trust store,
+/etc/edge-agent/trust/<id>.pub: root's (0640, the service's group may read), in a directory
+root:edge-agent 0750, so the agent reads its trust anchors and cannot change them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,16 @@ import yaml
 from edge_agent.config import parse_config
 from edge_agent.config.yamlfile import load_yaml
 from edge_agent.errors import ConfigError, ProvisionError
-from edge_agent.field.provision import AGENT_DIR, CONFIG_DIR, CREDENTIALS, MANIFEST, is_secret, yaml_mapping
+from edge_agent.field.provision import (
+    AGENT_DIR,
+    CONFIG_DIR,
+    CREDENTIALS,
+    MANIFEST,
+    TRUST_FILE,
+    is_secret,
+    trusted_key,
+    yaml_mapping,
+)
 from edge_agent.files import CONFIG_MAX, TooLarge, read_at_most, replace_wiped, unlink_wiped
 
 
@@ -106,7 +119,7 @@ def import_boot(
         for name in names:
             if name == MANIFEST:
                 continue
-            if name not in CREDENTIALS and name != "node.yaml":
+            if name not in CREDENTIALS and name != "node.yaml" and not TRUST_FILE.match(name):
                 log(f"event=import_skipped file={name} reason=unknown")
                 continue
             try:
@@ -119,6 +132,9 @@ def import_boot(
                     f"{src / name}: does not match its SHA-256 in {MANIFEST} (a damaged "
                     "card?); nothing imported"
                 )
+            trust = TRUST_FILE.match(name)
+            if trust and trusted_key(data, str(src / name))[0] != trust.group(1):
+                raise ProvisionError(f"{src / name}: holds another key than its name says; nothing imported")
             files[name] = data
         if "node.yaml" in files:
             try:
@@ -129,6 +145,18 @@ def import_boot(
         os.chown(dest_dir, 0, gid)
         os.chmod(dest_dir, 0o750)
         for name, data in files.items():
+            trust = TRUST_FILE.match(name)
+            if trust:  # the agent reads its trust anchors and cannot change them
+                trust_dir = dest_dir / "trust"
+                trust_dir.mkdir(exist_ok=True)
+                os.chown(trust_dir, 0, gid)
+                os.chmod(trust_dir, 0o750)
+                _install(data, trust_dir / f"{trust.group(1)}.pub", 0o640, 0, gid)
+                result["imported"].append(f"trust/{trust.group(1)}.pub")
+                log(
+                    f"event=imported file={trust_dir / trust.group(1)}.pub mode=0640 owner=0:{gid} bytes={len(data)}"
+                )
+                continue
             mode = 0o600 if is_secret(name) else 0o640
             _install(data, dest_dir / name, mode, uid, gid)
             result["imported"].append(name)

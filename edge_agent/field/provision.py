@@ -15,6 +15,8 @@ lowercase):
     edge-agent/client.pem       client certificate for mutual TLS (optional)
     edge-agent/client.key       its key (optional, secret)
     edge-agent/mqtt-password    the broker password (optional, secret)
+    edge-agent/trust-<id>.pub   an operator's public key the node trusts for signed updates,
+                                configurations and commands (``--trust``, any number; not secret)
     edge-agent/provision.json   what was provisioned: node id, instance id, files and
                                 their SHA-256; no secret
     meta-data                   cloud-init: a new instance id on every provisioning
@@ -25,10 +27,13 @@ lowercase):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import datetime as _dt
 import hashlib
 import json
+import re
 import uuid
 
 import yaml
@@ -51,6 +56,34 @@ CREDENTIALS = {
     "client.key": ("key_file", True),
     "mqtt-password": ("password_file", True),
 }
+TRUST_FILE = re.compile(r"^trust-([0-9a-f]{16})\.pub$")  # on the card; /etc/edge-agent/trust/<id>.pub
+PUBLIC_TAG, SECRET_TAG = "edge-agent-ed25519-public", "edge-agent-ed25519-secret"
+
+
+def trusted_key(data: bytes, where: str) -> tuple[str, bytes]:
+    """(key id, the key's line) of an operator's public key file. The format is
+    edge_agent.fleet.keys's, read here without PyNaCl since field does not import fleet
+    (tests/test_layering.py); tests/test_fleet_keys.py holds the two readers to one answer."""
+    try:
+        line = data.decode("ascii").splitlines()[0] if data else ""
+    except UnicodeDecodeError:
+        line = ""
+    fields = line.split(" ", 2)
+    if fields[0] == SECRET_TAG:
+        raise ProvisionError(
+            f"{where}: this is a private key, which never goes on a card; give its .pub file"
+        )
+    if fields[0] != PUBLIC_TAG or len(fields) < 2:
+        raise ProvisionError(f"{where}: not an edge-agent public key (expected a line '{PUBLIC_TAG} ...')")
+    try:
+        raw = base64.b64decode(fields[1], validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32 or base64.b64encode(raw).decode() != fields[1]:
+        raise ProvisionError(f"{where}: the key is not 32 bytes in base64")
+    if len(fields) > 2 and not fields[2].isprintable():
+        raise ProvisionError(f"{where}: the comment holds control characters")
+    return hashlib.sha256(raw).hexdigest()[:16], (line + "\n").encode("ascii")
 
 
 # --- provisioning -----------------------------------------------------------------------------
@@ -63,6 +96,7 @@ class Credentials:
     wifi_ssid: str | None = None
     wifi_psk_file: str | None = None
     hostname: str | None = None
+    trust: tuple[str, ...] = ()  # operators' public key files
 
 
 def _read_input(path: str, what: str) -> bytes:
@@ -168,6 +202,11 @@ def plan(
             if name == "mqtt-password":
                 data = (_first_line(data, "password file", src) + "\n").encode()
             files[f"{AGENT_DIR}/{name}"] = data
+    trusted = []
+    for src in creds.trust:
+        kid, line = trusted_key(_read_input(src, "trusted key"), src)
+        files[f"{AGENT_DIR}/trust-{kid}.pub"] = line
+        trusted.append(kid)
     files[f"{AGENT_DIR}/node.yaml"] = (
         f"# provisioned by edge-agent {__version__} image provision\n"
         + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
@@ -226,6 +265,7 @@ def plan(
         "broker": [b.url for b in cfg.mqtt.brokers],
         "username": cfg.mqtt.username,
         "cloud_init": cloud,
+        "trust": sorted(set(trusted)),
         "files": {
             rel: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "secret": is_secret(rel)}
             for rel, data in files.items()
@@ -293,6 +333,7 @@ def inspect(target_path: str) -> dict:
             out["config_error"] = str(exc)
     present = target.names(AGENT_DIR)
     out["credentials"] = {name: name in present for name in CREDENTIALS}
+    out["trust"] = sorted(m.group(1) for name in present if (m := TRUST_FILE.match(name)))
     meta = yaml_mapping(target.read("meta-data"), "meta-data", target.name)
     user = yaml_mapping(target.read("user-data"), "user-data", target.name)
     net = yaml_mapping(target.read("network-config"), "network-config", target.name)

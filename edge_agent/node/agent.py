@@ -2,25 +2,83 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import queue
 import signal
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Concatenate, ParamSpec
 
 from edge_agent import __version__, dsp
 from edge_agent.config import AgentConfig, store_path
+from edge_agent.node.delivery import Deleter
 from edge_agent.node.hardware import Hardware, SimulatedHardware
 from edge_agent.node.sampler import Sampler
 from edge_agent.node.sdnotify import Notifier, Watchdog, watchdog_interval
 from edge_agent.node.store import BatchStore, ensure_private_dir
 from edge_agent.node.sysinfo import SystemProbe
-from edge_agent.node.uplink import Uplink
+from edge_agent.node.uplink import CONNECT_TIMEOUT, OFFLINE_WAIT, Uplink
 
 log = logging.getLogger("edge_agent.service")
 
 UPLINK_STALL = 15.0  # s without a turn of the uplink loop before the watchdog is withheld
+DRAIN_TIMEOUT = 5.0  # s the uplink may go on sending at a stop
+
+
+def uplink_stop_bound(drain_timeout: float) -> float:
+    """The most an uplink takes to end after ``stop(drain_timeout)``: an attempt under way
+    (CONNECT_TIMEOUT, one address) or the drain, its "offline" status, the deleter's end.
+    Past it, it is stuck where no timeout of ours reaches (a DNS lookup): left behind."""
+    return max(drain_timeout, CONNECT_TIMEOUT) + OFFLINE_WAIT + Deleter.STOP + 1.0
+
+
+# The most a stop takes after the final seals: the uplink's bound, closing the store (its
+# busy wait, BatchStore.CLOSE_BUSY), the signal thread. systemd/edge-agent.service's
+# TimeoutStopSec leaves room for it and for the seals (tests/test_agent_stop.py).
+STOP_BOUND = uplink_stop_bound(DRAIN_TIMEOUT) + BatchStore.CLOSE_BUSY + 1.0
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+P = ParamSpec("P")
+
+
+class SignalRelay:
+    """SIGTERM/SIGINT set ``stop``, SIGHUP sets ``reload``, with no lock taken in the handler.
+
+    A Python signal handler runs on the main thread between two bytecodes, wherever that
+    thread is, inside ``Event.wait()`` too, which holds the event's lock for a few bytecodes
+    around its real wait; a handler that called ``Event.set()`` there waited for that lock
+    forever, the main thread on itself (the signal module's documentation: locks "should not
+    be used within signal handlers"). The handler only puts the signal's number on a
+    SimpleQueue, whose put() is reentrant (made for this), and a thread of its own sets the
+    events. Installed when the agent is made, so a SIGTERM while the store opens (a salvage
+    can take a while) stops the agent cleanly after it rather than killing it half-way.
+    """
+
+    def __init__(self, stop: threading.Event, reload: threading.Event) -> None:
+        self.stop, self.reload = stop, reload
+        self.received: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self.previous = {s: signal.signal(s, self._handler) for s in SIGNALS}
+        self.thread = threading.Thread(target=self._relay, name="signals", daemon=True)
+        self.thread.start()
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.received.put(signum)  # nothing else here: see the class's docstring
+
+    def _relay(self) -> None:
+        while (signum := self.received.get()) is not None:
+            (self.reload if signum == signal.SIGHUP else self.stop).set()
+
+    def restore(self) -> None:
+        """The previous handlers back, the relay's thread ended (idempotent)."""
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}
+        self.received.put(None)
+        self.thread.join(timeout=1.0)
 
 
 def progress_checks(
@@ -41,6 +99,21 @@ def progress_checks(
     return [sealing, uplink_alive]
 
 
+def _restores_signals(init: Callable[Concatenate[Agent, P], None]) -> Callable[Concatenate[Agent, P], None]:
+    """An Agent that fails to open (its store, its hardware) gives the signals back."""
+
+    @functools.wraps(init)
+    def wrapper(self: Agent, *args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except BaseException:
+            if hasattr(self, "signals"):
+                self.signals.restore()
+            raise
+
+    return wrapper
+
+
 class Agent:
     """The agent: sampler on the calling thread, uplink on its own, systemd in the loop.
 
@@ -52,6 +125,7 @@ class Agent:
     configuration keeps running.
     """
 
+    @_restores_signals
     def __init__(
         self,
         cfg: AgentConfig,
@@ -66,6 +140,7 @@ class Agent:
         self.overrides = overrides or {}
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
+        self.signals = SignalRelay(self.stop_event, self.reload_event)  # before the store opens
         self.reloads = 0
         self.rejected_reloads = 0
         self.next_health = 0.0  # right after start, then every health_interval
@@ -125,11 +200,21 @@ class Agent:
             f"sensors={self.sampler.sensors_up()}/{len(self.sampler.slots)} up"
         )
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if signum == signal.SIGHUP:
-            self.reload_event.set()
-        else:
-            self.stop_event.set()
+    def _stop_uplink(self, drain_timeout: float) -> float:
+        """Tell the uplink to stop; returns the monotonic time by which it has ended."""
+        self.uplink.stop(drain_timeout=drain_timeout)
+        return time.monotonic() + uplink_stop_bound(drain_timeout)
+
+    def _join_uplink(self, deadline: float) -> None:
+        """Wait for the uplink told to stop, until ``deadline``: a thread stuck past it (a DNS
+        lookup, a TLS handshake that trickles) is left behind, a daemon, and the stop goes
+        on; what it had in flight is in the store and sent again next time."""
+        self.uplink.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self.uplink.is_alive():
+            log.error(
+                "event=uplink_stop_timeout reason=%r",
+                "the uplink thread did not end within its bound: left behind, its batches stay queued",
+            )
 
     def _reload(self) -> None:
         from edge_agent.config import load_config, with_overrides
@@ -158,8 +243,8 @@ class Agent:
         self.sampler.reconfigure(new, self.hardware.make)  # closes the old drivers
         old_hardware.close()
         if (new.mqtt, new.node_id, new.clock_hold) != (old.mqtt, old.node_id, old.clock_hold):
-            self.uplink.stop(drain_timeout=1.0)  # what stays unacknowledged, the new one sends
-            self.uplink.join()
+            # what stays unacknowledged, the new one sends
+            self._join_uplink(self._stop_uplink(drain_timeout=1.0))
             self.uplink = Uplink(new, store_path(new))
             self.sampler.on_sealed = self.uplink.notify
             self.uplink.start()
@@ -194,20 +279,26 @@ class Agent:
         )
 
     def run(self) -> int:
-        """Run until SIGTERM/SIGINT; seal and commit open batches, then close everything."""
-        signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-        previous = {s: signal.signal(s, self._on_signal) for s in signals}
+        """Run until SIGTERM/SIGINT; seal and commit open batches, then close everything.
+
+        The stop takes at most STOP_BOUND after the final seals: the uplink drains and is
+        waited for (bounded) while the hardware closes, and the store closes last, when no
+        other connection writes, so its open marker's DELETE waits on no lock.
+        """
         self.uplink.start()
+        # The few deletes a live link acknowledges each cycle ride in the next seal's
+        # transaction (store_handoff): the pages they touch are written once.
+        self.store.take_deletes(wait=2 * self.cfg.flush_interval + 1.0)
         try:
             self.sampler.run(self.stop_event, on_ready=self._on_ready, tick=self._tick)
         finally:
+            self.store.take_deletes(None)  # sealing is over: the deleter does them all
             self.notifier.stopping()
+            uplink_ends = self._stop_uplink(drain_timeout=DRAIN_TIMEOUT)
             self.hardware.close()
+            self._join_uplink(uplink_ends)
             self.store.close()
-            self.uplink.stop()
-            self.uplink.join()
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            self.signals.restore()
             self.notifier.close()
         log.info(
             "event=stop sealed_batches=%d sealed_bytes=%d delivered=%d reloads=%d",

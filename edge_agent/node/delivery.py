@@ -37,6 +37,7 @@ log = logging.getLogger("edge_agent.uplink")
 FAILED_RETRY_DELAY = 5.0  # s before a batch whose PUBACK failed is offered again
 RESCAN_INTERVAL = 5.0  # s between reads of the whole queue for rows passed over
 DELETE_EVERY = 0.1  # s acknowledgements gather while batches are in flight
+UNSENDABLE_HOLD = 3600  # s before a batch paho refuses to publish (its topic) is tried again
 
 
 class TokenBucket:
@@ -67,6 +68,7 @@ class Deleter(threading.Thread):
     """
 
     RETRY = 1.0
+    STOP = 3.0  # s at a stop for its last transaction (rows it leaves are sent again)
 
     def __init__(self, store_path: str) -> None:
         super().__init__(name="uplink-delete", daemon=True)
@@ -110,6 +112,21 @@ class Deleter(threading.Thread):
                 pending = []
         finally:
             store.close()
+
+    def finish(self, timeout: float) -> bool:
+        """Stop after the rows already handed over; wait at most ``timeout`` (a transaction
+        may be waiting out SQLite's busy timeout): False if it is still at work, left behind."""
+        self.requests.put(None)  # wakes the wait for requests, however long it was to be
+        if self.ident is not None:
+            self.join(timeout=timeout)
+        if not self.is_alive():
+            return True
+        log.warning(
+            "event=deleter_stop_timeout waited=%gs reason=%r",
+            timeout,
+            "acknowledged batches it has not deleted yet are sent again next time",
+        )
+        return False
 
 
 class DeliveryWindow:
@@ -220,12 +237,22 @@ class DeliveryWindow:
             if until <= now:
                 del self.hold[row_id]
         skip: set[int]
+        read_to = (self.cursor_live, self.cursor_backlog)  # what the cursors had passed
         if now >= self.next_rescan:
             self.next_rescan = now + RESCAN_INTERVAL
             self.cursor_live, self.cursor_backlog = self.live_from_id, 0
             skip = set(self.inflight.values()) | set(self.hold) | set(self.acked) | self.deleting
         else:
             skip = set(self.hold)
+        try:
+            self._send(client, store, room, skip, now)
+        finally:
+            # A rescan goes back for the rows passed over, not past the cursors' marks: the
+            # rows it skipped there (in flight, being deleted) are not read again next turn.
+            self.cursor_live = max(self.cursor_live, read_to[0])
+            self.cursor_backlog = max(self.cursor_backlog, read_to[1])
+
+    def _send(self, client: mqtt.Client, store: BatchStore, room: int, skip: set[int], now: float) -> None:
         hold_unsynced = self._holding_unsynced(now)
         live = store.oldest(room, skip, hold_unsynced=hold_unsynced, after_id=self.cursor_live)
         for batch in live:
@@ -249,8 +276,31 @@ class DeliveryWindow:
             topic = self._topics[batch.stream] = wire.data_topic(
                 self.cfg.mqtt.topic_prefix, self.cfg.node_id, batch.stream
             )
-        payload = wire.mark_historical(batch.payload) if historical else batch.payload
-        info = client.publish(topic, payload, qos=1)
+        payload = batch.payload
+        try:
+            if historical:
+                payload = wire.mark_historical(payload)
+        except (ValueError, TypeError, IndexError):  # WireFormatError is a ValueError
+            # Damage the integrity check cannot see (a row's bytes): sent as a live batch's
+            # would be, unread, for the backbone to refuse; it used to end this thread.
+            log.error(
+                "event=batch_unreadable row=%d stream=%r seq=%d sent=as_stored",
+                batch.id,
+                batch.stream,
+                batch.seq,
+            )
+        try:
+            info = client.publish(topic, payload, qos=1)
+        except (ValueError, TypeError) as exc:  # a damaged stream name that is no topic (+, #)
+            self.hold[batch.id] = time.monotonic() + UNSENDABLE_HOLD
+            log.error(
+                "event=batch_unsendable row=%d topic=%r error=%r retry_in=%ds",
+                batch.id,
+                topic,
+                str(exc),
+                UNSENDABLE_HOLD,
+            )
+            return True  # the others go on
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             return False  # the disconnect event follows
         self.inflight[info.mid] = batch.id

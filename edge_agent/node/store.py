@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from typing import NamedTuple
 
 from edge_agent.errors import DiskFullError
-from edge_agent.node import store_bounds, store_file
+from edge_agent.node import store_bounds, store_file, store_handoff
 from edge_agent.node.store_bounds import EXPIRE_CHUNK, EXPIRE_SCAN, POLICIES
 from edge_agent.node.store_file import (
     SCHEMA_VERSION,
@@ -35,6 +35,8 @@ from edge_agent.node.store_file import (
     ensure_private_dir,
     is_disk_full,
 )
+from edge_agent.node.store_handoff import HANDOFF_MAX
+from edge_agent.node.store_states import DRIVER_STATE, SavedStates, save_states
 
 __all__ = [
     "DRIVER_STATE",
@@ -54,8 +56,15 @@ __all__ = [
 
 log = logging.getLogger("edge_agent.store")
 
-DRIVER_STATE = "__driver__"  # chain_state rows with this channel hold a driver's own state
 EPOCH_BITS = 32  # an opening's epoch: as many random bits as wire.EPOCH_BITS (tests/test_node_v4.py)
+
+
+def _delete(db: sqlite3.Connection, row_ids: Collection[int]) -> int:
+    # One statement: SQLite runs it without the GIL from start to end, where executemany
+    # would take the GIL back between rows.
+    return db.execute(
+        "DELETE FROM batches WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(row_ids)),)
+    ).rowcount
 
 
 class StoredBatch(NamedTuple):
@@ -68,19 +77,7 @@ class StoredBatch(NamedTuple):
     payload: bytes
 
 
-def _save_states(
-    db: sqlite3.Connection, states: Sequence[tuple[str, str, str, str]], boot_id: str | None, mono: float
-) -> None:
-    """Upsert chain_state rows. Updated in place, not replaced (a delete and an insert): the
-    key's index is left alone, so a seal that keeps a total writes one page more, not two."""
-    db.executemany(
-        "INSERT INTO chain_state VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (stream, channel) DO UPDATE SET "
-        "spec = excluded.spec, state = excluded.state, boot_id = excluded.boot_id, mono = excluded.mono",
-        [(*row, boot_id, mono) for row in states],
-    )
-
-
-class BatchStore:
+class BatchStore(SavedStates):
     """One connection to the queue file; use one per thread.
 
     ``max_size`` (bytes of payload waiting, None for no cap) and ``policy`` apply
@@ -103,6 +100,7 @@ class BatchStore:
         self.epoch = secrets.randbits(EPOCH_BITS)  # for the batches sealed through this opening
         self.commits = 0  # durable (fsync'ed, synchronous=FULL) seals on this connection
         self._sweep = store_bounds.Sweep()  # where the time to live looks next
+        self._handoff: store_handoff.Handoff | None = None  # see take_deletes
         self._db, self.recovery, wal_was_there = store_file.open_queue(path, recover)
         if recover:
             self._mark_open(wal_was_there)
@@ -189,10 +187,19 @@ class BatchStore:
         if an encode raises or the commit fails. A full disk raises DiskFullError.
         """
         stamp = (sealed_at, int(clock_unsynced), boot_id, wall_offset_ms, sealed_mono)
-        with self._transaction() as db:
-            out = [self._seal_one(db, stream, encode, stamp) for stream, encode in batches]
-            if states:
-                _save_states(db, states, boot_id, sealed_mono or 0.0)
+        handed = self._handoff.take() if self._handoff is not None else []
+        try:
+            with self._transaction() as db:
+                out = [self._seal_one(db, stream, encode, stamp) for stream, encode in batches]
+                if states:
+                    save_states(db, states, boot_id, sealed_mono or 0.0)
+                deleted = [_delete(db, entry.ids) for entry in handed]
+        except BaseException:
+            if self._handoff is not None:
+                self._handoff.finish(handed, None)  # the deleter deletes them itself
+            raise
+        if self._handoff is not None:
+            self._handoff.finish(handed, deleted)
         self.commits += 1
         return out
 
@@ -336,14 +343,22 @@ class BatchStore:
         return len(rows)
 
     def delete_many(self, row_ids: Collection[int]) -> int:
-        """Remove acknowledged batches in one transaction; how many were there."""
+        """Remove acknowledged batches in one transaction; how many were there. A few rows
+        go with the next seal of the agent's sampler, when it takes them (take_deletes)."""
+        handoff = store_handoff.lookup(self.path)
+        if handoff is not None and handoff is not self._handoff and len(row_ids) <= HANDOFF_MAX:
+            n = handoff.give(list(row_ids))
+            if n is not None:
+                return n
         with self._transaction() as db:
-            # One statement: SQLite runs it without the GIL from start to end, where
-            # executemany would take the GIL back between rows.
-            return db.execute(
-                "DELETE FROM batches WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(row_ids)),),
-            ).rowcount
+            return _delete(db, row_ids)
+
+    def take_deletes(self, wait: float | None) -> None:
+        """Carry the few acknowledged deletes of this process's other connections to this
+        file in this one's seals (store_handoff), each waiting at most ``wait`` s for one;
+        None: no more (before the last seal's connection stops sealing)."""
+        self._handoff = None if wait is None else store_handoff.Handoff(wait)
+        store_handoff.register(self.path, self._handoff)
 
     def checkpoint(self) -> None:
         """Copy the WAL into the main file and truncate it."""
@@ -372,41 +387,21 @@ class BatchStore:
             out.setdefault(stream, {})[reason] = count
         return out
 
-    def save_chain_states(
-        self, states: list[tuple[str, str, str, str]], boot_id: str | None, mono: float
-    ) -> None:
-        """Keep (stream, channel, spec JSON, state JSON) rows, replacing older ones, in one transaction."""
-        with self._transaction() as db:
-            _save_states(db, states, boot_id, mono)
-
-    def chain_states(
-        self, boot_id: str | None, newer_than_mono: float
-    ) -> dict[tuple[str, str], tuple[str, str]]:
-        """Saved states of this boot younger than the given monotonic time: (stream, channel) -> (spec, state)."""
-        if boot_id is None:
-            return {}
-        rows = self._db.execute(
-            "SELECT stream, channel, spec, state FROM chain_state WHERE boot_id = ? AND mono >= ?",
-            (boot_id, newer_than_mono),
-        ).fetchall()
-        return {(r[0], r[1]): (r[2], r[3]) for r in rows}
-
-    def driver_states(self) -> dict[str, str]:
-        """Saved driver states (JSON) by stream, whatever boot or age: totals such as an energy
-        meter's must survive reboots too."""
-        rows = self._db.execute(
-            "SELECT stream, state FROM chain_state WHERE channel = ?", (DRIVER_STATE,)
-        ).fetchall()
-        return dict(rows)
-
     def next_seq(self, stream: str) -> int:
         """The sequence number the stream's next batch will get."""
         row = self._db.execute("SELECT next_seq FROM stream_seq WHERE stream = ?", (stream,)).fetchone()
         return row[0] if row else 0
 
+    CLOSE_BUSY = 2.0  # s the marker's DELETE waits for another connection's write lock
+
     def close(self) -> None:
+        if self._handoff is not None:
+            self.take_deletes(None)
         if self._marked:  # a clean stop: the next start has no WAL to miss
             try:
+                # Not the connection's 10 s: the agent closes its store after the uplink's
+                # connections, so a lock still held is a stuck writer, not one about to finish.
+                self._db.execute(f"PRAGMA busy_timeout={int(self.CLOSE_BUSY * 1000)}")
                 store_file.mark_closed(self._db)
             except sqlite3.OperationalError as exc:
                 log.warning("event=store_marker_kept path=%s reason=%r", self.path, str(exc))

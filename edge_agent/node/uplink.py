@@ -67,6 +67,7 @@ log = logging.getLogger("edge_agent.uplink")
 OFFLINE_LOG_INTERVAL = 30.0  # s between "still offline" log lines
 CONNECT_TIMEOUT = 10.0  # s for TCP + TLS + CONNACK before an attempt counts as failed
 POLL = 0.05  # s the network wait may last while nothing else happens
+OFFLINE_WAIT = 2.0  # s at a stop for the broker to acknowledge the retained "offline" status
 
 Event = tuple[str, int | None, Any]  # (kind, client generation or None, argument)
 
@@ -334,13 +335,12 @@ class Uplink(threading.Thread):
                 info = self.client.publish(
                     self.status_topic, self._status_payload("offline"), qos=1, retain=True
                 )
-                deadline = time.monotonic() + 2.0
+                deadline = time.monotonic() + OFFLINE_WAIT
                 while not info.is_published() and time.monotonic() < deadline:
                     if self._network(0.1) != mqtt.MQTT_ERR_SUCCESS:
                         break
             self._drop_client()
-            self.deleter.requests.put(None)
-            self.deleter.join()
+            self.deleter.finish(self.deleter.STOP)
             n, _ = store.depth()
             store.close()
             log.info(
