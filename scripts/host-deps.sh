@@ -5,7 +5,8 @@
 #   host-deps.sh test    -> mosquitto (integration tests), systemd-analyze (unit checks), openssl (test PKI),
 #                           dosfstools + mtools + fdisk (SD image provisioning), fusefat (a FAT driver
 #                           in FUSE: the card-wipe test), libfuse2 + fuse (the power-cut filesystem on
-#                           mfusepy, and fusermount), shellcheck (image recipe)
+#                           mfusepy, and fusermount), shellcheck (image recipe),
+#                           postgresql (the server: the ingest tests run their own cluster, tests/pg.py)
 # Without root, a missing piece is reported and the caller decides what to do.
 set -eu
 
@@ -27,6 +28,8 @@ build)
     ;;
 test)
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkg mosquitto
+    # Debian's server binaries live in /usr/lib/postgresql/VERSION/bin, off PATH
+    ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || need_pkg postgresql
     command -v systemd-analyze >/dev/null 2>&1 || need_pkg systemd
     command -v openssl >/dev/null 2>&1 || need_pkg openssl
     command -v mkfs.fat >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.fat ] || need_pkg dosfstools
@@ -55,6 +58,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     if [ "$1" = test ]; then
         # Debian starts the packaged broker on 1883; the tests start their own.
         systemctl disable --now mosquitto >/dev/null 2>&1 || true
+        # and its PostgreSQL cluster on 5432: the tests make their own in a temporary folder
+        systemctl disable --now postgresql >/dev/null 2>&1 || true
     fi
     exit 0
 fi

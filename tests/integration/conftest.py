@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
@@ -21,3 +22,41 @@ def mqtt_password(tmp_path):
     path = tmp_path / "mqtt-password"
     path.write_text(value + "\n")
     return value, str(path)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL cluster of the tests' own for the session (tests/pg.py); each test takes
+    a fresh database of it (``pg_url``)."""
+    from pg import Postgres, require_bin_dir
+
+    server = Postgres(require_bin_dir())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def pg_url(postgres_server, request):
+    """The URL of a new, empty database on the session's cluster."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    name += f"_{os.getpid()}_{next(_databases)}"
+    return postgres_server.createdb(name)
+
+
+@pytest.fixture
+def own_postgres():
+    """A cluster of this test's alone, which it may stop and start again (same port)."""
+    from pg import Postgres, require_bin_dir
+
+    server = Postgres(require_bin_dir())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+_databases = itertools.count()

@@ -1,0 +1,351 @@
+"""The ingest worker: an MQTT 5 shared subscription into PostgreSQL, acknowledged after commit.
+
+Any number of workers share one subscription group (``$share/GROUP/PREFIX/+/data/+``, and
+the status and health topics): the broker hands each message to one of them. Each worker
+slot has a persistent session under a stable client id (``ingest-GROUP-SLOT``, kept by the
+broker for ``session_expiry`` after a disconnect), so a slot that restarts takes back what
+was handed to it and not yet acknowledged; a slot that never comes back strands it until the
+session expires (run every slot again, or the same number of them).
+
+Acknowledgements are manual (paho's ``manual_ack``): a message's PUBACK is sent only after
+the transaction holding its rows (or its dead letter) is committed. A worker killed at any
+moment therefore loses nothing (the broker sends the unacknowledged messages again) and
+stores nothing twice (the dedupe key counts the second copy). Messages are gathered into
+groups, one transaction each: up to ``max_messages``, or ``max_wait`` after the group's first,
+or as soon as none has come for ``idle`` (the broker holds at most its
+``max_inflight_messages`` unacknowledged per client, 20 by default: a group never grows past
+that). While the database is down nothing is acknowledged; the group is written again after
+a reconnection with backoff, and the broker keeps the rest.
+
+An acknowledgement goes only over the connection its message came on: after a reconnection
+the broker sends the unacknowledged messages again under the same packet ids, and a PUBACK
+of the old connection's id could acknowledge another message.
+
+Threads: paho's network loop (``loop_start``) puts messages on a queue; the worker's own
+thread gathers, decodes (edge_agent.wire), writes (backbone/writer.py) and acknowledges.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from edge_agent.backbone import schema
+from edge_agent.backbone.messages import Message, classify
+from edge_agent.backbone.writer import Counts, Writer
+from edge_agent.node.mqtt import ClientSettings, client_for_url, connect, explain
+from edge_agent.node.uplink import Backoff
+
+log = logging.getLogger("edge_agent.backbone")
+
+# What a database that went away raises (a restart, a lost network, a deadlock's victim):
+# nothing of the group was committed, and the same group is written again.
+DB_DOWN = (psycopg.OperationalError, psycopg.InterfaceError)
+PARTITION_EVERY = 6 * 3600.0  # s between ensure_sample_partitions() calls
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    broker: str  # mqtt://host:port or mqtts://...
+    db: str  # a libpq connection string or postgresql:// URL (a password: in a passfile)
+    group: str = "ingest"
+    slot: int = 0
+    prefix: str = "edge"
+    migrate: bool = False
+    max_messages: int = 1000
+    max_wait: float = 0.2  # s from a group's first message to its transaction
+    idle: float = 0.01  # s without a message that ends a group early
+    session_expiry: float = 86400.0
+    mqtt: dict = field(default_factory=dict)  # ClientSettings' TLS and login fields
+
+    def __post_init__(self) -> None:
+        if not self.group or any(c in self.group for c in "/+#"):
+            raise ValueError(f"a group name is a topic level without / + #, got {self.group!r}")
+        if self.slot < 0:
+            raise ValueError(f"a slot is 0 or more, got {self.slot}")
+        if self.max_messages < 1 or self.max_wait < 0 or self.idle < 0:
+            raise ValueError("max_messages must be 1 or more, max_wait and idle 0 or more")
+        if self.session_expiry <= 0:
+            raise ValueError("the session must be persistent: session_expiry above 0")
+
+    @property
+    def client_id(self) -> str:
+        return f"ingest-{self.group}-{self.slot}"
+
+    @property
+    def topics(self) -> list[str]:
+        base = f"$share/{self.group}/{self.prefix}/+"
+        return [f"{base}/data/+", f"{base}/status", f"{base}/health"]
+
+    def client_settings(self) -> ClientSettings:
+        return ClientSettings(client_id=self.client_id, session_expiry=self.session_expiry, **self.mqtt)
+
+
+def db_label(url: str) -> str:
+    """Where the database is, for logs: host, port and name, never a password."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(unparsable)"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+class Worker:
+    """One ingest worker slot; ``run()`` until ``stop()`` (or SIGTERM in the CLI)."""
+
+    def __init__(self, settings: IngestSettings) -> None:
+        self.settings = settings
+        self.stopping = threading.Event()
+        self.subscribed = threading.Event()  # the broker granted the subscriptions (tests wait on it)
+        self.totals = Counts()
+        self.acked = 0
+        self.not_acked = 0  # committed but from an earlier connection: the broker sends them again
+        self._inbox: queue.Queue[Message] = queue.Queue()
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._db_backoff = Backoff(0.5, 30.0)
+        self._writer: Writer | None = None
+        self._client: Any = None
+        self._partitions_at = 0.0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    # --- the database ------------------------------------------------------------------------
+
+    def _connect_db(self) -> Any:
+        return psycopg.connect(
+            self.settings.db, autocommit=True, connect_timeout=10, application_name=self.settings.client_id
+        )
+
+    def _open_db(self) -> bool:
+        """Connect (with backoff until it works or we stop), check or migrate the schema and
+        make the months' partitions; False when stopped first. SchemaError passes up."""
+        while not self.stopping.is_set():
+            try:
+                conn = self._connect_db()
+                try:
+                    if self.settings.migrate:
+                        schema.migrate(conn)
+                    version = schema.check(conn)
+                    made = schema.ensure_partitions(conn)
+                except BaseException:
+                    conn.close()
+                    raise
+                self._partitions_at = time.monotonic()
+                log.info(
+                    "event=db_ready db=%s schema=%d partitions_made=%d",
+                    db_label(self.settings.db),
+                    version,
+                    made,
+                )
+                self._writer = Writer(conn)
+                self._db_backoff.reset()
+                return True
+            except DB_DOWN as exc:
+                self._db_wait(exc)
+        return False
+
+    def _db_wait(self, exc: BaseException) -> None:
+        delay = self._db_backoff.next_delay()
+        log.warning(
+            "event=db_unavailable db=%s error=%r retry_in=%.1fs",
+            db_label(self.settings.db),
+            str(exc).strip(),
+            delay,
+        )
+        self.stopping.wait(delay)
+
+    def _reconnect_db(self) -> bool:
+        assert self._writer is not None
+        self._writer.conn.close()
+        while not self.stopping.is_set():
+            try:
+                self._writer.conn = self._connect_db()
+                log.info("event=db_reconnected db=%s", db_label(self.settings.db))
+                self._db_backoff.reset()
+                return True
+            except DB_DOWN as exc:
+                self._db_wait(exc)
+        return False
+
+    def _commit(self, group: list[Message]) -> bool:
+        """The group's records committed (True), or stopped while the database was down."""
+        assert self._writer is not None
+        records = [classify(m, self.settings.prefix) for m in group]
+        while True:
+            try:
+                counts = self._writer.write_group(records)
+                break
+            except DB_DOWN as exc:
+                self._db_wait(exc)
+                if self.stopping.is_set() or not self._reconnect_db():
+                    return False
+        self.totals.add(counts)
+        if counts.dead_letters:
+            log.warning("event=dead_letters count=%d total=%d", counts.dead_letters, self.totals.dead_letters)
+        return True
+
+    def _upkeep(self) -> None:
+        if time.monotonic() - self._partitions_at < PARTITION_EVERY:
+            return
+        assert self._writer is not None
+        try:
+            made = schema.ensure_partitions(self._writer.conn)
+            self._partitions_at = time.monotonic()
+            if made:
+                log.info("event=partitions_made count=%d", made)
+        except DB_DOWN as exc:
+            log.warning("event=partitions_failed error=%r", str(exc).strip())  # tried again at the next group
+
+    # --- MQTT --------------------------------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._lock:
+            self._generation += 1
+        if reason_code.is_failure:
+            log.error("event=mqtt_refused broker=%s reason=%s", self.settings.broker, reason_code)
+            return
+        log.info(
+            "event=mqtt_connected broker=%s client_id=%s session_present=%s",
+            self.settings.broker,
+            self.settings.client_id,
+            bool(getattr(flags, "session_present", False)),
+        )
+        client.subscribe([(t, 1) for t in self.settings.topics])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("event=subscribe_refused topics=%s reasons=%s", self.settings.topics, refused)
+            return
+        log.info("event=subscribed topics=%s", ",".join(self.settings.topics))
+        self.subscribed.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._lock:
+            self._generation += 1
+        self.subscribed.clear()
+        if not self.stopping.is_set():
+            log.warning("event=mqtt_disconnected broker=%s reason=%s", self.settings.broker, reason_code)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        self._inbox.put(Message(msg.topic, msg.payload, time.time(), msg.mid, msg.qos, self._generation))
+
+    def _connect_mqtt(self) -> bool:
+        client, broker = client_for_url(self.settings.broker, self.settings.client_settings())
+        client.manual_ack_set(True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        backoff = Backoff(0.5, 30.0)
+        while not self.stopping.is_set():
+            try:
+                connect(client, broker, self.settings.client_settings())
+                self._client = client
+                client.loop_start()
+                return True
+            except OSError as exc:
+                what, hint = explain(exc, broker)
+                delay = backoff.next_delay()
+                log.warning(
+                    "event=mqtt_connect_failed broker=%s error=%r hint=%r retry_in=%.1fs",
+                    broker.url,
+                    what,
+                    hint,
+                    delay,
+                )
+                self.stopping.wait(delay)
+        return False
+
+    def _ack(self, group: list[Message]) -> None:
+        with self._lock:
+            current = self._generation
+            for m in group:
+                if m.qos == 0:
+                    continue
+                if m.generation == current:
+                    self._client.ack(m.mid, m.qos)
+                    self.acked += 1
+                else:
+                    self.not_acked += 1
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def _gather(self) -> list[Message]:
+        try:
+            first = self._inbox.get(timeout=0.5)
+        except queue.Empty:
+            return []
+        group = [first]
+        s = self.settings
+        deadline = time.monotonic() + s.max_wait
+        while len(group) < s.max_messages:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                group.append(self._inbox.get(timeout=min(left, s.idle)))
+            except queue.Empty:
+                break
+        return group
+
+    def run(self) -> int:
+        """Ingest until stopped; 0. SchemaError when the database is not this code's."""
+        log.info(
+            "event=ingest_start client_id=%s broker=%s db=%s topics=%s",
+            self.settings.client_id,
+            self.settings.broker,
+            db_label(self.settings.db),
+            ",".join(self.settings.topics),
+        )
+        if not self._open_db() or not self._connect_mqtt():
+            return 0
+        reported = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                group = self._gather()
+                if group:
+                    if not self._commit(group):
+                        break
+                    self._ack(group)
+                self._upkeep()
+                if time.monotonic() - reported >= 10.0:
+                    reported = time.monotonic()
+                    self._report()
+        finally:
+            self._close()
+        return 0
+
+    def _report(self) -> None:
+        t = self.totals
+        log.info(
+            "event=ingest_stats batches=%d duplicates=%d samples=%d status=%d health=%d dead_letters=%d acked=%d",
+            t.batches,
+            t.duplicates,
+            t.samples,
+            t.status,
+            t.health,
+            t.dead_letters,
+            self.acked,
+        )
+
+    def _close(self) -> None:
+        self._report()
+        if self._client is not None:
+            self._client.disconnect()  # after the PUBACKs queued before it
+            self._client.loop_stop()
+        if self._writer is not None:
+            self._writer.conn.close()
+        log.info(
+            "event=ingest_stop client_id=%s unacknowledged=%d", self.settings.client_id, self._inbox.qsize()
+        )

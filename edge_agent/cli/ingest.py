@@ -1,0 +1,111 @@
+"""``edge-agent ingest``: a backbone worker, from the broker's shared subscription into
+PostgreSQL (edge_agent/backbone/ingest.py), until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import signal
+
+from edge_agent.cli.exitcodes import EXIT_OK
+from edge_agent.durations import parse_duration
+from edge_agent.errors import ConfigError
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    try:
+        from edge_agent.backbone.ingest import IngestSettings, Worker
+    except ImportError as exc:  # psycopg: the backbone extra, which a node does not install
+        raise ConfigError(
+            f"edge-agent ingest needs the backbone extra ({exc.name} is missing): "
+            "pip install 'edge-agent[backbone]'"
+        ) from None
+    mqtt = {
+        "ca_file": args.ca_file,
+        "cert_file": args.cert_file,
+        "key_file": args.key_file,
+        "username": args.username,
+        "password_file": args.password_file,
+    }
+    try:
+        settings = IngestSettings(
+            broker=args.broker,
+            db=args.db,
+            group=args.group,
+            slot=args.slot,
+            prefix=args.prefix,
+            migrate=args.migrate,
+            max_messages=args.max_messages,
+            max_wait=parse_duration(args.max_wait),
+            session_expiry=parse_duration(args.session_expiry),
+            mqtt=mqtt,
+        )
+        settings.client_settings()  # the MQTT settings' own checks (a key without a certificate)
+        from edge_agent.config import parse_broker_url
+
+        parse_broker_url(args.broker)
+    except ValueError as exc:
+        raise ConfigError(f"command line: {exc}") from None
+    worker = Worker(settings)
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, lambda *_: worker.stop())
+    worker.run()
+    return EXIT_OK
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="backbone worker: the nodes' batches from the broker into PostgreSQL",
+        description="Subscribe (MQTT 5 shared subscription, persistent session per slot) to the data, "
+        "status and health topics and store them in PostgreSQL, each batch once; a message is "
+        "acknowledged only after its rows are committed. Needs the backbone extra (psycopg).",
+    )
+    p.add_argument("--broker", required=True, metavar="URL", help="mqtt://host:port or mqtts://host:port")
+    p.add_argument(
+        "--db",
+        required=True,
+        metavar="URL",
+        help="postgresql://user@host:port/dbname (the password in a passfile: ?passfile=FILE, "
+        "never in the URL, where ps would show it)",
+    )
+    p.add_argument(
+        "--group", default="ingest", metavar="NAME", help="shared subscription group (default: ingest)"
+    )
+    p.add_argument(
+        "--slot",
+        type=int,
+        default=0,
+        metavar="N",
+        help="this worker's slot: its client id is ingest-GROUP-N, its session kept across restarts (default: 0)",
+    )
+    p.add_argument("--prefix", default="edge", help="the nodes' topic prefix (default: edge)")
+    p.add_argument("--migrate", action="store_true", help="apply the schema's missing migrations first")
+    p.add_argument(
+        "--max-messages",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="messages per transaction at most (default: 1000; the broker's max_inflight_messages caps it too)",
+    )
+    p.add_argument(
+        "--max-wait",
+        default="200ms",
+        metavar="DURATION",
+        help="longest wait from a group's first message to its transaction (default: 200ms)",
+    )
+    p.add_argument(
+        "--session-expiry",
+        default="1d",
+        metavar="DURATION",
+        help="how long the broker keeps this slot's session and its messages after a disconnect (default: 1d)",
+    )
+    p.add_argument("--ca-file", metavar="FILE", help="CA bundle for mqtts:// brokers (default: the system's)")
+    p.add_argument(
+        "--cert-file", metavar="FILE", help="client certificate (PEM) for mutual TLS, with --key-file"
+    )
+    p.add_argument("--key-file", metavar="FILE", help="the client certificate's private key (PEM)")
+    p.add_argument("--username", metavar="NAME", help="log in to the broker as NAME, with --password-file")
+    p.add_argument("--password-file", metavar="FILE", help="the broker password on the file's first line")
+    p.set_defaults(func=cmd_ingest)

@@ -1,0 +1,104 @@
+"""What a message is to the ingest (edge_agent/backbone/messages.py), and the worker's settings:
+no broker, no database."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge_agent import wire
+from edge_agent.backbone.ingest import IngestSettings
+from edge_agent.backbone.messages import (
+    BatchRecord,
+    DeadLetter,
+    HealthRecord,
+    Message,
+    StatusRecord,
+    classify,
+    sample_rows,
+)
+
+T0 = 1_767_225_600_000
+
+
+def batch(node: str = "lamp-1", stream: str = "air", flags: int = 0) -> wire.Batch:
+    ch = wire.ChannelData(
+        "temperature",
+        "°C",
+        0.01,
+        (T0, T0 + 1000, T0 + 2000),
+        (2150, 2151, 9999),
+        flags=((2, wire.QUALITY_STUCK),),
+    )
+    return wire.Batch(node, stream, 3, T0, (ch,), flags=flags, epoch=7)
+
+
+def msg(topic: str, payload: bytes) -> Message:
+    return Message(topic, payload, 1.5, mid=4, qos=1, generation=1)
+
+
+def test_a_batch_on_its_own_topic_is_a_batch_record():
+    p = wire.encode(batch())
+    r = classify(msg("edge/lamp-1/data/air", p))
+    assert isinstance(r, BatchRecord) and r.batch == wire.decode(p) and r.msg.payload == p
+
+
+def test_a_prefix_may_hold_slashes():
+    p = wire.encode(batch())
+    assert isinstance(classify(msg("city/north/lamp-1/data/air", p), prefix="city/north"), BatchRecord)
+    r = classify(msg("city/north/lamp-1/data/air", p), prefix="city")
+    assert isinstance(r, DeadLetter) and "not a node's topic" in r.reason
+
+
+@pytest.mark.parametrize(
+    "topic, payload, reason",
+    [
+        ("edge/lamp-1/data/air", b"garbage", "does not decode"),
+        ("edge/lamp-2/data/air", None, "the payload says node 'lamp-1'"),
+        ("edge/lamp-1/data/power", None, "stream 'air', its topic node 'lamp-1' stream 'power'"),
+        ("edge/lamp-1/data", None, "not a node's topic"),
+        ("other/lamp-1/data/air", None, "not a node's topic"),
+        ("edge/lamp-1/status", b"", "status is not a JSON object"),
+        ("edge/lamp-1/status", b"[1]", "a JSON list, not an object"),
+        ("edge/lamp-1/status", b'{"state": "sleeping"}', "neither 'online' nor 'offline'"),
+        ("edge/lamp-1/status", b'{"node": "lamp-9", "state": "online"}', "says node 'lamp-9'"),
+        ("edge/lamp-1/health", b'{"cpu_temp_c": NaN}', "NaN is not JSON"),
+        ("edge/lamp-1/health", b"\xff{}", "health is not a JSON object"),
+    ],
+)
+def test_what_is_not_a_nodes_message_is_a_dead_letter_with_the_reason(topic, payload, reason):
+    data = wire.encode(batch()) if payload is None else payload
+    r = classify(msg(topic, data))
+    assert isinstance(r, DeadLetter), r
+    assert reason in r.reason and r.msg.payload == data and r.msg.topic == topic
+
+
+def test_status_and_health():
+    birth = {"node": "lamp-1", "state": "online", "version": "0.1.0", "core": "cython"}
+    r = classify(msg("edge/lamp-1/status", json.dumps(birth).encode()))
+    assert isinstance(r, StatusRecord) and (r.node, r.state, r.doc) == ("lamp-1", "online", birth)
+    r = classify(msg("edge/lamp-1/health", b'{"uptime_s": 3}'))  # a node field is not required
+    assert isinstance(r, HealthRecord) and (r.node, r.doc) == ("lamp-1", {"uptime_s": 3})
+
+
+def test_sample_rows_carry_quality_and_the_clock_flag():
+    b = batch(flags=wire.FLAG_CLOCK_UNSYNCED)
+    rows = sample_rows(b, [42])
+    assert rows == [
+        (T0, 21.5, 42, None, True),
+        (T0 + 1000, 21.51, 42, None, True),
+        (T0 + 2000, 99.99, 42, wire.QUALITY_STUCK, True),
+    ]
+    assert [(t, v) for t, v, *_ in rows] == [(round(r["t"] * 1000), r["value"]) for r in b.rows()]
+
+
+def test_ingest_settings():
+    s = IngestSettings("mqtt://127.0.0.1:1883", "postgresql://db/x", group="city", slot=2, prefix="a/b")
+    assert s.client_id == "ingest-city-2"
+    assert s.topics == ["$share/city/a/b/+/data/+", "$share/city/a/b/+/status", "$share/city/a/b/+/health"]
+    settings = s.client_settings()
+    assert settings.persistent and settings.client_id == "ingest-city-2" and settings.protocol == "5"
+    for bad in ({"group": "a/b"}, {"group": "+"}, {"slot": -1}, {"session_expiry": 0}, {"max_messages": 0}):
+        with pytest.raises(ValueError):
+            IngestSettings("mqtt://127.0.0.1", "postgresql://db/x", **bad)
