@@ -133,10 +133,11 @@ def stop_agent(proc: subprocess.Popen, log: Path, timeout: float = 60) -> int:
         raise AssertionError(f"no clean stop within {timeout:.0f} s:\n{text}") from None
 
 
-def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:
+def run_agent_for(workdir: Path, config_text: str, seconds: float, *, sealed: int = 0) -> str:
     """Run `edge-agent run --simulate` on a configuration for some seconds after it is
-    ready (a slow machine takes longer to start Python, not to run the agent), stop it
-    with SIGTERM (by its pid), check it exited cleanly, and return its log."""
+    ready (a slow machine takes longer to start Python, not to run the agent), and until it
+    sealed at least ``sealed`` batches (counted in its log: a loaded machine is slower, not
+    wrong), stop it with SIGTERM (by its pid), check it exited cleanly, return its log."""
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "node.yaml"
     cfg.write_text(config_text)
@@ -149,6 +150,7 @@ def run_agent_for(workdir: Path, config_text: str, seconds: float) -> str:
         try:
             wait_for_log(proc, err, lambda text: "event=ready" in text)
             time.sleep(seconds)
+            wait_for_log(proc, err, lambda text: text.count("event=batch_sealed") >= sealed, timeout=120)
             assert stop_agent(proc, err) == 0, err.read_text()
         finally:
             kill_agent(proc, err)

@@ -31,7 +31,9 @@ sensors:
 
 
 def run_agent(tmp_path, broker_url, mqtt_extra="", seconds=2.5):
-    return run_agent_for(tmp_path, CONFIG.format(broker=broker_url, mqtt_extra=mqtt_extra), seconds)
+    """The agent for ``seconds`` and at least 3 batches sealed: connected, the stop's drain
+    delivers them, so ``delivered >= 3`` is counted, not timed."""
+    return run_agent_for(tmp_path, CONFIG.format(broker=broker_url, mqtt_extra=mqtt_extra), seconds, sealed=3)
 
 
 def tls_listener(pki, server="server", require_cert=False):
