@@ -104,7 +104,7 @@ def damaged_queue(state, ids: list[int], leaf: str) -> set[tuple]:
     """A queue of batches at ``ids`` (its sqlite_sequence at the highest), one leaf of its
     table zeroed (the "head", or the "middle", past what the opening reads); what SQLite
     can still read of it, (stream, seq, payload) by id."""
-    from test_store_salvage import btree, build
+    from test_store_salvage import btree, build, page_size
 
     state.mkdir(exist_ok=True)
     q = str(state / "queue.sqlite3")
@@ -115,8 +115,8 @@ def damaged_queue(state, ids: list[int], leaf: str) -> set[tuple]:
     db.close()
     leaves = [pg for pg, _, kind, _ in sorted(btree(q), key=lambda r: r[1]) if kind == "leaf"]
     with open(q, "r+b") as f:
-        f.seek((leaves[0 if leaf == "head" else len(leaves) // 2] - 1) * 1024)
-        f.write(bytes(1024))
+        f.seek((leaves[0 if leaf == "head" else len(leaves) // 2] - 1) * page_size(q))
+        f.write(bytes(page_size(q)))
     db = sqlite3.connect(f"file:{q}?mode=ro", uri=True)
     readable = set()
     for i in ids:

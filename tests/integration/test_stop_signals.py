@@ -39,7 +39,7 @@ sensors:
 DRIVER = """\
 import signal, sys
 from edge_agent.cli import main
-from edge_agent.node import agent, store_file
+from edge_agent.node import agent, store_salvage
 
 mode, config, state = sys.argv[1:]
 
@@ -73,13 +73,13 @@ def patched_run(self):
     return run(self)
 
 agent.Agent.run = patched_run
-if mode == "salvage":  # SIGTERM while a damaged store is copied into a fresh one
-    salvage = store_file._salvage
-    def salvage_signalled(*args):
+if mode == "salvage":  # SIGTERM while a damaged store's counters go into a fresh one
+    prepare = store_salvage.prepare
+    def prepare_signalled(*args):
         print("raising SIGTERM in the salvage", file=sys.stderr, flush=True)
         signal.raise_signal(signal.SIGTERM)
-        salvage(*args)
-    store_file._salvage = salvage_signalled
+        return prepare(*args)
+    store_salvage.prepare = prepare_signalled
 sys.exit(main(["run", "--simulate", "--config", config, "--state-dir", state]))
 """
 
