@@ -87,14 +87,21 @@ class Broker:
         raise RuntimeError("mosquitto did not start listening within 10 s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
         self.proc = None
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """A process the test started, stopped by its pid: SIGTERM, and SIGKILL if it is still
+    there after ``timeout`` seconds."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
 
 def wait_for_log(proc: subprocess.Popen, log: Path, done, timeout: float = 30) -> str:

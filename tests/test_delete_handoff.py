@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
-from uplink_node import make_uplink
+from uplink_node import RecordingClient, make_uplink
 
 from edge_agent.errors import DiskFullError
 from edge_agent.node import store_handoff
@@ -135,29 +135,18 @@ def test_rows_being_deleted_are_not_sent_again_after_a_rescan(tmp_path):
     with BatchStore(path) as s:
         ids = seal(s, 6)
     w = up.window
-    published: list[int] = []
-
-    class Client:
-        def publish(self, topic, payload, qos):
-            published.append(len(published))
-
-            class Info:
-                rc = 0
-                mid = len(published)
-
-            return Info()
-
+    client = RecordingClient()
     with BatchStore(path) as store:
         w.connected(store)
-        w.fill(Client(), store)  # type: ignore[arg-type]
-        assert len(published) == 6
+        w.fill(client, store)  # type: ignore[arg-type]
+        assert len(client.sent) == 6
         w.deleting = set(ids)  # acknowledged, handed over, not yet deleted
         w.inflight.clear()
         w.next_rescan = 0.0  # a rescan now
-        w.fill(Client(), store)  # type: ignore[arg-type]
-        w.fill(Client(), store)  # type: ignore[arg-type]  # and the turn after it
-        assert len(published) == 6
+        w.fill(client, store)  # type: ignore[arg-type]
+        w.fill(client, store)  # type: ignore[arg-type]  # and the turn after it
+        assert len(client.sent) == 6
         with BatchStore(path) as other:
             seal(other, 1)
-        w.fill(Client(), store)  # type: ignore[arg-type]
-        assert len(published) == 7  # a new batch still goes
+        w.fill(client, store)  # type: ignore[arg-type]
+        assert len(client.sent) == 7  # a new batch still goes

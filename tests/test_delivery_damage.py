@@ -6,24 +6,13 @@ good: every restart read the same row again."""
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from uplink_node import RecordingClient as Client
 from uplink_node import make_uplink
 
 from edge_agent.node.store import StoredBatch
-
-
-class Client:
-    """What publish() needs of paho's client: it takes every message."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes]] = []
-
-    def publish(self, topic: str, payload: bytes, qos: int) -> SimpleNamespace:
-        self.sent.append((topic, payload))
-        return SimpleNamespace(rc=mqtt.MQTT_ERR_SUCCESS, mid=len(self.sent))
 
 
 def test_a_historical_batch_that_is_no_batch_is_sent_as_stored(tmp_path, caplog):

@@ -21,6 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "edge_agent.errors": set(),
     "edge_agent.durations": set(),
     "edge_agent.files": set(),
+    "edge_agent.keyfile": {"edge_agent.errors"},
     "edge_agent.implementation": {"edge_agent._core"},
     "edge_agent.dsp": {"edge_agent.errors", "edge_agent.implementation"},
     "edge_agent.wire": {
@@ -47,6 +48,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "edge_agent.field": {
         "edge_agent.errors",
+        "edge_agent.keyfile",
         "edge_agent.durations",
         "edge_agent.dsp",
         "edge_agent.wire",
@@ -64,6 +66,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "edge_agent.fleet": {
         "edge_agent.errors",
+        "edge_agent.keyfile",
         "edge_agent.durations",
         "edge_agent.wire",
         "edge_agent.config",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 
 from test_store_ttl import Thermometer, _sampler, fill, queue
-from uplink_node import make_uplink
+from uplink_node import RecordingClient, make_uplink
 
 from edge_agent import wire
 from edge_agent.node.sampler import RESTAMP_PER_SEAL
@@ -44,27 +44,16 @@ def test_the_uplink_holds_unsynced_batches_while_restamps_remain(tmp_path):
     up, path = make_uplink(tmp_path)  # clock.hold_unsynced: 0s, so only the restamps hold
     with BatchStore(path) as s:
         fill(s, queue(3, boot="this", unsynced=True) + queue(2, boot="this"))
-    sent: list[int] = []
-
-    class Client:
-        def publish(self, topic, payload, qos):
-            sent.append(len(sent))
-
-            class Info:
-                rc = 0
-                mid = len(sent)
-
-            return Info()
-
+    client = RecordingClient()
     w = up.window
     w.restamping = threading.Event()  # the agent's, shared with its sampler
     with BatchStore(path) as store:
         w.connected(store)
         w.restamping.set()
-        w.fill(Client(), store)  # type: ignore[arg-type]
+        w.fill(client, store)  # type: ignore[arg-type]
         assert sorted(w.inflight.values()) == [4, 5]  # the synchronised ones only
         assert not w.drained(store, connected=False)  # in flight
         w.restamping.clear()  # the sampler restamped the last of them
         w.next_rescan = 0.0
-        w.fill(Client(), store)  # type: ignore[arg-type]
+        w.fill(client, store)  # type: ignore[arg-type]
         assert sorted(w.inflight.values()) == [1, 2, 3, 4, 5]

@@ -75,6 +75,28 @@ def page_size(path: str) -> int:
     return 65536 if size == 1 else size
 
 
+def zero_pages(path: str, pages: list[int]) -> None:
+    """Whole pages of the file zeroed (of its own page size)."""
+    size = page_size(path)
+    with open(path, "r+b") as f:
+        for page in pages:
+            f.seek((page - 1) * size)
+            f.write(bytes(size))
+
+
+def rows_sqlite_reads(path: str, ids) -> set[tuple]:
+    """(stream, seq, payload) of every row SQLite still reads, looked up id by id."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    rows: set[tuple] = set()
+    for i in ids:
+        try:
+            rows |= set(db.execute("SELECT stream, seq, payload FROM batches WHERE id = ?", (i,)).fetchall())
+        except sqlite3.DatabaseError:
+            pass
+    db.close()
+    return rows
+
+
 def damage(path: str, pages: list[int], rnd: random.Random, size: int | None = None) -> None:
     size = size or page_size(path)
     with open(path, "r+b") as f:
@@ -172,9 +194,7 @@ def test_the_work_does_not_grow_with_the_highest_id(tmp_path, leaf):
         q = str(tmp_path / f"q{base}.sqlite3")
         build(q, list(range(base, base + 3000)))
         leaves = [pg for pg, _, kind, _ in sorted(btree(q), key=lambda r: r[1]) if kind == "leaf"]
-        with open(q, "r+b") as f:
-            f.seek((leaves[leaf] - 1) * page_size(q))
-            f.write(bytes(page_size(q)))
+        zero_pages(q, [leaves[leaf]])
         got = Counted(q)
         assert set(got.ids) == oracle(q, list(range(base, base + 3000)))
         counts.append((got.walk.queries, got.steps, len(got.ids)))
@@ -289,20 +309,8 @@ def recovered(tmp_path, n: int = 600, *, extra: tuple[str, ...] = ()) -> tuple[s
         hit += [pg for pg, _, kind, _ in btree(q, "sqlite_autoindex_batches_1") if kind == "leaf"]
     if "newest" in extra:
         hit += leaves[-2:]
-    with open(q, "r+b") as f:
-        for page in hit:
-            f.seek((page - 1) * page_size(q))
-            f.write(bytes(page_size(q)))
-    db = sqlite3.connect(f"file:{q}?mode=ro", uri=True)
-    readable = set()
-    for i in range(1, n + 1):
-        try:
-            readable |= set(
-                db.execute("SELECT stream, seq, payload FROM batches WHERE id = ?", (i,)).fetchall()
-            )
-        except sqlite3.DatabaseError:
-            pass
-    db.close()
+    zero_pages(q, hit)
+    readable = rows_sqlite_reads(q, range(1, n + 1))
     s = BatchStore(q, recover=True)
     assert s.recovery is not None and not s.recovery.complete
     return q, readable, s
@@ -353,10 +361,7 @@ def test_a_number_the_damage_hid_everywhere_is_counted_not_dropped(tmp_path, cap
     leaves = [pg for pg, _, kind, _ in sorted(btree(q), key=lambda r: r[1]) if kind == "leaf"]
     hit = [leaves[0]] + [pg for pg, *_ in btree(q, "stream_seq")]
     hit += [pg for pg, _, kind, _ in btree(q, "sqlite_autoindex_batches_1") if kind == "leaf"]
-    with open(q, "r+b") as f:
-        for page in hit:
-            f.seek((page - 1) * page_size(q))
-            f.write(bytes(page_size(q)))
+    zero_pages(q, hit)
     s = BatchStore(q, recover=True)
     try:
         for _ in range(20):
@@ -442,9 +447,7 @@ def test_damage_the_opening_does_not_read_is_found_behind_ready_and_salvaged(tmp
     ids = list(range(1, 20_001))
     build(q, ids)
     leaves = [pg for pg, _, kind, _ in sorted(btree(q), key=lambda r: r[1]) if kind == "leaf"]
-    with open(q, "r+b") as f:  # the middle of the queue: past the head the opening reads
-        f.seek((leaves[len(leaves) // 2] - 1) * page_size(q))
-        f.write(bytes(page_size(q)))
+    zero_pages(q, [leaves[len(leaves) // 2]])  # the middle of the queue: past the head the opening reads
     want = oracle(q, ids)
     s = BatchStore(q, recover=True)
     try:
@@ -486,9 +489,7 @@ def test_the_opening_of_a_damaged_queue_costs_the_same_whatever_its_size_or_ids(
         os.makedirs(os.path.dirname(q))
         build(q, list(range(base, base + rows)))
         leaves = [pg for pg, _, kind, _ in sorted(btree(q), key=lambda r: r[1]) if kind == "leaf"]
-        with open(q, "r+b") as f:
-            f.seek((leaves[0] - 1) * page_size(q))
-            f.write(bytes(page_size(q)))
+        zero_pages(q, [leaves[0]])
         steps.append(0)
         with BatchStore(q, recover=True) as s:
             assert s.recovery is not None and not s.recovery.complete and s.recovery.expected == rows

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import paho.mqtt.client as mqtt
+
 from edge_agent.config import load_config
 from edge_agent.node.store import BatchStore
 from edge_agent.node.uplink import Uplink
@@ -32,3 +36,14 @@ def make_uplink(tmp_path, broker_url="mqtt://127.0.0.1:1883"):
     path = str(tmp_path / "q.sqlite3")
     BatchStore(path).close()
     return Uplink(cfg, path), path
+
+
+class RecordingClient:
+    """What the delivery window needs of paho's client: it takes every message, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> SimpleNamespace:
+        self.sent.append((topic, payload))
+        return SimpleNamespace(rc=mqtt.MQTT_ERR_SUCCESS, mid=len(self.sent))

@@ -8,6 +8,7 @@ import faulthandler
 import signal
 
 from edge_agent.cli.exitcodes import EXIT_OK
+from edge_agent.cli.mqtt_flags import add_client_arguments, client_options
 from edge_agent.durations import parse_duration
 from edge_agent.errors import ConfigError
 
@@ -21,13 +22,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"edge-agent ingest needs the backbone extra ({exc.name} is missing): "
             "pip install 'edge-agent[backbone]'"
         ) from None
-    mqtt = {
-        "ca_file": args.ca_file,
-        "cert_file": args.cert_file,
-        "key_file": args.key_file,
-        "username": args.username,
-        "password_file": args.password_file,
-    }
+    mqtt = dict(client_options(args))
     try:
         settings = IngestSettings(
             broker=args.broker,
@@ -101,11 +96,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DURATION",
         help="how long the broker keeps this slot's session and its messages after a disconnect (default: 1d)",
     )
-    p.add_argument("--ca-file", metavar="FILE", help="CA bundle for mqtts:// brokers (default: the system's)")
-    p.add_argument(
-        "--cert-file", metavar="FILE", help="client certificate (PEM) for mutual TLS, with --key-file"
-    )
-    p.add_argument("--key-file", metavar="FILE", help="the client certificate's private key (PEM)")
-    p.add_argument("--username", metavar="NAME", help="log in to the broker as NAME, with --password-file")
-    p.add_argument("--password-file", metavar="FILE", help="the broker password on the file's first line")
+    add_client_arguments(p)
     p.set_defaults(func=cmd_ingest)

@@ -14,6 +14,7 @@ import uuid
 from typing import Any
 
 from edge_agent.cli.exitcodes import EXIT_FAIL, EXIT_OK
+from edge_agent.cli.mqtt_flags import add_client_arguments, client_options
 from edge_agent.errors import ConfigError, WireFormatError
 from edge_agent.files import TooLarge, read_at_most
 from edge_agent.wire.dedupe import SeqTracker
@@ -162,11 +163,7 @@ def _tail_client(args: argparse.Namespace):
             client_id=args.client_id or f"edge-agent-tail-{uuid.uuid4().hex[:8]}",
             # a persistent session keeps our subscription and queued messages
             session_expiry=7 * 86400 if persistent else 0,
-            ca_file=args.ca_file,
-            cert_file=args.cert_file,
-            key_file=args.key_file,
-            username=args.username,
-            password_file=args.password_file,
+            **client_options(args),
         )
     except ValueError as exc:
         raise ConfigError(f"command line: {exc}") from None
@@ -315,17 +312,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--prefix", default="edge", help="topic prefix (default: edge)")
     t.add_argument("--topic", metavar="FILTER", help="subscription filter (default: PREFIX/+/data/+)")
-    t.add_argument("--ca-file", metavar="FILE", help="CA bundle for mqtts:// brokers (default: the system's)")
-    t.add_argument(
-        "--cert-file", metavar="FILE", help="client certificate (PEM) for mutual TLS, with --key-file"
-    )
-    t.add_argument("--key-file", metavar="FILE", help="the client certificate's private key (PEM)")
-    t.add_argument("--username", metavar="NAME", help="log in as NAME, with --password-file")
-    t.add_argument(
-        "--password-file",
-        metavar="FILE",
-        help="the password on the file's first line (never on the command line, where ps would show it)",
-    )
+    add_client_arguments(t)
     t.add_argument(
         "--all",
         action="store_true",

@@ -27,8 +27,6 @@ lowercase):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -38,7 +36,7 @@ import uuid
 
 import yaml
 
-from edge_agent import __version__
+from edge_agent import __version__, keyfile
 from edge_agent.config import parse_config
 from edge_agent.config.yamlfile import load_yaml
 from edge_agent.errors import ConfigError, ProvisionError
@@ -57,33 +55,16 @@ CREDENTIALS = {
     "mqtt-password": ("password_file", True),
 }
 TRUST_FILE = re.compile(r"^trust-([0-9a-f]{16})\.pub$")  # on the card; /etc/edge-agent/trust/<id>.pub
-PUBLIC_TAG, SECRET_TAG = "edge-agent-ed25519-public", "edge-agent-ed25519-secret"
 
 
 def trusted_key(data: bytes, where: str) -> tuple[str, bytes]:
-    """(key id, the key's line) of an operator's public key file. The format is
-    edge_agent.fleet.keys's, read here without PyNaCl since field does not import fleet
-    (tests/test_layering.py); tests/test_fleet_keys.py holds the two readers to one answer."""
+    """(key id, the key's line) of an operator's public key file (edge_agent.keyfile's reader,
+    the one the node's trust store uses)."""
     try:
-        line = data.decode("ascii").splitlines()[0] if data else ""
-    except UnicodeDecodeError:
-        line = ""
-    fields = line.split(" ", 2)
-    if fields[0] == SECRET_TAG:
-        raise ProvisionError(
-            f"{where}: this is a private key, which never goes on a card; give its .pub file"
-        )
-    if fields[0] != PUBLIC_TAG or len(fields) < 2:
-        raise ProvisionError(f"{where}: not an edge-agent public key (expected a line '{PUBLIC_TAG} ...')")
-    try:
-        raw = base64.b64decode(fields[1], validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32 or base64.b64encode(raw).decode() != fields[1]:
-        raise ProvisionError(f"{where}: the key is not 32 bytes in base64")
-    if len(fields) > 2 and not fields[2].isprintable():
-        raise ProvisionError(f"{where}: the comment holds control characters")
-    return hashlib.sha256(raw).hexdigest()[:16], (line + "\n").encode("ascii")
+        raw, _, line = keyfile.parse_public(data, where, private=", which never goes on a card")
+    except keyfile.KeyFileError as exc:
+        raise ProvisionError(str(exc)) from None
+    return keyfile.key_id(raw), (line + "\n").encode("ascii")
 
 
 # --- provisioning -----------------------------------------------------------------------------

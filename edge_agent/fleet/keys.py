@@ -5,20 +5,15 @@ Two files per key pair, one line each, so a person can tell them apart and a scr
     NAME.key   ``edge-agent-ed25519-secret <base64 of the 32-byte seed>``   mode 0600, never printed
     NAME.pub   ``edge-agent-ed25519-public <base64 of the 32-byte key> [comment]``
 
-A key's id is the first 16 hex digits of the SHA-256 of its 32 public bytes: computed, never
-read from a file, so a file cannot claim another key's id. A node's trust store is a directory
+A key's id is computed from its bytes (edge_agent.keyfile: the format, read there for this
+module and for the card's provisioning alike). A node's trust store is a directory
 of ``<key id>.pub`` files (``/etc/edge-agent/trust``: put there at first boot from ``image
-provision --trust``, root's, readable by the agent, which cannot change it). The format is
-also read, without PyNaCl, by ``edge_agent.field.provision`` (the layering keeps field from
-importing fleet); tests/test_fleet_keys.py holds the two readers to the same answers.
+provision --trust``, root's, readable by the agent, which cannot change it).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -26,36 +21,14 @@ from pathlib import Path
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-from edge_agent.errors import EdgeAgentError
+from edge_agent import keyfile
 from edge_agent.files import TooLarge, read_at_most
+from edge_agent.keyfile import PUBLIC_TAG, SECRET_TAG, KeyFileError, b64, key_bytes, key_id
 
-PUBLIC_TAG = "edge-agent-ed25519-public"
-SECRET_TAG = "edge-agent-ed25519-secret"
+__all__ = ["PUBLIC_TAG", "SECRET_TAG", "KeyFileError", "OperatorKey", "PublicKey", "TrustStore", "key_id"]
+
 KEY_FILE_MAX = 4096  # bytes: a key file is one short line
 MAX_TRUSTED = 64  # keys in a trust store: more is a mistake, and each costs a file read
-
-
-class KeyFileError(EdgeAgentError, ValueError):
-    """A key file is missing, unreadable, of the wrong kind or damaged: says which and why."""
-
-
-def key_id(public: bytes) -> str:
-    return hashlib.sha256(public).hexdigest()[:16]
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: str, size: int, where: str) -> bytes:
-    """Strict: the only spelling of ``size`` bytes (no spaces, no other padding bits)."""
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != size or _b64(raw) != text:
-        raise KeyFileError(f"{where}: the key is not {size} bytes in base64")
-    return raw
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,24 +41,13 @@ class PublicKey:
         return key_id(self.raw)
 
     def line(self) -> bytes:
-        return f"{PUBLIC_TAG} {_b64(self.raw)}{' ' + self.comment if self.comment else ''}\n".encode()
+        return f"{PUBLIC_TAG} {b64(self.raw)}{' ' + self.comment if self.comment else ''}\n".encode()
 
 
 def parse_public(data: bytes, where: str) -> PublicKey:
     """The public key of a ``.pub`` file's bytes; KeyFileError naming ``where`` otherwise."""
-    try:
-        line = data.decode("ascii").splitlines()[0] if data else ""
-    except UnicodeDecodeError:
-        line = ""
-    fields = line.split(" ", 2)
-    if fields[0] == SECRET_TAG:
-        raise KeyFileError(f"{where}: this is a private key; give its .pub file")
-    if fields[0] != PUBLIC_TAG or len(fields) < 2:
-        raise KeyFileError(f"{where}: not an edge-agent public key (expected a line '{PUBLIC_TAG} ...')")
-    comment = fields[2] if len(fields) > 2 else ""
-    if not comment.isprintable():
-        raise KeyFileError(f"{where}: the comment holds control characters")
-    return PublicKey(_unb64(fields[1], 32, where), comment)
+    raw, comment, _ = keyfile.parse_public(data, where)
+    return PublicKey(raw, comment)
 
 
 def read_public(path: str | os.PathLike) -> PublicKey:
@@ -123,7 +85,7 @@ class OperatorKey:
             raise KeyFileError(f"{path}: this is a public key; signing needs the private key (.key)")
         if len(fields) != 2 or fields[0] != SECRET_TAG:
             raise KeyFileError(f"{path}: not an edge-agent private key (expected '{SECRET_TAG} ...')")
-        return cls(_unb64(fields[1], 32, str(path)))
+        return cls(key_bytes(fields[1], str(path)))
 
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message).signature
@@ -158,7 +120,7 @@ def new_key_pair(
     seed = os.urandom(32)
     key = OperatorKey(seed)
     pub = dataclasses.replace(key.public, comment=comment or name)
-    _write_new(secret, f"{SECRET_TAG} {_b64(seed)}\n".encode(), 0o600)
+    _write_new(secret, f"{SECRET_TAG} {b64(seed)}\n".encode(), 0o600)
     try:
         _write_new(public, pub.line(), 0o644)
     except OSError:

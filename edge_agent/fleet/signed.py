@@ -25,8 +25,6 @@ one line ``event=signed_refused kind=... reason=... key=... detail=...``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import hashlib
 import logging
@@ -38,6 +36,7 @@ from edge_agent.fleet import canonical
 from edge_agent.fleet.counters import KINDS, CounterStore
 from edge_agent.fleet.keys import OperatorKey, TrustStore
 from edge_agent.fleet.refusal import Refused
+from edge_agent.keyfile import b64, strict_b64
 from edge_agent.wire.format import NAME_PATTERN
 
 log = logging.getLogger("edge_agent.fleet")
@@ -124,9 +123,9 @@ def sign(
     )
     sig = key.sign(pae(payload_type(kind), payload))
     envelope = {
-        "payload": base64.b64encode(payload).decode("ascii"),
+        "payload": b64(payload),
         "payloadType": payload_type(kind),
-        "signatures": [{"keyid": key.public.id, "sig": base64.b64encode(sig).decode("ascii")}],
+        "signatures": [{"keyid": key.public.id, "sig": b64(sig)}],
     }
     data = canonical.dumps(envelope)
     if len(data) > MAX_ENVELOPE:
@@ -137,12 +136,9 @@ def sign(
 def _strict_b64(text: Any, what: str) -> bytes:
     if not isinstance(text, str):
         raise Refused("malformed", f"{what}: not a string")
-    try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise Refused("malformed", f"{what}: not base64") from None
-    if base64.b64encode(raw).decode("ascii") != text:
-        raise Refused("malformed", f"{what}: not the one spelling of its bytes in base64")
+    raw = strict_b64(text)
+    if raw is None:
+        raise Refused("malformed", f"{what}: not base64, or not the one spelling of its bytes in it")
     return raw
 
 

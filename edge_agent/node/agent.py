@@ -174,21 +174,16 @@ class Agent:
                 cfg.mqtt.broker.url,
                 "mqtt.allow_insecure is set: data and credentials travel unencrypted",
             )
-        # Set by the sampler while this boot's batches of an unsynchronised clock wait to be
-        # restamped: the uplink holds them back meanwhile, so they leave with their true times.
-        self.restamping = threading.Event()
-        self.uplink = Uplink(cfg, path, restamping=self.restamping)
         probe = SystemProbe()
         self.hardware = self._hardware(cfg)
         self.sampler = Sampler(
             cfg,
             self.store,
             self.hardware.make,
-            on_sealed=self.uplink.notify,
             clock_synchronized=lambda: probe.clock().synchronized,
             boot_id=probe.boot_id(),
         )
-        self.sampler.restamping = self.restamping
+        self.uplink = self._new_uplink(cfg)
         self.notifier = Notifier.from_env()
         self.watchdog = Watchdog(
             self.notifier,
@@ -223,6 +218,13 @@ class Agent:
                 "the uplink thread did not end within its bound: left behind, its batches stay queued",
             )
 
+    def _new_uplink(self, cfg: AgentConfig) -> Uplink:
+        """An uplink for ``cfg``, told of each seal, and holding back batches of an
+        unsynchronised clock while the sampler restamps them (so they leave with true times)."""
+        uplink = Uplink(cfg, store_path(cfg), restamping=self.sampler.restamping)
+        self.sampler.on_sealed = uplink.notify
+        return uplink
+
     def _reload(self) -> None:
         from edge_agent.config import load_config, with_overrides
         from edge_agent.errors import ConfigError
@@ -252,8 +254,7 @@ class Agent:
         if (new.mqtt, new.node_id, new.clock_hold) != (old.mqtt, old.node_id, old.clock_hold):
             # what stays unacknowledged, the new one sends
             self._join_uplink(self._stop_uplink(drain_timeout=1.0))
-            self.uplink = Uplink(new, store_path(new), restamping=self.restamping)
-            self.sampler.on_sealed = self.uplink.notify
+            self.uplink = self._new_uplink(new)
             self.uplink.start()
         self.cfg = new
         self.watchdog.checks = progress_checks(self.sampler, self.uplink, new.flush_interval)
@@ -283,8 +284,7 @@ class Agent:
         self.uplink.join()
         self.store.recover_now()
         log.warning("event=store_reopened epoch=%08x: the batches sealed from now on", self.store.epoch)
-        self.uplink = Uplink(self.cfg, store_path(self.cfg), restamping=self.restamping)
-        self.sampler.on_sealed = self.uplink.notify
+        self.uplink = self._new_uplink(self.cfg)
         self.watchdog.checks = progress_checks(self.sampler, self.uplink, self.cfg.flush_interval)
         self.uplink.start()
         if self.store.background is not None:

@@ -23,7 +23,7 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict, Unpack
 
 from edge_agent.errors import DiskFullError
 from edge_agent.node import store_bounds, store_check, store_file, store_handoff
@@ -65,6 +65,16 @@ def _delete(db: sqlite3.Connection, row_ids: Collection[int]) -> int:
     return db.execute(
         "DELETE FROM batches WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(row_ids)),)
     ).rowcount
+
+
+class Stamp(TypedDict, total=False):
+    """What ``seal_many`` keeps with a cycle's batches beside their payloads."""
+
+    clock_unsynced: bool
+    boot_id: str | None
+    wall_offset_ms: int | None
+    sealed_mono: float | None
+    states: Sequence[tuple[str, str, str, str]]
 
 
 class StoredBatch(NamedTuple):
@@ -140,27 +150,10 @@ class BatchStore(SavedStates):
 
     # --- writing ------------------------------------------------------------------------------
     def seal(
-        self,
-        stream: str,
-        encode: Callable[[int], bytes],
-        sealed_at: float,
-        *,
-        clock_unsynced: bool = False,
-        boot_id: str | None = None,
-        wall_offset_ms: int | None = None,
-        sealed_mono: float | None = None,
-        states: Sequence[tuple[str, str, str, str]] = (),
+        self, stream: str, encode: Callable[[int], bytes], sealed_at: float, **stamp: Unpack[Stamp]
     ) -> tuple[int, int]:
         """``seal_many`` of one batch: (sequence number, payload size)."""
-        return self.seal_many(
-            [(stream, encode)],
-            sealed_at,
-            clock_unsynced=clock_unsynced,
-            boot_id=boot_id,
-            wall_offset_ms=wall_offset_ms,
-            sealed_mono=sealed_mono,
-            states=states,
-        )[0]
+        return self.seal_many([(stream, encode)], sealed_at, **stamp)[0]
 
     def seal_many(
         self,

@@ -28,14 +28,7 @@ def mqtt_password(tmp_path):
 def postgres_server():
     """One PostgreSQL cluster of the tests' own for the session (tests/pg.py); each test takes
     a fresh database of it (``pg_url``)."""
-    from pg import Postgres, require_bin_dir
-
-    server = Postgres(require_bin_dir())
-    try:
-        server.start()
-        yield server
-    finally:
-        server.remove()
+    yield from _cluster()
 
 
 @pytest.fixture
@@ -49,6 +42,11 @@ def pg_url(postgres_server, request):
 @pytest.fixture
 def own_postgres():
     """A cluster of this test's alone, which it may stop and start again (same port)."""
+    yield from _cluster()
+
+
+def _cluster():
+    """A PostgreSQL cluster of the tests' own (tests/pg.py), removed after its last use."""
     from pg import Postgres, require_bin_dir
 
     server = Postgres(require_bin_dir())

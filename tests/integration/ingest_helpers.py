@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from helpers import agent_cmd, wait_for_log
+from helpers import agent_cmd, terminate, wait_for_log
 
 from edge_agent import wire
 from edge_agent.node.mqtt import ClientSettings, client_for_url, connect
@@ -163,13 +163,7 @@ class Ingest:
 
     def stop_all(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
+            terminate(proc, timeout=30)
 
 
 def query(url: str, sql: str, *args) -> list[tuple]:

@@ -104,7 +104,7 @@ def damaged_queue(state, ids: list[int], leaf: str) -> set[tuple]:
     """A queue of batches at ``ids`` (its sqlite_sequence at the highest), one leaf of its
     table zeroed (the "head", or the "middle", past what the opening reads); what SQLite
     can still read of it, (stream, seq, payload) by id."""
-    from test_store_salvage import btree, build, page_size
+    from test_store_salvage import btree, build, rows_sqlite_reads, zero_pages
 
     state.mkdir(exist_ok=True)
     q = str(state / "queue.sqlite3")
@@ -114,19 +114,8 @@ def damaged_queue(state, ids: list[int], leaf: str) -> set[tuple]:
     db.commit()
     db.close()
     leaves = [pg for pg, _, kind, _ in sorted(btree(q), key=lambda r: r[1]) if kind == "leaf"]
-    with open(q, "r+b") as f:
-        f.seek((leaves[0 if leaf == "head" else len(leaves) // 2] - 1) * page_size(q))
-        f.write(bytes(page_size(q)))
-    db = sqlite3.connect(f"file:{q}?mode=ro", uri=True)
-    readable = set()
-    for i in ids:
-        try:
-            readable |= set(
-                db.execute("SELECT stream, seq, payload FROM batches WHERE id = ?", (i,)).fetchall()
-            )
-        except sqlite3.DatabaseError:
-            pass
-    db.close()
+    zero_pages(q, [leaves[0 if leaf == "head" else len(leaves) // 2]])
+    readable = rows_sqlite_reads(q, ids)
     return readable
 
 

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers import REPO, free_port, missing, stop_agent, wait_for_log
+from helpers import REPO, free_port, missing, stop_agent, terminate, wait_for_log
 from powercut.fs import MODES, NAMES, request
 
 from edge_agent import wire
@@ -151,13 +151,7 @@ def powercut_mount(tmp_path):
                 agent.wait(timeout=10)
         if subprocess.run([fusermount, "-u", str(mnt)], capture_output=True).returncode != 0:
             subprocess.run([fusermount, "-u", "-z", str(mnt)], capture_output=True)
-        if fs.poll() is None:
-            os.kill(fs.pid, signal.SIGTERM)
-            try:
-                fs.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(fs.pid, signal.SIGKILL)
-                fs.wait(timeout=10)
+        terminate(fs)
         shutil.rmtree(sockdir, ignore_errors=True)
 
 
