@@ -72,3 +72,9 @@ def replace_wiped(path: str | os.PathLike, data: bytes, mode: int = 0o600) -> No
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def os_error_text(exc: OSError) -> str:
+    """What an operating-system error says, with the file it names (for a person)."""
+    name = getattr(exc, "filename", None)
+    return f"{exc.strerror or exc}" + (f": {name}" if name else "")

@@ -22,7 +22,7 @@ from edge_agent.fleet.counters import CounterStore
 from edge_agent.fleet.keys import OperatorKey, TrustStore
 from edge_agent.fleet.refusal import Refused
 from edge_agent.fleet.signed import Audience, sign
-from edge_agent.fleet.staging import Limits, accept, stage
+from edge_agent.fleet.staging import Limits, StagingError, accept, stage
 
 PLAT = "cp311-linux_x86_64"
 OPERATOR = OperatorKey(bytes(range(32)))
@@ -345,3 +345,23 @@ def test_a_bundle_is_never_written_over(site):
     with pytest.raises(ValueError, match="exists; a bundle is never written over"):
         make(site, counter=101)
     assert bundle.read_bytes() == before
+
+
+def test_a_staging_folder_that_cannot_be_made_is_said_not_raised(site, tmp_path, capsys):
+    _, _, counters = site
+    bundle = make(site)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StagingError, match="cannot make a staging folder: Not a directory"):
+        stage(bundle, tmp_path / "file" / "s", trust=TRUST, audience=LAMP, counters=counters, platform=PLAT)
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    (trust / f"{OPERATOR.public.id}.pub").write_bytes(OPERATOR.public.line())
+    node = ["--node-id", "lamp-0042", "--trust-dir", str(trust), "--platform", PLAT]
+    node += ["--state-dir", str(tmp_path / "state")]
+    assert main(["update", "verify", str(bundle), *node, "--staging-dir", str(tmp_path / "file")]) == 2
+    err = capsys.readouterr().err
+    assert "--staging-dir" in err and "cannot make a folder there" in err and "Traceback" not in err
+    for bad in ("0", "-1", "lots"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["update", "verify", str(bundle), *node, "--max-bytes", bad])
+        assert exit_.value.code == 2

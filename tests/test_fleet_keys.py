@@ -4,6 +4,7 @@ store; and the card's reader of public keys (edge_agent.field.provision) gives t
 from __future__ import annotations
 
 import base64
+import errno
 import os
 
 import pytest
@@ -145,3 +146,38 @@ def test_the_trust_store_holds_what_its_directory_holds(tmp_path):
         TrustStore.load(trust)
     with pytest.raises(KeyFileError, match="cannot read"):
         TrustStore.load(tmp_path / "none")
+
+
+def test_keys_new_refuses_a_directory_others_may_write_and_writes_nothing(tmp_path, capsys):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    assert main(["keys", "new", "--out", str(shared)]) == 1
+    err = capsys.readouterr().err
+    assert "writable by others (mode 0777)" in err and "Traceback" not in err
+    assert list(shared.iterdir()) == []
+
+
+def test_keys_new_where_no_directory_can_be_made_says_so(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["keys", "new", "--out", str(tmp_path / "file" / "keys")]) == 1
+    err = capsys.readouterr().err
+    assert "cannot make the directory" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("fail_at", [1, 2], ids=["private key", "public key"])
+def test_a_key_pair_that_cannot_be_written_leaves_no_file_behind(tmp_path, monkeypatch, fail_at):
+    """A full disk while the pair is written: neither file stays, the secret's bytes wiped."""
+    real, calls = os.write, [0]
+
+    def write(fd, data):
+        calls[0] += 1
+        if calls[0] == fail_at:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(KeyFileError, match="cannot write the key pair: No space left on device"):
+        new_key_pair(tmp_path / "k")
+    monkeypatch.undo()
+    assert list((tmp_path / "k").iterdir()) == []

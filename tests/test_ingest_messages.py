@@ -102,3 +102,25 @@ def test_ingest_settings():
     for bad in ({"group": "a/b"}, {"group": "+"}, {"slot": -1}, {"session_expiry": 0}, {"max_messages": 0}):
         with pytest.raises(ValueError):
             IngestSettings("mqtt://127.0.0.1", "postgresql://db/x", **bad)
+
+
+@pytest.mark.parametrize(
+    "flags, said",
+    [
+        (["--ca-file", "{missing}"], "ca_file {missing}: No such file or directory"),
+        (["--cert-file", "{missing}", "--key-file", "{missing}"], "No such file or directory"),
+        (["--username", "u", "--password-file", "{missing}"], "password_file {missing}: No such file"),
+        (["--key-file", "{missing}"], "needs both cert_file and key_file"),
+    ],
+    ids=["ca", "certificate", "password", "key alone"],
+)
+def test_ingest_refuses_files_it_cannot_read_before_it_starts(tmp_path, capfd, flags, said):
+    """Exit 2 with the file named, before any connection (the database here is nowhere: a
+    worker that got as far as connecting would retry it for ever)."""
+    from edge_agent.cli import main
+
+    missing = str(tmp_path / "missing.pem")
+    argv = ["ingest", "--broker", "mqtts://127.0.0.1:1", "--db", "postgresql://127.0.0.1:1/x"]
+    assert main(argv + [f.format(missing=missing) for f in flags]) == 2
+    err = capfd.readouterr().err
+    assert said.format(missing=missing) in err and "Traceback" not in err

@@ -16,6 +16,7 @@ from edge_agent import __version__
 from edge_agent.cli import commission, config, fleet, image, ingest, keys, run, sensors, update, wire
 from edge_agent.cli.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_PIPE, EXIT_USAGE
 from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.files import os_error_text
 from edge_agent.node.logfmt import setup_logging
 
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
@@ -53,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         # do, and keep Python from complaining again as it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_PIPE
+    except OSError as exc:
+        # The machine's side (a folder that cannot be made, a full disk, a file gone) that a
+        # command did not say better itself: what and where, not a traceback.
+        print(f"edge-agent: {os_error_text(exc)}", file=sys.stderr)
+        return EXIT_FAIL
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from edge_agent.cli.exitcodes import EXIT_OK
 from edge_agent.cli.mqtt_flags import add_client_arguments, client_options
 from edge_agent.durations import parse_duration
 from edge_agent.errors import ConfigError
+from edge_agent.files import os_error_text
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -36,12 +37,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             session_expiry=parse_duration(args.session_expiry),
             mqtt=mqtt,
         )
-        settings.client_settings()  # the MQTT settings' own checks (a key without a certificate)
-        from edge_agent.config import parse_broker_url
+        # the MQTT settings' own checks (a key without a certificate), the URL, and the files
+        # (CA, certificate, key, password) read once now rather than at the first connection
+        from edge_agent.node.mqtt import client_for_url
 
-        parse_broker_url(args.broker)
+        client_for_url(args.broker, settings.client_settings())
     except ValueError as exc:
         raise ConfigError(f"command line: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"command line: cannot set up the MQTT client: {os_error_text(exc)}") from None
     worker = Worker(settings)
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, lambda *_: worker.stop())

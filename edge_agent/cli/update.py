@@ -8,6 +8,7 @@ import argparse
 import json
 
 from edge_agent.cli.exitcodes import EXIT_OK
+from edge_agent.errors import ConfigError
 
 TRUST_DIR = "/etc/edge-agent/trust"
 NODE_CONFIG = "/etc/edge-agent/node.yaml"
@@ -23,6 +24,16 @@ def _node(args: argparse.Namespace) -> tuple[str, str]:
     return args.node_id or cfg.node_id, args.state_dir or cfg.state_dir
 
 
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"a number of bytes, 1 or more, got {text!r}")
+    return n
+
+
 def cmd_update_verify(args: argparse.Namespace) -> int:
     import os
     import tempfile
@@ -36,7 +47,13 @@ def cmd_update_verify(args: argparse.Namespace) -> int:
     trust = TrustStore.load(args.trust_dir)
     counters = CounterStore(os.path.join(state_dir, "fleet", "counters.json"))
     limits = Limits(max_bundle=args.max_bytes) if args.max_bytes else Limits()
-    with tempfile.TemporaryDirectory(prefix="edge-agent-verify-", dir=args.staging_dir) as root:
+    try:
+        tmp = tempfile.TemporaryDirectory(prefix="edge-agent-verify-", dir=args.staging_dir)
+    except OSError as exc:
+        raise ConfigError(
+            f"--staging-dir {args.staging_dir}: cannot make a folder there: {exc.strerror}"
+        ) from None
+    with tmp as root:
         staged = stage(
             args.bundle,
             root,
@@ -101,7 +118,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     uv.add_argument("--platform", metavar="P", help="this node's platform (default: this machine's)")
     uv.add_argument("--staging-dir", metavar="DIR", help="where to unpack it meanwhile (default: $TMPDIR)")
     uv.add_argument(
-        "--max-bytes", type=int, metavar="N", help="refuse bundles whose files pass N bytes (default 256 MiB)"
+        "--max-bytes",
+        type=_positive,
+        metavar="N",
+        help="refuse bundles whose files pass N bytes (default 256 MiB)",
     )
     uv.add_argument("--json", action="store_true", help="one JSON object")
     uv.set_defaults(func=cmd_update_verify)

@@ -16,7 +16,7 @@ from typing import Any
 from edge_agent.cli.exitcodes import EXIT_FAIL, EXIT_OK
 from edge_agent.cli.mqtt_flags import add_client_arguments, client_options
 from edge_agent.errors import ConfigError, WireFormatError
-from edge_agent.files import TooLarge, read_at_most
+from edge_agent.files import TooLarge, os_error_text, read_at_most
 from edge_agent.wire.dedupe import SeqTracker
 
 MAX_INPUT = 64 << 20  # bytes decode reads: many hex lines of payloads of at most 1 MiB each
@@ -172,12 +172,7 @@ def _tail_client(args: argparse.Namespace):
     except ValueError as exc:
         raise ConfigError(f"command line: --broker: {exc}") from None
     except OSError as exc:  # an unreadable CA, certificate, key or password file
-        name = getattr(exc, "filename", None)
-        print(
-            f"edge-agent tail: cannot set up the client: {exc.strerror or exc}"
-            + (f": {name}" if name else ""),
-            file=sys.stderr,
-        )
+        print(f"edge-agent tail: cannot set up the client: {os_error_text(exc)}", file=sys.stderr)
         return None
     return client, broker, settings
 

@@ -22,7 +22,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from edge_agent import keyfile
-from edge_agent.files import TooLarge, read_at_most
+from edge_agent.files import TooLarge, read_at_most, unlink_wiped
 from edge_agent.keyfile import PUBLIC_TAG, SECRET_TAG, KeyFileError, b64, key_bytes, key_id
 
 __all__ = ["PUBLIC_TAG", "SECRET_TAG", "KeyFileError", "OperatorKey", "PublicKey", "TrustStore", "key_id"]
@@ -91,9 +91,11 @@ class OperatorKey:
         return self._key.sign(message).signature
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> None:
-    """Create ``path`` (never over an existing file or through a link), ``mode`` whatever the umask."""
+def _write_new(path: Path, data: bytes, mode: int, made: list[Path]) -> None:
+    """Create ``path`` (never over an existing file or through a link), ``mode`` whatever the
+    umask; appended to ``made`` once it exists, so a failure after can remove it."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    made.append(path)
     try:
         os.fchmod(fd, mode)
         os.write(fd, data)
@@ -112,7 +114,16 @@ def new_key_pair(
     if not (comment.isascii() and comment.isprintable() and (comment or name).isascii()):
         raise KeyFileError(f"--comment {comment or name!r}: printable ASCII (a key file is ASCII)")
     out = Path(out_dir)
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = out.stat().st_mode
+    except OSError as exc:
+        raise KeyFileError(f"--out {out}: cannot make the directory: {exc.strerror or exc}") from None
+    if mode & 0o022:  # others could replace the public key, or remove the private one
+        raise KeyFileError(
+            f"--out {out}: writable by others (mode {stat.S_IMODE(mode):04o}): give the keys a "
+            f"directory of your own, or chmod go-w {out}"
+        )
     secret, public = out / f"{name}.key", out / f"{name}.pub"
     for p in (secret, public):
         if os.path.lexists(p):
@@ -120,17 +131,22 @@ def new_key_pair(
     seed = os.urandom(32)
     key = OperatorKey(seed)
     pub = dataclasses.replace(key.public, comment=comment or name)
-    _write_new(secret, f"{SECRET_TAG} {b64(seed)}\n".encode(), 0o600)
+    made: list[Path] = []
     try:
-        _write_new(public, pub.line(), 0o644)
-    except OSError:
-        os.unlink(secret)
-        raise
-    dfd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+        for path, data, perm in (
+            (secret, f"{SECRET_TAG} {b64(seed)}\n".encode(), 0o600),
+            (public, pub.line(), 0o644),
+        ):
+            _write_new(path, data, perm, made)
+        dfd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:  # a full disk, say: no half a key pair, no bytes of the secret left
+        for path in made:
+            unlink_wiped(path)
+        raise KeyFileError(f"--out {out}: cannot write the key pair: {exc.strerror or exc}") from None
     return secret, public, pub.id
 
 

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from edge_agent.errors import EdgeAgentError
 from edge_agent.fleet import signed
 from edge_agent.fleet.bundle import FILE_NAME, MANIFEST_NAME, PLATFORM, VERSION, node_platform
 from edge_agent.fleet.counters import CounterStore
@@ -58,6 +59,10 @@ _KINDS_OF_MEMBER = {
     tarfile.GNUTYPE_LONGLINK: "a GNU long link",
     tarfile.GNUTYPE_SPARSE: "a GNU sparse file",
 }
+
+
+class StagingError(EdgeAgentError, OSError):
+    """The node's own side failed (no staging folder, say): not the bundle's fault."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,8 +205,13 @@ def stage(
             raise Refused("malformed", f"{bundle}: not a regular file")
         if st.st_size > limits.max_archive:
             raise Refused("oversize", f"{st.st_size:,} bytes, more than the {limits.max_archive:,} allowed")
-        Path(staging_root).mkdir(mode=0o700, parents=True, exist_ok=True)
-        directory = Path(tempfile.mkdtemp(prefix="bundle-", dir=staging_root))
+        try:
+            Path(staging_root).mkdir(mode=0o700, parents=True, exist_ok=True)
+            directory = Path(tempfile.mkdtemp(prefix="bundle-", dir=staging_root))
+        except OSError as exc:
+            raise StagingError(
+                f"{staging_root}: cannot make a staging folder: {exc.strerror or exc}"
+            ) from None
         members = _Members(f)
         first = members.header()
         if (
