@@ -162,6 +162,8 @@ def main() -> None:
     ap.add_argument("--only", action="append", help="run only this variant (old, new, ...; repeatable)")
     ap.add_argument("--link", choices=("offline", "broker"), help="run only with this link")
     args = ap.parse_args()
+    if args.cycles < 1 or not 0.1 <= args.flush <= 3600:
+        ap.error("--cycles is 1 or more, --flush 0.1 to 3600 s")
     work = tempfile.mkdtemp(prefix="bench-writes-", dir=args.dir or "/var/tmp")
     root = os.path.join(work, "root")  # a sysroot whose clock is synchronised
     os.makedirs(os.path.join(root, "run/systemd/timesync"))
