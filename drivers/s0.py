@@ -149,7 +149,7 @@ class S0Meter(Sensor):
         if not math.isfinite(wh) or wh < 0:
             raise ValueError(f"s0: a saved energy total must be a number >= 0 Wh, got {wh!r}")
         with self._lock:
-            self.base_wh = wh - self.pulses * self.wh_per_pulse
+            self.base_wh = wh  # read() adds the pulses counted since the start, as INA2xx does
 
     def close(self) -> None:
         self._dev.close()

@@ -147,3 +147,40 @@ def test_systemd_waits_for_the_whole_stop_before_it_kills():
     m = re.search(r"^TimeoutStopSec=(\d+)s$", text, re.M)
     assert m is not None
     assert int(m.group(1)) >= STOP_BOUND + SEALS_MARGIN
+
+
+def test_a_queue_full_at_the_start_leaves_the_uplink_and_its_watch_until_it_opens(cfg, monkeypatch):
+    """The store cannot open (a full disk: store_pending): the agent is made all the same,
+    its watchdog watches the sealing only (an uplink not started is not a stalled one), its
+    status says so; once the queue opens, the uplink starts and is watched; a stop before
+    that stops an uplink that never ran."""
+    from edge_agent.errors import DiskFullError
+    from edge_agent.node.store_pending import UnopenedStore
+
+    real = agent_mod.BatchStore
+    full = [True]
+
+    def opening(*args, **kwargs):
+        if full[0]:
+            raise DiskFullError("the disk is full; the queue is kept as it is")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(agent_mod, "BatchStore", opening)
+    monkeypatch.setattr("edge_agent.node.store_pending.BatchStore", opening)
+    agent = Agent(cfg, simulate=True)
+    assert isinstance(agent.store, UnopenedStore)
+    agent._watch()
+    assert len(agent.watchdog.checks) == 1 and "not open" in agent.status()
+    agent._open_store(agent.next_store_try)  # still full
+    assert isinstance(agent.store, UnopenedStore) and agent.uplink.ident is None
+    full[0] = False
+    agent._open_store(agent.next_store_try)
+    assert isinstance(agent.store, real) and agent.sampler.store is agent.store
+    assert agent.uplink.is_alive() and len(agent.watchdog.checks) == 2
+    agent.stop_event.set()
+    assert agent.run() == 0
+
+    full[0] = True
+    agent = Agent(cfg, simulate=True)
+    agent.stop_event.set()
+    assert agent.run() == 0 and agent.uplink.ident is None  # stopped, the queue never opened

@@ -23,6 +23,7 @@ from edge_agent.config import load_config
 from edge_agent.errors import DiskFullError
 from edge_agent.node.sampler import Sampler
 from edge_agent.node.store import DRIVER_STATE, BatchStore
+from edge_agent.node.store_pending import UnopenedStore
 
 WALL0 = 1_700_000_000.0
 
@@ -284,3 +285,56 @@ def test_a_total_kept_with_a_seal_costs_one_page_more(tmp_path):
                 s._db.execute("PRAGMA page_size").fetchone()[0] + 24
             )
     assert frames[True] - frames[False] == 50
+
+
+@pytest.mark.parametrize("rig", [S0Rig, Ina226Rig], ids=["s0", "ina226"])
+def test_a_queue_opened_late_puts_the_saved_total_under_what_was_counted_since(tmp_path, monkeypatch, rig):
+    """A start on a full disk (store_pending): the sampler runs on an UnopenedStore, its
+    driver counting from 0 and every seal counted as unstored; when the queue opens, the
+    saved total goes under what was counted since, and the first batch stored goes on from
+    the last one stored before, never below it."""
+    rng = random.Random(16)
+    clock = [100.0]
+    hw = rig(monkeypatch, clock)
+    cfg = _config(tmp_path, hw.sensor)
+    path = str(tmp_path / "q")
+    with BatchStore(path) as store:  # the run before: a total saved with its last batch
+        sampler = Sampler(cfg, store, hw.make, clock=lambda: clock[0], wall=lambda: WALL0 + clock[0])
+        slot = sampler.slots[0]
+        sampler._bring_up(slot, clock[0])
+        for _ in range(20):
+            clock[0] += 1.0
+            hw.step(rng)
+            sampler.sample(slot)
+            sampler.seal()
+        slot.driver.close()
+        saved = state_of(store, hw.stream)["energy_wh"]
+    assert saved > 0
+    pending = UnopenedStore(path, DiskFullError("full"), max_size=None, policy="drop_oldest")
+    sampler = Sampler(cfg, pending, hw.make, clock=lambda: clock[0], wall=lambda: WALL0 + clock[0])
+    slot = sampler.slots[0]
+    sampler._bring_up(slot, clock[0])
+    for _ in range(10):
+        clock[0] += 1.0
+        hw.step(rng)
+        sampler.sample(slot)
+        assert sampler.seal() == 0
+    assert pending.unstored == {hw.stream: 10} and sampler.unstored == {hw.stream: 10}
+    since = slot.driver.read().values["energy"]  # counted from 0: the total was not known
+    assert since > 0
+    store = pending.open()
+    assert store is not None and pending.attempts == 2
+    try:
+        sampler.adopt(store)
+        assert sampler.store is store
+        assert slot.driver.read().values["energy"] == pytest.approx(saved + since, rel=1e-6)
+        clock[0] += 1.0
+        sampler.sample(slot)
+        assert sampler.seal() == 1
+        values = energies(store, hw.stream)
+        assert values == sorted(values) and values[-1] >= saved + since - 1e-9
+        assert state_of(store, hw.stream)["energy_wh"] >= saved + since - 1e-9
+        assert store.losses()[hw.stream]["unstored"] == 10
+    finally:
+        slot.driver.close()
+        store.close()

@@ -15,11 +15,13 @@ from typing import Concatenate, ParamSpec
 
 from edge_agent import __version__, dsp
 from edge_agent.config import AgentConfig, store_path
+from edge_agent.node import store_pending
 from edge_agent.node.delivery import Deleter
 from edge_agent.node.hardware import Hardware, SimulatedHardware
 from edge_agent.node.sampler import Sampler
 from edge_agent.node.sdnotify import Notifier, Watchdog, watchdog_interval
-from edge_agent.node.store import BatchStore, ensure_private_dir
+from edge_agent.node.store import BatchStore, DiskFullError, ensure_private_dir
+from edge_agent.node.store_pending import UnopenedStore
 from edge_agent.node.sysinfo import SystemProbe
 from edge_agent.node.uplink import CONNECT_TIMEOUT, OFFLINE_WAIT, Uplink
 
@@ -152,7 +154,13 @@ class Agent:
         # (a damaged file is moved aside and logged before it). Its check reads what the
         # run reads first, whatever the queue's size; the whole file is checked, and a
         # damaged one's batches copied in, behind READY (store.background).
-        self.store = BatchStore(path, max_size=cfg.store.max_size, policy=cfg.store.policy, recover=True)
+        self.store: BatchStore | UnopenedStore
+        try:
+            self.store = BatchStore(path, max_size=cfg.store.max_size, policy=cfg.store.policy, recover=True)
+        except DiskFullError as exc:  # not damage: sampling goes on, the queue opens with space
+            self.store = UnopenedStore(path, exc, max_size=cfg.store.max_size, policy=cfg.store.policy)
+            log.error("event=store_unavailable reason=%r retry_every=%gs", str(exc), store_pending.RETRY)
+        self.next_store_try = time.monotonic() + store_pending.RETRY
         self._recovering = False  # damage found behind READY: the uplink is stopping for it
         log.info(
             "event=start version=%s core=%s node=%s config=%s hash=%s simulate=%s store=%s "
@@ -196,22 +204,29 @@ class Agent:
         return SimulatedHardware(cfg) if self.simulate else Hardware()
 
     def status(self) -> str:
-        n, size = self.store.depth()
+        if isinstance(self.store, UnopenedStore):
+            queue = "not open (the disk is full)"
+        else:
+            n, size = self.store.depth()
+            queue = f"{n} batches ({size} B)"
         return (
-            f"queue={n} batches ({size} B), link={'up' if self.uplink.connected else 'down'}, "
+            f"queue={queue}, link={'up' if self.uplink.connected else 'down'}, "
             f"sensors={self.sampler.sensors_up()}/{len(self.sampler.slots)} up"
         )
 
     def _stop_uplink(self, drain_timeout: float) -> float:
         """Tell the uplink to stop; returns the monotonic time by which it has ended."""
         self.uplink.stop(drain_timeout=drain_timeout)
+        if self.uplink.ident is None:  # never started: the queue never opened
+            return time.monotonic()
         return time.monotonic() + uplink_stop_bound(drain_timeout)
 
     def _join_uplink(self, deadline: float) -> None:
         """Wait for the uplink told to stop, until ``deadline``: a thread stuck past it (a DNS
         lookup, a TLS handshake that trickles) is left behind, a daemon, and the stop goes
         on; what it had in flight is in the store and sent again next time."""
-        self.uplink.join(timeout=max(0.0, deadline - time.monotonic()))
+        if self.uplink.ident is not None:
+            self.uplink.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.uplink.is_alive():
             log.error(
                 "event=uplink_stop_timeout reason=%r",
@@ -255,9 +270,10 @@ class Agent:
             # what stays unacknowledged, the new one sends
             self._join_uplink(self._stop_uplink(drain_timeout=1.0))
             self.uplink = self._new_uplink(new)
-            self.uplink.start()
+            if not isinstance(self.store, UnopenedStore):
+                self.uplink.start()
         self.cfg = new
-        self.watchdog.checks = progress_checks(self.sampler, self.uplink, new.flush_interval)
+        self._watch()
         self.reloads += 1
         self.notifier.ready(self.status())
         log.info(
@@ -274,7 +290,7 @@ class Agent:
         seals on meanwhile; what it seals into the damaged file is salvaged with the rest.
         Whether that is under way (a reload waits for it)."""
         bg = self.store.background
-        if bg is None or bg.damage is None:
+        if bg is None or bg.damage is None or isinstance(self.store, UnopenedStore):
             return False
         if not self._recovering:
             self._recovering = True
@@ -285,14 +301,44 @@ class Agent:
         self.store.recover_now()
         log.warning("event=store_reopened epoch=%08x: the batches sealed from now on", self.store.epoch)
         self.uplink = self._new_uplink(self.cfg)
-        self.watchdog.checks = progress_checks(self.sampler, self.uplink, self.cfg.flush_interval)
+        self._watch()
         self.uplink.start()
         if self.store.background is not None:
             self.store.background.start()
         self._recovering = False
         return False
 
+    def _watch(self) -> None:
+        """The watchdog's conditions for what runs: no uplink to watch before the queue opens."""
+        checks = progress_checks(self.sampler, self.uplink, self.cfg.flush_interval)
+        self.watchdog.checks = checks[:1] if isinstance(self.store, UnopenedStore) else checks
+
+    def _open_store(self, now: float) -> None:
+        """Try again to open a queue a full disk kept closed; once it opens, the sampler
+        takes it and the uplink starts, as they would have at the start."""
+        if not isinstance(self.store, UnopenedStore) or now < self.next_store_try:
+            return
+        self.next_store_try = now + store_pending.RETRY
+        store = self.store.open()
+        if store is None:
+            return
+        unstored, attempts = dict(self.store.unstored), self.store.attempts
+        self.sampler.adopt(store)
+        self.store = store
+        store.take_deletes(wait=2 * self.cfg.flush_interval + 1.0)
+        log.warning(
+            "event=store_opened epoch=%08x attempts=%d unstored=%s",
+            store.epoch,
+            attempts,
+            ",".join(f"{k}:{v}" for k, v in sorted(unstored.items())) or "-",
+        )
+        self._watch()
+        self.uplink.start()
+        if store.background is not None:
+            store.background.start()
+
     def _tick(self, now: float) -> float:
+        self._open_store(now)
         if not self._store_damage() and self.reload_event.is_set():
             self._reload()
         if now >= self.next_health:
@@ -319,7 +365,9 @@ class Agent:
         waited for (bounded) while the hardware closes, and the store closes last, when no
         other connection writes, so its open marker's DELETE waits on no lock.
         """
-        self.uplink.start()
+        self._watch()
+        if not isinstance(self.store, UnopenedStore) and self.uplink.ident is None:
+            self.uplink.start()  # (a queue full at the start: when it opens, _open_store)
         # The few deletes a live link acknowledges each cycle ride in the next seal's
         # transaction (store_handoff): the pages they touch are written once.
         self.store.take_deletes(wait=2 * self.cfg.flush_interval + 1.0)

@@ -27,8 +27,9 @@ from edge_agent.node.open_batch import (
     restamp_payload,
     take_channels,
 )
-from edge_agent.node.sensor_slot import SLOT_TOLERANCE, DriverStates, SensorSlot
+from edge_agent.node.sensor_slot import SLOT_TOLERANCE, DriverStates, SensorSlot, restore_chains
 from edge_agent.node.store import EXPIRE_CHUNK, EXPIRE_SCAN, BatchStore
+from edge_agent.node.store_pending import UnopenedStore
 
 # ChannelPipeline, SensorSlot, SLOT_TOLERANCE and restamp_payload lived here: kept importable
 __all__ = ["SLOT_TOLERANCE", "ChannelPipeline", "Sampler", "SensorSlot", "restamp_payload"]
@@ -53,7 +54,7 @@ class Sampler:
     def __init__(
         self,
         cfg: AgentConfig,
-        store: BatchStore,
+        store: BatchStore | UnopenedStore,
         factory: Callable[[SensorConfig], Sensor],
         on_sealed: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
@@ -62,7 +63,7 @@ class Sampler:
         boot_id: str | None = None,
     ) -> None:
         self.cfg = cfg
-        self.store = store
+        self.store: BatchStore | UnopenedStore = store
         self.on_sealed = on_sealed
         self.clock = clock
         self.wall = wall
@@ -193,21 +194,19 @@ class Sampler:
     def _restore_states(self) -> int:
         """Filter state saved by this boot's previous run, for chains configured the same
         (driver states are applied when each driver comes up)."""
-        saved = self.store.chain_states(self.boot_id, self.clock() - STATE_MAX_AGE)
-        n = 0
-        for stream, channel, pipe in self._pipes():
-            spec_state = saved.get((stream, channel))
-            if spec_state and spec_state[0] == pipe.spec_json:
-                try:
-                    pipe.chain.set_state(json.loads(spec_state[1]))
-                    n += 1
-                except (ValueError, TypeError) as exc:
-                    log.warning(
-                        "event=state_not_restored stream=%s channel=%s error=%r", stream, channel, str(exc)
-                    )
-        if n:
-            log.info("event=filter_state_restored channels=%d", n)
-        return n
+        return restore_chains(
+            self._pipes(), self.store.chain_states(self.boot_id, self.clock() - STATE_MAX_AGE)
+        )
+
+    def adopt(self, store: BatchStore) -> None:
+        """The queue a full disk kept from opening at the start, open now (store_pending):
+        the batches counted unstored meanwhile go into its losses, and each driver's saved
+        total comes back under what the driver counted since (never a total going back)."""
+        pending, self.store = self.store, store
+        if isinstance(pending, UnopenedStore):
+            for stream, n in pending.unstored.items():
+                store.count_unstored(stream, n)
+        self.driver_states.adopt(store.driver_states(), self.slots)
 
     def _chain_rows(self) -> list[tuple[str, str, str, str]]:
         return [(st, ch, p.spec_json, json.dumps(p.chain.get_state())) for st, ch, p in self._pipes()]

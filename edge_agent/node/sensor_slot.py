@@ -124,7 +124,38 @@ class DriverStates:
             return None
         return (slot.cfg.name, DRIVER_STATE, "", saved)
 
+    def adopt(self, saved: dict[str, str], slots: Iterable[SensorSlot]) -> None:
+        """The totals of a queue opened late (store_pending): a driver up since the start
+        takes its saved total with what it counted since on top (``set_state``), one that is
+        down comes back with the saved one; the next seal keeps either."""
+        self.written.update(saved)
+        for slot in slots:
+            if slot.cfg.name in saved:
+                self.known[slot.cfg.name] = saved[slot.cfg.name]
+                self.restore(slot)
+
     def stored(self, rows: Iterable[tuple[str, str, str, str]]) -> None:
         """The store committed these rows."""
         for row in rows:
             self.written[row[0]] = row[3]
+
+
+def restore_chains(
+    pipes: Iterable[tuple[str, str, ChannelPipeline]], saved: dict[tuple[str, str], tuple[str, str]]
+) -> int:
+    """Give each (stream, channel, pipe) the filter state saved for a chain configured the
+    same; how many took one (a state that does not fit is logged and left out)."""
+    n = 0
+    for stream, channel, pipe in pipes:
+        spec_state = saved.get((stream, channel))
+        if spec_state and spec_state[0] == pipe.spec_json:
+            try:
+                pipe.chain.set_state(json.loads(spec_state[1]))
+                n += 1
+            except (ValueError, TypeError) as exc:
+                log.warning(
+                    "event=state_not_restored stream=%s channel=%s error=%r", stream, channel, str(exc)
+                )
+    if n:
+        log.info("event=filter_state_restored channels=%d", n)
+    return n

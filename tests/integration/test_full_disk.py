@@ -9,8 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import missing
+from helpers import agent_cmd, free_port, kill_agent, missing, stop_agent, wait_for_log
 
+from edge_agent import wire
 from edge_agent.errors import DiskFullError
 from edge_agent.node.store import BatchStore
 
@@ -89,3 +90,84 @@ def test_fill_restart_while_full_and_free(small_disk):
     seqs = [r.seq for r in store.oldest(10_000)]
     assert seqs == sorted(set(seqs)) and _corrupt(state) == []
     store.close()
+
+
+AGENT_CONFIG = """\
+node: {{id: full-node}}
+flush_interval: 200ms
+clock: {{hold_unsynced: 0s}}
+mqtt: {{broker: "mqtt://127.0.0.1:{port}"}}
+sensors:
+  - {{name: mains, type: s0, pin: 5, pulses_per_kwh: 10000, interval: 100ms, sim: {{power: 7200}}}}
+  - {{name: air, type: bme680, address: 0x77, interval: 100ms}}
+"""
+
+
+def _energies(store: BatchStore) -> list[float]:
+    rows = sorted((r.seq, r.payload) for r in store.oldest(1_000_000) if r.stream == "mains")
+    out: list[float] = []
+    for _, p in rows:
+        out += next(c for c in wire.decode(p).channels if c.name == "energy").values()
+    return out
+
+
+def test_the_agent_restarted_while_full_samples_on_and_opens_the_queue_with_space(small_disk, tmp_path):
+    """`edge-agent run` restarted on a full disk: it becomes ready and samples on, counting
+    each cycle as unstored, moves nothing aside, and when space comes back opens the same
+    queue (every batch still there), keeps the count among its losses, and seals on from
+    an energy total that never goes back."""
+    state = small_disk / "state"
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(AGENT_CONFIG.format(port=free_port()))  # no broker: every batch stays
+    cmd = agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", str(state))
+    first = tmp_path / "first.err"
+    agent = subprocess.Popen(cmd, stderr=open(first, "wb"))
+    try:
+        wait_for_log(agent, first, lambda t: t.count("event=batch_sealed stream=mains") >= 5, timeout=60)
+        assert stop_agent(agent, first) == 0, first.read_text()
+    finally:
+        kill_agent(agent, first)
+    with BatchStore(str(state / "queue.sqlite3")) as store:
+        before = {(r.stream, r.seq): r.payload for r in store.oldest(1_000_000)}
+        energy_before = _energies(store)
+    filler = small_disk / "filler"
+    fill(filler)
+    second = tmp_path / "second.err"
+    agent = subprocess.Popen(cmd, stderr=open(second, "wb"))
+    try:
+        text = wait_for_log(
+            agent,
+            second,
+            lambda t: "event=ready" in t and t.count("event=batch_unstored stream=mains") >= 5,
+            timeout=60,
+        )
+        assert "event=store_unavailable" in text and "the disk is full" in text, text
+        assert _corrupt(state) == [], text
+        filler.unlink()  # space comes back: the same queue opens within a retry or two
+        text = wait_for_log(
+            agent,
+            second,
+            lambda t: (
+                "event=store_opened" in t
+                and t.split("event=store_opened")[1].count("event=batch_sealed stream=mains") >= 3
+            ),
+            timeout=60,
+        )
+        assert stop_agent(agent, second) == 0, second.read_text()
+    finally:
+        text = kill_agent(agent, second)
+    assert "Traceback" not in text, text
+    unstored = text.split("event=store_opened")[0].count("event=batch_unstored stream=mains")
+    assert _corrupt(state) == []
+    with BatchStore(str(state / "queue.sqlite3")) as store:
+        after = {(r.stream, r.seq): r.payload for r in store.oldest(1_000_000)}
+        assert before.items() <= after.items(), "a batch stored before the restart was lost"
+        assert len(after) > len(before)
+        seqs = sorted(seq for stream, seq in after if stream == "mains")
+        assert seqs == list(range(len(seqs))), "a cycle that was not stored took a number"
+        # every cycle counted while closed, and those after it opened (none: space is back)
+        assert store.losses()["mains"]["unstored"] >= unstored > 0
+        energy = _energies(store)
+        assert energy[: len(energy_before)] == energy_before
+        assert energy == sorted(energy), "the energy total went back after the queue opened"
+        assert energy[-1] > energy_before[-1]
