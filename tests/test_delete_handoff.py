@@ -150,3 +150,29 @@ def test_rows_being_deleted_are_not_sent_again_after_a_rescan(tmp_path):
             seal(other, 1)
         w.fill(client, store)  # type: ignore[arg-type]
         assert len(client.sent) == 7  # a new batch still goes
+
+
+def test_a_reload_to_another_flush_interval_waits_as_long_as_its_seals(tmp_path):
+    """The hand-over waits two flush intervals for a seal: a SIGHUP from 1 s to 30 s seals
+    made every hand-over wait out 3 s and the deleter commit alone; the reload renews it."""
+    from edge_agent.config import load_config
+    from edge_agent.node.agent import Agent
+
+    text = (
+        "node: {{id: handoff-node}}\nflush_interval: {flush}\nstate_dir: {state}\n"
+        'mqtt: {{broker: "mqtt://127.0.0.1:9"}}\n'
+        "sensors:\n  - {{name: air, type: bme680, interval: 1s}}\n"
+    )
+    path = tmp_path / "node.yaml"
+    path.write_text(text.format(flush="1s", state=tmp_path / "state"))
+    agent = Agent(load_config(path), simulate=True, config_path=str(path))
+    try:
+        agent._hand_over()
+        assert store_handoff.lookup(agent.store.path).wait == 3.0
+        path.write_text(text.format(flush="30s", state=tmp_path / "state"))
+        agent._reload()
+        assert agent.cfg.flush_interval == 30.0 and agent.reloads == 1
+        assert store_handoff.lookup(agent.store.path).wait == 61.0
+    finally:
+        agent.stop_event.set()
+        agent.run()

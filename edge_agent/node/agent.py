@@ -273,6 +273,8 @@ class Agent:
             if not isinstance(self.store, UnopenedStore):
                 self.uplink.start()
         self.cfg = new
+        if new.flush_interval != old.flush_interval:
+            self._hand_over()  # a wait of the new interval's
         self._watch()
         self.reloads += 1
         self.notifier.ready(self.status())
@@ -308,6 +310,11 @@ class Agent:
         self._recovering = False
         return False
 
+    def _hand_over(self) -> None:
+        """The few deletes a live link acknowledges each cycle ride in the next seal's
+        transaction (store_handoff), each waiting at most two flush intervals for one."""
+        self.store.take_deletes(wait=2 * self.cfg.flush_interval + 1.0)
+
     def _watch(self) -> None:
         """The watchdog's conditions for what runs: no uplink to watch before the queue opens."""
         checks = progress_checks(self.sampler, self.uplink, self.cfg.flush_interval)
@@ -325,7 +332,7 @@ class Agent:
         unstored, attempts = dict(self.store.unstored), self.store.attempts
         self.sampler.adopt(store)
         self.store = store
-        store.take_deletes(wait=2 * self.cfg.flush_interval + 1.0)
+        self._hand_over()
         log.warning(
             "event=store_opened epoch=%08x attempts=%d unstored=%s",
             store.epoch,
@@ -368,9 +375,7 @@ class Agent:
         self._watch()
         if not isinstance(self.store, UnopenedStore) and self.uplink.ident is None:
             self.uplink.start()  # (a queue full at the start: when it opens, _open_store)
-        # The few deletes a live link acknowledges each cycle ride in the next seal's
-        # transaction (store_handoff): the pages they touch are written once.
-        self.store.take_deletes(wait=2 * self.cfg.flush_interval + 1.0)
+        self._hand_over()  # the pages a cycle's deletes touch are written once, with a seal
         try:
             self.sampler.run(self.stop_event, on_ready=self._on_ready, tick=self._tick)
         finally:
