@@ -13,6 +13,7 @@ from edge_agent.config.loader import (
     default_node_yaml,
     load_config,
     parse_config,
+    parse_listen,
     store_path,
     with_overrides,
 )
@@ -20,6 +21,7 @@ from edge_agent.config.model import (
     AgentConfig,
     BrokerConfig,
     ChannelConfig,
+    HttpConfig,
     MqttConfig,
     SensorConfig,
     StageConfig,
@@ -32,6 +34,7 @@ __all__ = [
     "AgentConfig",
     "BrokerConfig",
     "ChannelConfig",
+    "HttpConfig",
     "MqttConfig",
     "SensorConfig",
     "StageConfig",
@@ -41,6 +44,7 @@ __all__ = [
     "load_config",
     "parse_broker_url",
     "parse_config",
+    "parse_listen",
     "store_path",
     "with_overrides",
 ]

@@ -4,6 +4,7 @@ and the command line's overrides."""
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import re
 import socket
@@ -13,14 +14,24 @@ from typing import Any
 import yaml
 
 from edge_agent.config.document import NAME, Document
-from edge_agent.config.model import AgentConfig, StoreConfig
+from edge_agent.config.model import AgentConfig, HttpConfig, StoreConfig
 from edge_agent.config.mqtt import is_loopback, parse_broker_url, parse_mqtt
 from edge_agent.config.sensors import parse_sensor
 from edge_agent.config.yamlfile import load_yaml
 from edge_agent.errors import ConfigError
 from edge_agent.files import CONFIG_MAX, TooLarge, read_at_most
 
-_TOP_KEYS = {"node", "flush_interval", "state_dir", "mqtt", "store", "sensors", "health_interval", "clock"}
+_TOP_KEYS = {
+    "node",
+    "flush_interval",
+    "state_dir",
+    "mqtt",
+    "store",
+    "sensors",
+    "health_interval",
+    "clock",
+    "http",
+}
 
 
 def _default_state_dir() -> str:
@@ -82,6 +93,34 @@ def _parse_store(doc: Document, raw: Any) -> StoreConfig:
     )
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` with an IP address literal (a name would be looked up
+    at every start, and could point off the node): (host, port); raises ValueError."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError("host:port with a port of 0 (any free one) to 65535")
+    bracketed = host.startswith("[") and host.endswith("]")
+    try:
+        addr = ipaddress.ip_address(host[1:-1] if bracketed else host)
+    except ValueError:
+        raise ValueError("host:port with an IP address, not a name (127.0.0.1:9180, [::1]:9180)") from None
+    if (addr.version == 6) != bracketed:
+        raise ValueError("an IPv6 address in brackets ([::1]:9180), an IPv4 one without")
+    return str(addr), int(port)
+
+
+def _parse_http(doc: Document, raw: Any) -> HttpConfig:
+    http = doc.mapping(raw, "http", {"listen"})
+    listen = doc.string(http.get("listen", "127.0.0.1:9180"), "http.listen")
+    if listen == "":
+        return HttpConfig(host="", port=0)
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        raise doc.fail("http.listen", f'{exc}, or "" for no page', listen) from None
+    return HttpConfig(host=host, port=port)
+
+
 def parse_config(raw: Any, source: str) -> AgentConfig:
     """Validate a parsed YAML document into an AgentConfig (raises ConfigError)."""
     doc = Document(source)
@@ -111,6 +150,7 @@ def parse_config(raw: Any, source: str) -> AgentConfig:
         mqtt=parse_mqtt(doc, m["mqtt"], node_id),
         store=store,
         sensors=sensors,
+        http=_parse_http(doc, m.get("http", {})),
         source=source,
     )
 

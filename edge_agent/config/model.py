@@ -143,6 +143,22 @@ class StoreConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The node's own status page and metrics (node/status_http.py)."""
+
+    host: str = "127.0.0.1"  # an IP address literal; "": no listener
+    port: int = 9180  # 0: a free port, logged (for tests)
+
+    @property
+    def enabled(self) -> bool:
+        return self.host != ""
+
+    @property
+    def listen(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     node_id: str
     flush_interval: float
@@ -152,6 +168,7 @@ class AgentConfig:
     sensors: tuple[SensorConfig, ...]
     health_interval: float = 60.0
     clock_hold: float = 120.0  # s after start that batches stamped on an unsynced clock wait for sync
+    http: HttpConfig = HttpConfig()
     source: str = "<built-in default>"
     config_hash: str = ""  # first 16 hex digits of the SHA-256 of the file's bytes
 

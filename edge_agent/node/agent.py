@@ -20,6 +20,8 @@ from edge_agent.node.delivery import Deleter
 from edge_agent.node.hardware import Hardware, SimulatedHardware
 from edge_agent.node.sampler import Sampler
 from edge_agent.node.sdnotify import Notifier, Watchdog, watchdog_interval
+from edge_agent.node.status_facts import Snapshots
+from edge_agent.node.status_http import StatusServer
 from edge_agent.node.store import BatchStore, DiskFullError, ensure_private_dir
 from edge_agent.node.store_pending import UnopenedStore
 from edge_agent.node.sysinfo import SystemProbe
@@ -193,6 +195,9 @@ class Agent:
         )
         self.uplink = self._new_uplink(cfg)
         self.notifier = Notifier.from_env()
+        self.snapshots = Snapshots()  # the status page's view, taken on this thread
+        self.next_snapshot = 0.0
+        self.http = StatusServer.open(cfg, self.snapshots)
         self.watchdog = Watchdog(
             self.notifier,
             watchdog_interval(),
@@ -348,6 +353,11 @@ class Agent:
         self._open_store(now)
         if not self._store_damage() and self.reload_event.is_set():
             self._reload()
+        if now >= self.next_snapshot:
+            self.snapshots.take(
+                self.sampler, self.uplink, self.cfg, not isinstance(self.store, UnopenedStore)
+            )
+            self.next_snapshot = now + 1.0
         if now >= self.next_health:
             self.uplink.post_health(self.sampler.health_part())
             self.next_health = now + self.cfg.health_interval
@@ -376,6 +386,8 @@ class Agent:
         if not isinstance(self.store, UnopenedStore) and self.uplink.ident is None:
             self.uplink.start()  # (a queue full at the start: when it opens, _open_store)
         self._hand_over()  # the pages a cycle's deletes touch are written once, with a seal
+        if self.http is not None:
+            self.http.start()
         try:
             self.sampler.run(self.stop_event, on_ready=self._on_ready, tick=self._tick)
         finally:
@@ -383,6 +395,8 @@ class Agent:
             self.notifier.stopping()
             uplink_ends = self._stop_uplink(drain_timeout=DRAIN_TIMEOUT)
             self.hardware.close()
+            if self.http is not None:
+                self.http.stop()
             self._join_uplink(uplink_ends)
             self.store.close()
             self.signals.restore()

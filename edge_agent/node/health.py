@@ -46,11 +46,13 @@ class HealthReport:
             )
         return out
 
-    def build(self, *, sampler: dict, uplink: dict, store: BatchStore) -> dict:
+    def build(self, *, sampler: dict, uplink: dict, store: BatchStore | None) -> dict:
+        """The message; ``store`` None: the queue is not open (a full disk at the start,
+        store_pending), its figures are None."""
         now = time.monotonic()
         p = self.probe
-        batches, size = store.depth()
-        oldest = store.oldest_sealed()
+        batches, size = store.depth() if store is not None else (None, None)
+        oldest = store.oldest_sealed() if store is not None else None
         clock = p.clock()
         return {
             "node": self.cfg.node_id,
@@ -73,7 +75,7 @@ class HealthReport:
                 "bytes": size,
                 "max_bytes": self.cfg.store.max_size,
                 "oldest_age_s": round(time.time() - oldest, 1) if oldest is not None else None,
-                "losses": store.losses(),
+                "losses": store.losses() if store is not None else {},
                 "unstored_since_start": sampler["unstored"],
                 "recovery": sampler["store_recovery"],
                 "wal_loss": sampler["store_wal_loss"],

@@ -44,6 +44,7 @@ class ChannelPipeline:
         self.flags: list[tuple[int, int]] = []  # (index in this batch, quality flags)
         self.last_raw: float | None = None
         self.same_since = 0.0
+        self.last: tuple[float, float, int] | None = None  # (mono, value, quality) read last: the page's
 
     def _keep(self, point: tuple[float, float] | None) -> None:
         if point is not None:
@@ -53,6 +54,7 @@ class ChannelPipeline:
 
     def push(self, mono: float, value: float) -> None:
         """One good sample: monotonic time (s) and value, through the chain."""
+        self.last = (mono, value, 0)
         self._keep(self.chain.push(mono, value))
 
     def check(self, mono: float, value: float, stuck_after: float) -> int:
@@ -69,6 +71,7 @@ class ChannelPipeline:
 
     def flag(self, mono: float, value: float, quality: int) -> None:
         """Keep a bad sample as it came, flagged, outside the chain (it never enters a filter)."""
+        self.last = (mono, value, quality)
         if not math.isfinite(value):
             return  # nothing a payload could carry
         self.flags.append((len(self.mono_ms), quality))

@@ -1,0 +1,154 @@
+"""What the node's status page, its metrics and ``edge-agent status`` show: the health
+message's figures, each channel's last value with its age, the link's history, and a verdict.
+
+Two halves, one per thread. ``Snapshot.take`` runs on the sampler's thread (from the
+agent's tick, at most once a second) and copies what the sampler and the uplink own into
+plain values; ``facts`` runs on the status server's thread, with its own connection to the
+queue, and never touches the sampler's objects. A snapshot is replaced whole, never
+changed, so the server reads one consistent picture without a lock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge_agent.config import AgentConfig
+from edge_agent.node.health import HealthReport
+from edge_agent.node.store import BatchStore
+
+STALE_INTERVALS = 3  # a value older than this many sample intervals (and a second) is stale
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The sampler's and the uplink's state at one moment, as plain values."""
+
+    mono: float
+    wall: float
+    sampler: dict
+    values: dict
+    uplink: dict
+    link_since: float | None  # Unix time the link went up or down, as first seen
+    last_ack: float | None  # Unix time the delivered count last went up (a PUBACK)
+    last_seal_mono: float
+    flush_interval: float
+    store_open: bool
+    commission: dict | None = field(default=None)
+
+
+def sensor_values(sampler: Any) -> dict:
+    """Per sensor: its type, interval, state, and each channel's last reading (mono, value,
+    unit, quality), on the sampler's thread."""
+    out = {}
+    for slot in sampler.slots:
+        channels = {}
+        for name, pipe in slot.channels.items():
+            if pipe.last is not None:
+                mono, value, quality = pipe.last
+                channels[name] = {"value": value, "unit": pipe.cfg.unit, "mono": mono, "quality": quality}
+        out[slot.cfg.name] = {
+            "type": slot.cfg.type,
+            "interval": slot.cfg.interval,
+            "state": slot.state,
+            "channels": channels,
+        }
+    return out
+
+
+def uplink_part(uplink: Any) -> dict:
+    """The uplink's figures of the health message (read from another thread: plain ints)."""
+    return {
+        "state": "connected" if uplink.connected else "disconnected",
+        "broker": uplink.broker.url,
+        "reconnects": uplink.reconnects,
+        "connect_failures": uplink.connect_failures,
+        "delivered": uplink.delivered,
+        "delivered_historical": uplink.delivered_historical,
+        "failed_acks": uplink.failed_acks,
+        "inflight": len(uplink.inflight),
+    }
+
+
+class Snapshots:
+    """Takes snapshots on the sampler's thread and keeps the link's history between them."""
+
+    def __init__(self) -> None:
+        self.latest: Snapshot | None = None
+        self._link: tuple[bool, float] | None = None
+        self._acks: tuple[int, float | None] = (0, None)
+
+    def take(self, sampler: Any, uplink: Any, cfg: AgentConfig, store_open: bool) -> Snapshot:
+        now, wall = time.monotonic(), time.time()
+        up = uplink_part(uplink)
+        connected = up["state"] == "connected"
+        if self._link is None or self._link[0] != connected:
+            self._link = (connected, wall)
+        if up["delivered"] != self._acks[0]:
+            self._acks = (up["delivered"], wall)
+        self.latest = Snapshot(
+            mono=now,
+            wall=wall,
+            sampler=sampler.health_part(),
+            values=sensor_values(sampler),
+            uplink=up,
+            link_since=self._link[1],
+            last_ack=self._acks[1],
+            last_seal_mono=sampler.last_seal_cycle,
+            flush_interval=cfg.flush_interval,
+            store_open=store_open,
+        )
+        return self.latest
+
+
+def _values(snap: Snapshot, now: float) -> dict:
+    out = {}
+    for name, sensor in snap.values.items():
+        limit = STALE_INTERVALS * sensor["interval"] + 1.0
+        channels = {}
+        for ch, v in sensor["channels"].items():
+            age = max(0.0, now - v["mono"])
+            stale = age > limit or sensor["state"] != "up"
+            channels[ch] = {
+                **{k: v[k] for k in ("value", "unit", "quality")},
+                "age_s": round(age, 1),
+                "stale": stale,
+            }
+        out[name] = {**{k: sensor[k] for k in ("type", "interval", "state")}, "channels": channels}
+    return out
+
+
+def problems(report: dict, snap: Snapshot, now: float) -> list[str]:
+    """What makes ``edge-agent status`` exit non-zero: a sensor not up, a queue growing while
+    the link is down (the sampler seals, nothing leaves), a queue that is not open."""
+    out = [
+        f"sensor {name} is {s['state']}"
+        for name, s in sorted(report["sensors"].items())
+        if s["state"] != "up"
+    ]
+    sealing = now - snap.last_seal_mono <= 2 * snap.flush_interval + 1.0
+    queued = report["store"]["batches"] or 0
+    if snap.uplink["state"] != "connected" and sealing and queued > 0:
+        out.append(f"queue growing with the link down ({queued} batches)")
+    if not snap.store_open:
+        out.append("the queue is not open (the disk is full): nothing is stored")
+    return out
+
+
+def facts(report: HealthReport, snap: Snapshot, store: BatchStore | None) -> dict:
+    """Everything the page, the metrics and ``status --json`` show, on the server's thread."""
+    now = time.monotonic()
+    out = report.build(sampler=snap.sampler, uplink=dict(snap.uplink), store=store)
+    out["uplink"].update(
+        {
+            "since": snap.link_since,
+            "last_ack": snap.last_ack,
+        }
+    )
+    out["values"] = _values(snap, now)
+    out["snapshot_age_s"] = round(now - snap.mono, 1)
+    out["commission"] = snap.commission
+    out["problems"] = problems(out, snap, now)
+    out["ok"] = not out["problems"]
+    return out

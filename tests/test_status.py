@@ -1,0 +1,244 @@
+"""The node's status page, /metrics and /status.json (node/status_*.py), against an agent
+running in this process on simulated sensors: what they show is the node's own state, a
+sensor unplugged in its simulator shows as stale and failing, every number of the health
+message has a Prometheus series, and nothing a client sends stops the listener."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge_agent.config import load_config, parse_listen
+from edge_agent.errors import ConfigError
+from edge_agent.node.agent import Agent
+from edge_agent.node.status_render import leaves, metrics, page, unmapped
+
+CONFIG = """\
+node: {{id: page-node}}
+flush_interval: 200ms
+state_dir: {state}
+http: {{listen: "127.0.0.1:0"}}
+mqtt: {{broker: "mqtt://127.0.0.1:9"}}
+sensors:
+  - {{name: air, type: bme680, interval: 100ms, heater: {{duration: 30ms}}}}
+  - {{name: mains, type: s0, pin: 5, pulses_per_kwh: 10000, interval: 100ms, sim: {{power: 7200}}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [("127.0.0.1:9180", ("127.0.0.1", 9180)), ("[::1]:80", ("::1", 80)), ("0.0.0.0:0", ("0.0.0.0", 0))],
+)
+def test_listen_addresses(text, want):
+    assert parse_listen(text) == want
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("localhost:9180", "not a name"),
+        ("127.0.0.1", "host:port"),
+        ("127.0.0.1:65536", "0 (any free one) to 65535"),
+        ("::1:9180", "IPv6 address in brackets"),
+        ("[127.0.0.1]:80", "IPv6 address in brackets"),
+        ("127.0.0.1:-1", "host:port"),
+        ("127.0.0.1:9180\n", "host:port"),
+    ],
+)
+def test_a_listen_that_is_no_address_is_refused_naming_the_key(tmp_path, text, says):
+    path = tmp_path / "n.yaml"
+    path.write_text(CONFIG.format(state=tmp_path / "s").replace('"127.0.0.1:0"', json.dumps(text)))
+    with pytest.raises(ConfigError, match=r"http\.listen") as exc:
+        load_config(path)
+    assert says in str(exc.value)
+
+
+def test_the_default_listens_on_loopback_and_an_empty_listen_turns_it_off(tmp_path):
+    assert load_config().http.listen == "127.0.0.1:9180"
+    path = tmp_path / "n.yaml"
+    path.write_text(CONFIG.format(state=tmp_path / "s").replace('"127.0.0.1:0"', '""'))
+    assert not load_config(path).http.enabled
+
+
+class Running:
+    """An agent on the main thread (its signals need it) while the test's body runs in a
+    thread of its own, which ends the agent by setting its stop event."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        assert agent.http is not None
+        self.port = agent.http.port
+
+    def get(self, path: str, method: str = "GET") -> tuple[int, str, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path)
+            r = conn.getresponse()
+            return r.status, r.getheader("Content-Type") or "", r.read().decode()
+        finally:
+            conn.close()
+
+    def facts_when(self, ok) -> dict:
+        """/status.json, asked again until ``ok(facts)`` (by count of asks, not by time)."""
+        for _ in range(600):
+            status, _, body = self.get("/status.json")
+            if status == 200 and ok(facts := json.loads(body)):
+                return facts
+            self.agent.stop_event.wait(0.05)
+        raise AssertionError(f"never: {body}")
+
+
+def run_with(tmp_path, body) -> None:
+    path = tmp_path / "node.yaml"
+    path.write_text(CONFIG.format(state=tmp_path / "state"))
+    agent = Agent(load_config(path), simulate=True)
+    errors: list[BaseException] = []
+
+    def test_body() -> None:
+        try:
+            body(Running(agent))
+        except BaseException as exc:  # noqa: BLE001 (raised again on the main thread)
+            errors.append(exc)
+        finally:
+            agent.stop_event.set()
+
+    t = threading.Thread(target=test_body)
+    t.start()
+    agent.run()
+    t.join()
+    if errors:
+        raise errors[0]
+
+
+def test_the_page_metrics_and_json_show_the_nodes_own_state(tmp_path):
+    def body(node: Running) -> None:
+        facts = node.facts_when(lambda f: f["sensors"]["air"]["samples"] >= 5 and f["store"]["batches"])
+        agent = node.agent
+        # the sensors' values are what the sampler read last, with their units
+        last = agent.sampler.slots[0].channels["temperature"].last
+        assert last is not None
+        temp = facts["values"]["air"]["channels"]["temperature"]
+        assert temp["unit"] == "°C" and 15.0 < temp["value"] < 30.0 and not temp["stale"]
+        assert facts["values"]["mains"]["channels"]["energy"]["unit"] == "Wh"
+        # the link is down (nothing listens on port 9) and the sampler seals: a problem
+        assert facts["uplink"]["state"] == "disconnected" and not facts["ok"]
+        assert any("queue growing with the link down" in p for p in facts["problems"])
+        assert facts["node"] == "page-node" and facts["store"]["epoch"] == f"{agent.store.epoch:08x}"
+
+        status, ctype, text = node.get("/metrics")
+        assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples
+        }
+        assert families["edge_agent_sensor_samples"].type == "counter"
+        assert samples[("edge_agent_sensor_samples_total", (("sensor", "air"),))] >= 5
+        assert samples[("edge_agent_uplink_connected", ())] == 0
+        assert samples[("edge_agent_queue_batches", ())] >= 1
+        value = samples[
+            ("edge_agent_channel_value", (("channel", "temperature"), ("sensor", "air"), ("unit", "°C")))
+        ]
+        assert 15.0 < value < 30.0
+        info = next(s for s in families["edge_agent_info"].samples)
+        assert info.labels["node"] == "page-node" and info.labels["epoch"] == facts["store"]["epoch"]
+
+        status, ctype, html = node.get("/")
+        assert status == 200 and ctype.startswith("text/html")
+        assert "page-node" in html and "temperature" in html and "°C" in html
+        assert "<script" not in html and "http://" not in html.replace("mqtt://", "")  # nothing fetched
+
+        assert node.get("/nothing")[0] == 404
+        assert node.get("/", method="POST")[0] == 405
+
+    run_with(tmp_path, body)
+
+
+def test_an_unplugged_sensor_shows_as_stale_and_failing(tmp_path):
+    def body(node: Running) -> None:
+        node.facts_when(lambda f: f["values"]["air"]["channels"])
+        node.agent.hardware.sims["air"].unplug()
+        facts = node.facts_when(lambda f: f["values"]["air"]["state"] != "up")
+        assert all(c["stale"] for c in facts["values"]["air"]["channels"].values())
+        assert not any(c["stale"] for c in facts["values"]["mains"]["channels"].values())
+        assert any(p.startswith("sensor air is") for p in facts["problems"])
+        _, _, html = node.get("/")
+        assert "(stale)" in html and 'class="stale"' in html
+
+    run_with(tmp_path, body)
+
+
+def test_a_client_that_sends_nothing_does_not_keep_the_page_from_others(tmp_path):
+    """One request at a time: a connection that never sends its request line holds the
+    thread for the handler's timeout, then the next client is served."""
+
+    def body(node: Running) -> None:
+        node.facts_when(lambda f: True)
+        mute = socket.create_connection(("127.0.0.1", node.port))
+        half = socket.create_connection(("127.0.0.1", node.port))
+        half.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # the headers never end
+        try:
+            assert node.get("/status.json")[0] == 200
+        finally:
+            mute.close()
+            half.close()
+        garbage = socket.create_connection(("127.0.0.1", node.port))
+        garbage.sendall(b"\x16\x03\x01\x02\x00" + bytes(300) + b"\r\n\r\n")  # a TLS hello
+        assert garbage.recv(100).startswith(b"HTTP/1.")  # an answer (400), not a dead listener
+        garbage.close()
+        assert node.get("/status.json")[0] == 200
+
+    run_with(tmp_path, body)
+
+
+def _rich_facts(tmp_path) -> dict:
+    """Facts with every optional part filled: losses, a recovery, a WAL loss, errors."""
+    facts: dict = {}
+
+    def body(node: Running) -> None:
+        facts.update(node.facts_when(lambda f: f["sensors"]["air"]["samples"] >= 2))
+
+    run_with(tmp_path, body)
+    facts["store"]["losses"] = {"air": {"dropped": 3, "unstored": 1}}
+    facts["store"]["unstored_since_start"] = {"air": 1}
+    facts["store"]["recovery"] = {"moved_to": "/x", "error": "e", "salvaged": 4, "unreadable": 1, "at": 1.0}
+    facts["store"]["wal_loss"] = {"opened": 1.0, "epoch": "00000001"}
+    facts["sensors"]["air"]["errors"] = {"read": 2, "checksum": 1}
+    facts["throttled"] = {"raw": "0x0", "under_voltage": False}
+    facts["cpu_temp_c"] = 48.5
+    return facts
+
+
+def test_every_number_of_the_health_message_has_a_series(tmp_path):
+    facts = _rich_facts(tmp_path)
+    assert unmapped(facts) == []
+    text = metrics(facts)
+    parsed = [s for f in text_string_to_metric_families(text) for s in f.samples]
+    assert len(parsed) == sum(1 for p, _ in leaves(facts) if p != ("time",)) + 1  # and info
+    lost = {
+        (s.labels["stream"], s.labels["reason"]): s.value
+        for s in parsed
+        if s.name == "edge_agent_store_lost_batches_total"
+    }
+    assert lost == {("air", "dropped"): 3, ("air", "unstored"): 1}
+    # a figure the table does not know is found, so a new health field cannot go without one
+    facts["store"]["new_figure"] = 7
+    assert unmapped(facts) == [("store", "new_figure")]
+
+
+def test_what_the_page_shows_is_escaped(tmp_path):
+    facts = _rich_facts(tmp_path)
+    facts["node"] = '<img src=x onerror="alert(1)">'
+    facts["uplink"]["broker"] = "mqtts://</td><script>x</script>"
+    facts["problems"] = ["<b>bold</b>"]
+    facts["ok"] = False
+    html = page(facts)
+    assert "<script>" not in html and "<img" not in html and "<b>bold" not in html
+    assert "&lt;img src=x" in html
+    text = metrics({**facts, "node": 'a"b\\c\nd'})
+    info = next(f for f in text_string_to_metric_families(text) if f.name == "edge_agent_info")
+    assert info.samples[0].labels["node"] == 'a"b\\c\nd'
