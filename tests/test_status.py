@@ -153,7 +153,7 @@ def test_the_page_metrics_and_json_show_the_nodes_own_state(tmp_path):
         assert "<script" not in html and "http://" not in html.replace("mqtt://", "")  # nothing fetched
 
         assert node.get("/nothing")[0] == 404
-        assert node.get("/", method="POST")[0] == 405
+        assert node.get("/", method="POST")[0] == 404  # only /actions/NAME takes a POST
 
     run_with(tmp_path, body)
 
@@ -242,3 +242,88 @@ def test_what_the_page_shows_is_escaped(tmp_path):
     text = metrics({**facts, "node": 'a"b\\c\nd'})
     info = next(f for f in text_string_to_metric_families(text) if f.name == "edge_agent_info")
     assert info.samples[0].labels["node"] == 'a"b\\c\nd'
+
+
+TOKEN = "f00dfeed" * 4
+
+
+def _post(port: int, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, headers=headers)
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode()
+    finally:
+        conn.close()
+
+
+def test_an_action_needs_the_nodes_token_in_a_header(tmp_path, caplog):
+    """POST /actions/reload: refused without the token (401, with the Basic challenge a
+    browser answers by asking), with a wrong one, from another site's page (403) and after
+    too many wrong ones (429, even with the right one); done with it, as Basic auth's
+    password or a Bearer token. The token is never logged."""
+    import base64
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    path = tmp_path / "node.yaml"
+    text = CONFIG.format(state=tmp_path / "state").replace(
+        'http: {listen: "127.0.0.1:0"}', f'http: {{listen: "127.0.0.1:0", token_file: "{token_file}"}}'
+    )
+    path.write_text(text)
+    agent = Agent(load_config(path), simulate=True, config_path=str(path))
+    assert agent.http is not None
+    port = agent.http.port
+    basic = "Basic " + base64.b64encode(f"tech:{TOKEN}".encode()).decode()
+    seen: dict = {}
+
+    def body() -> None:
+        try:
+            for _ in range(600):
+                if agent.snapshots.latest is not None:
+                    break
+                agent.stop_event.wait(0.05)
+            seen["none"] = _post(port, "/actions/reload", {})
+            seen["wrong"] = _post(port, "/actions/reload", {"Authorization": "Bearer " + "x" * 32})
+            seen["url"] = _post(port, f"/actions/reload?token={TOKEN}", {})
+            seen["cross"] = _post(
+                port, "/actions/reload", {"Authorization": basic, "Origin": "http://evil.example"}
+            )
+            seen["unknown"] = _post(port, "/actions/format-disk", {"Authorization": basic})
+            seen["basic"] = _post(port, "/actions/reload", {"Authorization": basic})
+            for _ in range(600):  # the reload is acted on at the sampler's next tick
+                if agent.reloads:
+                    break
+                agent.stop_event.wait(0.05)
+            seen["reloads"] = agent.reloads
+            seen["bearer"] = _post(port, "/actions/reload", {"Authorization": "Bearer " + TOKEN})
+            for _ in range(12):
+                _post(port, "/actions/reload", {"Authorization": "Bearer wrong-wrong-wrong-wrong"})
+            seen["locked"] = _post(port, "/actions/reload", {"Authorization": "Bearer " + TOKEN})
+        finally:
+            agent.stop_event.set()
+
+    t = threading.Thread(target=body)
+    with caplog.at_level("DEBUG"):
+        t.start()
+        agent.run()
+        t.join()
+    code, headers, _ = seen["none"]
+    assert code == 401 and headers["www-authenticate"].startswith('Basic realm="edge-agent page-node"')
+    assert seen["wrong"][0] == 401 and seen["url"][0] == 401
+    assert seen["cross"][0] == 403 and seen["unknown"][0] == 404
+    assert seen["basic"][0] == 303 and seen["basic"][1]["location"] == "/" and seen["reloads"] >= 1
+    assert seen["bearer"][0] == 303
+    assert seen["locked"][0] == 429
+    assert TOKEN not in caplog.text and "event=http_action action=reload" in caplog.text
+
+
+def test_without_a_token_file_no_action_is_done(tmp_path):
+    def body(node: Running) -> None:
+        node.facts_when(lambda f: True)
+        code, _, text = _post(node.port, "/actions/reload", {"Authorization": "Bearer " + TOKEN})
+        assert code == 503 and "http.token_file" in text
+        assert node.agent.reloads == 0
+        assert 'action="/actions/' not in node.get("/")[2]  # no button for what cannot be done
+
+    run_with(tmp_path, body)

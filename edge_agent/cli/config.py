@@ -43,8 +43,10 @@ def missing_files(cfg: AgentConfig) -> list[str]:
     since a card's configuration is often checked on a laptop before the card holds them; the
     agent logs the same and retries until they are there."""
     out = []
-    for key in ("ca_file", "cert_file", "key_file", "password_file"):
-        path = getattr(cfg.mqtt, key)
+    named = [
+        (f"mqtt.{k}", getattr(cfg.mqtt, k)) for k in ("ca_file", "cert_file", "key_file", "password_file")
+    ]
+    for key, path in [*named, ("http.token_file", cfg.http.token_file)]:
         if path is None:
             continue
         if not os.path.isfile(path):
@@ -53,7 +55,8 @@ def missing_files(cfg: AgentConfig) -> list[str]:
             why = "is not readable by this user"
         else:
             continue
-        out.append(f"mqtt.{key} {path} {why} here: the agent cannot connect until it is")
+        effect = "the status page takes no action" if key.startswith("http") else "the agent cannot connect"
+        out.append(f"{key} {path} {why} here: {effect} until it is")
     return out
 
 

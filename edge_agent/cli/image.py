@@ -18,6 +18,7 @@ def _credentials(args: argparse.Namespace):
         cert=args.cert,
         key=args.key,
         password_file=args.password_file,
+        http_token=args.http_token,
         wifi_ssid=args.wifi_ssid,
         wifi_psk_file=args.wifi_psk_file,
         hostname=args.hostname,
@@ -125,6 +126,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ip.add_argument("--cert", metavar="FILE", help="client certificate for mutual TLS (PEM)")
     ip.add_argument("--key", metavar="FILE", help="its private key (PEM)")
     ip.add_argument("--password-file", metavar="FILE", help="the broker password, on its first line")
+    ip.add_argument(
+        "--http-token",
+        metavar="FILE",
+        help="the token the status page's actions need, on its first line (openssl rand -hex 24)",
+    )
     ip.add_argument("--wifi-ssid", metavar="SSID", help="Wi-Fi network (cloud-init network-config)")
     ip.add_argument("--wifi-psk-file", metavar="FILE", help="its passphrase, on the first line")
     ip.add_argument("--hostname", metavar="NAME", help="host name (cloud-init user-data)")
@@ -148,7 +154,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "csv",
         metavar="NODES_CSV",
         help="header: node_id[,site,hostname,config,ca,cert,key,"
-        "password_file,wifi_ssid,wifi_psk_file]; paths relative to the CSV",
+        "password_file,http_token,wifi_ssid,wifi_psk_file]; paths relative to the CSV",
     )
     ib.add_argument("--out", required=True, metavar="DIR", help="where NODE_ID.img files are made")
     ib.add_argument(

@@ -10,6 +10,7 @@ sensor type: what depends on it comes from the driver (drivers/base.py).
 
 from edge_agent.config.loader import (
     DEFAULT_NODE_YAML,
+    check_token,
     default_node_yaml,
     load_config,
     parse_config,
@@ -39,6 +40,7 @@ __all__ = [
     "SensorConfig",
     "StageConfig",
     "StoreConfig",
+    "check_token",
     "default_node_yaml",
     "is_loopback",
     "load_config",

@@ -109,16 +109,31 @@ def parse_listen(text: str) -> tuple[str, int]:
     return str(addr), int(port)
 
 
+TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]{16,256}")
+
+
+def check_token(text: str) -> str:
+    """A status page token as a file's first line gives it: 16 to 256 of the characters a
+    base64, hex or URL-safe token is written in; raises ValueError saying what it must be."""
+    if not TOKEN.fullmatch(text):
+        raise ValueError(
+            "a status page token is 16 to 256 letters, digits or . _ ~ + / = - on the first line "
+            "(for instance: openssl rand -hex 24)"
+        )
+    return text
+
+
 def _parse_http(doc: Document, raw: Any) -> HttpConfig:
-    http = doc.mapping(raw, "http", {"listen"})
+    http = doc.mapping(raw, "http", {"listen", "token_file"})
     listen = doc.string(http.get("listen", "127.0.0.1:9180"), "http.listen")
+    token_file = doc.optional_string(http, "token_file", "http.token_file")
     if listen == "":
-        return HttpConfig(host="", port=0)
+        return HttpConfig(host="", port=0, token_file=token_file)
     try:
         host, port = parse_listen(listen)
     except ValueError as exc:
         raise doc.fail("http.listen", f'{exc}, or "" for no page', listen) from None
-    return HttpConfig(host=host, port=port)
+    return HttpConfig(host=host, port=port, token_file=token_file)
 
 
 def parse_config(raw: Any, source: str) -> AgentConfig:

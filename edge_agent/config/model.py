@@ -148,6 +148,7 @@ class HttpConfig:
 
     host: str = "127.0.0.1"  # an IP address literal; "": no listener
     port: int = 9180  # 0: a free port, logged (for tests)
+    token_file: str | None = None  # the token the page's actions need (first line); none: no actions
 
     @property
     def enabled(self) -> bool:

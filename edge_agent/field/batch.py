@@ -21,6 +21,7 @@ BATCH_COLUMNS = (
     "cert",
     "key",
     "password_file",
+    "http_token",
     "wifi_ssid",
     "wifi_psk_file",
 )
@@ -85,6 +86,7 @@ def read_batch(csv_path: str, template: str | None) -> list[BatchRow]:
                             cert=path("cert"),
                             key=path("key"),
                             password_file=path("password_file"),
+                            http_token=path("http_token"),
                             wifi_ssid=get("wifi_ssid"),
                             wifi_psk_file=path("wifi_psk_file"),
                             hostname=get("hostname"),

@@ -37,7 +37,7 @@ import uuid
 import yaml
 
 from edge_agent import __version__, keyfile
-from edge_agent.config import parse_config
+from edge_agent.config import check_token, parse_config
 from edge_agent.config.yamlfile import load_yaml
 from edge_agent.errors import ConfigError, ProvisionError
 from edge_agent.field.sdcard import BootDir, FatImage, open_target
@@ -47,12 +47,13 @@ AGENT_DIR = "edge-agent"
 CONFIG_DIR = "/etc/edge-agent"  # where the first-boot import puts the files
 MANIFEST = "provision.json"
 
-# name on the card -> (config key it fills, secret)
+# name on the card -> (the configuration's section and key it fills, secret)
 CREDENTIALS = {
-    "ca.pem": ("ca_file", False),
-    "client.pem": ("cert_file", False),
-    "client.key": ("key_file", True),
-    "mqtt-password": ("password_file", True),
+    "ca.pem": ("mqtt", "ca_file", False),
+    "client.pem": ("mqtt", "cert_file", False),
+    "client.key": ("mqtt", "key_file", True),
+    "mqtt-password": ("mqtt", "password_file", True),
+    "http-token": ("http", "token_file", True),  # the status page's actions (node/status_http.py)
 }
 TRUST_FILE = re.compile(r"^trust-([0-9a-f]{16})\.pub$")  # on the card; /etc/edge-agent/trust/<id>.pub
 
@@ -74,6 +75,7 @@ class Credentials:
     cert: str | None = None
     key: str | None = None
     password_file: str | None = None
+    http_token: str | None = None  # a file: the token the status page's actions need
     wifi_ssid: str | None = None
     wifi_psk_file: str | None = None
     hostname: str | None = None
@@ -154,15 +156,16 @@ def plan(
         "client.pem": creds.cert,
         "client.key": creds.key,
         "mqtt-password": creds.password_file,
+        "http-token": creds.http_token,
     }
     if (creds.cert is None) != (creds.key is None):
         raise ProvisionError("--cert and --key go together (mutual TLS needs both)")
     if isinstance(doc, dict) and isinstance(doc.get("mqtt"), dict):
-        mqtt = doc["mqtt"]
         for name, src in given.items():
-            if src is not None:
-                mqtt[CREDENTIALS[name][0]] = f"{CONFIG_DIR}/{name}"
-        if creds.password_file is not None and "username" not in mqtt:
+            section, key, _ = CREDENTIALS[name]
+            if src is not None and isinstance(doc.setdefault(section, {}), dict):
+                doc[section][key] = f"{CONFIG_DIR}/{name}"
+        if creds.password_file is not None and "username" not in doc["mqtt"]:
             raise ConfigError(f"{config_path}: mqtt.username: required with --password-file")
     cfg = parse_config(doc, config_path)  # raises ConfigError naming the key
     for name, src in given.items():
@@ -174,6 +177,7 @@ def plan(
                     "client.pem": "certificate",
                     "client.key": "key",
                     "mqtt-password": "password file",
+                    "http-token": "status page token file",
                 }[name],
             )
             if name in ("ca.pem", "client.pem") and b"-----BEGIN CERTIFICATE-----" not in data:
@@ -182,6 +186,11 @@ def plan(
                 raise ProvisionError(f"{src}: not a PEM private key")
             if name == "mqtt-password":
                 data = (_first_line(data, "password file", src) + "\n").encode()
+            if name == "http-token":
+                try:
+                    data = (check_token(_first_line(data, "token file", src)) + "\n").encode()
+                except ValueError as exc:
+                    raise ProvisionError(f"{src}: {exc}") from None
             files[f"{AGENT_DIR}/{name}"] = data
     trusted = []
     for src in creds.trust:
@@ -258,7 +267,7 @@ def plan(
 
 def is_secret(rel: str) -> bool:
     name = rel.rpartition("/")[2]
-    return rel == "network-config" or CREDENTIALS.get(name, (None, False))[1]
+    return rel == "network-config" or CREDENTIALS.get(name, (None, None, False))[2]
 
 
 def provision(

@@ -197,7 +197,7 @@ class Agent:
         self.notifier = Notifier.from_env()
         self.snapshots = Snapshots()  # the status page's view, taken on this thread
         self.next_snapshot = 0.0
-        self.http = StatusServer.open(cfg, self.snapshots)
+        self.http = StatusServer.open(cfg, self.snapshots, {"reload": self.reload_event.set})
         self.watchdog = Watchdog(
             self.notifier,
             watchdog_interval(),

@@ -10,15 +10,21 @@ a listener that cannot be opened (the port taken) is logged, and the agent runs 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import json
 import logging
 import socket
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from edge_agent.config import AgentConfig, store_path
+from edge_agent.config import AgentConfig, check_token, store_path
 from edge_agent.errors import StoreError
+from edge_agent.files import TooLarge, read_at_most
 from edge_agent.node.health import HealthReport
 from edge_agent.node.status_facts import Snapshots, facts
 from edge_agent.node.status_render import metrics, page
@@ -54,11 +60,24 @@ class _Handler(BaseHTTPRequestHandler):
     error_content_type = "text/plain; charset=utf-8"
     error_message_format = "%(code)d %(message)s\n"
 
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("event=http_request client=%s line=%r", self.client_address[0], format % args)
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Method, path and status: never the query string (a token put there by mistake)."""
+        path = getattr(self, "path", "").split("?", 1)[0]
+        log.debug(
+            "event=http_request client=%s method=%s path=%r code=%s",
+            self.client_address[0],
+            self.command,
+            path,
+            code,
+        )
 
-    def _send(self, code: int, body: bytes, ctype: str) -> None:
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("event=http_refused client=%s reason=%r", self.client_address[0], format % args)
+
+    def _send(self, code: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
@@ -86,15 +105,100 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self) -> None:
-        self._send(405, b"no action is served here yet\n", "text/plain; charset=utf-8")
+        """An action: ``/actions/NAME``, with the node's token as HTTP Basic auth's password (a
+        browser asks for it; curl -u any:TOKEN) or a Bearer token; never in the URL."""
+        self.close_connection = True  # a body, if any, is not read
+        path = self.path.split("?", 1)[0]
+        status = self.server.status
+        name = path.removeprefix("/actions/")
+        if not path.startswith("/actions/") or name not in status.actions:
+            self._text(404, f"no such action: the actions are {', '.join(sorted(status.actions)) or 'none'}")
+            return
+        origin = self.headers.get("Origin")
+        if origin is not None and origin != f"http://{self.headers.get('Host', '')}":
+            self._text(403, "an action from another site's page is refused")  # cross-site forgery
+            return
+        verdict = status.guard.check(self.headers.get("Authorization"), time.monotonic())
+        if verdict is not None:
+            code, text = verdict
+            log.warning(
+                "event=http_action_refused action=%s client=%s code=%d", name, self.client_address[0], code
+            )
+            realm = f'Basic realm="edge-agent {status.cfg.node_id}", charset="UTF-8"'
+            self._text(code, text, {"WWW-Authenticate": realm} if code == 401 else {})
+            return
+        log.warning("event=http_action action=%s client=%s", name, self.client_address[0])
+        status.actions[name]()
+        self._text(303, f"{name}: done", {"Location": "/"})
+
+    def _text(self, code: int, text: str, headers: dict[str, str] | None = None) -> None:
+        self._send(code, (text + "\n").encode(), "text/plain; charset=utf-8", headers)
+
+
+class TokenGuard:
+    """Who may act: the token of ``http.token_file`` (read at each attempt, so a token put
+    there later counts, and a changed one at once), compared in constant time; after
+    FAILURES_MAX failed attempts within LOCKOUT seconds every attempt is refused for LOCKOUT,
+    so the token cannot be guessed at the speed of the listener."""
+
+    FAILURES_MAX = 10
+    LOCKOUT = 60.0
+
+    def __init__(self, token_file: str | None) -> None:
+        self.token_file = token_file
+        self.failures: list[float] = []
+
+    def _token(self) -> str | None:
+        if self.token_file is None:
+            return None
+        try:
+            first = read_at_most(self.token_file, 4096).decode("utf-8").splitlines()
+            return check_token(first[0].strip() if first else "")
+        except (OSError, TooLarge, UnicodeDecodeError, ValueError) as exc:
+            why = getattr(exc, "strerror", None) or str(exc)
+            log.error("event=http_token_unusable file=%s reason=%r", self.token_file, why)
+            return None
+
+    def check(self, authorization: str | None, now: float) -> tuple[int, str] | None:
+        """None when the request may act; else (status code, why)."""
+        self.failures = [t for t in self.failures if now - t < self.LOCKOUT]
+        if len(self.failures) >= self.FAILURES_MAX:
+            return 429, f"too many wrong tokens: try again in {self.LOCKOUT:.0f} s"
+        token = self._token()
+        if token is None:
+            return 503, "actions need http.token_file, a readable file holding the node's token"
+        given = _presented(authorization)
+        if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+            self.failures.append(now)
+            return 401, "the node's token is needed (HTTP Basic auth's password, or a Bearer token)"
+        return None
+
+
+def _presented(authorization: str | None) -> str | None:
+    """The token an Authorization header carries: Basic's password, or Bearer's token."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return None
+
+
+Actions = dict[str, Callable[[], None]]
 
 
 class StatusServer:
-    """The listener and its thread; ``snapshots`` is filled by the sampler's thread."""
+    """The listener and its thread; ``snapshots`` is filled by the sampler's thread, and
+    ``actions`` (name -> what it does, on this thread: setting an event) are what POST may do."""
 
-    def __init__(self, cfg: AgentConfig, snapshots: Snapshots) -> None:
+    def __init__(self, cfg: AgentConfig, snapshots: Snapshots, actions: Actions | None = None) -> None:
         self.cfg = cfg
         self.snapshots = snapshots
+        self.actions = actions or {}
+        self.guard = TokenGuard(cfg.http.token_file)
         self.report = HealthReport(cfg)
         self._store: BatchStore | None = None
         self._epoch: str | None = None
@@ -103,12 +207,14 @@ class StatusServer:
         self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
 
     @classmethod
-    def open(cls, cfg: AgentConfig, snapshots: Snapshots) -> StatusServer | None:
+    def open(
+        cls, cfg: AgentConfig, snapshots: Snapshots, actions: Actions | None = None
+    ) -> StatusServer | None:
         """The server, listening; None (and logged) when off or the address cannot be had."""
         if not cfg.http.enabled:
             return None
         try:
-            server = cls(cfg, snapshots)
+            server = cls(cfg, snapshots, actions)
         except OSError as exc:
             log.warning(
                 "event=http_unavailable listen=%s reason=%r", cfg.http.listen, exc.strerror or str(exc)
@@ -140,7 +246,9 @@ class StatusServer:
                 self._store = BatchStore(store_path(self.cfg))
             except StoreError as exc:
                 log.warning("event=http_store_unavailable reason=%r", str(exc))
-        return facts(self.report, snap, self._store)
+        out = facts(self.report, snap, self._store)
+        out["actions"] = sorted(self.actions) if self.cfg.http.token_file else []
+        return out
 
     def forget_store(self) -> None:
         """Close the queue's connection: the next request opens it again."""

@@ -146,6 +146,18 @@ def _row(*cells: object, cls: str = "") -> str:
     return f"<tr{attr}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
 
 
+def _actions(names: list[str]) -> str:
+    """A button per action: a form's POST, which the browser sends again with the token once
+    it has asked for it (HTTP Basic auth), with no script."""
+    if not names:
+        return ""
+    e = html.escape
+    forms = "".join(
+        f'<form method="post" action="/actions/{e(n)}"><button>{e(n)}</button></form>' for n in names
+    )
+    return f"<h2>Actions (the node's token)</h2>{forms}"
+
+
 def page(facts: dict, refresh: int = 5) -> str:
     """The technician's page: a verdict, every sensor's last values, queue, link, clock, disk."""
     e = html.escape
@@ -183,5 +195,5 @@ def page(facts: dict, refresh: int = 5) -> str:
         f"<h2>Node</h2><table id=node>{_row('clock', 'synchronised' if clock['synchronized'] else 'NOT synchronised')}"
         f"{_row('disk free', disk.get('free_bytes', '-'))}{_row('version', facts['version'] + ' (' + facts['core'] + ')')}"
         f"{_row('commissioning', 'not run since start' if not commission else commission.get('summary', ''))}"
-        f"</table></body></html>"
+        f"</table>{_actions(facts.get('actions') or [])}</body></html>"
     )

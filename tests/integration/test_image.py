@@ -204,6 +204,7 @@ def test_inspect_shows_what_is_provisioned_and_never_a_secret(tmp_path, inputs, 
         "client.pem": True,
         "client.key": True,
         "mqtt-password": True,
+        "http-token": False,  # not given: the status page takes no action
     }
     assert info["cloud_init"]["hostname"] == "lamp-0042" and info["cloud_init"]["wifi_ssids"] == ["city-iot"]
     assert "lamp-0042" in text and "city-iot" in text
@@ -470,10 +471,15 @@ def batch_csv(tmp_path, inputs, rows):
     (tmp_path / "creds").mkdir(exist_ok=True)
     for name in ("ca", "cert", "key", "password"):
         (tmp_path / "creds" / f"{name}").write_bytes(inputs[name].read_bytes())
+    for n, _, _ in rows:  # each node a status page token of its own
+        (tmp_path / "creds" / f"{n}.token").write_text(f"token-of-{n}-0123456789\n")
     csv = tmp_path / "nodes.csv"
     csv.write_text(
-        "node_id,site,hostname,ca,cert,key,password_file\n"
-        + "".join(f"{n},{site},{n},creds/ca,creds/cert,{key},creds/password\n" for n, site, key in rows)
+        "node_id,site,hostname,ca,cert,key,password_file,http_token\n"
+        + "".join(
+            f"{n},{site},{n},creds/ca,creds/cert,{key},creds/password,creds/{n}.token\n"
+            for n, site, key in rows
+        )
     )
     return csv
 
@@ -546,3 +552,29 @@ def test_provision_batch_checks_every_row_before_writing_any(tmp_path, inputs, p
         "bad-column": "unknown: passwd",
     }[problem] in err, err
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_the_status_page_token_goes_on_the_card_as_a_secret(tmp_path, inputs, capsys):
+    """`--http-token`: the file's first line, checked, on the card as a secret the first-boot
+    import makes 0600, and http.token_file pointing where it goes; a token too short for the
+    purpose is refused naming the file, and nothing is written."""
+    token = tmp_path / "token"
+    token.write_text("0123456789abcdef0123456789abcdef\nignored\n")
+    boot = tmp_path / "bootfs"
+    boot.mkdir()
+    assert main(provision_args(boot, inputs, "--http-token", str(token))) == 0
+    assert (boot / "edge-agent" / "http-token").read_bytes() == b"0123456789abcdef0123456789abcdef\n"
+    assert (boot / "edge-agent" / "http-token").stat().st_mode & 0o777 == 0o600
+    cfg = parse_config(yaml.safe_load((boot / "edge-agent" / "node.yaml").read_text()), "card")
+    assert cfg.http.token_file == "/etc/edge-agent/http-token"
+    manifest = json.loads((boot / "edge-agent" / "provision.json").read_text())
+    assert manifest["files"]["edge-agent/http-token"]["secret"] is True
+    assert "0123456789abcdef" not in (boot / "edge-agent" / "provision.json").read_text()
+    capsys.readouterr()
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    other = tmp_path / "other"
+    other.mkdir()
+    assert main(provision_args(other, inputs, "--http-token", str(short))) == 1
+    err = capsys.readouterr().err
+    assert str(short) in err and "16 to 256" in err and list(other.iterdir()) == []
