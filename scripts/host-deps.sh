@@ -6,7 +6,8 @@
 #                           dosfstools + mtools + fdisk (SD image provisioning), fusefat (a FAT driver
 #                           in FUSE: the card-wipe test), libfuse2 + fuse (the power-cut filesystem on
 #                           mfusepy, and fusermount), shellcheck (image recipe),
-#                           postgresql (the server: the ingest tests run their own cluster, tests/pg.py)
+#                           postgresql (the server: the ingest tests run their own cluster, tests/pg.py),
+#                           chromium (headless: the status page as a technician's browser shows it)
 # Without root, a missing piece is reported and the caller decides what to do.
 set -eu
 
@@ -40,6 +41,8 @@ test)
     # mfusepy loads libfuse.so.2 (or libfuse3.so.3); fuse3 would replace fuse's fusermount
     { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -q 'libfuse\.so\.2\|libfuse3\.so\.3' || need_pkg libfuse2
     command -v fusermount >/dev/null 2>&1 || command -v fusermount3 >/dev/null 2>&1 || need_pkg fuse
+    # the status page is opened in a real browser (tests/integration/test_status_browser.py)
+    command -v chromium >/dev/null 2>&1 || need_pkg chromium
     ;;
 *)
     echo "usage: $0 build|test" >&2

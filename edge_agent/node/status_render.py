@@ -137,6 +137,16 @@ STYLE = (
 )
 
 
+def _bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "-"
+
+
 def _ago(t: float | None) -> str:
     return "never" if t is None else f"{max(0.0, time.time() - t):.0f} s ago"
 
@@ -193,7 +203,7 @@ def page(facts: dict, refresh: int = 5) -> str:
         f"{_row('state', up['state'] + ' since ' + _ago(up['since']))}{_row('last PUBACK', _ago(up['last_ack']))}"
         f"{_row('delivered', up['delivered'])}</table>"
         f"<h2>Node</h2><table id=node>{_row('clock', 'synchronised' if clock['synchronized'] else 'NOT synchronised')}"
-        f"{_row('disk free', disk.get('free_bytes', '-'))}{_row('version', facts['version'] + ' (' + facts['core'] + ')')}"
+        f"{_row('disk free', _bytes(disk.get('free_bytes')) + ' of ' + _bytes(disk.get('total_bytes')))}{_row('version', facts['version'] + ' (' + facts['core'] + ')')}"
         f"{_row('commissioning', 'not run since start' if not commission else commission.get('summary', ''))}"
         f"</table>{_actions(facts.get('actions') or [])}</body></html>"
     )
