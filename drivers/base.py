@@ -78,7 +78,10 @@ class Sensor:
 
     and may override ``identify()`` (for ``edge-agent probe``), ``close()`` (when it holds
     a resource), ``get_state()``/``set_state()`` (what must survive a restart) and
-    ``default_resolution()`` (when a channel's step depends on an option).
+    ``default_resolution()`` (when a channel's step depends on an option). A driver whose
+    chip can be told a quantity another sensor measures (an SCD4x the ambient pressure)
+    declares it in ``INPUTS`` (name -> unit) and takes it in ``set_input()``; the
+    configuration's ``inputs:`` says which sensor's channel feeds it.
     """
 
     TYPE: ClassVar[str] = ""
@@ -87,9 +90,15 @@ class Sensor:
     DEFAULT_ADDRESS: ClassVar[int] = 0
     ADDRESSES: ClassVar[tuple[int, ...]] = ()
     OPTIONS: ClassVar[dict[str, Option]] = {}
+    INPUTS: ClassVar[dict[str, str]] = {}
 
     def read(self) -> Reading:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def set_input(self, name: str, value: float) -> None:
+        """Tell the chip ``value`` (in ``INPUTS[name]``'s unit), before a read; an OSError
+        is a bus error, a ValueError a value the chip cannot take."""
+        raise NotImplementedError(f"{self.TYPE} takes no input {name!r}")
 
     @classmethod
     def identify(cls, bus, address: int) -> str | None:

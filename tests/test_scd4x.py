@@ -137,3 +137,38 @@ def test_first_reading_gives_up_after_its_bound():
 
     assert first_reading(d, 2.0, clock=clock, sleep=sleep).values == {}
     assert sim.conversions == 0 and len(polls) == int(2.0 / POLL)
+
+
+def test_the_ambient_pressure_corrects_the_co2_read_at_altitude():
+    """1,500 m up (845 hPa) the chip, untold, reads CO2 low by the pressures' ratio (it
+    assumes 1,013 hPa); told the pressure (set_ambient_pressure, 0xE000, taken while
+    measuring), it reads what is there. Told again the same, nothing is sent."""
+    d, sim, clock = setup(co2=420.0, pressure=845.0)
+    clock.t = 5.01
+    assert d.read().values["co2"] == round(420 * 845 / 1013)  # 350 ppm: 17 % low
+    d.set_input("pressure", 845.3)
+    assert sim.pressure_set == 845 and d.pressure_set == 845
+    clock.t = 10.01
+    assert d.read().values["co2"] == 420.0
+    sim.pressure_set = 999  # had the chip been told something else, the driver would not know ...
+    d.set_input("pressure", 845.0)  # ... and it sends only when the value moved
+    assert sim.pressure_set == 999
+    d.set_input("pressure", 900.0)
+    assert sim.pressure_set == 900
+    with pytest.raises(ValueError, match=r"outside 700\.\.1200 hPa"):
+        d.set_input("pressure", 1250.0)
+    with pytest.raises(NotImplementedError):
+        d.set_input("temperature", 20.0)
+
+
+def test_a_chip_restarted_after_a_reset_is_told_the_pressure_again():
+    d, sim, _ = setup(pressure=845.0)
+    d.set_input("pressure", 845.0)
+    sim.unplug()
+    sim.replug()  # powered on from reset: 1,013 hPa again, measuring stopped
+    assert sim.pressure_set == 1013
+    with pytest.raises(OSError, match="periodic measurement started again"):
+        d._restart(d._last_data + Scd4x.STALE_AFTER + 1)  # what read() does past STALE_AFTER
+    assert d.pressure_set is None  # so the next set_input sends it
+    d.set_input("pressure", 845.0)
+    assert sim.pressure_set == 845

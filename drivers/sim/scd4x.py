@@ -18,7 +18,9 @@ from drivers.sim.profiles import Wave
 
 _STOP, _START, _READY, _READ = 0x3F86, 0x21B1, 0xE4B8, 0xEC05
 _SET_ASC, _GET_ASC, _SERIAL = 0x2416, 0x2313, 0x3682
-_WHILE_MEASURING = {_STOP, _READY, _READ}
+_PRESSURE = 0xE000  # set_ambient_pressure with a word (hPa), get_ambient_pressure without
+_WHILE_MEASURING = {_STOP, _READY, _READ, _PRESSURE}
+DEFAULT_PRESSURE = 1013  # hPa the chip assumes until told (101,300 Pa)
 
 
 def crc8(data: bytes) -> int:
@@ -36,6 +38,7 @@ class Scd4xSim(SimChip):
         "co2": Wave(420.0),
         "temperature": Wave(22.0),
         "humidity": Wave(40.0),
+        "pressure": Wave(1013.0),  # the air's (hPa): by default what the chip assumes untold
     }
 
     def __init__(
@@ -57,6 +60,7 @@ class Scd4xSim(SimChip):
         self.started = 0.0
         self.taken = 0  # results read out since the start of periodic mode
         self.asc = True  # the EEPROM default (persist_settings is not modelled)
+        self.pressure_set = DEFAULT_PRESSURE
         self.reply = b""
 
     def _words(self, *words: int) -> bytes:
@@ -95,12 +99,18 @@ class Scd4xSim(SimChip):
                 raise OSError(_errno.EREMOTEIO, "no measurement ready")
             self.taken += 1
             m = self.measure()
-            co2 = max(0, min(40000, round(m["co2"])))
+            # the NDIR cell sees the CO2 molecules' density: at a lower pressure than it
+            # was told, fewer of them, and a reading low by the ratio
+            co2 = max(0, min(40000, round(m["co2"] * m["pressure"] / self.pressure_set)))
             temp = round((m["temperature"] + 45) * 65535 / 175)
             rh = round(m["humidity"] * 65535 / 100)
             self.reply = self._words(co2, max(0, min(65535, temp)), max(0, min(65535, rh)))
         elif cmd == _SET_ASC:
             self.asc = bool((data[2] << 8) | data[3])
+        elif cmd == _PRESSURE and len(data) == 5:
+            self.pressure_set = (data[2] << 8) | data[3]
+        elif cmd == _PRESSURE:
+            self.reply = self._words(self.pressure_set)
         elif cmd == _GET_ASC:
             self.reply = self._words(int(self.asc))
         elif cmd == _SERIAL:

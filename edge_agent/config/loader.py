@@ -16,7 +16,7 @@ import yaml
 from edge_agent.config.document import NAME, Document
 from edge_agent.config.model import AgentConfig, HttpConfig, StoreConfig
 from edge_agent.config.mqtt import is_loopback, parse_broker_url, parse_mqtt
-from edge_agent.config.sensors import parse_sensor
+from edge_agent.config.sensors import check_inputs, parse_sensor
 from edge_agent.config.yamlfile import load_yaml
 from edge_agent.errors import ConfigError
 from edge_agent.files import CONFIG_MAX, TooLarge, read_at_most
@@ -156,6 +156,7 @@ def parse_config(raw: Any, source: str) -> AgentConfig:
     for i, n in enumerate(names):
         if n in names[:i]:
             raise doc.fail(f"sensors[{i}].name", "a name not used by another sensor", n)
+    check_inputs(doc, sensors)
     return AgentConfig(
         node_id=node_id,
         flush_interval=doc.duration(m.get("flush_interval", "10s"), "flush_interval"),

@@ -91,6 +91,8 @@ class SensorConfig:
     stuck_after: float = 0.0  # s of an unchanged raw value before samples are flagged stuck (0: off)
     sim: dict[str, Wave] = field(default_factory=dict)
     sim_absent: bool = False  # with --simulate: the chip is not there (to rehearse a missing sensor)
+    # (the driver's input, the sensor and its channel that feed it): an SCD4x's ambient pressure
+    inputs: tuple[tuple[str, str, str], ...] = ()
 
     def driver_kwargs(self) -> dict[str, OptionValue]:
         """Keyword arguments for the driver (and its simulator) beyond bus and address."""

@@ -23,7 +23,18 @@ from edge_agent.dsp import LOSSY
 from edge_agent.wire import bin_width_for
 
 # keys every sensor block may hold; a driver's OPTIONS add their own
-_SENSOR_KEYS = {"name", "type", "bus", "address", "interval", "filters", "channels", "sim", "stuck_after"}
+_SENSOR_KEYS = {
+    "name",
+    "type",
+    "bus",
+    "address",
+    "interval",
+    "filters",
+    "channels",
+    "sim",
+    "stuck_after",
+    "inputs",
+}
 _CHANNEL_KEYS = {"resolution", "filters", "deadband", "swing", "bound", "enabled"}
 
 
@@ -78,6 +89,7 @@ def parse_sensor(doc: Document, raw: Any, path: str) -> SensorConfig:
     sim_raw = dict(doc.mapping(m.get("sim", {}), f"{path}.sim", inputs | {"absent"}))
     sim_absent = doc.boolean(sim_raw.pop("absent", False), f"{path}.sim.absent")
     sim = {k: _parse_wave(doc, v, f"{path}.sim.{k}") for k, v in sim_raw.items()}
+    feeds = _parse_inputs(doc, m.get("inputs", {}), f"{path}.inputs", stype, driver)
     return SensorConfig(
         name=name,
         type=stype,
@@ -88,8 +100,50 @@ def parse_sensor(doc: Document, raw: Any, path: str) -> SensorConfig:
         options=options,
         sim=sim,
         sim_absent=sim_absent,
+        inputs=feeds,
         stuck_after=doc.duration(m.get("stuck_after", 0), f"{path}.stuck_after", positive=False),
     )
+
+
+def _parse_inputs(
+    doc: Document, raw: Any, path: str, stype: str, driver: type[Sensor]
+) -> tuple[tuple[str, str, str], ...]:
+    """``inputs: {pressure: bme680.pressure}``: (input, sensor, channel) for each input the
+    driver declares; which sensor and channel exist is checked with the whole list."""
+    if not driver.INPUTS:
+        if raw:
+            raise doc.fail(path, f"nothing: a {stype} takes no input from other sensors", show_got=False)
+        return ()
+    m = doc.mapping(raw, path, set(driver.INPUTS))
+    out = []
+    for name, source in m.items():
+        sensor, dot, channel = source.partition(".") if isinstance(source, str) else ("", "", "")
+        if not dot or not NAME.fullmatch(sensor) or not NAME.fullmatch(channel):
+            raise doc.fail(f"{path}.{name}", "SENSOR.CHANNEL, e.g. bme680.pressure", source)
+        out.append((name, sensor, channel))
+    return tuple(out)
+
+
+def check_inputs(doc: Document, sensors: tuple[SensorConfig, ...]) -> None:
+    """Each input names another configured sensor's enabled channel, in the unit it needs."""
+    by_name = {s.name: s for s in sensors}
+    for i, s in enumerate(sensors):
+        for name, sensor, channel in s.inputs:
+            where = f"sensors[{i}].inputs.{name}"
+            src = by_name.get(sensor)
+            if src is None or src is s:
+                others = ", ".join(sorted(n for n in by_name if n != s.name)) or "none"
+                raise doc.fail(
+                    where, f"another configured sensor's channel (sensors: {others})", f"{sensor}.{channel}"
+                )
+            unit = {c.name: c.unit for c in src.channels}.get(channel)
+            want = SENSOR_TYPES[s.type].INPUTS[name]
+            if unit is None:
+                raise doc.fail(where, f"an enabled channel of {sensor}", f"{sensor}.{channel}")
+            if unit != want:
+                raise doc.fail(
+                    where, f"a channel in {want} ({sensor}.{channel} is in {unit})", show_got=False
+                )
 
 
 def _addresses(addresses: tuple[int, ...]) -> str:

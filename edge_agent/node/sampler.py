@@ -27,7 +27,7 @@ from edge_agent.node.open_batch import (
     restamp_payload,
     take_channels,
 )
-from edge_agent.node.sensor_slot import SLOT_TOLERANCE, DriverStates, SensorSlot, restore_chains
+from edge_agent.node.sensor_slot import SLOT_TOLERANCE, DriverStates, SensorSlot, feed_inputs, restore_chains
 from edge_agent.node.store import EXPIRE_CHUNK, EXPIRE_SCAN, BatchStore
 from edge_agent.node.store_pending import UnopenedStore
 
@@ -124,6 +124,8 @@ class Sampler:
         driver = slot.driver
         assert driver is not None, "the run loop samples only sensors that are up"
         try:
+            if slot.cfg.inputs:
+                feed_inputs(slot, self.slots, self.clock())
             reading = driver.read()
         except OSError as exc:
             slot.attempt += 1

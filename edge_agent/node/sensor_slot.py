@@ -79,6 +79,36 @@ class SensorSlot:
         return self.retry_at if self.retry_at is not None else self.next_due
 
 
+FEED_INTERVALS = 3  # a feeding channel's reading is fresh for this many of its intervals (and 1 s)
+
+
+def feed_inputs(slot: SensorSlot, slots: Iterable[SensorSlot], now: float) -> None:
+    """Before a read, tell the driver what its configuration's ``inputs`` name (an SCD4x the
+    BME680's pressure): the feeding channel's last reading, when it is good and fresh; else
+    the chip keeps the last it was told. A value the chip cannot take is counted (``input``)
+    and logged; a bus error is raised, as the read's own would be."""
+    assert slot.driver is not None
+    by_name = {s.cfg.name: s for s in slots}
+    for name, sensor, channel in slot.cfg.inputs:
+        src = by_name.get(sensor)
+        pipe = src.channels.get(channel) if src is not None else None
+        last = pipe.last if pipe is not None else None
+        if src is None or last is None or last[2] or now - last[0] > FEED_INTERVALS * src.cfg.interval + 1.0:
+            continue
+        try:
+            slot.driver.set_input(name, last[1])
+        except ValueError as exc:
+            slot.count_error("input")
+            log.warning(
+                "event=input_refused sensor=%s input=%s from=%s.%s error=%r",
+                slot.cfg.name,
+                name,
+                sensor,
+                channel,
+                str(exc),
+            )
+
+
 def driver_state(driver: Sensor | None) -> dict | None:
     """A driver's own state to keep (drivers without any may not define get_state)."""
     get = getattr(driver, "get_state", None)
