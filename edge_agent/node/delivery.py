@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import sqlite3
 import threading
 import time
@@ -30,6 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent import wire
 from edge_agent.config import AgentConfig
+from edge_agent.node import store_alarm
 from edge_agent.node.store import BatchStore, StoredBatch
 
 log = logging.getLogger("edge_agent.uplink")
@@ -57,6 +59,23 @@ class TokenBucket:
         return False
 
 
+class Backoff:
+    """Exponential backoff with full jitter: the n-th wait is uniform in [0, min(cap, base * 2^n)]."""
+
+    def __init__(self, base: float, cap: float, rng: random.Random | None = None) -> None:
+        self.base, self.cap = base, cap
+        self.attempt = 0
+        self.rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * (2 ** min(self.attempt, 30)))
+        self.attempt += 1
+        return self.rng.uniform(0.0, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
 class Deleter(threading.Thread):
     """Deletes acknowledged rows on its own store connection.
 
@@ -64,7 +83,8 @@ class Deleter(threading.Thread):
     cost per batch) run beside the network thread instead of between its publishes.
     Requests are lists of row ids; each completed list comes back on ``done``. A delete
     that fails (a full disk: the WAL cannot grow) is retried every second; its rows stay
-    "deleting", so they are not sent again meanwhile.
+    "deleting", so they are not sent again meanwhile. Damage it meets is told to the agent
+    (store_alarm), which stops the uplink, this thread with it, and recovers the file.
     """
 
     RETRY = 1.0
@@ -77,8 +97,14 @@ class Deleter(threading.Thread):
         self.done: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
 
     def run(self) -> None:
-        store = BatchStore(self.store_path)
-        store.relax_durability()
+        try:
+            store = BatchStore(self.store_path)
+            store.relax_durability()
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            # Nothing to delete with: the rows stay, sent again (deduplicated) after the recovery.
+            if not store_alarm.met(self.store_path, "uplink-delete", exc):
+                log.error("event=delete_failed rows=0 error=%r: the deleter cannot open the queue", str(exc))
+            return
         pending: list[int] = []
         stopping = False
         try:
@@ -97,13 +123,16 @@ class Deleter(threading.Thread):
                     continue
                 try:
                     store.delete_many(pending)
-                except sqlite3.OperationalError as exc:
-                    log.error(
-                        "event=delete_failed rows=%d error=%r retry_in=%gs",
-                        len(pending),
-                        str(exc),
-                        self.RETRY,
-                    )
+                except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+                    # A full disk (the WAL cannot grow), or damage: told to the agent, which
+                    # stops the uplink and recovers the file (store_alarm); retried meanwhile.
+                    if not store_alarm.met(self.store_path, "uplink-delete", exc):
+                        log.error(
+                            "event=delete_failed rows=%d error=%r retry_in=%gs",
+                            len(pending),
+                            str(exc),
+                            self.RETRY,
+                        )
                     if stopping:
                         break  # delivered but not deleted: sent again next time, deduplicated
                     time.sleep(self.RETRY)

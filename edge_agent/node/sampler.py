@@ -19,6 +19,7 @@ from drivers.base import ChecksumError, Sensor
 from edge_agent import wire
 from edge_agent.config import AgentConfig, SensorConfig
 from edge_agent.errors import DiskFullError
+from edge_agent.node import store_alarm
 from edge_agent.node.open_batch import (
     QUALITY_KINDS,
     ChannelPipeline,
@@ -279,11 +280,11 @@ class Sampler:
                 sealed_mono=self.clock(),
                 states=chains + drivers,
             )
-        except DiskFullError as exc:
-            # Keep sampling: count what could not be stored; storing resumes with space.
+        except store_alarm.ERRORS as exc:  # a full disk, or damage: the agent recovers (store_alarm)
+            count = store_alarm.unstored(self.store, "sampler", exc)  # keep sampling; raises what is neither
             for stream, _, _ in batches:
                 n = self.unstored[stream] = self.unstored.get(stream, 0) + 1
-                self.store.count_unstored(stream)
+                count(stream)
                 log.error("event=batch_unstored stream=%s reason=%r unstored=%d", stream, str(exc), n)
             return 0
         self.driver_states.stored(drivers)
@@ -317,10 +318,11 @@ class Sampler:
                 )
                 batches.append((slot.cfg.name, encode, sum(len(c.times_ms) for c in channels)))
         sealed = self._commit(batches, synced, wall_offset_ms) if batches else 0
-        self._restamp(synced, wall_offset_ms)
-        if sealed:
-            self.on_sealed()
-        self._expire(synced)
+        with store_alarm.guard(self.store.path, "sampler"):  # damage: the agent recovers
+            self._restamp(synced, wall_offset_ms)
+            if sealed:
+                self.on_sealed()
+            self._expire(synced)
         return sealed
 
     def reconfigure(self, cfg: AgentConfig, factory: Callable[[SensorConfig], Sensor]) -> None:

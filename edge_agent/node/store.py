@@ -401,7 +401,7 @@ class BatchStore(SavedStates):
                 # connections, so a lock still held is a stuck writer, not one about to finish.
                 self._db.execute(f"PRAGMA busy_timeout={int(self.CLOSE_BUSY * 1000)}")
                 store_file.mark_closed(self._db)
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:  # busy, or damaged: the next start checks it
                 log.warning("event=store_marker_kept path=%s reason=%r", self.path, str(exc))
         self._db.close()
 

@@ -5,9 +5,10 @@ here, past systemd's patience on an SD card), beside the salvage of a damaged fi
 (store_salvage.Salvage). ``Background`` is that work of the agent's store.
 
 Damage the full check finds is recovered from as at a start (BatchStore.recover_now),
-by the thread that owns the store. Damage the agent trips over before the check gets
-there ends the run as before, and the next start's bounded check reads the head of the
-queue, where the uplink and the time to live read first: a damaged page some way in is
+by the thread that owns the store; so is damage a running connection meets before or
+after the check (store_alarm: the uplink's reads, its deleter, the sampler's seal). For
+damage that ends a run all the same (its opening's reads), the next start's bounded check
+reads the head of the queue, where the uplink and the time to live read first: a damaged page some way in is
 read by the full check before the uplink's backlog (at most ``mqtt.backlog_rate`` a
 second) reaches it, and each run that delivers brings it nearer the head, so a run
 that cannot start never repeats.
@@ -22,6 +23,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
+from edge_agent.node import store_alarm
 from edge_agent.node.store_salvage import Salvage
 
 log = logging.getLogger("edge_agent.store")
@@ -113,16 +115,24 @@ class FullCheck:
 
 class Background:
     """The agent's store's work behind READY: the full check of the queue, and the salvage
-    of the damaged files still to copy (``recovery`` not complete)."""
+    of the damaged files still to copy (``recovery`` not complete); and what the running
+    node's connections to the file met (``met``, from store_alarm), as if the check had."""
 
     def __init__(self, path: str, recovery: Any, connect: Callable[[str], sqlite3.Connection]) -> None:
+        self.path = path
         self.check = FullCheck(path)
         pending = recovery is not None and not recovery.complete
         self.salvage = Salvage(path, recovery, connect) if pending else None
+        self.met_damage: str | None = None
+        store_alarm.register(path, self.met)
+
+    def met(self, damage: str) -> None:
+        if self.met_damage is None:  # the first says where; the others follow from it
+            self.met_damage = damage
 
     @property
     def damage(self) -> str | None:
-        return self.check.damage
+        return self.check.damage or self.met_damage
 
     def start(self) -> None:
         self.check.start()
@@ -138,6 +148,7 @@ class Background:
         return self.salvage.done.wait(timeout)
 
     def stop(self) -> None:
+        store_alarm.unregister(self.path, self.met)
         self.check.stop()
         if self.salvage is not None:
             self.salvage.stop()

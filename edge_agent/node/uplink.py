@@ -32,6 +32,7 @@ import logging
 import queue
 import random
 import select
+import sqlite3
 import ssl
 import threading
 import time
@@ -42,7 +43,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent import __version__, dsp, wire
 from edge_agent.config import AgentConfig, BrokerConfig
-from edge_agent.node.delivery import DeliveryWindow
+from edge_agent.node import store_alarm
+from edge_agent.node.delivery import Backoff, DeliveryWindow  # Backoff lived here: kept importable
 from edge_agent.node.health import HealthReport
 
 # make_client and read_secret lived here before node/mqtt.py: kept importable
@@ -69,23 +71,6 @@ Event = tuple[str, int | None, Any]  # (kind, client generation or None, argumen
 
 def _write_later(client: mqtt.Client, userdata: object, sock: object) -> None:
     """paho's hook for an external loop that a write is waiting: _network() looks itself."""
-
-
-class Backoff:
-    """Exponential backoff with full jitter: the n-th wait is uniform in [0, min(cap, base * 2^n)]."""
-
-    def __init__(self, base: float, cap: float, rng: random.Random | None = None) -> None:
-        self.base, self.cap = base, cap
-        self.attempt = 0
-        self.rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        ceiling = min(self.cap, self.base * (2 ** min(self.attempt, 30)))
-        self.attempt += 1
-        return self.rng.uniform(0.0, ceiling)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class Uplink(threading.Thread):
@@ -277,7 +262,6 @@ class Uplink(threading.Thread):
 
     def run(self) -> None:
         m = self.cfg.mqtt
-        store = BatchStore(self.store_path)
         self.deleter.start()
         log.info(
             "event=uplink_start brokers=%s protocol=%s inflight=%d session_expiry=%gs",
@@ -287,70 +271,82 @@ class Uplink(threading.Thread):
             m.session_expiry,
         )
         # First "offline" line 2 s after start if no broker answers; then every 30 s.
-        last_offline_log = time.monotonic() - OFFLINE_LOG_INTERVAL + 2.0
+        self.last_offline_log = time.monotonic() - OFFLINE_LOG_INTERVAL + 2.0
+        store = None
         try:
-            while True:
-                now = self.last_tick = time.monotonic()
-                if self.client is None and not self._stop_requested.is_set() and now >= self.next_attempt:
-                    self._start_attempt(now)
-                elif (
-                    not self.connected
-                    and self.attempt_started is not None
-                    and now - self.attempt_started > CONNECT_TIMEOUT + 2.0
-                ):
-                    self.connect_failures += 1
-                    self._schedule_retry(now)
-                if self.client is not None:
-                    # paho's network work happens here, on this thread: its callbacks queue
-                    # their events, which are handled right below. The select() inside is
-                    # also this loop's sleep; POLL bounds how late a new batch waits.
-                    self._network(0.0 if self.events.qsize() else POLL)
-                try:
-                    if self.client is None:
-                        self._handle(
-                            store, *self.events.get(timeout=max(0.05, min(0.5, self.next_attempt - now)))
-                        )
-                    while True:  # everything already queued before publishing more
-                        self._handle(store, *self.events.get_nowait())
-                except queue.Empty:
-                    pass
-                self.window.hand_over_deletes(now)
-                if self.connected and self.client is not None:
-                    self.window.fill(self.client, store)
-                elif time.monotonic() - last_offline_log >= OFFLINE_LOG_INTERVAL:
-                    last_offline_log = time.monotonic()
-                    n, size = store.depth()
-                    log.warning(
-                        "event=uplink_offline broker=%s backlog_batches=%d backlog_bytes=%d "
-                        "failed_attempts=%d",
-                        self.broker.url,
-                        n,
-                        size,
-                        self.connect_failures,
-                    )
-                if self._stop_requested.is_set():
-                    drained = self.window.drained(store, connected=self.connected)
-                    if drained or time.monotonic() >= (self._drain_deadline or 0):
-                        break
+            store = BatchStore(self.store_path)
+            while not self._turn(store):
+                pass
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            # Damage: told to the agent, which recovers the file and starts a new uplink.
+            if not store_alarm.met(self.store_path, "uplink", exc):
+                raise
         finally:
-            if self.connected and self.client is not None:
-                info = self.client.publish(
-                    self.status_topic, self._status_payload("offline"), qos=1, retain=True
-                )
-                deadline = time.monotonic() + OFFLINE_WAIT
-                while not info.is_published() and time.monotonic() < deadline:
-                    if self._network(0.1) != mqtt.MQTT_ERR_SUCCESS:
-                        break
-            self._drop_client()
-            self.deleter.finish(self.deleter.STOP)
-            n, _ = store.depth()
-            store.close()
-            log.info(
-                "event=uplink_stop delivered=%d historical=%d pending=%d",
-                self.delivered,
-                self.delivered_historical,
+            self._finish(store)
+
+    def _turn(self, store: BatchStore) -> bool:
+        """One turn of the loop; True when it is over (stopped, and drained or out of time)."""
+        now = self.last_tick = time.monotonic()
+        if self.client is None and not self._stop_requested.is_set() and now >= self.next_attempt:
+            self._start_attempt(now)
+        elif (
+            not self.connected
+            and self.attempt_started is not None
+            and now - self.attempt_started > CONNECT_TIMEOUT + 2.0
+        ):
+            self.connect_failures += 1
+            self._schedule_retry(now)
+        if self.client is not None:
+            # paho's network work happens here, on this thread: its callbacks queue
+            # their events, which are handled right below. The select() inside is
+            # also this loop's sleep; POLL bounds how late a new batch waits.
+            self._network(0.0 if self.events.qsize() else POLL)
+        try:
+            if self.client is None:
+                self._handle(store, *self.events.get(timeout=max(0.05, min(0.5, self.next_attempt - now))))
+            while True:  # everything already queued before publishing more
+                self._handle(store, *self.events.get_nowait())
+        except queue.Empty:
+            pass
+        self.window.hand_over_deletes(now)
+        if self.connected and self.client is not None:
+            self.window.fill(self.client, store)
+        elif time.monotonic() - self.last_offline_log >= OFFLINE_LOG_INTERVAL:
+            self.last_offline_log = time.monotonic()
+            n, size = store.depth()
+            log.warning(
+                "event=uplink_offline broker=%s backlog_batches=%d backlog_bytes=%d failed_attempts=%d",
+                self.broker.url,
                 n,
+                size,
+                self.connect_failures,
             )
+        if self._stop_requested.is_set():
+            drained = self.window.drained(store, connected=self.connected)
+            return drained or time.monotonic() >= (self._drain_deadline or 0)
+        return False
+
+    def _finish(self, store: BatchStore | None) -> None:
+        """The "offline" status out, the link down, the deleter's last deletes, the store closed."""
+        if self.connected and self.client is not None:
+            info = self.client.publish(self.status_topic, self._status_payload("offline"), qos=1, retain=True)
+            deadline = time.monotonic() + OFFLINE_WAIT
+            while not info.is_published() and time.monotonic() < deadline:
+                if self._network(0.1) != mqtt.MQTT_ERR_SUCCESS:
+                    break
+        self._drop_client()
+        self.deleter.finish(self.deleter.STOP)
+        n = -1  # unknown: the store did not open, or its count is damaged
+        if store is not None:
+            with store_alarm.guard(self.store_path, "uplink"):
+                n = store.depth()[0]
+            store.close()
+        log.info(
+            "event=uplink_stop delivered=%d historical=%d pending=%d",
+            self.delivered,
+            self.delivered_historical,
+            n,
+        )
 
     def _handle(self, store: BatchStore, kind: str, gen: int | None, arg) -> None:
         if gen is not None and gen != self.generation:
