@@ -78,7 +78,9 @@ class Sampler:
         self.next_state_save = clock() + STATE_SAVE_INTERVAL
         self.slots = [SensorSlot(s, factory, channel_pipelines(s)) for s in cfg.sensors]
         self.driver_states = DriverStates(store.driver_states())  # totals, whatever their age
-        self.restored_states = self._restore_states()
+        # filter states saved by this boot's last run, for chains configured the same
+        saved = store.chain_states(boot_id, clock() - STATE_MAX_AGE)
+        self.restored_states = restore_chains(self._pipes(), saved)
         self.sealed_batches = 0
         self.sealed_bytes = 0
         self.last_seal_cycle = clock()  # monotonic time the flush schedule last ran
@@ -193,13 +195,6 @@ class Sampler:
         for slot in self.slots:
             for name, pipe in slot.channels.items():
                 yield slot.cfg.name, name, pipe
-
-    def _restore_states(self) -> int:
-        """Filter state saved by this boot's previous run, for chains configured the same
-        (driver states are applied when each driver comes up)."""
-        return restore_chains(
-            self._pipes(), self.store.chain_states(self.boot_id, self.clock() - STATE_MAX_AGE)
-        )
 
     def adopt(self, store: BatchStore) -> None:
         """The queue a full disk kept from opening at the start, open now (store_pending):
