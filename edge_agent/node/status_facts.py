@@ -58,7 +58,8 @@ def sensor_values(sampler: Any) -> dict:
 
 
 def uplink_part(uplink: Any) -> dict:
-    """The uplink's figures of the health message (read from another thread: plain ints)."""
+    """The uplink's figures of the health message: its own (on its thread) and the status
+    page's (read from the sampler's thread: plain ints and a length)."""
     return {
         "state": "connected" if uplink.connected else "disconnected",
         "broker": uplink.broker.url,

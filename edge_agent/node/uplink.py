@@ -57,6 +57,7 @@ from edge_agent.node.mqtt import (  # noqa: F401
     new_client,
     read_secret,
 )
+from edge_agent.node.status_facts import uplink_part
 from edge_agent.node.store import BatchStore
 
 log = logging.getLogger("edge_agent.uplink")
@@ -399,17 +400,7 @@ class Uplink(threading.Thread):
             self._schedule_retry(now)
 
     def _publish_health(self, store: BatchStore, part: dict) -> None:
-        uplink = {
-            "state": "connected" if self.connected else "disconnected",
-            "broker": self.broker.url,
-            "reconnects": self.reconnects,
-            "connect_failures": self.connect_failures,
-            "delivered": self.delivered,
-            "delivered_historical": self.delivered_historical,
-            "failed_acks": self.failed_acks,
-            "inflight": len(self.inflight),
-        }
-        report = self.health.build(sampler=part, uplink=uplink, store=store)
+        report = self.health.build(sampler=part, uplink=uplink_part(self), store=store)
         assert self.client is not None  # only while connected
         self.client.publish(self.health_topic, json.dumps(report, separators=(",", ":")).encode(), qos=1)
         self._pending_health = None
