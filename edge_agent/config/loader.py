@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from edge_agent.config.document import NAME, Document
-from edge_agent.config.model import AgentConfig, HttpConfig, StoreConfig
+from edge_agent.config.model import AgentConfig, HomeAssistantConfig, HttpConfig, StoreConfig
 from edge_agent.config.mqtt import is_loopback, parse_broker_url, parse_mqtt
 from edge_agent.config.sensors import check_inputs, parse_sensor
 from edge_agent.config.yamlfile import load_yaml
@@ -31,7 +31,9 @@ _TOP_KEYS = {
     "health_interval",
     "clock",
     "http",
+    "home_assistant",
 }
+TOPIC_PART = re.compile(r"[A-Za-z0-9._/-]{1,64}")  # no MQTT wildcard, no empty level at the ends
 
 
 def _default_state_dir() -> str:
@@ -136,6 +138,19 @@ def _parse_http(doc: Document, raw: Any) -> HttpConfig:
     return HttpConfig(host=host, port=port, token_file=token_file)
 
 
+def _parse_home_assistant(doc: Document, raw: Any) -> HomeAssistantConfig:
+    ha = doc.mapping(raw, "home_assistant", {"discovery", "prefix"})
+    prefix = doc.string(
+        ha.get("prefix", "homeassistant"),
+        "home_assistant.prefix",
+        pattern=TOPIC_PART,
+        what="a topic prefix of 1 to 64 letters, digits, '.', '_', '-' or '/'",
+    )
+    if prefix.startswith("/") or prefix.endswith("/") or "//" in prefix:
+        raise doc.fail("home_assistant.prefix", "a topic prefix with no empty level", prefix)
+    return HomeAssistantConfig(doc.boolean(ha.get("discovery", False), "home_assistant.discovery"), prefix)
+
+
 def parse_config(raw: Any, source: str) -> AgentConfig:
     """Validate a parsed YAML document into an AgentConfig (raises ConfigError)."""
     doc = Document(source)
@@ -167,6 +182,7 @@ def parse_config(raw: Any, source: str) -> AgentConfig:
         store=store,
         sensors=sensors,
         http=_parse_http(doc, m.get("http", {})),
+        home_assistant=_parse_home_assistant(doc, m.get("home_assistant", {})),
         source=source,
     )
 

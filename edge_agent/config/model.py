@@ -162,6 +162,14 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class HomeAssistantConfig:
+    """MQTT discovery for Home Assistant (node/hass.py): off unless asked for."""
+
+    discovery: bool = False
+    prefix: str = "homeassistant"  # Home Assistant's discovery prefix
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     node_id: str
     flush_interval: float
@@ -172,6 +180,7 @@ class AgentConfig:
     health_interval: float = 60.0
     clock_hold: float = 120.0  # s after start that batches stamped on an unsynced clock wait for sync
     http: HttpConfig = HttpConfig()
+    home_assistant: HomeAssistantConfig = HomeAssistantConfig()
     source: str = "<built-in default>"
     config_hash: str = ""  # first 16 hex digits of the SHA-256 of the file's bytes
 

@@ -15,7 +15,7 @@ from typing import Concatenate, ParamSpec
 
 from edge_agent import __version__, dsp
 from edge_agent.config import AgentConfig, store_path
-from edge_agent.node import store_pending
+from edge_agent.node import hass, store_pending
 from edge_agent.node.delivery import Deleter
 from edge_agent.node.hardware import Hardware, SimulatedHardware
 from edge_agent.node.sampler import Sampler
@@ -242,7 +242,13 @@ class Agent:
         """An uplink for ``cfg``, told of each seal, and holding back batches of an
         unsynchronised clock while the sampler restamps them (so they leave with true times)."""
         uplink = Uplink(cfg, store_path(cfg), restamping=self.sampler.restamping)
-        self.sampler.on_sealed = uplink.notify
+
+        def sealed() -> None:
+            uplink.notify()
+            if cfg.home_assistant.discovery:  # each stream's values for Home Assistant (node/hass.py)
+                uplink.post_states(hass.states(cfg, self.sampler))
+
+        self.sampler.on_sealed = sealed
         return uplink
 
     def _reload(self) -> None:

@@ -43,7 +43,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent import __version__, dsp, wire
 from edge_agent.config import AgentConfig, BrokerConfig
-from edge_agent.node import store_alarm
+from edge_agent.node import hass, store_alarm
 from edge_agent.node.delivery import Backoff, DeliveryWindow  # Backoff lived here: kept importable
 from edge_agent.node.health import HealthReport
 
@@ -156,6 +156,11 @@ class Uplink(threading.Thread):
     def notify(self) -> None:
         """Something new was sealed into the store."""
         self.events.put(("sealed", None, None))
+
+    def post_states(self, messages: list[tuple[str, bytes]]) -> None:
+        """Home Assistant's state messages (node/hass.py) after a seal: sent if connected
+        (QoS 0, retained: a newer one follows), else dropped."""
+        self.events.put(("states", None, messages))
 
     def post_health(self, part: dict) -> None:
         """Time for a health message; ``part`` is the sampler's share of it."""
@@ -371,8 +376,14 @@ class Uplink(threading.Thread):
             log.info("event=uplink_connected broker=%s backlog_from_id=%d", self.broker.url, backlog_from)
             assert self.client is not None  # the connect event came from it
             self.client.publish(self.status_topic, self._status_payload("online"), qos=1, retain=True)
+            if self.cfg.home_assistant.discovery:
+                self.client.publish(*hass.discovery(self.cfg), qos=1, retain=True)
             if self._pending_health is not None:
                 self._publish_health(store, self._pending_health)
+        elif kind == "states":
+            if self.connected and self.client is not None:  # else dropped: newer ones follow
+                for topic, payload in arg:
+                    self.client.publish(topic, payload, qos=0, retain=True)
         elif kind == "health":
             if self.connected:
                 self._publish_health(store, arg)
