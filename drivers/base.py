@@ -95,6 +95,12 @@ class Sensor:
     def read(self) -> Reading:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @classmethod
+    def check_options(cls, options: dict[str, OptionValue]) -> None:
+        """Refuse (ValueError, saying what and how to mend it) options that each pass their
+        bounds but together cannot run (an INA2xx's shunt with its maximum current); the
+        configuration calls it, so that what it accepts the driver can make."""
+
     def set_input(self, name: str, value: float) -> None:
         """Tell the chip ``value`` (in ``INPUTS[name]``'s unit), before a read; an OSError
         is a bus error, a ValueError a value the chip cannot take."""

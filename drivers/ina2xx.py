@@ -25,7 +25,7 @@ from typing import ClassVar
 
 from drivers.base import ChannelSpec, ChipNotFound, Reading, Sensor
 from drivers.bus import I2CBus
-from drivers.options import Float, Option
+from drivers.options import Float, Option, OptionValue
 
 _REG_CONFIG = 0x00
 _REG_SHUNT = 0x01
@@ -79,6 +79,21 @@ class _Ina2xx(Sensor):
             doc="the largest current expected, in A (sets the current LSB: max_current / 2^15)",
         ),
     }
+
+    @classmethod
+    def check_options(cls, options: dict[str, OptionValue]) -> None:
+        """The calibration register must hold 1..0xFFFE: the shunt's voltage at max_current
+        (shunt_ohms x max_current) within the chip's range for it."""
+        shunt, most = float(options["shunt_ohms"]), float(options["max_current"])
+        try:
+            calibration(cls.TYPE, shunt, most)
+        except ValueError:
+            scale = 0.04096 if cls.TYPE == "ina219" else 0.00512
+            low, high = scale * 32768 / 0xFFFE, scale * 32768
+            raise ValueError(
+                f"shunt_ohms x max_current (the shunt's voltage at the largest current) from "
+                f"{low:.4g} to {high:.4g} V for the {cls.TYPE}, got {shunt:g} x {most:g} = {shunt * most:.4g} V"
+            ) from None
 
     def __init__(
         self,

@@ -111,3 +111,45 @@ def test_config_and_simulated_hardware(tmp_path):
     p.write_text(p.read_text().replace("shunt_ohms: 0,", "heater: {temperature: 300},"))
     with pytest.raises(ConfigError, match=r"sensors\[0\]\.heater"):
         load_config(p)
+
+
+@pytest.mark.parametrize(("shunt", "most"), [(9.0, 20.0), (0.0001, 0.01), (100.0, 100.0)])
+def test_a_shunt_and_current_the_chip_cannot_calibrate_for_are_refused_by_the_configuration(
+    tmp_path, shunt, most
+):
+    """Each within its own bounds, together past the calibration register (1..0xFFFE):
+    check-config used to pass them, and the agent then died bringing the driver up."""
+    from edge_agent.config import load_config
+    from edge_agent.errors import ConfigError
+
+    path = tmp_path / "n.yaml"
+    path.write_text(
+        "node: {id: n}\nmqtt: {broker: 'mqtt://127.0.0.1:1883'}\n"
+        f"sensors:\n  - {{type: ina226, shunt_ohms: {shunt}, max_current: {most}}}\n"
+    )
+    with pytest.raises(
+        ConfigError, match=r"sensors\[0\]: shunt_ohms x max_current .* from 0\.00256 to 167\.8 V"
+    ):
+        load_config(path)
+
+
+def test_a_driver_that_refuses_at_bring_up_leaves_the_sensor_down_not_the_node(tmp_path, caplog):
+    """Whatever a driver raises at construction (here a ValueError), the sensor is down and
+    retried, and the others and the node go on."""
+    from edge_agent.config import load_config
+    from edge_agent.node.sampler import Sampler
+    from edge_agent.node.store import BatchStore
+
+    path = tmp_path / "n.yaml"
+    path.write_text("node: {id: n}\nmqtt: {broker: 'mqtt://127.0.0.1:1883'}\nsensors:\n  - {type: ina226}\n")
+    cfg = load_config(path)
+
+    def refusing(sc):
+        raise ValueError("ina226: a driver's own refusal")
+
+    with BatchStore(str(tmp_path / "q")) as store:
+        sampler = Sampler(cfg, store, refusing)
+        sampler._bring_up(sampler.slots[0], 0.0)
+        slot = sampler.slots[0]
+        assert slot.state == "down" and slot.errors_by_kind == {"init": 1} and slot.next_init > 0.0
+    assert "event=sensor_down sensor=ina226" in caplog.text and "a driver's own refusal" in caplog.text

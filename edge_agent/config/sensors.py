@@ -77,6 +77,10 @@ def parse_sensor(doc: Document, raw: Any, path: str) -> SensorConfig:
     interval = doc.duration(m.get("interval", "1s"), f"{path}.interval")
     default_filters = parse_filters(doc, m.get("filters", []), f"{path}.filters")
     options = parse_options(doc, driver.OPTIONS, m, path)
+    try:
+        driver.check_options(dict(options))
+    except ValueError as exc:
+        raise doc.error(path, str(exc)) from None
     channels = _parse_channels(
         doc, m.get("channels", {}), f"{path}.channels", stype, driver, default_filters, dict(options)
     )

@@ -105,7 +105,9 @@ class Sampler:
                 slot.cfg.type,
                 slot.cfg.address,
             )
-        except OSError as exc:
+        # a bus error; or a driver's own refusal the configuration did not foresee: the sensor
+        # stays down (retried, logged), the others and the node go on
+        except Exception as exc:  # noqa: BLE001
             slot.count_error("init")
             if slot.state != "failing":
                 slot.state = "down"
