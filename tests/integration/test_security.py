@@ -158,3 +158,19 @@ def test_the_wrong_scheme_for_a_port_is_logged_with_the_right_hint(broker_factor
         r"the TLS handshake).*hint='127\.0\.0\.1:\d+ (has|may have) no TLS listener",
         tls_to_plain,
     ), tls_to_plain
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("client", [None, "other-client"])
+def test_a_refused_client_certificate_is_logged_as_the_cause(broker_factory, pki, tmp_path, client):
+    """require_certificate, and no client certificate or one another CA signed: with TLS 1.3
+    the broker's no comes after the handshake, and the agent used to log only "closed before
+    CONNACK" with a list of guesses."""
+    b = broker_factory(tls_listener(pki, require_cert=True))
+    extra = f"  ca_file: {pki}/ca.pem"
+    if client:
+        extra += f"\n  cert_file: {pki}/{client}.pem\n  key_file: {pki}/{client}.key"
+    log = run_agent(tmp_path, f"mqtts://127.0.0.1:{b.port}", extra)
+    assert delivered(log) == 0, log
+    assert re.search(r"event=mqtt_tls_refused .*error='[^']*certificate.*hint='[^']*cert_file", log), log
+    assert "firewall" not in log, log
