@@ -174,3 +174,23 @@ def test_a_refused_client_certificate_is_logged_as_the_cause(broker_factory, pki
     assert delivered(log) == 0, log
     assert re.search(r"event=mqtt_tls_refused .*error='[^']*certificate.*hint='[^']*cert_file", log), log
     assert "firewall" not in log, log
+
+
+def test_a_state_dir_others_may_write_is_refused_with_a_clear_error(tmp_path):
+    """An existing state directory of mode 0777 stayed 0777 and held the queue: refused,
+    through the CLI, with the path, the mode and the fix, and no traceback."""
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o777)
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(CONFIG.format(broker="mqtt://127.0.0.1:1", mqtt_extra=""))
+    proc = subprocess.run(
+        agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", str(state)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode not in (0, 130) and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{state}: writable by its group and every user (mode 0777)" in proc.stderr, proc.stderr
+    assert f"chmod go-w {state}" in proc.stderr, proc.stderr
+    assert list(state.iterdir()) == [] and stat.S_IMODE(state.stat().st_mode) == 0o777
