@@ -65,3 +65,68 @@ def test_a_missing_file_names_the_setting_and_the_file(tmp_path):
         tls_context(str(tmp_path / "junk.pem"))
     with pytest.raises(OSError, match=r"mqtt.password_file .*/pw: No such file"):
         read_secret(str(tmp_path / "pw"))
+
+
+def test_a_tls_refusal_after_the_handshake_is_told_from_paho_s_error_line(caplog):
+    """TLS 1.3: a broker refuses a client certificate on the first read, which paho reports
+    only as an error line; the first line since the CONNECT is the cause, not its echo."""
+    import paho.mqtt.client as mqtt
+
+    from edge_agent.node.mqtt import LinkLog
+
+    link = LinkLog(TLS, has_cert=True)
+    link(None, None, mqtt.MQTT_LOG_DEBUG, "Sending CONNECT (u0, p0, wr0, wq0, wf0, c1, k60)")
+    alert = "failed to receive on socket: [SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca (_ssl.c:2580)"
+    with caplog.at_level("DEBUG", logger="edge_agent.mqtt"):
+        link(None, None, mqtt.MQTT_LOG_ERR, alert)
+        link(None, None, mqtt.MQTT_LOG_ERR, "Client is not connected. Socket: None).")
+    what, hint = link.explain()
+    assert "UNKNOWN_CA" in what and "client certificate" in what and "cert_file" in hint
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "event=mqtt_tls_refused" in warned[0] and "cert_file" in warned[0]
+
+
+@pytest.mark.parametrize(
+    ("broker", "cause", "has_cert", "what", "hint"),
+    [
+        (
+            TLS,
+            "failed to receive on socket: EOF occurred in violation of protocol (_ssl.c:2427)",
+            False,
+            "offers no client certificate",
+            "require_certificate",
+        ),
+        (
+            TLS,
+            "failed to receive on socket: EOF occurred in violation of protocol (_ssl.c:2427)",
+            True,
+            "the client certificate",
+            "signed by the CA",
+        ),
+        (PLAIN, None, False, "closed the connection before accepting it", "use mqtts://"),
+        (TLS, None, True, "closed before CONNACK", "connection limit"),
+    ],
+)
+def test_a_link_closed_before_connack_gets_the_cause_its_setup_allows(broker, cause, has_cert, what, hint):
+    from edge_agent.node.mqtt import closed_before_connack
+
+    got_what, got_hint = closed_before_connack(broker, cause, has_cert=has_cert)
+    assert what in got_what and hint in got_hint and "firewall" not in got_hint
+
+
+def test_after_the_connack_a_lost_link_is_no_refusal(caplog):
+    import paho.mqtt.client as mqtt
+
+    from edge_agent.node.mqtt import LinkLog
+
+    link = LinkLog(TLS)
+    link(None, None, mqtt.MQTT_LOG_DEBUG, "Sending CONNECT (u0, p0, wr0, wq0, wf0, c1, k60)")
+    link(None, None, mqtt.MQTT_LOG_DEBUG, "Received CONNACK (0, Success)")
+    with caplog.at_level("DEBUG", logger="edge_agent.mqtt"):
+        link(
+            None,
+            None,
+            mqtt.MQTT_LOG_ERR,
+            "failed to receive on socket: EOF occurred in violation of protocol",
+        )
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -138,3 +138,40 @@ def test_progress_checks_name_what_is_stuck():
     assert "stalled" in uplink(116.0)
     u.alive = False
     assert "not running" in uplink(100.0)
+
+
+def test_a_full_receiver_drops_and_counts_and_never_blocks(tmp_path):
+    """A receiver that reads nothing: sendto would block once its queue is full. Each
+    notification past that is dropped and counted, and sending resumes once it reads."""
+    path = str(tmp_path / "slow.sock")
+    rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    rx.bind(path)
+    n = Notifier(path)
+    sent, results = 0, []
+
+    def flood():
+        for _ in range(5000):
+            results.append(n.status("x" * 200))
+
+    t = threading.Thread(target=flood, daemon=True)
+    t.start()
+    t.join(60)  # a hang guard only: the assertions count
+    try:
+        assert not t.is_alive(), "notify blocked on a full receiver"
+        sent = sum(results)
+        assert len(results) == 5000 and 0 < sent < 5000
+        assert n.dropped == 5000 - sent and n.failures == 0
+        rx.setblocking(False)
+        received = 0
+        while True:
+            try:
+                rx.recv(4096)
+            except BlockingIOError:
+                break
+            received += 1
+        assert received == sent
+        assert n.watchdog() and n.dropped == 5000 - sent
+    finally:
+        n.close()
+        rx.close()

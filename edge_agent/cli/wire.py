@@ -32,13 +32,29 @@ def _row(batch, row: dict, duplicate: bool = False) -> dict:
     return out
 
 
+def _shown(text: str) -> str:
+    """Text from a payload or a topic as it may reach a terminal: a character that is not
+    printable (a control, an escape sequence's start, a bidi override) as its escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _shown_json(line: str) -> str:
+    """A JSON line with every character that is not printable as its JSON escape."""
+    if line.isprintable():
+        return line
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in line)
+
+
 def _sample_line(row: dict) -> str:
     t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(row["t"])) + f".{int(row['t'] * 1000) % 1000:03d}Z"
     tags = "".join(f" {k}" for k in ("historical", "clock_unsynced", "duplicate") if row.get(k))
     quality = f" quality={row['quality']:#04x}" if "quality" in row else ""
+    node, stream, channel, unit = (_shown(str(row[k])) for k in ("node", "stream", "channel", "unit"))
     return (
-        f"{row['node']} {row['stream']} epoch={row['epoch']} seq={row['seq']} v{row['version']} {t} "
-        f"{row['channel']}={row['value']} {row['unit']} ({row['reconstruction']} ±{row['bound']:g})"
+        f"{node} {stream} epoch={row['epoch']} seq={row['seq']} v{row['version']} {t} "
+        f"{channel}={row['value']} {unit} ({row['reconstruction']} ±{row['bound']:g})"
         f"{quality}{tags}"
     )
 
@@ -46,7 +62,7 @@ def _sample_line(row: dict) -> str:
 def _print_batch(batch, as_json: bool, duplicate: bool = False) -> None:
     for row in batch.rows():
         out = _row(batch, row, duplicate)
-        print(json.dumps(out, ensure_ascii=False) if as_json else _sample_line(out), flush=True)
+        print(_shown_json(json.dumps(out, ensure_ascii=False)) if as_json else _sample_line(out), flush=True)
 
 
 def _hex_epochs(report: dict) -> dict:
@@ -214,14 +230,14 @@ def cmd_tail(args: argparse.Namespace) -> int:
         try:
             batch = wire.decode(msg.payload)
         except WireFormatError as exc:
-            print(f"edge-agent tail: {msg.topic!r}: {exc}", file=sys.stderr, flush=True)
+            print(f"edge-agent tail: {msg.topic!r}: {_shown(str(exc))}", file=sys.stderr, flush=True)
             return
         if wire.parse_data_topic(msg.topic) != (batch.node, batch.stream):
             # Broker ACLs make the topic the sender's identity: a payload naming another
             # node (or stream) than its topic is forged or misrouted, and never counted.
             print(
-                f"edge-agent tail: {msg.topic!r}: refused: the payload says node {batch.node} "
-                f"stream {batch.stream}, not what its topic says",
+                f"edge-agent tail: {msg.topic!r}: refused: the payload says node {_shown(batch.node)} "
+                f"stream {_shown(batch.stream)}, not what its topic says",
                 file=sys.stderr,
                 flush=True,
             )

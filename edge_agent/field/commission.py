@@ -28,7 +28,7 @@ from drivers.base import Sensor
 from drivers.registry import SENSOR_TYPES
 from edge_agent.config import AgentConfig, BrokerConfig, SensorConfig
 from edge_agent.node.hardware import SignalledDevice, first_reading, location, shown_present
-from edge_agent.node.mqtt import CLOSED_BEFORE_CONNACK, explain, make_client
+from edge_agent.node.mqtt import LinkLog, closed_before_connack, explain, make_client
 from edge_agent.node.sysinfo import SystemProbe, disk_space
 
 MIN_FREE = 64 * 1024 * 1024  # bytes the store's file system must have free
@@ -234,18 +234,19 @@ def check_broker(cfg: AgentConfig, timeout: float) -> list[Check]:
             client.loop(timeout=0.1)
         rc = result.get("rc")
         if rc is None:
-            failures.append(
-                Check(
-                    name,
-                    False,
-                    "closed before CONNACK"
-                    if result.get("closed")
-                    else f"no answer to CONNECT within {timeout:.0f} s",
-                    CLOSED_BEFORE_CONNACK
-                    if result.get("closed")
-                    else "a firewall may drop the port; check with the backbone team",
+            if result.get("closed"):
+                link = client.on_log
+                why = link.explain() if isinstance(link, LinkLog) else closed_before_connack(broker)
+                failures.append(Check(name, False, *why))
+            else:
+                failures.append(
+                    Check(
+                        name,
+                        False,
+                        f"no answer to CONNECT within {timeout:.0f} s",
+                        "a firewall may drop the port; check with the backbone team",
+                    )
                 )
-            )
             continue
         if rc.is_failure:
             failures.append(

@@ -15,6 +15,8 @@ themselves (the uplink through paho's external-loop interface, the others with
 
 from __future__ import annotations
 
+import logging
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.config import AgentConfig, BrokerConfig, MqttConfig, parse_broker_url
+
+log = logging.getLogger("edge_agent.mqtt")
 
 PROTOCOLS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
 
@@ -130,6 +134,101 @@ CLOSED_BEFORE_CONNACK = (
 )
 
 
+def _explain_tls(reason: str, text: str, where: str) -> tuple[str, str]:
+    if reason in _PLAINTEXT_REPLY:
+        return (
+            f"the broker answered in plaintext ({reason})",
+            f"{where} has no TLS listener: use the broker's TLS port, or mqtt:// where plaintext is allowed",
+        )
+    if any(r in reason for r in _CERT_REFUSED):
+        why = "it requires a client certificate" if "REQUIRED" in reason else "the client certificate"
+        return (
+            f"the broker refused the TLS handshake ({reason}): {why}",
+            "it wants a client certificate its CA signed: check cert_file and key_file",
+        )
+    return f"TLS failed: {reason or text}", "check ca_file, cert_file and key_file"
+
+
+_SSL_REASON = re.compile(r"\[SSL: ([A-Z0-9_]+)\]")
+_TLS_EOF = "EOF occurred in violation of protocol"  # ssl.SSLEOFError's text
+_NO_CERT_WHAT = (
+    "the broker ended the TLS connection before accepting it, and this node offers no client certificate"
+)
+_NO_CERT_HINT = (
+    "it likely requires one (require_certificate): set cert_file and key_file to a certificate its CA signed"
+)
+_CERT_EOF_HINT = (
+    "it may refuse this client certificate (cert_file, key_file: signed by the CA the broker "
+    "trusts, not expired?), or be at its connection limit"
+)
+
+
+def closed_before_connack(
+    broker: BrokerConfig, cause: str | None = None, *, has_cert: bool = False
+) -> tuple[str, str]:
+    """(what, what to check) when the broker closed the link before its CONNACK; ``cause``
+    is paho's last error line for the link (``LinkLog.cause``), if any, and ``has_cert``
+    whether this client offered a certificate. With TLS 1.3 a refused client certificate
+    comes after connect(): as an alert on the first read, or (Mosquitto, no certificate
+    offered) as the bare end of the TLS stream."""
+    m = _SSL_REASON.search(cause or "")
+    if m:
+        return _explain_tls(m.group(1), cause or "", f"{broker.host}:{broker.port}")
+    if not broker.tls:  # no TLS, so no certificate: a TLS port, or a limit
+        return (
+            "the broker closed the connection before accepting it",
+            "a TLS port spoken to in plaintext (use mqtts:// and ca_file), or its connection limit",
+        )
+    if _TLS_EOF in (cause or ""):
+        if not has_cert:
+            return (
+                _NO_CERT_WHAT,
+                _NO_CERT_HINT,
+            )
+        return (
+            "the broker ended the TLS connection before accepting it: the client certificate?",
+            _CERT_EOF_HINT,
+        )
+    return "closed before CONNACK", CLOSED_BEFORE_CONNACK
+
+
+class LinkLog:
+    """paho's own lines for one client (``client.on_log``): a TLS alert read after the
+    handshake (a refused client certificate) reaches us only as one of them. An error
+    before the CONNACK that tells why the broker said no goes to the log as a warning with
+    its cause and what to check, any other at debug; the first since the CONNECT is kept
+    in ``cause``."""
+
+    def __init__(self, broker: BrokerConfig, *, has_cert: bool = False) -> None:
+        self.broker = broker
+        self.has_cert = has_cert
+        self.cause: str | None = None
+        self.connacked = False
+
+    def explain(self) -> tuple[str, str]:
+        """What ``closed_before_connack`` makes of this link's newest error."""
+        return closed_before_connack(self.broker, self.cause, has_cert=self.has_cert)
+
+    def __call__(self, client: mqtt.Client, userdata: object, level: int, buf: str) -> None:
+        if level == mqtt.MQTT_LOG_DEBUG:
+            if buf.startswith("Sending CONNECT"):
+                self.connacked, self.cause = False, None
+            elif buf.startswith("Received CONNACK"):
+                self.connacked = True
+            return
+        if level != mqtt.MQTT_LOG_ERR:
+            return
+        if self.cause is not None:  # what follows the first error is its echo
+            log.debug("event=mqtt_link_error broker=%s error=%r", self.broker.url, buf)
+            return
+        self.cause = buf
+        what, hint = self.explain()
+        if not self.connacked and hint != CLOSED_BEFORE_CONNACK and self.broker.tls:
+            log.warning("event=mqtt_tls_refused broker=%s error=%r hint=%r", self.broker.url, what, hint)
+        else:
+            log.debug("event=mqtt_link_error broker=%s error=%r", self.broker.url, buf)
+
+
 def explain(exc: BaseException, broker: BrokerConfig) -> tuple[str, str]:
     """(what went wrong, what to check) for an exception of ``connect``."""
     where = f"{broker.host}:{broker.port}"
@@ -142,18 +241,7 @@ def explain(exc: BaseException, broker: BrokerConfig) -> tuple[str, str]:
             ),
         )
     if isinstance(exc, ssl.SSLError):
-        reason = exc.reason or ""
-        if reason in _PLAINTEXT_REPLY:
-            return (
-                f"the broker answered in plaintext ({reason})",
-                f"{where} has no TLS listener: use the broker's TLS port, or mqtt:// where plaintext is allowed",
-            )
-        if any(r in reason for r in _CERT_REFUSED):
-            return (
-                f"the broker refused the TLS handshake ({reason})",
-                "it wants a client certificate its CA signed: check cert_file and key_file",
-            )
-        return f"TLS failed: {reason or exc}", "check ca_file, cert_file and key_file"
+        return _explain_tls(exc.reason or "", str(exc), where)
     if isinstance(exc, ConnectionResetError) and broker.tls:  # a plaintext listener drops a ClientHello
         return (
             "the broker reset the connection during the TLS handshake",
@@ -194,6 +282,7 @@ def new_client(settings: ClientSettings, broker: BrokerConfig) -> mqtt.Client:
         protocol=protocol,
         clean_session=clean_session,
     )
+    client.on_log = LinkLog(broker, has_cert=bool(settings.cert_file))
     if broker.tls:
         client.tls_set_context(tls_context(settings.ca_file, settings.cert_file, settings.key_file))
     if settings.username is not None:

@@ -24,6 +24,7 @@ class Notifier:
         self.address: str | None = None
         self._sock: socket.socket | None = None
         self.failures = 0
+        self.dropped = 0  # notifications not sent because the receiver's queue was full
         if address:
             self.address = "\0" + address[1:] if address.startswith("@") else address
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -37,12 +38,19 @@ class Notifier:
         return self._sock is not None
 
     def notify(self, *fields: str) -> bool:
-        """Send one datagram of newline-separated fields; False if it could not be sent."""
+        """Send one datagram of newline-separated fields; False if it could not be sent,
+        or would have had to wait (counted in ``dropped``)."""
         if self._sock is None or self.address is None:
             return False
         try:
-            self._sock.sendto("\n".join(fields).encode("utf-8"), self.address)
+            # Never wait for a slow receiver: the sampler's loop sends these.
+            self._sock.sendto("\n".join(fields).encode("utf-8"), socket.MSG_DONTWAIT, self.address)
             return True
+        except BlockingIOError:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 100 == 0:
+                log.warning("event=sd_notify_dropped reason='receiver queue full' dropped=%d", self.dropped)
+            return False
         except OSError as exc:
             self.failures += 1
             if self.failures == 1 or self.failures % 100 == 0:

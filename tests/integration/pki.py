@@ -121,7 +121,7 @@ commonName = supplied
 
 
 def make_pki(d: Path) -> Path:
-    """ca, other-ca; server (127.0.0.1), wrong-host, expired; client. Each as NAME.pem / NAME.key."""
+    """ca, other-ca; server (127.0.0.1), wrong-host, expired; client, other-client (other-ca). Each as NAME.pem / NAME.key."""
     d.mkdir(parents=True, exist_ok=True)
     _ca(d, "ca")
     _ca(d, "other-ca")
@@ -129,4 +129,5 @@ def make_pki(d: Path) -> Path:
     _leaf(d, "wrong-host", "ca", "DNS:broker.elsewhere.example")
     _leaf(d, "expired", "ca", "IP:127.0.0.1", start="20200101000000Z", end="20200201000000Z")
     _leaf(d, "client", "ca", "DNS:up-node", client=True)
+    _leaf(d, "other-client", "other-ca", "DNS:up-node", client=True)
     return d

@@ -145,3 +145,38 @@ def test_a_pulse_meter_passes_only_once_a_pulse_came(tmp_path, absent):
         (check,) = check_sensors(cfg, hw.make, wait=1.5)
     assert check.ok is not absent, check
     assert ("no pulse" in check.detail) is absent and ("S0 wiring" in check.hint) is absent
+
+
+def broker_check(proc):
+    report, _ = checks(proc)
+    return report, next(c for c in report["checks"] if c["name"].startswith("broker"))
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("client", [None, "other-client"])
+def test_commission_names_a_refused_client_certificate_not_a_firewall(broker_factory, pki, tmp_path, client):
+    """require_certificate: with no client certificate, or one another CA signed, the broker
+    line says the certificate was refused and what to check, never a firewall."""
+    b = broker_factory(
+        f"cafile {pki}/ca.pem\ncertfile {pki}/server.pem\nkeyfile {pki}/server.key\n"
+        "require_certificate true\n"
+    )
+    extra = f"ca_file: {pki}/ca.pem"
+    if client:
+        extra += f"\ncert_file: {pki}/{client}.pem\nkey_file: {pki}/{client}.key"
+    proc = commission(tmp_path, f"mqtts://127.0.0.1:{b.port}", mqtt_extra=extra)
+    report, broker = broker_check(proc)
+    assert proc.returncode == 1 and not report["passed"] and not broker["ok"], proc.stdout
+    text = (broker["detail"] + " " + broker["hint"]).lower()
+    assert "certificate" in broker["detail"] and "cert_file" in broker["hint"], broker
+    assert "firewall" not in text, broker
+
+
+@pytest.mark.broker
+def test_commission_says_plaintext_was_spoken_to_a_tls_port(broker_factory, pki, tmp_path):
+    b = broker_factory(f"cafile {pki}/ca.pem\ncertfile {pki}/server.pem\nkeyfile {pki}/server.key\n")
+    proc = commission(tmp_path, f"mqtt://127.0.0.1:{b.port}")
+    _, broker = broker_check(proc)
+    assert proc.returncode == 1 and not broker["ok"], proc.stdout
+    assert "mqtts://" in broker["hint"] and "plaintext" in broker["hint"], broker
+    assert "firewall" not in (broker["detail"] + broker["hint"]).lower(), broker

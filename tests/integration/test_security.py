@@ -158,3 +158,39 @@ def test_the_wrong_scheme_for_a_port_is_logged_with_the_right_hint(broker_factor
         r"the TLS handshake).*hint='127\.0\.0\.1:\d+ (has|may have) no TLS listener",
         tls_to_plain,
     ), tls_to_plain
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("client", [None, "other-client"])
+def test_a_refused_client_certificate_is_logged_as_the_cause(broker_factory, pki, tmp_path, client):
+    """require_certificate, and no client certificate or one another CA signed: with TLS 1.3
+    the broker's no comes after the handshake, and the agent used to log only "closed before
+    CONNACK" with a list of guesses."""
+    b = broker_factory(tls_listener(pki, require_cert=True))
+    extra = f"  ca_file: {pki}/ca.pem"
+    if client:
+        extra += f"\n  cert_file: {pki}/{client}.pem\n  key_file: {pki}/{client}.key"
+    log = run_agent(tmp_path, f"mqtts://127.0.0.1:{b.port}", extra)
+    assert delivered(log) == 0, log
+    assert re.search(r"event=mqtt_tls_refused .*error='[^']*certificate.*hint='[^']*cert_file", log), log
+    assert "firewall" not in log, log
+
+
+def test_a_state_dir_others_may_write_is_refused_with_a_clear_error(tmp_path):
+    """An existing state directory of mode 0777 stayed 0777 and held the queue: refused,
+    through the CLI, with the path, the mode and the fix, and no traceback."""
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o777)
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(CONFIG.format(broker="mqtt://127.0.0.1:1", mqtt_extra=""))
+    proc = subprocess.run(
+        agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", str(state)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode not in (0, 130) and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{state}: writable by its group and every user (mode 0777)" in proc.stderr, proc.stderr
+    assert f"chmod go-w {state}" in proc.stderr, proc.stderr
+    assert list(state.iterdir()) == [] and stat.S_IMODE(state.stat().st_mode) == 0o777

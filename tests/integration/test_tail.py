@@ -243,3 +243,111 @@ def test_tail_deduplicates_by_epoch_and_reports_gaps_and_a_store_loss(broker, tm
             ],
         }
     ]
+
+
+HOSTILE = ("\x1b", "\x9b", "\u202e", "\x07")  # ESC, CSI, a bidi override, BEL
+
+
+def _start_tail(url: str, out, err, *flags: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        agent_cmd("tail", "--broker", url, "--prefix", "d", "--timeout", "60", *flags),
+        stdout=open(out, "wb"),
+        stderr=open(err, "wb"),
+    )
+    deadline = time.monotonic() + 15  # a hang guard: the wait is for the event
+    while "event=subscribed" not in err.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("as_json", [False, True])
+def test_tail_escapes_what_a_payload_or_topic_holds_and_flags_a_forged_node(
+    broker, tmp_path, monkeypatch, as_json
+):
+    """Names holding escape sequences and newlines (a payload the encoder would refuse, made
+    by skipping its checks), a unit with a bidi override, a topic holding
+    them, and node n1's name on n2's topic: nothing hostile reaches the terminal raw, no
+    line is forged, and the mismatch is said."""
+    import edge_agent.wire.encoder as encoder
+
+    out, err = tmp_path / "out", tmp_path / "err"
+    tail_proc = _start_tail(broker.url, out, err, "--count", "2", *(["--json"] if as_json else []))
+    ch = wire.ChannelData("t", "°C\u202e", 0.1, (1_000,), (5,))  # a unit may hold a bidi override
+    fine = wire.encode(wire.Batch("n1", "air", 0, 1_000, (ch,), epoch=1))
+    monkeypatch.setattr(encoder, "_check_header", lambda batch: None)
+    evil = "n1\x1b[2J\x1b]0;owned\x07\nn1 air epoch=00000001 seq=9 FORGED"
+    crafted = wire.encode(wire.Batch(evil, "air\r\nx", 1, 1_000, (ch,), epoch=1))
+    monkeypatch.undo()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    try:
+        for topic, payload in [
+            ("d/n1/data/air", crafted),  # names the decoder refuses
+            (
+                "d/n1\u202e/data/air",
+                fine,
+            ),  # a topic holding one (Mosquitto drops a client whose topic holds a control)
+            ("d/n2/data/air", fine),  # n1's payload on n2's topic
+            ("d/n1/data/air", fine),  # the two genuine ones, which --count waits for
+            ("d/n1/data/air", wire.encode(wire.Batch("n1", "air", 1, 2_000, (ch,), epoch=1))),
+        ]:
+            c.publish(topic, payload, qos=1).wait_for_publish(5)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    assert tail_proc.wait(timeout=60) == 0, err.read_text()
+    stdout, stderr = out.read_text(), err.read_text()
+    for ch_ in HOSTILE:
+        assert ch_ not in stdout and ch_ not in stderr, (ch_, stdout, stderr)
+    lines = stdout.splitlines()
+    assert len(lines) == 2 and "FORGED" not in stdout, stdout
+    if as_json:
+        rows = [json.loads(line) for line in lines]
+        assert [(r["node"], r["seq"], r["unit"]) for r in rows] == [
+            (n, s, "°C\u202e") for n, s in (("n1", 0), ("n1", 1))
+        ]
+    else:
+        assert all(line.startswith("n1 air epoch=00000001 seq=") for line in lines), stdout
+        assert "°C\\u202e" in stdout, stdout
+    assert "node id 'n1\\x1b[2J\\x1b]0;owned\\x07\\nn1 air" in stderr, stderr  # said, escaped
+    assert "'d/n1\\u202e/data/air': refused" in stderr, stderr
+    assert "'d/n2/data/air': refused: the payload says node n1 stream air" in stderr, stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.broker
+def test_tail_stops_promptly_on_sigint_under_a_flood(broker, tmp_path):
+    """A publisher that never stops: after SIGINT, tail exits (0 or 130, no traceback)
+    before the publisher has sent FLOOD_BOUND more batches."""
+    import os
+    import signal
+
+    flood_bound = 5_000
+    out, err = tmp_path / "out", tmp_path / "err"
+    tail_proc = _start_tail(broker.url, out, err)
+    ch = wire.ChannelData("t", "°C", 0.1, tuple(range(1_000, 11_000, 100)), tuple(range(100)))
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    sent, after_signal, signalled = 0, 0, False
+    try:
+        while tail_proc.poll() is None:
+            payload = wire.encode(wire.Batch("n1", "air", sent, 1_000, (ch,), epoch=1))
+            c.publish("d/n1/data/air", payload, qos=1).wait_for_publish(5)
+            sent += 1
+            if signalled:
+                after_signal += 1
+                assert after_signal < flood_bound, f"tail still running {after_signal} batches after SIGINT"
+            elif sent >= 200 and out.stat().st_size > 0:  # it is printing the flood
+                os.kill(tail_proc.pid, signal.SIGINT)
+                signalled = True
+    finally:
+        c.disconnect()
+        c.loop_stop()
+        if tail_proc.poll() is None:
+            tail_proc.kill()
+    assert signalled and tail_proc.returncode in (0, 130), (tail_proc.returncode, err.read_text()[-2000:])
+    assert "Traceback" not in err.read_text()
