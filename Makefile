@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_ttl.py
 	$(BIN)/python bench/bench_salvage.py --tops 100000,1000000
 	$(BIN)/python bench/bench_writes.py --cycles 6
+	$(BIN)/python bench/bench_status.py
 
 help:
 	@echo 'make run        the agent on simulated sensors, with its defaults'
