@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import threading
 
@@ -325,5 +326,42 @@ def test_without_a_token_file_no_action_is_done(tmp_path):
         assert code == 503 and "http.token_file" in text
         assert node.agent.reloads == 0
         assert 'action="/actions/' not in node.get("/")[2]  # no button for what cannot be done
+
+    run_with(tmp_path, body)
+
+
+def test_the_last_commission_report_is_on_the_page(tmp_path, capsys):
+    """`edge-agent commission` keeps its report in the state directory; the page and the
+    JSON show its verdict, which checks failed and when; a damaged one is no report."""
+    from edge_agent.cli import main
+    from edge_agent.node.status_facts import COMMISSION_FILE, last_commission
+
+    path = tmp_path / "node.yaml"
+    path.write_text(CONFIG.format(state=tmp_path / "state"))
+    (tmp_path / "state").mkdir(mode=0o700)
+    code = main(["commission", "--simulate", "--config", str(path), "--timeout", "1", "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 1 and not printed["passed"]  # no broker on port 9
+    kept = last_commission(str(tmp_path / "state"))
+    assert kept is not None and kept["checks"] == printed["checks"] and kept["passed"] is False
+    failed = [c["name"] for c in printed["checks"] if not c["ok"]]
+    assert kept["summary"].startswith("FAILED: " + ", ".join(failed))
+    kept_file = (tmp_path / "state" / COMMISSION_FILE).stat()
+    assert kept_file.st_mode & 0o037 == 0  # 0640 at most (the umask may take more)
+    if os.geteuid() == 0:  # run as root, still the state directory's owner's to read
+        os.chown(tmp_path / "state", 65534, 65534)
+        assert main(["commission", "--simulate", "--config", str(path), "--timeout", "1"]) == 1
+        capsys.readouterr()
+        kept_file = (tmp_path / "state" / COMMISSION_FILE).stat()
+        assert (kept_file.st_uid, kept_file.st_gid) == (65534, 65534)
+        os.chown(tmp_path / "state", 0, 0)
+
+    def body(node: Running) -> None:
+        facts = node.facts_when(lambda f: True)
+        assert facts["commission"]["summary"] == kept["summary"]
+        assert kept["summary"] in node.get("/")[2]
+        (tmp_path / "state" / COMMISSION_FILE).write_bytes(b"\x00{not json")
+        assert node.facts_when(lambda f: True)["commission"] is None
+        assert "never run here" in node.get("/")[2]
 
     run_with(tmp_path, body)

@@ -10,15 +10,20 @@ changed, so the server reads one consistent picture without a lock.
 
 from __future__ import annotations
 
+import json
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from edge_agent.config import AgentConfig
+from edge_agent.files import TooLarge, read_at_most
 from edge_agent.node.health import HealthReport
 from edge_agent.node.store import BatchStore
 
 STALE_INTERVALS = 3  # a value older than this many sample intervals (and a second) is stale
+COMMISSION_FILE = "commission.json"  # in the state directory: the last `edge-agent commission`
+COMMISSION_MAX = 64 * 1024  # bytes of it read
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,6 @@ class Snapshot:
     last_seal_mono: float
     flush_interval: float
     store_open: bool
-    commission: dict | None = field(default=None)
 
 
 def sensor_values(sampler: Any) -> dict:
@@ -137,6 +141,20 @@ def problems(report: dict, snap: Snapshot, now: float) -> list[str]:
     return out
 
 
+def last_commission(state_dir: str) -> dict | None:
+    """The last report ``edge-agent commission`` kept, with a one-line summary; None when
+    none was kept (or it cannot be read: a damaged file is no report)."""
+    try:
+        report = json.loads(read_at_most(os.path.join(state_dir, COMMISSION_FILE), COMMISSION_MAX))
+        checks = report["checks"]
+        failed = [str(c["name"]) for c in checks if not c["ok"]]
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(report["at"])))
+    except (OSError, TooLarge, ValueError, KeyError, TypeError):
+        return None
+    verdict = f"passed, {len(checks)} checks" if not failed else f"FAILED: {', '.join(failed)}"
+    return {**report, "summary": f"{verdict} ({when})"}
+
+
 def facts(report: HealthReport, snap: Snapshot, store: BatchStore | None) -> dict:
     """Everything the page, the metrics and ``status --json`` show, on the server's thread."""
     now = time.monotonic()
@@ -149,7 +167,7 @@ def facts(report: HealthReport, snap: Snapshot, store: BatchStore | None) -> dic
     )
     out["values"] = _values(snap, now)
     out["snapshot_age_s"] = round(now - snap.mono, 1)
-    out["commission"] = snap.commission
+    out["commission"] = last_commission(report.cfg.state_dir)
     out["problems"] = problems(out, snap, now)
     out["ok"] = not out["problems"]
     return out

@@ -204,6 +204,6 @@ def page(facts: dict, refresh: int = 5) -> str:
         f"{_row('delivered', up['delivered'])}</table>"
         f"<h2>Node</h2><table id=node>{_row('clock', 'synchronised' if clock['synchronized'] else 'NOT synchronised')}"
         f"{_row('disk free', _bytes(disk.get('free_bytes')) + ' of ' + _bytes(disk.get('total_bytes')))}{_row('version', facts['version'] + ' (' + facts['core'] + ')')}"
-        f"{_row('commissioning', 'not run since start' if not commission else commission.get('summary', ''))}"
+        f"{_row('commissioning', 'never run here' if not commission else commission['summary'])}"
         f"</table>{_actions(facts.get('actions') or [])}</body></html>"
     )
