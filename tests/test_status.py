@@ -365,3 +365,43 @@ def test_the_last_commission_report_is_on_the_page(tmp_path, capsys):
         assert "never run here" in node.get("/")[2]
 
     run_with(tmp_path, body)
+
+
+def test_the_commission_action_keeps_the_running_agents_own_checks(tmp_path):
+    """POST /actions/commission (with the token): the running agent's checks, from what it
+    sees (no sensor opened twice), kept as the last report and shown on the page."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    path = tmp_path / "node.yaml"
+    path.write_text(
+        CONFIG.format(state=tmp_path / "state").replace(
+            'http: {listen: "127.0.0.1:0"}', f'http: {{listen: "127.0.0.1:0", token_file: "{token_file}"}}'
+        )
+    )
+    agent = Agent(load_config(path), simulate=True, config_path=str(path))
+    assert agent.http is not None
+    node = Running(agent)
+    seen: dict = {}
+
+    def body() -> None:
+        try:
+            node.facts_when(lambda f: all(v["channels"] for v in f["values"].values()))
+            assert _post(node.port, "/actions/commission", {})[0] == 401
+            seen["post"] = _post(node.port, "/actions/commission", {"Authorization": "Bearer " + TOKEN})
+            seen["facts"] = node.facts_when(lambda f: f["commission"] is not None)
+            seen["page"] = node.get("/")[2]
+        finally:
+            agent.stop_event.set()
+
+    t = threading.Thread(target=body)
+    t.start()
+    agent.run()
+    t.join()
+    assert seen["post"][0] == 303
+    report = seen["facts"]["commission"]
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["source"] == "status page" and report["passed"] is False
+    assert checks["sensor air"]["ok"] and checks["sensor mains"]["ok"] and checks["store"]["ok"]
+    assert not checks["broker"]["ok"] and "disconnected to mqtt://127.0.0.1:9" in checks["broker"]["detail"]
+    assert report["summary"].startswith("FAILED: ") and "broker" in report["summary"]
+    assert report["summary"] in seen["page"]

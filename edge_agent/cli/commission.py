@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 
 from edge_agent import __version__
 from edge_agent.cli.exitcodes import EXIT_FAIL, EXIT_OK
+from edge_agent.files import os_error_text
 
 
 def cmd_commission(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
     from edge_agent.field.commission import commission
     from edge_agent.node.hardware import Hardware, SimulatedHardware
+    from edge_agent.node.status_facts import keep_commission
 
     cfg = load_config(args.config)
     with SimulatedHardware(cfg) if args.simulate else Hardware() as hw:
@@ -26,7 +26,12 @@ def cmd_commission(args: argparse.Namespace) -> int:
         "passed": passed,
         "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "hint": c.hint} for c in checks],
     }
-    _keep(cfg.state_dir, {**report, "at": round(time.time(), 3), "version": __version__})
+    try:
+        keep_commission(cfg.state_dir, report)
+    except OSError as exc:
+        print(
+            f"edge-agent: the report is not kept for the status page: {os_error_text(exc)}", file=sys.stderr
+        )
     if args.json:
         print(json.dumps(report, ensure_ascii=False))
     else:
@@ -36,25 +41,6 @@ def cmd_commission(args: argparse.Namespace) -> int:
         failed = sum(not c.ok for c in checks)
         print("COMMISSIONING PASSED" if passed else f"COMMISSIONING FAILED: {failed} of {len(checks)} checks")
     return EXIT_OK if passed else EXIT_FAIL
-
-
-def _keep(state_dir: str, report: dict) -> None:
-    """The report in the state directory, where the node's status page shows it
-    (COMMISSION_FILE), owned as the directory is (run as root, it is still the agent's to
-    read); a directory this user cannot write is said, not fatal."""
-    from edge_agent.files import os_error_text, replace_wiped
-    from edge_agent.node.status_facts import COMMISSION_FILE
-
-    path = os.path.join(state_dir, COMMISSION_FILE)
-    try:
-        replace_wiped(path, json.dumps(report).encode(), 0o640)
-        if os.geteuid() == 0:
-            owner = os.stat(state_dir)
-            os.chown(path, owner.st_uid, owner.st_gid)
-    except OSError as exc:
-        print(
-            f"edge-agent: the report is not kept for the status page: {os_error_text(exc)}", file=sys.stderr
-        )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

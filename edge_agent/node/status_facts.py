@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from edge_agent import __version__
 from edge_agent.config import AgentConfig
-from edge_agent.files import TooLarge, read_at_most
+from edge_agent.files import TooLarge, read_at_most, replace_wiped
 from edge_agent.node.health import HealthReport
 from edge_agent.node.store import BatchStore
 
@@ -139,6 +140,75 @@ def problems(report: dict, snap: Snapshot, now: float) -> list[str]:
     if not snap.store_open:
         out.append("the queue is not open (the disk is full): nothing is stored")
     return out
+
+
+def keep_commission(state_dir: str, report: dict) -> None:
+    """Keep a commission report (node, passed, checks) in the state directory, stamped with
+    the time and version, where the page shows it; owned as the directory is (run as root,
+    it is still the agent's to read). Raises OSError."""
+    path = os.path.join(state_dir, COMMISSION_FILE)
+    kept = {**report, "at": round(time.time(), 3), "version": __version__}
+    replace_wiped(path, json.dumps(kept, ensure_ascii=False).encode(), 0o640)
+    if os.geteuid() == 0:
+        owner = os.stat(state_dir)
+        os.chown(path, owner.st_uid, owner.st_gid)
+
+
+def commission_from_facts(facts: dict) -> dict:
+    """The page's "commission" action: the checks of `edge-agent commission` as the running
+    agent sees them (it owns the sensors: none is opened a second time). Each sensor up with
+    every channel fresh; the queue open; the clock synchronised; the broker connected and
+    acknowledging (a PUBACK since the link came up, or nothing yet to send)."""
+    checks = []
+    for name, s in facts["values"].items():
+        stale = [ch for ch, v in s["channels"].items() if v["stale"]]
+        ok = s["state"] == "up" and bool(s["channels"]) and not stale
+        shown = (
+            ", ".join(f"{ch} {v['value']:g} {v['unit']}" for ch, v in s["channels"].items()) or "no reading"
+        )
+        hint = "" if ok else "check its wiring, address and power; `edge-agent read` shows one reading"
+        checks.append({"name": f"sensor {name}", "ok": ok, "detail": f"{s['state']}: {shown}", "hint": hint})
+    st, up = facts["store"], facts["uplink"]
+    open_ = st["batches"] is not None
+    checks.append(
+        {
+            "name": "store",
+            "ok": open_,
+            "detail": f"{st['batches']} batches waiting" if open_ else "not open (the disk is full)",
+            "hint": "" if open_ else "free space on the card",
+        }
+    )
+    synced = facts["clock"]["synchronized"]
+    checks.append(
+        {
+            "name": "clock",
+            "ok": synced,
+            "detail": "synchronised" if synced else "not synchronised",
+            "hint": "" if synced else "check NTP (timedatectl) and the network",
+        }
+    )
+    connected = up["state"] == "connected"
+    acked = up["last_ack"] is not None and (up["since"] is None or up["last_ack"] >= up["since"])
+    ok = connected and (acked or not st["batches"])
+    checks.append(
+        {
+            "name": "broker",
+            "ok": ok,
+            "detail": f"{up['state']} to {up['broker']}; "
+            + (
+                f"last PUBACK {time.time() - up['last_ack']:.0f} s ago" if up["last_ack"] else "no PUBACK yet"
+            ),
+            "hint": ""
+            if ok
+            else "the log's uplink events say why (edge-agent status, journalctl -u edge-agent)",
+        }
+    )
+    return {
+        "node": facts["node"],
+        "passed": all(c["ok"] for c in checks),
+        "checks": checks,
+        "source": "status page",
+    }
 
 
 def last_commission(state_dir: str) -> dict | None:

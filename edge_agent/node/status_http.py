@@ -24,9 +24,9 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from edge_agent.config import AgentConfig, check_token, store_path
 from edge_agent.errors import StoreError
-from edge_agent.files import TooLarge, read_at_most
+from edge_agent.files import TooLarge, os_error_text, read_at_most
 from edge_agent.node.health import HealthReport
-from edge_agent.node.status_facts import Snapshots, facts
+from edge_agent.node.status_facts import Snapshots, commission_from_facts, facts, keep_commission
 from edge_agent.node.status_render import metrics, page
 from edge_agent.node.store import BatchStore
 
@@ -128,7 +128,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._text(code, text, {"WWW-Authenticate": realm} if code == 401 else {})
             return
         log.warning("event=http_action action=%s client=%s", name, self.client_address[0])
-        status.actions[name]()
+        try:
+            status.actions[name]()
+        except OSError as exc:  # the report could not be kept (a full disk)
+            self._text(500, f"{name}: {os_error_text(exc)}")
+            return
         self._text(303, f"{name}: done", {"Location": "/"})
 
     def _text(self, code: int, text: str, headers: dict[str, str] | None = None) -> None:
@@ -197,7 +201,7 @@ class StatusServer:
     def __init__(self, cfg: AgentConfig, snapshots: Snapshots, actions: Actions | None = None) -> None:
         self.cfg = cfg
         self.snapshots = snapshots
-        self.actions = actions or {}
+        self.actions = {**(actions or {}), "commission": self.commission}
         self.guard = TokenGuard(cfg.http.token_file)
         self.report = HealthReport(cfg)
         self._store: BatchStore | None = None
@@ -249,6 +253,15 @@ class StatusServer:
         out = facts(self.report, snap, self._store)
         out["actions"] = sorted(self.actions) if self.cfg.http.token_file else []
         return out
+
+    def commission(self) -> None:
+        """The "commission" action: the running agent's own checks (status_facts), kept as
+        the last report, as `edge-agent commission` keeps its own."""
+        current = self.facts()
+        if current is not None:
+            report = commission_from_facts(current)
+            keep_commission(self.cfg.state_dir, report)
+            log.warning("event=commissioned source=page passed=%s", report["passed"])
 
     def forget_store(self) -> None:
         """Close the queue's connection: the next request opens it again."""
