@@ -405,3 +405,45 @@ def test_the_commission_action_keeps_the_running_agents_own_checks(tmp_path):
     assert not checks["broker"]["ok"] and "disconnected to mqtt://127.0.0.1:9" in checks["broker"]["detail"]
     assert report["summary"].startswith("FAILED: ") and "broker" in report["summary"]
     assert report["summary"] in seen["page"]
+
+
+def test_requests_of_any_shape_get_an_answer_and_the_listener_goes_on(tmp_path, capfd):
+    """Fuzzed request lines, headers and bodies (hypothesis): each gets an HTTP status line
+    (or, past the limits, a closed connection), nothing on stderr, and the next ordinary
+    request is served."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    methods = st.sampled_from([b"GET", b"POST", b"HEAD", b"PUT", b"get", b"", b"\x00\xff", b"G" * 70000])
+    paths = st.one_of(
+        st.sampled_from([b"/", b"/metrics", b"/status.json", b"/actions/reload", b"/actions/", b"*", b""]),
+        st.binary(max_size=200),
+        st.builds(lambda n: b"/" + b"a" * n, st.integers(0, 70000)),
+    )
+    versions = st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/9.9", b"HTTP/1", b"", b"\r"])
+    headers = st.lists(st.binary(max_size=120), max_size=120)
+
+    def body(node: Running) -> None:
+        node.facts_when(lambda f: True)
+        answered = [0, 0]
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(methods, paths, versions, headers, st.binary(max_size=300))
+        def one(method, path, version, hdrs, payload):
+            raw = method + b" " + path + b" " + version + b"\r\n" + b"".join(h + b"\r\n" for h in hdrs)
+            with socket.create_connection(("127.0.0.1", node.port), timeout=30) as s:
+                try:
+                    s.sendall(raw + b"\r\n" + payload)
+                    s.shutdown(socket.SHUT_WR)
+                    reply = s.recv(16)
+                except (ConnectionResetError, BrokenPipeError):
+                    reply = b""
+            answered[0 if reply.startswith(b"HTTP/1.") else 1] += 1
+            assert reply == b"" or reply.startswith(b"HTTP/1."), reply
+
+        one()
+        assert answered[0] > 0
+        assert node.get("/status.json")[0] == 200
+
+    run_with(tmp_path, body)
+    assert "Traceback" not in capfd.readouterr().err
