@@ -3,6 +3,7 @@ an sd_notify socket. Plain helpers are in helpers.py."""
 
 from __future__ import annotations
 
+import logging
 import socket
 
 import pytest
@@ -50,3 +51,15 @@ def notify_socket(tmp_path):
     sock.settimeout(0.2)
     yield path, sock
     sock.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_log_handler_left_behind():
+    """A test that calls the CLI's main() in this process gets setup_logging's handler on the
+    stderr of that moment, pytest's capture, which is closed after the test: a later test's
+    log lines then fail to write ("--- Logging error ---" in its stderr). It goes with the test."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if type(handler) is logging.StreamHandler:  # setup_logging's (pytest's are subclasses)
+            root.removeHandler(handler)
