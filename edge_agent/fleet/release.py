@@ -127,3 +127,45 @@ def _symlink_atomic(link: Path, target: Path) -> None:
     os.symlink(target, tmp)
     os.replace(tmp, link)
     _fsync_dir(link.parent)
+
+
+def install(layout: Layout, name: str, wheels: Path, version: str, python: str) -> Path:
+    """Make ``releases/<name>/venv`` from the wheels in ``wheels`` alone (``pip --no-index``,
+    no network, no configuration of the machine's pip) and write ``release.json`` (status
+    ``trial``) last. A kill before that leaves an incomplete release that is never run."""
+    import subprocess
+
+    directory = layout.release(name)
+    if directory.exists():
+        raise ValueError(f"release {name} exists already: a bundle is installed once")
+    layout.releases.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o755)
+    venv = directory / "venv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    steps = [
+        [python, "-m", "venv", str(venv)],
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-cache-dir",
+            "--only-binary=:all:",
+            "--find-links",
+            str(wheels),
+            f"edge_agent=={version}",
+        ],
+    ]
+    for argv in steps:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise InstallError(f"release {name}: {argv[2]} failed: {done.stderr.strip()[-2000:]}")
+    layout.write_state(name, status="trial", version=version)
+    return directory
+
+
+class InstallError(RuntimeError):
+    """A release could not be installed (left incomplete, so never run)."""
