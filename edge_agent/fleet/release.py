@@ -1,0 +1,171 @@
+"""A/B releases on the node (docs/fleet.md, "A/B releases"): the layout under one root, the
+state of each release, and the atomic switch of ``current``. Standard library only, so that a
+launcher run from the stable release's interpreter can use it without the new code.
+
+::
+
+    ROOT/releases/<version>-<counter>/   one release: venv/, bundle/, release.json (written last)
+    ROOT/current  -> releases/<name>     switched by rename(2) of a new symlink over the old
+    ROOT/previous -> releases/<name>     the release to go back to when a trial fails
+
+A release directory without ``release.json`` is incomplete (an install that was killed) and is
+never made current. A release whose status is ``failed`` is never tried again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+STATUSES = ("trial", "good", "failed")
+STATE_NAME = "release.json"
+_STATE_MAX = 4096
+
+
+class Layout:
+    """The releases under ``root``."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.releases = self.root / "releases"
+
+    def release(self, name: str) -> Path:
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"{name!r} is not a release name")
+        return self.releases / name
+
+    def link(self, which: str) -> str | None:
+        """The release name ``current`` or ``previous`` points at, None when there is none."""
+        try:
+            target = os.readlink(self.root / which)
+        except FileNotFoundError:
+            return None
+        return Path(target).name
+
+    def state(self, name: str) -> dict | None:
+        """A release's state, None while it is incomplete (no release.json yet)."""
+        path = self.release(name) / STATE_NAME
+        try:
+            with open(path, "rb") as f:
+                data = f.read(_STATE_MAX + 1)
+        except FileNotFoundError:
+            return None
+        doc = json.loads(data)
+        if not isinstance(doc, dict) or doc.get("status") not in STATUSES:
+            raise ValueError(f"{path}: not a release state")
+        return doc
+
+    def complete(self, name: str) -> bool:
+        return self.state(name) is not None
+
+    def write_state(self, name: str, **fields: object) -> dict:
+        """Replace a release's state atomically (beside, fsync, rename, fsync the directory)."""
+        doc = {**(self.state(name) or {}), **fields}
+        if doc.get("status") not in STATUSES:
+            raise ValueError(f"status {doc.get('status')!r} is not one of {STATUSES}")
+        directory = self.release(name)
+        _write_atomic(directory / STATE_NAME, json.dumps(doc, sort_keys=True).encode())
+        return doc
+
+    def mark_failed(self, name: str, reason: str) -> None:
+        """A release whose trial failed: never tried again."""
+        self.write_state(name, status="failed", reason=reason)
+
+    def switch(self, name: str) -> None:
+        """Point ``previous`` at the release now current, then ``current`` at ``name``; each one
+        rename(2) of a new symlink over the old, so a kill at any instant leaves one complete
+        ``current``. Refuses an incomplete or failed release."""
+        state = self.state(name)
+        if state is None:
+            raise ValueError(f"release {name} is incomplete")
+        if state["status"] == "failed":
+            raise ValueError(f"release {name} failed its trial and is never tried again")
+        now = self.link("current")
+        if now is not None and now != name:
+            _symlink_atomic(self.root / "previous", Path("releases") / now)
+        _symlink_atomic(self.root / "current", Path("releases") / name)
+
+    def rollback(self) -> str:
+        """``current`` back to ``previous`` (which must be complete and not failed): its name."""
+        prev = self.link("previous")
+        if prev is None:
+            raise ValueError(f"{self.root}: no previous release to go back to")
+        state = self.state(prev)
+        if state is None or state["status"] == "failed":
+            raise ValueError(f"{self.root}: the previous release {prev} cannot be run")
+        _symlink_atomic(self.root / "current", Path("releases") / prev)
+        return prev
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _symlink_atomic(link: Path, target: Path) -> None:
+    tmp = link.with_name(f".{link.name}.tmp")
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+    _fsync_dir(link.parent)
+
+
+def install(layout: Layout, name: str, wheels: Path, version: str, python: str) -> Path:
+    """Make ``releases/<name>/venv`` from the wheels in ``wheels`` alone (``pip --no-index``,
+    no network, no configuration of the machine's pip) and write ``release.json`` (status
+    ``trial``) last. A kill before that leaves an incomplete release that is never run."""
+    import subprocess
+
+    directory = layout.release(name)
+    if directory.exists():
+        raise ValueError(f"release {name} exists already: a bundle is installed once")
+    layout.releases.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o755)
+    venv = directory / "venv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    steps = [
+        [python, "-m", "venv", str(venv)],
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-cache-dir",
+            "--only-binary=:all:",
+            "--find-links",
+            str(wheels),
+            f"edge_agent=={version}",
+        ],
+    ]
+    for argv in steps:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise InstallError(f"release {name}: {argv[2]} failed: {done.stderr.strip()[-2000:]}")
+    layout.write_state(name, status="trial", version=version)
+    return directory
+
+
+class InstallError(RuntimeError):
+    """A release could not be installed (left incomplete, so never run)."""
