@@ -216,7 +216,7 @@ class Agent:
             queue = f"{n} batches ({size} B)"
         return (
             f"queue={queue}, link={'up' if self.uplink.connected else 'down'}, "
-            f"sensors={self.sampler.sensors_up()}/{len(self.sampler.slots)} up"
+            f"delivered={self.uplink.delivered}, sensors={self.sampler.sensors_up()}/{len(self.sampler.slots)} up"
         )
 
     def _stop_uplink(self, drain_timeout: float) -> float:

@@ -40,7 +40,9 @@ def test_agent_notifies_ready_status_watchdog_and_stopping(notify_socket, tmp_pa
     messages += receive(sock, 0.5)
     ready = [m for m in messages if m.startswith("READY=1")]
     assert len(ready) == 1, messages
-    assert re.search(r"STATUS=queue=\d+ batches \(\d+ B\), link=down, sensors=1/1 up", ready[0])
+    assert re.search(
+        r"STATUS=queue=\d+ batches \(\d+ B\), link=down, delivered=0, sensors=1/1 up$", ready[0], re.M
+    )
     pings = [m for m in messages if m.startswith("WATCHDOG=1")]
     assert len(pings) >= 4, messages  # every 0.5 s while the pipeline moves
     assert messages[-1] == "STOPPING=1"
