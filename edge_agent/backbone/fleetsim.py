@@ -105,7 +105,7 @@ class VirtualNode:
         return wire.health_topic(self.prefix, self.node_id), json.dumps(body, separators=(",", ":")).encode()
 
     def batch(self, stream: str, seq: int, end_ms: int) -> wire.Batch:
-        t0 = end_ms - self.per_batch * self.period_ms
+        t0 = end_ms - (self.per_batch - 1) * self.period_ms  # the newest point at the seal
         times = tuple(t0 + k * self.period_ms for k in range(self.per_batch))
         channels = []
         for s, name, unit, res, mean, amp, noise in PROFILES:

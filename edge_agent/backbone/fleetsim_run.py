@@ -30,6 +30,7 @@ class FleetSettings:
     window: int = 20  # QoS 1 messages in flight per node
     faults: Faults | None = None
     start_ms: int = 0  # simulated time of the first seal (0: now)
+    realtime: bool = False  # stamp each seal with the wall clock (for seal-to-row latency)
 
 
 def run_fleet(s: FleetSettings, mqtt_opts: dict | None = None) -> Record:
@@ -67,7 +68,9 @@ def run_fleet(s: FleetSettings, mqtt_opts: dict | None = None) -> Record:
     pending: list[mqtt.MQTTMessageInfo] = []
     for k in range(s.seals):
         for node, client in zip(nodes, clients):
-            for topic, payload in node.seal(now_ms + k * node.period_ms * node.per_batch):
+            for topic, payload in node.seal(
+                int(time.time() * 1000) if s.realtime else now_ms + k * node.period_ms * node.per_batch
+            ):
                 pending.append(client.publish(topic, payload, qos=1))
             if (k + 1) % 10 == 0:
                 client.publish(*node.health(), qos=1)
