@@ -13,7 +13,20 @@ import os
 import sys
 
 from edge_agent import __version__
-from edge_agent.cli import commission, config, fleet, image, ingest, keys, run, sensors, status, update, wire
+from edge_agent.cli import (
+    commission,
+    config,
+    fleet,
+    fleet_sim,
+    image,
+    ingest,
+    keys,
+    run,
+    sensors,
+    status,
+    update,
+    wire,
+)
 from edge_agent.cli.exitcodes import EXIT_FAIL, EXIT_OK, EXIT_PIPE, EXIT_USAGE
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.files import os_error_text
@@ -22,7 +35,7 @@ from edge_agent.node.logfmt import setup_logging
 __all__ = ["EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 # In the order `edge-agent --help` lists them.
-GROUPS = (run, status, config, sensors, commission, image, wire, keys, fleet, update, ingest)
+GROUPS = (run, status, config, sensors, commission, image, wire, keys, fleet, update, ingest, fleet_sim)
 
 
 def build_parser() -> argparse.ArgumentParser:
