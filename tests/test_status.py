@@ -390,6 +390,8 @@ def test_the_commission_action_keeps_the_running_agents_own_checks(tmp_path):
             seen["post"] = _post(node.port, "/actions/commission", {"Authorization": "Bearer " + TOKEN})
             seen["facts"] = node.facts_when(lambda f: f["commission"] is not None)
             seen["page"] = node.get("/")[2]
+        except BaseException as exc:  # noqa: BLE001 (raised again on the main thread)
+            seen["error"] = exc
         finally:
             agent.stop_event.set()
 
@@ -397,6 +399,8 @@ def test_the_commission_action_keeps_the_running_agents_own_checks(tmp_path):
     t.start()
     agent.run()
     t.join()
+    if "error" in seen:
+        raise seen["error"]
     assert seen["post"][0] == 303
     report = seen["facts"]["commission"]
     checks = {c["name"]: c for c in report["checks"]}
@@ -448,3 +452,31 @@ def test_requests_of_any_shape_get_an_answer_and_the_listener_goes_on(tmp_path, 
     run_with(tmp_path, body)
     err = capfd.readouterr().err  # (a log handler an earlier in-process main() left may complain)
     assert "Exception occurred during processing of request" not in err and "status_http.py" not in err
+
+
+def test_a_reading_that_is_no_number_is_shown_as_such_and_the_json_stays_json(tmp_path):
+    """A chip can hand over a NaN (it is flagged, not filtered): /status.json must stay JSON
+    a browser parses (no NaN), the page and `status` say so, the metrics leave it out."""
+    import math as _math
+    from types import SimpleNamespace
+
+    from edge_agent.node.status_facts import sensor_values
+
+    pipe = SimpleNamespace(last=(1.0, _math.nan, 1), cfg=SimpleNamespace(unit="°C"))
+    slot = SimpleNamespace(cfg=SimpleNamespace(name="air", type="bme680", interval=1.0), state="up")
+    slot.channels = {"temperature": pipe}
+    values = sensor_values(SimpleNamespace(slots=[slot]))
+    assert values["air"]["channels"]["temperature"]["value"] is None
+    facts = _rich_facts(tmp_path)
+    facts["values"]["air"]["channels"]["temperature"]["value"] = None
+    json.dumps(facts, allow_nan=False)  # strict JSON
+    assert "not a number" in page(facts)
+    names = [
+        (s.name, s.labels.get("channel"))
+        for f in text_string_to_metric_families(metrics(facts))
+        for s in f.samples
+    ]
+    assert ("edge_agent_channel_value", "temperature") not in names and (
+        "edge_agent_channel_value",
+        "humidity",
+    ) in names

@@ -29,16 +29,17 @@ def _url(args: argparse.Namespace) -> str | None:
 
 
 def _lines(facts: dict) -> list[str]:
+    from edge_agent.node.status_facts import shown
+
     out = [
         f"node {facts['node']}: {'OK' if facts['ok'] else 'PROBLEMS'} (edge-agent {facts['version']}, {facts['core']})"
     ]
     out += [f"  problem: {p}" for p in facts["problems"]]
     for name, s in facts["values"].items():
-        shown = ", ".join(
-            f"{ch} {v['value']:g} {v['unit']}{' (stale)' if v['stale'] else ''}"
-            for ch, v in s["channels"].items()
+        values = ", ".join(
+            f"{ch} {shown(v)}{' (stale)' if v['stale'] else ''}" for ch, v in s["channels"].items()
         )
-        out.append(f"sensor {name} ({s['type']}): {s['state']}; {shown or 'no reading yet'}")
+        out.append(f"sensor {name} ({s['type']}): {s['state']}; {values or 'no reading yet'}")
     st, up = facts["store"], facts["uplink"]
     depth = "not open" if st["batches"] is None else f"{st['batches']} batches, {st['bytes']} B"
     out.append(f"queue: {depth}; oldest {st['oldest_age_s'] if st['oldest_age_s'] is not None else '-'} s")

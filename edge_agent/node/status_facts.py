@@ -1,7 +1,7 @@
 """What the node's status page, its metrics and ``edge-agent status`` show: the health
 message's figures, each channel's last value with its age, the link's history, and a verdict.
 
-Two halves, one per thread. ``Snapshot.take`` runs on the sampler's thread (from the
+Two halves, one per thread. ``Snapshots.take`` runs on the sampler's thread (from the
 agent's tick, at most once a second) and copies what the sampler and the uplink own into
 plain values; ``facts`` runs on the status server's thread, with its own connection to the
 queue, and never touches the sampler's objects. A snapshot is replaced whole, never
@@ -11,6 +11,7 @@ changed, so the server reads one consistent picture without a lock.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -32,7 +33,6 @@ class Snapshot:
     """The sampler's and the uplink's state at one moment, as plain values."""
 
     mono: float
-    wall: float
     sampler: dict
     values: dict
     uplink: dict
@@ -51,8 +51,9 @@ def sensor_values(sampler: Any) -> dict:
         channels = {}
         for name, pipe in slot.channels.items():
             if pipe.last is not None:
-                mono, value, quality = pipe.last
-                channels[name] = {"value": value, "unit": pipe.cfg.unit, "mono": mono, "quality": quality}
+                mono, value, quality = pipe.last  # a value that is no number (NaN) as None: JSON has none
+                number = value if math.isfinite(value) else None
+                channels[name] = {"value": number, "unit": pipe.cfg.unit, "mono": mono, "quality": quality}
         out[slot.cfg.name] = {
             "type": slot.cfg.type,
             "interval": slot.cfg.interval,
@@ -60,6 +61,11 @@ def sensor_values(sampler: Any) -> dict:
             "channels": channels,
         }
     return out
+
+
+def shown(v: dict) -> str:
+    """A channel's value with its unit, as the page and `edge-agent status` print it."""
+    return "not a number" if v["value"] is None else f"{v['value']:g} {v['unit']}"
 
 
 def uplink_part(uplink: Any) -> dict:
@@ -95,7 +101,6 @@ class Snapshots:
             self._acks = (up["delivered"], wall)
         self.latest = Snapshot(
             mono=now,
-            wall=wall,
             sampler=sampler.health_part(),
             values=sensor_values(sampler),
             uplink=up,
@@ -163,11 +168,9 @@ def commission_from_facts(facts: dict) -> dict:
     for name, s in facts["values"].items():
         stale = [ch for ch, v in s["channels"].items() if v["stale"]]
         ok = s["state"] == "up" and bool(s["channels"]) and not stale
-        shown = (
-            ", ".join(f"{ch} {v['value']:g} {v['unit']}" for ch, v in s["channels"].items()) or "no reading"
-        )
+        read = ", ".join(f"{ch} {shown(v)}" for ch, v in s["channels"].items()) or "no reading"
         hint = "" if ok else "check its wiring, address and power; `edge-agent read` shows one reading"
-        checks.append({"name": f"sensor {name}", "ok": ok, "detail": f"{s['state']}: {shown}", "hint": hint})
+        checks.append({"name": f"sensor {name}", "ok": ok, "detail": f"{s['state']}: {read}", "hint": hint})
     st, up = facts["store"], facts["uplink"]
     open_ = st["batches"] is not None
     checks.append(

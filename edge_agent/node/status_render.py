@@ -17,6 +17,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from edge_agent.node.status_facts import shown
+
 PREFIX = "edge_agent_"
 Leaf = tuple[tuple[str, ...], float]
 
@@ -182,9 +184,9 @@ def page(facts: dict, refresh: int = 5) -> str:
         if not s["channels"]:
             rows.append(_row(name, s["state"], "-", "no reading yet", "", errors, cls="stale"))
         for ch, v in s["channels"].items():
-            shown = f"{v['value']:g} {v['unit']}"
+            value = shown(v)
             age = f"{v['age_s']:g} s" + (" (stale)" if v["stale"] else "")
-            rows.append(_row(name, s["state"], ch, shown, age, errors, cls="stale" if v["stale"] else ""))
+            rows.append(_row(name, s["state"], ch, value, age, errors, cls="stale" if v["stale"] else ""))
     st, up, clock, disk = facts["store"], facts["uplink"], facts["clock"], facts["disk"] or {}
     queue = "not open" if st["batches"] is None else f"{st['batches']} batches, {st['bytes']} B"
     oldest = "-" if st["oldest_age_s"] is None else f"{st['oldest_age_s']:g} s"
