@@ -3,6 +3,8 @@ against the sources' worked examples and their band edges (edge_agent/dsp/aqi.py
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from edge_agent.dsp import aqi
@@ -34,8 +36,20 @@ def test_pm25_sub_index_at_the_2024_breakpoints(concentration, index):
 
 @pytest.mark.parametrize(
     ("concentration", "index"),
-    [(54.0, 50), (54.9, 50), (55.0, 51), (154.0, 100), (155.0, 101), (254.0, 150), (255.0, 151)]
-    + [(354.0, 200), (355.0, 201), (424.0, 300), (425.0, 301), (604.0, 500)],
+    [
+        (54.0, 50),
+        (54.9, 50),
+        (55.0, 51),
+        (154.0, 100),
+        (155.0, 101),
+        (254.0, 150),
+        (255.0, 151),
+        (354.0, 200),
+        (355.0, 201),
+        (424.0, 300),
+        (425.0, 301),
+        (604.0, 500),
+    ],
 )
 def test_pm10_sub_index_truncates_to_whole_micrograms(concentration, index):
     assert aqi.sub_index("pm10", concentration) == index
@@ -105,6 +119,6 @@ def test_epa_2022_extension_joins_the_line_and_the_quadratic():
     assert aqi.epa_correction(300.0, 50.0, "epa2022") == aqi.epa_correction(300.0, 50.0, "epa2021")
     values = [aqi.epa_correction(pa / 10, 50.0, "epa2022") for pa in range(5600, 6200)]
     assert values[-1] > values[0] + 100  # rises; no step of 1 µg/m³ either way at 570 or 611
-    assert max(abs(b - a) for a, b in zip(values, values[1:])) < 1.0
+    assert max(abs(b - a) for a, b in itertools.pairwise(values)) < 1.0
     with pytest.raises(ValueError, match="epa2021, epa2022"):
         aqi.epa_correction(1.0, 1.0, "purple")

@@ -32,14 +32,29 @@ def test_total_takes_the_higher_particulate_risk():
     expected = sum(aqhi.added_risk(p, c) for p, c in zip(("no2", "so2", "o3"), gases))
     assert total == pytest.approx(expected + aqhi.added_risk("pm10", pm10))
     assert aqhi.total_risk(*gases, None, pm25) == pytest.approx(expected + aqhi.added_risk("pm2_5", pm25))
-    with pytest.raises(ValueError, match="PM10 or PM2.5"):
+    with pytest.raises(ValueError, match=r"PM10 or PM2\.5"):
         aqhi.total_risk(*gases, None, None)
 
 
 @pytest.mark.parametrize(
     ("risk", "band"),
-    [(0.0, 1), (1.88, 1), (1.89, 2), (3.76, 2), (5.64, 3), (5.65, 4), (7.52, 4), (9.41, 5)]
-    + [(11.29, 6), (12.91, 7), (15.07, 8), (17.22, 9), (19.37, 10), (19.38, 11), (40.0, 11)],
+    [
+        (0.0, 1),
+        (1.88, 1),
+        (1.89, 2),
+        (3.76, 2),
+        (5.64, 3),
+        (5.65, 4),
+        (7.52, 4),
+        (9.41, 5),
+        (11.29, 6),
+        (12.91, 7),
+        (15.07, 8),
+        (17.22, 9),
+        (19.37, 10),
+        (19.38, 11),
+        (40.0, 11),
+    ],
 )
 def test_bands(risk, band):
     assert aqhi.band(risk) == band

@@ -10,6 +10,7 @@ interpolated on the same line.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -29,7 +30,7 @@ class Period:
 def trapezoid_wh(samples: list[tuple[float, float]], max_gap: float) -> tuple[float, float, int]:
     """(Wh, seconds covered, gaps) of time-ordered (s, W) samples."""
     wh, covered, gaps = 0.0, 0.0, 0
-    for (t0, p0), (t1, p1) in zip(samples, samples[1:]):
+    for (t0, p0), (t1, p1) in itertools.pairwise(samples):
         dt = t1 - t0
         if dt > max_gap:
             gaps += 1

@@ -20,14 +20,8 @@ from edge_agent import wire
 from edge_agent.config import AgentConfig, SensorConfig
 from edge_agent.errors import DiskFullError
 from edge_agent.node import store_alarm
-from edge_agent.node.open_batch import (
-    QUALITY_KINDS,
-    ChannelPipeline,
-    batch_encoder,
-    channel_pipelines,
-    restamp_payload,
-    take_channels,
-)
+from edge_agent.node.derived import Derived
+from edge_agent.node.open_batch import QUALITY_KINDS, ChannelPipeline, channel_pipelines, restamp_payload
 from edge_agent.node.sensor_slot import SLOT_TOLERANCE, DriverStates, SensorSlot, feed_inputs, restore_chains
 from edge_agent.node.store import EXPIRE_CHUNK, EXPIRE_SCAN, BatchStore
 from edge_agent.node.store_pending import UnopenedStore
@@ -62,6 +56,7 @@ class Sampler:
         wall: Callable[[], float] = time.time,
         clock_synchronized: Callable[[], bool] = lambda: True,
         boot_id: str | None = None,
+        simulated: bool = False,  # a derived stream's sim: block applies
     ) -> None:
         self.cfg = cfg
         self.store: BatchStore | UnopenedStore = store
@@ -77,6 +72,7 @@ class Sampler:
         self.next_expire = 0.0
         self.next_state_save = clock() + STATE_SAVE_INTERVAL
         self.slots = [SensorSlot(s, factory, channel_pipelines(s)) for s in cfg.sensors]
+        self.simulated, self.derived = simulated, Derived(cfg, simulated)
         self.driver_states = DriverStates(store.driver_states())  # totals, whatever their age
         # filter states saved by this boot's last run, for chains configured the same
         saved = store.chain_states(boot_id, clock() - STATE_MAX_AGE)
@@ -192,11 +188,13 @@ class Sampler:
                 pipe.flag(mono, value, quality)
             else:
                 pipe.push(mono, value)
+        self.derived.observe(slot, mono)
 
     def _pipes(self) -> Iterator[tuple[str, str, ChannelPipeline]]:
         for slot in self.slots:
             for name, pipe in slot.channels.items():
                 yield slot.cfg.name, name, pipe
+        yield from self.derived.pipes()
 
     def adopt(self, store: BatchStore) -> None:
         """The queue a full disk kept from opening at the start, open now (store_pending):
@@ -300,20 +298,10 @@ class Sampler:
         wall_offset_ms = round((self.wall() - self.clock()) * 1000)
         synced = self._check_clock()
         flags = 0 if synced else wire.FLAG_CLOCK_UNSYNCED
-        batches: list[tuple[str, Encode, int]] = []  # (stream, encode, points)
-        for slot in self.slots:
-            channels = take_channels(slot.channels.values(), wall_offset_ms)
-            if channels:
-                encode = batch_encoder(
-                    self.cfg.node_id,
-                    slot.cfg.name,
-                    channels,
-                    flags=flags,
-                    period_ms=max(1, round(slot.cfg.interval * 1000)),
-                    version=self.cfg.mqtt.wire_version,
-                    epoch=self.store.epoch,
-                )
-                batches.append((slot.cfg.name, encode, sum(len(c.times_ms) for c in channels)))
+        version, epoch = self.cfg.mqtt.wire_version, self.store.epoch
+        batches: list[tuple[str, Encode, int]] = self.derived.batches(  # (stream, encode, points)
+            self.slots, self.cfg.node_id, wall_offset_ms, flags=flags, version=version, epoch=epoch
+        )
         sealed = self._commit(batches, synced, wall_offset_ms) if batches else 0
         with store_alarm.guard(self.store.path, "sampler"):  # damage: the agent recovers
             self._restamp(synced, wall_offset_ms)
@@ -337,6 +325,7 @@ class Sampler:
         self.cfg = cfg
         now = self.clock()
         self.slots = [SensorSlot(s, factory, channel_pipelines(s), next_due=now) for s in cfg.sensors]
+        self.derived = Derived(cfg, self.simulated, self.derived)  # unchanged ones keep their past
         for stream, channel, pipe in self._pipes():  # unchanged chains keep their state
             before = old.get((stream, channel))
             if before is not None and before.spec_json == pipe.spec_json:
@@ -348,6 +337,7 @@ class Sampler:
         rec = self.store.recovery
         return {
             "sensors": {s.cfg.name: s.health() for s in self.slots},
+            "derived": self.derived.health(),
             "unstored": dict(self.unstored),
             "durable_commits": self.store.commits,
             "store_epoch": f"{self.store.epoch:08x}",
