@@ -12,6 +12,7 @@ an input gave only flagged samples since the last point, the point carries their
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections import deque
@@ -28,6 +29,7 @@ log = logging.getLogger("edge_agent.sampler")
 HOUR = 3600.0
 COVERAGE = 0.75  # of an hourly (or 3-hour) mean's buckets that must hold a good sample
 FRESH_INTERVALS = 3  # a humidity reading is fresh for this many of its sensor's intervals (and 1 s)
+DERIVED_STATE = "__derived__"  # chain_state rows with this channel hold a derived stream's past
 
 
 class Window:
@@ -85,6 +87,41 @@ class DerivedStream:
         for name, sensor, _, _ in cfg.inputs:
             width = max(self.hour / 60, intervals[sensor])
             self.windows[name] = Window(width, span + 2 * width)
+
+    @property
+    def spec_json(self) -> str:
+        """What a saved past belongs to: the stream as configured, its inputs' intervals, its hour."""
+        c = self.cfg
+        inputs = [[*i, self.intervals[i[1]]] for i in c.inputs]
+        return json.dumps([c.kind, inputs, c.interval, c.correction, c.emission_factor, c.max_gap, self.hour])
+
+    def get_state(self) -> dict:
+        """The past a restart within the same boot takes up again (plain numbers)."""
+        e = self.energy
+        return {
+            "next_due": self.next_due,
+            "humidity": self.humidity,
+            "windows": {n: list(w.buckets) for n, w in self.windows.items()},
+            "energy": None if e is None else [e.last, e.end, e.wh, e.covered, e.gaps],
+        }
+
+    def set_state(self, state: dict) -> None:
+        next_due, humidity = state["next_due"], state["humidity"]
+        windows = {n: [[int(k), float(s), int(c)] for k, s, c in b] for n, b in state["windows"].items()}
+        if set(windows) != set(self.windows):
+            raise ValueError("the windows saved are not this stream's")
+        energy = state["energy"]
+        if (energy is None) != (self.energy is None):
+            raise ValueError("an energy state for a stream that is not energy, or none for one that is")
+        self.next_due = None if next_due is None else float(next_due)
+        self.humidity = None if humidity is None else (float(humidity[0]), float(humidity[1]))
+        for n, buckets in windows.items():
+            self.windows[n].buckets = deque(buckets)
+        if self.energy is not None:
+            last, end, wh, covered, gaps = energy
+            self.energy.last = None if last is None else (float(last[0]), float(last[1]))
+            self.energy.end = None if end is None else float(end)
+            self.energy.wh, self.energy.covered, self.energy.gaps = float(wh), float(covered), int(gaps)
 
     def health(self) -> dict:
         out = {"kind": self.cfg.kind, "points": self.points, "skipped": self.skipped}
@@ -227,6 +264,27 @@ class Derived:
 
     def health(self) -> dict:
         return {st.cfg.name: st.health() for st in self.streams}
+
+    def state_rows(self) -> list[tuple[str, str, str, str]]:
+        """Each stream's past as a chain_state row (stream, DERIVED_STATE, spec, state)."""
+        return [(st.cfg.name, DERIVED_STATE, st.spec_json, json.dumps(st.get_state())) for st in self.streams]
+
+    def restore(self, saved: dict[tuple[str, str], tuple[str, str]]) -> int:
+        """Take up each stream's past saved by this boot for a stream configured the same (the
+        monotonic times in it are this boot's); one that does not fit is logged and left out."""
+        n = 0
+        for st in self.streams:
+            spec_state = saved.get((st.cfg.name, DERIVED_STATE))
+            if spec_state is None or spec_state[0] != st.spec_json:
+                continue
+            try:
+                st.set_state(json.loads(spec_state[1]))
+                n += 1
+            except (ValueError, TypeError, KeyError) as exc:
+                log.warning("event=state_not_restored stream=%s error=%r", st.cfg.name, str(exc))
+        if n:
+            log.info("event=derived_state_restored streams=%d", n)
+        return n
 
     def batches(
         self, slots: list[SensorSlot], node_id: str, wall_offset_ms: int, **encoding: int

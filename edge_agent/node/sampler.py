@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -77,6 +78,7 @@ class Sampler:
         # filter states saved by this boot's last run, for chains configured the same
         saved = store.chain_states(boot_id, clock() - STATE_MAX_AGE)
         self.restored_states = restore_chains(self._pipes(), saved)
+        self.derived.restore(store.chain_states(boot_id, -math.inf))  # their past: any age, this boot
         self.sealed_batches = 0
         self.sealed_bytes = 0
         self.last_seal_cycle = clock()  # monotonic time the flush schedule last ran
@@ -207,7 +209,8 @@ class Sampler:
         self.driver_states.adopt(store.driver_states(), self.slots)
 
     def _chain_rows(self) -> list[tuple[str, str, str, str]]:
-        return [(st, ch, p.spec_json, json.dumps(p.chain.get_state())) for st, ch, p in self._pipes()]
+        rows = [(st, ch, p.spec_json, json.dumps(p.chain.get_state())) for st, ch, p in self._pipes()]
+        return rows + self.derived.state_rows()
 
     def save_states(self) -> None:
         """Save every chain's state (after a seal, so lossy stages hold nothing)."""
