@@ -261,3 +261,15 @@ def test_a_window_needs_three_quarters_of_its_buckets():
     assert w.mean(0.0, 3600.0) == 1.0
     w.add(3 * 3600.0, 5.0)  # older buckets beyond keep are dropped
     assert w.buckets[0][0] >= 60
+
+
+def test_a_derived_channel_goes_through_its_own_chain():
+    """``channels: {aqi: {deadband: 0}}``: a steady AQI is kept once, not once a minute."""
+    s = aqi_stream("  - {kind: us_aqi, inputs: {pm2_5: dust.pm2_5}, channels: {aqi: {deadband: 0}}}\n")
+    for minute in range(4 * 60):
+        s.observe("pm2_5", minute * 60 + 30.0, 12.0, 0)
+    kept = s.channels["aqi"].take(0)
+    every = s.channels["aqi_pm2_5"].take(0)
+    assert kept is not None and every is not None
+    assert len(every.times_ms) == s.points > 100 and len(kept.times_ms) == 1
+    assert kept.reconstruction == "hold" and every.reconstruction == "every"
