@@ -20,7 +20,7 @@ from edge_agent.dsp import aqi
         (12.0, 56),  # Good before 2024, Moderate since
         (35.4, 100),
         (35.5, 101),
-        (35.9, 102),  # the TAD's example (its 35.5-55.4 band is unchanged in 2024)
+        (35.9, 102),  # 49 / 19.9 * 0.4 + 101 = 101.98, rounded (a band unchanged in 2024)
         (55.4, 150),
         (55.5, 151),
         (125.4, 200),
