@@ -3,7 +3,8 @@
 One thread owns all of it. Sensors are read on their own schedule on the monotonic clock;
 every flush interval the streams' open batches are encoded and committed in one transaction.
 Nothing here waits on the network. A stream's open batch is in open_batch.py, a sensor's
-schedule and counters in sensor_slot.py: this module is the loop.
+schedule and counters in sensor_slot.py, the derived streams and the cycle's batches in
+derived.py: this module is the loop.
 """
 
 from __future__ import annotations
