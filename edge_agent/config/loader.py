@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from edge_agent.config.derived import parse_derived
 from edge_agent.config.document import NAME, Document
 from edge_agent.config.model import AgentConfig, HomeAssistantConfig, HttpConfig, StoreConfig
 from edge_agent.config.mqtt import is_loopback, parse_broker_url, parse_mqtt
@@ -32,6 +33,7 @@ _TOP_KEYS = {
     "clock",
     "http",
     "home_assistant",
+    "derived",
 }
 TOPIC_PART = re.compile(r"[A-Za-z0-9._/-]{1,64}")  # no MQTT wildcard, no empty level at the ends
 
@@ -183,6 +185,7 @@ def parse_config(raw: Any, source: str) -> AgentConfig:
         sensors=sensors,
         http=_parse_http(doc, m.get("http", {})),
         home_assistant=_parse_home_assistant(doc, m.get("home_assistant", {})),
+        derived=parse_derived(doc, m.get("derived", []), sensors),
         source=source,
     )
 

@@ -100,6 +100,27 @@ class SensorConfig:
 
 
 @dataclass(frozen=True)
+class DerivedConfig:
+    """A derived stream (``derived:``, edge_agent/config/derived.py): channels the node computes
+    from other sensors' channels (edge_agent/node/derived.py)."""
+
+    name: str  # the stream it travels as
+    kind: str  # us_aqi, hk_aqhi, energy
+    interval: float  # s between its points (energy: the period)
+    # (the kind's input, the sensor, its channel, the channel's unit)
+    inputs: tuple[tuple[str, str, str, str], ...]
+    channels: tuple[ChannelConfig, ...]
+    correction: str = "none"  # us_aqi: the humidity correction of PM2.5 (edge_agent.dsp.aqi)
+    emission_factor: float = 0.0  # energy: g CO2e per kWh (0: no co2e channel)
+    max_gap: float = 0.0  # energy: s between power samples beyond which nothing is integrated
+    sim_speed: float = 1.0  # with --simulate only: its hours run this many times faster (a rehearsal)
+
+    def source(self, name: str) -> tuple[str, str, str] | None:
+        """(sensor, channel, unit) feeding the input ``name``, or None."""
+        return next((i[1:] for i in self.inputs if i[0] == name), None)
+
+
+@dataclass(frozen=True)
 class BrokerConfig:
     url: str
     scheme: str
@@ -181,6 +202,7 @@ class AgentConfig:
     clock_hold: float = 120.0  # s after start that batches stamped on an unsynced clock wait for sync
     http: HttpConfig = HttpConfig()
     home_assistant: HomeAssistantConfig = HomeAssistantConfig()
+    derived: tuple[DerivedConfig, ...] = ()
     source: str = "<built-in default>"
     config_hash: str = ""  # first 16 hex digits of the SHA-256 of the file's bytes
 

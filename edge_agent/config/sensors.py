@@ -35,7 +35,7 @@ _SENSOR_KEYS = {
     "stuck_after",
     "inputs",
 }
-_CHANNEL_KEYS = {"resolution", "filters", "deadband", "swing", "bound", "enabled"}
+CHANNEL_KEYS = {"resolution", "filters", "deadband", "swing", "bound", "enabled"}
 
 
 def parse_sensor(doc: Document, raw: Any, path: str) -> SensorConfig:
@@ -186,16 +186,16 @@ def _parse_channels(
     channels = []
     for spec in specs:
         cpath = f"{path}.{spec.name}"
-        cm = doc.mapping(raw.get(spec.name) or {}, cpath, _CHANNEL_KEYS)
+        cm = doc.mapping(raw.get(spec.name) or {}, cpath, CHANNEL_KEYS)
         if doc.boolean(cm.get("enabled", True), f"{cpath}.enabled"):
             resolution = driver.default_resolution(spec.name, options)
-            channels.append(_parse_channel(doc, cm, cpath, spec, resolution, default_filters))
+            channels.append(parse_channel(doc, cm, cpath, spec, resolution, default_filters))
     if not channels:
         raise doc.fail(path, "at least one enabled channel", show_got=False)
     return tuple(channels)
 
 
-def _parse_channel(
+def parse_channel(
     doc: Document,
     cm: dict,
     cpath: str,

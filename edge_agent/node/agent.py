@@ -192,6 +192,7 @@ class Agent:
             self.hardware.make,
             clock_synchronized=lambda: probe.clock().synchronized,
             boot_id=probe.boot_id(),
+            simulated=self.simulate,
         )
         self.uplink = self._new_uplink(cfg)
         self.notifier = Notifier.from_env()

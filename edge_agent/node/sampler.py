@@ -3,7 +3,8 @@
 One thread owns all of it. Sensors are read on their own schedule on the monotonic clock;
 every flush interval the streams' open batches are encoded and committed in one transaction.
 Nothing here waits on the network. A stream's open batch is in open_batch.py, a sensor's
-schedule and counters in sensor_slot.py: this module is the loop.
+schedule and counters in sensor_slot.py, the derived streams and the cycle's batches in
+derived.py: this module is the loop.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,14 +22,8 @@ from edge_agent import wire
 from edge_agent.config import AgentConfig, SensorConfig
 from edge_agent.errors import DiskFullError
 from edge_agent.node import store_alarm
-from edge_agent.node.open_batch import (
-    QUALITY_KINDS,
-    ChannelPipeline,
-    batch_encoder,
-    channel_pipelines,
-    restamp_payload,
-    take_channels,
-)
+from edge_agent.node.derived import Derived
+from edge_agent.node.open_batch import QUALITY_KINDS, ChannelPipeline, channel_pipelines, restamp_payload
 from edge_agent.node.sensor_slot import SLOT_TOLERANCE, DriverStates, SensorSlot, feed_inputs, restore_chains
 from edge_agent.node.store import EXPIRE_CHUNK, EXPIRE_SCAN, BatchStore
 from edge_agent.node.store_pending import UnopenedStore
@@ -62,6 +58,7 @@ class Sampler:
         wall: Callable[[], float] = time.time,
         clock_synchronized: Callable[[], bool] = lambda: True,
         boot_id: str | None = None,
+        simulated: bool = False,  # a derived stream's sim: block applies
     ) -> None:
         self.cfg = cfg
         self.store: BatchStore | UnopenedStore = store
@@ -77,10 +74,12 @@ class Sampler:
         self.next_expire = 0.0
         self.next_state_save = clock() + STATE_SAVE_INTERVAL
         self.slots = [SensorSlot(s, factory, channel_pipelines(s)) for s in cfg.sensors]
+        self.simulated, self.derived = simulated, Derived(cfg, simulated)
         self.driver_states = DriverStates(store.driver_states())  # totals, whatever their age
         # filter states saved by this boot's last run, for chains configured the same
         saved = store.chain_states(boot_id, clock() - STATE_MAX_AGE)
         self.restored_states = restore_chains(self._pipes(), saved)
+        self.derived.restore(store.chain_states(boot_id, -math.inf))  # their past: any age, this boot
         self.sealed_batches = 0
         self.sealed_bytes = 0
         self.last_seal_cycle = clock()  # monotonic time the flush schedule last ran
@@ -192,11 +191,13 @@ class Sampler:
                 pipe.flag(mono, value, quality)
             else:
                 pipe.push(mono, value)
+        self.derived.observe(slot, mono)
 
     def _pipes(self) -> Iterator[tuple[str, str, ChannelPipeline]]:
         for slot in self.slots:
             for name, pipe in slot.channels.items():
                 yield slot.cfg.name, name, pipe
+        yield from self.derived.pipes()
 
     def adopt(self, store: BatchStore) -> None:
         """The queue a full disk kept from opening at the start, open now (store_pending):
@@ -209,7 +210,8 @@ class Sampler:
         self.driver_states.adopt(store.driver_states(), self.slots)
 
     def _chain_rows(self) -> list[tuple[str, str, str, str]]:
-        return [(st, ch, p.spec_json, json.dumps(p.chain.get_state())) for st, ch, p in self._pipes()]
+        rows = [(st, ch, p.spec_json, json.dumps(p.chain.get_state())) for st, ch, p in self._pipes()]
+        return rows + self.derived.state_rows()
 
     def save_states(self) -> None:
         """Save every chain's state (after a seal, so lossy stages hold nothing)."""
@@ -300,20 +302,10 @@ class Sampler:
         wall_offset_ms = round((self.wall() - self.clock()) * 1000)
         synced = self._check_clock()
         flags = 0 if synced else wire.FLAG_CLOCK_UNSYNCED
-        batches: list[tuple[str, Encode, int]] = []  # (stream, encode, points)
-        for slot in self.slots:
-            channels = take_channels(slot.channels.values(), wall_offset_ms)
-            if channels:
-                encode = batch_encoder(
-                    self.cfg.node_id,
-                    slot.cfg.name,
-                    channels,
-                    flags=flags,
-                    period_ms=max(1, round(slot.cfg.interval * 1000)),
-                    version=self.cfg.mqtt.wire_version,
-                    epoch=self.store.epoch,
-                )
-                batches.append((slot.cfg.name, encode, sum(len(c.times_ms) for c in channels)))
+        version, epoch = self.cfg.mqtt.wire_version, self.store.epoch
+        batches: list[tuple[str, Encode, int]] = self.derived.batches(  # (stream, encode, points)
+            self.slots, self.cfg.node_id, wall_offset_ms, flags=flags, version=version, epoch=epoch
+        )
         sealed = self._commit(batches, synced, wall_offset_ms) if batches else 0
         with store_alarm.guard(self.store.path, "sampler"):  # damage: the agent recovers
             self._restamp(synced, wall_offset_ms)
@@ -337,6 +329,7 @@ class Sampler:
         self.cfg = cfg
         now = self.clock()
         self.slots = [SensorSlot(s, factory, channel_pipelines(s), next_due=now) for s in cfg.sensors]
+        self.derived = Derived(cfg, self.simulated, self.derived)  # unchanged ones keep their past
         for stream, channel, pipe in self._pipes():  # unchanged chains keep their state
             before = old.get((stream, channel))
             if before is not None and before.spec_json == pipe.spec_json:
@@ -348,6 +341,7 @@ class Sampler:
         rec = self.store.recovery
         return {
             "sensors": {s.cfg.name: s.health() for s in self.slots},
+            "derived": self.derived.health(),
             "unstored": dict(self.unstored),
             "durable_commits": self.store.commits,
             "store_epoch": f"{self.store.epoch:08x}",
