@@ -24,11 +24,12 @@ import time
 from dataclasses import dataclass, field
 
 from edge_agent.errors import DiskFullError, StoreError
-from edge_agent.node import store_check, store_salvage
+from edge_agent.node import store_check, store_migrate, store_salvage
+from edge_agent.node.store_pages import COLUMNS
 
 log = logging.getLogger("edge_agent.store")
 
-SCHEMA_VERSION = 2  # 2: the index of the batches to restamp
+SCHEMA_VERSION = 3  # 2: the index of the batches to restamp; 3: no (stream, seq) index (store_migrate)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -40,8 +41,7 @@ CREATE TABLE IF NOT EXISTS batches (
     clock_unsynced INTEGER NOT NULL DEFAULT 0,  -- stamped while the wall clock was not synchronised
     boot_id  TEXT,                      -- the boot whose monotonic clock the samples were taken on
     wall_offset_ms INTEGER,             -- wall - monotonic (ms) used to stamp them
-    sealed_mono REAL,                   -- monotonic time of sealing (s), within boot_id
-    UNIQUE (stream, seq)
+    sealed_mono REAL                    -- monotonic time of sealing (s), within boot_id
 );
 CREATE TABLE IF NOT EXISTS stream_seq (
     stream   TEXT PRIMARY KEY,
@@ -92,6 +92,7 @@ CREATE INDEX IF NOT EXISTS batches_unsynced ON batches (boot_id) WHERE clock_uns
 """
 
 
+_BATCHES = re.search(r"CREATE TABLE IF NOT EXISTS batches \(.*?\n\);", _SCHEMA, re.S).group(0)  # type: ignore[union-attr]
 _OBJECTS = set(re.findall(r"CREATE (?:TABLE|TRIGGER|INDEX) IF NOT EXISTS (\w+)", _SCHEMA))
 
 
@@ -213,13 +214,21 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 def open_checked(path: str, *, check: bool = True) -> sqlite3.Connection:
-    """``connect`` and the schema; with ``check``, store_check.bounded_check first. Raises
-    sqlite3.DatabaseError for a file that is not a usable store."""
+    """``connect`` and the schema; with ``check`` (the agent's own opening),
+    store_check.bounded_check first and the legacy index dropped where that is cheap
+    (store_migrate). Raises sqlite3.DatabaseError for a file that is not a usable store."""
     db = connect(path)
     try:
         result = store_check.bounded_check(db) if check else "ok"
         if result != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {result}")
+        if check:
+            try:
+                store_migrate.drop_legacy_index(db, _BATCHES, COLUMNS)
+            except sqlite3.OperationalError as exc:
+                if not is_disk_full(exc):
+                    raise
+                log.warning("event=store_layout_kept reason=%r", str(exc))
         # Written only when something is missing: a store that is whole opens without a
         # write, so a restart on a full disk finds its queue as it was. A file of an older
         # version gets what it lacks (version 2's index, built from its rows) in one
