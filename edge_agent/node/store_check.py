@@ -19,11 +19,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from edge_agent.node import store_alarm, store_migrate
+from edge_agent.node import store_alarm, store_migrate, store_vfs
 from edge_agent.node.store_salvage import Salvage
 
 log = logging.getLogger("edge_agent.store")
@@ -89,7 +88,7 @@ class FullCheck:
     def run(self) -> None:
         db = None
         try:
-            db = sqlite3.connect(f"file:{urllib.parse.quote(self.path)}?mode=ro", uri=True)
+            db = sqlite3.connect(store_vfs.uri(self.path, readonly=True), uri=True)
             db.set_progress_handler(self._stop.is_set, 10_000)  # True interrupts: a closing store
             result = db.execute("PRAGMA quick_check").fetchone()[0]
             if result != "ok":
