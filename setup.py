@@ -37,14 +37,23 @@ def _extensions():
         extra_compile_args=["-O2", "-ffp-contract=off"],
     )
     try:
-        return cythonize([ext], language_level=3, compiler_directives={
-            "boundscheck": False, "wraparound": False, "cdivision": True,
-        })
-    except Exception as exc:  # noqa: BLE001 - Cython raises CompileError and others
+        return cythonize(
+            [ext],
+            language_level=3,
+            compiler_directives={
+                "boundscheck": False,
+                "wraparound": False,
+                "cdivision": True,
+            },
+        )
+    except Exception as exc:
         if REQUIRE_EXT:
             raise
-        print(f"edge-agent: Cython could not translate ext/_core.pyx ({exc}); "
-              "building without the compiled core", file=sys.stderr)
+        print(
+            f"edge-agent: Cython could not translate ext/_core.pyx ({exc}); "
+            "building without the compiled core",
+            file=sys.stderr,
+        )
         return []
 
 
@@ -54,16 +63,17 @@ class OptionalBuildExt(build_ext):
     def run(self):
         try:
             super().run()
-        except Exception as exc:  # noqa: BLE001 - setuptools raises many kinds here
+        except Exception as exc:
             if REQUIRE_EXT:
                 raise
-            print(f"edge-agent: compiled core not built ({exc}); the pure-Python twin will run",
-                  file=sys.stderr)
+            print(
+                f"edge-agent: compiled core not built ({exc}); the pure-Python twin will run", file=sys.stderr
+            )
 
     def build_extension(self, ext):
         try:
             super().build_extension(ext)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if REQUIRE_EXT:
                 raise
             print(f"edge-agent: {ext.name} failed to compile ({exc})", file=sys.stderr)

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -207,3 +208,27 @@ def tls_listener(pki, require_cert: bool = False) -> str:
     """Listener options for TLS with the test PKI's server certificate."""
     opts = f"cafile {pki}/ca.pem\ncertfile {pki}/server.pem\nkeyfile {pki}/server.key\n"
     return opts + ("require_certificate true\n" if require_cert else "")
+
+
+def copy_queue(q: Path, into: Path) -> Path:
+    """A copy of a running agent's queue file and WAL in ``into`` (made if missing): the
+    agent holds the queue itself (edge_agent/node/store_vfs.py), so another process reads
+    a copy. A commit under way may tear it: readers retry on sqlite3.DatabaseError."""
+    into.mkdir(parents=True, exist_ok=True)
+    copy = into / q.name
+    for suffix in ("-shm", "-wal", ""):  # the last copy's, and the index SQLite made of it
+        if (into / (q.name + suffix)).exists():
+            (into / (q.name + suffix)).unlink()
+    for suffix in ("", "-wal"):
+        if os.path.exists(str(q) + suffix):
+            shutil.copyfile(str(q) + suffix, str(copy) + suffix)
+    return copy
+
+
+def read_copy(q: Path, tmp: Path, sql: str, args: tuple = ()) -> list[tuple]:
+    """``sql`` on a copy of the running agent's queue (copy_queue)."""
+    db = sqlite3.connect(str(copy_queue(q, tmp / "queue-copy")))
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()

@@ -1,4 +1,4 @@
-"""Random damage to the queue file, its WAL and its index (shm), many seeds: whatever the
+"""Random damage to the queue file, its WAL and a -shm an older version left, many seeds: whatever the
 bytes, opening the store for the agent never raises, never crash-loops, and leaves a store
 that takes new batches; what it could not read is moved aside and reported, never deleted,
 and every batch SQLite can still read from it (looked up by id, one by one: the oracle) is
@@ -15,6 +15,7 @@ import sqlite3
 
 import pytest
 
+from edge_agent.node import store_vfs
 from edge_agent.node.store import BatchStore
 
 SEEDS = range(200)
@@ -30,7 +31,11 @@ def _crashed_store(src: str) -> None:
         s.seal("air", lambda seq, i=i: b"EA" + bytes([i]) * 300, 0.0)
     shutil.copy(src, src + ".main")
     shutil.copy(src + "-wal", src + ".wal")
-    shutil.copy(src + "-shm", src + ".shm")
+    # The WAL's index is in the agent's memory (store_vfs): a -shm beside the queue is one
+    # an older version left, never read; damage to it must change nothing.
+    assert not os.path.exists(src + "-shm")
+    with open(src + ".shm", "wb") as f:
+        f.write(random.Random(1).randbytes(32768))
     s.close()
 
 
@@ -49,7 +54,7 @@ def readable(q: str) -> set[tuple[str, int, bytes]]:
             shutil.copy(q + suffix, tmp + suffix)
     out: set[tuple[str, int, bytes]] = set()
     try:
-        db = sqlite3.connect(f"file:{tmp}?mode=ro", uri=True)
+        db = sqlite3.connect(store_vfs.uri(tmp, readonly=True), uri=True)  # as the agent reads it
         for row_id in range(1, 200):  # _crashed_store seals fewer
             try:
                 row = db.execute(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -100,3 +102,57 @@ def test_a_whole_store_opens_without_writing(tmp_path):
     assert not (tmp_path / "queue.db-wal").exists() or (tmp_path / "queue.db-wal").stat().st_size == 0
     db.close()
     assert q.read_bytes() == before
+
+
+def test_the_queue_has_no_shm_file_and_its_connections_share_one_index(tmp_path, caplog):
+    """store_vfs: the WAL's index is in the agent's heap, not in a -shm file on the card;
+    every connection of the process (the sampler's, the uplink's, the full check's) sees
+    the others' commits."""
+    q = str(tmp_path / "queue.sqlite3")
+    with BatchStore(q, recover=True) as sampler, BatchStore(q) as uplink:
+        assert sampler.background is not None
+        sampler.background.start()
+        for i in range(50):
+            sampler.seal(f"s{i % 3}", lambda seq: b"x" * 40, float(i))
+            assert uplink.depth()[0] == i + 1
+        assert [b.seq for b in uplink.oldest(3)] == [0, 0, 0]
+        uplink.delete_many([b.id for b in uplink.oldest(10)])
+        assert sampler.depth()[0] == 40
+        assert sampler.background.check.done.wait(60) and sampler.background.check.damage is None
+        assert "store_check_skipped" not in caplog.text  # the check read the file
+        assert not os.path.exists(q + "-shm") and os.path.exists(q + "-wal")
+
+
+def test_a_queue_another_process_holds_is_refused_and_kept(tmp_path, monkeypatch):
+    """A second agent on the same state directory: refused with the reason, never taken for
+    damage (nothing moved aside), and the first one's queue untouched."""
+    q = str(tmp_path / "queue.sqlite3")
+    with BatchStore(q) as s:
+        for i in range(10):
+            s.seal("air", lambda seq: b"y" * 30, float(i))
+    code = (
+        "import sys, time\n"
+        "from edge_agent.node.store import BatchStore\n"
+        f"s = BatchStore({q!r}, recover=True)\n"
+        f"uplink = BatchStore({q!r})\n"  # the agent's other connections, one closed again:
+        f"BatchStore({q!r}).close()\n"  # none may end the process's lock on the file
+        "s.seal('air', lambda seq: b'z', 1.0)\n"
+        "print('held', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(store_file, "BUSY_TIMEOUT", 0.2)
+        with pytest.raises(StoreError, match="another process has the queue open"):
+            BatchStore(q, recover=True)
+        assert sorted(os.listdir(tmp_path)) == ["queue.sqlite3", "queue.sqlite3-wal"]
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert holder.returncode == 0
+    with BatchStore(q, recover=True) as s:
+        assert s.recovery is None and s.depth()[0] == 11

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import sqlite3
 
@@ -14,16 +15,34 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.node import store_check, store_pages, store_salvage
+from edge_agent.node import store_check, store_file, store_migrate, store_pages, store_salvage
 from edge_agent.node.store import BatchStore
 from edge_agent.node.store_pages import COLUMNS, Pages, Walk, readable_rows
 
 STREAMS = 3
+LEGACY_SCHEMA = re.sub(
+    r"(sealed_mono REAL) ( *--[^\n]*\n)", r"\1,\2    UNIQUE (stream, seq)\n", store_file._SCHEMA
+)
+assert LEGACY_SCHEMA != store_file._SCHEMA
 
 
-def build(path: str, ids: list[int], payload: int = 40, wal_from: int | None = None) -> None:
+def legacy_queue(path: str) -> None:
+    """An empty queue file of version 2's layout: its UNIQUE (stream, seq) index."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA page_size=512")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(LEGACY_SCHEMA + "PRAGMA user_version=2;")
+    db.close()
+
+
+def build(
+    path: str, ids: list[int], payload: int = 40, wal_from: int | None = None, legacy: bool = False
+) -> None:
     """Rows at the given ids (stream s{id % 3}, its seq in id order), checkpointed; with
-    ``wal_from``, the rows from that index on are left in the WAL."""
+    ``wal_from``, the rows from that index on are left in the WAL; ``legacy``, in a file
+    of version 2's layout."""
+    if legacy:
+        legacy_queue(path)
     with BatchStore(path) as s:
         db = s._db
         db.execute("PRAGMA wal_autocheckpoint=0")
@@ -299,14 +318,15 @@ def recovered(tmp_path, n: int = 600, *, extra: tuple[str, ...] = ()) -> tuple[s
     "index", the "newest" leaf) is zeroed, opened as the agent does; (its path, what SQLite
     can read of it, the store, its salvage not yet run)."""
     q = str(tmp_path / "queue.sqlite3")
-    build(q, list(range(1, n + 1)), payload=200)
+    build(q, list(range(1, n + 1)), payload=200, legacy="index" in extra)
     tree = sorted(btree(q), key=lambda r: r[1])
     leaves = [pg for pg, _, kind, _ in tree if kind == "leaf"]
     hit = [leaves[0]]
     if "stream_seq" in extra:
         hit += [pg for pg, *_ in btree(q, "stream_seq")]
     if "index" in extra:
-        hit += [pg for pg, _, kind, _ in btree(q, "sqlite_autoindex_batches_1") if kind == "leaf"]
+        hit += [pg for pg, _, kind, _ in btree(q, store_migrate.LEGACY_INDEX) if kind == "leaf"]
+        assert hit[1:]
     if "newest" in extra:
         hit += leaves[-2:]
     zero_pages(q, hit)
@@ -324,7 +344,8 @@ def recovered(tmp_path, n: int = 600, *, extra: tuple[str, ...] = ()) -> tuple[s
 def test_no_salvaged_number_is_sealed_again(tmp_path, extra):
     """Batches are sealed before the salvage copies a row (READY comes first): their numbers
     come after every readable one of their stream, from stream_seq, else from each stream's
-    end in the (stream, seq) index, else from the newest rows SQLite can read."""
+    end in the (stream, seq) index of a version 2 file, else from the newest rows SQLite can
+    read. The salvage's own index is there while it copies, and gone after."""
     _, readable, s = recovered(tmp_path, extra=extra)
     try:
         for i in range(30):
@@ -343,6 +364,7 @@ def test_no_salvaged_number_is_sealed_again(tmp_path, extra):
         rec = s.recovery
         assert rec is not None and rec.complete and rec.salvaged == len(readable)
         assert rec.expected == 600 and rec.unreadable == 600 - len(readable)  # every loss counted
+        assert store_migrate.seq_index(s._db) is None
     finally:
         s.close()
 
@@ -352,7 +374,7 @@ def test_a_number_the_damage_hid_everywhere_is_counted_not_dropped(tmp_path, cap
     the head leaf damaged: its new batches take numbers the salvage then finds taken. Each
     is counted unreadable and logged; nothing is dropped silently, no (stream, seq) twice."""
     q = str(tmp_path / "queue.sqlite3")
-    build(q, list(range(1, 601)), payload=200)
+    build(q, list(range(1, 601)), payload=200, legacy=True)
     db = sqlite3.connect(q)  # the first 60 batches of a stream of their own
     db.execute("UPDATE batches SET stream = 'early', seq = id - 1 WHERE id <= 60")
     db.execute("INSERT OR REPLACE INTO stream_seq VALUES ('early', 60)")
@@ -360,7 +382,7 @@ def test_a_number_the_damage_hid_everywhere_is_counted_not_dropped(tmp_path, cap
     db.close()
     leaves = [pg for pg, _, kind, _ in sorted(btree(q), key=lambda r: r[1]) if kind == "leaf"]
     hit = [leaves[0]] + [pg for pg, *_ in btree(q, "stream_seq")]
-    hit += [pg for pg, _, kind, _ in btree(q, "sqlite_autoindex_batches_1") if kind == "leaf"]
+    hit += [pg for pg, _, kind, _ in btree(q, store_migrate.LEGACY_INDEX) if kind == "leaf"]
     zero_pages(q, hit)
     s = BatchStore(q, recover=True)
     try:

@@ -300,7 +300,7 @@ def test_a_version_1_store_gets_the_index_once_and_then_opens_without_writing(tm
         s._db.execute("PRAGMA user_version=1")
         s.checkpoint()
     db = store_file.open_checked(str(path))
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "batches_unsynced" in names
     assert (

@@ -108,6 +108,7 @@ class BatchStore(SavedStates):
         self.wal_loss: WalLoss | None = None  # (recover=True) the last run's WAL found missing
         self._marked = False
         self.epoch = secrets.randbits(EPOCH_BITS)  # for the batches sealed through this opening
+        self._unstored: dict[str, int] = {}  # counts a full disk kept out, for the next seal
         self.commits = 0  # durable (fsync'ed, synchronous=FULL) seals on this connection
         self._sweep = store_bounds.Sweep()  # where the time to live looks next
         self._handoff: store_handoff.Handoff | None = None  # see take_deletes
@@ -189,6 +190,8 @@ class BatchStore(SavedStates):
                 out = [self._seal_one(db, stream, encode, stamp) for stream, encode in batches]
                 if states:
                     save_states(db, states, boot_id, sealed_mono or 0.0)
+                for stream, n in self._unstored.items():
+                    store_bounds.count_loss(db, stream, "unstored", n)
                 deleted = [_delete(db, entry.ids) for entry in handed]
         except BaseException:
             if self._handoff is not None:
@@ -196,6 +199,7 @@ class BatchStore(SavedStates):
             raise
         if self._handoff is not None:
             self._handoff.finish(handed, deleted)
+        self._unstored.clear()
         self.commits += 1
         return out
 
@@ -263,11 +267,13 @@ class BatchStore(SavedStates):
         return counts
 
     def count_unstored(self, stream: str, n: int = 1) -> bool:
-        """Record batches lost to a full disk; False if even that could not be written."""
+        """Record batches lost to a full disk; False if even that could not be written (then
+        the count goes in with the next seal that commits)."""
         try:
             store_bounds.count_loss(self._db, stream, "unstored", n)
             return True
         except sqlite3.OperationalError:
+            self._unstored[stream] = self._unstored.get(stream, 0) + n
             return False
 
     # --- reading and deleting --------------------------------------------------------------

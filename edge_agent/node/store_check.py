@@ -19,11 +19,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from edge_agent.node import store_alarm
+from edge_agent.node import store_alarm, store_migrate, store_vfs
 from edge_agent.node.store_salvage import Salvage
 
 log = logging.getLogger("edge_agent.store")
@@ -37,8 +36,8 @@ _ROW = "id, stream, seq, sealed, clock_unsynced, boot_id, wall_offset_ms, sealed
 def bounded_check(db: sqlite3.Connection) -> str:
     """ "ok", or what is damaged of what the agent reads first: the small tables whole
     (PRAGMA quick_check of each, with its indexes); the head of the queue (HEAD_CHECK rows,
-    the payloads of the first HEAD_PAYLOADS), its newest rows and each stream's end in the
-    (stream, seq) index (where the seals write), and the head of the index of batches to
+    the payloads of the first HEAD_PAYLOADS), its newest rows (where the seals write) and,
+    in a file that has a (stream, seq) index (store_migrate), each stream's end in it, and the head of the index of batches to
     restamp. A few hundred pages whatever the queue's size (14 ms from a cold cache at the
     default cap, where PRAGMA quick_check reads 642 MiB); the rest is FullCheck's."""
     have = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
@@ -64,7 +63,7 @@ def bounded_check(db: sqlite3.Connection) -> str:
     for sql in reads:
         for _ in db.execute(sql):
             pass
-    if "stream_seq" in have:
+    if "stream_seq" in have and store_migrate.seq_index(db) is not None:
         for (stream,) in db.execute("SELECT stream FROM stream_seq").fetchall():
             db.execute("SELECT max(seq) FROM batches WHERE stream = ?", (stream,)).fetchone()
     return "ok"
@@ -89,7 +88,7 @@ class FullCheck:
     def run(self) -> None:
         db = None
         try:
-            db = sqlite3.connect(f"file:{urllib.parse.quote(self.path)}?mode=ro", uri=True)
+            db = sqlite3.connect(store_vfs.uri(self.path, readonly=True), uri=True)
             db.set_progress_handler(self._stop.is_set, 10_000)  # True interrupts: a closing store
             result = db.execute("PRAGMA quick_check").fetchone()[0]
             if result != "ok":

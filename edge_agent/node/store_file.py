@@ -24,11 +24,13 @@ import time
 from dataclasses import dataclass, field
 
 from edge_agent.errors import DiskFullError, StoreError
-from edge_agent.node import store_check, store_salvage
+from edge_agent.node import store_check, store_migrate, store_salvage, store_vfs
+from edge_agent.node.store_pages import COLUMNS
 
 log = logging.getLogger("edge_agent.store")
 
-SCHEMA_VERSION = 2  # 2: the index of the batches to restamp
+BUSY_TIMEOUT = 10.0  # s a connection waits for a lock (another process's: as long as it has the queue)
+SCHEMA_VERSION = 3  # 2: the index of the batches to restamp; 3: no (stream, seq) index (store_migrate)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -40,8 +42,7 @@ CREATE TABLE IF NOT EXISTS batches (
     clock_unsynced INTEGER NOT NULL DEFAULT 0,  -- stamped while the wall clock was not synchronised
     boot_id  TEXT,                      -- the boot whose monotonic clock the samples were taken on
     wall_offset_ms INTEGER,             -- wall - monotonic (ms) used to stamp them
-    sealed_mono REAL,                   -- monotonic time of sealing (s), within boot_id
-    UNIQUE (stream, seq)
+    sealed_mono REAL                    -- monotonic time of sealing (s), within boot_id
 );
 CREATE TABLE IF NOT EXISTS stream_seq (
     stream   TEXT PRIMARY KEY,
@@ -92,6 +93,7 @@ CREATE INDEX IF NOT EXISTS batches_unsynced ON batches (boot_id) WHERE clock_uns
 """
 
 
+_BATCHES = re.search(r"CREATE TABLE IF NOT EXISTS batches \(.*?\n\);", _SCHEMA, re.S).group(0)  # type: ignore[union-attr]
 _OBJECTS = set(re.findall(r"CREATE (?:TABLE|TRIGGER|INDEX) IF NOT EXISTS (\w+)", _SCHEMA))
 
 
@@ -154,14 +156,14 @@ class Recovery:
 
 
 def no_space(directory: str, exc: BaseException) -> bool:
-    """Whether an I/O error of SQLite's (it says "disk I/O error" when the WAL or its index
-    cannot be created) came with next to no space left where the queue lives (under 1 MiB:
-    the WAL index alone takes 32 KiB)."""
-    if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_IOERR:
+    """Whether an I/O error of SQLite's, or its "unable to open database file" (what it says
+    when the WAL cannot be created), came with next to no space left where the queue lives:
+    under 1 MiB, or no inode for a new file."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
         return False
     try:
         st = os.statvfs(directory)
-        return st.f_bavail * st.f_frsize < 1 << 20
+        return st.f_bavail * st.f_frsize < 1 << 20 or (st.f_files > 0 and st.f_favail == 0)
     except OSError:
         return False
 
@@ -188,13 +190,20 @@ def ensure_private_dir(path: str) -> None:
 
 
 def create_private(path: str) -> None:
-    """Create the file (if missing) ourselves, so it is 0600 whatever the umask."""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+    """Create the file (if missing) ourselves, so it is 0600 whatever the umask. Never opens
+    one that exists: closing any descriptor of a file ends every POSIX lock the process has
+    on it, the queue's exclusive one among them (store_vfs)."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except FileExistsError:
+        pass
 
 
 def connect(path: str) -> sqlite3.Connection:
     """A connection in WAL mode, synchronous=FULL, transactions begun explicitly."""
-    db = sqlite3.connect(path, isolation_level=None, timeout=10.0, check_same_thread=True)
+    db = sqlite3.connect(
+        store_vfs.uri(path), uri=True, isolation_level=None, timeout=BUSY_TIMEOUT, check_same_thread=True
+    )
     # Text that damage left not UTF-8 (a stream name in a row the integrity check cannot
     # see into) is read with replacement characters rather than failing every read of it:
     # the payload carries its own checksum, and the backbone refuses a topic it does not name.
@@ -213,13 +222,21 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 def open_checked(path: str, *, check: bool = True) -> sqlite3.Connection:
-    """``connect`` and the schema; with ``check``, store_check.bounded_check first. Raises
-    sqlite3.DatabaseError for a file that is not a usable store."""
+    """``connect`` and the schema; with ``check`` (the agent's own opening),
+    store_check.bounded_check first and the legacy index dropped where that is cheap
+    (store_migrate). Raises sqlite3.DatabaseError for a file that is not a usable store."""
     db = connect(path)
     try:
         result = store_check.bounded_check(db) if check else "ok"
         if result != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {result}")
+        if check:
+            try:
+                store_migrate.drop_legacy_index(db, _BATCHES, COLUMNS)
+            except sqlite3.OperationalError as exc:
+                if not is_disk_full(exc):
+                    raise
+                log.warning("event=store_layout_kept reason=%r", str(exc))
         # Written only when something is missing: a store that is whole opens without a
         # write, so a restart on a full disk finds its queue as it was. A file of an older
         # version gets what it lacks (version 2's index, built from its rows) in one
@@ -241,9 +258,9 @@ def open_queue(path: str, recover: bool) -> tuple[sqlite3.Connection, Recovery |
     """The queue's connection, with ``recover`` the recovery of a damaged file, and whether a
     WAL was there before SQLite made one (for the open marker: see ``mark_open``).
 
-    Any failure to open or check takes the recovery path, but a full disk (DiskFullError)
-    and an I/O error (StoreError), which moving the file aside would not mend: the queue
-    stays as it is. A symbolic link in the queue's place is refused, a directory moved aside.
+    Any failure to open or check takes the recovery path, but a full disk (DiskFullError),
+    an I/O error and a queue another process holds (StoreError), which moving the file
+    aside would not mend: the queue stays as it is. A symbolic link in the queue's place is refused, a directory moved aside.
     """
     parent = os.path.dirname(os.path.abspath(path))
     damage: Exception | None = None
@@ -275,6 +292,11 @@ def open_queue(path: str, recover: bool) -> tuple[sqlite3.Connection, Recovery |
     except Exception as exc:
         if is_disk_full(exc) or getattr(exc, "errno", None) == errno.ENOSPC or no_space(parent, exc):
             raise DiskFullError(f"{path}: the disk is full; the queue is kept as it is: {exc}") from exc
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:  # store_vfs: held
+            raise StoreError(
+                f"{path}: another process has the queue open (a second edge-agent on the same "
+                f"state directory?); the queue is kept as it is: {exc}"
+            ) from exc
         if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_IOERR:
             raise StoreError(f"{path}: cannot read or write the queue (the card?): {exc}") from exc
         if not recover:

@@ -3,7 +3,8 @@
 Before READY (``prepare``, in the transaction that creates the fresh queue): what the
 first seal needs from the damaged file, each part bounded by its own size and none by
 the queue's. The sequence counters (its ``stream_seq``; each stream's highest number in
-the UNIQUE (stream, seq) index, one descent each; the newest TAIL rows), so no batch
+an index on (stream, seq), one descent each, where the file has one; the newest TAIL
+rows), so no batch
 sealed from now on takes the (stream, seq) of one still to be copied; the highest row
 id, so new batches come after every salvaged one, which keeps its id and its place in
 the queue; the loss counts and the saved chain and driver states (energy totals); and
@@ -13,7 +14,9 @@ Behind READY (``Salvage``, a thread of its own with its own connections): the re
 batches, found by ``readable_rows``, copied CHUNK at a time, each chunk in a short
 transaction that also advances the salvage's row, so a kill loses none and repeats none:
 the next opening goes on from there. A chunk that finds its (stream, seq) taken (a
-counter the damage hid) is counted as unreadable and logged, never silently dropped.
+counter the damage hid) is counted as unreadable and logged, never silently dropped: the
+fresh queue has a unique index on (stream, seq), SEQ_INDEX, until its last salvage is
+done (a queue has none otherwise: store_migrate says why).
 
 ``store_pages.readable_rows`` finds them: queries bounded by the rows read and the
 damaged pages, never by the ids' span; a progress handler here bounds SQLite's own
@@ -30,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edge_agent.node import store_pages
+from edge_agent.node import store_migrate, store_pages
 from edge_agent.node.store_pages import (
     COLUMNS,
     FIRST,
@@ -48,6 +51,7 @@ CHUNK = 32  # batches copied per transaction: a hold of the write lock of a few 
 TAIL = 256  # newest rows read for the counters (beside stream_seq and the index) ...
 TAIL_SKIPS = 8  # ... stepping over at most so many damaged leaves at the end of the table
 MAX_STREAMS = 1024  # streams looked for in the index, one descent each
+SEQ_INDEX = "batches_salvage_seq"
 MAX_ID = 1 << 53  # row ids beyond are the damage's (2^63 - 1 would end AUTOINCREMENT: SQLITE_FULL)
 
 SALVAGE_SCHEMA = """
@@ -116,7 +120,11 @@ def _counters(old: sqlite3.Connection, newest: list[tuple]) -> tuple[dict[str, i
     except UNREADABLE:
         whole = False
     names, last = set(counters), ""
-    for _ in range(MAX_STREAMS):  # the index's streams, one descent each
+    try:
+        indexed = store_migrate.seq_index(old) is not None
+    except UNREADABLE:
+        indexed = False
+    for _ in range(MAX_STREAMS if indexed else 0):  # the index's streams, one descent each
         got = _read(old, "SELECT min(stream) FROM batches WHERE stream > ?", (last,))
         try:
             name = _text(got[0][0]) if got else None
@@ -139,6 +147,7 @@ def prepare(db: sqlite3.Connection, aside: str, error: str) -> tuple[int | None,
     the batches the damaged file held by its own count (None if unreadable), and whether
     its sequence counters were read whole."""
     db.execute(SALVAGE_SCHEMA)
+    db.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {SEQ_INDEX} ON batches (stream, seq)")
     old = open_old(aside)
     expected: int | None = None
     whole = old is None  # nothing readable: nothing to collide with
@@ -370,6 +379,8 @@ class Salvage:
                     lost = base + len(rows) - len(values) + taken
                     if done:
                         db.execute("DELETE FROM salvage WHERE moved_to = ?", (aside,))
+                        if not db.execute("SELECT 1 FROM salvage LIMIT 1").fetchone():
+                            db.execute(f"DROP INDEX IF EXISTS {SEQ_INDEX}")  # costs each seal a page
                     else:
                         db.execute(
                             "UPDATE salvage SET next_id = ?, salvaged = salvaged + ?, unreadable = ? "

@@ -18,13 +18,14 @@ from edge_agent.node.store import BatchStore
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 4 MiB tmpfs mounted at tmp_path/disk, unmounted afterwards."""
+    """A 4 MiB tmpfs of 256 inodes mounted at tmp_path/disk, unmounted afterwards."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
     if os.geteuid() != 0:
         missing("mounting a tmpfs needs root (CI runs as root)")
     proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mnt)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", "size=4m,nr_inodes=256,mode=0700", "tmpfs", str(mnt)],
+        capture_output=True,
     )
     if proc.returncode != 0:
         missing(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
@@ -49,6 +50,20 @@ def fill(path: Path) -> None:
             pass
 
 
+def fill_inodes(path: Path) -> None:
+    """Take every free inode of the file system too (empty files in ``path``): no file can
+    be made, not even an empty WAL."""
+    path.mkdir()
+    n = 0
+    try:
+        while True:
+            (path / str(n)).touch()
+            n += 1
+    except OSError:
+        pass
+    assert n > 0
+
+
 def payload(i: int) -> bytes:
     return os.urandom(16) + b"batch-%06d" % i + bytes(200)
 
@@ -67,11 +82,23 @@ def test_fill_restart_while_full_and_free(small_disk):
     assert sorted(p.name for p in state.iterdir()) == ["queue.db"]
     filler = small_disk / "filler"
     fill(filler)  # the disk fills while the agent is down (logs, another process)
-    # restart while full: SQLite cannot even make the WAL's index ("disk I/O error"), which
-    # is not damage: the queue stays as it is, and the error says the disk is full
+    # restart while full: the queue opens as it is (the WAL's index is in memory:
+    # store_vfs), and a seal fails as a full disk, which is not damage
+    store = BatchStore(q, recover=True)
+    assert store.recovery is None and len(store.oldest(10_000)) == 40
+    with pytest.raises(DiskFullError):
+        store.seal("air", lambda seq: payload(40), 0.0)
+    store.close()
+    assert _corrupt(state) == []
+    # full of inodes too: SQLite cannot make the WAL, which is not damage either; the
+    # queue stays as it is, and the error says the disk is full
+    inodes = small_disk / "inodes"
+    fill_inodes(inodes)
     with pytest.raises(DiskFullError, match="the disk is full; the queue is kept as it is"):
         BatchStore(q, recover=True)
     assert _corrupt(state) == []
+    for f in inodes.iterdir():
+        f.unlink()
     filler.unlink()  # space comes back: the same queue, nothing lost
     store = BatchStore(q, recover=True)
     assert store.recovery is None and len(store.oldest(10_000)) == 40
@@ -111,11 +138,14 @@ def _energies(store: BatchStore) -> list[float]:
     return out
 
 
-def test_the_agent_restarted_while_full_samples_on_and_opens_the_queue_with_space(small_disk, tmp_path):
+@pytest.mark.parametrize("full", ["blocks", "blocks and inodes"])
+def test_the_agent_restarted_while_full_samples_on_and_opens_the_queue_with_space(small_disk, tmp_path, full):
     """`edge-agent run` restarted on a full disk: it becomes ready and samples on, counting
-    each cycle as unstored, moves nothing aside, and when space comes back opens the same
-    queue (every batch still there), keeps the count among its losses, and seals on from
-    an energy total that never goes back."""
+    each cycle as unstored, moves nothing aside, and when space comes back stores in the
+    same queue again (every batch still there), keeps the count among its losses, and seals
+    on from an energy total that never goes back. With no block free the queue opens and
+    each seal fails as a full disk; with no inode free either (no WAL can be made) it opens
+    only once space is back (store_pending)."""
     state = small_disk / "state"
     cfg = tmp_path / "node.yaml"
     cfg.write_text(AGENT_CONFIG.format(port=free_port()))  # no broker: every batch stays
@@ -132,6 +162,10 @@ def test_the_agent_restarted_while_full_samples_on_and_opens_the_queue_with_spac
         energy_before = _energies(store)
     filler = small_disk / "filler"
     fill(filler)
+    inodes = small_disk / "inodes"
+    if full == "blocks and inodes":
+        fill_inodes(inodes)  # no WAL can be made: the queue does not open
+    opened = "event=store_opened" if full == "blocks and inodes" else "event=ready"
     second = tmp_path / "second.err"
     agent = subprocess.Popen(cmd, stderr=open(second, "wb"))
     try:
@@ -141,23 +175,30 @@ def test_the_agent_restarted_while_full_samples_on_and_opens_the_queue_with_spac
             lambda t: "event=ready" in t and t.count("event=batch_unstored stream=mains") >= 5,
             timeout=60,
         )
-        assert "event=store_unavailable" in text and "the disk is full" in text, text
+        assert ("event=store_unavailable" in text) == (full == "blocks and inodes"), text
+        assert "the disk is full" in text or "database or disk is full" in text, text
         assert _corrupt(state) == [], text
-        filler.unlink()  # space comes back: the same queue opens within a retry or two
+        for f in inodes.iterdir() if inodes.exists() else ():
+            f.unlink()
+        filler.unlink()  # space comes back: the same queue stores again within a retry or two
+        freed = len(second.read_text())
         text = wait_for_log(
             agent,
             second,
-            lambda t: (
-                "event=store_opened" in t
-                and t.split("event=store_opened")[1].count("event=batch_sealed stream=mains") >= 3
-            ),
+            lambda t: opened in t[freed:] if opened == "event=store_opened" else True,
+            timeout=60,
+        )
+        text = wait_for_log(
+            agent,
+            second,
+            lambda t: t[freed:].count("event=batch_sealed stream=mains") >= 3,
             timeout=60,
         )
         assert stop_agent(agent, second) == 0, second.read_text()
     finally:
         text = kill_agent(agent, second)
     assert "Traceback" not in text, text
-    unstored = text.split("event=store_opened")[0].count("event=batch_unstored stream=mains")
+    unstored = text.count("event=batch_unstored stream=mains")
     assert _corrupt(state) == []
     with BatchStore(str(state / "queue.sqlite3")) as store:
         after = {(r.stream, r.seq): r.payload for r in store.oldest(1_000_000)}
