@@ -198,5 +198,5 @@ def test_a_bad_flag_is_refused_without_a_traceback():
         text=True,
         cwd=REPO,
     )
-    assert out.returncode == 2 and "--watchdog-sec must be above 0" in out.stderr
+    assert out.returncode == 2 and "--watchdog-sec must be a number of seconds above 0, got 0" in out.stderr
     assert "Traceback" not in out.stderr

@@ -117,6 +117,7 @@ class Launcher:
         self.sock.bind(self.path)
         self.sock.setblocking(False)
         self.rollback_at: float | None = None  # monotonic time of the last failed trial
+        self.trial_at = 0.0  # and when that trial had started
 
     def close(self) -> None:
         self.sock.close()
@@ -249,8 +250,10 @@ class Launcher:
         now = time.monotonic()
         if self.rollback_at is not None:
             log.info(
-                "event=rollback_ready release=%s seconds_since_failure=%.2f start_to_ready=%.2f",
+                "event=rollback_ready release=%s since_trial_start=%.2f since_failure=%.2f "
+                "start_to_ready=%.2f",
                 label,
+                now - self.trial_at,
                 now - self.rollback_at,
                 now - t0,
             )
@@ -267,6 +270,7 @@ class Launcher:
             if trial:
                 assert name is not None
                 self.layout.write_state(name, tries_left=0)  # the try is spent before it starts
+                self.trial_at = time.monotonic()
             out = self.supervise(name, trial)
             if out.kind == "stopped":
                 return out.code
@@ -333,8 +337,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         args.command = ["run"]
     for flag in ("trial_window", "trial_hold", "watchdog_sec", "stop_grace"):
-        if not getattr(args, flag) > 0:
-            print(f"edge-agent-launcher: --{flag.replace('_', '-')} must be above 0", file=sys.stderr)
+        value, least = getattr(args, flag), 0.0 if flag == "trial_hold" else 1e-3
+        if not value >= least or value == float("inf"):
+            print(
+                f"edge-agent-launcher: --{flag.replace('_', '-')} must be a number of seconds "
+                f"{'0 or more' if least == 0 else 'above 0'}, got {value:g}",
+                file=sys.stderr,
+            )
             return 2
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="edge-agent-launcher: %(message)s")
     launcher = Launcher(args)
