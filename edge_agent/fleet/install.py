@@ -191,7 +191,29 @@ def apply(
     on_step: release.Step = release._no_step,
 ) -> Applied:
     """Verify ``bundle`` into ``root``/staging, record its counter, install it as a new release
-    and make it current (the old current becomes previous). Refused, InstallFailed."""
+    and make it current (the old current becomes previous). Refused, InstallFailed, and
+    EdgeAgentError for a layout that cannot be read or written."""
+    try:
+        return _apply(bundle, root, trust, audience, counters, platform, python, limits, on_step)
+    except Refused:
+        raise
+    except (ValueError, OSError) as exc:
+        what = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        where = f" {exc.filename}:" if isinstance(exc, OSError) and exc.filename else ""
+        raise EdgeAgentError(f"releases under {root}:{where} {what}") from None
+
+
+def _apply(
+    bundle: str | os.PathLike,
+    root: str | os.PathLike,
+    trust: TrustStore,
+    audience: Audience,
+    counters: CounterStore,
+    platform: str | None,
+    python: str,
+    limits: staging.Limits | None,
+    on_step: release.Step,
+) -> Applied:
     t0 = time.monotonic()
     layout = release.Layout(root)
     layout.root.mkdir(parents=True, exist_ok=True)

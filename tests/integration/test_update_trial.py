@@ -1,5 +1,5 @@
 """The trial of a new release against a real Mosquitto: `update apply` of fake releases (an
-edge_agent wheel whose agent is this checkout's, with a fault of its own: test_fleet_apply.py)
+edge_agent wheel whose agent is this checkout's, with a fault of its own: test_update_apply.py)
 run by the launcher. A good release passes its trial; four broken ones (an import error,
 never READY, a crash soon after the start, sealing that stops so the watchdog fires) each end
 with the previous release running again, no sealed batch lost and no gap in the sequence
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from helpers import REPO, terminate, wait_for_log
-from test_fleet_apply import NODE_ID, Node
+from test_update_apply import NODE_ID, Node
 
 from edge_agent.node.store import BatchStore
 

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, receive, wait_for_log
+from helpers import REPO, receive, require_tool, wait_for_log
 
 from edge_agent.fleet.release import Layout
+
+UNIT = REPO / "systemd" / "edge-agent-launcher.service"
 
 FAKE = """\
 #!{python}
@@ -200,3 +203,14 @@ def test_a_bad_flag_is_refused_without_a_traceback():
     )
     assert out.returncode == 2 and "--watchdog-sec must be a number of seconds above 0, got 0" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_systemd_analyze_passes_the_launcher_unit(tmp_path):
+    binary = require_tool("systemd-analyze", "the systemd package")
+    out = subprocess.run([binary, "security", "--offline=true", str(UNIT)], capture_output=True, text=True)
+    m = re.search(r"Overall exposure level for edge-agent-launcher\.service: ([0-9.]+)", out.stdout)
+    assert m and float(m.group(1)) <= 1.5, out.stdout + out.stderr
+    unit = tmp_path / "edge-agent-launcher.service"
+    unit.write_text(UNIT.read_text().replace("/opt/edge-agent/bin/python", sys.executable))
+    out = subprocess.run([binary, "verify", str(unit)], capture_output=True, text=True)
+    assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), out.stdout + out.stderr
