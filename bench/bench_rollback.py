@@ -7,7 +7,7 @@ tests/integration/test_update_trial.py (whose kit this uses); the launcher's own
 Prints, per kind, the median and range over N rounds of: from the broken release's start to
 the previous release's READY, and from the failure's detection to that READY; and the time
 `update apply` took. Defaults as the tests: a 5 s watchdog, a 20 s window for never READY,
-a crash 2 s after the start (EDGE_AGENT_FAULT_DELAY).
+a crash 1 s after the first seal (EDGE_AGENT_FAULT_DELAY).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def one(kind: str, workdir: Path, binary: str) -> tuple[float, float, float]:
         base = site.good_release()
         done = site.node.apply(site.node.bundle("0.2.0", kind))
         applied = json.loads(done.stdout)["seconds"]
-        site.launch(TRIALS[kind][0], env=dict(os.environ, EDGE_AGENT_FAULT_DELAY="2"))
+        site.launch(TRIALS[kind][0], env=dict(os.environ, EDGE_AGENT_FAULT_DELAY="1"))
         text = site.wait(lambda t: f"event=rollback_ready release={base}" in t)
         site.stop()
     finally:

@@ -3,8 +3,10 @@ never runs the new code itself (the standard library and edge_agent.fleet.releas
 run by the base image's interpreter: ``python3 -m edge_agent.fleet.launcher``).
 
 It gives the agent a notify socket of its own (a datagram socket in a 0700 folder) and reads
-``READY=1``, ``STATUS=`` and ``WATCHDOG=1`` from it; READY, STATUS and the others go on to
-systemd's socket when there is one, and the launcher pings systemd's watchdog from its own loop.
+``READY=1``, ``STATUS=`` and ``WATCHDOG=1`` from it; they go on to systemd's socket when there is
+one (not ``MAINPID=``: the launcher is the main process). Until the agent is READY, and while it
+stops, the launcher pings systemd's watchdog itself; then the agent's own pings go on, so
+systemd's watchdog (longer than ``--watchdog-sec`` plus ``--stop-grace``) is a second guard.
 
 A release in ``trial`` (one try, spent durably before it starts: a kill of the launcher or a
 power cut during the trial counts as a failure) passes when it has sent ``READY=1`` and a STATUS
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edge_agent.fleet.release import Layout
@@ -61,7 +64,7 @@ class Upstream:
                 log.warning("event=sd_notify_failed error=%r", str(exc))
 
     def tick(self, now: float) -> None:
-        """WATCHDOG=1 to systemd while the launcher's own loop turns."""
+        """WATCHDOG=1 to systemd from the launcher itself (while no agent is up to ping)."""
         if self.interval is not None and now >= self.next_ping:
             self.send("WATCHDOG=1")
             self.next_ping = now + self.interval
@@ -105,6 +108,18 @@ def _end(proc: subprocess.Popen, first: int, grace: float) -> None:
             proc.wait()
 
 
+def _dies_with_parent() -> Callable[[], None]:
+    """For the child, between fork and exec: SIGTERM when the launcher dies
+    (PR_SET_PDEATHSIG), so no agent outlives it, in systemd's cgroup or outside one."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: prctl(1, int(signal.SIGTERM))  # 1: PR_SET_PDEATHSIG; a failure is ignored
+
+
 class Launcher:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -117,6 +132,7 @@ class Launcher:
         self.sock.bind(self.path)
         self.sock.setblocking(False)
         self.rollback_at: float | None = None  # monotonic time of the last failed trial
+        self.preexec = _dies_with_parent()
         self.trial_at = 0.0  # and when that trial had started
 
     def close(self) -> None:
@@ -185,7 +201,9 @@ class Launcher:
         t0 = time.monotonic()
         self._messages()  # what an earlier child left unread is not this one's
         try:
-            proc = subprocess.Popen([self.executable(name), *a.command], env=self.child_env(name))
+            proc = subprocess.Popen(
+                [self.executable(name), *a.command], env=self.child_env(name), preexec_fn=self.preexec
+            )
         except OSError as exc:
             return Outcome("failed" if trial else "died", f"cannot start: {exc.strerror or exc}")
         log.info("event=started release=%s pid=%d trial=%s", label, proc.pid, str(trial).lower())
@@ -193,7 +211,8 @@ class Launcher:
         hups = self.signals.hups
         while True:
             now = time.monotonic()
-            self.upstream.tick(now)
+            if not ready or stopping:
+                self.upstream.tick(now)  # its own pings while an agent starts or stops
             if self.signals.stop is not None and not stopping:
                 stopping = True
                 os.kill(proc.pid, signal.SIGTERM)
@@ -214,11 +233,9 @@ class Launcher:
                         last_ping = time.monotonic()
                     elif f.startswith("STATUS=") and (m := _DELIVERED.search(f)):
                         delivered = max(delivered, int(m.group(1)))
-                forward = [
-                    f"STATUS={label}: {f[7:]}" if f.startswith("STATUS=") else f
-                    for f in forward
-                    if f != "WATCHDOG=1"
-                ]
+                forward = [f"STATUS={label}: {f[7:]}" if f.startswith("STATUS=") else f for f in forward]
+                if "WATCHDOG=1" in forward and not ready:
+                    forward.remove("WATCHDOG=1")  # not before READY: the launcher's own count then
                 self.upstream.send(*forward)
             rc = proc.poll()
             now = time.monotonic()
@@ -322,9 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stop-grace",
         type=float,
-        default=20.0,
+        default=10.0,
         metavar="S",
-        help="from SIGTERM (or SIGABRT) to SIGKILL when the launcher stops an agent",
+        help="from SIGTERM (or SIGABRT) to SIGKILL when the launcher stops an agent (default 10)",
     )
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- and the agent's arguments (run ...)")
     return p

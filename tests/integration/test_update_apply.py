@@ -45,11 +45,19 @@ FAULTS = {
         "from edge_agent.node import sdnotify\n"
         "sdnotify.Notifier.ready = lambda self, status: True  # READY=1 never sent\n"
     ),
-    "crash": (
+    "crash": (  # EDGE_AGENT_FAULT_DELAY s after its first seal (an event: it has sealed by then)
         "import threading\n"
-        "_t = threading.Timer(float(os.environ.get('EDGE_AGENT_FAULT_DELAY', '20')), os._exit, (70,))\n"
-        "_t.daemon = True\n"
-        "_t.start()\n"
+        "from edge_agent.node import sampler\n"
+        "_seal, _timer = sampler.Sampler.seal, []\n"
+        "def _sealed(self):\n"
+        "    n = _seal(self)\n"
+        "    if n and not _timer:\n"
+        "        delay = float(os.environ.get('EDGE_AGENT_FAULT_DELAY', '20'))\n"
+        "        _timer.append(threading.Timer(delay, os._exit, (70,)))\n"
+        "        _timer[0].daemon = True\n"
+        "        _timer[0].start()\n"
+        "    return n\n"
+        "sampler.Sampler.seal = _sealed\n"
     ),
     "stall": (
         "import threading\n"

@@ -11,10 +11,11 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, receive, require_tool, wait_for_log
+from helpers import REPO, receive, require_tool, terminate, wait_for_log
 
 from edge_agent.fleet.release import Layout
 
@@ -101,9 +102,8 @@ class Run:
 def run(tmp_path, notify_socket):
     r = Run(tmp_path, notify_socket)
     yield r
-    if r.proc is not None and r.proc.poll() is None:
-        os.kill(r.proc.pid, signal.SIGKILL)
-        r.proc.wait()
+    if r.proc is not None:
+        terminate(r.proc, timeout=20)  # SIGTERM: the launcher stops its fake agent
 
 
 def test_a_trial_passes_on_ready_and_a_delivered_batch_and_the_status_goes_on(run):
@@ -122,7 +122,7 @@ def test_a_trial_passes_on_ready_and_a_delivered_batch_and_the_status_goes_on(ru
     assert "READY=1" in fields and "STOPPING=1" in fields
     assert any(f.startswith("STATUS=0.2.0-2: queue=0, delivered=") for f in fields), fields
     assert not [f for f in fields if f.startswith("MAINPID=")]  # the launcher is the main process
-    assert "WATCHDOG=1" in fields  # the launcher's own, on systemd's interval
+    assert "WATCHDOG=1" in fields  # the launcher's own while the agent starts, then the agent's
     assert run.started() == ["0.2.0-2"]
 
 
@@ -214,3 +214,24 @@ def test_systemd_analyze_passes_the_launcher_unit(tmp_path):
     unit.write_text(UNIT.read_text().replace("/opt/edge-agent/bin/python", sys.executable))
     out = subprocess.run([binary, "verify", str(unit)], capture_output=True, text=True)
     assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), out.stdout + out.stderr
+
+
+def test_an_agent_does_not_outlive_a_killed_launcher(run):
+    release(run.layout, "0.1.0-1", "good", status="good")
+    run.layout.switch("0.1.0-1")
+    proc = run.start()
+    text = run.wait("event=child_ready release=0.1.0-1")
+    pid = int(re.search(r"event=started release=0.1.0-1 pid=(\d+)", text).group(1))  # type: ignore[union-attr]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # PR_SET_PDEATHSIG: it is sent SIGTERM and stops
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z"):
+                break  # exited, not yet reaped by whoever adopted it
+        except FileNotFoundError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError("the agent outlived its launcher")
