@@ -168,14 +168,22 @@ def _resume(
             "event=update_journal_dropped release=%s reason='killed before its counter was recorded'",
             journal["name"],
         )
-        shutil.rmtree(layout.root / "staging" / journal["staging"], ignore_errors=True)
-        os.unlink(_journal_path(layout))
+        _drop(layout, journal)
         return None
-    if not layout.complete(journal["name"]):
-        _staged_files_intact(layout.root / "staging" / journal["staging"], journal["files"])
     log.info("event=update_resumed release=%s", journal["name"])
-    _finish(layout, journal, python, on_step)
+    try:
+        if not layout.complete(journal["name"]):
+            _staged_files_intact(layout.root / "staging" / journal["staging"], journal["files"])
+        _finish(layout, journal, python, on_step)
+    except Refused:
+        _drop(layout, journal)  # refused for good: a journal that would refuse every later run
+        raise
     return journal
+
+
+def _drop(layout: release.Layout, journal: dict) -> None:
+    shutil.rmtree(layout.root / "staging" / journal["staging"], ignore_errors=True)
+    os.unlink(_journal_path(layout))
 
 
 def apply(

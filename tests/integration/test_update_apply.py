@@ -252,3 +252,19 @@ def test_a_bad_bundle_writes_nothing_outside_staging(tmp_path):
     assert outside_staging(node.releases) == before
     assert list((node.releases / "staging").iterdir()) == []
     assert not (node.state / "fleet" / "counters.json").exists()  # nothing accepted
+
+
+def test_a_staged_file_changed_before_the_resume_is_refused_and_forgotten(tmp_path):
+    node = Node(tmp_path)
+    base = _base_release(node)
+    bundle = node.bundle("0.2.0")
+    env = dict(os.environ, EDGE_AGENT_UPDATE_KILL_AT="accepted")
+    assert node.apply(bundle, env=env, check=False).returncode == -signal.SIGKILL
+    staged = next((node.releases / "staging").glob("bundle-*/edge_agent-*.whl"))
+    staged.write_bytes(staged.read_bytes() + b"x")
+    done = node.apply(bundle, check=False)
+    assert done.returncode == 1 and "refused (corrupt_file): staged edge_agent-0.2.0" in done.stderr
+    assert list((node.releases / "staging").iterdir()) == []  # no journal to refuse every later run
+    assert node.layout.link("current") == base
+    newer = node.bundle("0.2.0")  # what it costs: the same release signed again, a higher counter
+    assert json.loads(node.apply(newer).stdout)["current"] == f"0.2.0-{node.counter}"
