@@ -86,7 +86,7 @@ def test_install_makes_a_venv_from_the_bundle_s_wheels_alone(tmp_path):
     _wheel(wheels, "0.2.0")
     layout = Layout(tmp_path / "opt")
     directory = install(layout, "0.2.0-2", wheels, "0.2.0", sys.executable)
-    assert layout.state("0.2.0-2") == {"status": "trial", "version": "0.2.0"}
+    assert layout.state("0.2.0-2") == {"status": "trial", "tries_left": 1, "version": "0.2.0"}
     out = subprocess.run(
         [str(directory / "venv" / "bin" / "python"), "-c", "import edge_agent_probe as p; print(p.VERSION)"],
         capture_output=True,

@@ -21,6 +21,7 @@ REASONS = {
     "unexpected_member": "a bundle member the manifest does not list, or listed twice",
     "corrupt_file": "a file whose size or SHA-256 is not the manifest's",
     "missing_file": "a file the manifest lists is not in the bundle",
+    "failed_release": "a release that failed its trial: never tried again",
 }
 
 

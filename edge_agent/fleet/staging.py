@@ -291,5 +291,19 @@ def accept(staged: StagedBundle, counters: CounterStore) -> None:
     )
 
 
+def manifest_digest(bundle: str | os.PathLike) -> str | None:
+    """The SHA-256 of a bundle's manifest bytes, unverified (None if there is none to read):
+    whether a bundle is the one an interrupted install already accepted."""
+    try:
+        with open(bundle, "rb") as f:
+            members = _Members(f)
+            first = members.header()
+            if first is None or first.name != MANIFEST_NAME or first.size > signed.MAX_ENVELOPE:
+                return None
+            return hashlib.sha256(b"".join(members.chunks(first.size))).hexdigest()
+    except (OSError, Refused):
+        return None
+
+
 def discard(staged: StagedBundle) -> None:
     shutil.rmtree(staged.directory, ignore_errors=True)
