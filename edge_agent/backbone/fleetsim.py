@@ -50,6 +50,7 @@ class StreamRecord:
 
     sent: list[int] = field(default_factory=list)
     acked: list[int] = field(default_factory=list)
+    unrouted: list[int] = field(default_factory=list)  # acked with "no matching subscribers"
     duplicates: list[int] = field(default_factory=list)
     resent: list[int] = field(default_factory=list)
     gaps: list[int] = field(default_factory=list)

@@ -40,6 +40,7 @@ from edge_agent.node.mqtt import ClientSettings, client_for_url, connect
 
 RW = selectors.EVENT_READ | selectors.EVENT_WRITE
 NODES_PER_PROCESS = 2500
+NO_SUBSCRIBERS = 16  # a PUBACK's "no matching subscribers": taken, and handed to nobody
 CONNACK_TIMEOUT = 10.0  # s from CONNECT to CONNACK before the attempt counts as failed
 
 
@@ -60,6 +61,7 @@ class FleetSettings:
     ramp: float = 500.0  # new connections per second, the whole fleet
     keepalive: float = 30.0
     drain: float = 600.0  # s after the last seal for the last acknowledgement
+    per_batch: int = 6  # points per channel in a batch (one every 10 s)
 
 
 class SimNode:
@@ -91,6 +93,7 @@ class FleetLoop:
                     random.Random(rng.getrandbits(64)),
                     self.record,
                     prefix=s.prefix,
+                    per_batch=s.per_batch,
                     faults=s.faults,
                 ),
                 s.seals,
@@ -204,7 +207,10 @@ class FleetLoop:
         if reason_code.is_failure:
             self.refused += 1  # the broker said no (not authorised): not sent again
         elif item.stream is not None:
-            self.record.of(n.node.node_id, item.stream, item.epoch).acked.append(item.seq)
+            rec = self.record.of(n.node.node_id, item.stream, item.epoch)
+            rec.acked.append(item.seq)
+            if reason_code.value == NO_SUBSCRIBERS:
+                rec.unrouted.append(item.seq)
         if n.state == "closing" and item.retain and not n.inflight:
             client.disconnect()
             return
