@@ -39,6 +39,9 @@ TABLES = {
 }
 
 
+WORKER_ARGS: list[str] = []
+
+
 class Workers:
     def __init__(self, broker: Broker, work: Path) -> None:
         self.broker, self.work, self.procs = broker, work, []
@@ -47,7 +50,7 @@ class Workers:
         log = self.work / f"ingest-{group}-{slot}-{len(self.procs)}.log"
         with open(log, "wb") as f:
             cmd = ["ingest", "--broker", self.broker.url, "--db", db, "--group", group, "--slot", str(slot)]
-            proc = subprocess.Popen(agent_cmd(*cmd, "--migrate"), stderr=f)
+            proc = subprocess.Popen(agent_cmd(*cmd, "--migrate", *WORKER_ARGS), stderr=f)
         while b"event=subscribed" not in log.read_bytes():
             assert proc.poll() is None, log.read_text()
             time.sleep(0.05)
@@ -115,14 +118,19 @@ def throughput(broker: Broker, pg: Postgres, work: Path, a: argparse.Namespace) 
     print(f"ingest 1 worker:  {one:10.0f} samples/s  {one / bare:.2f}x bare COPY")
     print(f"ingest 2 workers: {two:10.0f} samples/s  {two / bare:.2f}x bare COPY")
     print(f"bare COPY:        {bare:10.0f} samples/s (same rows, same tables, one transaction)")
-    with psycopg.connect(dbs["two"]) as conn:
+    print(
+        f"database bytes a sample (samples and batches, indexes included): {bytes_per_sample(dbs['two']):.1f}"
+    )
+
+
+def bytes_per_sample(db: str) -> float:
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE batches")
         size = conn.execute(
             "SELECT (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('samples'))"
             " + pg_total_relation_size('batches')"
         ).fetchone()[0]
-    print(
-        f"database bytes per sample (samples and batches, indexes included): {size / stored(dbs['two'])[1]:.1f}"
-    )
+    return float(size) / stored(db)[1]
 
 
 def latency(broker: Broker, pg: Postgres, work: Path, a: argparse.Namespace) -> None:
@@ -131,7 +139,9 @@ def latency(broker: Broker, pg: Postgres, work: Path, a: argparse.Namespace) -> 
     for slot in range(2):
         workers.start(db, "live", slot)
     try:
-        s = FleetSettings(broker.url, a.nodes, a.seals, interval=a.interval, realtime=True)
+        s = FleetSettings(
+            broker.url, a.nodes, a.seals, interval=a.interval, realtime=True, per_batch=a.per_live
+        )
         rec = run_fleet(s)
         want = rec.totals()["batches"]
         while stored(db)[0] < want:
@@ -147,6 +157,7 @@ def latency(broker: Broker, pg: Postgres, work: Path, a: argparse.Namespace) -> 
             f"seal-to-row, {a.nodes} nodes, a seal each {a.interval:g} s ({rate:.0f} batches/s), 2 workers: "
             f"p50 {float(p50):.3f} s, p99 {float(p99):.3f} s ({n} live batches)"
         )
+        print(f"database bytes a sample, {a.per_live} points a channel: {bytes_per_sample(db):.1f}")
     finally:
         workers.stop()
 
@@ -159,8 +170,11 @@ def main() -> None:
     ap.add_argument("--backlog-nodes", type=int, default=200)
     ap.add_argument("--backlog-seals", type=int, default=40)
     ap.add_argument("--per-batch", type=int, default=60, help="points a channel in the backlog's batches")
+    ap.add_argument("--per-live", type=int, default=6, help="points a channel in the live fleet's batches")
     ap.add_argument("--skip", choices=("throughput", "latency"))
+    ap.add_argument("--max-messages", help="the workers' --max-messages (default: theirs)")
     a = ap.parse_args()
+    WORKER_ARGS[:] = ["--max-messages", a.max_messages] if a.max_messages else []
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     broker = Broker(shutil.which("mosquitto") or "/usr/sbin/mosquitto", work)
     broker.conf.write_text(broker.conf.read_text() + "max_inflight_messages 1000\n")

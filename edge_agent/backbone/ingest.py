@@ -80,7 +80,8 @@ class IngestSettings:
 
     @property
     def receive_maximum(self) -> int:
-        return min(self.max_messages, 65535)
+        """Two groups' worth: the next group arrives while one is written."""
+        return min(2 * self.max_messages, 65535)
 
     @property
     def client_id(self) -> str:
@@ -288,9 +289,9 @@ class Worker:
         return False
 
     def _connect(self, client: Any, broker: Any) -> None:
-        """CONNECT with the slot's session and, MQTT 5, a Receive Maximum of ``max_messages``:
-        the broker keeps no more than a group's worth unacknowledged in flight to this worker
-        (and no more than its own ``max_inflight_messages``), whatever the backlog."""
+        """CONNECT with the slot's session and, MQTT 5, a Receive Maximum of two groups: the
+        broker keeps no more than that unacknowledged in flight to this worker (and no more
+        than its own ``max_inflight_messages``), whatever the backlog."""
         settings = self.settings.client_settings()
         if settings.protocol != "5":
             connect(client, broker, settings)
