@@ -65,3 +65,26 @@ def test_records_merge_and_round_trip_through_json() -> None:
     back = Record.from_json(a.to_json())
     assert back.totals() == a.totals() and back.totals()["connects"] == 3
     assert {k: v.__dict__ for k, v in back.streams.items()} == {k: v.__dict__ for k, v in a.streams.items()}
+
+
+def test_a_lost_connection_sends_what_was_in_flight_again_first_after_a_ramped_backoff() -> None:
+    from edge_agent.backbone.fleetsim import Out
+    from edge_agent.backbone.fleetsim_run import FleetLoop, FleetSettings
+
+    loop = FleetLoop(FleetSettings("mqtt://127.0.0.1:1", nodes=2, seals=1, ramp=10.0))
+    n = loop.nodes[0]
+    item = lambda seq: Out(f"edge/{n.node.node_id}/data/air", b"", "air", 7, seq)  # noqa: E731
+    link = object()
+    n.client, n.state = link, "up"
+    n.inflight = {3: item(5), 4: item(6)}
+    n.pending.append(item(7))
+    loop._lost(n, object())  # another connection's news: nothing changes
+    assert n.state == "up" and len(n.inflight) == 2
+    loop._lost(n, link)  # type: ignore[arg-type]
+    assert [i.seq for i in n.pending] == [5, 6, 7] and not n.inflight and n.client is None
+    assert loop.record.of(n.node.node_id, "air", 7).resent == [5, 6]
+    assert loop.record.lost == 1 and n.state == "down"
+    assert [(what, node) for _, _, what, node in loop.timers] == [("connect", n)]
+    # the ramp: attempts one tenth of a second apart, whatever their backoff asked for
+    first = loop._ramped(0.0)
+    assert [round(loop._ramped(0.0) - first, 6) for _ in range(3)] == [0.1, 0.2, 0.3]
