@@ -88,3 +88,17 @@ def test_a_lost_connection_sends_what_was_in_flight_again_first_after_a_ramped_b
     # the ramp: attempts one tenth of a second apart, whatever their backoff asked for
     first = loop._ramped(0.0)
     assert [round(loop._ramped(0.0) - first, 6) for _ in range(3)] == [0.1, 0.2, 0.3]
+
+
+def test_no_broker_is_an_error_naming_it_not_a_hang() -> None:
+    import socket
+
+    import pytest
+
+    from edge_agent.backbone.fleetsim_run import FleetSettings, run_fleet
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"mqtt://127.0.0.1:{s.getsockname()[1]}"
+    with pytest.raises(OSError, match=f"no node could connect to {url}"):
+        run_fleet(FleetSettings(url, nodes=3, seals=1, first_connect=1.0))

@@ -62,6 +62,7 @@ class FleetSettings:
     keepalive: float = 30.0
     drain: float = 600.0  # s after the last seal for the last acknowledgement
     per_batch: int = 6  # points per channel in a batch (one every 10 s)
+    first_connect: float = 60.0  # s for the first node's CONNACK: no broker there is an error
 
 
 class SimNode:
@@ -249,7 +250,7 @@ class FleetLoop:
 
     def run(self) -> Record:
         now = time.monotonic()
-        self._slot = now
+        self._slot = self._started = now
         for n in self.nodes:
             self._at(self._ramped(now), "connect", n)
             if self.s.interval:
@@ -300,6 +301,10 @@ class FleetLoop:
                 self._lost(n, client, close=True)
             elif client.loop_misc():
                 self._lost(n, client, close=True)
+        if not self.record.connects and now - self._started > self.s.first_connect:
+            raise OSError(
+                f"fleet-sim: no node could connect to {self.s.broker} in {self.s.first_connect:.0f} s"
+            )
         if closing_since is None:
             if self._seals_over_at is None and not any(n.seals_left for n in self.nodes):
                 self._seals_over_at = now
@@ -323,6 +328,7 @@ class FleetLoop:
         return closing_since
 
     _seals_over_at: float | None = None
+    _started = 0.0
 
 
 def _share(s: FleetSettings, opts: dict | None, conn) -> None:
