@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 DEV    := $(VENV)/.dev-installed
 SOURCES := setup.py pyproject.toml $(wildcard ext/*.pyx ext/*.pxd ext/*.pxi)
 
-.PHONY: run test test-compiled test-python check lint typecheck fmt bench clean help
+.PHONY: run test test-compiled test-python check lint typecheck fmt bench backbone clean help
 
 $(STAMP): $(SOURCES)
 	PYTHON=$(PYTHON) sh scripts/host-deps.sh build
@@ -65,12 +65,19 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_writes.py --cycles 6
 	$(BIN)/python bench/bench_status.py
 
+# a local backbone: Mosquitto, PostgreSQL, two ingest workers, a small simulated fleet;
+# prints how to query it; Ctrl-C stops it all (scripts/backbone_demo.py)
+backbone: $(DEV)
+	sh scripts/host-deps.sh test
+	$(BIN)/python scripts/backbone_demo.py $(if $(NODES),--nodes $(NODES))
+
 help:
 	@echo 'make run        the agent on simulated sensors, with its defaults'
 	@echo 'make test       the whole suite, compiled core then pure-Python twin'
 	@echo 'make check      lint, type check and the fast unit tests'
 	@echo 'make fmt        format and fix what ruff can'
 	@echo 'make bench      the benchmarks (installs the bench extra)'
+	@echo 'make backbone   a local broker, database, two ingest workers and a simulated fleet'
 
 clean:
 	rm -rf $(VENV) build *.egg-info ext/*.c edge_agent/*.so edge_agent/*.pyd

@@ -124,3 +124,31 @@ def test_ingest_refuses_files_it_cannot_read_before_it_starts(tmp_path, capfd, f
     assert main(argv + [f.format(missing=missing) for f in flags]) == 2
     err = capfd.readouterr().err
     assert said.format(missing=missing) in err and "Traceback" not in err
+
+
+def test_a_channels_copy_rows_built_in_bulk_are_the_rows_packed_one_by_one() -> None:
+    from edge_agent.backbone import writer
+
+    times = tuple(1_767_225_600_000 + 997 * k for k in range(50))
+    ch = wire.ChannelData("t", "°C", 0.01, times, tuple((k * 37) % 500 - 250 for k in range(50)))
+    for unsynced in (False, True):
+        want = b"".join(
+            writer._ROW.pack(5, 8, (t - writer._PG_EPOCH_MS) * 1000, 8, v, 4, 77, -1, 1, unsynced)
+            for t, v in zip(ch.times_ms, ch.values())
+        )
+        assert writer._channel_rows(ch, 77, unsynced) == want
+    flagged = wire.ChannelData("t", "°C", 0.01, times[:3], (1, 2, 3), flags=((1, wire.QUALITY_STUCK),))
+    assert writer._channel_rows(flagged, 77, False) is None
+
+
+def test_the_writers_values_are_the_decoders_floats() -> None:
+    import random
+
+    from edge_agent.backbone import writer
+
+    rng = random.Random(5)
+    for res in (1.0, 0.1, 0.01, 0.001, 0.0001, 0.25, 0.5, 0.05, 2.0, 0.3, 1e-6, 0.007):
+        for span in (10, 10_000, 1 << 40, 1 << 55):
+            qs = tuple(rng.randint(-span, span) for _ in range(300))
+            ch = wire.ChannelData("c", "u", res, tuple(range(300)), qs)
+            assert writer.values(ch) == ch.values(), (res, span)

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from psycopg.conninfo import conninfo_to_dict
 
 from edge_agent.backbone import schema
@@ -49,6 +51,7 @@ log = logging.getLogger("edge_agent.backbone")
 # nothing of the group was committed, and the same group is written again.
 DB_DOWN = (psycopg.OperationalError, psycopg.InterfaceError)
 PARTITION_EVERY = 6 * 3600.0  # s between ensure_sample_partitions() calls
+STATEMENT_TIMEOUT_MS = 30_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,11 @@ class IngestSettings:
             raise ValueError("max_messages must be 1 or more, max_wait and idle 0 or more")
         if self.session_expiry <= 0:
             raise ValueError("the session must be persistent: session_expiry above 0")
+
+    @property
+    def receive_maximum(self) -> int:
+        """Two groups' worth: the next group arrives while one is written."""
+        return min(2 * self.max_messages, 65535)
 
     @property
     def client_id(self) -> str:
@@ -121,8 +129,21 @@ class Worker:
     # --- the database ------------------------------------------------------------------------
 
     def _connect_db(self) -> Any:
+        """A connection that cannot hang the worker: a statement that runs past 30 s is
+        cancelled by the server, and TCP keepalives (and a user timeout on unacknowledged
+        data) find a database host that went away without a word in about 20 s; either is an
+        OperationalError, and the group is written again on a new connection."""
         return psycopg.connect(
-            self.settings.db, autocommit=True, connect_timeout=10, application_name=self.settings.client_id
+            self.settings.db,
+            autocommit=True,
+            connect_timeout=10,
+            application_name=self.settings.client_id,
+            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=3,
+            keepalives_count=3,
+            tcp_user_timeout=20_000,
         )
 
     def _open_db(self) -> bool:
@@ -250,7 +271,7 @@ class Worker:
         backoff = Backoff(0.5, 30.0)
         while not self.stopping.is_set():
             try:
-                connect(client, broker, self.settings.client_settings())
+                self._connect(client, broker)
                 self._client = client
                 client.loop_start()
                 return True
@@ -266,6 +287,21 @@ class Worker:
                 )
                 self.stopping.wait(delay)
         return False
+
+    def _connect(self, client: Any, broker: Any) -> None:
+        """CONNECT with the slot's session and, MQTT 5, a Receive Maximum of two groups: the
+        broker keeps no more than that unacknowledged in flight to this worker (and no more
+        than its own ``max_inflight_messages``), whatever the backlog."""
+        settings = self.settings.client_settings()
+        if settings.protocol != "5":
+            connect(client, broker, settings)
+            return
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = int(settings.session_expiry)
+        props.ReceiveMaximum = self.settings.receive_maximum
+        client.connect(
+            broker.host, broker.port, keepalive=int(settings.keepalive), clean_start=False, properties=props
+        )
 
     def _ack(self, group: list[Message]) -> None:
         with self._lock:
