@@ -186,7 +186,7 @@ class Sampler:
                         slot.cfg.name,
                         name,
                         kind,
-                        value,
+                        value if slot.cfg.privacy is None else "withheld",  # a private stream's: not logged
                     )
                 pipe.flag(mono, value, quality)
             else:
