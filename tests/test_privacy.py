@@ -239,3 +239,21 @@ def test_check_config_warns_about_power_sent_raw_and_not_once_private(tmp_path, 
     )
     assert main(["check-config", "--json", str(private)]) == 0
     assert json.loads(capsys.readouterr().out)["warnings"] == []
+
+
+def test_a_private_derived_energy_stream_sums_its_periods_into_the_privacy_period():
+    from edge_agent.node.derived import DerivedStream
+
+    cfg = config(
+        "    privacy: {level: total, period: 1h}\n",
+        "derived:\n  - {name: use, kind: energy, period: 1min, emission_factor: 500, inputs: {power: mains.power},"
+        " privacy: {level: total, period: 1h}}\n",
+    )
+    stream = DerivedStream(cfg.derived[0], {"mains": 1.0})
+    # 3600 W: 60 Wh a minute; the point at 3600 s is the first hour's, the one at 7260 s closes the second
+    for t in range(2 * 3600 + 61):
+        stream.observe("power", float(t), 3600.0, 0)
+    out = {c.name: (c.unit, c.times_ms, c.values()) for p in stream.channels.values() for c in p.take_all(0)}
+    assert out["energy_period.total"] == ("Wh", (3_600_000, 7_200_000), [3600.0, 3600.0])
+    assert out["co2e_period.total"] == ("g", (3_600_000, 7_200_000), [1800.0, 1800.0])
+    assert out["uncovered.total"][2] == [0.0, 0.0]
