@@ -71,9 +71,10 @@ def raw_energy(cfg: AgentConfig) -> list[str]:
         energy = [c.name for c in channels if c.unit in ENERGY_UNITS]
         if energy and privacy is None:
             out.append(
-                f"{key} ({name}) sends {', '.join(energy)} raw: a household's power series is personal "
-                "data (appliances, occupancy, habits: docs/privacy.md); set "
-                f"{key}.privacy: {{level: aggregate}} (15 min statistics) or {{level: total}} (a daily total)"
+                f"{key} ({name}) sends {', '.join(energy)} raw: the power of a home or a person's "
+                "equipment is personal data (it shows appliances, occupancy, habits: docs/privacy.md); if "
+                f"this is, set {key}.privacy: {{level: aggregate}} (15 min statistics) or {{level: total}} "
+                "(a daily total)"
             )
     return out
 
