@@ -381,6 +381,10 @@ def channel(r: Reader, version: int, t0: int, period: int, samples: list[int]) -
     return out | {"flags": r.sparse(n, "quality flags", r.flag) if shape & 4 else []}
 
 
+# the statistics a channel of a private batch may be (its name is BASE.STATISTIC), by level
+STATISTICS = {1: ("mean", "min", "max", "count", "total"), 2: ("total",)}
+
+
 def decode(payload: bytes) -> dict:
     """The batch in a payload, as a dict like a vector's JSON (without "about")."""
     size = len(payload := bytes(payload))
@@ -405,9 +409,20 @@ def decode(payload: bytes) -> dict:
         out.update(deflate=bool(flags & 4), period_ms=r.limited("period", MAX_PERIOD, 1))
     if version >= 4:
         out["epoch"] = epoch
+    level = (flags >> 3) & 3 if version >= 2 else 0  # bits 3-4, the privacy level (version 2 on)
+    if level == 3:
+        raise ValueError("privacy level 3 (flag bits 3-4) is not defined at byte 3")
+    if level:
+        out["privacy"] = ("raw", "aggregate", "total")[level]
     read = channel if version > 1 else channel_v1
     count, samples = r.limited("number of channels", MAX_CHANNELS), [0]
-    out["channels"] = [read(r, version, t0, out.get("period_ms", 1), samples) for _ in range(count)]
+    out["channels"] = []
+    for _ in range(count):
+        at = r.pos
+        out["channels"].append(ch := read(r, version, t0, out.get("period_ms", 1), samples))
+        base, _, stat = ch["name"].rpartition(".")
+        if level and (not base or stat not in STATISTICS[level]):
+            raise ValueError(f"channel {ch['name']!r} is no statistic of its level at byte {at}")
     if r.left():
         raise r.fail(f"{r.left()} bytes left over after the last channel")
     return out

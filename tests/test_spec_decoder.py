@@ -37,7 +37,9 @@ def black_box(payload: bytes) -> dict:
     """edge_agent.wire.decode's batch, in the fields of the vectors' JSON it exposes."""
     b = wire.decode(payload)
     doc = {"node": b.node, "stream": b.stream, "seq": b.seq, "version": b.version}
-    doc.update(flags=b.flags & ~wire.FLAG_DEFLATE, t0_ms=b.t0_ms)
+    doc.update(flags=b.flags & ~wire.FLAG_DEFLATE & ~wire.FLAG_LEVEL_MASK, t0_ms=b.t0_ms)
+    if b.privacy != "raw":
+        doc["privacy"] = b.privacy
     if b.version >= 2:
         doc["period_ms"] = b.period_ms
     if b.version >= 4:
@@ -380,10 +382,11 @@ def test_both_decoders_accept(name: str, old: str, new: str):
 
 
 def test_reserved_flag_bits_are_ignored():
-    """Bits 3-7 of the flags (2-7 in version 1) are reserved: a decoder MUST ignore them. The
-    spec decoder reports bits 0-1 only; wire.Batch.flags keeps the others (the JSON schema's
-    "flags, without deflate" does not say which is meant)."""
-    for name, flags in (("v4-air-hold", 0xFA), ("v1-two-channels", 0xFC)):
+    """Bits 5-7 of the flags (2-7 in version 1) are reserved: a decoder MUST ignore them (bits
+    3-4 are the privacy level since versions 2-4 have one). The spec decoder reports bits 0-1
+    only; wire.Batch.flags keeps the others (the JSON schema's "flags, without deflate" does
+    not say which is meant)."""
+    for name, flags in (("v4-air-hold", 0xE2), ("v1-two-channels", 0xFC)):
         payload = bytearray(payload_of(name)[:-4])
         payload[3] = flags
         mine = spec_decoder.decode(sealed(bytes(payload)))

@@ -229,7 +229,9 @@ def test_the_public_names_stay_importable():
 SPEC = VECTOR_DIR.parent.parent / "docs" / "wire-format.md"
 
 
-@pytest.mark.parametrize("name", ["v1-two-channels", "v2-air-schedule", "v4-air-hold"])
+@pytest.mark.parametrize(
+    "name", ["v1-two-channels", "v2-air-schedule", "v4-air-hold", "v4-private-aggregate"]
+)
 def test_the_specs_walk_through_is_the_vectors_bytes(name):
     """The hex of the spec's annotated dump (each line's leading even-length hex groups)."""
     spec = SPEC.read_text()

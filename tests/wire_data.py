@@ -61,7 +61,7 @@ def batch_from_json(doc: dict[str, Any]) -> wire.Batch:
             )
             for c in doc["channels"]
         ),
-        flags=doc["flags"],
+        flags=doc["flags"] | wire.LEVELS.index(doc.get("privacy", "raw")) << wire.FLAG_LEVEL_SHIFT,
         version=doc["version"],
         period_ms=doc.get("period_ms", 1),
         epoch=doc.get("epoch", 0),

@@ -15,7 +15,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from edge_agent.config import load_config
 
     cfg = load_config(args.file)
-    warnings = missing_files(cfg)
+    warnings = missing_files(cfg) + raw_energy(cfg)
     if args.json:
         print(
             json.dumps(
@@ -57,6 +57,25 @@ def missing_files(cfg: AgentConfig) -> list[str]:
             continue
         effect = "the status page takes no action" if key.startswith("http") else "the agent cannot connect"
         out.append(f"{key} {path} {why} here: {effect} until it is")
+    return out
+
+
+def raw_energy(cfg: AgentConfig) -> list[str]:
+    """Power and energy streams sent raw: personal data (docs/privacy.md), a warning."""
+    from edge_agent.config.privacy import ENERGY_UNITS
+
+    streams = [(f"sensors[{i}]", s.name, s.channels, s.privacy) for i, s in enumerate(cfg.sensors)]
+    streams += [(f"derived[{i}]", d.name, d.channels, d.privacy) for i, d in enumerate(cfg.derived)]
+    out = []
+    for key, name, channels, privacy in streams:
+        energy = [c.name for c in channels if c.unit in ENERGY_UNITS]
+        if energy and privacy is None:
+            out.append(
+                f"{key} ({name}) sends {', '.join(energy)} raw: the power of a home or a person's "
+                "equipment is personal data (it shows appliances, occupancy, habits: docs/privacy.md); if "
+                f"this is, set {key}.privacy: {{level: aggregate}} (15 min statistics) or {{level: total}} "
+                "(a daily total)"
+            )
     return out
 
 

@@ -16,6 +16,7 @@ from drivers.base import ChannelSpec
 from edge_agent.config.document import NAME, Document
 from edge_agent.config.filters import parse_filters
 from edge_agent.config.model import ChannelConfig, DerivedConfig, SensorConfig
+from edge_agent.config.privacy import check_derived, parse_privacy
 from edge_agent.config.sensors import CHANNEL_KEYS, parse_channel
 from edge_agent.dsp.aqi import CORRECTIONS
 
@@ -57,7 +58,7 @@ KINDS = {
         interval="15min",
     ),
 }
-_COMMON = {"name", "kind", "inputs", "filters", "channels", "sim"}
+_COMMON = {"name", "kind", "inputs", "filters", "channels", "sim", "privacy"}
 
 
 def outputs(
@@ -125,7 +126,12 @@ def _parse_one(doc: Document, raw: Any, path: str, sensors: tuple[SensorConfig, 
     channels = _parse_channels(doc, m.get("channels", {}), f"{path}.channels", kind_name, specs, filters)
     sim = doc.mapping(m.get("sim", {}), f"{path}.sim", {"speed"})
     speed = float(doc.number(sim.get("speed", 1.0), f"{path}.sim.speed", low=1.0, high=86400.0))
-    return DerivedConfig(name, kind_name, interval, inputs, channels, correction, factor, max_gap, speed)
+    privacy = parse_privacy(doc, m.get("privacy"), f"{path}.privacy", channels, interval)
+    by_name = {s.name: s for s in sensors}
+    check_derived(doc, path, privacy, [(f"{i[1]}.{i[2]}", by_name[i[1]].privacy) for i in inputs])
+    return DerivedConfig(
+        name, kind_name, interval, inputs, channels, correction, factor, max_gap, speed, privacy
+    )
 
 
 def _check_needs(doc: Document, path: str, kind: str, names: set[str], correction: str) -> None:

@@ -79,6 +79,18 @@ class ChannelConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """A stream's privacy level (``privacy:``, edge_agent/config/privacy.py, docs/privacy.md):
+    ``aggregate`` or ``total`` (a raw stream has none); only statistics over each ``period``
+    (s) leave the node, each coarsened to ``rounding`` (channel -> step in the sent unit)."""
+
+    level: str
+    period: float
+    rounding: tuple[tuple[str, float], ...] = ()
+    max_gap: float = 0.0  # s between samples beyond which a period is not covered (nor integrated)
+
+
+@dataclass(frozen=True)
 class SensorConfig:
     name: str
     type: str
@@ -93,6 +105,7 @@ class SensorConfig:
     sim_absent: bool = False  # with --simulate: the chip is not there (to rehearse a missing sensor)
     # (the driver's input, the sensor and its channel that feed it): an SCD4x's ambient pressure
     inputs: tuple[tuple[str, str, str], ...] = ()
+    privacy: PrivacyConfig | None = None  # None: raw
 
     def driver_kwargs(self) -> dict[str, OptionValue]:
         """Keyword arguments for the driver (and its simulator) beyond bus and address."""
@@ -114,6 +127,7 @@ class DerivedConfig:
     emission_factor: float = 0.0  # energy: g CO2e per kWh (0: no co2e channel)
     max_gap: float = 0.0  # energy: s between power samples beyond which nothing is integrated
     sim_speed: float = 1.0  # with --simulate only: its hours run this many times faster (a rehearsal)
+    privacy: PrivacyConfig | None = None  # None: raw
 
     def source(self, name: str) -> tuple[str, str, str] | None:
         """(sensor, channel, unit) feeding the input ``name``, or None."""

@@ -19,6 +19,7 @@ from edge_agent.config.document import NAME, Document
 from edge_agent.config.filters import parse_filters
 from edge_agent.config.model import ChannelConfig, SensorConfig, StageConfig
 from edge_agent.config.options import parse_options
+from edge_agent.config.privacy import parse_privacy
 from edge_agent.dsp import LOSSY
 from edge_agent.wire import bin_width_for
 
@@ -34,6 +35,7 @@ _SENSOR_KEYS = {
     "sim",
     "stuck_after",
     "inputs",
+    "privacy",
 }
 CHANNEL_KEYS = {"resolution", "filters", "deadband", "swing", "bound", "enabled"}
 
@@ -106,6 +108,7 @@ def parse_sensor(doc: Document, raw: Any, path: str) -> SensorConfig:
         sim_absent=sim_absent,
         inputs=feeds,
         stuck_after=doc.duration(m.get("stuck_after", 0), f"{path}.stuck_after", positive=False),
+        privacy=parse_privacy(doc, m.get("privacy"), f"{path}.privacy", channels, interval),
     )
 
 

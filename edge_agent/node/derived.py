@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from edge_agent.config import AgentConfig, DerivedConfig
 from edge_agent.dsp import aqhi, aqi
 from edge_agent.dsp.energy import EnergyPeriods
-from edge_agent.node.open_batch import ChannelPipeline, batch_encoder, take_channels
+from edge_agent.node.open_batch import ChannelPipeline, batch_encoder, privacy_encoding, take_channels
 from edge_agent.node.sensor_slot import SensorSlot
 
 log = logging.getLogger("edge_agent.sampler")
@@ -69,7 +69,10 @@ class DerivedStream:
 
     def __init__(self, cfg: DerivedConfig, intervals: dict[str, float], speed: float = 1.0) -> None:
         self.cfg = cfg
-        self.channels = {c.name: ChannelPipeline(c) for c in cfg.channels}
+        # a point stands for the interval before it: a private period takes it half of one earlier
+        self.channels = {
+            c.name: ChannelPipeline(c, privacy=cfg.privacy, lag=cfg.interval / 2) for c in cfg.channels
+        }
         self.hour = HOUR / speed  # a rehearsal (sim: speed) runs the hours faster
         self.intervals = intervals  # the input sensors' intervals
         self.next_due: float | None = None
@@ -266,8 +269,34 @@ class Derived:
         return {st.cfg.name: st.health() for st in self.streams}
 
     def state_rows(self) -> list[tuple[str, str, str, str]]:
-        """Each stream's past as a chain_state row (stream, DERIVED_STATE, spec, state)."""
-        return [(st.cfg.name, DERIVED_STATE, st.spec_json, json.dumps(st.get_state())) for st in self.streams]
+        """Each stream's past as a chain_state row (stream, DERIVED_STATE, spec, state); a
+        private stream's (and only a private one may take a private input) stays in memory."""
+        return [
+            (st.cfg.name, DERIVED_STATE, st.spec_json, json.dumps(st.get_state()))
+            for st in self.streams
+            if st.cfg.privacy is None
+        ]
+
+    def privacy(self, slots: list[SensorSlot]) -> dict[str, dict]:
+        """Each stream's privacy level for the health message: ``level``, and above raw its
+        ``period_s`` and the periods sent and dropped (too little covered) since start."""
+        streams = [(s.cfg.name, s.cfg.privacy, s.channels) for s in slots]
+        streams += [(d.cfg.name, d.cfg.privacy, d.channels) for d in self.streams]
+        out: dict[str, dict] = {}
+        for name, privacy, pipes in streams:
+            if privacy is None:
+                out[name] = {"level": "raw"}
+                continue
+            counts = [
+                p.private.health() for p in pipes.values() if p.private is not None and p.private.outputs
+            ]
+            out[name] = {
+                "level": privacy.level,
+                "period_s": privacy.period,
+                "periods": max((c["periods"] for c in counts), default=0),
+                "dropped": max((c["dropped"] for c in counts), default=0),
+            }
+        return out
 
     def restore(self, saved: dict[tuple[str, str], tuple[str, str]]) -> int:
         """Take up each stream's past saved by this boot for a stream configured the same (the
@@ -290,14 +319,18 @@ class Derived:
         self, slots: list[SensorSlot], node_id: str, wall_offset_ms: int, **encoding: int
     ) -> list[tuple[str, Callable[[int], bytes], int]]:
         """The cycle's (stream, encode, points): every sensor's open batch, then every derived
-        stream's, each stamped ``mono + wall_offset`` (``encoding``: flags, version, epoch)."""
-        streams = [(s.cfg.name, s.cfg.interval, s.channels) for s in slots]
-        streams += [(d.cfg.name, d.cfg.interval, d.channels) for d in self.streams]
+        stream's, each stamped ``mono + wall_offset`` (``encoding``: flags, version, epoch); a
+        private stream's hold the periods closed since, flagged with its level."""
+        streams = [(s.cfg.name, s.cfg.interval, s.channels, s.cfg.privacy) for s in slots]
+        streams += [(d.cfg.name, d.cfg.interval, d.channels, d.cfg.privacy) for d in self.streams]
         out = []
-        for name, interval, pipes in streams:
+        flags = encoding.pop("flags")
+        for name, interval, pipes, privacy in streams:
             channels = take_channels(pipes.values(), wall_offset_ms)
             if channels:
-                period_ms = max(1, round(interval * 1000))
-                encode = batch_encoder(node_id, name, channels, period_ms=period_ms, **encoding)
+                level, period_ms = privacy_encoding(privacy, interval)
+                encode = batch_encoder(
+                    node_id, name, channels, period_ms=period_ms, flags=flags | level, **encoding
+                )
                 out.append((name, encode, sum(len(c.times_ms) for c in channels)))
         return out

@@ -58,7 +58,7 @@ def discovery(cfg: AgentConfig) -> tuple[str, bytes]:
     node = object_id(cfg.node_id)
     components: dict[str, dict[str, Any]] = {}
     for s in cfg.sensors:
-        for c in s.channels:
+        for c in s.channels if s.privacy is None else ():  # a private stream's values stay on the node
             uid = f"edge_agent_{node}_{object_id(s.name)}_{object_id(c.name)}"
             comp: dict[str, Any] = {
                 "platform": "sensor",
@@ -101,6 +101,8 @@ def states(cfg: AgentConfig, sampler: Any) -> list[tuple[str, bytes]]:
     """Each stream's last good values as (topic, JSON), on the sampler's thread."""
     out = []
     for slot in sampler.slots:
+        if slot.cfg.privacy is not None:
+            continue  # its raw values are never published (docs/privacy.md)
         values = {
             name: round(pipe.last[1], _decimals(pipe.cfg.resolution))
             for name, pipe in slot.channels.items()

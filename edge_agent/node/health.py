@@ -82,5 +82,6 @@ class HealthReport:
             },
             "uplink": uplink,
             "sensors": sampler["sensors"],
+            "privacy": sampler.get("privacy", {}),  # per stream: level (and period_s, periods, dropped)
             "clock": {"synchronized": clock.synchronized, "source": clock.source},
         }

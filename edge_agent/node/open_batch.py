@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from drivers.registry import SENSOR_TYPES
 from edge_agent import dsp, wire
 from edge_agent.config import ChannelConfig, SensorConfig
+from edge_agent.config.model import PrivacyConfig
+from edge_agent.node.privacy import PeriodStats
 
 QUALITY_KINDS = {
     wire.QUALITY_OUT_OF_RANGE: "out_of_range",
@@ -32,8 +34,17 @@ class ChannelPipeline:
     sync, a manual set) never reaches the data.
     """
 
-    def __init__(self, cfg: ChannelConfig, low: float = -math.inf, high: float = math.inf) -> None:
+    def __init__(
+        self,
+        cfg: ChannelConfig,
+        low: float = -math.inf,
+        high: float = math.inf,
+        privacy: PrivacyConfig | None = None,
+        lag: float = 0.0,
+    ) -> None:
         self.cfg = cfg
+        # a private stream's channel keeps no points: its open period's figures (node/privacy.py)
+        self.private = None if privacy is None else PeriodStats(cfg, privacy, lag)
         self.low, self.high = low, high  # the chip's physical range for this channel
         # What a saved filter state belongs to: the chain, and the unit its values are in
         # (an S0 meter's energy went from kWh to Wh: a window of kWh must not come back).
@@ -47,7 +58,9 @@ class ChannelPipeline:
         self.last: tuple[float, float, int] | None = None  # (mono, value, quality) read last: the page's
 
     def _keep(self, point: tuple[float, float] | None) -> None:
-        if point is not None:
+        if point is not None and self.private is not None:
+            self.private.add(*point)
+        elif point is not None:
             t, y = point
             self.mono_ms.append(round(t * 1000))
             self.values_q.append(wire.quantise(y, self.cfg.resolution))
@@ -72,10 +85,18 @@ class ChannelPipeline:
     def flag(self, mono: float, value: float, quality: int) -> None:
         """Keep a bad sample as it came, flagged, outside the chain (it never enters a filter)."""
         self.last = (mono, value, quality)
-        if not math.isfinite(value):
-            return  # nothing a payload could carry
+        if not math.isfinite(value) or self.private is not None:
+            return  # nothing a payload could carry; nor, of a private stream, may
         self.flags.append((len(self.mono_ms), quality))
         self._keep((mono, value))
+
+    def take_all(self, wall_offset_ms: int) -> tuple[wire.ChannelData, ...]:
+        """``take``'s channel, or a private channel's statistics of the periods closed."""
+        if self.private is not None:
+            self._keep(self.chain.flush())
+            return self.private.take(wall_offset_ms)
+        data = self.take(wall_offset_ms)
+        return () if data is None else (data,)
 
     def take(self, wall_offset_ms: int) -> wire.ChannelData | None:
         """The kept points as a batch channel stamped ``mono + wall_offset``; empties the open batch.
@@ -106,12 +127,21 @@ class ChannelPipeline:
 def channel_pipelines(sc: SensorConfig) -> dict[str, ChannelPipeline]:
     """The configured channels of a sensor, each within its chip's physical range."""
     specs = {c.name: c for c in SENSOR_TYPES[sc.type].CHANNELS}
-    return {c.name: ChannelPipeline(c, specs[c.name].low, specs[c.name].high) for c in sc.channels}
+    return {
+        c.name: ChannelPipeline(c, specs[c.name].low, specs[c.name].high, sc.privacy) for c in sc.channels
+    }
 
 
 def take_channels(pipes: Iterable[ChannelPipeline], wall_offset_ms: int) -> tuple[wire.ChannelData, ...]:
     """The channels that kept points, stamped ``mono + wall_offset``; empties them."""
-    return tuple(c for c in (p.take(wall_offset_ms) for p in pipes) if c is not None)
+    return tuple(c for p in pipes for c in p.take_all(wall_offset_ms))
+
+
+def privacy_encoding(privacy: PrivacyConfig | None, interval: float) -> tuple[int, int]:
+    """(flag bits, period ms) of a stream's batches: a private one's say its level and period."""
+    if privacy is None:
+        return 0, max(1, round(interval * 1000))
+    return wire.LEVELS.index(privacy.level) << wire.FLAG_LEVEL_SHIFT, round(privacy.period * 1000)
 
 
 def batch_encoder(

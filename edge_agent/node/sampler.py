@@ -186,7 +186,7 @@ class Sampler:
                         slot.cfg.name,
                         name,
                         kind,
-                        value,
+                        value if slot.cfg.privacy is None else "withheld",  # a private stream's: not logged
                     )
                 pipe.flag(mono, value, quality)
             else:
@@ -210,7 +210,8 @@ class Sampler:
         self.driver_states.adopt(store.driver_states(), self.slots)
 
     def _chain_rows(self) -> list[tuple[str, str, str, str]]:
-        rows = [(st, ch, p.spec_json, json.dumps(p.chain.get_state())) for st, ch, p in self._pipes()]
+        pipes = [(st, ch, p) for st, ch, p in self._pipes() if p.private is None]  # private: in memory
+        rows = [(st, ch, p.spec_json, json.dumps(p.chain.get_state())) for st, ch, p in pipes]
         return rows + self.derived.state_rows()
 
     def save_states(self) -> None:
@@ -342,6 +343,7 @@ class Sampler:
         return {
             "sensors": {s.cfg.name: s.health() for s in self.slots},
             "derived": self.derived.health(),
+            "privacy": self.derived.privacy(self.slots),
             "unstored": dict(self.unstored),
             "durable_commits": self.store.commits,
             "store_epoch": f"{self.store.epoch:08x}",

@@ -147,7 +147,10 @@ class DriverStates:
 
     def row(self, slot: SensorSlot) -> tuple[str, str, str, str] | None:
         """The state as a chain_state row (stream, DRIVER_STATE, "", JSON) when it changed
-        since the store took it last; a driver that is down keeps what it had."""
+        since the store took it last; a driver that is down keeps what it had. A private
+        stream's running total is never written (only its periods' totals leave memory)."""
+        if slot.cfg.privacy is not None:
+            return None
         self.note(slot)
         saved = self.known.get(slot.cfg.name)
         if saved is None or saved == self.written.get(slot.cfg.name):

@@ -23,6 +23,7 @@ from edge_agent.wire.format import (
     BOUND_SHIFT,
     ENCODING_DELTA_VARINT,
     FLAG_DEFLATE,
+    FLAG_LEVEL_MASK,
     FORMS,
     KNOWN_CHANNELS,
     MAGIC,
@@ -47,7 +48,14 @@ from edge_agent.wire.format import (
     SHAPE_RUNS,
     VERSIONS,
 )
-from edge_agent.wire.limits import header_problem, name_problem, time_problem, unit_problem
+from edge_agent.wire.limits import (
+    header_problem,
+    level_problem,
+    name_problem,
+    statistic_problem,
+    time_problem,
+    unit_problem,
+)
 from edge_agent.wire.model import Batch, ChannelData, decimals_of, resolution_of
 from edge_agent.wire.packing import from_zero_runs, unpack_rice, unpack_simple8b
 from edge_agent.wire.predict import values_from
@@ -128,7 +136,13 @@ def _decode_v1(payload: bytes) -> Batch:
     if r.pos != r.end:
         raise WireFormatError(f"{r.end - r.pos} unexpected bytes after the last channel")
     return Batch(
-        node=node, stream=stream, seq=seq, t0_ms=t0, channels=tuple(channels), flags=flags, version=1
+        node=node,
+        stream=stream,
+        seq=seq,
+        t0_ms=t0,
+        channels=tuple(channels),
+        flags=flags & ~FLAG_LEVEL_MASK,  # reserved in version 1: ignored
+        version=1,
     )
 
 
@@ -136,6 +150,8 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
     """Versions 2 to 4 (version 3 adds the coded form, version 4 the epoch and each
     channel's reconstruction and bound)."""
     version = payload[2]
+    if problem := level_problem(flags):
+        raise WireFormatError(f"byte 3: {problem}")
     body = payload[4:-4]
     if flags & FLAG_DEFLATE:
         inflater = zlib.decompressobj(-15)
@@ -168,6 +184,7 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
     total = 0
     for c in range(nch):
         what = f"channel {c}"
+        kind_at = r.pos
         kind = r.byte(f"{what} kind")
         if kind == 0:
             name, unit = r.string(f"{what} name"), r.string(f"{what} unit")
@@ -176,6 +193,8 @@ def _decode_v2(payload: bytes, flags: int) -> Batch:
             name, unit = KNOWN_CHANNELS[kind]
         else:
             raise WireFormatError(f"{what}: unknown channel kind {kind}")
+        if problem := statistic_problem(flags, name, f"{what} name"):
+            raise WireFormatError(f"{problem} (the channel at {r.at(kind_at)})")
         resolution = _read_decimal(r, f"{what} ({name}) resolution")
         if not resolution > 0:
             raise WireFormatError(f"{what} ({name}): resolution {resolution!r} is not a positive number")

@@ -22,6 +22,7 @@ from edge_agent.wire.format import (
     ENCODING_DELTA_VARINT,
     FLAG_DEFLATE,
     FLAG_HISTORICAL,
+    FLAG_LEVEL_MASK,
     KIND_OF,
     MAGIC,
     MAX_BATCH_SAMPLES,
@@ -41,7 +42,14 @@ from edge_agent.wire.format import (
     VERSION,
     VERSIONS,
 )
-from edge_agent.wire.limits import header_problem, name_problem, time_problem, unit_problem
+from edge_agent.wire.limits import (
+    header_problem,
+    level_problem,
+    name_problem,
+    statistic_problem,
+    time_problem,
+    unit_problem,
+)
 from edge_agent.wire.model import Batch, ChannelData, decimal_resolution, decimals_of
 from edge_agent.wire.predict import season_for
 from edge_agent.wire.sections import coded_block
@@ -206,6 +214,11 @@ def _check_header(batch: Batch) -> None:
         name_problem(batch.node, "node id"),
         name_problem(batch.stream, "stream"),
         header_problem(batch.seq, batch.t0_ms, batch.period_ms, len(batch.channels), batch.epoch),
+        level_problem(batch.flags),
+        *(
+            statistic_problem(batch.flags, ch.name, f"channel {c} name")
+            for c, ch in enumerate(batch.channels)
+        ),
     ):
         if problem:
             raise ValueError(problem)
@@ -215,6 +228,10 @@ def encode_v1(batch: Batch) -> bytes:
     """The version-1 payload of a batch (see docs/wire-format.md): for test vectors and for
     backbones that still need it; nodes send version 4."""
     _check_header(batch)
+    if batch.flags & FLAG_LEVEL_MASK:
+        raise ValueError(
+            "a private batch (flag bits 3-4) needs version 2 or later: its period is in the header"
+        )
     out = bytearray(MAGIC)
     out.append(1)
     out.append(batch.flags & 0xFF)

@@ -11,6 +11,13 @@ ENCODING_DELTA_VARINT = 1  # version 1: timestamps delta-of-delta ms; values zig
 FLAG_HISTORICAL = 0x01  # sent from the backlog, not live
 FLAG_CLOCK_UNSYNCED = 0x02  # wall clock was not known to be synchronised when sampled
 FLAG_DEFLATE = 0x04  # versions 2, 3: the body after the flags byte is raw DEFLATE (RFC 1951)
+# Versions 2 to 4, flag bits 3-4: the stream's privacy level (LEVELS; 3 is not defined). Above
+# raw, the batch holds only statistics over each period of ``period`` ms, each channel named
+# BASE.STATISTIC with a statistic of its level (STATISTICS), one point per period at its end.
+FLAG_LEVEL_SHIFT = 3
+FLAG_LEVEL_MASK = 0x18
+LEVELS = ("raw", "aggregate", "total")
+STATISTICS = {"aggregate": ("mean", "min", "max", "count", "total"), "total": ("total",)}
 # Version 2, per channel: what follows its sample count
 SHAPE_REGULAR = 0x01  # consecutive slots from the first one: no time block
 SHAPE_EXCEPTIONS = 0x02  # some times are off their slot: a list of offsets follows

@@ -7,6 +7,9 @@ from __future__ import annotations
 import re
 
 from edge_agent.wire.format import (
+    FLAG_LEVEL_MASK,
+    FLAG_LEVEL_SHIFT,
+    LEVELS,
     MAX_CHANNELS,
     MAX_NAME,
     MAX_PERIOD_MS,
@@ -14,6 +17,7 @@ from edge_agent.wire.format import (
     MAX_TIME_MS,
     MAX_UNIT,
     NAME_PATTERN,
+    STATISTICS,
 )
 
 _NAME = re.compile(NAME_PATTERN)
@@ -53,6 +57,32 @@ def header_problem(seq: int, t0_ms: int, period_ms: int, nchannels: int, epoch: 
         return f"{nchannels} channels: at most {MAX_CHANNELS} in a batch"
     if not 0 <= epoch < 1 << 32:
         return f"epoch {epoch} is not a 32-bit number"
+    return None
+
+
+def level_of(flags: int) -> str | None:
+    """The privacy level that flag bits 3-4 name, or None for the undefined 3."""
+    code = (flags & FLAG_LEVEL_MASK) >> FLAG_LEVEL_SHIFT
+    return LEVELS[code] if code < len(LEVELS) else None
+
+
+def level_problem(flags: int) -> str | None:
+    if level_of(flags) is None:
+        return "flags: privacy level 3 (flag bits 3-4) is not defined"
+    return None
+
+
+def statistic_problem(flags: int, name: str, what: str) -> str | None:
+    """Above raw, a channel is BASE.STATISTIC with a statistic of the batch's level."""
+    level = level_of(flags)
+    if level is None or level == "raw":
+        return None
+    base, dot, stat = name.rpartition(".")
+    if not dot or not base or stat not in STATISTICS[level]:
+        return (
+            f"{what} {_shown(name)} in a batch of privacy level {level} is not BASE.STATISTIC "
+            f"with a statistic of {', '.join(STATISTICS[level])}"
+        )
     return None
 
 

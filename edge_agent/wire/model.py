@@ -13,6 +13,9 @@ from edge_agent.wire.format import (
     ENCODING_DELTA_VARINT,
     FLAG_CLOCK_UNSYNCED,
     FLAG_HISTORICAL,
+    FLAG_LEVEL_MASK,
+    FLAG_LEVEL_SHIFT,
+    LEVELS,
     RESOLUTION_EXP,
     VERSION,
 )
@@ -86,6 +89,13 @@ class Batch:
     epoch: int = 0  # version 4: drawn at each start of the node (EPOCH_BITS); 0 in versions 1-3
 
     @property
+    def privacy(self) -> str:
+        """The stream's privacy level (flag bits 3-4): ``raw``, or ``aggregate`` or ``total``,
+        whose channels are statistics over each ``period_ms`` (docs/privacy.md)."""
+        code = (self.flags & FLAG_LEVEL_MASK) >> FLAG_LEVEL_SHIFT
+        return LEVELS[code] if code < len(LEVELS) else "undefined"
+
+    @property
     def key(self) -> tuple[str, str, int, int]:
         """The dedupe key: (node, stream, epoch, seq)."""
         return self.node, self.stream, self.epoch, self.seq
@@ -114,6 +124,9 @@ class Batch:
                     row["quality"] = qflags[i]
                 if self.flags & FLAG_HISTORICAL:
                     row["historical"] = True
+                if self.flags & FLAG_LEVEL_MASK:  # a statistic over the period that ends at t
+                    row["privacy"] = self.privacy
+                    row["period"] = self.period_ms / 1000.0
                 if self.flags & FLAG_CLOCK_UNSYNCED:
                     row["clock_unsynced"] = True  # the node's clock was not known good: t may be wrong
                 yield row

@@ -214,6 +214,27 @@ def _v4_coded_carry() -> wire.Batch:
 
 
 # name -> (what it shows, batch, version written, deflate)
+def _v4_private() -> wire.Batch:
+    """An INA226's power at privacy level aggregate: two 15-minute periods, rounded to 0.1 W."""
+    q = 15 * 60_000
+    ends = (T0 + q, T0 + 2 * q)
+    return wire.Batch(
+        "flat-7",
+        "mains",
+        3,
+        T0 + q,
+        (
+            C("power.mean", "W", 0.1, ends, (1523, 3874)),
+            C("power.min", "W", 0.1, ends, (1491, 1502)),
+            C("power.max", "W", 0.1, ends, (1562, 21557)),
+            C("power.count", "", 1.0, ends, (900, 900)),
+        ),
+        flags=1 << wire.FLAG_LEVEL_SHIFT,
+        period_ms=q,
+        epoch=0x5EED0001,
+    )
+
+
 VECTORS: dict[str, tuple[str, wire.Batch, int, bool]] = {
     "v1-two-channels": (
         "version 1: two known channels, a quality flag",
@@ -313,6 +334,15 @@ VECTORS: dict[str, tuple[str, wire.Batch, int, bool]] = {
         4,
         False,
     ),
+    "v4-private-aggregate": (
+        (
+            "version 4: a private stream at level aggregate (flag bits 3-4 = 1): per 15-minute "
+            "period the mean, min, max and count of a power channel"
+        ),
+        _v4_private(),
+        4,
+        False,
+    ),
     "v4-cabinet-deflate": (
         (
             "version 4: flags historical, clock_unsynced and deflate, a relative bound on a "
@@ -336,7 +366,9 @@ def document(about: str, payload: bytes) -> dict[str, Any]:
     b = wire.decode(payload)
     doc: dict[str, Any] = {"about": about, "node": b.node, "stream": b.stream, "seq": b.seq}
     doc["version"] = b.version
-    doc["flags"] = b.flags
+    doc["flags"] = b.flags & (wire.FLAG_HISTORICAL | wire.FLAG_CLOCK_UNSYNCED)
+    if b.privacy != "raw":
+        doc["privacy"] = b.privacy
     if b.version >= 2:
         doc["deflate"] = bool(payload[3] & wire.FLAG_DEFLATE)
     doc["t0_ms"] = b.t0_ms
