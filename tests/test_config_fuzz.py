@@ -18,7 +18,18 @@ from edge_agent.config import load_config
 from edge_agent.errors import ConfigError
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
-DOCS = [yaml.safe_load(GOOD)] + [yaml.safe_load(p.read_text()) for p in EXAMPLES]
+PRIVATE = """\
+node: {id: home-0001}
+mqtt: {broker: "mqtt://127.0.0.1:1883"}
+sensors:
+  - {name: mains, type: s0, pin: 17, pulses_per_kwh: 1000, interval: 1s,
+     privacy: {level: aggregate, period: 15min, round: {power: 10}}}
+  - {name: feed, type: ina226, address: 0x40, shunt_ohms: 0.002, max_current: 20.0,
+     privacy: {level: total, period: 1d}}
+derived:
+  - {kind: energy, name: mains_kwh, inputs: {power: feed.power}, privacy: {level: total, period: 1d}}
+"""  # the privacy blocks (docs/privacy.md), on a sensor and a derived stream
+DOCS = [yaml.safe_load(GOOD), yaml.safe_load(PRIVATE)] + [yaml.safe_load(p.read_text()) for p in EXAMPLES]
 
 
 def paths(node: Any, here: tuple = ()) -> list[tuple]:

@@ -94,7 +94,7 @@ def _parse_one(doc: Document, raw: Any, path: str, sensors: tuple[SensorConfig, 
     if not isinstance(raw, dict):
         raise doc.fail(path, "a mapping", raw)
     kind_name = raw.get("kind")
-    if kind_name not in KINDS:
+    if not isinstance(kind_name, str) or kind_name not in KINDS:
         raise doc.fail(
             f"{path}.kind", "one of " + ", ".join(sorted(KINDS)), kind_name, show_got="kind" in raw
         )
@@ -112,7 +112,7 @@ def _parse_one(doc: Document, raw: Any, path: str, sensors: tuple[SensorConfig, 
     inputs = _parse_inputs(doc, m["inputs"], f"{path}.inputs", kind_name, kind, sensors)
     names = {i[0] for i in inputs}
     correction = m.get("correction", "none")
-    if correction not in CORRECTIONS:
+    if not isinstance(correction, str) or correction not in CORRECTIONS:
         raise doc.fail(f"{path}.correction", "one of " + ", ".join(CORRECTIONS), correction)
     _check_needs(doc, path, kind_name, names, correction)
     factor = float(doc.number(m.get("emission_factor", 0.0), f"{path}.emission_factor", low=0.0))

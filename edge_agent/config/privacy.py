@@ -65,7 +65,7 @@ def parse_privacy(
         return None
     m = doc.mapping(raw, path, {"level", "period", "round"}, {"level"})
     level = m["level"]
-    if level not in LEVELS:
+    if not isinstance(level, str) or level not in LEVELS:
         raise doc.fail(f"{path}.level", "one of " + ", ".join(LEVELS), level)
     if level == "raw":
         for key in ("period", "round"):
