@@ -206,6 +206,14 @@ def load_config(path: str | os.PathLike | None = None) -> AgentConfig:
         raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return parse_config_text(text, source)
+
+
+def parse_config_text(text: str, source: str) -> AgentConfig:
+    """A node configuration's YAML text, validated as a file of it is (a remote one too);
+    ConfigError naming ``source`` and where."""
+    if len(text.encode("utf-8")) > CONFIG_MAX:
+        raise ConfigError(f"{source}: more than {CONFIG_MAX:,} bytes: not a node configuration")
     try:
         doc = load_yaml(text)
     except yaml.YAMLError as exc:
@@ -213,7 +221,8 @@ def load_config(path: str | os.PathLike | None = None) -> AgentConfig:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
-    return replace(parse_config(doc, source), config_hash=hashlib.sha256(raw).hexdigest()[:16])
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return replace(parse_config(doc, source), config_hash=digest)
 
 
 def with_overrides(

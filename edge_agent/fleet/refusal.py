@@ -22,6 +22,8 @@ REASONS = {
     "corrupt_file": "a file whose size or SHA-256 is not the manifest's",
     "missing_file": "a file the manifest lists is not in the bundle",
     "failed_release": "a release that failed its trial: never tried again",
+    "invalid_config": "a configuration the node would refuse from a file: what and where",
+    "immutable": "a configuration that changes what cannot change while the node runs",
 }
 
 
