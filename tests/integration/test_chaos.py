@@ -77,6 +77,7 @@ def test_kills_and_broker_restarts_lose_nothing_sealed(broker, tmp_path):
     cmd = agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", state)
     kills, broker_restarts = [], 0
     logs = []
+    agent: subprocess.Popen | None = None
     try:
         for round_ in range(ROUNDS):
             log = tmp_path / f"agent{round_}.err"
@@ -125,6 +126,9 @@ def test_kills_and_broker_restarts_lose_nothing_sealed(broker, tmp_path):
                 break
             time.sleep(0.2)
     finally:
+        if agent is not None and agent.poll() is None:  # a failure above: stopped all the same
+            agent.kill()
+            agent.wait(timeout=10)
         os.kill(tail.pid, signal.SIGTERM)
         tail.wait(timeout=10)
     got = {r["seq"] for r in rows}
