@@ -29,6 +29,9 @@ cp -a "$here/pi-gen/stage-edge-agent" "$stage"
 # The agent's source as the repository has it committed, its units and settings, the
 # technicians' key: staged for the install step both recipes share (images/install-agent.sh).
 "$here/stage.sh" "$stage/01-agent/files" tech "$pubkey_file"
+# A way to PyPI that needs its own CA (pip's PIP_CERT): the install step uses it, then removes it.
+pip_ca=${EDGE_AGENT_PIP_CERT:-${PIP_CERT:-}}
+if [ -n "$pip_ca" ] && [ -r "$pip_ca" ]; then cp "$pip_ca" "$stage/01-agent/files/pip-ca.pem"; fi
 
 cp "$here/pi-gen/config" "$pigen/config"
 printf 'PUBKEY_SSH_FIRST_USER="%s"\n' "$pubkey" >>"$pigen/config"

@@ -20,9 +20,12 @@ install -D -m 644 "$src/images-README.md" /usr/share/doc/edge-agent/images/READM
 
 # The agent in its own virtual environment; the compiled signal core is required: a
 # build that falls back to the pure-Python twin fails here instead of on a node.
-# (No pip settings of the build host: a clean environment.)
+# (No pip settings of the build host: a clean environment; a build machine whose way to
+# PyPI needs its own CA staged it as pip-ca.pem, used here only and removed with src.)
 python3 -m venv /opt/edge-agent
-env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 EDGE_AGENT_REQUIRE_EXT=1 \
+pip_ca=()
+[ -f "$src/pip-ca.pem" ] && pip_ca=(PIP_CERT="$src/pip-ca.pem")
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 EDGE_AGENT_REQUIRE_EXT=1 "${pip_ca[@]}" \
 	/opt/edge-agent/bin/pip install --no-cache-dir --disable-pip-version-check "$src/edge-agent.tar.gz"
 /opt/edge-agent/bin/python -c 'import edge_agent.dsp as d; assert d.IMPLEMENTATION == "cython", d.IMPLEMENTATION'
 

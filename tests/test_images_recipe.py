@@ -46,7 +46,10 @@ def test_every_file_the_install_step_uses_is_staged_from_the_repository():
         "images-README.md",
         "tech-user",
         "tech-user.pub",
+        "pip-ca.pem",  # optional: the build machine's CA for PyPI, staged by both recipes
     }
+    for recipe in (IMAGES / "build.sh", IMAGES / "debian" / "build.sh"):
+        assert "pip-ca.pem" in recipe.read_text(), recipe
     assert used <= staged, f"install-agent.sh uses what stage.sh does not stage: {used - staged}"
     for unit in ("edge-agent.service", "edge-agent-import.service"):
         assert unit in used and (REPO / "systemd" / unit).is_file()

@@ -59,8 +59,11 @@ trap 'rm -rf "$work"' EXIT
 # What the root file system is made from: the agent's committed source, the recipes,
 # the units, the technicians' key.
 "$images/stage.sh" "$work/stage" tech "$pubkey_file"
+# This machine's way to PyPI may need its own CA (pip's PIP_CERT): the install step uses it.
+pip_ca=${EDGE_AGENT_PIP_CERT:-${PIP_CERT:-}}
+if [ -n "$pip_ca" ] && [ -r "$pip_ca" ]; then cp "$pip_ca" "$work/stage/pip-ca.pem"; fi
 key=$( (
-	cd "$work/stage" && sha256sum -- * | grep -v ' edge-agent.tar.gz$'
+	cd "$work/stage" && sha256sum -- * | grep -v ' edge-agent.tar.gz$\| pip-ca.pem$'
 	git -C "$repo" rev-parse HEAD:edge_agent HEAD:drivers HEAD:ext HEAD:setup.py HEAD:pyproject.toml
 	cat "$here/build.sh" "$here/packages" "$here/initramfs-modules" "$here"/*.cfg "$here"/*.network
 	echo "$SUITE $DISK_ID"
