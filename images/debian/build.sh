@@ -63,7 +63,7 @@ trap 'rm -rf "$work"' EXIT
 pip_ca=${EDGE_AGENT_PIP_CERT:-${PIP_CERT:-}}
 if [ -n "$pip_ca" ] && [ -r "$pip_ca" ]; then cp "$pip_ca" "$work/stage/pip-ca.pem"; fi
 key=$( (
-	cd "$work/stage" && sha256sum -- * | grep -v ' edge-agent.tar.gz$\| pip-ca.pem$'
+	cd "$work/stage" && sha256sum -- * | grep -v ' edge-agent.tar.gz$\| pip-ca.pem$\| README.md$\| images-README.md$'
 	git -C "$repo" rev-parse HEAD:edge_agent HEAD:drivers HEAD:ext HEAD:setup.py HEAD:pyproject.toml
 	cat "$here/build.sh" "$here/packages" "$here/initramfs-modules" "$here"/*.cfg "$here"/*.network
 	echo "$SUITE $DISK_ID"
@@ -101,6 +101,9 @@ fi
 # The disk: the root file system with the overlay, the boot partition, the table.
 mkdir "$work/root"
 tar -C "$work/root" --numeric-owner --xattrs --xattrs-include='*' -xpf "$rootfs"
+# the docs are not in the cache key: the current ones, whatever the cached root has
+install -m 644 "$work/stage/README.md" "$work/root/usr/share/doc/edge-agent/README.md"
+install -m 644 "$work/stage/images-README.md" "$work/root/usr/share/doc/edge-agent/images/README.md"
 if [ -n "$overlay" ]; then
 	cp -a "$overlay/." "$work/root/"
 fi
