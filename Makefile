@@ -81,3 +81,12 @@ help:
 
 clean:
 	rm -rf $(VENV) build *.egg-info ext/*.c edge_agent/*.so edge_agent/*.pyd
+
+# The SD image built and booted (tests/integration/test_image_boot.py; images/README.md):
+# an arm64 Debian 12 card from images/debian/build.sh (its root file system cached in
+# ~/.cache/edge-agent-image), provisioned, booted in qemu-system-aarch64, checked from
+# the host. As root. Not in `make test`: see images/README.md for the times.
+.PHONY: image-test
+image-test: $(DEV)
+	sh scripts/image-deps.sh
+	EDGE_AGENT_IMAGE_TEST=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/integration/test_image_boot.py

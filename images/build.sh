@@ -18,26 +18,20 @@ pigen=$1
 pubkey_file=$2
 mode=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
 
 [ -x "$pigen/build.sh" ] || { echo "$pigen: not a pi-gen checkout (no build.sh)" >&2; exit 66; }
 [ -r "$pubkey_file" ] || { echo "$pubkey_file: cannot read the technicians' SSH public key" >&2; exit 66; }
 pubkey=$(head -n 1 "$pubkey_file")
-case "$pubkey" in
-ssh-ed25519\ * | ecdsa-sha2-* | ssh-rsa\ *) ;;
-*) echo "$pubkey_file: not an SSH public key" >&2; exit 65 ;;
-esac
 
 stage="$pigen/stage-edge-agent"
 rm -rf "$stage"
 cp -a "$here/pi-gen/stage-edge-agent" "$stage"
-files="$stage/01-agent/files"
-# The agent's source as the repository has it committed, and the units it installs.
-git -C "$repo" archive --format=tar.gz --prefix=edge-agent/ -o "$files/edge-agent.tar.gz" HEAD
-cp "$repo/systemd/edge-agent.service" "$repo/systemd/edge-agent-import.service" \
-	"$repo/systemd/edge-agent.sysusers.conf" "$files/"
-cp "$repo/README.md" "$files/README.md"
-cp "$here/README.md" "$files/images-README.md"
+# The agent's source as the repository has it committed, its units and settings, the
+# technicians' key: staged for the install step both recipes share (images/install-agent.sh).
+"$here/stage.sh" "$stage/01-agent/files" tech "$pubkey_file"
+# A way to PyPI that needs its own CA (pip's PIP_CERT): the install step uses it, then removes it.
+pip_ca=${EDGE_AGENT_PIP_CERT:-${PIP_CERT:-}}
+if [ -n "$pip_ca" ] && [ -r "$pip_ca" ]; then cp "$pip_ca" "$stage/01-agent/files/pip-ca.pem"; fi
 
 cp "$here/pi-gen/config" "$pigen/config"
 printf 'PUBKEY_SSH_FIRST_USER="%s"\n' "$pubkey" >>"$pigen/config"

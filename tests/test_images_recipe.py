@@ -1,7 +1,8 @@
-"""The SD image recipe (images/), checked as far as a machine without loop devices and
-qemu allows: shell syntax and shellcheck, pi-gen's stage layout, every file the stage
-installs exists in the repository, the settings it promises (shellcheck and the fstab edit,
-which run tools, are in integration/test_image_scripts.py)."""
+"""The SD image recipes (images/): pi-gen's and Debian's, sharing one install step, checked
+without building (`make image-test` builds and boots one): pi-gen's stage layout, every file
+the install step uses is staged from the repository, both recipes run it, the settings it
+promises (shellcheck and the fstab edit, which run tools, are in
+integration/test_image_scripts.py)."""
 
 from __future__ import annotations
 
@@ -31,45 +32,71 @@ def test_the_stage_has_pi_gens_layout_and_runs_after_lite():
     assert {"python3-venv", "python3-dev", "gcc"} <= set(packages)
 
 
-def test_every_file_the_stage_installs_is_in_the_repository():
-    run = (STAGE / "01-agent" / "00-run.sh").read_text()
-    build = (IMAGES / "build.sh").read_text()
-    installed = set(re.findall(r"install -m \d+ files/(\S+)", run))
-    assert installed, "no install lines found"
-    checked_in = {p.name for p in (STAGE / "01-agent" / "files").iterdir()}
-    staged = set(re.findall(r'"\$repo/(\S+?)"', build))  # copied from the repository by build.sh
-    for rel in staged:
-        assert (REPO / rel).is_file(), f"build.sh copies {rel}, which is not in the repository"
-    staged_names = {os.path.basename(r) for r in staged} | {"edge-agent.tar.gz", "images-README.md"}
-    missing = installed - checked_in - staged_names
-    assert not missing, f"installed but neither checked in nor staged by build.sh: {missing}"
+def test_every_file_the_install_step_uses_is_staged_from_the_repository():
+    stage = (IMAGES / "stage.sh").read_text()
+    install = (IMAGES / "install-agent.sh").read_text()
+    used = set(re.findall(r'"\$src/(\S+?)"', install))
+    assert used, "no staged files used"
+    copied = set(re.findall(r'"\$(?:repo|here)/(\S+?\.\w+)"', stage))
+    for rel in copied:
+        base = REPO if (REPO / rel).is_file() else IMAGES
+        assert (base / rel).is_file(), f"stage.sh copies {rel}, which is not in the repository"
+    staged = {os.path.basename(r) for r in copied} | {
+        "edge-agent.tar.gz",
+        "images-README.md",
+        "tech-user",
+        "tech-user.pub",
+        "pip-ca.pem",  # optional: the build machine's CA for PyPI, staged by both recipes
+    }
+    for recipe in (IMAGES / "build.sh", IMAGES / "debian" / "build.sh"):
+        assert "pip-ca.pem" in recipe.read_text(), recipe
+    assert used <= staged, f"install-agent.sh uses what stage.sh does not stage: {used - staged}"
     for unit in ("edge-agent.service", "edge-agent-import.service"):
-        assert unit in installed and (REPO / "systemd" / unit).is_file()
-    assert 'cp "$here/README.md" "$files/images-README.md"' in build
+        assert unit in used and (REPO / "systemd" / unit).is_file()
 
 
-def test_the_image_promises_are_in_the_scripts():
-    chroot = (STAGE / "01-agent" / "01-run-chroot.sh").read_text()
+def test_both_recipes_run_the_one_install_step():
+    build = (IMAGES / "build.sh").read_text()
     run = (STAGE / "01-agent" / "00-run.sh").read_text()
+    chroot = (STAGE / "01-agent" / "01-run-chroot.sh").read_text()
+    debian = (IMAGES / "debian" / "build.sh").read_text()
+    assert '"$here/stage.sh" "$stage/01-agent/files" tech' in build
+    assert 'cp -r files "${ROOTFS_DIR}/opt/edge-agent/src"' in run
+    assert "/opt/edge-agent/src/install-agent.sh /opt/edge-agent/src" in chroot
+    assert '"$images/stage.sh" "$work/stage" tech' in debian
+    assert "/opt/edge-agent/src/install-agent.sh /opt/edge-agent/src" in debian
+    # the same layout as Raspberry Pi OS: MBR, 256 MiB FAT at 4 MiB ("bootfs"), then ext4 root
+    assert "BOOT_START=8192 BOOT_SECTORS=524288 ROOT_START=532480" in debian
+    assert "label: dos" in debian and "type=c" in debian and "type=83" in debian
+    assert "mkfs.fat -F 32" in debian and "-n bootfs" in debian and "mkfs.ext4" in debian and " -d " in debian
+    assert "losetup" not in debian and "mount " not in debian.replace("mount -t binfmt_misc", "")
+    packages = (IMAGES / "debian" / "packages").read_text().split()
+    assert {"python3-venv", "python3-dev", "gcc", "cloud-init", "linux-image-arm64"} <= set(packages)
+
+
+def test_the_image_promises_are_in_the_install_step():
+    install = (IMAGES / "install-agent.sh").read_text()
     for promise in (
         "EDGE_AGENT_REQUIRE_EXT=1",
         "python3 -m venv /opt/edge-agent",
+        'assert d.IMPLEMENTATION == "cython"',
         "systemctl enable edge-agent-import.service edge-agent.service",
         "raspi-config nonint do_i2c 0",
         "systemd-sysusers",
+        "passwd -l root",
+        'passwd -l "$tech"',
     ):
-        assert promise in chroot, promise
-    assert "passwd -l root" in run and 'passwd -l "${FIRST_USER_NAME}"' in run
-    # pi-gen's cloud-init user entry without FIRST_USER_PASS is an empty, unlocked password:
-    # ours, read after it, locks it
-    user_cfg = run[run.index("99_edge-agent.cfg") :]
+        assert promise in install, promise
+    # the image's cloud-init user entry (pi-gen's without FIRST_USER_PASS: an empty, unlocked
+    # password; Debian's default user) is replaced by ours, read after it: locked, keys only
+    user_cfg = install[install.index("99_edge-agent.cfg") :]
     assert "lock_passwd: true" in user_cfg and "ssh_pwauth: false" in user_cfg
     assert "99_edge-agent.cfg" > "99_default.cfg"
-    sshd = (STAGE / "01-agent" / "files" / "sshd-edge-agent.conf").read_text()
+    sshd = (IMAGES / "files" / "sshd-edge-agent.conf").read_text()
     assert re.search(r"^PasswordAuthentication no$", sshd, re.M) and re.search(
         r"^PermitRootLogin no$", sshd, re.M
     )
-    journald = (STAGE / "01-agent" / "files" / "journald-edge-agent.conf").read_text()
+    journald = (IMAGES / "files" / "journald-edge-agent.conf").read_text()
     assert re.search(r"^Storage=volatile$", journald, re.M) and re.search(
         r"^RuntimeMaxUse=16M$", journald, re.M
     )
