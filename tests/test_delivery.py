@@ -8,7 +8,6 @@ import os
 import random
 import sqlite3
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from uplink_node import make_uplink
@@ -154,22 +153,3 @@ def test_acknowledgements_gather_while_batches_are_in_flight_and_go_at_once_when
     up.deleter.done.put([1, 2, 4])
     w.hand_over_deletes(now + DELETE_EVERY * 1.2)
     assert w.deleting == {5, 3, 6}
-
-
-@pytest.mark.parametrize(
-    "code, kept",
-    [(0, False), (0x10, True), (0x80, True), (0x87, True)],
-    ids=["success", "no matching subscribers", "unspecified error", "not authorized"],
-)
-def test_a_batch_nobody_took_is_kept_and_sent_again(tmp_path, code, kept):
-    """PUBACK 0x10 ("no matching subscribers") is a success to the broker, but nobody took
-    the batch (a backbone whose workers are not back yet): it is held and sent again, as
-    for a failure, never deleted as delivered."""
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.reasoncodes import ReasonCode
-
-    up, _ = make_uplink(tmp_path)
-    w = up.window
-    w.inflight = {9: 42}
-    w.acknowledge(9, ReasonCode(PacketTypes.PUBACK, identifier=code))
-    assert (42 in w.hold, 42 in w.acked, w.delivered) == (kept, not kept, 0 if kept else 1)

@@ -211,8 +211,8 @@ class FleetLoop:
             self.refused += 1  # the broker said no (not authorised): not sent again
         elif item.stream is not None:
             rec = self.record.of(n.node.node_id, item.stream, item.epoch)
-            if reason_code.value == NO_SUBSCRIBERS:  # taken by nobody: kept and sent again,
-                rec.unrouted.append(item.seq)  # as the node does (node/delivery.py)
+            if reason_code.value == NO_SUBSCRIBERS:  # taken by nobody: kept and sent again
+                rec.unrouted.append(item.seq)  # (the node does not yet: docs/backbone.md)
                 n.pending.appendleft(item)
                 n.held_until = time.monotonic() + UNROUTED_RETRY
                 self._at(n.held_until, "pump", n)

@@ -36,7 +36,6 @@ from edge_agent.node.store import BatchStore, StoredBatch
 
 log = logging.getLogger("edge_agent.uplink")
 
-NO_SUBSCRIBERS = 0x10  # a PUBACK's reason code: accepted, and handed to no subscriber
 FAILED_RETRY_DELAY = 5.0  # s before a batch whose PUBACK failed is offered again
 RESCAN_INTERVAL = 5.0  # s between reads of the whole queue for rows passed over
 DELETE_EVERY = 0.1  # s acknowledgements gather while batches are in flight
@@ -211,15 +210,11 @@ class DeliveryWindow:
         row_id = self.inflight.pop(mid, None)
         if row_id is None:
             return  # the birth/offline/health message, or an ack we already handled
-        # "No matching subscribers" (MQTT 5, 0x10) is a success to the broker, but nobody took
-        # the batch: kept and sent again, as for a failure. (Mosquitto 2.0 forgets shared
-        # subscriptions at a restart, until each worker connects again.)
-        if reason_code.is_failure or reason_code.value == NO_SUBSCRIBERS:
+        if reason_code.is_failure:
             self.failed_acks += 1
             self.hold[row_id] = time.monotonic() + FAILED_RETRY_DELAY
             log.warning(
-                "event=puback_%s row=%d reason=%r retry_in=%ds",
-                "failed" if reason_code.is_failure else "unrouted",
+                "event=puback_failed row=%d reason=%r retry_in=%ds",
                 row_id,
                 str(reason_code),
                 FAILED_RETRY_DELAY,
