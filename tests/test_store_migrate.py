@@ -157,3 +157,15 @@ def test_a_new_queue_has_no_seq_index_and_a_seal_writes_no_page_of_one(tmp_path)
             size = os.path.getsize(q + "-wal")
             frames[kind] = (size - 32) / (db.execute("PRAGMA page_size").fetchone()[0] + 24) / 30
     assert frames["new"] < frames["legacy"] - 3  # 6 streams: a leaf of the index each, nearly
+
+
+def test_a_legacy_file_without_the_queues_totals_is_kept_not_taken_for_damage(tmp_path):
+    q = str(tmp_path / "queue.sqlite3")
+    rows = legacy(q)
+    db = sqlite3.connect(q)
+    db.execute("DROP TABLE queue_stats")
+    db.commit()
+    db.close()
+    with BatchStore(q, recover=True) as s:
+        assert s.recovery is None
+        assert s._db.execute(f"SELECT {COLUMNS} FROM batches ORDER BY id").fetchall() == rows

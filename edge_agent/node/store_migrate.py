@@ -49,7 +49,10 @@ def drop_legacy_index(db: sqlite3.Connection, create_batches: str, columns: str)
     (a kill between the two leaves a file the next opening completes the same way)."""
     if seq_index(db) != LEGACY_INDEX:
         return False
-    (count,) = db.execute("SELECT batches FROM queue_stats WHERE id = 0").fetchone() or (0,)
+    try:
+        (count,) = db.execute("SELECT batches FROM queue_stats WHERE id = 0").fetchone() or (0,)
+    except sqlite3.OperationalError:  # a file older than the queue's totals: the schema first
+        return False
     pending = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'salvage'").fetchone()
     if pending and db.execute("SELECT 1 FROM salvage LIMIT 1").fetchone():
         return False  # the salvage's collisions are found through that index
