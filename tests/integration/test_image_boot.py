@@ -31,10 +31,6 @@ from pki import _leaf
 from edge_agent.cli import main
 from edge_agent.wire.decoder import decode
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("EDGE_AGENT_IMAGE_TEST") != "1", reason="the booted image test: `make image-test`"
-)
-
 MiB = 1024 * 1024
 BOOT = (4 * MiB, 260 * MiB)  # the FAT boot partition's bytes in the image
 NODE = "img-node"
