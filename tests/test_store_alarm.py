@@ -100,3 +100,21 @@ def test_the_deleter_lives_through_damage_and_tells_the_agents_store(tmp_path, m
         assert deleter.finish(5.0)
         owner.close()
     assert calls[0] == [1, 2] and deleter.done.empty()
+
+
+def test_a_wal_truncated_under_a_running_store_is_damage(tmp_path):
+    """The WAL's index is in the agent's memory (store_vfs): a WAL cut shorter under it gives
+    SQLITE_IOERR_SHORT_READ at the next read of a frame past the cut, damage to recover from,
+    not an I/O error of the moment that ends the uplink thread."""
+    import os
+
+    from edge_agent.node.store import BatchStore
+
+    q = str(tmp_path / "q")
+    with BatchStore(q, recover=True) as sampler, BatchStore(q) as uplink:
+        for _ in range(200):
+            sampler.seal("a", lambda seq: os.urandom(80), 1.0)
+        os.truncate(q + "-wal", 5000)
+        with pytest.raises(sqlite3.OperationalError) as exc:
+            uplink.oldest(500)
+        assert store_alarm.is_damage(exc.value)

@@ -29,6 +29,7 @@ _lock = threading.Lock()
 _owners: dict[str, Callable[[str], None]] = {}  # real path of the queue -> its Background.met
 
 _DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+SHORT_READ = sqlite3.SQLITE_IOERR | (2 << 8)  # SQLITE_IOERR_SHORT_READ
 ERRORS = (sqlite3.DatabaseError, UnicodeDecodeError)  # what a store's call may raise of the file
 
 
@@ -41,8 +42,10 @@ def is_damage(exc: BaseException) -> bool:
     if not isinstance(exc, sqlite3.DatabaseError):
         return False
     if isinstance(exc, sqlite3.OperationalError):
-        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-        return code in _DAMAGE_CODES or "could not decode" in str(exc).lower()
+        extended = getattr(exc, "sqlite_errorcode", None) or 0
+        if extended == SHORT_READ:  # a file shorter than its WAL index says: truncated under us
+            return True
+        return extended & 0xFF in _DAMAGE_CODES or "could not decode" in str(exc).lower()
     return True  # DatabaseError (malformed, not a database), IntegrityError, ...
 
 
