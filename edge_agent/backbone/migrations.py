@@ -22,6 +22,15 @@ Step 1, the tables (docs/backbone.md, "The database", says why each is so):
   the reason, never dropped).
 - Views: ``sample_rows`` (samples with their names and each one's error bound), ``batch_gaps``
   (holes in seq per (node, stream, epoch)), ``duplicates``, ``ingest_lag``.
+
+Step 2, what a private stream's rows are (docs/privacy.md): ``privacy_level(version, flags)``
+names the level flag bits 3-4 carry in versions 2-4 (``raw``, ``aggregate``, ``total``;
+version 1 has no level, its bits 3-4 are ignored), and the view ``stream_privacy`` says, per
+(node, stream) and each level and period it was sent at, which batches and times the
+database holds of it: a sample row of a private stream is a statistic over its period (its
+channel named ``BASE.STATISTIC``), not a reading, and a stream whose configuration moved
+from raw to aggregate shows both spans. No table changes: the level and the period are in
+``batches.flags`` and ``batches.period_ms`` since step 1.
 """
 
 from __future__ import annotations
@@ -168,5 +177,29 @@ WHERE b.received > now() - interval '1 hour'
 GROUP BY s.node, s.stream;
 """
 
+STEP_2 = r"""
+CREATE FUNCTION privacy_level(version smallint, flags smallint) RETURNS text
+IMMUTABLE STRICT PARALLEL SAFE LANGUAGE sql AS $fn$
+    SELECT CASE WHEN version < 2 THEN 'raw'
+                ELSE (ARRAY['raw', 'aggregate', 'total', 'undefined'])[((flags >> 3) & 3) + 1] END
+$fn$;
+
+-- Per (node, stream), each level and period it was sent at: the batches the database holds
+-- and the span of their times. period_ms is the privacy period above raw (each sample row
+-- is then a statistic over one period, at its end), NULL at raw.
+CREATE VIEW stream_privacy AS
+SELECT s.node, s.stream, p.level,
+       CASE WHEN p.level = 'raw' THEN NULL ELSE b.period_ms END AS period_ms,
+       count(*) AS batches, min(b.t0) AS first_t, max(coalesce(b.t_last, b.t0)) AS last_t,
+       max(b.received) AS last_received
+FROM batches b
+JOIN streams s ON s.id = b.stream_id
+CROSS JOIN LATERAL (SELECT privacy_level(b.version, b.flags) AS level) p
+GROUP BY s.node, s.stream, p.level, 4;
+"""
+
 # (number, name, SQL): numbers from 1, without holes.
-MIGRATIONS: tuple[tuple[int, str, str], ...] = ((1, "tables, partitions and views", STEP_1),)
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (1, "tables, partitions and views", STEP_1),
+    (2, "privacy levels: privacy_level() and stream_privacy", STEP_2),
+)

@@ -14,6 +14,7 @@ import pytest
 from helpers import agent_cmd, stop_agent
 from ingest_helpers import (
     PREFIX,
+    T0,
     Ingest,
     Publisher,
     count,
@@ -266,3 +267,69 @@ def test_a_simulated_node_arrives_as_its_payloads_decode(ingest, broker, pg_url,
     assert stored_rows(pg_url) == expected_rows(list(recorded.values()))
     status = query(pg_url, "SELECT node, state, health IS NOT NULL FROM node_status")
     assert status and status[0][0] == "sim-node"
+
+
+def test_a_database_at_step_1_gains_the_privacy_view_and_keeps_its_rows(pg_url, monkeypatch):
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        assert schema.migrate(conn) == [1]
+        conn.execute("INSERT INTO streams (node, stream) VALUES ('n', 's')")
+        monkeypatch.undo()
+        assert schema.migrate(conn) == [n for n, _, _ in schema.MIGRATIONS[1:]]
+        assert conn.execute("SELECT node, stream FROM streams").fetchall() == [("n", "s")]
+        levels = conn.execute(
+            "SELECT privacy_level(v::smallint, f::smallint) FROM (VALUES (1, 8), (2, 0), (4, 8), (4, 16), "
+            "(4, 24), (4, 11), (3, 23)) AS t(v, f)"
+        ).fetchall()
+        # version 1 has no level (bits 3-4 ignored); other flag bits do not change it
+        assert [r[0] for r in levels] == [
+            "raw",
+            "raw",
+            "aggregate",
+            "total",
+            "undefined",
+            "aggregate",
+            "total",
+        ]
+
+
+def test_a_private_stream_shows_its_level_and_period(ingest, publisher, pg_url):
+    """A stream sent raw, then (its configuration changed) at level aggregate over 15
+    minutes: stream_privacy holds both spans, and the statistics' rows are those sent."""
+    worker, _ = ingest.start()
+    q = 15 * 60_000
+    raw = [payload("flat-7", "mains", seq) for seq in range(2)]
+
+    def private(seq: int) -> bytes:
+        end = T0 - 8 * q + (seq - 2) * 2 * q  # each batch two periods, in the past
+        ends = (end, end + q)
+        return wire.encode(
+            wire.Batch(
+                "flat-7",
+                "mains",
+                seq,
+                end,
+                (
+                    wire.ChannelData("power.mean", "W", 0.1, ends, (1523 + seq, 3874)),
+                    wire.ChannelData("power.count", "", 1.0, ends, (900, 899)),
+                ),
+                flags=1 << wire.FLAG_LEVEL_SHIFT,
+                period_ms=q,
+                epoch=0x0BADF00D,
+            )
+        )
+
+    privates = [private(2), private(3)]
+    for p in raw + privates:
+        publisher.data(p)
+    wait_for(pg_url, "SELECT count(*) FROM batches", lambda r: r[0][0] == 4, procs=[worker])
+    spans = query(
+        pg_url, "SELECT level, period_ms, batches FROM stream_privacy WHERE node = 'flat-7' ORDER BY level"
+    )
+    assert spans == [("aggregate", q, 2), ("raw", None, 2)]
+    means = query(
+        pg_url,
+        "SELECT value FROM sample_rows WHERE node = 'flat-7' AND channel = 'power.mean' ORDER BY t, value",
+    )
+    assert sorted(v for (v,) in means) == sorted([152.5, 387.4, 152.6, 387.4])
+    assert stored_rows(pg_url) == expected_rows(raw + privates)
