@@ -28,6 +28,17 @@ def test_good_file_loads_into_frozen_typed_objects(tmp_path):
     assert air.channels[1].chain_spec() == [("median", 5.0), ("ema", 0.3)]
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.node_id = "other"
+    assert cfg.groups == ()
+
+
+def test_node_groups_are_kept_in_their_order(tmp_path):
+    doc = yaml.safe_load(GOOD)
+    doc["node"]["groups"] = ["district-7", "pilot.2026", "lamps_led"]
+    assert load_config(write(tmp_path, yaml.safe_dump(doc))).groups == (
+        "district-7",
+        "pilot.2026",
+        "lamps_led",
+    )
 
 
 def test_builtin_default_node_has_one_simulated_bme680():
@@ -177,6 +188,12 @@ def test_builtin_default_node_has_one_simulated_bme680():
         (lambda d: d["mqtt"].update(username="a\tb"), "mqtt.username", "no control characters"),
         (lambda d: d["mqtt"].update(topic_prefix="city\x00"), "mqtt.topic_prefix", "no control characters"),
         (lambda d: d["mqtt"].update(topic_prefix="c" * 1025), "mqtt.topic_prefix", "at most 1024 bytes"),
+        # node.groups: the names signed fleet objects may target (docs/fleet.md)
+        (lambda d: d["node"].update(groups="district-7"), "node.groups", "a list of group names"),
+        (lambda d: d["node"].update(groups=["district 7"]), "node.groups[0]", "a group name of letters"),
+        (lambda d: d["node"].update(groups=["a", ["b"]]), "node.groups[1]", "a group name of letters"),
+        (lambda d: d["node"].update(groups=["a", "b", "a"]), "node.groups[2]", "a group not already listed"),
+        (lambda d: d["node"].update(group=["a"]), "node.group", "no such key (allowed: groups, id)"),
     ],
 )
 def test_errors_name_file_key_path_and_expectation(tmp_path, mutate, path, expected):

@@ -335,6 +335,21 @@ def test_the_commands_build_and_verify_and_say_why_they_refuse(site, tmp_path, c
     assert main(["update", "verify", str(out), "--node-id", "lamp-0043", *node]) == 1
     assert "refused (wrong_target): for node:lamp-0042, this is node:lamp-0043" in capsys.readouterr().err
     assert listing(root) == before  # verify records nothing and leaves no staging behind
+    # a bundle for a group: the node is in it by its configuration's node.groups, or by --group
+    grouped = tmp_path / "g.tar"
+    gargs = [*args[:4], "--target", "group:district-7", "--out", str(grouped)]
+    assert main(["fleet", "bundle", "--key", str(key / "operator.key"), *gargs, *map(str, wheels)]) == 0
+    conf = tmp_path / "node.yaml"
+    for groups, verdict in ((["pilot", "district-7"], 0), (["district-8"], 1)):
+        conf.write_text(
+            f"node: {{id: lamp-0050, groups: {json.dumps(groups)}}}\nmqtt: {{broker: 'mqtt://127.0.0.1:1883'}}\n"
+            "sensors: [{type: bme680, sim: {}}]\n"
+        )
+        assert main(["update", "verify", str(grouped), "--config", str(conf), *node]) == verdict, groups
+    assert "refused (wrong_target)" in capsys.readouterr().err
+    assert (
+        main(["update", "verify", str(grouped), "--config", str(conf), "--group", "district-7", *node]) == 0
+    )
     assert main(["fleet", "bundle", "--key", str(key / "operator.key"), *args, str(wheels[1])]) == 2
     assert "no edge_agent-0.2.0-*.whl" in capsys.readouterr().err
 

@@ -19,14 +19,15 @@ RELEASES = "/var/lib/edge-agent-releases"
 KILL_AT = "EDGE_AGENT_UPDATE_KILL_AT"  # tests: SIGKILL this process once the named step is done
 
 
-def _node(args: argparse.Namespace) -> tuple[str, str]:
-    """(node id, state directory) from the flags, else from the node's configuration."""
+def _node(args: argparse.Namespace) -> tuple[str, str, frozenset[str]]:
+    """(node id, state directory, groups) from the flags, else from the node's configuration;
+    the groups are the configuration's ``node.groups`` and every ``--group``."""
     from edge_agent.config import load_config
 
     if args.node_id is not None and args.state_dir is not None:
-        return args.node_id, args.state_dir
+        return args.node_id, args.state_dir, frozenset(args.group)
     cfg = load_config(args.config)
-    return args.node_id or cfg.node_id, args.state_dir or cfg.state_dir
+    return args.node_id or cfg.node_id, args.state_dir or cfg.state_dir, frozenset((*cfg.groups, *args.group))
 
 
 def _positive(text: str) -> int:
@@ -48,7 +49,7 @@ def cmd_update_verify(args: argparse.Namespace) -> int:
     from edge_agent.fleet.signed import Audience
     from edge_agent.fleet.staging import Limits, discard, stage
 
-    node_id, state_dir = _node(args)
+    node_id, state_dir, groups = _node(args)
     trust = TrustStore.load(args.trust_dir)
     counters = CounterStore(os.path.join(state_dir, "fleet", "counters.json"))
     limits = Limits(max_bundle=args.max_bytes) if args.max_bytes else Limits()
@@ -63,7 +64,7 @@ def cmd_update_verify(args: argparse.Namespace) -> int:
             args.bundle,
             root,
             trust=trust,
-            audience=Audience(node_id, frozenset(args.group)),
+            audience=Audience(node_id, groups),
             counters=counters,
             platform=args.platform,
             limits=limits,
@@ -120,12 +121,12 @@ def cmd_update_apply(args: argparse.Namespace) -> int:
     from edge_agent.fleet.signed import Audience
     from edge_agent.fleet.staging import Limits
 
-    node_id, state_dir = _node(args)
+    node_id, state_dir, groups = _node(args)
     done = apply(
         args.bundle,
         args.root,
         trust=TrustStore.load(args.trust_dir),
-        audience=Audience(node_id, frozenset(args.group)),
+        audience=Audience(node_id, groups),
         counters=CounterStore(os.path.join(state_dir, "fleet", "counters.json")),
         platform=args.platform,
         python=args.python or sys.executable,
@@ -156,7 +157,13 @@ def _node_flags(p: argparse.ArgumentParser) -> None:
         help=f"the node's configuration (default {NODE_CONFIG})",
     )
     p.add_argument("--node-id", metavar="ID", help="this node's id (default: the configuration's node.id)")
-    p.add_argument("--group", action="append", default=[], metavar="NAME", help="a group this node is in")
+    p.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a group this node is in (besides the configuration's node.groups)",
+    )
     p.add_argument("--state-dir", metavar="DIR", help="where the counters are (default: the configuration's)")
     p.add_argument("--platform", metavar="P", help="this node's platform (default: this machine's)")
     p.add_argument(

@@ -153,14 +153,34 @@ def _parse_home_assistant(doc: Document, raw: Any) -> HomeAssistantConfig:
     return HomeAssistantConfig(doc.boolean(ha.get("discovery", False), "home_assistant.discovery"), prefix)
 
 
+def _parse_groups(doc: Document, raw: Any) -> tuple[str, ...]:
+    """``node.groups``: the fleet groups a signed update, configuration or command may name
+    this node by (``group:NAME``, docs/fleet.md), each a name as a node id is."""
+    if not isinstance(raw, list):
+        raise doc.fail("node.groups", "a list of group names", raw)
+    groups = []
+    for i, g in enumerate(raw):
+        name = doc.string(
+            g,
+            f"node.groups[{i}]",
+            pattern=NAME,
+            what="a group name of letters, digits, '.', '_' or '-' (at most 64)",
+        )
+        if name in groups:
+            raise doc.fail(f"node.groups[{i}]", "a group not already listed", name)
+        groups.append(name)
+    return tuple(groups)
+
+
 def parse_config(raw: Any, source: str) -> AgentConfig:
     """Validate a parsed YAML document into an AgentConfig (raises ConfigError)."""
     doc = Document(source)
     m = doc.mapping(raw, "", _TOP_KEYS, {"node", "mqtt", "sensors"})
-    node = doc.mapping(m["node"], "node", {"id"}, {"id"})
+    node = doc.mapping(m["node"], "node", {"id", "groups"}, {"id"})
     node_id = doc.string(
         node["id"], "node.id", pattern=NAME, what="a node id of letters, digits, '.', '_' or '-' (at most 64)"
     )
+    groups = _parse_groups(doc, node.get("groups", []))
     state_dir = doc.string(m.get("state_dir", _default_state_dir()), "state_dir")
     store = _parse_store(doc, m.get("store", {}))
     clock = doc.mapping(m.get("clock", {}), "clock", {"hold_unsynced"})
@@ -176,6 +196,7 @@ def parse_config(raw: Any, source: str) -> AgentConfig:
     check_inputs(doc, sensors)
     return AgentConfig(
         node_id=node_id,
+        groups=groups,
         flush_interval=doc.duration(m.get("flush_interval", "10s"), "flush_interval"),
         health_interval=doc.duration(m.get("health_interval", "60s"), "health_interval"),
         clock_hold=clock_hold,

@@ -217,6 +217,7 @@ class AgentConfig:
     http: HttpConfig = HttpConfig()
     home_assistant: HomeAssistantConfig = HomeAssistantConfig()
     derived: tuple[DerivedConfig, ...] = ()
+    groups: tuple[str, ...] = ()  # node.groups: the fleet groups signed objects may target
     source: str = "<built-in default>"
     config_hash: str = ""  # first 16 hex digits of the SHA-256 of the file's bytes
 
