@@ -8,6 +8,8 @@ import signal
 
 from edge_agent.errors import ConfigError
 
+TRUST_DIR = "/etc/edge-agent/trust"
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     # `kill -USR1 PID` writes every thread's stack to stderr (the journal): what a node that
@@ -22,7 +24,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "no --config given: the built-in default node has only simulated sensors, so it needs --simulate"
         )
-    return Agent(cfg, simulate=args.simulate, config_path=args.config, overrides=overrides).run()
+    from edge_agent.fleet.node_side import remote_for
+
+    running, control = remote_for(cfg, args.trust_dir)
+    agent = Agent(
+        running, simulate=args.simulate, config_path=args.config, overrides=overrides, control=control
+    )
+    return agent.run()
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,5 +43,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--simulate", action="store_true", help="use simulated buses and chips")
     r.add_argument("--broker", metavar="URL", help="override mqtt.broker (mqtt://host:port, mqtts://...)")
     r.add_argument("--state-dir", metavar="DIR", help="override state_dir (where the queue lives)")
+    r.add_argument(
+        "--trust-dir",
+        default=TRUST_DIR,
+        metavar="DIR",
+        help=f"operators' keys a remote configuration must be signed by (default {TRUST_DIR}; none: off)",
+    )
     r.add_argument("--flush-interval", metavar="DURATION", help="override flush_interval (e.g. 10s)")
     r.set_defaults(func=cmd_run)

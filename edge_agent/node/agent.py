@@ -15,7 +15,8 @@ from typing import Concatenate, ParamSpec
 
 from edge_agent import __version__, dsp
 from edge_agent.config import AgentConfig, store_path
-from edge_agent.node import hass, store_pending
+from edge_agent.node import hass, reconfigure, store_pending
+from edge_agent.node.control import ControlChannel, Handler
 from edge_agent.node.delivery import Deleter
 from edge_agent.node.hardware import Hardware, SimulatedHardware
 from edge_agent.node.sampler import Sampler
@@ -137,6 +138,7 @@ class Agent:
         simulate: bool,
         config_path: str | None = None,
         overrides: dict | None = None,
+        control: Callable[[Agent], Handler] | None = None,
     ) -> None:
         self.cfg = cfg
         self.simulate = simulate
@@ -194,6 +196,9 @@ class Agent:
             boot_id=probe.boot_id(),
             simulated=self.simulate,
         )
+        # the fleet's topics (node/control.py), read by what cli/run.py gives: edge_agent.fleet
+        self.control = ControlChannel([]) if control is not None else None
+        self.control_handler = control(self) if control is not None else None
         self.uplink = self._new_uplink(cfg)
         self.notifier = Notifier.from_env()
         self.snapshots = Snapshots()  # the status page's view, taken on this thread
@@ -220,6 +225,9 @@ class Agent:
             f"delivered={self.uplink.delivered}, sensors={self.sampler.sensors_up()}/{len(self.sampler.slots)} up"
         )
 
+    def link_up(self) -> bool:
+        return self.uplink.connected
+
     def _stop_uplink(self, drain_timeout: float) -> float:
         """Tell the uplink to stop; returns the monotonic time by which it has ended."""
         self.uplink.stop(drain_timeout=drain_timeout)
@@ -242,7 +250,9 @@ class Agent:
     def _new_uplink(self, cfg: AgentConfig) -> Uplink:
         """An uplink for ``cfg``, told of each seal, and holding back batches of an
         unsynchronised clock while the sampler restamps them (so they leave with true times)."""
-        uplink = Uplink(cfg, store_path(cfg), restamping=self.sampler.restamping)
+        if self.control is not None and self.control_handler is not None:
+            self.control.topics = self.control_handler.topics(cfg)
+        uplink = Uplink(cfg, store_path(cfg), restamping=self.sampler.restamping, control=self.control)
 
         def sealed() -> None:
             uplink.notify()
@@ -253,50 +263,11 @@ class Agent:
         return uplink
 
     def _reload(self) -> None:
-        from edge_agent.config import load_config, with_overrides
-        from edge_agent.errors import ConfigError
+        reconfigure.reload_file(self)
 
-        self.reload_event.clear()
-        if self.config_path is None:
-            log.warning(
-                "event=reload_ignored reason=%r", "running the built-in default node, no file to re-read"
-            )
-            return
-        try:
-            new = with_overrides(load_config(self.config_path), **self.overrides)
-            if store_path(new) != store_path(self.cfg):
-                raise ConfigError(
-                    f"{self.config_path}: state_dir/store.path: the queue cannot move "
-                    f"while running (restart the service to move it)"
-                )
-        except ConfigError as exc:
-            self.rejected_reloads += 1
-            log.error("event=reload_rejected error=%r keeping=%s", str(exc), self.cfg.config_hash)
-            return
-        self.notifier.reloading()
-        old = self.cfg
-        old_hardware, self.hardware = self.hardware, self._hardware(new)
-        self.sampler.reconfigure(new, self.hardware.make)  # closes the old drivers
-        old_hardware.close()
-        if (new.mqtt, new.node_id, new.clock_hold) != (old.mqtt, old.node_id, old.clock_hold):
-            # what stays unacknowledged, the new one sends
-            self._join_uplink(self._stop_uplink(drain_timeout=1.0))
-            self.uplink = self._new_uplink(new)
-            if not isinstance(self.store, UnopenedStore):
-                self.uplink.start()
-        self.cfg = new
-        if new.flush_interval != old.flush_interval:
-            self._hand_over()  # a wait of the new interval's
-        self._watch()
-        self.reloads += 1
-        self.notifier.ready(self.status())
-        log.info(
-            "event=reloaded config=%s hash=%s previous=%s sensors=%d",
-            new.source,
-            new.config_hash,
-            old.config_hash,
-            len(new.sensors),
-        )
+    def apply_config(self, new: AgentConfig) -> None:
+        """Run ``new`` (validated, the queue in the same place) from the next sample on."""
+        reconfigure.apply(self, new)
 
     def _store_damage(self) -> bool:
         """Damage the check behind READY found: the uplink is stopped (its connections are
@@ -358,8 +329,11 @@ class Agent:
 
     def _tick(self, now: float) -> float:
         self._open_store(now)
-        if not self._store_damage() and self.reload_event.is_set():
-            self._reload()
+        if not self._store_damage():  # (a recovery under way: a change of configuration waits)
+            if self.reload_event.is_set():
+                self._reload()
+            if self.control is not None and self.control_handler is not None:
+                self._control(self.control, self.control_handler, now)
         if now >= self.next_snapshot:
             self.snapshots.take(
                 self.sampler, self.uplink, self.cfg, not isinstance(self.store, UnopenedStore)
@@ -370,6 +344,14 @@ class Agent:
             self.next_health = now + self.cfg.health_interval
         # Wake at least every second so a SIGHUP is acted on promptly.
         return min(self.watchdog.tick(now), self.next_health, now + 1.0)
+
+    def _control(self, channel: ControlChannel, handler: Handler, now: float) -> None:
+        try:
+            for message in channel.take():
+                handler.handle(message)
+            handler.tick(now)
+        except Exception as exc:  # the fleet's part must not stop sampling: said, and on
+            log.exception("event=control_failed error=%r", str(exc))
 
     def _on_ready(self) -> None:
         self.notifier.ready(self.status())

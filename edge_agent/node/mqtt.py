@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import select
 import socket
 import ssl
 from dataclasses import dataclass
@@ -321,3 +322,37 @@ def make_client(
 ) -> mqtt.Client:
     """A client for one of the node's brokers, from its configuration. Not yet connected."""
     return new_client(ClientSettings.from_config(cfg.mqtt, client_id, persistent=persistent), broker)
+
+
+def write_later(client: mqtt.Client, userdata: object, sock: object) -> None:
+    """paho's hook for an external loop that a write is waiting: network_turn() looks itself."""
+
+
+def network_turn(client: mqtt.Client | None, timeout: float) -> int:
+    """One turn of paho's network work, waiting at most ``timeout`` for the socket.
+
+    What ``client.loop()`` does, through the interface paho documents for external
+    loops, so paho never sets up the socket pair it uses to wake a network thread:
+    that would cost a send() per publish, on this thread, for nothing.
+    """
+    sock = client.socket() if client is not None else None
+    if client is None or sock is None:
+        return mqtt.MQTT_ERR_NO_CONN
+    pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted wait in the socket
+    if pending is not None and pending() > 0:
+        readable, writable = True, client.want_write()
+    else:
+        try:
+            r, w, _ = select.select([sock], [sock] if client.want_write() else [], [], timeout)
+            readable, writable = bool(r), bool(w)
+        except (OSError, ValueError):  # closed under us: the read reports the lost link
+            readable, writable = True, False
+    if readable:
+        rc = client.loop_read()
+        if rc or client.socket() is None:
+            return rc
+    if writable or client.want_write():
+        rc = client.loop_write()
+        if rc or client.socket() is None:
+            return rc
+    return client.loop_misc()

@@ -31,7 +31,6 @@ import json
 import logging
 import queue
 import random
-import select
 import sqlite3
 import ssl
 import threading
@@ -44,6 +43,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from edge_agent import __version__, dsp, wire
 from edge_agent.config import AgentConfig, BrokerConfig
 from edge_agent.node import hass, store_alarm
+from edge_agent.node.control import ControlChannel
 from edge_agent.node.delivery import Backoff, DeliveryWindow  # Backoff lived here: kept importable
 from edge_agent.node.health import HealthReport
 
@@ -54,8 +54,10 @@ from edge_agent.node.mqtt import (  # noqa: F401
     connect,
     explain,
     make_client,
+    network_turn,
     new_client,
     read_secret,
+    write_later,
 )
 from edge_agent.node.status_facts import uplink_part
 from edge_agent.node.store import BatchStore
@@ -70,10 +72,6 @@ OFFLINE_WAIT = 2.0  # s at a stop for the broker to acknowledge the retained "of
 Event = tuple[str, int | None, Any]  # (kind, client generation or None, argument)
 
 
-def _write_later(client: mqtt.Client, userdata: object, sock: object) -> None:
-    """paho's hook for an external loop that a write is waiting: _network() looks itself."""
-
-
 class Uplink(threading.Thread):
     """Publishes stored batches; deletes each on a successful PUBACK."""
 
@@ -84,9 +82,13 @@ class Uplink(threading.Thread):
         *,
         rng: random.Random | None = None,
         restamping: threading.Event | None = None,
+        control: ControlChannel | None = None,
     ) -> None:
         super().__init__(name="uplink", daemon=True)
         self.cfg = cfg
+        self.control = control  # the fleet's topics (node/control.py), when it has any
+        if control is not None:
+            control.wake = lambda: self.events.put(("answers", None, None))
         self.store_path = store_path
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         self._stop_requested = threading.Event()
@@ -200,9 +202,11 @@ class Uplink(threading.Thread):
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        if self.control is not None:
+            self.control.attach(client, lambda gen: gen == self.generation)
         # Writes wait for _network(): without this, paho sends each packet the moment it is
         # queued, from inside publish() and from each PUBACK it reads (see _network).
-        client.on_socket_register_write = _write_later
+        client.on_socket_register_write = write_later
         # Connect here rather than in paho's thread: a failure (refused, unreachable, TLS
         # verification) then comes back as an exception whose message we can log.
         try:
@@ -219,34 +223,7 @@ class Uplink(threading.Thread):
         log.debug("event=uplink_connecting broker=%s attempt=%d", broker.url, self.backoff.attempt)
 
     def _network(self, timeout: float) -> int:
-        """One turn of paho's network work, waiting at most ``timeout`` for the socket.
-
-        What ``client.loop()`` does, through the interface paho documents for external
-        loops, so paho never sets up the socket pair it uses to wake a network thread:
-        that would cost a send() per publish, on this thread, for nothing.
-        """
-        client = self.client
-        sock = client.socket() if client is not None else None
-        if client is None or sock is None:
-            return mqtt.MQTT_ERR_NO_CONN
-        pending = getattr(sock, "pending", None)  # TLS: bytes already decrypted wait in the socket
-        if pending is not None and pending() > 0:
-            readable, writable = True, client.want_write()
-        else:
-            try:
-                r, w, _ = select.select([sock], [sock] if client.want_write() else [], [], timeout)
-                readable, writable = bool(r), bool(w)
-            except (OSError, ValueError):  # closed under us: the read reports the lost link
-                readable, writable = True, False
-        if readable:
-            rc = client.loop_read()
-            if rc or client.socket() is None:
-                return rc
-        if writable or client.want_write():
-            rc = client.loop_write()
-            if rc or client.socket() is None:
-                return rc
-        return client.loop_misc()
+        return network_turn(self.client, timeout)
 
     def _drop_client(self) -> None:
         client, self.client = self.client, None
@@ -380,6 +357,11 @@ class Uplink(threading.Thread):
                 self.client.publish(*hass.discovery(self.cfg), qos=1, retain=True)
             if self._pending_health is not None:
                 self._publish_health(store, self._pending_health)
+            if self.control is not None:
+                self.control.connected(self.client)
+        elif kind == "answers":
+            if self.connected and self.client is not None and self.control is not None:
+                self.control.send(self.client)
         elif kind == "states":
             if self.connected and self.client is not None:  # else dropped: newer ones follow
                 for topic, payload in arg:
