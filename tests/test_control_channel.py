@@ -74,3 +74,14 @@ def test_answers_newest_per_topic_retained_ones_again_at_each_connect():
     c2 = Client()
     ch.connected(c2)  # a new link: the retained state again, the reply not (sent once)
     assert c2.published == [(STATE, b"reverted", 1, True)]
+
+
+def test_replies_are_each_sent_once_in_order_the_oldest_dropped_past_the_bound():
+    ch = ControlChannel([])
+    for i in range(control.MAX_PENDING + 3):
+        ch.answer("r", b"%d" % i, retain=False)
+    c = Client()
+    ch.send(c)
+    assert [p for _, p, _, _ in c.published] == [b"%d" % i for i in range(3, control.MAX_PENDING + 3)]
+    ch.send(c)
+    assert len(c.published) == control.MAX_PENDING

@@ -7,7 +7,8 @@ checked as a file is; accepted, it is applied and on trial: the uplink must be c
 it within ``remote_config.TRIAL`` (60 s), or it is reverted to the last good one (else the
 local file), and never tried again. Each outcome is published, retained, on
 ``{prefix}/{node}/config/state``: ``{"outcome": trial | applied | rejected | reverted,
-"counter", "config_hash", "detail", "at", "reason"?}``.
+"counter", "config_hash", "detail", "at", "reason"?}``. Commands from a fixed list come on
+``{prefix}/{node}/cmd`` (edge_agent.fleet.commands).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Protocol
 
 from edge_agent.config import AgentConfig
 from edge_agent.fleet import remote_config
+from edge_agent.fleet.commands import Commands, command_topic
 from edge_agent.fleet.keys import TrustStore
 from edge_agent.fleet.refusal import Refused
 from edge_agent.fleet.remote_config import RemoteConfig
@@ -40,6 +42,8 @@ class _Agent(Protocol):
     def apply_config(self, new: AgentConfig) -> None: ...
 
     def link_up(self) -> bool: ...
+
+    def command(self, name: str) -> dict | None: ...
 
 
 def config_set_topic(cfg: AgentConfig) -> str:
@@ -65,8 +69,14 @@ def remote_for(local: AgentConfig, trust_dir: str) -> tuple[AgentConfig, Callabl
     if not trust.ids:
         log.info("event=remote_config_off reason=%r", f"no trusted key in {trust_dir}")
         return local, None
-    remote = RemoteConfig(local.state_dir, trust, Audience(local.node_id, frozenset(local.groups)))
-    return remote.at_start(local), lambda agent: FleetNode(agent, remote, local)
+    audience = Audience(local.node_id, frozenset(local.groups))
+    remote = RemoteConfig(local.state_dir, trust, audience)
+    running = remote.at_start(local)
+
+    def make(agent: _Agent) -> FleetNode:
+        return FleetNode(agent, remote, local, commands=Commands(agent, trust, audience, remote.counters))
+
+    return running, make
 
 
 class FleetNode:
@@ -78,11 +88,13 @@ class FleetNode:
         remote: RemoteConfig,
         local: AgentConfig,
         *,
+        commands: Commands | None = None,
         trial: float = remote_config.TRIAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.agent = agent
         self.remote = remote
+        self.commands = commands
         self.local = local  # the file's configuration: where a revert with no good one goes
         self.trial = trial
         self.clock = clock
@@ -91,13 +103,19 @@ class FleetNode:
 
     # --- node/control.py Handler ---------------------------------------------------------------
     def topics(self, cfg: AgentConfig) -> list[str]:
-        return [config_set_topic(cfg)]
+        return [config_set_topic(cfg)] + ([command_topic(cfg)] if self.commands is not None else [])
 
     def holds(self) -> str | None:
         held = self.remote.trial() or self.remote.good()
         return held.source() if held is not None else None
 
     def handle(self, message: Message) -> None:
+        if self.commands is not None and message.topic == command_topic(self.agent.cfg):
+            if message.retained:  # a command is for now: one left retained would come at each connect
+                log.warning("event=command_ignored reason=%r", "a retained command")
+            else:
+                self.commands.handle(message)
+            return
         if message.topic != config_set_topic(self.agent.cfg) or not message.payload:
             return  # an empty retained message: the operator cleared the topic
         if self.deadline is not None:

@@ -24,6 +24,7 @@ REASONS = {
     "failed_release": "a release that failed its trial: never tried again",
     "invalid_config": "a configuration the node would refuse from a file: what and where",
     "immutable": "a configuration that changes what cannot change while the node runs",
+    "unknown_command": "a command not on the node's fixed list",
 }
 
 

@@ -228,6 +228,20 @@ class Agent:
     def link_up(self) -> bool:
         return self.uplink.connected
 
+    def command(self, name: str) -> dict | None:
+        """A fleet command (edge_agent.fleet.commands), on this thread; a report's facts."""
+        if name == "reload":
+            self.reload_event.set()  # at the loop's next turn, as a SIGHUP
+        elif name == "health":
+            self.next_health = 0.0
+        elif name == "flush":
+            self.sampler.seal()
+        elif name == "restart":
+            self.stop_event.set()  # a clean stop; the service manager starts it again
+        elif name == "report":
+            return self.sampler.health_part()
+        return None
+
     def _stop_uplink(self, drain_timeout: float) -> float:
         """Tell the uplink to stop; returns the monotonic time by which it has ended."""
         self.uplink.stop(drain_timeout=drain_timeout)

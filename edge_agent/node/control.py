@@ -10,8 +10,8 @@ module only moves bytes between the uplink's thread and the agent's:
   the topic costs at most ``MAX_PENDING`` messages of at most ``MAX_MESSAGE`` bytes; more
   are dropped, counted and logged, and a retained configuration comes again at the next
   connect);
-- the answers, newest per topic, published (QoS 1) when the link is up; a retained one again
-  at each connect, since a broker without persistence forgets it at a restart.
+- the answers, published (QoS 1) when the link is up: a retained state, the newest per topic,
+  again at each connect (a broker without persistence forgets it at a restart); a reply once.
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ class ControlChannel:
         self.topics = list(topics)
         self._lock = threading.Lock()
         self._pending: list[Message] = []
-        self._answers: dict[str, tuple[bytes, bool]] = {}  # topic: (payload, retain), newest
+        self._retained: dict[str, bytes] = {}  # topic: the newest state, sent at each connect
+        self._once: list[tuple[str, bytes, bool]] = []  # replies, each sent once
         self._unsent: set[str] = set()
         self.dropped = 0
         self.wake: Callable[[], None] = lambda: None  # set by the uplink: answers to send
@@ -92,9 +93,9 @@ class ControlChannel:
     def send(self, client: mqtt.Client, *, again: bool = False) -> None:
         """Publish the answers not yet sent (``again``: the retained ones too)."""
         with self._lock:
-            items = [(t, p, r) for t, (p, r) in self._answers.items() if again or t in self._unsent]
-            self._answers = {t: (p, r) for t, (p, r) in self._answers.items() if r}
-            self._unsent = set()
+            items = [(t, p, True) for t, p in self._retained.items() if again or t in self._unsent]
+            items += self._once
+            self._once, self._unsent = [], set()
         for topic, payload, retain in items:
             client.publish(topic, payload, qos=1, retain=retain)
 
@@ -123,9 +124,14 @@ class ControlChannel:
         return taken
 
     def answer(self, topic: str, payload: bytes, *, retain: bool) -> None:
-        """Publish ``payload`` when the link is up; a retained answer is sent again at each
-        connect until a newer one for its topic replaces it."""
+        """Publish ``payload`` when the link is up. A retained answer (a state) is sent again at
+        each connect until a newer one for its topic replaces it; the others (replies) each
+        once, the oldest dropped past ``MAX_PENDING`` waiting."""
         with self._lock:
-            self._answers[topic] = (payload, retain)
-            self._unsent.add(topic)
+            if retain:
+                self._retained[topic] = payload
+                self._unsent.add(topic)
+            else:
+                self._once.append((topic, payload, False))
+                del self._once[:-MAX_PENDING]
         self.wake()

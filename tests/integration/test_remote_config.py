@@ -56,13 +56,16 @@ class Operator:
     def __init__(self, port: int) -> None:
         self.lock = threading.Condition()
         self.states: list[dict] = []
+        self.replies: list[dict] = []
+        self.health = 0
         self.seqs: list[int] = []
         subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="operator")
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe([(f"{PREFIX}/{NODE}/config/state", 1), (f"{PREFIX}/{NODE}/data/air", 1)])
+        topics = ("config/state", "data/air", "cmd/reply", "health")
+        self.client.subscribe([(f"{PREFIX}/{NODE}/{t}", 1) for t in topics])
         self.client.loop_start()
         assert subscribed.wait(10)
 
@@ -70,9 +73,16 @@ class Operator:
         with self.lock:
             if msg.topic.endswith("/config/state"):
                 self.states.append(json.loads(msg.payload))
+            elif msg.topic.endswith("/cmd/reply"):
+                self.replies.append(json.loads(msg.payload))
+            elif msg.topic.endswith("/health"):
+                self.health += 1
             else:
                 self.seqs.append(wire.decode(msg.payload).seq)
             self.lock.notify_all()
+
+    def command(self, envelope: bytes) -> None:
+        self.client.publish(f"{PREFIX}/{NODE}/cmd", envelope, qos=1).wait_for_publish(10)
 
     def push(self, envelope: bytes) -> None:
         self.client.publish(f"{PREFIX}/{NODE}/config/set", envelope, qos=1, retain=True).wait_for_publish(10)

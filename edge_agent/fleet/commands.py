@@ -1,0 +1,136 @@
+"""Signed commands to a running node, from a fixed list, answered on a reply topic
+(docs/fleet.md, "Commands"). No remote shell: a command names one of ``NAMES``, nothing else.
+
+A command is a signed object of kind ``command`` (edge_agent.fleet.signed) on
+``{prefix}/{node}/cmd`` (QoS 1, not retained: a command is for now, and its expiry says how
+long "now" is), with the body ``{"name": NAME, "id": ID}``; ``ID`` (1-64 of A-Z a-z 0-9 . _ -)
+is the operator's (a letter or digit first), echoed in the reply. Its counter is recorded before it runs (persist, then
+act): a replayed command is refused and never runs twice.
+
+The reply, on ``{prefix}/{node}/cmd/reply`` (QoS 1, not retained)::
+
+    {"id": ID or null, "name": NAME or null, "counter": N or null, "outcome": "done" | "refused",
+     "reason": REASON (refused), "detail": TEXT, "result": {...} (report)}
+
+- ``reload``: the configuration file read again (as SIGHUP);
+- ``health``: a health message now, not at the next interval;
+- ``flush``: the open batches sealed now (and so sent), not at the next interval;
+- ``report``: the commissioning report of the running node: each sensor's state, reads and
+  errors, and the streams' privacy levels (what the health message holds of the sampler);
+- ``restart``: a clean stop; the service manager starts the agent again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from edge_agent.config import AgentConfig
+from edge_agent.fleet import signed
+from edge_agent.fleet.counters import CounterStore
+from edge_agent.fleet.keys import TrustStore
+from edge_agent.fleet.refusal import Refused
+from edge_agent.node.control import ControlChannel, Message
+from edge_agent.wire.format import NAME_PATTERN
+
+log = logging.getLogger("edge_agent.fleet")
+
+KIND = "command"
+NAMES = ("reload", "health", "flush", "report", "restart")
+_ID = re.compile(rf"^{NAME_PATTERN}$")
+
+
+class _Agent(Protocol):
+    cfg: AgentConfig
+    control: ControlChannel | None
+
+    def command(self, name: str) -> dict | None: ...
+
+
+def command_topic(cfg: AgentConfig) -> str:
+    return f"{cfg.mqtt.topic_prefix}/{cfg.node_id}/cmd"
+
+
+def reply_topic(cfg: AgentConfig) -> str:
+    return f"{cfg.mqtt.topic_prefix}/{cfg.node_id}/cmd/reply"
+
+
+class Commands:
+    """The command topic's handler, a part of fleet.node_side.FleetNode."""
+
+    def __init__(
+        self,
+        agent: _Agent,
+        trust: TrustStore,
+        audience: signed.Audience,
+        counters: CounterStore,
+        *,
+        now: Callable[[], float] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.trust = trust
+        self.audience = audience
+        self.counters = counters
+        self.now = now
+
+    def handle(self, message: Message) -> None:
+        reply: dict[str, Any] = {"id": None, "name": None, "counter": None}
+        try:
+            # the counter is checked where it is recorded, once the body is read: a replay's
+            # refusal then names the command's id (its signature verified: the id is its own)
+            v = signed.verify(
+                message.payload,
+                kind=KIND,
+                trust=self.trust,
+                audience=self.audience,
+                counters=_LATER,
+                now=self.now() if self.now is not None else None,
+            )
+            reply["counter"] = v.counter
+            name, ident = _body(v.body, reply)
+            self.counters.record(KIND, v.counter, v.digest)  # persist, then act
+        except Refused as exc:
+            if reply["counter"] is not None:  # (signed.verify logged the others)
+                log.warning("event=signed_refused kind=command reason=%s detail=%r", exc.reason, exc.detail)
+            reply.update(outcome="refused", reason=exc.reason, detail=exc.detail)
+            self._reply(reply)
+            return
+        log.info("event=command name=%s id=%s counter=%d key=%s", name, ident, v.counter, v.key_id)
+        result = self.agent.command(name)
+        started = name in ("reload", "restart")  # at the loop's next turn: said in the log
+        reply.update(outcome="done", detail=f"{name} {'started' if started else 'done'}")
+        if result is not None:
+            reply["result"] = result
+        self._reply(reply)
+
+    def _reply(self, reply: dict) -> None:
+        if self.agent.control is not None:
+            payload = json.dumps(reply, sort_keys=True, separators=(",", ":")).encode()
+            self.agent.control.answer(reply_topic(self.agent.cfg), payload, retain=False)
+
+
+class _Later:
+    """Counters for signed.verify whose check is the record's, after the body is read."""
+
+    def check(self, kind: str, counter: int, digest: str) -> None:
+        pass
+
+
+_LATER: Any = _Later()
+
+
+def _body(body: Any, reply: dict) -> tuple[str, str]:
+    """The command's name and id, each put in ``reply`` once it is known to be one."""
+    if not isinstance(body, dict) or set(body) != {"name", "id"}:
+        raise Refused("malformed", 'a command\'s body is {"name": NAME, "id": ID}')
+    name, ident = body["name"], body["id"]
+    if not isinstance(ident, str) or not _ID.fullmatch(ident):
+        raise Refused("malformed", "a command's id is 1-64 of A-Z a-z 0-9 . _ -, a letter or digit first")
+    reply["id"] = ident
+    if name not in NAMES:
+        raise Refused("unknown_command", f"{str(name)[:64]!r}: the node runs only {', '.join(NAMES)}")
+    reply["name"] = name
+    return name, ident

@@ -1,0 +1,113 @@
+"""Signed commands (edge_agent/fleet/commands.py) with a recording agent: each of the fixed
+list runs once and is answered; a replay, a forgery, an unknown name, a bad id, one for
+another node and an expired one are refused with their reasons and run nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_fleet_remote_config import NOW, OPERATOR, STRANGER, text
+
+from edge_agent.config import parse_config_text
+from edge_agent.fleet.commands import NAMES, Commands, command_topic, reply_topic
+from edge_agent.fleet.counters import CounterStore
+from edge_agent.fleet.keys import TrustStore
+from edge_agent.fleet.signed import Audience, sign
+from edge_agent.node.control import ControlChannel, Message
+
+
+class Agent:
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.control = ControlChannel([])
+        self.ran: list[str] = []
+
+    def command(self, name: str):
+        self.ran.append(name)
+        return {"sensors": {"air": {"up": True}}} if name == "report" else None
+
+
+def replies(agent) -> list[dict]:
+    out = []
+
+    class C:
+        def publish(self, topic, payload, qos, retain):
+            assert topic == reply_topic(agent.cfg) and not retain and qos == 1
+            out.append(json.loads(payload))
+
+        def subscribe(self, topics):
+            pass
+
+    agent.control.connected(C())
+    return out
+
+
+@pytest.fixture
+def node(tmp_path):
+    agent = Agent(parse_config_text(text(str(tmp_path / "state")), "node.yaml"))
+    counters = CounterStore(tmp_path / "state" / "fleet" / "counters.json")
+    cmds = Commands(agent, TrustStore([OPERATOR.public]), Audience("lamp-0042"), counters, now=lambda: NOW)
+    return cmds, agent
+
+
+def command(
+    name, counter, *, key=OPERATOR, target="node:lamp-0042", ident="op-1", expires=NOW + 60, body=None
+):
+    return sign(
+        "command",
+        {"name": name, "id": ident} if body is None else body,
+        key=key,
+        target=target,
+        counter=counter,
+        expires=expires,
+        issued=NOW - 1,
+    )
+
+
+def test_each_command_of_the_list_runs_once_and_is_answered(node):
+    cmds, agent = node
+    for i, name in enumerate(NAMES, start=1):
+        cmds.handle(Message(command_topic(agent.cfg), command(name, i, ident=f"op-{i}"), False))
+        (reply,) = replies(agent)
+        assert (reply["id"], reply["name"], reply["counter"], reply["outcome"]) == (
+            f"op-{i}",
+            name,
+            i,
+            "done",
+        )
+        assert ("result" in reply) == (name == "report")
+    assert agent.ran == list(NAMES)
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda: command("flush", 9, key=STRANGER), "unknown_key"),
+        (lambda: command("shell", 9), "unknown_command"),
+        (lambda: command(["flush"], 9), "unknown_command"),
+        (lambda: command("flush", 9, ident="../x"), "malformed"),
+        (lambda: command("flush", 9, ident=""), "malformed"),
+        (lambda: command("flush", 9, body={"name": "flush", "id": "a", "args": "rm -rf /"}), "malformed"),
+        (lambda: command("flush", 9, target="node:lamp-0043"), "wrong_target"),
+        (lambda: command("flush", 9, expires=NOW), "expired"),
+        (lambda: command("flush", 9, body="flush"), "malformed"),
+        (lambda: b"\x00" * 100, "malformed"),
+    ],
+)
+def test_refused_commands_run_nothing_and_say_why(node, make, reason):
+    cmds, agent = node
+    cmds.handle(Message(command_topic(agent.cfg), make(), False))
+    (reply,) = replies(agent)
+    assert reply["outcome"] == "refused" and reply["reason"] == reason, reply
+    assert agent.ran == []
+
+
+def test_a_replayed_or_older_command_never_runs_again(node):
+    cmds, agent = node
+    sent = command("restart", 5)
+    cmds.handle(Message(command_topic(agent.cfg), sent, False))
+    cmds.handle(Message(command_topic(agent.cfg), sent, False))
+    cmds.handle(Message(command_topic(agent.cfg), command("flush", 4), False))
+    assert agent.ran == ["restart"]
+    assert [r.get("reason") for r in replies(agent)] == [None, "replayed", "older"]  # each answered
