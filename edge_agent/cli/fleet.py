@@ -54,7 +54,9 @@ def _utc(t: int) -> str:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    f = sub.add_parser("fleet", help="the operator's side: build and sign update bundles")
+    f = sub.add_parser(
+        "fleet", help="the operator's side: update bundles, remote configuration, commands, status"
+    )
     fsub = f.add_subparsers(dest="fleet_command", required=True, metavar="ACTION")
     fb = fsub.add_parser("bundle", help="build and sign an update bundle from a release's wheels")
     fb.add_argument(
@@ -81,3 +83,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     fb.add_argument("--out", metavar="FILE", help="default edge-agent-V-P.bundle.tar here")
     fb.add_argument("--json", action="store_true", help="print the manifest's fields as JSON")
     fb.set_defaults(func=cmd_fleet_bundle)
+    from edge_agent.cli import fleet_ops
+
+    fleet_ops.add_parsers(fsub)
