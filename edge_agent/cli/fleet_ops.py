@@ -277,7 +277,7 @@ def _common(p: argparse.ArgumentParser, *, signs: bool, default_wait: float) -> 
 
 
 def add_parsers(fsub: argparse._SubParsersAction) -> None:
-    from edge_agent.fleet.commands import NAMES
+    from edge_agent.node.command_names import NAMES
 
     pc = fsub.add_parser("push-config", help="sign a node configuration and push it to nodes")
     pc.add_argument("file", metavar="FILE", help="the node configuration (as node.yaml)")

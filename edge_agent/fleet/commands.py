@@ -33,13 +33,13 @@ from edge_agent.fleet import signed
 from edge_agent.fleet.counters import CounterStore
 from edge_agent.fleet.keys import TrustStore
 from edge_agent.fleet.refusal import Refused
+from edge_agent.node.command_names import NAMES
 from edge_agent.node.control import ControlChannel, Message
 from edge_agent.wire.format import NAME_PATTERN
 
 log = logging.getLogger("edge_agent.fleet")
 
 KIND = "command"
-NAMES = ("reload", "health", "flush", "report", "restart")
 _ID = re.compile(rf"^{NAME_PATTERN}$")
 
 

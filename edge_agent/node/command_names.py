@@ -1,0 +1,7 @@
+"""The names of the commands a node runs (``Agent.command``; docs/fleet.md, "Commands").
+
+A module of its own, with no imports, so the operator's ``fleet command`` parser can offer
+them without loading the agent, paho or the cryptography of ``edge_agent.fleet``.
+"""
+
+NAMES = ("reload", "health", "flush", "report", "restart")
