@@ -93,6 +93,50 @@ class Broker:
         self.proc = None
 
 
+class Sink:
+    """A backbone worker's stand-in: subscribed to ``topic`` (QoS 1) on the broker at
+    ``port``, keeping what arrives. A node keeps a batch the broker took for nobody (PUBACK
+    0x10) until someone subscribes, so a test that expects delivery needs a subscriber, as
+    a city's broker has its ingest workers. TLS and login as the broker asks."""
+
+    def __init__(
+        self, port: int, topic: str = "#", *, ca=None, cert=None, key=None, user=None, password=None
+    ):
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, bytes]] = []
+        self.subscribed = threading.Event()
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"sink-{port}-{id(self)}", protocol=mqtt.MQTTv5
+        )
+        if ca is not None:
+            c.tls_set(ca_certs=str(ca), certfile=cert and str(cert), keyfile=key and str(key))
+        if user is not None:
+            c.username_pw_set(user, password)
+        c.on_connect = lambda cl, u, flags, rc, props: cl.subscribe(topic, qos=1)  # again at each connect
+        c.on_subscribe = lambda cl, u, mid, rcs, props: self.subscribed.set()
+        c.on_message = lambda cl, u, msg: self.messages.append((msg.topic, msg.payload))
+        c.reconnect_delay_set(0.1, 1)
+        c.connect_async("127.0.0.1", port)
+        c.loop_start()
+        self.client = c
+        if not self.subscribed.wait(15):
+            self.close()
+            raise AssertionError(f"the sink did not subscribe on port {port} within 15 s")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def terminate(proc: subprocess.Popen, timeout: float = 10) -> None:
     """A process the test started, stopped by its pid: SIGTERM, and SIGKILL if it is still
     there after ``timeout`` seconds."""

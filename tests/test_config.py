@@ -110,6 +110,8 @@ def test_builtin_default_node_has_one_simulated_bme680():
         (lambda d: d["mqtt"].update(wire_version=5), "mqtt.wire_version", "2, 3 or 4, got 5"),
         (lambda d: d["mqtt"].update(wire_version=4.0), "mqtt.wire_version", "2, 3 or 4, got 4.0"),
         (lambda d: d["mqtt"].update(wire_version=True), "mqtt.wire_version", "2, 3 or 4, got True"),
+        (lambda d: d["mqtt"].update(no_subscribers="drop"), "mqtt.no_subscribers", "hold or delete"),
+        (lambda d: d["mqtt"].update(no_subscribers=["hold"]), "mqtt.no_subscribers", "hold or delete"),
         (lambda d: d["sensors"].append(dict(d["sensors"][0])), "sensors[1].name", "not used by another"),
         (lambda d: d.update(sensors=[]), "sensors", "a non-empty list"),
         (lambda d: d["sensors"][0].update(address=0x99), "sensors[0].address", "[8, 119]"),

@@ -4,6 +4,7 @@ the historical flag, the deleter, and acknowledgements gathered while batches ar
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import sqlite3
@@ -153,3 +154,94 @@ def test_acknowledgements_gather_while_batches_are_in_flight_and_go_at_once_when
     up.deleter.done.put([1, 2, 4])
     w.hand_over_deletes(now + DELETE_EVERY * 1.2)
     assert w.deleting == {5, 3, 6}
+
+
+def _sealed(path, n):
+    with BatchStore(path) as s:
+        for i in range(n):
+            s.seal(
+                "air",
+                lambda q, i=i: wire.encode(wire.Batch("up-node", "air", q, 1_767_225_600_000 + i, ())),
+                0.0,
+            )
+
+
+def test_a_batch_the_broker_took_for_nobody_stays_and_goes_again_when_a_subscriber_is_back(
+    tmp_path, monkeypatch
+):
+    # PUBACK 0x10 (no matching subscribers) is a success code: a broker whose workers are not
+    # subscribed yet (Mosquitto 2.0 after a restart, docs/backbone.md) hands the batch to nobody.
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+    from uplink_node import RecordingClient
+
+    from edge_agent.node import delivery
+
+    clock = [1000.0]
+    monkeypatch.setattr(delivery.time, "monotonic", lambda: clock[0])
+    nobody, ok = ReasonCode(PacketTypes.PUBACK, identifier=0x10), ReasonCode(PacketTypes.PUBACK, identifier=0)
+    up, path = make_uplink(tmp_path)
+    _sealed(path, 30)
+    store, client, w = BatchStore(path), RecordingClient(), up.window
+    w.connected(store)
+    w.live_from_id = 0  # all of them live, no backlog rate
+    w.fill(client, store)
+    assert len(client.sent) == 30
+    for mid in list(w.inflight):
+        w.acknowledge(mid, nobody)
+    assert w.delivered == 0 and w.unrouted_acks == 30 and not w.acked  # nothing to delete
+    probes = []
+    for _ in range(200):  # 200 turns of 1 s with nobody subscribed: a probe now and then
+        clock[0] += 1.0
+        before = len(client.sent)
+        w.fill(client, store)
+        assert len(client.sent) - before <= 1 and len(w.inflight) <= 1
+        if len(client.sent) > before:
+            probes.append(clock[0])
+            w.acknowledge(max(w.inflight), nobody)
+    gaps = [b - a for a, b in itertools.pairwise(probes)]
+    assert probes[0] - 1000.0 == delivery.PROBE_FIRST
+    assert gaps[:4] == [10.0, 20.0, 40.0, 60.0] and set(gaps[4:]) == {60.0}, gaps
+    assert w.delivered == 0 and store.depth()[0] == 30
+    clock[0] += 60.0
+    w.fill(client, store)  # the next probe finds a subscriber: the rest go at once
+    w.acknowledge(max(w.inflight), ok)
+    clock[0] += 1.0
+    w.fill(client, store)
+    assert len(w.inflight) == 29, (
+        w.hold,
+        w.unrouted,
+        w.probe_at,
+        w.acked,
+        w.cursor_live,
+        w.next_rescan,
+        clock,
+    )
+    for mid in list(w.inflight):
+        w.acknowledge(mid, ok)
+    assert w.delivered == 30 and sorted(w.acked) == list(range(1, 31))
+    store.close()
+
+
+def test_no_subscribers_delete_keeps_the_old_behaviour(tmp_path):
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+    from uplink_node import RecordingClient
+
+    from edge_agent.config import load_config
+
+    up, path = make_uplink(tmp_path)
+    conf = tmp_path / "node.yaml"
+    conf.write_text(
+        conf.read_text().replace("  topic_prefix: up\n", "  topic_prefix: up\n  no_subscribers: delete\n")
+    )
+    up.window.cfg = load_config(conf)
+    _sealed(path, 3)
+    store, client, w = BatchStore(path), RecordingClient(), up.window
+    w.connected(store)
+    w.live_from_id = 0
+    w.fill(client, store)
+    for mid in list(w.inflight):
+        w.acknowledge(mid, ReasonCode(PacketTypes.PUBACK, identifier=0x10))
+    assert w.delivered == 3 and w.unrouted_acks == 0
+    store.close()

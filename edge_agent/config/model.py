@@ -162,6 +162,7 @@ class MqttConfig:
     password_file: str | None = None
     session_expiry: float = 3600.0  # s the broker keeps our session after a disconnect (MQTT 5)
     backlog_rate: float = 50.0  # batches/s at most from the backlog after an outage
+    no_subscribers: str = "hold"  # a PUBACK 0x10 keeps the batch ("hold") or deletes it ("delete")
     wire_version: int = 4  # highest payload version sent (3 or 2 for a backbone whose decoders are older)
     reconnect_min: float = 1.0  # s, backoff base (full jitter)
     reconnect_max: float = 120.0  # s, backoff cap

@@ -25,6 +25,7 @@ _MQTT_KEYS = {
     "password_file",
     "session_expiry",
     "backlog_rate",
+    "no_subscribers",
     "reconnect",
     "wire_version",
 }
@@ -176,6 +177,7 @@ def parse_mqtt(doc: Document, raw: Any, node_id: str) -> MqttConfig:
         backlog_rate=float(
             doc.number(m.get("backlog_rate", 50), "mqtt.backlog_rate", low=0.0, low_open=True)
         ),
+        no_subscribers=_no_subscribers(doc, m.get("no_subscribers", "hold")),
         reconnect_min=rmin,
         reconnect_max=rmax,
         wire_version=_wire_version(doc, m.get("wire_version", WIRE_VERSIONS[-1])),
@@ -187,3 +189,11 @@ def _wire_version(doc: Document, raw: Any) -> int:
         allowed = ", ".join(map(str, WIRE_VERSIONS[:-1])) + f" or {WIRE_VERSIONS[-1]}"
         raise doc.fail("mqtt.wire_version", f"a payload version the node writes: {allowed}", raw)
     return int(raw)
+
+
+def _no_subscribers(doc: Document, raw: Any) -> str:
+    # "delete" for a broker that answers 0x10 although something takes the data (a rule
+    # engine that is no subscriber): otherwise the node would keep every batch for ever.
+    if raw not in ("hold", "delete"):
+        raise doc.fail("mqtt.no_subscribers", "hold or delete (what a PUBACK 0x10 does to a batch)", raw)
+    return str(raw)

@@ -40,6 +40,8 @@ FAILED_RETRY_DELAY = 5.0  # s before a batch whose PUBACK failed is offered agai
 RESCAN_INTERVAL = 5.0  # s between reads of the whole queue for rows passed over
 DELETE_EVERY = 0.1  # s acknowledgements gather while batches are in flight
 UNSENDABLE_HOLD = 3600  # s before a batch paho refuses to publish (its topic) is tried again
+NO_SUBSCRIBERS = 0x10  # MQTT 5's PUBACK "no matching subscribers": accepted, handed to nobody
+PROBE_FIRST, PROBE_MOST = 5.0, 60.0  # s between single batches sent while nobody subscribes
 
 
 class TokenBucket:
@@ -182,6 +184,14 @@ class DeliveryWindow:
         self.delivered = 0
         self.delivered_historical = 0
         self.failed_acks = 0
+        # PUBACK 0x10 (mqtt.no_subscribers: hold): the broker took the batch for nobody, so it
+        # stays in the store. While nobody subscribes one batch goes at a time, a probe every
+        # PROBE_FIRST doubling to PROBE_MOST s; the first normal PUBACK sends the rest again.
+        self.unrouted_acks = 0
+        self.unrouted: set[int] = set()  # row ids held for want of a subscriber
+        self.probe_at = 0.0  # monotonic; 0: the broker has a subscriber, as far as we know
+        self.probe_wait = PROBE_FIRST
+        self.probing = False  # a probe is on the wire
         self.backlog_bucket = TokenBucket(cfg.mqtt.backlog_rate, max(1.0, cfg.mqtt.backlog_rate))
         self.live_from_id = 0  # rows with a larger id were sealed while connected: live
         # Read cursors: the highest row id handed to paho from each part of the queue, so a
@@ -197,6 +207,7 @@ class DeliveryWindow:
     def connected(self, store: BatchStore) -> int:
         """A new connection: what was sealed up to now is the backlog. Returns its last row id."""
         self.hold.clear()
+        self._routed()
         self.live_from_id = store.newest_id()
         self.next_rescan = 0.0
         return self.live_from_id
@@ -220,11 +231,47 @@ class DeliveryWindow:
                 FAILED_RETRY_DELAY,
             )
             return
+        if reason_code.value == NO_SUBSCRIBERS and self.cfg.mqtt.no_subscribers == "hold":
+            self._unrouted(row_id)
+            return
+        if self.probe_at:
+            log.info("event=subscriber_back: the batches kept for want of one go again")
+            self._routed()
         self.acked.append(row_id)
         self.delivered += 1
         if row_id in self.historical_ids:
             self.historical_ids.discard(row_id)
             self.delivered_historical += 1
+
+    def _unrouted(self, row_id: int) -> None:
+        self.unrouted_acks += 1
+        self.hold[row_id] = float("inf")  # until a subscriber is back (or the next connection)
+        self.unrouted.add(row_id)
+        now = time.monotonic()
+        if not self.probe_at:
+            log.warning(
+                "event=no_subscribers row=%d: the broker has nobody for the data; batches are "
+                "kept and one is sent every %g-%gs until a subscriber is back",
+                row_id,
+                PROBE_FIRST,
+                PROBE_MOST,
+            )
+            self.probe_at = now + self.probe_wait
+        elif self.probing:  # the probe's answer: nobody yet; wait longer for the next
+            self.probing = False
+            self.probe_wait = min(PROBE_MOST, 2 * self.probe_wait)
+            self.probe_at = now + self.probe_wait
+
+    def _release_held(self) -> None:
+        """The rows held for want of a subscriber may go again (read at the next rescan)."""
+        for row_id in self.unrouted:
+            self.hold.pop(row_id, None)
+        self.unrouted.clear()
+        self.next_rescan = 0.0
+
+    def _routed(self) -> None:
+        self._release_held()
+        self.probe_at, self.probe_wait, self.probing = 0.0, PROBE_FIRST, False
 
     def hand_over_deletes(self, now: float) -> None:
         """Acknowledged rows to the deleter, and what it has finished back from it.
@@ -269,9 +316,14 @@ class DeliveryWindow:
         """
         window = self.cfg.mqtt.inflight
         room = 5 * window - len(self.inflight)
-        if room < window:
-            return
         now = time.monotonic()
+        if self.probe_at:  # nobody subscribes: one batch at a time, now and then
+            if self.inflight or now < self.probe_at:
+                return
+            self._release_for_probe(now)
+            room = 1
+        elif room < window:
+            return
         for row_id, until in list(self.hold.items()):
             if until <= now:
                 del self.hold[row_id]
@@ -290,6 +342,12 @@ class DeliveryWindow:
             # rows it skipped there (in flight, being deleted) are not read again next turn.
             self.cursor_live = max(self.cursor_live, read_to[0])
             self.cursor_backlog = max(self.cursor_backlog, read_to[1])
+
+    def _release_for_probe(self, now: float) -> None:
+        """The held rows may go again, one of them as the probe; held again if it finds nobody."""
+        self._release_held()
+        self.probing = True
+        self.probe_at = now + self.probe_wait  # if its PUBACK never comes, the next after this
 
     def _send(self, client: mqtt.Client, store: BatchStore, room: int, skip: set[int], now: float) -> None:
         hold_unsynced = self._holding_unsynced(now)

@@ -79,6 +79,7 @@ def uplink_part(uplink: Any) -> dict:
         "delivered": uplink.delivered,
         "delivered_historical": uplink.delivered_historical,
         "failed_acks": uplink.failed_acks,
+        "unrouted_acks": uplink.unrouted_acks,  # PUBACK 0x10: kept, sent again
         "inflight": len(uplink.inflight),
     }
 

@@ -49,7 +49,14 @@ SERIES: list[tuple[tuple[str, ...], str, str, tuple[str, ...]]] = [
     (("uplink", "last_ack"), "uplink_last_ack_timestamp_seconds", "gauge", ()),
     *(
         (("uplink", f), f"uplink_{f}_total", "counter", ())
-        for f in ("reconnects", "connect_failures", "delivered", "delivered_historical", "failed_acks")
+        for f in (
+            "reconnects",
+            "connect_failures",
+            "delivered",
+            "delivered_historical",
+            "failed_acks",
+            "unrouted_acks",
+        )
     ),
     (("sensors", "*", "up"), "sensor_up", "gauge", ("sensor",)),
     (("sensors", "*", "samples"), "sensor_samples_total", "counter", ("sensor",)),

@@ -130,6 +130,10 @@ class Uplink(threading.Thread):
         return self.window.failed_acks
 
     @property
+    def unrouted_acks(self) -> int:
+        return self.window.unrouted_acks
+
+    @property
     def inflight(self) -> dict[int, int]:
         return self.window.inflight
 

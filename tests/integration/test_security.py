@@ -9,7 +9,7 @@ import stat
 import subprocess
 
 import pytest
-from helpers import agent_cmd, require_tool, run_agent_for
+from helpers import Sink, agent_cmd, require_tool, run_agent_for
 
 CONFIG = """\
 node: {{id: sec-node}}
@@ -51,8 +51,10 @@ def delivered(log):
 @pytest.mark.broker
 def test_tls_verified_connects_and_delivers(broker_factory, pki, tmp_path):
     b = broker_factory(tls_listener(pki))
-    log = run_agent(tmp_path, f"mqtts://127.0.0.1:{b.port}", f"  ca_file: {pki}/ca.pem")
+    with Sink(b.port, ca=pki / "ca.pem") as sink:
+        log = run_agent(tmp_path, f"mqtts://127.0.0.1:{b.port}", f"  ca_file: {pki}/ca.pem")
     assert "event=uplink_connected" in log and delivered(log) >= 3, log
+    assert sum("/data/" in t for t, _ in sink.messages) >= 3
 
 
 @pytest.mark.broker
@@ -80,11 +82,12 @@ def test_bad_certificates_are_refused_with_a_clear_message(
 def test_mutual_tls(broker_factory, pki, tmp_path):
     b = broker_factory(tls_listener(pki, require_cert=True))
     url = f"mqtts://127.0.0.1:{b.port}"
-    with_cert = run_agent(
-        tmp_path / "a",
-        url,
-        f"  ca_file: {pki}/ca.pem\n  cert_file: {pki}/client.pem\n  key_file: {pki}/client.key",
-    )
+    with Sink(b.port, ca=pki / "ca.pem", cert=pki / "client.pem", key=pki / "client.key"):
+        with_cert = run_agent(
+            tmp_path / "a",
+            url,
+            f"  ca_file: {pki}/ca.pem\n  cert_file: {pki}/client.pem\n  key_file: {pki}/client.key",
+        )
     assert "event=uplink_connected" in with_cert and delivered(with_cert) >= 3, with_cert
     without = run_agent(tmp_path / "b", url, f"  ca_file: {pki}/ca.pem")
     assert delivered(without) == 0, without
@@ -115,7 +118,8 @@ def test_password_from_file_works_and_is_never_logged(broker_factory, tmp_path):
     b.start()
     pw = tmp_path / "mqtt-password"
     pw.write_text(secret + "\n")
-    good = run_agent(tmp_path / "a", b.url, f"  username: sec-node\n  password_file: {pw}")
+    with Sink(b.port, user="sec-node", password=secret):
+        good = run_agent(tmp_path / "a", b.url, f"  username: sec-node\n  password_file: {pw}")
     assert "event=uplink_connected" in good and delivered(good) >= 3, good
     wrong = tmp_path / "wrong-password"
     wrong.write_text("not-" + secret + "\n")

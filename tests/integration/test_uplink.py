@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from helpers import run_agent_for
+from helpers import Sink, run_agent_for
 from uplink_node import CONFIG, make_uplink
 
 from edge_agent import wire
@@ -21,7 +21,8 @@ def run_agent(tmp_path, brokers, seconds, protocol="5"):
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_failover_to_the_second_broker(broker, tmp_path, protocol):
     dead = f"mqtt://127.0.0.1:{broker.port + 1 if broker.port < 65535 else 1}"
-    log = run_agent(tmp_path, f'["{dead}", "{broker.url}"]', 4, protocol)
+    with Sink(broker.port):
+        log = run_agent(tmp_path, f'["{dead}", "{broker.url}"]', 4, protocol)
     assert f"event=uplink_connected broker={broker.url}" in log
     sealed = len(re.findall(r"event=batch_sealed", log))
     assert re.search(rf"event=uplink_stop delivered={sealed} ", log), log
@@ -57,6 +58,7 @@ def test_publishes_wait_for_the_loops_write_and_leave_together(broker, tmp_path)
     # the broker, per message. The uplink's turn writes what the turn queued, back to back.
     import time
 
+    sink = Sink(broker.port)
     up, path = make_uplink(tmp_path, broker.url)
     with BatchStore(path) as s:
         for i in range(3):
@@ -89,3 +91,56 @@ def test_publishes_wait_for_the_loops_write_and_leave_together(broker, tmp_path)
     finally:
         up._drop_client()
         store.close()
+        sink.close()
+
+
+@pytest.mark.broker
+def test_batches_the_broker_has_nobody_for_stay_until_a_subscriber_comes(broker, tmp_path):
+    # Mosquitto answers a publish nobody subscribes to with PUBACK 0x10, a success code: the
+    # node used to delete what no worker had. Now it keeps them, probes, and sends them all
+    # once a subscriber is there; every sealed batch arrives, in order of seq, none missing.
+    import subprocess
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from helpers import agent_cmd, kill_agent, stop_agent, wait_for_log
+
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(CONFIG.format(brokers=f'"{broker.url}"', protocol="5"))
+    err, state = tmp_path / "agent.err", tmp_path / "state"
+    seqs: list[int] = []
+    got = threading.Event()
+
+    def on_message(client, userdata, msg):
+        seqs.append(wire.decode(msg.payload).seq)
+        got.set()
+
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="late-worker", protocol=mqtt.MQTTv5)
+    sub.on_message = on_message
+    with open(err, "wb") as log:
+        proc = subprocess.Popen(
+            agent_cmd("run", "--simulate", "--config", str(cfg), "--state-dir", str(state)), stderr=log
+        )
+        try:
+            wait_for_log(
+                proc, err, lambda t: "event=no_subscribers" in t and t.count("event=batch_sealed") >= 8
+            )
+            assert "event=subscriber_back" not in err.read_text()
+            sub.connect("127.0.0.1", broker.port)
+            sub.subscribe("up/up-node/data/#", qos=1)
+            sub.loop_start()
+            # the next probe (at most a minute away) finds the subscriber, the rest follow
+            wait_for_log(proc, err, lambda t: "event=subscriber_back" in t, timeout=90)
+            assert got.wait(10)
+            assert stop_agent(proc, err) == 0, err.read_text()
+        finally:
+            kill_agent(proc, err)
+            sub.loop_stop()
+            sub.disconnect()
+    text = err.read_text()
+    sealed = text.count("event=batch_sealed")
+    with BatchStore(str(state / "queue.sqlite3")) as s:
+        left = s.depth()[0]
+    # what the stop left unsent stays queued; all else arrived, the same batch at most twice
+    assert sorted(set(seqs)) == list(range(sealed - left)), (seqs, sealed, left)
+    assert re.search(r"event=uplink_stop delivered=\d+ ", text)
