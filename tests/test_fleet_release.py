@@ -99,3 +99,30 @@ def test_install_makes_a_venv_from_the_bundle_s_wheels_alone(tmp_path):
     with pytest.raises(InstallError, match="pip failed"):  # a version the bundle does not hold
         install(layout, "0.3.0-3", wheels, "0.3.0", sys.executable)
     assert not layout.complete("0.3.0-3")  # left incomplete: never made current
+
+
+def test_running_says_what_the_launcher_runs_and_the_newest_trial(tmp_path):
+    from edge_agent.fleet.release import NAME_ENV, ROOT_ENV, running
+
+    layout = Layout(tmp_path)
+    _release(layout, "0.1.0-9", "good")
+    _release(layout, "0.2.0-10")  # by counter, not by text: 10 is newer than 9
+    env = {ROOT_ENV: str(tmp_path), NAME_ENV: "0.1.0-9"}
+    assert running({}) is None and running({ROOT_ENV: str(tmp_path)}) is None
+    assert running(env) == {
+        "name": "0.1.0-9",
+        "status": "good",
+        "last_trial": {"release": "0.2.0-10", "status": "trial"},
+    }
+    layout.mark_failed("0.2.0-10", "crashed 20 s after start; " + "x" * 500)
+    trial = running(env)["last_trial"]
+    assert (
+        trial["status"] == "failed" and trial["reason"].startswith("crashed") and len(trial["reason"]) == 200
+    )
+    _release(layout, "0.3.0-11", None)  # incomplete (killed install): no trial yet
+    assert running(env)["last_trial"]["release"] == "0.2.0-10"
+    # damaged state files, a missing root, the image's own agent: facts, never an exception
+    (layout.release("0.2.0-10") / "release.json").write_bytes(b"\xff{")
+    (layout.release("0.1.0-9") / "release.json").write_text("[]")
+    assert running(env) == {"name": "0.1.0-9", "status": "unknown"}
+    assert running({ROOT_ENV: str(tmp_path / "none"), NAME_ENV: "base"}) == {"name": "base"}

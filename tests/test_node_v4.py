@@ -209,6 +209,14 @@ def test_the_health_message_names_the_epoch(tmp_path):
         epoch = store.epoch
     assert report["store"]["epoch"] == f"{epoch:08x}" and len(report["store"]["epoch"]) == 8
     assert int(report["store"]["epoch"], 16) == wire.decode(store_payload(tmp_path)).epoch
+    assert report["release"] is None  # not under the launcher
+    facts = iter([{"name": "0.2.0-7", "status": "trial"}, {"name": "0.2.0-7", "status": "good"}])
+    reporter = HealthReport(cfg, SystemProbe(str(fake_root(tmp_path))), release=lambda: next(facts))
+    with BatchStore(str(tmp_path / "q")) as store:  # read afresh for each message
+        assert [reporter.build(sampler=part, uplink={}, store=store)["release"]["status"] for _ in "ab"] == [
+            "trial",
+            "good",
+        ]
 
 
 def store_payload(tmp_path) -> bytes:

@@ -246,12 +246,26 @@ def cmd_fleet_status(args: argparse.Namespace) -> int:
         conf = (
             f"config {c.get('outcome')} #{c.get('counter')} {c.get('config_hash')}" if c else "config local"
         )
-        health = "health seen" if "health" in nodes[node] else "no health within the wait"
+        h = nodes[node].get("health")
+        health = "health seen" if h else "no health within the wait"
         print(
-            f"{node}: {s.get('state', '?')} version={s.get('version', '?')} core={s.get('core', '?')} {conf}; {health}"
+            f"{node}: {s.get('state', '?')} version={s.get('version', '?')} core={s.get('core', '?')}"
+            f"{_release((h or {}).get('release') or s.get('release'))} {conf}; {health}"
         )
     print(f"{len(nodes)} nodes", file=sys.stderr)
     return EXIT_OK
+
+
+def _release(r: Any) -> str:
+    """`` release=NAME (STATUS), last trial REL STATUS: REASON``; "" when not under a launcher."""
+    if not isinstance(r, dict):
+        return ""
+    out = f" release={r.get('name', '?')}" + (f" ({r['status']})" if "status" in r else "")
+    t = r.get("last_trial")
+    if isinstance(t, dict):
+        out += f", last trial {t.get('release', '?')} {t.get('status', '?')}"
+        out += f": {t['reason']}" if "reason" in t else ""
+    return out
 
 
 def _common(p: argparse.ArgumentParser, *, signs: bool, default_wait: float) -> None:

@@ -24,11 +24,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "no --config given: the built-in default node has only simulated sensors, so it needs --simulate"
         )
+    from edge_agent.fleet import release
     from edge_agent.fleet.node_side import remote_for
 
     running, control = remote_for(cfg, args.trust_dir)
     agent = Agent(
-        running, simulate=args.simulate, config_path=args.config, overrides=overrides, control=control
+        running,
+        simulate=args.simulate,
+        config_path=args.config,
+        overrides=overrides,
+        control=control,
+        release=release.running if release.running() is not None else None,
     )
     return agent.run()
 

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_agent.fleet.release import Layout
+from edge_agent.fleet.release import NAME_ENV, ROOT_ENV, Layout
 
 log = logging.getLogger("edge_agent.launcher")
 
@@ -184,7 +184,8 @@ class Launcher:
         env = {k: v for k, v in os.environ.items() if k not in ("WATCHDOG_PID", "WATCHDOG_USEC")}
         env["NOTIFY_SOCKET"] = self.path
         env["WATCHDOG_USEC"] = str(int(self.args.watchdog_sec * 1e6))
-        env["EDGE_AGENT_RELEASE"] = name or "base"
+        env[NAME_ENV] = name or "base"
+        env[ROOT_ENV] = str(self.layout.root)
         return env
 
     def _messages(self) -> list[list[str]]:

@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 STATUSES = ("trial", "good", "failed")
@@ -116,6 +116,53 @@ class Layout:
             raise ValueError(f"{self.root}: the previous release {prev} cannot be run")
         _symlink_atomic(self.root / "current", Path("releases") / prev)
         return prev
+
+
+ROOT_ENV, NAME_ENV = "EDGE_AGENT_RELEASES", "EDGE_AGENT_RELEASE"  # set by the launcher for its agent
+_SCAN_MOST = 256  # release directories read for the newest trial
+
+
+def _counter(name: str) -> int:
+    """A release's counter, from its name ``<version>-<counter>`` (-1 when it has none)."""
+    tail = name.rpartition("-")[2]
+    return int(tail) if tail.isdigit() and len(tail) <= 20 else -1
+
+
+def running(env: Mapping[str, str] = os.environ) -> dict | None:
+    """What the launcher runs this agent as, for the status and health messages (``fleet
+    status`` shows it): the release (``base``: the image's own agent), its status (``trial``
+    until the launcher calls it good), and the newest release's trial: passed, on trial, or
+    failed and why. None outside a launcher. Never raises: a fact it cannot read is
+    ``unknown``."""
+    root, name = env.get(ROOT_ENV), env.get(NAME_ENV)
+    if not root or not name:
+        return None
+    layout = Layout(root)
+    out: dict = {"name": name}
+    if name != "base":
+        try:
+            own = layout.state(name) or {}
+        except (OSError, ValueError, RecursionError):
+            own = {}
+        out["status"] = own.get("status", "unknown")
+    try:
+        names = sorted((p.name for p in layout.releases.iterdir() if p.is_dir()), key=_counter)[-_SCAN_MOST:]
+    except OSError:
+        names = []
+    for newest in reversed(names):
+        try:
+            state = layout.state(newest)
+        except (OSError, ValueError, RecursionError):
+            continue
+        if state is not None:
+            trial = {"release": newest, "status": state["status"]}
+            if "reason" in state:
+                trial["reason"] = str(state["reason"])[:200]
+            if "passed_after" in state:
+                trial["passed_after"] = state["passed_after"]
+            out["last_trial"] = trial
+            break
+    return out
 
 
 def _fsync_dir(path: Path) -> None:

@@ -19,6 +19,7 @@ from edge_agent.node import hass, reconfigure, store_pending
 from edge_agent.node.control import ControlChannel, Handler
 from edge_agent.node.delivery import Deleter
 from edge_agent.node.hardware import Hardware, SimulatedHardware
+from edge_agent.node.health import ReleaseFacts
 from edge_agent.node.sampler import Sampler
 from edge_agent.node.sdnotify import Notifier, Watchdog, watchdog_interval
 from edge_agent.node.status_facts import Snapshots
@@ -139,8 +140,10 @@ class Agent:
         config_path: str | None = None,
         overrides: dict | None = None,
         control: Callable[[Agent], Handler] | None = None,
+        release: ReleaseFacts | None = None,
     ) -> None:
         self.cfg = cfg
+        self.release = release  # what the launcher runs (health, status): fleet.release.running
         self.simulate = simulate
         self.config_path = config_path
         self.overrides = overrides or {}
@@ -203,7 +206,7 @@ class Agent:
         self.notifier = Notifier.from_env()
         self.snapshots = Snapshots()  # the status page's view, taken on this thread
         self.next_snapshot = 0.0
-        self.http = StatusServer.open(cfg, self.snapshots, {"reload": self.reload_event.set})
+        self.http = StatusServer.open(cfg, self.snapshots, {"reload": self.reload_event.set}, self.release)
         self.watchdog = Watchdog(
             self.notifier,
             watchdog_interval(),
@@ -266,7 +269,8 @@ class Agent:
         unsynchronised clock while the sampler restamps them (so they leave with true times)."""
         if self.control is not None and self.control_handler is not None:
             self.control.topics = self.control_handler.topics(cfg)
-        uplink = Uplink(cfg, store_path(cfg), restamping=self.sampler.restamping, control=self.control)
+        r, c = self.sampler.restamping, self.control
+        uplink = Uplink(cfg, store_path(cfg), restamping=r, control=c, release=self.release)
 
         def sealed() -> None:
             uplink.notify()

@@ -9,18 +9,30 @@ and publishes. Neither reads the other's state.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from edge_agent import __version__, dsp
 from edge_agent.config import AgentConfig
 from edge_agent.node.store import BatchStore
 from edge_agent.node.sysinfo import SystemProbe, disk_space
 
+# What the launcher runs this agent as (edge_agent.fleet.release.running: the release, its
+# status, the newest trial's outcome), read at each message; None outside a launcher.
+ReleaseFacts = Callable[[], dict | None]
+
+
+def no_release() -> dict | None:
+    return None
+
 
 class HealthReport:
     """Builds health messages; keeps the baseline for per-hour disk-write rates."""
 
-    def __init__(self, cfg: AgentConfig, probe: SystemProbe | None = None) -> None:
+    def __init__(
+        self, cfg: AgentConfig, probe: SystemProbe | None = None, release: ReleaseFacts | None = None
+    ) -> None:
         self.cfg = cfg
+        self.release = release or no_release
         self.probe = probe or SystemProbe()
         self.started_mono = time.monotonic()
         io = self.probe.process_io() or {}
@@ -60,6 +72,7 @@ class HealthReport:
             "version": __version__,
             "core": dsp.IMPLEMENTATION,
             "config_hash": self.cfg.config_hash,
+            "release": self.release(),
             "uptime_s": round(now - self.started_mono, 1),
             "boot_id": p.boot_id(),
             "system_uptime_s": p.uptime(),

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from edge_agent.config import AgentConfig, check_token, store_path
 from edge_agent.errors import StoreError
 from edge_agent.files import TooLarge, os_error_text, read_at_most
-from edge_agent.node.health import HealthReport
+from edge_agent.node.health import HealthReport, ReleaseFacts
 from edge_agent.node.status_facts import Snapshots, commission_from_facts, facts, keep_commission
 from edge_agent.node.status_render import metrics, page
 from edge_agent.node.store import BatchStore
@@ -198,12 +198,18 @@ class StatusServer:
     """The listener and its thread; ``snapshots`` is filled by the sampler's thread, and
     ``actions`` (name -> what it does, on this thread: setting an event) are what POST may do."""
 
-    def __init__(self, cfg: AgentConfig, snapshots: Snapshots, actions: Actions | None = None) -> None:
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        snapshots: Snapshots,
+        actions: Actions | None = None,
+        release: ReleaseFacts | None = None,
+    ) -> None:
         self.cfg = cfg
         self.snapshots = snapshots
         self.actions = {**(actions or {}), "commission": self.commission}
         self.guard = TokenGuard(cfg.http.token_file)
-        self.report = HealthReport(cfg)
+        self.report = HealthReport(cfg, release=release)
         self._store: BatchStore | None = None
         self._epoch: str | None = None
         self._server = _Server((cfg.http.host, cfg.http.port), self)
@@ -212,13 +218,17 @@ class StatusServer:
 
     @classmethod
     def open(
-        cls, cfg: AgentConfig, snapshots: Snapshots, actions: Actions | None = None
+        cls,
+        cfg: AgentConfig,
+        snapshots: Snapshots,
+        actions: Actions | None = None,
+        release: ReleaseFacts | None = None,
     ) -> StatusServer | None:
         """The server, listening; None (and logged) when off or the address cannot be had."""
         if not cfg.http.enabled:
             return None
         try:
-            server = cls(cfg, snapshots, actions)
+            server = cls(cfg, snapshots, actions, release)
         except OSError as exc:
             log.warning(
                 "event=http_unavailable listen=%s reason=%r", cfg.http.listen, exc.strerror or str(exc)

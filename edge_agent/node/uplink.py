@@ -45,7 +45,7 @@ from edge_agent.config import AgentConfig, BrokerConfig
 from edge_agent.node import hass, store_alarm
 from edge_agent.node.control import ControlChannel
 from edge_agent.node.delivery import Backoff, DeliveryWindow  # Backoff lived here: kept importable
-from edge_agent.node.health import HealthReport
+from edge_agent.node.health import HealthReport, ReleaseFacts
 
 # make_client and read_secret lived here before node/mqtt.py: kept importable
 from edge_agent.node.mqtt import (  # noqa: F401
@@ -83,6 +83,7 @@ class Uplink(threading.Thread):
         rng: random.Random | None = None,
         restamping: threading.Event | None = None,
         control: ControlChannel | None = None,
+        release: ReleaseFacts | None = None,
     ) -> None:
         super().__init__(name="uplink", daemon=True)
         self.cfg = cfg
@@ -102,7 +103,7 @@ class Uplink(threading.Thread):
         self.last_tick = time.monotonic()  # the loop's last turn, for the watchdog
         self.status_topic = wire.status_topic(cfg.mqtt.topic_prefix, cfg.node_id)
         self.health_topic = wire.health_topic(cfg.mqtt.topic_prefix, cfg.node_id)
-        self.health = HealthReport(cfg)
+        self.health = HealthReport(cfg, release=release)
         self._pending_health: dict | None = None  # the sampler's part of a report not yet published
         self.backoff = Backoff(cfg.mqtt.reconnect_min, cfg.mqtt.reconnect_max, rng)
         client_id = cfg.mqtt.client_id or f"edge-agent-{cfg.node_id}"
@@ -181,10 +182,16 @@ class Uplink(threading.Thread):
 
     # --- the uplink's own thread ---------------------------------------------------------------
     def _status_payload(self, state: str) -> bytes:
-        return json.dumps(
-            {"node": self.cfg.node_id, "state": state, "version": __version__, "core": dsp.IMPLEMENTATION},
-            separators=(",", ":"),
-        ).encode()
+        status: dict[str, object] = {
+            "node": self.cfg.node_id,
+            "state": state,
+            "version": __version__,
+            "core": dsp.IMPLEMENTATION,
+        }
+        release = self.health.release()
+        if release is not None:  # under the launcher (docs/fleet.md): what it runs, the last trial
+            status["release"] = release
+        return json.dumps(status, separators=(",", ":")).encode()
 
     def _start_attempt(self, now: float) -> None:
         m = self.cfg.mqtt

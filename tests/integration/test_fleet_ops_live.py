@@ -7,12 +7,15 @@ process of its own, as an operator runs it; bounded by their --wait and by event
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 from helpers import agent_cmd, kill_agent, stop_agent, wait_for_log
 from test_remote_config import NODE, PREFIX, node_yaml
+
+from edge_agent.fleet.release import NAME_ENV, ROOT_ENV, Layout
 
 pytestmark = pytest.mark.broker
 
@@ -33,9 +36,20 @@ def test_the_operator_pushes_commands_and_reads_status(broker, tmp_path: Path):
     err = tmp_path / "agent.err"
     common = ["--broker", broker.url, "--prefix", PREFIX]
     signed = [*common, "--key", str(keys / "operator.key")]
+    # as the launcher runs it: release 1.0-1, after 1.1-2 failed its trial and was rolled back
+    layout = Layout(tmp_path / "releases")
+    for name, status in (
+        ("1.0-1", {"status": "good"}),
+        ("1.1-2", {"status": "failed", "reason": "never READY"}),
+    ):
+        layout.release(name).mkdir(parents=True)
+        layout.write_state(name, version=name[:3], **status)
+    env = {**os.environ, ROOT_ENV: str(layout.root), NAME_ENV: "1.0-1"}
     with open(err, "wb") as log:
         agent = subprocess.Popen(
-            agent_cmd("run", "--simulate", "--config", str(cfg), "--trust-dir", str(trust)), stderr=log
+            agent_cmd("run", "--simulate", "--config", str(cfg), "--trust-dir", str(trust)),
+            stderr=log,
+            env=env,
         )
     try:
         wait_for_log(agent, err, lambda t: "event=uplink_connected" in t, timeout=60)
@@ -43,6 +57,14 @@ def test_the_operator_pushes_commands_and_reads_status(broker, tmp_path: Path):
         assert out.returncode == 0, out.stderr
         seen = json.loads(out.stdout)
         assert seen[NODE]["status"]["state"] == "online" and "config/state" not in seen[NODE]
+        release = {
+            "name": "1.0-1",
+            "status": "good",
+            "last_trial": {"release": "1.1-2", "status": "failed", "reason": "never READY"},
+        }
+        assert seen[NODE]["status"]["release"] == release
+        out = fleet("status", *common, "--wait", "1")
+        assert "release=1.0-1 (good), last trial 1.1-2 failed: never READY" in out.stdout, out.stdout
 
         new = tmp_path / "new.yaml"
         new.write_text(node_yaml(broker.url, state, flush="2s"))
