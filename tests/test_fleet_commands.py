@@ -111,3 +111,66 @@ def test_a_replayed_or_older_command_never_runs_again(node):
     cmds.handle(Message(command_topic(agent.cfg), command("flush", 4), False))
     assert agent.ran == ["restart"]
     assert [r.get("reason") for r in replies(agent)] == [None, "replayed", "older"]  # each answered
+
+
+def _update_body(**over):
+    body = {
+        "name": "update",
+        "id": "up-1",
+        "url": "https://bundles.example/b.tar",
+        "sha256": "a" * 64,
+        "size": 1000,
+    }
+    body.update(over)
+    return body
+
+
+@pytest.mark.parametrize(
+    "over, reason",
+    [
+        ({"size": 0}, "malformed"),
+        ({"size": True}, "malformed"),
+        ({"size": "1000"}, "malformed"),
+        ({"size": 10**12}, "oversize"),
+        ({"url": "http://bundles.example/b.tar"}, "malformed"),
+        ({"url": "https://" + "a" * 3000}, "malformed"),
+        ({"sha256": "A" * 64}, "malformed"),
+        ({"sha256": "a" * 63}, "malformed"),
+        ({"extra": 1}, "malformed"),
+    ],
+)
+def test_a_malformed_update_is_refused_and_spends_no_counter(tmp_path, over, reason):
+    from edge_agent.fleet.release import ROOT_ENV
+    from edge_agent.fleet.updates import Updates
+
+    agent = Agent(parse_config_text(text(str(tmp_path / "state")), "node.yaml"))
+    counters = CounterStore(tmp_path / "state" / "fleet" / "counters.json")
+    trust, audience = TrustStore([OPERATOR.public]), Audience("lamp-0042")
+    updates = Updates(trust, audience, counters, env={ROOT_ENV: str(tmp_path / "releases")})
+    cmds = Commands(agent, trust, audience, counters, now=lambda: NOW, updates=updates)
+    cmds.handle(Message(command_topic(agent.cfg), command("update", 5, body=_update_body(**over)), False))
+    (reply,) = replies(agent)
+    assert (reply["outcome"], reply["reason"]) == ("refused", reason), reply
+    assert updates.job is None and not (tmp_path / "releases").exists() and agent.ran == []
+    cmds.handle(Message(command_topic(agent.cfg), command("flush", 5), False))  # counter 5 still free
+    assert agent.ran == ["flush"]
+
+
+def test_an_update_without_the_launcher_or_during_another_is_refused(tmp_path):
+    from edge_agent.fleet.release import ROOT_ENV
+    from edge_agent.fleet.updates import Updates
+
+    agent = Agent(parse_config_text(text(str(tmp_path / "state")), "node.yaml"))
+    counters = CounterStore(tmp_path / "state" / "fleet" / "counters.json")
+    trust, audience = TrustStore([OPERATOR.public]), Audience("lamp-0042")
+    for env, reason in (({}, "unsupported"), ({ROOT_ENV: str(tmp_path / "r")}, "busy")):
+        updates = Updates(trust, audience, counters, env=env)
+        if env:
+            updates.job = type("Running", (), {"command_id": "up-0", "is_alive": lambda self: True})()
+        cmds = Commands(agent, trust, audience, counters, now=lambda: NOW, updates=updates)
+        cmds.handle(Message(command_topic(agent.cfg), command("update", 7, body=_update_body()), False))
+        cmds.tick()  # a job still running is not answered
+        assert [(r["outcome"], r["reason"]) for r in replies(agent)] == [("refused", reason)]
+    cmds = Commands(agent, trust, audience, counters, now=lambda: NOW)  # a node with no updates part
+    cmds.handle(Message(command_topic(agent.cfg), command("update", 8, body=_update_body()), False))
+    assert [r["reason"] for r in replies(agent)] == ["unsupported"]

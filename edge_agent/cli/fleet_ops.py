@@ -1,4 +1,4 @@
-"""``edge-agent fleet push-config | command | status``: the operator's side of remote
+"""``edge-agent fleet push-config | command | push-update | status``: the operator's side of remote
 management, through the broker and the one MQTT client set-up (node/mqtt.py, the flags of
 cli/mqtt_flags.py). Each signs with the operator's key (``keys new``), publishes on each
 node's own topic and waits, bounded by ``--wait``, for the node's answer:
@@ -8,6 +8,9 @@ node's own topic and waits, bounded by ``--wait``, for the node's answer:
   published retained on ``{prefix}/{node}/config/set``; the answer is the ``config/state``
   naming its counter: ``applied``, ``rejected`` (and why) or ``reverted`` (docs/fleet.md).
 - ``command NAME --node ID...``: one of the fixed list, answered on ``cmd/reply``.
+- ``push-update BUNDLE --url URL --node ID...``: the command ``update`` naming BUNDLE's SHA-256
+  and size and where the nodes fetch it (HTTPS); the answer is the node's ``done`` (installed,
+  restarting into the trial, which ``status`` then shows) or ``failed``/``refused``.
 - ``status``: every node's retained ``status`` and ``config/state`` under the prefix, and the
   health messages that arrive within ``--wait``.
 
@@ -188,6 +191,35 @@ def cmd_fleet_push_config(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet_command(args: argparse.Namespace) -> int:
+    return _command(args, {"name": args.name})
+
+
+def cmd_fleet_push_update(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from edge_agent.fleet.fetch import check_url
+    from edge_agent.fleet.refusal import Refused
+    from edge_agent.node.command_names import UPDATE
+
+    try:
+        check_url(args.url)
+    except Refused as exc:
+        raise ConfigError(f"--url: {exc.detail}") from None
+    h, size = hashlib.sha256(), 0
+    try:
+        with open(args.bundle, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+                size += len(block)
+    except OSError as exc:
+        raise ConfigError(f"{args.bundle}: {exc.strerror or exc}") from None
+    body = {"name": UPDATE, "url": args.url, "sha256": h.hexdigest(), "size": size}
+    return _command(args, body)
+
+
+def _command(args: argparse.Namespace, body: dict) -> int:
+    """Send the signed command ``body`` (an id added) to each --node; print each one's final
+    reply (an update's ``started`` is not final: its ``done`` or ``failed`` follows)."""
     sign = _signer(args)
     counter = args.counter or time.time_ns() // 1_000_000
     ident = uuid.uuid4().hex[:12]
@@ -195,14 +227,14 @@ def cmd_fleet_command(args: argparse.Namespace) -> int:
     try:
         listener.subscribed()
         for node in args.node:
-            envelope = sign("command", {"name": args.name, "id": ident}, f"node:{node}", counter)
+            envelope = sign("command", {**body, "id": ident}, f"node:{node}", counter)
             listener.publish(f"{args.prefix}/{node}/cmd", envelope, retain=False)
 
         def replies(messages) -> dict[str, dict]:
             out = {}
             for topic, payload in messages:
                 reply = _json(payload)
-                if isinstance(reply, dict) and reply.get("id") == ident:
+                if isinstance(reply, dict) and reply.get("id") == ident and reply.get("outcome") != "started":
                     out[topic.split("/")[-3]] = reply
             return out
 
@@ -303,6 +335,14 @@ def add_parsers(fsub: argparse._SubParsersAction) -> None:
     cm.add_argument("--json", action="store_true", help="one JSON object per node")
     _common(cm, signs=True, default_wait=30.0)
     cm.set_defaults(func=cmd_fleet_command)
+    pu = fsub.add_parser(
+        "push-update", help="send a signed update command: nodes fetch BUNDLE from --url, install it, restart"
+    )
+    pu.add_argument("bundle", metavar="BUNDLE", help="the bundle (fleet bundle), as served at --url")
+    pu.add_argument("--url", required=True, metavar="URL", help="https:// where the nodes fetch it")
+    pu.add_argument("--json", action="store_true", help="one JSON object per node")
+    _common(pu, signs=True, default_wait=600.0)
+    pu.set_defaults(func=cmd_fleet_push_update)
     st = fsub.add_parser("status", help="what each node under the prefix says it runs")
     st.add_argument("--json", action="store_true", help="one JSON object")
     _common(st, signs=False, default_wait=2.0)

@@ -17,7 +17,10 @@ The reply, on ``{prefix}/{node}/cmd/reply`` (QoS 1, not retained)::
 - ``flush``: the open batches sealed now (and so sent), not at the next interval;
 - ``report``: the commissioning report of the running node: each sensor's state, reads and
   errors, and the streams' privacy levels (what the health message holds of the sampler);
-- ``restart``: a clean stop; the service manager starts the agent again.
+- ``restart``: a clean stop; the service manager (or the launcher) starts the agent again;
+- ``update``, with ``url``, ``sha256`` and ``size`` in its body: the bundle fetched over HTTPS,
+  installed as a new release and the agent restarted into its trial (edge_agent.fleet.updates).
+  Answered ``started`` at once, then ``done`` or ``failed``/``refused`` under the same id.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from edge_agent.fleet import signed
 from edge_agent.fleet.counters import CounterStore
 from edge_agent.fleet.keys import TrustStore
 from edge_agent.fleet.refusal import Refused
-from edge_agent.node.command_names import NAMES
+from edge_agent.fleet.updates import Updates, check_body
+from edge_agent.node.command_names import NAMES, UPDATE
 from edge_agent.node.control import ControlChannel, Message
 from edge_agent.wire.format import NAME_PATTERN
 
@@ -69,7 +73,9 @@ class Commands:
         counters: CounterStore,
         *,
         now: Callable[[], float] | None = None,
+        updates: Updates | None = None,
     ) -> None:
+        self.updates = updates
         self.agent = agent
         self.trust = trust
         self.audience = audience
@@ -91,6 +97,11 @@ class Commands:
             )
             reply["counter"] = v.counter
             name, ident = _body(v.body, reply)
+            if name == UPDATE:
+                if self.updates is None:
+                    raise Refused("unsupported", "this node takes no updates over the fleet's topics")
+                fetch_args = check_body(v.body, self.updates.limits)
+                self.updates.refuse_now()
             self.counters.record(KIND, v.counter, v.digest)  # persist, then act
         except Refused as exc:
             if reply["counter"] is not None:  # (signed.verify logged the others)
@@ -99,12 +110,29 @@ class Commands:
             self._reply(reply)
             return
         log.info("event=command name=%s id=%s counter=%d key=%s", name, ident, v.counter, v.key_id)
+        if name == UPDATE:
+            assert self.updates is not None
+            self.updates.start(ident, v.counter, *fetch_args)
+            reply.update(
+                outcome="started", detail=f"fetching {fetch_args[2]} bytes from {fetch_args[0][:120]}"
+            )
+            self._reply(reply)
+            return
         result = self.agent.command(name)
         started = name in ("reload", "restart")  # at the loop's next turn: said in the log
         reply.update(outcome="done", detail=f"{name} {'started' if started else 'done'}")
         if result is not None:
             reply["result"] = result
         self._reply(reply)
+
+    def tick(self) -> None:
+        """On the agent's thread: an update that has ended is answered, and a done one restarts."""
+        job = self.updates.finished() if self.updates is not None else None
+        if job is None:
+            return
+        self._reply({"id": job.command_id, "name": UPDATE, "counter": job.counter, **job.reply()})
+        if job.outcome == "done":
+            self.agent.command("restart")
 
     def _reply(self, reply: dict) -> None:
         if self.agent.control is not None:
@@ -124,13 +152,17 @@ _LATER: Any = _Later()
 
 def _body(body: Any, reply: dict) -> tuple[str, str]:
     """The command's name and id, each put in ``reply`` once it is known to be one."""
-    if not isinstance(body, dict) or set(body) != {"name", "id"}:
+    if not isinstance(body, dict) or not {"name", "id"} <= set(body):
         raise Refused("malformed", 'a command\'s body is {"name": NAME, "id": ID}')
     name, ident = body["name"], body["id"]
     if not isinstance(ident, str) or not _ID.fullmatch(ident):
         raise Refused("malformed", "a command's id is 1-64 of A-Z a-z 0-9 . _ -, a letter or digit first")
     reply["id"] = ident
-    if name not in NAMES:
-        raise Refused("unknown_command", f"{str(name)[:64]!r}: the node runs only {', '.join(NAMES)}")
+    if name not in (*NAMES, UPDATE):
+        raise Refused(
+            "unknown_command", f"{str(name)[:64]!r}: the node runs only {', '.join(NAMES)}, {UPDATE}"
+        )
+    if name != UPDATE and set(body) != {"name", "id"}:
+        raise Refused("malformed", 'a command\'s body is {"name": NAME, "id": ID}')
     reply["name"] = name
     return name, ident

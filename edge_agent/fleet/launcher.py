@@ -14,8 +14,10 @@ with ``delivered=N``, N >= 1, within ``--trial-window`` seconds, and has run ``-
 seconds without exiting or falling silent. Then it is marked ``good``. Otherwise (an exit, a
 crash, no READY, nothing delivered, no WATCHDOG=1 for ``--watchdog-sec``) it is stopped, marked
 ``failed`` with the reason (never tried again), ``current`` goes back to ``previous`` (or, with
-none, to the base image's agent) and that is started. A good release that exits or falls silent
-is stopped and the launcher exits 1: systemd starts it again.
+none, to the base image's agent) and that is started. A good release that exits 0 on its own
+(the ``restart`` command; after an ``update``, into the new release's trial) is followed by
+``current`` again, unless it did so within ``CLEAN_EXITS_APART`` of the last time; one that fails or falls silent is stopped and the
+launcher exits 1: systemd starts it again.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ log = logging.getLogger("edge_agent.launcher")
 
 ROOT = "/var/lib/edge-agent-releases"
 _DELIVERED = re.compile(r"\bdelivered=(\d+)")
+CLEAN_EXITS_APART = 60.0  # s: a second exit 0 sooner than this after one is not followed at once
 
 
 class Upstream:
@@ -87,7 +90,9 @@ class Signals:
 
 class Outcome:
     def __init__(self, kind: str, reason: str = "", code: int = 0) -> None:
-        self.kind = kind  # "stopped" (asked to), "failed" (its trial), "died" (after its trial)
+        # "stopped" (asked to), "failed" (its trial), "died" (after its trial), "exited" (status 0,
+        # on its own, after its trial: the restart command; the current release runs again)
+        self.kind = kind
         self.reason = reason
         self.code = code
 
@@ -134,6 +139,7 @@ class Launcher:
         self.rollback_at: float | None = None  # monotonic time of the last failed trial
         self.preexec = _dies_with_parent()
         self.trial_at = 0.0  # and when that trial had started
+        self.clean_exit_at = -CLEAN_EXITS_APART  # monotonic: the last exit 0 followed at once
 
     def close(self) -> None:
         self.sock.close()
@@ -244,6 +250,9 @@ class Launcher:
                 if stopping:
                     log.info("event=stopped release=%s %s", label, _describe(rc))
                     return Outcome("stopped", code=0 if rc in (0, -signal.SIGTERM) else 1)
+                if rc == 0 and passed and now - self.clean_exit_at >= CLEAN_EXITS_APART:
+                    self.clean_exit_at = now  # (an agent that keeps exiting: systemd paces it)
+                    return Outcome("exited", f"exited with status 0 after {now - t0:.1f} s")
                 return Outcome("died" if passed else "failed", _describe(rc) + f" after {now - t0:.1f} s")
             if stopping:
                 continue
@@ -292,6 +301,13 @@ class Launcher:
             out = self.supervise(name, trial)
             if out.kind == "stopped":
                 return out.code
+            if out.kind == "exited":  # its restart command (after an update: the new current)
+                log.info(
+                    "event=child_exited release=%s reason=%r: current started again",
+                    name or "base",
+                    out.reason,
+                )
+                continue
             if out.kind == "died":
                 log.error("event=release_died release=%s reason=%r", name or "base", out.reason)
                 return 1

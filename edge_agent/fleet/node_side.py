@@ -27,6 +27,7 @@ from edge_agent.fleet.keys import TrustStore
 from edge_agent.fleet.refusal import Refused
 from edge_agent.fleet.remote_config import RemoteConfig
 from edge_agent.fleet.signed import Audience
+from edge_agent.fleet.updates import Updates
 from edge_agent.keyfile import KeyFileError
 from edge_agent.node.control import ControlChannel, Message
 
@@ -74,7 +75,10 @@ def remote_for(local: AgentConfig, trust_dir: str) -> tuple[AgentConfig, Callabl
     running = remote.at_start(local)
 
     def make(agent: _Agent) -> FleetNode:
-        return FleetNode(agent, remote, local, commands=Commands(agent, trust, audience, remote.counters))
+        updates = Updates(trust, audience, remote.counters, ca_file=local.mqtt.ca_file)
+        return FleetNode(
+            agent, remote, local, commands=Commands(agent, trust, audience, remote.counters, updates=updates)
+        )
 
     return running, make
 
@@ -133,6 +137,8 @@ class FleetNode:
         self.deadline = self.clock() + self.trial
 
     def tick(self, now: float) -> None:
+        if self.commands is not None:
+            self.commands.tick()
         if self.deadline is None:
             return
         if self.agent.link_up():

@@ -25,6 +25,9 @@ REASONS = {
     "invalid_config": "a configuration the node would refuse from a file: what and where",
     "immutable": "a configuration that changes what cannot change while the node runs",
     "unknown_command": "a command not on the node's fixed list",
+    "unsupported": "a command this node cannot carry out (an update without the launcher)",
+    "busy": "an update while another is under way",
+    "corrupt_download": "a fetched bundle whose bytes are not the ones its command signed",
 }
 
 

@@ -5,3 +5,4 @@ them without loading the agent, paho or the cryptography of ``edge_agent.fleet``
 """
 
 NAMES = ("reload", "health", "flush", "report", "restart")
+UPDATE = "update"  # with a bundle's url, sha256 and size: `fleet push-update`, not `fleet command`

@@ -42,6 +42,8 @@ while not stop:
     if not (KIND == "silent" and n > 3):
         send("WATCHDOG=1", "STATUS=queue=0, delivered=%d" % (0 if KIND in ("no_delivery", "silent") else n))
     time.sleep(0.1)
+    if KIND == "clean_exit" and n == 10:
+        sys.exit(0)
 send("STOPPING=1")
 """
 
@@ -235,3 +237,15 @@ def test_an_agent_does_not_outlive_a_killed_launcher(run):
     else:
         os.kill(pid, signal.SIGKILL)
         raise AssertionError("the agent outlived its launcher")
+
+
+def test_a_clean_exit_is_followed_by_current_at_once_but_not_in_a_loop(run):
+    # the restart command (and after an update, the new current): the launcher starts current
+    # again itself; an agent that keeps exiting 0 is left to systemd's RestartSec instead
+    release(run.layout, "0.1.0-1", "clean_exit", status="good")
+    run.layout.switch("0.1.0-1")
+    run.start()
+    text = run.wait("event=release_died")
+    assert run.proc is not None and run.proc.wait(timeout=30) == 1
+    assert text.count("event=child_exited release=0.1.0-1") == 1
+    assert run.started() == ["0.1.0-1", "0.1.0-1"]
