@@ -80,6 +80,7 @@ def uplink_part(uplink: Any) -> dict:
         "delivered_historical": uplink.delivered_historical,
         "failed_acks": uplink.failed_acks,
         "unrouted_acks": uplink.unrouted_acks,  # PUBACK 0x10: kept, sent again
+        "no_subscribers": uplink.no_subscribers,  # so now: one batch at a time until one is back
         "inflight": len(uplink.inflight),
     }
 
@@ -133,7 +134,8 @@ def _values(snap: Snapshot, now: float) -> dict:
 
 def problems(report: dict, snap: Snapshot, now: float) -> list[str]:
     """What makes ``edge-agent status`` exit non-zero: a sensor not up, a queue growing while
-    the link is down (the sampler seals, nothing leaves), a queue that is not open."""
+    the link is down (the sampler seals, nothing leaves), a queue that is not open, a broker
+    that takes the batches for nobody (PUBACK 0x10: the backbone's workers are not there)."""
     out = [
         f"sensor {name} is {s['state']}"
         for name, s in sorted(report["sensors"].items())
@@ -145,6 +147,8 @@ def problems(report: dict, snap: Snapshot, now: float) -> list[str]:
         out.append(f"queue growing with the link down ({queued} batches)")
     if not snap.store_open:
         out.append("the queue is not open (the disk is full): nothing is stored")
+    if snap.uplink.get("no_subscribers"):
+        out.append("the broker has no subscriber for the data: batches are kept until one is back")
     return out
 
 

@@ -135,6 +135,10 @@ class Uplink(threading.Thread):
         return self.window.unrouted_acks
 
     @property
+    def no_subscribers(self) -> bool:
+        return bool(self.window.probe_at)
+
+    @property
     def inflight(self) -> dict[int, int]:
         return self.window.inflight
 

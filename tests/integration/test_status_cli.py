@@ -8,7 +8,7 @@ import json
 import re
 import subprocess
 
-from helpers import agent_cmd, free_port, kill_agent, stop_agent, wait_for_log
+from helpers import Sink, agent_cmd, free_port, kill_agent, stop_agent, wait_for_log
 
 CONFIG = """\
 node: {{id: status-node}}
@@ -61,7 +61,25 @@ def test_status_says_the_queue_grows_with_the_link_down(tmp_path):
     assert "Traceback" not in gone.stderr
 
 
+def test_status_says_when_the_broker_has_nobody_for_the_data(tmp_path, broker):
+    proc, listen, log = start(tmp_path, broker.url)
+    try:
+        wait_for_log(proc, log, lambda t: "event=no_subscribers" in t)
+        for _ in range(200):  # asked until a snapshot taken after the event is shown (by count)
+            r = status(listen, "--json")
+            facts = json.loads(r.stdout)
+            if facts["uplink"]["unrouted_acks"]:
+                break
+        assert r.returncode == 1 and facts["uplink"]["no_subscribers"], facts
+        assert "the broker has no subscriber for the data" in " ".join(facts["problems"])
+        assert facts["uplink"]["unrouted_acks"] >= 1 and facts["uplink"]["delivered"] == 0
+        assert stop_agent(proc, log) == 0
+    finally:
+        kill_agent(proc, log)
+
+
 def test_status_is_ok_when_the_broker_takes_the_batches(tmp_path, broker):
+    sink = Sink(broker.port)
     proc, listen, log = start(tmp_path, broker.url)
     try:
         wait_for_log(proc, log, lambda t: "event=uplink_connected" in t)
@@ -75,6 +93,7 @@ def test_status_is_ok_when_the_broker_takes_the_batches(tmp_path, broker):
         assert stop_agent(proc, log) == 0
     finally:
         kill_agent(proc, log)
+        sink.close()
 
 
 def test_status_with_bad_arguments_exits_2(tmp_path):
