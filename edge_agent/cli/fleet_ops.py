@@ -227,7 +227,8 @@ def _command(args: argparse.Namespace, body: dict) -> int:
     try:
         listener.subscribed()
         for node in args.node:
-            envelope = sign("command", {**body, "id": ident}, f"node:{node}", counter)
+            target = f"group:{args.group}" if args.group else f"node:{node}"
+            envelope = sign("command", {**body, "id": ident}, target, counter)
             listener.publish(f"{args.prefix}/{node}/cmd", envelope, retain=False)
 
         def replies(messages) -> dict[str, dict]:
@@ -322,17 +323,22 @@ def _common(p: argparse.ArgumentParser, *, signs: bool, default_wait: float) -> 
     add_client_arguments(p)
 
 
+def _group(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--group", metavar="NAME", help="sign it for group:NAME (still sent to each --node)")
+
+
 def add_parsers(fsub: argparse._SubParsersAction) -> None:
     from edge_agent.node.command_names import NAMES
 
     pc = fsub.add_parser("push-config", help="sign a node configuration and push it to nodes")
     pc.add_argument("file", metavar="FILE", help="the node configuration (as node.yaml)")
-    pc.add_argument("--group", metavar="NAME", help="sign it for group:NAME (still sent to each --node)")
+    _group(pc)
     _common(pc, signs=True, default_wait=90.0)
     pc.set_defaults(func=cmd_fleet_push_config)
     cm = fsub.add_parser("command", help="send a signed command to nodes and print their replies")
     cm.add_argument("name", choices=NAMES, help="the command")
     cm.add_argument("--json", action="store_true", help="one JSON object per node")
+    _group(cm)
     _common(cm, signs=True, default_wait=30.0)
     cm.set_defaults(func=cmd_fleet_command)
     pu = fsub.add_parser(
@@ -341,6 +347,7 @@ def add_parsers(fsub: argparse._SubParsersAction) -> None:
     pu.add_argument("bundle", metavar="BUNDLE", help="the bundle (fleet bundle), as served at --url")
     pu.add_argument("--url", required=True, metavar="URL", help="https:// where the nodes fetch it")
     pu.add_argument("--json", action="store_true", help="one JSON object per node")
+    _group(pu)
     _common(pu, signs=True, default_wait=600.0)
     pu.set_defaults(func=cmd_fleet_push_update)
     st = fsub.add_parser("status", help="what each node under the prefix says it runs")

@@ -81,6 +81,13 @@ def test_the_operator_pushes_commands_and_reads_status(broker, tmp_path: Path):
         reply = json.loads(out.stdout)["reply"]
         assert reply["outcome"] == "done" and reply["result"]["sensors"]["air"]["state"] == "up"
 
+        # signed once for a group: the node of district-7 runs it, one for another group it refuses
+        out = fleet("command", "health", "--group", "district-7", "--node", NODE, *signed)
+        assert out.returncode == 0 and f"{NODE}: done" in out.stdout, out.stdout + out.stderr
+        out = fleet("command", "health", "--group", "district-9", "--node", NODE, *signed, "--wait", "3")
+        assert out.returncode == 1 and f"{NODE}: no answer" in out.stdout, out.stdout  # (its id unread)
+        wait_for_log(agent, err, lambda t: "reason=wrong_target" in t)
+
         out = fleet("command", "flush", "--node", "ghost-9", *signed, "--wait", "2")
         assert out.returncode == 1 and "ghost-9: no answer within 2 s" in out.stdout
 
