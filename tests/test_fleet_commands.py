@@ -5,6 +5,7 @@ another node and an expired one are refused with their reasons and run nothing."
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from test_fleet_remote_config import NOW, OPERATOR, STRANGER, text
@@ -174,3 +175,52 @@ def test_an_update_without_the_launcher_or_during_another_is_refused(tmp_path):
     cmds = Commands(agent, trust, audience, counters, now=lambda: NOW)  # a node with no updates part
     cmds.handle(Message(command_topic(agent.cfg), command("update", 8, body=_update_body()), False))
     assert [r["reason"] for r in replies(agent)] == ["unsupported"]
+
+
+def test_a_revoked_key_is_trusted_no_more_now_and_after_a_restart_but_never_the_last(tmp_path):
+    from edge_agent.fleet.keys import REVOKED, TrustStore, read_revoked
+
+    trust_dir = tmp_path / "trust"
+    trust_dir.mkdir()
+    for k in (OPERATOR, STRANGER):
+        (trust_dir / f"{k.public.id}.pub").write_bytes(k.public.line())
+    revoked = str(tmp_path / "state" / "fleet" / REVOKED)
+    trust = TrustStore.load(trust_dir, revoked)
+    agent = Agent(parse_config_text(text(str(tmp_path / "state")), "node.yaml"))
+    counters = CounterStore(tmp_path / "state" / "fleet" / "counters.json")
+    cmds = Commands(agent, trust, Audience("lamp-0042"), counters, now=lambda: NOW, revoked=revoked)
+
+    def send(counter, body, key=OPERATOR):
+        cmds.handle(
+            Message(command_topic(agent.cfg), command(body["name"], counter, key=key, body=body), False)
+        )
+
+    send(1, {"name": "revoke", "id": "r-1", "key": "0" * 16})  # not a key it trusts
+    send(2, {"name": "revoke", "id": "r-2", "key": STRANGER.public.id, "more": 1})
+    send(2, {"name": "revoke", "id": "r-3", "key": STRANGER.public.id})  # counter 2 was not spent
+    send(3, {"name": "flush", "id": "f-1"}, key=STRANGER)  # revoked: refused at once
+    send(4, {"name": "revoke", "id": "r-4", "key": OPERATOR.public.id})  # the last one: never
+    got = [(r["id"], r["outcome"], r.get("reason")) for r in replies(agent)]
+    assert got == [
+        ("r-1", "refused", "revocation"),
+        ("r-2", "refused", "malformed"),
+        ("r-3", "done", None),
+        (None, "refused", "unknown_key"),
+        ("r-4", "refused", "revocation"),
+    ], got
+    assert agent.ran == [] and trust.ids == [OPERATOR.public.id]
+    assert read_revoked(revoked) == [STRANGER.public.id]
+    assert TrustStore.load(trust_dir, revoked).ids == [OPERATOR.public.id]  # after a restart too
+    assert oct(os.stat(revoked).st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("content", [b"[]", b'{"revoked": "x"}', b'{"revoked": [1]}', b"\xff", b"[" * 5000])
+def test_a_damaged_revoked_file_is_an_error_that_says_where(tmp_path, content):
+    from edge_agent.fleet.keys import TrustStore
+    from edge_agent.keyfile import KeyFileError
+
+    (tmp_path / "trust").mkdir()
+    bad = tmp_path / "revoked.json"
+    bad.write_bytes(content)
+    with pytest.raises(KeyFileError, match=str(bad)):
+        TrustStore.load(tmp_path / "trust", bad)

@@ -11,6 +11,8 @@ node's own topic and waits, bounded by ``--wait``, for the node's answer:
 - ``push-update BUNDLE --url URL --node ID...``: the command ``update`` naming BUNDLE's SHA-256
   and size and where the nodes fetch it (HTTPS); the answer is the node's ``done`` (installed,
   restarting into the trial, which ``status`` then shows) or ``failed``/``refused``.
+- ``revoke-key KEY_ID --node ID...``: the nodes trust the key no more, after restarts too
+  (never their last key).
 - ``status``: every node's retained ``status`` and ``config/state`` under the prefix, and the
   health messages that arrive within ``--wait``.
 
@@ -194,6 +196,12 @@ def cmd_fleet_command(args: argparse.Namespace) -> int:
     return _command(args, {"name": args.name})
 
 
+def cmd_fleet_revoke_key(args: argparse.Namespace) -> int:
+    from edge_agent.node.command_names import REVOKE
+
+    return _command(args, {"name": REVOKE, "key": args.key_id})
+
+
 def cmd_fleet_push_update(args: argparse.Namespace) -> int:
     import hashlib
 
@@ -350,6 +358,12 @@ def add_parsers(fsub: argparse._SubParsersAction) -> None:
     _group(pu)
     _common(pu, signs=True, default_wait=600.0)
     pu.set_defaults(func=cmd_fleet_push_update)
+    rk = fsub.add_parser("revoke-key", help="nodes trust KEY_ID no more (never their last key)")
+    rk.add_argument("key_id", metavar="KEY_ID", help="the key's id (keys show KEY.pub)")
+    rk.add_argument("--json", action="store_true", help="one JSON object per node")
+    _group(rk)
+    _common(rk, signs=True, default_wait=30.0)
+    rk.set_defaults(func=cmd_fleet_revoke_key)
     st = fsub.add_parser("status", help="what each node under the prefix says it runs")
     st.add_argument("--json", action="store_true", help="one JSON object")
     _common(st, signs=False, default_wait=2.0)

@@ -45,12 +45,12 @@ def cmd_update_verify(args: argparse.Namespace) -> int:
     import tempfile
 
     from edge_agent.fleet.counters import CounterStore
-    from edge_agent.fleet.keys import TrustStore
+    from edge_agent.fleet.keys import REVOKED, TrustStore
     from edge_agent.fleet.signed import Audience
     from edge_agent.fleet.staging import Limits, discard, stage
 
     node_id, state_dir, groups = _node(args)
-    trust = TrustStore.load(args.trust_dir)
+    trust = TrustStore.load(args.trust_dir, os.path.join(state_dir, "fleet", REVOKED))
     counters = CounterStore(os.path.join(state_dir, "fleet", "counters.json"))
     limits = Limits(max_bundle=args.max_bytes) if args.max_bytes else Limits()
     try:
@@ -117,7 +117,7 @@ def cmd_update_apply(args: argparse.Namespace) -> int:
 
     from edge_agent.fleet.counters import CounterStore
     from edge_agent.fleet.install import apply
-    from edge_agent.fleet.keys import TrustStore
+    from edge_agent.fleet.keys import REVOKED, TrustStore
     from edge_agent.fleet.signed import Audience
     from edge_agent.fleet.staging import Limits
 
@@ -125,7 +125,7 @@ def cmd_update_apply(args: argparse.Namespace) -> int:
     done = apply(
         args.bundle,
         args.root,
-        trust=TrustStore.load(args.trust_dir),
+        trust=TrustStore.load(args.trust_dir, os.path.join(state_dir, "fleet", REVOKED)),
         audience=Audience(node_id, groups),
         counters=CounterStore(os.path.join(state_dir, "fleet", "counters.json")),
         platform=args.platform,

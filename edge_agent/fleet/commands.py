@@ -37,7 +37,8 @@ from edge_agent.fleet.counters import CounterStore
 from edge_agent.fleet.keys import TrustStore
 from edge_agent.fleet.refusal import Refused
 from edge_agent.fleet.updates import Updates, check_body
-from edge_agent.node.command_names import NAMES, UPDATE
+from edge_agent.keyfile import KeyFileError
+from edge_agent.node.command_names import NAMES, REVOKE, UPDATE
 from edge_agent.node.control import ControlChannel, Message
 from edge_agent.wire.format import NAME_PATTERN
 
@@ -74,8 +75,10 @@ class Commands:
         *,
         now: Callable[[], float] | None = None,
         updates: Updates | None = None,
+        revoked: str | None = None,
     ) -> None:
         self.updates = updates
+        self.revoked = revoked  # the node's revoked-keys file (fleet.keys.REVOKED)
         self.agent = agent
         self.trust = trust
         self.audience = audience
@@ -102,6 +105,8 @@ class Commands:
                     raise Refused("unsupported", "this node takes no updates over the fleet's topics")
                 fetch_args = check_body(v.body, self.updates.limits)
                 self.updates.refuse_now()
+            elif name == REVOKE:
+                kid = _revocable(v.body, self.trust, self.revoked)
             self.counters.record(KIND, v.counter, v.digest)  # persist, then act
         except Refused as exc:
             if reply["counter"] is not None:  # (signed.verify logged the others)
@@ -116,6 +121,19 @@ class Commands:
             reply.update(
                 outcome="started", detail=f"fetching {fetch_args[2]} bytes from {fetch_args[0][:120]}"
             )
+            self._reply(reply)
+            return
+        if name == REVOKE:
+            assert self.revoked is not None
+            try:
+                self.trust.revoke(kid, self.revoked)
+            except (KeyFileError, OSError) as exc:  # a full disk, say: still trusted
+                reply.update(outcome="failed", detail=str(exc)[:300])
+            else:
+                log.warning("event=key_revoked key=%s by=%s", kid, v.key_id)
+                reply.update(
+                    outcome="done", detail=f"key {kid} revoked; trusted: {', '.join(self.trust.ids)}"
+                )
             self._reply(reply)
             return
         result = self.agent.command(name)
@@ -158,11 +176,24 @@ def _body(body: Any, reply: dict) -> tuple[str, str]:
     if not isinstance(ident, str) or not _ID.fullmatch(ident):
         raise Refused("malformed", "a command's id is 1-64 of A-Z a-z 0-9 . _ -, a letter or digit first")
     reply["id"] = ident
-    if name not in (*NAMES, UPDATE):
-        raise Refused(
-            "unknown_command", f"{str(name)[:64]!r}: the node runs only {', '.join(NAMES)}, {UPDATE}"
-        )
-    if name != UPDATE and set(body) != {"name", "id"}:
+    if name not in (*NAMES, UPDATE, REVOKE):
+        known = ", ".join((*NAMES, UPDATE, REVOKE))
+        raise Refused("unknown_command", f"{str(name)[:64]!r}: the node runs only {known}")
+    if name not in (UPDATE, REVOKE) and set(body) != {"name", "id"}:
         raise Refused("malformed", 'a command\'s body is {"name": NAME, "id": ID}')
     reply["name"] = name
     return name, ident
+
+
+def _revocable(body: dict, trust: TrustStore, revoked: str | None) -> str:
+    """The key id a revoke command names, refused before its counter is spent when it cannot be."""
+    if set(body) != {"name", "id", "key"} or not isinstance(body["key"], str):
+        raise Refused("malformed", 'a revoke command\'s body is {"name": "revoke", "id": ID, "key": KEY_ID}')
+    kid = body["key"]
+    if revoked is None:
+        raise Refused("unsupported", "this node keeps no record of revoked keys")
+    if not trust.knows(kid):
+        raise Refused("revocation", f"key {kid[:64]!r} is not one the node trusts")
+    if len(trust.ids) == 1:
+        raise Refused("revocation", f"key {kid} is the last the node trusts: it is never revoked")
+    return kid

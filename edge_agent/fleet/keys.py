@@ -14,6 +14,7 @@ provision --trust``, root's, readable by the agent, which cannot change it).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import stat
 from pathlib import Path
@@ -22,7 +23,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from edge_agent import keyfile
-from edge_agent.files import TooLarge, read_at_most, unlink_wiped
+from edge_agent.files import TooLarge, read_at_most, replace_wiped, unlink_wiped
 from edge_agent.keyfile import PUBLIC_TAG, SECRET_TAG, KeyFileError, b64, key_bytes, key_id
 
 __all__ = ["PUBLIC_TAG", "SECRET_TAG", "KeyFileError", "OperatorKey", "PublicKey", "TrustStore", "key_id"]
@@ -89,6 +90,28 @@ class OperatorKey:
 
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message).signature
+
+
+REVOKED = "revoked.json"  # in the node's state_dir/fleet, beside the counters
+_REVOKED_MAX = 64 * 1024
+
+
+def read_revoked(path: str | os.PathLike) -> list[str]:
+    """The key ids a node has revoked (``{"revoked": [ID, ...]}``); none when there is no file."""
+    try:
+        data = read_at_most(path, _REVOKED_MAX)
+    except FileNotFoundError:
+        return []
+    except (OSError, TooLarge) as exc:
+        raise KeyFileError(f"{path}: cannot read the revoked keys: {exc}") from None
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        doc = None
+    ids = doc.get("revoked") if isinstance(doc, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise KeyFileError(f'{path}: not a list of revoked keys ({{"revoked": [ID, ...]}})')
+    return ids
 
 
 def _write_new(path: Path, data: bytes, mode: int, made: list[Path]) -> None:
@@ -158,9 +181,10 @@ class TrustStore:
         self._keys = {k.id: VerifyKey(k.raw) for k in keys}
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> TrustStore:
-        """Every ``*.pub`` file in ``directory``; an unreadable or damaged one is an error (a
-        trust store is written once, by the first-boot import: damage is worth a visit)."""
+    def load(cls, directory: str | os.PathLike, revoked: str | os.PathLike | None = None) -> TrustStore:
+        """Every ``*.pub`` file in ``directory`` but the ids the node's ``revoked`` file lists;
+        an unreadable or damaged one is an error (a trust store is written once, by the
+        first-boot import: damage is worth a visit)."""
         d = Path(directory)
         try:
             names = sorted(p.name for p in d.iterdir() if p.name.endswith(".pub"))
@@ -168,7 +192,8 @@ class TrustStore:
             raise KeyFileError(f"trust store {d}: cannot read: {exc.strerror or exc}") from None
         if len(names) > MAX_TRUSTED:
             raise KeyFileError(f"trust store {d}: {len(names)} keys, more than {MAX_TRUSTED}")
-        return cls([read_public(d / n) for n in names], str(d))
+        gone = set(read_revoked(revoked)) if revoked is not None else set()
+        return cls([k for k in (read_public(d / n) for n in names) if k.id not in gone], str(d))
 
     @property
     def ids(self) -> list[str]:
@@ -176,6 +201,19 @@ class TrustStore:
 
     def knows(self, kid: str) -> bool:
         return kid in self._keys
+
+    def revoke(self, kid: str, revoked: str | os.PathLike) -> None:
+        """Trust ``kid`` no more, from now and after every restart (its id added to the node's
+        ``revoked`` file first: persist, then act). Never the last key: a node that trusted
+        none could never be reached again."""
+        if kid not in self._keys:
+            raise KeyFileError(f"key {kid[:64]!r} is not in the trust store")
+        if len(self._keys) == 1:
+            raise KeyFileError(f"key {kid} is the last the node trusts: it is never revoked")
+        ids = sorted({*read_revoked(revoked), kid})
+        Path(revoked).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        replace_wiped(revoked, json.dumps({"revoked": ids}).encode(), 0o600)
+        del self._keys[kid]
 
     def verifies(self, kid: str, message: bytes, signature: bytes) -> bool:
         """Whether ``signature`` is the key ``kid``'s over ``message`` (libsodium's check, which

@@ -23,7 +23,7 @@ from typing import Protocol
 from edge_agent.config import AgentConfig
 from edge_agent.fleet import remote_config
 from edge_agent.fleet.commands import Commands, command_topic
-from edge_agent.fleet.keys import TrustStore
+from edge_agent.fleet.keys import REVOKED, TrustStore
 from edge_agent.fleet.refusal import Refused
 from edge_agent.fleet.remote_config import RemoteConfig
 from edge_agent.fleet.signed import Audience
@@ -63,7 +63,8 @@ def remote_for(local: AgentConfig, trust_dir: str) -> tuple[AgentConfig, Callabl
         log.info("event=remote_config_off reason=%r", f"no trust store at {trust_dir}")
         return local, None
     try:
-        trust = TrustStore.load(trust_dir)
+        revoked = os.path.join(local.state_dir, "fleet", REVOKED)
+        trust = TrustStore.load(trust_dir, revoked)
     except KeyFileError as exc:  # a damaged store: the node samples on, without the fleet
         log.error("event=remote_config_off reason=%r", str(exc))
         return local, None
@@ -76,9 +77,8 @@ def remote_for(local: AgentConfig, trust_dir: str) -> tuple[AgentConfig, Callabl
 
     def make(agent: _Agent) -> FleetNode:
         updates = Updates(trust, audience, remote.counters, ca_file=local.mqtt.ca_file)
-        return FleetNode(
-            agent, remote, local, commands=Commands(agent, trust, audience, remote.counters, updates=updates)
-        )
+        commands = Commands(agent, trust, audience, remote.counters, updates=updates, revoked=revoked)
+        return FleetNode(agent, remote, local, commands=commands)
 
     return running, make
 

@@ -26,6 +26,7 @@ REASONS = {
     "immutable": "a configuration that changes what cannot change while the node runs",
     "unknown_command": "a command not on the node's fixed list",
     "unsupported": "a command this node cannot carry out (an update without the launcher)",
+    "revocation": "a key revocation the node refuses: a key it does not trust, or the last it does",
     "busy": "an update while another is under way",
     "corrupt_download": "a fetched bundle whose bytes are not the ones its command signed",
 }

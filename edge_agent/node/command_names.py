@@ -5,4 +5,5 @@ them without loading the agent, paho or the cryptography of ``edge_agent.fleet``
 """
 
 NAMES = ("reload", "health", "flush", "report", "restart")
+REVOKE = "revoke"  # with a key id: `fleet revoke-key`
 UPDATE = "update"  # with a bundle's url, sha256 and size: `fleet push-update`, not `fleet command`

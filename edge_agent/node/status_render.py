@@ -45,6 +45,7 @@ SERIES: list[tuple[tuple[str, ...], str, str, tuple[str, ...]]] = [
     (("store", "wal_loss", "*"), "store_wal_loss", "gauge", ("figure",)),
     (("uplink", "connected"), "uplink_connected", "gauge", ()),
     (("uplink", "inflight"), "uplink_inflight", "gauge", ()),
+    (("uplink", "no_subscribers"), "uplink_no_subscribers", "gauge", ()),
     (("uplink", "since"), "uplink_state_since_timestamp_seconds", "gauge", ()),
     (("uplink", "last_ack"), "uplink_last_ack_timestamp_seconds", "gauge", ()),
     *(

@@ -88,6 +88,12 @@ def test_the_operator_pushes_commands_and_reads_status(broker, tmp_path: Path):
         assert out.returncode == 1 and f"{NODE}: no answer" in out.stdout, out.stdout  # (its id unread)
         wait_for_log(agent, err, lambda t: "reason=wrong_target" in t)
 
+        kid = subprocess.run(
+            agent_cmd("keys", "show", str(keys / "operator.pub")), capture_output=True, text=True
+        )
+        out = fleet("revoke-key", kid.stdout.split()[0], "--node", NODE, *signed)  # its only key
+        assert out.returncode == 1 and f"{NODE}: refused (revocation)" in out.stdout, out.stdout + out.stderr
+
         out = fleet("command", "flush", "--node", "ghost-9", *signed, "--wait", "2")
         assert out.returncode == 1 and "ghost-9: no answer within 2 s" in out.stdout
 
