@@ -80,7 +80,9 @@ def cmd_image_provision_batch(args: argparse.Namespace) -> int:
         line = f"[{bar}] {done}/{total} {node}"
         print(f"\r{line:<70}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
 
-    summary = provision_batch(args.base, args.csv, args.out, args.config, progress=progress)
+    summary = provision_batch(
+        args.base, args.csv, args.out, args.config, progress=progress, trust=tuple(args.trust)
+    )
     if tty:
         print(file=sys.stderr)
     if args.json:
@@ -154,7 +156,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "csv",
         metavar="NODES_CSV",
         help="header: node_id[,site,hostname,config,ca,cert,key,"
-        "password_file,http_token,wifi_ssid,wifi_psk_file]; paths relative to the CSV",
+        "password_file,http_token,wifi_ssid,wifi_psk_file,trust]; paths relative to the CSV "
+        "(trust: KEY.pub files separated by ;)",
+    )
+    ib.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="KEY.pub",
+        help="an operator's public key every card trusts (besides a row's trust column); repeatable",
     )
     ib.add_argument("--out", required=True, metavar="DIR", help="where NODE_ID.img files are made")
     ib.add_argument(

@@ -24,6 +24,7 @@ BATCH_COLUMNS = (
     "http_token",
     "wifi_ssid",
     "wifi_psk_file",
+    "trust",  # operators' public key files, separated by ";" (besides --trust, for every row)
 )
 
 
@@ -36,9 +37,9 @@ class BatchRow:
     creds: Credentials
 
 
-def read_batch(csv_path: str, template: str | None) -> list[BatchRow]:
+def read_batch(csv_path: str, template: str | None, trust: tuple[str, ...] = ()) -> list[BatchRow]:
     """Rows of nodes.csv (a header row naming columns of BATCH_COLUMNS; node_id required).
-    Relative paths are taken from the CSV file's directory."""
+    Relative paths are taken from the CSV file's directory; ``trust`` goes on every card."""
     import csv
 
     base = Path(csv_path).resolve().parent
@@ -90,6 +91,10 @@ def read_batch(csv_path: str, template: str | None) -> list[BatchRow]:
                             wifi_ssid=get("wifi_ssid"),
                             wifi_psk_file=path("wifi_psk_file"),
                             hostname=get("hostname"),
+                            trust=trust
+                            + tuple(
+                                str(base / t.strip()) for t in (get("trust") or "").split(";") if t.strip()
+                            ),
                         ),
                     )
                 )
@@ -124,12 +129,13 @@ def provision_batch(
     out_dir: str,
     template: str | None = None,
     progress=lambda done, total, node: None,
+    trust: tuple[str, ...] = (),
 ) -> dict:
     """One provisioned image per row of the CSV, as OUT/NODE_ID.img. Every row is checked
     against the base image before the first copy; an image that fails half-way is removed."""
     import time
 
-    rows = read_batch(csv_path, template)
+    rows = read_batch(csv_path, template, trust)
     base = open_target(base_image)
     if not isinstance(base, FatImage):
         raise ProvisionError(f"{base_image}: provision-batch needs an image file, not a directory")

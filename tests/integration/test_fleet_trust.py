@@ -147,3 +147,44 @@ def test_a_fat_card_image_carries_the_keys(tmp_path, capsys):
     capsys.readouterr()
     assert main(["image", "inspect", str(disk), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["trust"] == [read_public(pub).id]
+
+
+def _fat_disk(path, sfdisk, mkfs):
+    with open(path, "wb") as f:
+        f.truncate(72 * 1024 * 1024)
+    table = "label: dos\nstart=8192, size=131072, type=c\n"
+    subprocess.run([sfdisk, "-q", str(path)], input=table.encode(), check=True, capture_output=True)
+    subprocess.run(
+        [mkfs, "-F", "32", "--offset", "8192", str(path), "65536"], check=True, capture_output=True
+    )
+
+
+def test_provision_batch_puts_every_card_s_keys_on_it(tmp_path, capsys):
+    # --trust for the whole fleet, and a row's own trust column (";"-separated) besides it
+    sfdisk, mkfs = require_tool("sfdisk", "fdisk"), require_tool("mkfs.fat", "dosfstools")
+    require_tool("mcopy", "mtools")
+    base = tmp_path / "base.img"
+    _fat_disk(base, sfdisk, mkfs)
+    cfg = tmp_path / "node.yaml"
+    cfg.write_text(NODE_YAML)
+    for name in ("city", "district", "vendor"):
+        assert main(["keys", "new", "--out", str(tmp_path / "k"), "--name", name]) == 0
+    ids = {n: read_public(tmp_path / "k" / f"{n}.pub").id for n in ("city", "district", "vendor")}
+    csv = tmp_path / "nodes.csv"
+    csv.write_text("node_id,trust\nlamp-0001,k/district.pub;k/vendor.pub\nlamp-0002,\n")
+    out = tmp_path / "cards"
+    args = ["image", "provision-batch", str(base), str(csv), "--out", str(out), "--config", str(cfg)]
+    assert main([*args, "--trust", str(tmp_path / "k" / "city.pub")]) == 0
+    capsys.readouterr()
+    seen = {}
+    for node in ("lamp-0001", "lamp-0002"):
+        assert main(["image", "inspect", str(out / f"{node}.img"), "--json"]) == 0
+        seen[node] = sorted(json.loads(capsys.readouterr().out)["trust"])
+    assert seen == {
+        "lamp-0001": sorted([ids["city"], ids["district"], ids["vendor"]]),
+        "lamp-0002": [ids["city"]],
+    }
+    csv.write_text("node_id,trust\nlamp-0003,k/city.key\n")  # a private key: refused, nothing made
+    assert main([*args[:4], "--out", str(tmp_path / "none"), "--config", str(cfg)]) != 0
+    assert "nodes.csv:2 (lamp-0003)" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists() or not list((tmp_path / "none").iterdir())
