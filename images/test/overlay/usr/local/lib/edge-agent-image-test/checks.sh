@@ -11,6 +11,10 @@ block() { say "BEGIN $1"; shift; "$@" >&3 2>&1; say "END"; }
 prop() { systemctl show -p "$2" --value "$1"; }
 trap 'say DONE; sync; systemctl poweroff' EXIT
 
+# cloud-init done (host name, the technicians' account), bounded
+timeout 900 cloud-init status --wait >/dev/null 2>&1
+say cloud_init "$(cloud-init status 2>&1 | tr '\n' ' ')"
+
 # READY: a Type=notify unit is active only once the agent has sent READY=1.
 for _ in $(seq 600); do
 	[ "$(prop edge-agent ActiveState)" = active ] && break
