@@ -327,6 +327,9 @@ def test_the_card_boots_imports_runs_and_is_watched(booted, pki, broker_factory,
     diag = (console.read_text(errors="replace")[-6000:], results.read_text() if results.exists() else "")
     assert "DONE" in values, diag
 
+    # cloud-init ran to the end without an error (status: done)
+    assert values["cloud_init"] == ["status:", "done"], values.get("cloud_init")
+
     # READY under systemd, as its own user, the compiled core built for arm64
     assert values["ready_state"] == ["active"], diag
     figures["boot_to_ready_s"] = int(values["ready_monotonic_us"][0]) / 1e6
