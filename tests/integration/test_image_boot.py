@@ -169,7 +169,8 @@ def build_image(out: Path) -> float:
         text=True,
     )
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-8000:]
-    print(f"\nimage build: {time.monotonic() - started:.0f} s; {build.stdout.strip()}")
+    layers = [ln for ln in build.stderr.splitlines() if " built in " in ln or " installed in " in ln]
+    print(f"\nimage build: {time.monotonic() - started:.0f} s; {' '.join(layers)} {build.stdout.strip()}")
     return time.monotonic() - started
 
 
