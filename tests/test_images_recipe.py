@@ -70,7 +70,7 @@ def test_both_recipes_run_the_one_install_step():
     assert "label: dos" in debian and "type=c" in debian and "type=83" in debian
     assert "mkfs.fat -F 32" in debian and "-n bootfs" in debian and "mkfs.ext4" in debian and " -d " in debian
     # nothing mounted on the host: the agent layer's chroot mounts only in its own namespace
-    ns = debian[debian.index("unshare --mount --propagation private") : debian.index("' sh \"$work/root\"")]
+    ns = debian[debian.index("unshare --mount --propagation private") : debian.index('\' sh "$work/root"')]
     outside = debian.replace(ns, "").replace("mount -t binfmt_misc", "")
     assert "losetup" not in debian and "mount " not in outside
     packages = (IMAGES / "debian" / "packages").read_text().split()
