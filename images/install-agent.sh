@@ -59,6 +59,9 @@ users:
       - ${pubkey}
 ssh_pwauth: false
 disable_root: true
+# the image's locale as built: no locale generation at first boot (Debian's small image has
+# no locales package, and cloud-init's default en_US.UTF-8 then fails the boot's status)
+locale: false
 CFG
 passwd -l root
 if id -u "$tech" >/dev/null 2>&1; then passwd -l "$tech"; fi

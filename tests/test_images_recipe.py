@@ -69,7 +69,10 @@ def test_both_recipes_run_the_one_install_step():
     assert "BOOT_START=8192 BOOT_SECTORS=524288 ROOT_START=532480" in debian
     assert "label: dos" in debian and "type=c" in debian and "type=83" in debian
     assert "mkfs.fat -F 32" in debian and "-n bootfs" in debian and "mkfs.ext4" in debian and " -d " in debian
-    assert "losetup" not in debian and "mount " not in debian.replace("mount -t binfmt_misc", "")
+    # nothing mounted on the host: the agent layer's chroot mounts only in its own namespace
+    ns = debian[debian.index("unshare --mount --propagation private") : debian.index('\' sh "$work/root"')]
+    outside = debian.replace(ns, "").replace("mount -t binfmt_misc", "")
+    assert "losetup" not in debian and "mount " not in outside
     packages = (IMAGES / "debian" / "packages").read_text().split()
     assert {"python3-venv", "python3-dev", "gcc", "cloud-init", "linux-image-arm64"} <= set(packages)
 
@@ -100,3 +103,17 @@ def test_the_image_promises_are_in_the_install_step():
     assert re.search(r"^Storage=volatile$", journald, re.M) and re.search(
         r"^RuntimeMaxUse=16M$", journald, re.M
     )
+
+
+def test_the_debian_base_layer_is_keyed_on_its_packages_not_on_the_agent():
+    """A change to the agent rebuilds only the agent layer, not the Debian packages (31 min)."""
+    debian = (IMAGES / "debian" / "build.sh").read_text()
+    base = (IMAGES / "debian" / "base.sh").read_text()
+    base_key = debian[debian.index("base_key=$(") : debian.index('base="$cache/base-')]
+    for made_of in ('"$here/base.sh"', '"$here/packages"', '"$here/initramfs-modules"'):
+        assert made_of in base_key, made_of
+    assert "HEAD:" not in base_key and "stage" not in base_key and "install-agent" not in base_key
+    assert "install-agent" not in base and "stage" not in base and "mmdebstrap --arch=arm64" in base
+    agent_key = debian[debian.index("agent_key=$(") : debian.index('rootfs="$cache/agent-')]
+    assert "HEAD:edge_agent" in agent_key and "HEAD:ext" in agent_key and "$base_key" in agent_key
+    assert 'cd "$work/stage" && sha256sum' in agent_key  # install-agent.sh, the units, the key

@@ -9,10 +9,11 @@
 #
 #   images/debian/build.sh OUT.img TECH_SSH_PUBKEY_FILE [--cache DIR] [--overlay DIR]
 #
-# The root file system (the slow part: ~N min here) is kept in the cache directory
-# (default ~/.cache/edge-agent-image), under a key of everything it is made from; the
-# disk is assembled anew each time (with --overlay DIR's files added to the root: the
-# image test's hooks). OUT.img's kernel and initrd are written beside it
+# The root file system is built in two layers, each kept in the cache directory (default
+# ~/.cache/edge-agent-image) under a key of what it is made from: the base (Debian's
+# packages, images/debian/base.sh: the slow part), and the agent installed on a copy of
+# it (install-agent.sh: what a change to the agent costs). The disk is assembled anew
+# each time (with --overlay DIR's files added to the root: the image test's hooks). OUT.img's kernel and initrd are written beside it
 # (OUT.vmlinuz, OUT.initrd) for qemu-system-aarch64 -kernel/-initrd.
 set -euo pipefail
 
@@ -38,11 +39,8 @@ images=$(cd "$here/.." && pwd)
 repo=$(cd "$images/.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "$0: run as root (the root file system's owners and modes)" >&2; exit 77; }
 
-SUITE=bookworm
-MIRROR=${EDGE_AGENT_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DISK_ID=0xed6e0019
 BOOT_START=8192 BOOT_SECTORS=524288 ROOT_START=532480 # 256 MiB FAT32 at 4 MiB, as Pi OS
-PACKAGES=$(grep -v '^#' "$here/packages" | tr '\n' ',' | sed 's/,,*/,/g; s/^,//; s/,$//')
 
 # arm64 programs run under qemu-user: binfmt_misc with qemu-aarch64 (fix-binary mode, so
 # it works inside the chroot). The package registers it where systemd-binfmt runs; in a
@@ -55,52 +53,77 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/edge-image.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+mkdir -p "$cache"
 
-# What the root file system is made from: the agent's committed source, the recipes,
-# the units, the technicians' key.
+# Layer 1, the base: Debian's packages and the system's settings (images/debian/base.sh),
+# keyed on that recipe and the package list only: the slow part, built once.
+base_key=$( (
+	cat "$here/base.sh" "$here/packages" "$here/initramfs-modules" "$here"/*.cfg "$here"/*.network
+	echo "$DISK_ID"
+) | sha256sum | cut -c1-16)
+base="$cache/base-$base_key.tar"
+if [ ! -s "$base" ]; then
+	echo "$0: building the base layer ($base)" >&2
+	start=$(date +%s)
+	"$here/base.sh" "$work/base.tar" "$DISK_ID"
+	mv "$work/base.tar" "$base"
+	echo "$0: base layer built in $(($(date +%s) - start)) s" >&2
+fi
+
+# Layer 2, the agent: install-agent.sh run in a copy of the base, keyed on the base and on
+# what images/stage.sh staged (the agent's committed source, the units, the key).
 "$images/stage.sh" "$work/stage" tech "$pubkey_file"
 # This machine's way to PyPI may need its own CA (pip's PIP_CERT): the install step uses it.
 pip_ca=${EDGE_AGENT_PIP_CERT:-${PIP_CERT:-}}
 if [ -n "$pip_ca" ] && [ -r "$pip_ca" ]; then cp "$pip_ca" "$work/stage/pip-ca.pem"; fi
-key=$( (
+agent_key=$( (
 	cd "$work/stage" && sha256sum -- * | grep -v ' edge-agent.tar.gz$\| pip-ca.pem$\| README.md$\| images-README.md$'
 	git -C "$repo" rev-parse HEAD:edge_agent HEAD:drivers HEAD:ext HEAD:setup.py HEAD:pyproject.toml
-	cat "$here/build.sh" "$here/packages" "$here/initramfs-modules" "$here"/*.cfg "$here"/*.network
-	echo "$SUITE $DISK_ID"
+	echo "$base_key"
 ) | sha256sum | cut -c1-16)
-mkdir -p "$cache"
-rootfs="$cache/rootfs-$key.tar"
-
-if [ ! -s "$rootfs" ]; then
-	echo "$0: building the root file system ($rootfs)" >&2
+rootfs="$cache/agent-$agent_key.tar"
+mkdir "$work/root"
+if [ -s "$rootfs" ]; then
+	tar -C "$work/root" --numeric-owner --xattrs --xattrs-include='*' -xpf "$rootfs"
+else
+	echo "$0: installing the agent on the base layer ($rootfs)" >&2
 	start=$(date +%s)
-	# The hooks run inside mmdebstrap's own namespaces; $1 is the new root (mmdebstrap's).
-	# The initramfs takes only what QEMU's virt machine boots from (initramfs-tools'
-	# default, MODULES=most, spends over 20 minutes under qemu-user copying modules).
+	tar -C "$work/root" --numeric-owner --xattrs --xattrs-include='*' -xpf "$base"
+	mkdir -p "$work/root/opt/edge-agent"
+	cp -r "$work/stage" "$work/root/opt/edge-agent/src"
+	# pip needs the name server for the time of the install; the base's own is put back
+	if [ -e "$work/root/etc/resolv.conf" ] || [ -L "$work/root/etc/resolv.conf" ]; then
+		mv "$work/root/etc/resolv.conf" "$work/resolv.conf.base"
+	fi
+	cp -L /etc/resolv.conf "$work/root/etc/resolv.conf"
+	# A chroot with mounts of its own (a new namespace): /proc and a minimal /dev are mounted only
+	# there and go with it; nothing is mounted on the host.
 	# shellcheck disable=SC2016
-	mmdebstrap --arch=arm64 --variant=apt --include="$PACKAGES" --dpkgopt=force-unsafe-io \
-		--essential-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d"' \
-		--essential-hook='echo MODULES=list >"$1/etc/initramfs-tools/conf.d/edge-agent-image.conf"' \
-		--essential-hook="cp '$here/initramfs-modules' \"\$1/usr/share/initramfs-tools/modules.d/edge-agent-image\"" \
-		--customize-hook='echo edge-node >"$1/etc/hostname"' \
-		--customize-hook="printf '%s\n' 'proc /proc proc defaults 0 0' \
-			'PARTUUID=${DISK_ID#0x}-01 /boot/firmware vfat defaults 0 2' \
-			'PARTUUID=${DISK_ID#0x}-02 / ext4 defaults 0 1' >\"\$1/etc/fstab\"" \
-		--customize-hook='mkdir -p "$1/boot/firmware"' \
-		--customize-hook="cp '$here/cloud-edge-agent-datasource.cfg' \"\$1/etc/cloud/cloud.cfg.d/90_edge-agent-datasource.cfg\"" \
-		--customize-hook="cp '$here/10-wired.network' \"\$1/etc/systemd/network/10-wired.network\"" \
-		--customize-hook='chroot "$1" systemctl enable systemd-networkd.service systemd-timesyncd.service' \
-		--customize-hook="mkdir -p \"\$1/opt/edge-agent\" && cp -r '$work/stage' \"\$1/opt/edge-agent/src\"" \
-		--customize-hook='chroot "$1" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root /opt/edge-agent/src/install-agent.sh /opt/edge-agent/src' \
-		--customize-hook='rm -f "$1/etc/machine-id" && touch "$1/etc/machine-id"' \
-		"$SUITE" "$work/rootfs.tar" "$MIRROR"
-	mv "$work/rootfs.tar" "$rootfs"
-	echo "$0: root file system built in $(($(date +%s) - start)) s" >&2
+	unshare --mount --propagation private --fork -- /bin/sh -euc '
+		r=$1
+		mount -t proc proc "$r/proc"
+		mount -t tmpfs -o mode=755,size=1m tmpfs "$r/dev"
+		mknod -m 666 "$r/dev/null" c 1 3; mknod -m 666 "$r/dev/zero" c 1 5
+		mknod -m 666 "$r/dev/full" c 1 7; mknod -m 666 "$r/dev/random" c 1 8
+		mknod -m 666 "$r/dev/urandom" c 1 9; mknod -m 666 "$r/dev/tty" c 5 0
+		mkdir "$r/dev/shm" "$r/dev/pts"
+		mount -t tmpfs -o mode=1777 tmpfs "$r/tmp"
+		exec chroot "$r" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+			/opt/edge-agent/src/install-agent.sh /opt/edge-agent/src' sh "$work/root"
+	rm -f "$work/root/etc/resolv.conf"
+	if [ -e "$work/resolv.conf.base" ] || [ -L "$work/resolv.conf.base" ]; then
+		mv "$work/resolv.conf.base" "$work/root/etc/resolv.conf"
+	fi
+	rm -f "$work/root/etc/machine-id" && touch "$work/root/etc/machine-id"
+	tar -C "$work/root" --numeric-owner --xattrs --xattrs-include='*' -cpf "$work/agent.tar" .
+	mv "$work/agent.tar" "$rootfs"
+	# an agent layer is cheap to make again: keep the newest three
+	find "$cache" -maxdepth 1 -name 'agent-*.tar' -printf '%T@ %p\n' | sort -rn | tail -n +4 |
+		cut -d' ' -f2- | xargs -r rm -f --
+	echo "$0: agent layer installed in $(($(date +%s) - start)) s" >&2
 fi
 
 # The disk: the root file system with the overlay, the boot partition, the table.
-mkdir "$work/root"
-tar -C "$work/root" --numeric-owner --xattrs --xattrs-include='*' -xpf "$rootfs"
 # the docs are not in the cache key: the current ones, whatever the cached root has
 install -m 644 "$work/stage/README.md" "$work/root/usr/share/doc/edge-agent/README.md"
 install -m 644 "$work/stage/images-README.md" "$work/root/usr/share/doc/edge-agent/images/README.md"

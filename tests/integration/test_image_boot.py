@@ -169,7 +169,8 @@ def build_image(out: Path) -> float:
         text=True,
     )
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-8000:]
-    print(f"\nimage build: {time.monotonic() - started:.0f} s; {build.stdout.strip()}")
+    layers = [ln for ln in build.stderr.splitlines() if " built in " in ln or " installed in " in ln]
+    print(f"\nimage build: {time.monotonic() - started:.0f} s; {' '.join(layers)} {build.stdout.strip()}")
     return time.monotonic() - started
 
 
@@ -326,6 +327,9 @@ def test_the_card_boots_imports_runs_and_is_watched(booted, pki, broker_factory,
     values, blocks = parse_results(results.read_text() if results.exists() else "")
     diag = (console.read_text(errors="replace")[-6000:], results.read_text() if results.exists() else "")
     assert "DONE" in values, diag
+
+    # cloud-init ran to the end without an error (status: done)
+    assert values["cloud_init"] == ["status:", "done"], values.get("cloud_init")
 
     # READY under systemd, as its own user, the compiled core built for arm64
     assert values["ready_state"] == ["active"], diag

@@ -14,6 +14,7 @@ SCRIPTS = [
     IMAGES / "stage.sh",
     IMAGES / "install-agent.sh",
     IMAGES / "debian" / "build.sh",
+    IMAGES / "debian" / "base.sh",
     IMAGES / "test" / "overlay" / "usr" / "local" / "lib" / "edge-agent-image-test" / "checks.sh",
     STAGE / "prerun.sh",
     STAGE / "01-agent" / "00-run.sh",

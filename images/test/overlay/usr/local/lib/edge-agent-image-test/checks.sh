@@ -11,13 +11,22 @@ block() { say "BEGIN $1"; shift; "$@" >&3 2>&1; say "END"; }
 prop() { systemctl show -p "$2" --value "$1"; }
 trap 'say DONE; sync; systemctl poweroff' EXIT
 
+# cloud-init done (host name, the technicians' account), bounded
+timeout 900 cloud-init status --wait >/dev/null 2>&1
+say cloud_init "$(cloud-init status 2>&1 | tr '\n' ' ')"
+
 # READY: a Type=notify unit is active only once the agent has sent READY=1.
-for _ in $(seq 600); do
+for _ in $(seq 300); do
 	[ "$(prop edge-agent ActiveState)" = active ] && break
 	sleep 1
 done
 say ready_state "$(prop edge-agent ActiveState)"
 say ready_monotonic_us "$(prop edge-agent ActiveEnterTimestampMonotonic)"
+if [ "$(prop edge-agent ActiveState)" != active ]; then # nothing else can pass: say why, stop
+	block status systemctl status --no-pager -l edge-agent edge-agent-import
+	block journal journalctl --no-pager -o short-monotonic -u edge-agent -u edge-agent-import
+	exit 1
+fi
 pid=$(prop edge-agent MainPID)
 uid=$(while read -r k v _; do [ "$k" = Uid: ] && echo "$v"; done <"/proc/$pid/status")
 say agent_user "$(getent passwd "$uid" | cut -d: -f1)"
