@@ -48,7 +48,7 @@ class NatsCluster:
                 f"listen: 127.0.0.1:{m.client_port}\n"
                 f'jetstream {{ store_dir: "{m.store}", max_memory_store: 64MB, max_file_store: 1GB }}\n'
                 f'cluster {{ name: "edge-test", listen: 127.0.0.1:{m.cluster_port}, routes: [{routes}] }}\n'
-                f"mqtt {{ listen: 127.0.0.1:{m.mqtt_port} {mqtt_options} }}\n"
+                f"mqtt {{ listen: 127.0.0.1:{m.mqtt_port}\n{mqtt_options}\n}}\n"
             )
 
     def start(self) -> None:
