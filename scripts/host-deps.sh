@@ -7,6 +7,7 @@
 #                           in FUSE: the card-wipe test), libfuse2 + fuse (the power-cut filesystem on
 #                           mfusepy, and fusermount), shellcheck (image recipe),
 #                           postgresql (the server: the ingest tests run their own cluster, tests/pg.py),
+#                           nats-server (JetStream and MQTT 3.1.1: the ingest past one broker, a cluster of three),
 #                           chromium (headless: the status page as a technician's browser shows it)
 # Without root, a missing piece is reported and the caller decides what to do.
 set -eu
@@ -31,6 +32,7 @@ test)
     command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkg mosquitto
     # Debian's server binaries live in /usr/lib/postgresql/VERSION/bin, off PATH
     ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || need_pkg postgresql
+    command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_pkg nats-server
     command -v systemd-analyze >/dev/null 2>&1 || need_pkg systemd
     command -v openssl >/dev/null 2>&1 || need_pkg openssl
     command -v mkfs.fat >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.fat ] || need_pkg dosfstools
@@ -63,6 +65,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         systemctl disable --now mosquitto >/dev/null 2>&1 || true
         # and its PostgreSQL cluster on 5432: the tests make their own in a temporary folder
         systemctl disable --now postgresql >/dev/null 2>&1 || true
+        # and its NATS server on 4222: the NATS test starts a cluster of its own
+        systemctl disable --now nats-server >/dev/null 2>&1 || true
     fi
     exit 0
 fi

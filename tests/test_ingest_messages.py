@@ -104,6 +104,40 @@ def test_ingest_settings():
             IngestSettings("mqtt://127.0.0.1", "postgresql://db/x", **bad)
 
 
+def test_mqtt_311_keeps_the_session_and_subscribes_plainly_with_one_worker_a_group():
+    s = IngestSettings("mqtt://127.0.0.1:1883", "postgresql://db/x", group="city", protocol="3.1.1")
+    assert s.topics == ["edge/+/data/+", "edge/+/status", "edge/+/health"]
+    settings = s.client_settings()
+    assert (settings.protocol, settings.persistent, settings.client_id) == ("3.1.1", True, "ingest-city-0")
+    shared = IngestSettings("mqtt://h", "postgresql://db/x", protocol="3.1.1", shared=True, slot=3)
+    assert shared.topics[0] == "$share/ingest/edge/+/data/+"  # a broker that shares under 3.1.1
+    assert IngestSettings("mqtt://h", "postgresql://db/x", shared=False).topics[0] == "edge/+/data/+"
+    with pytest.raises(ValueError, match="one worker a group"):
+        IngestSettings("mqtt://h", "postgresql://db/x", protocol="3.1.1", slot=1)
+    with pytest.raises(ValueError, match=r"5 or 3\.1\.1"):
+        IngestSettings("mqtt://h", "postgresql://db/x", protocol="3.1")
+
+
+def test_a_packet_id_again_before_its_puback_is_dropped_and_acknowledged_once():
+    """NATS sends a message it has no PUBACK for again after its ack_wait, under the same
+    packet id: the worker keeps one copy, and acknowledges that id once."""
+    from types import SimpleNamespace
+
+    from edge_agent.backbone.ingest import Worker
+
+    w = Worker(IngestSettings("mqtt://h", "postgresql://db/x", protocol="3.1.1"))
+    acks: list[int] = []
+    w._client = SimpleNamespace(ack=lambda mid, qos: acks.append(mid))
+    msg = SimpleNamespace(topic="edge/n/data/air", payload=b"x", mid=7, qos=1)
+    w._on_message(None, None, msg)
+    w._on_message(None, None, msg)  # the redelivery, before the PUBACK
+    group = [w._inbox.get_nowait()]
+    assert w._inbox.empty() and w.redelivered == 1
+    w._ack(group)
+    w._on_message(None, None, msg)  # after the PUBACK the id is the broker's to reuse
+    assert acks == [7] and w._inbox.qsize() == 1
+
+
 @pytest.mark.parametrize(
     "flags, said",
     [

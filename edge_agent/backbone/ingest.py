@@ -1,4 +1,5 @@
-"""The ingest worker: an MQTT 5 shared subscription into PostgreSQL, acknowledged after commit.
+"""The ingest worker: an MQTT 5 shared subscription (or, on a broker without one, a plain
+subscription over MQTT 3.1.1) into PostgreSQL, acknowledged after commit.
 
 Any number of workers share one subscription group (``$share/GROUP/PREFIX/+/data/+``, and
 the status and health topics): the broker hands each message to one of them. Each worker
@@ -6,6 +7,9 @@ slot has a persistent session under a stable client id (``ingest-GROUP-SLOT``, k
 broker for ``session_expiry`` after a disconnect), so a slot that restarts takes back what
 was handed to it and not yet acknowledged; a slot that never comes back strands it until the
 session expires (run every slot again, or the same number of them).
+MQTT 3.1.1 (a broker without MQTT 5, such as NATS) keeps the session (``clean_session``
+false) and the acknowledgements after commit; its subscription is a plain one by default (no
+shared subscriptions before MQTT 5): one worker a group, one group per prefix (docs/backbone.md).
 
 Acknowledgements are manual (paho's ``manual_ack``): a message's PUBACK is sent only after
 the transaction holding its rows (or its dead letter) is committed. A worker killed at any
@@ -67,6 +71,8 @@ class IngestSettings:
     idle: float = 0.01  # s without a message that ends a group early
     session_expiry: float = 86400.0
     mqtt: dict = field(default_factory=dict)  # ClientSettings' TLS and login fields
+    protocol: str = "5"  # or "3.1.1"
+    shared: bool | None = None  # a $share/GROUP/ subscription; None: with MQTT 5 only
 
     def __post_init__(self) -> None:
         if not self.group or any(c in self.group for c in "/+#"):
@@ -77,6 +83,14 @@ class IngestSettings:
             raise ValueError("max_messages must be 1 or more, max_wait and idle 0 or more")
         if self.session_expiry <= 0:
             raise ValueError("the session must be persistent: session_expiry above 0")
+        if self.protocol not in ("5", "3.1.1"):
+            raise ValueError(f"the MQTT protocol is 5 or 3.1.1, got {self.protocol!r}")
+        if not self.is_shared and self.slot != 0:
+            raise ValueError(f"a plain subscription has one worker a group: slot 0, got {self.slot}")
+
+    @property
+    def is_shared(self) -> bool:
+        return self.protocol == "5" if self.shared is None else self.shared
 
     @property
     def receive_maximum(self) -> int:
@@ -89,11 +103,13 @@ class IngestSettings:
 
     @property
     def topics(self) -> list[str]:
-        base = f"$share/{self.group}/{self.prefix}/+"
+        base = f"$share/{self.group}/{self.prefix}/+" if self.is_shared else f"{self.prefix}/+"
         return [f"{base}/data/+", f"{base}/status", f"{base}/health"]
 
     def client_settings(self) -> ClientSettings:
-        return ClientSettings(client_id=self.client_id, session_expiry=self.session_expiry, **self.mqtt)
+        return ClientSettings(
+            client_id=self.client_id, protocol=self.protocol, session_expiry=self.session_expiry, **self.mqtt
+        )
 
 
 def db_label(url: str) -> str:
@@ -115,6 +131,8 @@ class Worker:
         self.totals = Counts()
         self.acked = 0
         self.not_acked = 0  # committed but from an earlier connection: the broker sends them again
+        self.redelivered = 0  # a packet id again before we acknowledged it: the same message, dropped
+        self._unacked: set[tuple[int, int]] = set()  # (generation, mid) received, not yet acknowledged
         self._inbox: queue.Queue[Message] = queue.Queue()
         self._lock = threading.Lock()
         self._generation = 0
@@ -231,6 +249,7 @@ class Worker:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._lock:
             self._generation += 1
+            self._unacked.clear()
         if reason_code.is_failure:
             log.error("event=mqtt_refused broker=%s reason=%s", self.settings.broker, reason_code)
             return
@@ -258,7 +277,17 @@ class Worker:
             log.warning("event=mqtt_disconnected broker=%s reason=%s", self.settings.broker, reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
-        self._inbox.put(Message(msg.topic, msg.payload, time.time(), msg.mid, msg.qos, self._generation))
+        """The same packet id again before its PUBACK is a redelivery (NATS's, after its
+        ``ack_wait``): dropped, so a second PUBACK cannot acknowledge a message reusing the id."""
+        with self._lock:
+            generation = self._generation
+            if msg.qos:
+                key = (generation, msg.mid)
+                if key in self._unacked:
+                    self.redelivered += 1
+                    return
+                self._unacked.add(key)
+        self._inbox.put(Message(msg.topic, msg.payload, time.time(), msg.mid, msg.qos, generation))
 
     def _connect_mqtt(self) -> bool:
         client, broker = client_for_url(self.settings.broker, self.settings.client_settings())
@@ -309,6 +338,7 @@ class Worker:
             for m in group:
                 if m.qos == 0:
                     continue
+                self._unacked.discard((m.generation, m.mid))
                 if m.generation == current:
                     self._client.ack(m.mid, m.qos)
                     self.acked += 1
@@ -365,7 +395,8 @@ class Worker:
     def _report(self) -> None:
         t = self.totals
         log.info(
-            "event=ingest_stats batches=%d duplicates=%d samples=%d status=%d health=%d dead_letters=%d acked=%d",
+            "event=ingest_stats batches=%d duplicates=%d samples=%d status=%d health=%d dead_letters=%d acked=%d"
+            " redelivered=%d",
             t.batches,
             t.duplicates,
             t.samples,
@@ -373,6 +404,7 @@ class Worker:
             t.health,
             t.dead_letters,
             self.acked,
+            self.redelivered,
         )
 
     def _close(self) -> None:

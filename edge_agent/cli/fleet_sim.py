@@ -7,7 +7,7 @@ import argparse
 import os
 
 from edge_agent.cli.exitcodes import EXIT_OK
-from edge_agent.cli.mqtt_flags import add_client_arguments, client_options
+from edge_agent.cli.mqtt_flags import add_client_arguments, add_protocol_argument, client_options
 from edge_agent.errors import ConfigError
 
 
@@ -38,7 +38,7 @@ def cmd_fleet_sim(args: argparse.Namespace) -> int:
         ramp=args.ramp,
     )
     try:
-        record = run_fleet(s, dict(client_options(args)))
+        record = run_fleet(s, dict(client_options(args), protocol=args.protocol))
     except ValueError as exc:
         raise ConfigError(f"fleet-sim: {exc}") from None
     text = record.to_json()
@@ -75,4 +75,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{name}", type=float, default=0.0, help=f"probability of a {name} per seal")
     p.add_argument("--record", metavar="FILE", help="write what was sent here (JSON) instead of stdout")
     add_client_arguments(p)
+    add_protocol_argument(p)
     p.set_defaults(func=cmd_fleet_sim)

@@ -8,7 +8,7 @@ import faulthandler
 import signal
 
 from edge_agent.cli.exitcodes import EXIT_OK
-from edge_agent.cli.mqtt_flags import add_client_arguments, client_options
+from edge_agent.cli.mqtt_flags import add_client_arguments, add_protocol_argument, client_options
 from edge_agent.durations import parse_duration
 from edge_agent.errors import ConfigError
 from edge_agent.files import os_error_text
@@ -36,6 +36,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             max_wait=parse_duration(args.max_wait),
             session_expiry=parse_duration(args.session_expiry),
             mqtt=mqtt,
+            protocol=args.protocol,
+            shared=None if args.subscription is None else args.subscription == "shared",
         )
         # the MQTT settings' own checks (a key without a certificate), the URL, and the files
         # (CA, certificate, key, password) read once now rather than at the first connection
@@ -57,9 +59,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ingest",
         help="backbone worker: the nodes' batches from the broker into PostgreSQL",
-        description="Subscribe (MQTT 5 shared subscription, persistent session per slot) to the data, "
-        "status and health topics and store them in PostgreSQL, each batch once; a message is "
-        "acknowledged only after its rows are committed. Needs the backbone extra (psycopg).",
+        description="Subscribe (MQTT 5 shared subscription, persistent session per slot; or MQTT 3.1.1 "
+        "with a plain subscription, one worker a group) to the data, status and health topics and "
+        "store them in PostgreSQL, each batch once; a message is acknowledged only after its rows "
+        "are committed. Needs the backbone extra (psycopg).",
     )
     p.add_argument("--broker", required=True, metavar="URL", help="mqtt://host:port or mqtts://host:port")
     p.add_argument(
@@ -101,4 +104,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="how long the broker keeps this slot's session and its messages after a disconnect (default: 1d)",
     )
     add_client_arguments(p)
+    add_protocol_argument(p)
+    p.add_argument(
+        "--subscription",
+        choices=("shared", "plain"),
+        help="shared ($share/GROUP/..., many slots) or plain (one worker a group: a broker without "
+        "shared subscriptions, such as NATS); default: shared with MQTT 5, plain with 3.1.1",
+    )
     p.set_defaults(func=cmd_ingest)

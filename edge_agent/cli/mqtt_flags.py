@@ -1,5 +1,7 @@
 """The MQTT client's TLS and login options of the commands that are clients of a broker
-(tail, ingest): one set of flags, given to node/mqtt.py's ClientSettings as they are."""
+(tail, ingest): one set of flags, given to node/mqtt.py's ClientSettings as they are; and
+``--protocol`` for the commands that can speak MQTT 3.1.1 to a broker without MQTT 5
+(ingest, fleet-sim)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,15 @@ def add_client_arguments(p: argparse.ArgumentParser) -> None:
         "--password-file",
         metavar="FILE",
         help="the password on the file's first line (never on the command line, where ps would show it)",
+    )
+
+
+def add_protocol_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--protocol",
+        choices=("5", "3.1.1"),
+        default="5",
+        help="MQTT version to speak (default: 5; 3.1.1 for a broker without MQTT 5, such as NATS)",
     )
 
 
