@@ -335,6 +335,14 @@ def _group(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group", metavar="NAME", help="sign it for group:NAME (still sent to each --node)")
 
 
+def _finish_command(p: argparse.ArgumentParser, func: Any, default_wait: float) -> None:
+    """What every signed command's parser has: --json, --group, the signing and broker flags."""
+    p.add_argument("--json", action="store_true", help="one JSON object per node")
+    _group(p)
+    _common(p, signs=True, default_wait=default_wait)
+    p.set_defaults(func=func)
+
+
 def add_parsers(fsub: argparse._SubParsersAction) -> None:
     from edge_agent.node.command_names import NAMES
 
@@ -345,25 +353,17 @@ def add_parsers(fsub: argparse._SubParsersAction) -> None:
     pc.set_defaults(func=cmd_fleet_push_config)
     cm = fsub.add_parser("command", help="send a signed command to nodes and print their replies")
     cm.add_argument("name", choices=NAMES, help="the command")
-    cm.add_argument("--json", action="store_true", help="one JSON object per node")
-    _group(cm)
-    _common(cm, signs=True, default_wait=30.0)
-    cm.set_defaults(func=cmd_fleet_command)
+    _finish_command(cm, cmd_fleet_command, 30.0)
     pu = fsub.add_parser(
-        "push-update", help="send a signed update command: nodes fetch BUNDLE from --url, install it, restart"
+        "push-update",
+        help="send a signed update command: nodes fetch BUNDLE from --url, install it, restart",
     )
     pu.add_argument("bundle", metavar="BUNDLE", help="the bundle (fleet bundle), as served at --url")
     pu.add_argument("--url", required=True, metavar="URL", help="https:// where the nodes fetch it")
-    pu.add_argument("--json", action="store_true", help="one JSON object per node")
-    _group(pu)
-    _common(pu, signs=True, default_wait=600.0)
-    pu.set_defaults(func=cmd_fleet_push_update)
+    _finish_command(pu, cmd_fleet_push_update, 600.0)
     rk = fsub.add_parser("revoke-key", help="nodes trust KEY_ID no more (never their last key)")
     rk.add_argument("key_id", metavar="KEY_ID", help="the key's id (keys show KEY.pub)")
-    rk.add_argument("--json", action="store_true", help="one JSON object per node")
-    _group(rk)
-    _common(rk, signs=True, default_wait=30.0)
-    rk.set_defaults(func=cmd_fleet_revoke_key)
+    _finish_command(rk, cmd_fleet_revoke_key, 30.0)
     st = fsub.add_parser("status", help="what each node under the prefix says it runs")
     st.add_argument("--json", action="store_true", help="one JSON object")
     _common(st, signs=False, default_wait=2.0)

@@ -95,7 +95,6 @@ class _Job(threading.Thread):
         super().__init__(name="update", daemon=True)
         self.u, self.command_id = updates, ident
         self.url, self.sha256, self.size = url, sha256, size
-        self.stop = threading.Event()
         self.outcome, self.reason, self.detail = "failed", "", "did not end"
         self.release: str | None = None
         self.counter = 0  # the command's
@@ -106,9 +105,7 @@ class _Job(threading.Thread):
         downloads = Path(u.root) / "staging" / "downloads"  # not outside staging, not cleaned by it
         bundle: Path | None = None
         try:
-            bundle = fetch.fetch(
-                self.url, downloads, self.sha256, self.size, ca_file=u.ca_file, stop=self.stop
-            )
+            bundle = fetch.fetch(self.url, downloads, self.sha256, self.size, ca_file=u.ca_file)
             done = install.apply(
                 bundle,
                 u.root,

@@ -132,13 +132,7 @@ def test_a_fat_card_image_carries_the_keys(tmp_path, capsys):
     mkfs = require_tool("mkfs.fat", "dosfstools")
     require_tool("mcopy", "mtools")
     disk = tmp_path / "card.img"
-    with open(disk, "wb") as f:
-        f.truncate(72 * 1024 * 1024)
-    table = "label: dos\nstart=8192, size=131072, type=c\n"
-    subprocess.run([sfdisk, "-q", str(disk)], input=table.encode(), check=True, capture_output=True)
-    subprocess.run(
-        [mkfs, "-F", "32", "--offset", "8192", str(disk), "65536"], check=True, capture_output=True
-    )
+    _fat_disk(disk, sfdisk, mkfs)
     cfg = tmp_path / "node.yaml"
     cfg.write_text(NODE_YAML)
     assert main(["keys", "new", "--out", str(tmp_path / "k")]) == 0
