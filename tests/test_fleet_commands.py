@@ -8,12 +8,15 @@ import json
 import os
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_fleet_remote_config import NOW, OPERATOR, STRANGER, text
 
 from edge_agent.config import parse_config_text
 from edge_agent.fleet.commands import NAMES, Commands, command_topic, reply_topic
 from edge_agent.fleet.counters import CounterStore
 from edge_agent.fleet.keys import TrustStore
+from edge_agent.fleet.refusal import REASONS
 from edge_agent.fleet.signed import Audience, sign
 from edge_agent.node.control import ControlChannel, Message
 
@@ -224,3 +227,40 @@ def test_a_damaged_revoked_file_is_an_error_that_says_where(tmp_path, content):
     bad.write_bytes(content)
     with pytest.raises(KeyFileError, match=str(bad)):
         TrustStore.load(tmp_path / "trust", bad)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53 - 1), 2**53 - 1) | st.text(max_size=20),  # signable
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(alphabet="abcxyz_", min_size=1, max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    name=st.sampled_from(["update", "revoke", "flush"]),
+    extra=st.dictionaries(st.sampled_from(["url", "sha256", "size", "key", "other"]), _JSON, max_size=5),
+)
+def test_any_body_of_update_or_revoke_is_answered_never_raised(tmp_path_factory, name, extra):
+    from edge_agent.fleet.keys import REVOKED
+    from edge_agent.fleet.release import ROOT_ENV
+    from edge_agent.fleet.updates import Updates
+
+    tmp = tmp_path_factory.mktemp("n")
+    agent = Agent(parse_config_text(text(str(tmp / "state")), "node.yaml"))
+    counters = CounterStore(tmp / "state" / "fleet" / "counters.json")
+    trust, audience = TrustStore([OPERATOR.public, STRANGER.public]), Audience("lamp-0042")
+    updates = Updates(trust, audience, counters, env={ROOT_ENV: str(tmp / "releases")})
+    cmds = Commands(
+        agent, trust, audience, counters, now=lambda: NOW, updates=updates, revoked=str(tmp / REVOKED)
+    )
+    body = {**extra, "name": name, "id": "fz-1"}
+    cmds.handle(Message(command_topic(agent.cfg), command(name, 1, body=body), False))
+    (reply,) = replies(agent)
+    assert reply["outcome"] in ("refused", "started", "done"), reply
+    if reply["outcome"] == "refused":
+        assert reply["reason"] in REASONS and updates.job is None
+    assert len(trust.ids) >= 1
