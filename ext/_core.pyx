@@ -20,7 +20,8 @@ The wire codec's kernels (twins in ``edge_agent.wire``):
 * ``rc_encode(residuals)``, ``rc_decode(block, n, what="block")``: adaptive binary range
   coding of signed residuals.
 * ``residuals(qs, kind, width=1, season=0)``: a predictor's residuals and the values the
-  decoder rebuilds.
+  decoder rebuilds; ``values_from(residuals, kind, width=1, season=0, zigzag=False)``: the
+  values rebuilt from them.
 * ``pack_simple8b(values)``, ``pack_rice(values, part_size=64)``, ``zigzags(values)``.
 * ``value_block(qs, width, kinds, season, coded)``: a channel's smallest value block.
 * ``times_section(times, t0, period)``: a channel's times as slots of the schedule.

@@ -78,3 +78,49 @@ def residuals(qs, int kind, int64_t width=1, Py_ssize_t season=0):
         free(q)
         free(reb)
         free(res)
+
+
+@cython.cdivision(True)
+cdef bint _values_into(const int64_t* r, Py_ssize_t n, int kind, int64_t width, Py_ssize_t season,
+                       bint zigzag, int64_t* out) noexcept nogil:
+    """The values rebuilt from residuals r[0:n] (zigzag-coded when ``zigzag``) into out; False
+    when a residual's step or a value reaches 2**40 (the twin then answers)."""
+    cdef Py_ssize_t i
+    cdef int64_t limit = (<int64_t> 1) << RES_LIMIT_BITS, b
+    cdef int64_t most = (limit - 1) // width  # the largest |b| with |width * b| < 2**40
+    for i in range(n):
+        b = r[i]
+        if zigzag:
+            b = <int64_t> ((<uint64_t> b) >> 1) ^ -(b & 1)
+        if b > most or b < -most:
+            return False
+        out[i] = _predict(kind, out, i, season) + width * b
+        if out[i] >= limit or out[i] <= -limit:
+            return False
+    return True
+
+
+def values_from(residuals, int kind, int64_t width=1, Py_ssize_t season=0, bint zigzag=False):
+    """The values rebuilt from a predictor's residuals (zigzag-coded when ``zigzag``), as the
+    twin (wire/predict.py) rebuilds them, while every step and value stays below 2**40
+    (OverflowError beyond: the caller then uses the twin, whose integers have no bound)."""
+    cdef Py_ssize_t n = len(residuals), i
+    cdef int64_t limit = (<int64_t> 1) << RES_LIMIT_BITS
+    cdef bint fits
+    if not 0 < width < limit or (kind == 5 and season < 1):
+        raise OverflowError("bin width beyond the compiled predictors' range")
+    cdef int64_t* r = _int64_array(residuals, n, -((<int64_t> 1) << 62), (<int64_t> 1) << 62,
+                                   "the compiled predictors", OverflowError)
+    cdef int64_t* out = <int64_t*> malloc((n + 1) * sizeof(int64_t))
+    if out == NULL:
+        free(r)
+        raise MemoryError()
+    try:
+        with nogil:
+            fits = _values_into(r, n, kind, width, season, zigzag, out)
+        if not fits:
+            raise OverflowError("values beyond the compiled predictors' range")
+        return [out[i] for i in range(n)]
+    finally:
+        free(r)
+        free(out)

@@ -17,6 +17,7 @@ TWINS = {
     "pack_rice": packing,
     "zigzags": varint,
     "residuals": predict,
+    "values_from": predict,
     "times_section": sections,
     "value_block": sections,
 }
@@ -26,7 +27,12 @@ def test_every_kernel_has_a_twin_of_its_name_and_is_bound_once():
     assert sorted(kernels.__all__) == sorted(TWINS)
     for name, twin in TWINS.items():
         assert callable(getattr(twin, name)), name
-        if name in ("residuals", "times_section", "value_block"):  # the int64 fallback wraps these
+        if name in (
+            "residuals",
+            "times_section",
+            "value_block",
+            "values_from",
+        ):  # the int64 fallback wraps these
             continue
         assert getattr(kernels, name) is getattr(compiled if compiled else twin, name), name
 
@@ -42,6 +48,39 @@ def test_residuals_beyond_the_compiled_range_are_the_twins(qs, kind, width, seas
     assert kernels.residuals(qs, kind, width, season) == predict.residuals(qs, kind, width, season)
     huge = [q * 2**30 for q in qs]  # beyond the compiled range: the twin takes over
     assert kernels.residuals(huge, kind, width, season) == predict.residuals(huge, kind, width, season)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    qs=st.lists(st.one_of(st.integers(-300, 300), st.integers(-(2**39), 2**39)), max_size=80),
+    kind=st.integers(0, 5),
+    width=st.sampled_from([1, 2, 3, 11, 1001, 2**39]),
+    season=st.integers(1, 30),
+    zigzag=st.booleans(),
+)
+@example(qs=[2**39, 2**39 - 1, 2**39], kind=1, width=1, season=1, zigzag=False)  # the line leaves 2**40
+@example(qs=[1, -1], kind=0, width=2**39, season=1, zigzag=False)  # one step of 2**39 bins
+def test_values_rebuilt_from_residuals_are_the_twins(qs, kind, width, season, zigzag):
+    """What the decoder rebuilds, inside the compiled range and past it (steps and values at
+    2**40 and beyond, where the twin takes over), zigzag-coded or signed."""
+    given_residuals = varint.zigzags(qs) if zigzag else qs
+    want = predict.values_from(given_residuals, kind, width, season, zigzag)
+    assert kernels.values_from(given_residuals, kind, width, season, zigzag) == want
+    huge = [q * 2**30 for q in qs]
+    given_huge = varint.zigzags(huge) if zigzag else huge
+    assert kernels.values_from(given_huge, kind, width, season, zigzag) == predict.values_from(
+        given_huge, kind, width, season, zigzag
+    )
+
+
+def test_values_rebuilt_undo_the_residuals_of_every_predictor():
+    """values_from is residuals' inverse, the compiled core's and the twin's alike."""
+    qs = [round(1000 * ((i * 37) % 101) / 7) for i in range(200)]
+    for kind in range(6):
+        for width in (1, 5):
+            res, rebuilt = predict.residuals(qs, kind, width, 24)
+            assert kernels.values_from(res, kind, width, 24) == rebuilt
+            assert kernels.values_from(varint.zigzags(res), kind, width, 24, zigzag=True) == rebuilt
 
 
 @settings(max_examples=300, deadline=None)

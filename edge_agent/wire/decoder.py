@@ -58,7 +58,6 @@ from edge_agent.wire.limits import (
 )
 from edge_agent.wire.model import Batch, ChannelData, decimals_of, resolution_of
 from edge_agent.wire.packing import from_zero_runs, unpack_rice, unpack_simple8b
-from edge_agent.wire.predict import values_from
 from edge_agent.wire.varint import Reader, unzigzag
 
 
@@ -305,6 +304,8 @@ def _read_times(r: Reader, shape: int, n: int, t0: int, period: int, what: str, 
     them), then the offsets of the times off their slot."""
     if shape & SHAPE_REGULAR:
         k0 = r.uvarint(f"{what} first slot")
+        if not shape & SHAPE_EXCEPTIONS:  # on the schedule: one range
+            return list(range(t0 + k0 * period, t0 + (k0 + n) * period, period))  # period >= 1
         ks = list(range(k0, k0 + n))
     else:
         ks, k = [], -1
@@ -364,9 +365,8 @@ def _read_values(
         residuals = from_zero_runs(items)
     else:
         residuals = unpack_simple8b(block, n, f"{what} values")
-    if shape & SHAPE_CODED != SHAPE_CODED:
-        residuals = [unzigzag(z) for z in residuals]
-    return values_from(residuals, predictor, width, season), predictor, season, form
+    zigzag = shape & SHAPE_CODED != SHAPE_CODED  # Simple-8b, Rice and runs carry zigzags
+    return kernels.values_from(residuals, predictor, width, season, zigzag), predictor, season, form
 
 
 def _read_flags(r: Reader, what: str, name: str, n: int) -> list[tuple[int, int]]:

@@ -14,6 +14,7 @@ pack_simple8b      edge_agent.wire.packing         Simple-8b words
 pack_rice          edge_agent.wire.packing         Rice codes
 zigzags            edge_agent.wire.varint          zigzag of a list
 residuals          edge_agent.wire.predict         a predictor's residuals
+values_from        edge_agent.wire.predict         the values rebuilt from them
 times_section      edge_agent.wire.sections        a channel's time slots
 value_block        edge_agent.wire.sections        the smallest value block
 =================  ==============================  ===================================
@@ -44,6 +45,7 @@ __all__ = [
     "residuals",
     "times_section",
     "value_block",
+    "values_from",
     "zigzags",
 ]
 
@@ -57,6 +59,7 @@ zigzags: Callable[[list[int]], list[int]] = compiled.zigzags if compiled else _v
 _compiled_residuals = compiled.residuals if compiled else None
 _compiled_times_section = compiled.times_section if compiled else None
 _compiled_value_block = compiled.value_block if compiled else None
+_compiled_values_from = compiled.values_from if compiled else None
 
 
 def _compiled_or_twin(kernel: Callable[..., Any] | None, twin: Callable[..., Any], *args: Any) -> Any:
@@ -73,6 +76,15 @@ def _compiled_or_twin(kernel: Callable[..., Any] | None, twin: Callable[..., Any
 def residuals(qs: Sequence[int], kind: int, width: int = 1, season: int = 0) -> tuple[list[int], list[int]]:
     """(signed residuals, rebuilt values) of predictor ``kind``: see predict.residuals."""
     return _compiled_or_twin(_compiled_residuals, _predict.residuals, qs, kind, width, season)
+
+
+def values_from(
+    residuals: Sequence[int], kind: int, width: int = 1, season: int = 0, zigzag: bool = False
+) -> list[int]:
+    """The values rebuilt from predictor ``kind``'s residuals: see predict.values_from."""
+    return _compiled_or_twin(
+        _compiled_values_from, _predict.values_from, residuals, kind, width, season, zigzag
+    )
 
 
 def times_section(times_ms: Sequence[int], t0_ms: int, period: int) -> tuple[bool, bool, bytes]:

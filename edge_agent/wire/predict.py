@@ -3,7 +3,7 @@ from them (docs/wire-format.md, "Values").
 
 A predictor sees only the values the decoder has already rebuilt, so binned (lossy)
 residuals never drift: every rebuilt value is within ``width // 2`` steps of the one given.
-``residuals`` is the pure-Python twin of the compiled core's; edge_agent.wire.kernels binds
+``residuals`` and ``values_from`` are the pure-Python twins of the compiled core's; edge_agent.wire.kernels binds
 the one in use (the twin also takes integers beyond int64).
 """
 
@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 
 from edge_agent.wire.format import DAY_MS, PREDICTOR_SEASONAL, PREDICTOR_ZERO
+from edge_agent.wire.varint import unzigzag
 
 
 def predict(kind: int, hist: list[int], i: int, season: int = 0) -> int:
@@ -59,7 +60,13 @@ def residuals(qs: Sequence[int], kind: int, width: int = 1, season: int = 0) -> 
     return out, rebuilt
 
 
-def values_from(residuals: list[int], kind: int, width: int = 1, season: int = 0) -> list[int]:
+def values_from(
+    residuals: Sequence[int], kind: int, width: int = 1, season: int = 0, zigzag: bool = False
+) -> list[int]:
+    """The values the decoder rebuilds from a predictor's residuals (zigzag-coded when
+    ``zigzag``, as Simple-8b and Rice carry them)."""
+    if zigzag:
+        residuals = [unzigzag(z) for z in residuals]
     out: list[int] = []
     for i, r in enumerate(residuals):
         out.append(predict(kind, out, i, season) + width * r)
