@@ -4,11 +4,13 @@ no broker, no database."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge_agent import wire
-from edge_agent.backbone.ingest import IngestSettings
 from edge_agent.backbone.messages import (
     BatchRecord,
     DeadLetter,
@@ -18,6 +20,7 @@ from edge_agent.backbone.messages import (
     classify,
     sample_rows,
 )
+from edge_agent.backbone.settings import IngestSettings
 
 T0 = 1_767_225_600_000
 
@@ -65,6 +68,9 @@ def test_a_prefix_may_hold_slashes():
         ("edge/lamp-1/status", b'{"node": "lamp-9", "state": "online"}', "says node 'lamp-9'"),
         ("edge/lamp-1/health", b'{"cpu_temp_c": NaN}', "NaN is not JSON"),
         ("edge/lamp-1/health", b"\xff{}", "health is not a JSON object"),
+        # deeper than json's stack: a RecursionError once, which no worker survived
+        ("edge/lamp-1/health", b"[" * 100_000, "nested deeper than the JSON parser goes"),
+        ("edge/lamp-1/status", b'{"a":' * 100_000, "nested deeper than the JSON parser goes"),
     ],
 )
 def test_what_is_not_a_nodes_message_is_a_dead_letter_with_the_reason(topic, payload, reason):
@@ -72,6 +78,27 @@ def test_what_is_not_a_nodes_message_is_a_dead_letter_with_the_reason(topic, pay
     r = classify(msg(topic, data))
     assert isinstance(r, DeadLetter), r
     assert reason in r.reason and r.msg.payload == data and r.msg.topic == topic
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    topic=st.sampled_from(["edge/lamp-1/data/air", "edge/lamp-1/status", "edge/lamp-1/health", "edge/x"]),
+    payload=st.one_of(
+        st.binary(max_size=300),
+        st.builds(lambda k, t: wire.encode(batch())[:k] + t, st.integers(0, 120), st.binary(max_size=20)),
+        st.recursive(
+            st.none() | st.integers() | st.text(max_size=5),
+            lambda c: st.lists(c) | st.dictionaries(st.text(max_size=5), c),
+        ).map(lambda d: json.dumps(d).encode()),
+    ),
+)
+def test_classify_takes_any_message_and_never_raises(topic, payload):
+    """classify runs in paho's network thread: whatever comes is a record of that message,
+    an exception there would stop the worker's receiving."""
+    m = msg(topic, payload)
+    r = classify(m)
+    assert r.msg is m
+    assert isinstance(r, BatchRecord | StatusRecord | HealthRecord | DeadLetter)
 
 
 def test_status_and_health():
@@ -186,3 +213,27 @@ def test_the_writers_values_are_the_decoders_floats() -> None:
             qs = tuple(rng.randint(-span, span) for _ in range(300))
             ch = wire.ChannelData("c", "u", res, tuple(range(300)), qs)
             assert writer.values(ch) == ch.values(), (res, span)
+
+
+def test_paho_lines_reach_the_log_as_events_and_debug_lines_are_never_formatted(caplog):
+    """The worker hands paho a logger, not on_log (which formats each of paho's two debug
+    lines a message): below WARNING nothing is formatted, at and above it is an event."""
+    from edge_agent.backbone.ingest import _PAHO_LOG, _PahoLines
+
+    class Counted:
+        formatted = 0
+
+        def __str__(self) -> str:
+            Counted.formatted += 1
+            return "props"
+
+    lines = _PahoLines(_PAHO_LOG)
+    with caplog.at_level(logging.DEBUG):
+        _PAHO_LOG.setLevel(logging.WARNING)
+        for _ in range(100):
+            lines.log(logging.DEBUG, "Received PUBLISH ... properties=%s", Counted())
+        assert Counted.formatted == 0
+        lines.log(logging.ERROR, "failed to receive on socket: %s", "reset")
+    (rec,) = [r for r in caplog.records if r.name == "edge_agent.backbone.paho"]
+    assert rec.getMessage() == "event=mqtt_link_error error='failed to receive on socket: reset'"
+    assert rec.levelno == logging.ERROR

@@ -25,8 +25,10 @@ An acknowledgement goes only over the connection its message came on: after a re
 the broker sends the unacknowledged messages again under the same packet ids, and a PUBACK
 of the old connection's id could acknowledge another message.
 
-Threads: paho's network loop (``loop_start``) puts messages on a queue; the worker's own
-thread gathers, decodes (edge_agent.wire), writes (backbone/writer.py) and acknowledges.
+Threads: paho's network loop (``loop_start``) decodes each message as it comes
+(backbone/messages.py) and puts its record on a queue; the worker's own thread gathers,
+writes (backbone/writer.py) and acknowledges: the next group is decoded while the database
+writes this one (psycopg releases the GIL while it waits).
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -44,9 +45,10 @@ from paho.mqtt.properties import Properties
 from psycopg.conninfo import conninfo_to_dict
 
 from edge_agent.backbone import schema
-from edge_agent.backbone.messages import Message, classify
+from edge_agent.backbone.messages import Message, Record, classify
+from edge_agent.backbone.settings import IngestSettings
 from edge_agent.backbone.writer import Counts, Writer
-from edge_agent.node.mqtt import ClientSettings, client_for_url, connect, explain
+from edge_agent.node.mqtt import client_for_url, connect, explain
 from edge_agent.node.uplink import Backoff
 
 log = logging.getLogger("edge_agent.backbone")
@@ -56,60 +58,8 @@ log = logging.getLogger("edge_agent.backbone")
 DB_DOWN = (psycopg.OperationalError, psycopg.InterfaceError)
 PARTITION_EVERY = 6 * 3600.0  # s between ensure_sample_partitions() calls
 STATEMENT_TIMEOUT_MS = 30_000
-
-
-@dataclass(frozen=True)
-class IngestSettings:
-    broker: str  # mqtt://host:port or mqtts://...
-    db: str  # a libpq connection string or postgresql:// URL (a password: in a passfile)
-    group: str = "ingest"
-    slot: int = 0
-    prefix: str = "edge"
-    migrate: bool = False
-    max_messages: int = 1000
-    max_wait: float = 0.2  # s from a group's first message to its transaction
-    idle: float = 0.01  # s without a message that ends a group early
-    session_expiry: float = 86400.0
-    mqtt: dict = field(default_factory=dict)  # ClientSettings' TLS and login fields
-    protocol: str = "5"  # or "3.1.1"
-    shared: bool | None = None  # a $share/GROUP/ subscription; None: with MQTT 5 only
-
-    def __post_init__(self) -> None:
-        if not self.group or any(c in self.group for c in "/+#"):
-            raise ValueError(f"a group name is a topic level without / + #, got {self.group!r}")
-        if self.slot < 0:
-            raise ValueError(f"a slot is 0 or more, got {self.slot}")
-        if self.max_messages < 1 or self.max_wait < 0 or self.idle < 0:
-            raise ValueError("max_messages must be 1 or more, max_wait and idle 0 or more")
-        if self.session_expiry <= 0:
-            raise ValueError("the session must be persistent: session_expiry above 0")
-        if self.protocol not in ("5", "3.1.1"):
-            raise ValueError(f"the MQTT protocol is 5 or 3.1.1, got {self.protocol!r}")
-        if not self.is_shared and self.slot != 0:
-            raise ValueError(f"a plain subscription has one worker a group: slot 0, got {self.slot}")
-
-    @property
-    def is_shared(self) -> bool:
-        return self.protocol == "5" if self.shared is None else self.shared
-
-    @property
-    def receive_maximum(self) -> int:
-        """Two groups' worth: the next group arrives while one is written."""
-        return min(2 * self.max_messages, 65535)
-
-    @property
-    def client_id(self) -> str:
-        return f"ingest-{self.group}-{self.slot}"
-
-    @property
-    def topics(self) -> list[str]:
-        base = f"$share/{self.group}/{self.prefix}/+" if self.is_shared else f"{self.prefix}/+"
-        return [f"{base}/data/+", f"{base}/status", f"{base}/health"]
-
-    def client_settings(self) -> ClientSettings:
-        return ClientSettings(
-            client_id=self.client_id, protocol=self.protocol, session_expiry=self.session_expiry, **self.mqtt
-        )
+_PAHO_LOG = logging.getLogger("edge_agent.backbone.paho")
+_PAHO_LOG.setLevel(logging.WARNING)
 
 
 def db_label(url: str) -> str:
@@ -119,6 +69,15 @@ def db_label(url: str) -> str:
     except psycopg.ProgrammingError:
         return "(unparsable)"
     return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+class _PahoLines(logging.LoggerAdapter):
+    """paho's lines at WARNING and above as events; below, dropped before they are formatted
+    (on_log formats every one: 7 % of a worker's time at a backlog's rate)."""
+
+    def log(self, level: int, msg: Any, *args: Any, **kwargs: Any) -> None:
+        if self.isEnabledFor(level):
+            self.logger.log(level, "event=mqtt_link_error error=%r", msg % args if args else msg)
 
 
 class Worker:
@@ -133,7 +92,7 @@ class Worker:
         self.not_acked = 0  # committed but from an earlier connection: the broker sends them again
         self.redelivered = 0  # a packet id again before we acknowledged it: the same message, dropped
         self._unacked: set[tuple[int, int]] = set()  # (generation, mid) received, not yet acknowledged
-        self._inbox: queue.Queue[Message] = queue.Queue()
+        self._inbox: queue.Queue[Record] = queue.Queue()
         self._lock = threading.Lock()
         self._generation = 0
         self._db_backoff = Backoff(0.5, 30.0)
@@ -215,10 +174,9 @@ class Worker:
                 self._db_wait(exc)
         return False
 
-    def _commit(self, group: list[Message]) -> bool:
+    def _commit(self, records: list[Record]) -> bool:
         """The group's records committed (True), or stopped while the database was down."""
         assert self._writer is not None
-        records = [classify(m, self.settings.prefix) for m in group]
         while True:
             try:
                 counts = self._writer.write_group(records)
@@ -287,11 +245,14 @@ class Worker:
                     self.redelivered += 1
                     return
                 self._unacked.add(key)
-        self._inbox.put(Message(msg.topic, msg.payload, time.time(), msg.mid, msg.qos, generation))
+        message = Message(msg.topic, msg.payload, time.time(), msg.mid, msg.qos, generation)
+        self._inbox.put(classify(message, self.settings.prefix))  # never raises: a dead letter
 
     def _connect_mqtt(self) -> bool:
         client, broker = client_for_url(self.settings.broker, self.settings.client_settings())
         client.manual_ack_set(True)
+        client.on_log = None  # paho formats each line it hands on_log, two a message
+        client.enable_logger(_PahoLines(_PAHO_LOG))  # type: ignore[arg-type]  # paho calls only .log()
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
@@ -332,10 +293,10 @@ class Worker:
             broker.host, broker.port, keepalive=int(settings.keepalive), clean_start=False, properties=props
         )
 
-    def _ack(self, group: list[Message]) -> None:
+    def _ack(self, records: list[Record]) -> None:
         with self._lock:
             current = self._generation
-            for m in group:
+            for m in (r.msg for r in records):
                 if m.qos == 0:
                     continue
                 self._unacked.discard((m.generation, m.mid))
@@ -347,7 +308,7 @@ class Worker:
 
     # --- the loop ----------------------------------------------------------------------------
 
-    def _gather(self) -> list[Message]:
+    def _gather(self) -> list[Record]:
         try:
             first = self._inbox.get(timeout=0.5)
         except queue.Empty:

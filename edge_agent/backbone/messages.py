@@ -73,7 +73,10 @@ def _json_object(payload: bytes) -> dict:
     """A JSON object from UTF-8 (no NaN or Infinity: PostgreSQL's jsonb has neither); ValueError."""
     if len(payload) > MAX_JSON:
         raise ValueError(f"{len(payload)} bytes, more than {MAX_JSON}")
-    doc = json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+    try:
+        doc = json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+    except RecursionError:  # deeper than the parser's stack: "[" * 100_000
+        raise ValueError("nested deeper than the JSON parser goes") from None
     if not isinstance(doc, dict):
         raise ValueError(f"a JSON {type(doc).__name__}, not an object")
     return doc

@@ -17,7 +17,8 @@ from edge_agent.files import os_error_text
 def cmd_ingest(args: argparse.Namespace) -> int:
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
-        from edge_agent.backbone.ingest import IngestSettings, Worker
+        from edge_agent.backbone.ingest import Worker
+        from edge_agent.backbone.settings import IngestSettings
     except ImportError as exc:  # psycopg: the backbone extra, which a node does not install
         raise ConfigError(
             f"edge-agent ingest needs the backbone extra ({exc.name} is missing): "
