@@ -46,16 +46,30 @@ class Workers:
     def __init__(self, broker: Broker, work: Path) -> None:
         self.broker, self.work, self.procs = broker, work, []
 
-    def start(self, db: str, group: str, slot: int) -> subprocess.Popen:
-        log = self.work / f"ingest-{group}-{slot}-{len(self.procs)}.log"
-        with open(log, "wb") as f:
-            cmd = ["ingest", "--broker", self.broker.url, "--db", db, "--group", group, "--slot", str(slot)]
-            proc = subprocess.Popen(agent_cmd(*cmd, "--migrate", *WORKER_ARGS), stderr=f)
-        while b"event=subscribed" not in log.read_bytes():
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.05)
-        self.procs.append(proc)
-        return proc
+    def start(self, db: str, group: str, n: int) -> None:
+        """Slots 0..n-1 of ``group``, started together (one that started first would drain
+        alone while the next imports), until each is subscribed."""
+        started = []
+        for slot in range(n):
+            log = self.work / f"ingest-{group}-{slot}-{len(self.procs)}.log"
+            with open(log, "wb") as f:
+                cmd = [
+                    "ingest",
+                    "--broker",
+                    self.broker.url,
+                    "--db",
+                    db,
+                    "--group",
+                    group,
+                    "--slot",
+                    str(slot),
+                ]
+                self.procs.append(subprocess.Popen(agent_cmd(*cmd, "--migrate", *WORKER_ARGS), stderr=f))
+            started.append((self.procs[-1], log))
+        for proc, log in started:
+            while b"event=subscribed" not in log.read_bytes():
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.05)
 
     def stop(self) -> None:
         for p in self.procs:
@@ -72,8 +86,7 @@ def stored(db: str) -> tuple[int, int]:
 def drain(workers: Workers, db: str, group: str, n: int, want: int) -> float:
     """Start ``n`` workers of ``group`` on the queued backlog; samples/s from the first
     message a worker took (``received``) to the last commit (``stored``): not their start."""
-    for slot in range(n):
-        workers.start(db, group, slot)
+    workers.start(db, group, n)
     while stored(db)[0] < want:
         time.sleep(0.02)
     workers.stop()
@@ -106,8 +119,7 @@ def throughput(broker: Broker, pg: Postgres, work: Path, a: argparse.Namespace) 
     workers = Workers(broker, work)
     dbs = {g: pg.createdb(f"bench_{g}") for g in ("one", "two")}
     for g, n in (("one", 1), ("two", 2)):  # the sessions, so the broker queues the backlog for them
-        for slot in range(n):
-            workers.start(dbs[g], g, slot)
+        workers.start(dbs[g], g, n)
     workers.stop()
     rec = run_fleet(FleetSettings(broker.url, a.backlog_nodes, a.backlog_seals, per_batch=a.per_batch))
     want = rec.totals()["batches"]
@@ -136,8 +148,7 @@ def bytes_per_sample(db: str) -> float:
 def latency(broker: Broker, pg: Postgres, work: Path, a: argparse.Namespace) -> None:
     workers = Workers(broker, work)
     db = pg.createdb("bench_latency")
-    for slot in range(2):
-        workers.start(db, "live", slot)
+    workers.start(db, "live", 2)
     try:
         s = FleetSettings(
             broker.url, a.nodes, a.seals, interval=a.interval, realtime=True, per_batch=a.per_live

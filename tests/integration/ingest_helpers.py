@@ -106,8 +106,10 @@ def stored_rows(url: str) -> list[tuple]:
 class Publisher:
     """A node-like client: QoS 1 publishes, each waited for until the broker acknowledged it."""
 
-    def __init__(self, url: str, client_id: str = "test-publisher") -> None:
-        settings = ClientSettings(client_id)
+    def __init__(
+        self, url: str, client_id: str = "test-publisher", settings: ClientSettings | None = None
+    ) -> None:
+        settings = settings or ClientSettings(client_id)
         self.client, broker = client_for_url(url, settings)
         connect(self.client, broker, settings)
         self.client.loop_start()
