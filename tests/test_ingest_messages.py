@@ -165,6 +165,25 @@ def test_a_packet_id_again_before_its_puback_is_dropped_and_acknowledged_once():
     assert acks == [7] and w._inbox.qsize() == 1
 
 
+def test_a_message_that_classify_cannot_take_is_kept_and_the_receiving_goes_on(monkeypatch, caplog):
+    """classify runs in paho's thread, where an exception would end the receiving without a
+    word: a bug there makes the message a dead letter (kept, acknowledged after its commit)."""
+    from types import SimpleNamespace
+
+    from edge_agent.backbone import ingest
+
+    def broken(message, prefix):
+        raise KeyError("a bug")
+
+    w = ingest.Worker(IngestSettings("mqtt://h", "postgresql://db/x"))
+    monkeypatch.setattr(ingest, "classify", broken)
+    w._on_message(None, None, SimpleNamespace(topic="edge/n/data/air", payload=b"p", mid=3, qos=1))
+    r = w._inbox.get_nowait()
+    assert isinstance(r, DeadLetter) and r.msg.payload == b"p" and r.msg.mid == 3
+    assert r.reason == "could not be classified: KeyError: 'a bug'"
+    assert any("event=classify_failed" in rec.getMessage() for rec in caplog.records)
+
+
 @pytest.mark.parametrize(
     "flags, said",
     [

@@ -45,7 +45,7 @@ from paho.mqtt.properties import Properties
 from psycopg.conninfo import conninfo_to_dict
 
 from edge_agent.backbone import schema
-from edge_agent.backbone.messages import Message, Record, classify
+from edge_agent.backbone.messages import DeadLetter, Message, Record, classify
 from edge_agent.backbone.settings import IngestSettings
 from edge_agent.backbone.writer import Counts, Writer
 from edge_agent.node.mqtt import client_for_url, connect, explain
@@ -246,7 +246,12 @@ class Worker:
                     return
                 self._unacked.add(key)
         message = Message(msg.topic, msg.payload, time.time(), msg.mid, msg.qos, generation)
-        self._inbox.put(classify(message, self.settings.prefix))  # never raises: a dead letter
+        try:
+            record: Record = classify(message, self.settings.prefix)
+        except Exception as exc:  # a bug: raised here, it would end paho's thread and the receiving
+            log.exception("event=classify_failed topic=%r", msg.topic)
+            record = DeadLetter(message, f"could not be classified: {type(exc).__name__}: {exc}")
+        self._inbox.put(record)
 
     def _connect_mqtt(self) -> bool:
         client, broker = client_for_url(self.settings.broker, self.settings.client_settings())
