@@ -184,6 +184,40 @@ def test_a_message_that_classify_cannot_take_is_kept_and_the_receiving_goes_on(m
     assert any("event=classify_failed" in rec.getMessage() for rec in caplog.records)
 
 
+def test_a_group_written_record_by_record_is_acknowledged_whole():
+    """Where PostgreSQL refuses a group, write_group writes its records one by one and takes
+    each out of the list it was given (so a retry after a lost connection writes only the
+    rest): every message of the group is still acknowledged once the writing is done.
+    (Found by an attack on 0679fe4, which handed the group itself to write_group: nothing of a
+    refused group was acknowledged, and the in-flight window filled.)"""
+    import psycopg
+
+    from edge_agent.backbone.ingest import Worker
+    from edge_agent.backbone.writer import Counts, Writer
+
+    class Refusing(Writer):
+        def __init__(self) -> None:
+            super().__init__(conn=None)
+
+        def write(self, records):
+            if len(records) > 1 or records[0].msg.mid == 2 and records[0].reason == "refuse me":
+                raise psycopg.DataError("refused")
+            return Counts(dead_letters=len(records))
+
+    class Client:
+        acked: list[int] = []
+
+        def ack(self, mid, qos):
+            self.acked.append(mid)
+
+    w = Worker(IngestSettings("mqtt://h", "postgresql://db/x"))
+    w._writer, w._client = Refusing(), Client()
+    group = [DeadLetter(Message("edge/n/health", b"{}", 1.5, mid=m), "refuse me") for m in (1, 2, 3)]
+    assert w._commit(group)
+    w._ack(group)
+    assert sorted(w._client.acked) == [1, 2, 3] and len(group) == 3
+
+
 @pytest.mark.parametrize(
     "flags, said",
     [

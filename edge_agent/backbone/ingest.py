@@ -177,9 +177,10 @@ class Worker:
     def _commit(self, records: list[Record]) -> bool:
         """The group's records committed (True), or stopped while the database was down."""
         assert self._writer is not None
+        pending = list(records)  # write_group takes out what it commits alone; all are acked after
         while True:
             try:
-                counts = self._writer.write_group(records)
+                counts = self._writer.write_group(pending)
                 break
             except DB_DOWN as exc:
                 self._db_wait(exc)
