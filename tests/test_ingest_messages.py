@@ -64,6 +64,8 @@ def test_a_prefix_may_hold_slashes():
         ("other/lamp-1/data/air", None, "not a node's topic"),
         ("edge/lamp-1/status", b"", "status is not a JSON object"),
         ("edge/lamp-1/status", b"[1]", "a JSON list, not an object"),
+        ("edge/lamp 1/status", b'{"state": "online"}', "the topic's node id 'lamp 1' is not 1 to"),
+        ("edge/-lamp/health", b"{}", "the topic's node id '-lamp' is not"),
         ("edge/lamp-1/status", b'{"state": "sleeping"}', "neither 'online' nor 'offline'"),
         ("edge/lamp-1/status", b'{"node": "lamp-9", "state": "online"}', "says node 'lamp-9'"),
         ("edge/lamp-1/health", b'{"cpu_temp_c": NaN}', "NaN is not JSON"),
@@ -200,12 +202,13 @@ def test_a_group_written_record_by_record_is_acknowledged_whole():
             super().__init__(conn=None)
 
         def write(self, records):
-            if len(records) > 1 or records[0].msg.mid == 2 and records[0].reason == "refuse me":
+            if len(records) > 1 or (records[0].msg.mid == 2 and records[0].reason == "refuse me"):
                 raise psycopg.DataError("refused")
             return Counts(dead_letters=len(records))
 
     class Client:
-        acked: list[int] = []
+        def __init__(self) -> None:
+            self.acked: list[int] = []
 
         def ack(self, mid, qos):
             self.acked.append(mid)
@@ -216,6 +219,24 @@ def test_a_group_written_record_by_record_is_acknowledged_whole():
     assert w._commit(group)
     w._ack(group)
     assert sorted(w._client.acked) == [1, 2, 3] and len(group) == 3
+
+
+def test_a_topic_that_is_not_utf8_is_a_dead_letter_of_its_bytes():
+    """paho decodes a topic when asked (``msg.topic``) and raises for bytes that are not UTF-8,
+    in its own thread: such a topic is kept, escaped, as a dead letter."""
+    from edge_agent.backbone.ingest import Worker
+
+    class Raw:
+        payload, mid, qos = b"{}", 5, 1
+
+        @property
+        def topic(self) -> str:
+            return b"edge/n\xff1/health".decode("utf-8")
+
+    w = Worker(IngestSettings("mqtt://h", "postgresql://db/x"))
+    w._on_message(None, None, Raw())
+    r = w._inbox.get_nowait()
+    assert isinstance(r, DeadLetter) and r.msg.topic == "edge/n\\xff1/health", r
 
 
 @pytest.mark.parametrize(

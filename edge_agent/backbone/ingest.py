@@ -246,11 +246,15 @@ class Worker:
                     self.redelivered += 1
                     return
                 self._unacked.add(key)
-        message = Message(msg.topic, msg.payload, time.time(), msg.mid, msg.qos, generation)
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError as exc:  # not UTF-8: a broker that let it through; a dead letter
+            topic = exc.object.decode("utf-8", "backslashreplace")
+        message = Message(topic, msg.payload, time.time(), msg.mid, msg.qos, generation)
         try:
             record: Record = classify(message, self.settings.prefix)
         except Exception as exc:  # a bug: raised here, it would end paho's thread and the receiving
-            log.exception("event=classify_failed topic=%r", msg.topic)
+            log.exception("event=classify_failed topic=%r", topic)
             record = DeadLetter(message, f"could not be classified: {type(exc).__name__}: {exc}")
         self._inbox.put(record)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from edge_agent import wire
 from edge_agent.errors import WireFormatError
+from edge_agent.wire.limits import name_problem
 
 MAX_JSON = 1 << 20  # bytes of a status or health payload we parse
 
@@ -105,6 +106,8 @@ def classify(msg: Message, prefix: str = "edge") -> Record:
     if kind is None:
         return dead(f"not a node's topic under {prefix!r} (PREFIX/NODE/data/STREAM, /status or /health)")
     what, node, stream = kind
+    if problem := name_problem(node, "the topic's node id"):  # no node has it: not one's message
+        return dead(problem)
     if what == "data":
         try:
             batch = wire.decode(msg.payload)
