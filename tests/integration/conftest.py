@@ -62,3 +62,27 @@ def _cluster():
 
 
 _databases = itertools.count()
+
+
+@pytest.fixture
+def ingest(broker, pg_url, tmp_path):
+    """`edge-agent ingest` workers of the test (ingest_helpers.Ingest), each stopped by its pid."""
+    from ingest_helpers import Ingest
+
+    workers = Ingest(broker.url, pg_url, tmp_path)
+    try:
+        yield workers
+    finally:
+        workers.stop_all()
+
+
+@pytest.fixture
+def publisher(broker):
+    """A node-like QoS 1 publisher on the test's broker (ingest_helpers.Publisher)."""
+    from ingest_helpers import Publisher
+
+    p = Publisher(broker.url)
+    try:
+        yield p
+    finally:
+        p.close()

@@ -12,19 +12,10 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 from helpers import agent_cmd
-from ingest_helpers import Ingest, count, query, wait_for
+from ingest_helpers import count, query, wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def ingest(broker, pg_url, tmp_path):
-    workers = Ingest(broker.url, pg_url, tmp_path)
-    try:
-        yield workers
-    finally:
-        workers.stop_all()
 
 
 def test_a_simulated_fleet_is_stored_once_with_its_duplicates_and_gaps(ingest, broker, pg_url, tmp_path):

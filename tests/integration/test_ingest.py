@@ -15,7 +15,6 @@ from helpers import agent_cmd, stop_agent
 from ingest_helpers import (
     PREFIX,
     T0,
-    Ingest,
     Publisher,
     count,
     expected_rows,
@@ -29,24 +28,6 @@ from edge_agent import wire
 from edge_agent.backbone import schema
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def ingest(broker, pg_url, tmp_path):
-    workers = Ingest(broker.url, pg_url, tmp_path)
-    try:
-        yield workers
-    finally:
-        workers.stop_all()
-
-
-@pytest.fixture
-def publisher(broker):
-    p = Publisher(broker.url)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def test_migrations_apply_once_and_a_newer_database_is_refused(pg_url):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from ingest_helpers import PREFIX, Ingest, Publisher, count, payload, wait_for
+from ingest_helpers import PREFIX, count, payload, wait_for
 
 pytestmark = pytest.mark.broker
 
@@ -22,24 +22,6 @@ ODD = {
     "nul-key": b'{"\\u0000":1}',
     "deep": b'{"x":' + b"[" * 900 + b"]" * 900 + b"}",
 }
-
-
-@pytest.fixture
-def ingest(broker, pg_url, tmp_path):
-    workers = Ingest(broker.url, pg_url, tmp_path)
-    try:
-        yield workers
-    finally:
-        workers.stop_all()
-
-
-@pytest.fixture
-def publisher(broker):
-    p = Publisher(broker.url)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def test_odd_health_is_a_row_or_a_dead_letter_and_all_of_it_is_acknowledged(ingest, publisher, pg_url):

@@ -1,6 +1,7 @@
 """The ingest worker's systemd template unit (systemd/edge-agent-ingest@.service): its
 command line, expanded the way systemd expands it, runs a real worker against a broker that
-takes only a login and the tests' PostgreSQL; and systemd-analyze's checks of the unit."""
+takes only a login and the tests' PostgreSQL (systemd-analyze's checks of it are in
+test_systemd.py, beside the agent's unit's)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import BROKER_USER, REPO, authenticated_broker, require_tool, terminate, wait_for_log
+from helpers import BROKER_USER, REPO, authenticated_broker, terminate, wait_for_log
 from ingest_helpers import Publisher, count, payload, wait_for
 
 from edge_agent.node.mqtt import ClientSettings
@@ -87,25 +88,3 @@ def test_the_units_command_line_runs_a_slot_that_logs_in_and_stores(broker_facto
         terminate(proc, timeout=30)
     assert proc.returncode == 0, log.read_text()
     assert PASSWORD not in log.read_text()
-
-
-def analyze(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [require_tool("systemd-analyze", "the systemd package"), *args], capture_output=True, text=True
-    )
-
-
-def test_the_ingest_unit_exposure_is_at_most_1_5():
-    out = analyze("security", "--offline=true", str(UNIT))
-    m = re.search(r"Overall exposure level for edge-agent-ingest@\S*\.service: ([0-9.]+)", out.stdout)
-    assert m, out.stdout + out.stderr
-    assert float(m.group(1)) <= 1.5
-
-
-def test_the_ingest_unit_verifies_without_warnings(tmp_path):
-    exe = Path(sys.executable).with_name("edge-agent")
-    unit = tmp_path / "edge-agent-ingest@.service"
-    unit.write_text(UNIT.read_text().replace("/opt/edge-agent/bin/edge-agent", str(exe)))
-    out = analyze("verify", str(unit))
-    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
-    assert out.returncode == 0 and lines == [], lines

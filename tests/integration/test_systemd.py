@@ -1,5 +1,5 @@
 """systemd integration: the agent speaks sd_notify over a socket the test creates, and
-systemd-analyze checks the unit file."""
+systemd-analyze checks the unit files (the agent's and the ingest workers')."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import REPO, agent_cmd, receive, require_tool
-
-UNIT = REPO / "systemd" / "edge-agent.service"
 
 
 def test_agent_notifies_ready_status_watchdog_and_stopping(notify_socket, tmp_path):
@@ -54,18 +53,25 @@ def analyze(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([binary, *args], capture_output=True, text=True)
 
 
-def test_unit_exposure_score_is_at_most_1_5():
-    out = analyze("security", "--offline=true", str(UNIT))
-    m = re.search(r"Overall exposure level for edge-agent\.service: ([0-9.]+)", out.stdout)
+# The agent's unit and the ingest workers' template (systemd/edge-agent-ingest@.service).
+CHECKED_UNITS = ["edge-agent.service", "edge-agent-ingest@.service"]
+
+
+@pytest.mark.parametrize("name", CHECKED_UNITS)
+def test_unit_exposure_score_is_at_most_1_5(name):
+    out = analyze("security", "--offline=true", str(REPO / "systemd" / name))
+    stem = re.escape(name.removesuffix(".service"))  # a template is shown as an instance of it
+    m = re.search(rf"Overall exposure level for {stem}\S*\.service: ([0-9.]+)", out.stdout)
     assert m, out.stdout + out.stderr
     assert float(m.group(1)) <= 1.5
 
 
-def test_unit_verifies_without_warnings(tmp_path):
+@pytest.mark.parametrize("name", CHECKED_UNITS)
+def test_unit_verifies_without_warnings(name, tmp_path):
     # verify checks ExecStart= exists: point it at this checkout's console script.
     exe = Path(sys.executable).with_name("edge-agent")
-    unit = tmp_path / "edge-agent.service"
-    unit.write_text(UNIT.read_text().replace("/opt/edge-agent/bin/edge-agent", str(exe)))
+    unit = tmp_path / name
+    unit.write_text((REPO / "systemd" / name).read_text().replace("/opt/edge-agent/bin/edge-agent", str(exe)))
     out = analyze("verify", str(unit))
     assert out.returncode == 0
     lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
