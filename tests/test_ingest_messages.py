@@ -261,6 +261,41 @@ def test_ingest_refuses_files_it_cannot_read_before_it_starts(tmp_path, capfd, f
     assert said.format(missing=missing) in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "db, said",
+    [
+        ("postgresql://u@127.0.0.1:1/x?bogus=1", 'invalid URI query parameter: "bogus"'),
+        ("postgresql://u:hunter2@[::1/x", 'IPv6 host address in URI: "the URL"'),
+        ("host=127.0.0.1 ===", 'invalid connection option ""'),
+    ],
+    ids=["query", "ipv6", "keywords"],
+)
+def test_ingest_refuses_a_database_url_libpq_cannot_read_before_it_starts(capfd, db, said):
+    """Exit 2 with libpq's reason (it used to be psycopg's traceback at the first connection),
+    and the URL, which may hold a password, not repeated."""
+    from edge_agent.cli import main
+
+    assert main(["ingest", "--broker", "mqtt://127.0.0.1:1", "--db", db]) == 2
+    err = capfd.readouterr().err
+    assert "--db is not a connection string or URL libpq reads" in err and said in err
+    assert "Traceback" not in err and "hunter2" not in err
+
+
+@settings(max_examples=300, deadline=None)
+@given(db=st.text(max_size=60) | st.builds(lambda s: "postgresql://" + s, st.text(max_size=40)))
+def test_any_database_url_is_taken_or_refused_with_a_config_error(db):
+    """Whatever --db holds: libpq reads it, or it is a ConfigError that does not repeat it."""
+    from edge_agent.cli.ingest import _check_db
+    from edge_agent.errors import ConfigError
+
+    try:
+        _check_db(db)
+    except ConfigError as exc:
+        assert str(exc).startswith("command line: --db is not")
+        if len(db) > 12:
+            assert db not in str(exc)
+
+
 def test_a_channels_copy_rows_built_in_bulk_are_the_rows_packed_one_by_one() -> None:
     from edge_agent.backbone import writer
 

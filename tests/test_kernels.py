@@ -3,6 +3,9 @@ else the twins'; and the twins' answer wherever numbers pass the compiled int64.
 
 from __future__ import annotations
 
+import functools
+
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -105,3 +108,64 @@ def test_a_value_block_beyond_the_compiled_range_is_the_twins(qs, shift):
     values = [q + shift for q in qs]  # |q| beyond 2**40: the compiled search refuses, the twin answers
     kinds = [0, 1, 2, 3, 4]
     assert kernels.value_block(values, 1, kinds, 0, True) == sections.value_block(values, 1, kinds, 0, True)
+
+
+@functools.cache
+def _payloads() -> list[bytes]:
+    """Fleet-sim payloads of 1 to 200 points a channel (the encoder's forms and predictors as it
+    picks them), and a batch of no channel."""
+    import random
+
+    from edge_agent import wire
+    from edge_agent.backbone.fleetsim import Record, VirtualNode
+
+    out = []
+    for i, per in enumerate((1, 6, 60, 200)):
+        node = VirtualNode(f"n{i}", random.Random(i), Record(), per_batch=per)
+        out += [o.payload for o in node.seal(1_780_000_000_000) if o.stream]
+    return [*out, wire.encode(wire.Batch("n9", "s", 1, 0, ()))]
+
+
+def _decoded(payload: bytes) -> str:
+    from edge_agent import wire
+    from edge_agent.errors import WireFormatError
+
+    try:
+        return repr(wire.decode(payload))
+    except WireFormatError as exc:
+        return f"error: {exc}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    which=st.integers(0, 100),
+    edits=st.lists(
+        st.tuples(
+            st.sampled_from(["flip", "cut", "insert", "repeat"]), st.integers(0, 10**6), st.integers(0, 255)
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_damaged_payloads_decode_alike_through_the_compiled_kernels_and_the_twins(which, edits):
+    """A payload damaged past its checksum (the CRC-32C recomputed) decodes to the same batch,
+    or the same error, whether the decoder's kernels are the compiled core's or the twins'."""
+    payloads = _payloads()
+    b = bytearray(payloads[which % len(payloads)][:-4])
+    for op, at, v in edits:
+        i = 4 + at % max(1, len(b) - 4)
+        if op == "flip":
+            b[min(i, len(b) - 1)] ^= 1 << (v % 8)
+        elif op == "cut":
+            del b[i : i + 1 + v % 8]
+        elif op == "insert":
+            b[i:i] = bytes([v])
+        else:
+            b[i:i] = b[i : i + 1 + v % 8]
+    damaged = bytes(b) + crc32c.crc32c(bytes(b)).to_bytes(4, "little")
+    compiled_answer = _decoded(damaged)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kernels, "crc32c", crc32c.crc32c)
+        mp.setattr(kernels, "rc_decode", rangecoder.rc_decode)
+        mp.setattr(kernels, "values_from", predict.values_from)
+        assert _decoded(damaged) == compiled_answer

@@ -24,6 +24,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             f"edge-agent ingest needs the backbone extra ({exc.name} is missing): "
             "pip install 'edge-agent[backbone]'"
         ) from None
+    _check_db(args.db)
     mqtt = dict(client_options(args))
     try:
         settings = IngestSettings(
@@ -54,6 +55,21 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         signal.signal(s, lambda *_: worker.stop())
     worker.run()
     return EXIT_OK
+
+
+def _check_db(db: str) -> None:
+    """A --db that libpq cannot parse is a command-line error now, not a traceback at the first
+    connection (the URL itself is not repeated: a password may be in it)."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(db)
+    except psycopg.ProgrammingError as exc:
+        reason = str(exc).replace(db, "the URL") if db else str(exc)
+        raise ConfigError(
+            f"command line: --db is not a connection string or URL libpq reads: {reason}"
+        ) from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
