@@ -16,6 +16,7 @@ that cannot start never repeats.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -31,6 +32,60 @@ HEAD_CHECK = 4096  # batches at the head of the queue read at opening (the TTL's
 HEAD_PAYLOADS = 256, 1 << 20  # ... the payloads of the first (the uplink's first windows), up to 1 MiB
 _SMALL = ("stream_seq", "losses", "chain_state", "open_marker", "queue_stats", "sqlite_sequence", "salvage")
 _ROW = "id, stream, seq, sealed, clock_unsynced, boot_id, wall_offset_ms, sealed_mono, length(payload)"
+
+
+def _shapes(db: sqlite3.Connection) -> dict[str, object]:
+    """Each table's columns (name, type, NOT NULL, default, key) and each trigger's and
+    index's text, whitespace aside, by name: what SQLite made of the schema's text."""
+    out: dict[str, object] = {}
+    for kind, name, sql in db.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite%'"
+    ).fetchall():
+        if kind == "table":
+            out[name] = [tuple(c[1:6]) for c in db.execute("SELECT * FROM pragma_table_xinfo(?)", (name,))]
+        else:
+            out[name] = " ".join(str(sql).split())
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _reference(schema: str) -> dict[str, object]:
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(schema)
+        return _shapes(db)
+    finally:
+        db.close()
+
+
+def schema_problem(db: sqlite3.Connection, schema: str) -> str | None:
+    """What of the queue's objects the file defines otherwise than ``schema`` (the queue's
+    own script) does, or None. Damage to the text SQLite keeps its schema in can leave it
+    parseable and wrong (a byte that ends a comment's line, so the comment takes the next
+    column with it): no integrity check sees that, and the first read of the lost column
+    would end every start. An object missing is not a problem here (the schema makes it)."""
+    want = _reference(schema)
+    for name, have in _shapes(db).items():
+        if name not in want or have == want[name]:
+            continue
+        if not isinstance(have, list):
+            return f"{name}: its definition is not the queue's"
+        ours = want[name]
+        assert isinstance(ours, list)
+        if [c[0] for c in have] != [c[0] for c in ours]:
+            return f"{name}: its columns are ({', '.join(str(c[0]) for c in have)}), not the queue's"
+        theirs, mine = next((a, b) for a, b in zip(have, ours, strict=True) if a != b)
+        return f"{name}: column {theirs[0]} is {_column(theirs)}, where the queue's is {_column(mine)}"
+    return None
+
+
+def _column(c: tuple) -> str:
+    """A column as table_xinfo gives it: (name, type, notnull, default, key)."""
+    return " ".join(
+        [str(c[1]) or "untyped", "NOT NULL" if c[2] else "NULL"]
+        + ([f"DEFAULT {c[3]}"] if c[3] is not None else [])
+        + (["key"] if c[4] else [])
+    )
 
 
 def bounded_check(db: sqlite3.Connection) -> str:

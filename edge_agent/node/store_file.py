@@ -228,6 +228,8 @@ def open_checked(path: str, *, check: bool = True) -> sqlite3.Connection:
     db = connect(path)
     try:
         result = store_check.bounded_check(db) if check else "ok"
+        if result == "ok" and check:
+            result = store_check.schema_problem(db, _SCHEMA + store_salvage.SALVAGE_SCHEMA) or "ok"
         if result != "ok":
             raise sqlite3.DatabaseError(f"integrity check failed: {result}")
         if check:

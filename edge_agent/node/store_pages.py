@@ -258,11 +258,15 @@ class Pages:
 
 def open_old(aside: str, stop: threading.Event | None = None) -> sqlite3.Connection | None:
     """The damaged file, read only, text as bytes (decoded row by row: a damaged name
-    spoils its row only), its steps bounded; None if SQLite cannot open it at all."""
+    spoils its row only), its steps bounded; None if SQLite cannot open it at all. With
+    writable_schema, SQLite leaves out an object whose text in the schema no longer parses
+    rather than refusing every read (the file is read only: nothing is written): damage to
+    the text of a trigger or of a small table costs that object, not the batches."""
     try:
         old = sqlite3.connect(f"file:{urllib.parse.quote(aside)}?mode=ro", uri=True, check_same_thread=False)
     except UNREADABLE:
         return None
+    old.execute("PRAGMA writable_schema=ON")  # a flag: reads nothing
     old.text_factory = bytes
     size = sum(os.path.getsize(aside + s) for s in ("", "-wal") if os.path.isfile(aside + s))
     budget = [STEPS_PER_KIB * (size // 1024 + 64) // 1000]  # in thousands of steps
