@@ -11,6 +11,7 @@ pubkey=$(head -n 1 "$src/tech-user.pub")
 
 # The units, the service user, the journal in RAM, SSH with keys only, the docs.
 install -m 644 "$src/edge-agent.service" /etc/systemd/system/edge-agent.service
+install -m 644 "$src/edge-agent-launcher.service" /etc/systemd/system/edge-agent-launcher.service
 install -m 644 "$src/edge-agent-import.service" /etc/systemd/system/edge-agent-import.service
 install -D -m 644 "$src/edge-agent.sysusers.conf" /usr/lib/sysusers.d/edge-agent.conf
 install -D -m 644 "$src/journald-edge-agent.conf" /etc/systemd/journald.conf.d/10-edge-agent.conf
@@ -30,8 +31,11 @@ env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 EDGE_AGENT_REQ
 /opt/edge-agent/bin/python -c 'import edge_agent.dsp as d; assert d.IMPLEMENTATION == "cython", d.IMPLEMENTATION'
 
 # The service user (in the i2c and gpio groups, created if the system has none) and the units.
+# The agent runs through the launcher, so that the fleet can update it (docs/fleet.md): with no
+# release installed it runs this image's agent. edge-agent.service (the agent alone, no
+# releases) is installed, not enabled; the two conflict.
 systemd-sysusers /usr/lib/sysusers.d/edge-agent.conf
-systemctl enable edge-agent-import.service edge-agent.service
+systemctl enable edge-agent-import.service edge-agent-launcher.service
 
 # I2C on (Raspberry Pi OS); the agent's buses are /dev/i2c-*.
 if command -v raspi-config >/dev/null 2>&1; then

@@ -28,7 +28,7 @@ esac
 
 mkdir -p "$out"
 git -C "$repo" archive --format=tar.gz --prefix=edge-agent/ -o "$out/edge-agent.tar.gz" HEAD
-cp "$repo/systemd/edge-agent.service" "$repo/systemd/edge-agent-import.service" \
+cp "$repo/systemd/edge-agent.service" "$repo/systemd/edge-agent-launcher.service" "$repo/systemd/edge-agent-import.service" \
 	"$repo/systemd/edge-agent.sysusers.conf" "$out/"
 cp "$here/files/journald-edge-agent.conf" "$here/files/sshd-edge-agent.conf" "$out/"
 cp "$repo/README.md" "$out/README.md"

@@ -51,7 +51,7 @@ def test_every_file_the_install_step_uses_is_staged_from_the_repository():
     for recipe in (IMAGES / "build.sh", IMAGES / "debian" / "build.sh"):
         assert "pip-ca.pem" in recipe.read_text(), recipe
     assert used <= staged, f"install-agent.sh uses what stage.sh does not stage: {used - staged}"
-    for unit in ("edge-agent.service", "edge-agent-import.service"):
+    for unit in ("edge-agent.service", "edge-agent-launcher.service", "edge-agent-import.service"):
         assert unit in used and (REPO / "systemd" / unit).is_file()
 
 
@@ -83,7 +83,7 @@ def test_the_image_promises_are_in_the_install_step():
         "EDGE_AGENT_REQUIRE_EXT=1",
         "python3 -m venv /opt/edge-agent",
         'assert d.IMPLEMENTATION == "cython"',
-        "systemctl enable edge-agent-import.service edge-agent.service",
+        "systemctl enable edge-agent-import.service edge-agent-launcher.service",
         "raspi-config nonint do_i2c 0",
         "systemd-sysusers",
         "passwd -l root",

@@ -446,14 +446,15 @@ def test_the_import_unit_runs_before_the_agent_and_verifies(tmp_path):
     text = unit.read_text()
     for line in (
         "Type=oneshot",
-        "Before=edge-agent.service",
+        "Before=edge-agent.service edge-agent-launcher.service",
         "ExecStart=/opt/edge-agent/bin/edge-agent image import",
         "PrivateNetwork=yes",
         "ProtectSystem=strict",
         "WantedBy=multi-user.target",
     ):
         assert line in text, line
-    assert "edge-agent-import.service" in (REPO / "systemd" / "edge-agent.service").read_text()
+    for agent in ("edge-agent.service", "edge-agent-launcher.service"):
+        assert "After=network.target edge-agent-import.service" in (REPO / "systemd" / agent).read_text()
     analyze = require_tool("systemd-analyze", "the systemd package")
     import sys
 

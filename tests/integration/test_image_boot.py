@@ -197,7 +197,7 @@ def parse_results(text: str) -> tuple[dict[str, list[str]], dict[str, str]]:
 
 
 def exposure(text: str) -> str:
-    m = re.search(r"Overall exposure level for edge-agent\.service: (\d+\.\d+)", text)
+    m = re.search(r"Overall exposure level for edge-agent(?:-launcher)?\.service: (\d+\.\d+)", text)
     assert m, text
     return m.group(1)
 
@@ -336,12 +336,16 @@ def test_the_card_boots_imports_runs_and_is_watched(booted, pki, broker_factory,
     figures["boot_to_ready_s"] = int(values["ready_monotonic_us"][0]) / 1e6
     assert values["agent_user"] == ["edge-agent"] and values["agent_unit_user"] == ["edge-agent"]
     assert values["core"] == ["cython"]
+    # through the release launcher (so the fleet can update it), running the image's own agent
+    assert values["enabled"] == ["enabled", "disabled"], values.get("enabled")
+    cmdline = " ".join(values["agent_cmdline"])  # (a script: its interpreter comes first)
+    assert "/opt/edge-agent/bin/edge-agent run --config /etc/edge-agent/node.yaml" in cmdline, cmdline
 
     # the first-boot import ran after cloud-init, before the agent
     u = units(values)
     assert u["edge-agent-import"]["result"] == "success", u
     assert int(u["edge-agent-import"]["start"]) >= int(u["cloud-init"]["active"]) > 0, u
-    assert int(u["edge-agent"]["start"]) > int(u["edge-agent-import"]["exit"]), u
+    assert int(u["edge-agent-launcher"]["start"]) > int(u["edge-agent-import"]["exit"]), u
     modes = dict(item.split(":", 1) for item in " ".join(values["etc_modes"]).split())
     assert modes["/etc/edge-agent/client.key"] == "600:edge-agent:edge-agent"
     assert modes["/etc/edge-agent/mqtt-password"] == "600:edge-agent:edge-agent"
@@ -362,7 +366,7 @@ def test_the_card_boots_imports_runs_and_is_watched(booted, pki, broker_factory,
             require_tool("systemd-analyze", "systemd"),
             "security",
             "--offline=true",
-            str(REPO / "systemd" / "edge-agent.service"),
+            str(REPO / "systemd" / "edge-agent-launcher.service"),
         ],
         capture_output=True,
         text=True,
@@ -370,13 +374,14 @@ def test_the_card_boots_imports_runs_and_is_watched(booted, pki, broker_factory,
     assert exposure(blocks["security"]) == exposure(offline.stdout + offline.stderr)
     figures["exposure"] = exposure(blocks["security"])
 
-    # the watchdog: a stopped agent is killed and started again by systemd
+    # the watchdog: the launcher stops an agent that fell silent and ends; systemd starts it again
     pid0, restarts0, _ = values["watchdog_before"]
     pid1, restarts1, _ = values["watchdog_after"]
     assert pid1 != pid0 and int(restarts1) == int(restarts0) + 1, values
-    assert values["watchdog_usec"] == ["1min"]
+    assert values["watchdog_usec"] == ["1min 30s"]
     journal = blocks["journal"]
-    assert re.search(r"edge-agent\.service: Watchdog timeout", journal), journal[-4000:]
+    assert "event=child_stopped release=base reason='no WATCHDOG=1 for 60 s'" in journal, journal[-4000:]
+    assert "event=release_died release=base" in journal, journal[-4000:]
     assert "event=imported" in journal and "s3cret" not in journal and PASSWORD not in journal
 
     # batches over TLS on the host's broker, decoded; a new start draws a new epoch
@@ -389,6 +394,7 @@ def test_the_card_boots_imports_runs_and_is_watched(booted, pki, broker_factory,
     assert [s["state"] for s in online].count("online") >= 2, online
     assert retained and retained[0][2] and json.loads(retained[0][1])["state"] == "online", retained
     assert json.loads(retained[0][1])["core"] == "cython"
+    assert json.loads(retained[0][1])["release"] == {"name": "base"}, retained[0][1]
 
     # commission inside the guest passes
     report = json.loads(blocks["commission"])
