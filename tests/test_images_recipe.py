@@ -117,3 +117,19 @@ def test_the_debian_base_layer_is_keyed_on_its_packages_not_on_the_agent():
     agent_key = debian[debian.index("agent_key=$(") : debian.index('rootfs="$cache/agent-')]
     assert "HEAD:edge_agent" in agent_key and "HEAD:ext" in agent_key and "$base_key" in agent_key
     assert 'cd "$work/stage" && sha256sum' in agent_key  # install-agent.sh, the units, the key
+
+
+def test_the_image_tests_drop_in_changes_only_the_simulation():
+    """The booted image test runs the launcher unit with a drop-in (no I2C in the emulated
+    machine): its ExecStart is the unit's, with --simulate, so the hardening and the
+    launcher's flags measured are the shipped ones; and the checks unit wants that unit."""
+    unit = (REPO / "systemd" / "edge-agent-launcher.service").read_text()
+    overlay = IMAGES / "test" / "overlay" / "etc" / "systemd" / "system"
+    drop_in = (overlay / "edge-agent-launcher.service.d" / "50-image-test.conf").read_text()
+    shipped = re.findall(r"^ExecStart=(.+)$", unit, re.M)
+    tested = [line for line in re.findall(r"^ExecStart=(.*)$", drop_in, re.M) if line]
+    assert len(shipped) == 1 and len(tested) == 1
+    assert tested[0] == shipped[0].replace(" -- run ", " -- run --simulate ", 1) != shipped[0]
+    checks = (overlay / "edge-agent-image-test.service").read_text()
+    assert "Wants=edge-agent-launcher.service" in checks and "edge-agent.service" not in checks
+    assert not (overlay / "edge-agent.service.d").exists()
