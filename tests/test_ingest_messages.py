@@ -281,6 +281,39 @@ def test_ingest_refuses_a_database_url_libpq_cannot_read_before_it_starts(capfd,
     assert "Traceback" not in err and "hunter2" not in err
 
 
+@pytest.mark.parametrize(
+    "db, said",
+    [
+        ("postgresql://u:hunter2@127.0.0.1:1/x?sslmode=foo", 'invalid sslmode value: "foo"'),
+        ("postgresql://u:hunter2@127.0.0.1:99999/x", 'invalid port number: "99999"'),
+        (
+            "host=127.0.0.1 port=1 password=hunter2 target_session_attrs=zz",
+            'invalid target_session_attrs value: "zz"',
+        ),
+    ],
+    ids=["sslmode", "port", "session-attrs"],
+)
+def test_ingest_refuses_a_value_libpq_will_not_take_rather_than_retrying_it(capfd, db, said):
+    """A --db that parses but holds a value libpq refuses before it connects was retried for
+    ever as db_unavailable; it is a command-line error, at the first connection."""
+    from edge_agent.cli import main
+
+    assert main(["ingest", "--broker", "mqtt://127.0.0.1:1", "--db", db]) == 2
+    err = capfd.readouterr().err
+    assert f"command line: --db: libpq does not take it: {said}" in err
+    assert "db_unavailable" not in err and "Traceback" not in err and "hunter2" not in err
+
+
+def test_a_database_that_is_down_is_still_waited_for(caplog):
+    """Only libpq's refusal of a value stops the worker; a refused connection is retried."""
+    from edge_agent.backbone.ingest import Worker
+    from edge_agent.backbone.settings import IngestSettings
+
+    worker = Worker(IngestSettings(broker="mqtt://127.0.0.1:1", db="postgresql://127.0.0.1:1/x"))
+    worker._db_wait = lambda exc: worker.stopping.set()  # one attempt, then stop
+    assert worker._open_db() is False
+
+
 @settings(max_examples=300, deadline=None)
 @given(db=st.text(max_size=60) | st.builds(lambda s: "postgresql://" + s, st.text(max_size=40)))
 def test_any_database_url_is_taken_or_refused_with_a_config_error(db):

@@ -48,6 +48,7 @@ from edge_agent.backbone import schema
 from edge_agent.backbone.messages import DeadLetter, Message, Record, classify
 from edge_agent.backbone.settings import IngestSettings
 from edge_agent.backbone.writer import Counts, Writer
+from edge_agent.errors import ConfigError
 from edge_agent.node.mqtt import client_for_url, connect, explain
 from edge_agent.node.uplink import Backoff
 
@@ -56,6 +57,7 @@ log = logging.getLogger("edge_agent.backbone")
 # What a database that went away raises (a restart, a lost network, a deadlock's victim):
 # nothing of the group was committed, and the same group is written again.
 DB_DOWN = (psycopg.OperationalError, psycopg.InterfaceError)
+_BAD_OPTION = "connection is bad: invalid "  # libpq's words for an option's value it will not take
 PARTITION_EVERY = 6 * 3600.0  # s between ensure_sample_partitions() calls
 STATEMENT_TIMEOUT_MS = 30_000
 _PAHO_LOG = logging.getLogger("edge_agent.backbone.paho")
@@ -110,18 +112,28 @@ class Worker:
         cancelled by the server, and TCP keepalives (and a user timeout on unacknowledged
         data) find a database host that went away without a word in about 20 s; either is an
         OperationalError, and the group is written again on a new connection."""
-        return psycopg.connect(
-            self.settings.db,
-            autocommit=True,
-            connect_timeout=10,
-            application_name=self.settings.client_id,
-            options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=3,
-            keepalives_count=3,
-            tcp_user_timeout=20_000,
-        )
+        try:
+            return psycopg.connect(
+                self.settings.db,
+                autocommit=True,
+                connect_timeout=10,
+                application_name=self.settings.client_id,
+                options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                keepalives=1,
+                keepalives_idle=10,
+                keepalives_interval=3,
+                keepalives_count=3,
+                tcp_user_timeout=20_000,
+            )
+        except psycopg.OperationalError as exc:
+            # libpq refuses an option's value (sslmode=foo, port 99999) before it connects:
+            # no retry mends that; the value is libpq's quote of the option, never the password
+            reason = str(exc).strip()
+            if reason.startswith(_BAD_OPTION):
+                raise ConfigError(
+                    f"command line: --db: libpq does not take it: {reason.removeprefix('connection is bad: ')}"
+                ) from None
+            raise
 
     def _open_db(self) -> bool:
         """Connect (with backoff until it works or we stop), check or migrate the schema and
